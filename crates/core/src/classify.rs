@@ -248,3 +248,7 @@ pub const fn banner_for(reason: Reason) -> Option<BannerCode> {
         | Reason::Disabled => None,
     }
 }
+
+#[cfg(test)]
+#[path = "classify_tests.rs"]
+mod tests;

@@ -13,8 +13,7 @@ macro_rules! closed_enum {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($(#[$vmeta])* $variant,)+ }
+        pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+ }
 
         impl $name {
             /// Every value, in declaration order.
@@ -292,5 +291,49 @@ impl Default for Thresholds {
             red_after_consecutive_failures: 3,
             stall_after: time::Duration::hours(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde, `as_str` and `parse` agree on every public spelling.
+    fn check_spellings<T>(
+        all: &[T],
+        as_str: impl Fn(&T) -> &'static str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        for value in all {
+            let text = as_str(value);
+            let json = serde_json::to_string(value).expect("serialize");
+            assert_eq!(json, format!("\"{text}\""));
+            let back: T = serde_json::from_str(&json).expect("deserialize");
+            assert_eq!(&back, value);
+            assert_eq!(parse(text).as_ref(), Some(value));
+        }
+    }
+
+    #[test]
+    fn public_spellings_agree() {
+        check_spellings(Provider::ALL, |v| v.as_str(), Provider::parse);
+        check_spellings(ConnectionMode::ALL, |v| v.as_str(), ConnectionMode::parse);
+        check_spellings(
+            MemberConnection::ALL,
+            |v| v.as_str(),
+            MemberConnection::parse,
+        );
+        check_spellings(Channel::ALL, |v| v.as_str(), Channel::parse);
+        check_spellings(Icon::ALL, |v| v.as_str(), Icon::parse);
+        check_spellings(Outcome::ALL, |v| v.as_str(), Outcome::parse);
+        check_spellings(Color::ALL, |v| v.as_str(), Color::parse);
+        check_spellings(Reason::ALL, |v| v.as_str(), Reason::parse);
+        check_spellings(BannerCode::ALL, |v| v.as_str(), BannerCode::parse);
+        assert_eq!(Provider::Microsoft365.as_str(), "microsoft_365");
+        assert_eq!(Reason::ALL.len(), 17);
+        assert_eq!(Outcome::ALL.len(), 9);
+        assert_eq!(BannerCode::ALL.len(), 9);
     }
 }

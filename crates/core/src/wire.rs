@@ -305,3 +305,165 @@ pub fn classify_json(input: &str) -> Result<String, InputError> {
         detail: error.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each bad input names its field; good input follows STATUS_MODEL.md's example.
+
+    use super::*;
+
+    const EXAMPLE: &str = r#"{
+      "now": "2026-11-28T12:00:00Z",
+      "thresholds": {"red_after_consecutive_failures": 3, "stall_after_seconds": 3600},
+      "company": {"id": "acme", "provider": "google_workspace", "connection_mode": "company_wide",
+                  "permission_given": true, "email_authorized": true, "calendar_authorized": true,
+                  "import_email": true, "import_calendar": true, "import_non_recorded_meetings": false},
+      "members": [
+        {"id": "m1", "email": "ana@acme.test", "has_recording_seat": true, "recording_enabled": true,
+         "email_import": true, "calendar_import": true, "import_non_recorded_meetings": false,
+         "connection": "connected",
+         "attempts": [{"channel": "email", "at": "2026-11-28T11:55:00Z", "outcome": "success"}]}
+      ]
+    }"#;
+
+    /// Replaces `from` by `to` in the example and expects an error on `field`.
+    #[track_caller]
+    fn check_error(from: &str, to: &str, field: &str, detail_contains: &str) {
+        assert!(EXAMPLE.contains(from), "{from} not in example");
+        let input = EXAMPLE.replacen(from, to, 1);
+        let error = parse_request(&input).expect_err("must fail");
+        assert_eq!(error.field, field, "{error}");
+        assert!(
+            error.detail.contains(detail_contains),
+            "{error} should contain {detail_contains}"
+        );
+        assert!(!error.to_string().contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn the_example_classifies_as_documented() {
+        let response = classify_request(&parse_request(EXAMPLE).expect("valid"));
+        let member = &response.members[0];
+        assert_eq!(
+            (
+                member.capture.reason,
+                member.email.reason,
+                member.calendar.reason
+            ),
+            (
+                Reason::Importing,
+                Reason::Importing,
+                Reason::AwaitingFirstImport
+            )
+        );
+        assert_eq!(member.email.color, Color::Green);
+        assert_eq!(member.calendar.color, Color::Gray);
+        assert!(response.banners.is_empty());
+        assert!(member.email.message.contains("Google Workspace"));
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        check_error(
+            r#""outcome": "success""#,
+            r#""outcome": "sucess""#,
+            "members[0].attempts[0].outcome",
+            "unknown variant",
+        );
+        check_error(
+            r#""channel": "email""#,
+            r#""channel": "capture""#,
+            "members[0].attempts[0].channel",
+            "unknown variant",
+        );
+        check_error(
+            r#""provider": "google_workspace""#,
+            r#""provider": "gmail""#,
+            "company.provider",
+            "unknown variant",
+        );
+        check_error(
+            r#""connection_mode": "company_wide""#,
+            r#""connection_mode": 3"#,
+            "company.connection_mode",
+            "expected value",
+        );
+        check_error(
+            r#""at": "2026-11-28T11:55:00Z""#,
+            r#""at": "yesterday""#,
+            "members[0].attempts[0].at",
+            "bad timestamp",
+        );
+        check_error(
+            r#""now": "2026-11-28T12:00:00Z""#,
+            r#""now": "2026-11-28 12:00""#,
+            "now",
+            "bad timestamp",
+        );
+        check_error(
+            r#""has_recording_seat": true, "#,
+            "",
+            "members[0]",
+            "has_recording_seat",
+        );
+        check_error(r#""import_email": true, "#, "", "company", "import_email");
+        check_error(
+            r#""red_after_consecutive_failures": 3"#,
+            r#""red_after_consecutive_failures": -1"#,
+            "thresholds.red_after_consecutive_failures",
+            "at least 1",
+        );
+        check_error(
+            r#""stall_after_seconds": 3600"#,
+            r#""stall_after_seconds": 0"#,
+            "thresholds.stall_after_seconds",
+            "at least 1",
+        );
+        check_error(
+            r#""red_after_consecutive_failures": 3"#,
+            r#""red_after_consecutive_failures": 99999999999"#,
+            "thresholds.red_after_consecutive_failures",
+            "at most",
+        );
+    }
+
+    #[test]
+    fn user_by_user_requires_the_connection() {
+        let input = EXAMPLE
+            .replace(
+                r#""connection_mode": "company_wide""#,
+                r#""connection_mode": "user_by_user""#,
+            )
+            .replace(r#""connection": "connected","#, "");
+        let error = parse_request(&input).expect_err("must fail");
+        assert_eq!(error.field, "members[0].connection");
+        // Company-wide may omit it.
+        let input = EXAMPLE.replace(r#""connection": "connected","#, "");
+        assert!(parse_request(&input).is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_and_trailing_data_are_errors() {
+        for input in ["", "{", "[]", "null", "{\"now\": }"] {
+            assert!(parse_request(input).is_err(), "{input:?}");
+        }
+        let error = parse_request(&format!("{EXAMPLE} {{}}")).expect_err("trailing data");
+        assert_eq!(error.field, "input");
+    }
+
+    #[test]
+    fn thresholds_are_optional() {
+        let input = EXAMPLE.replace(
+            r#""thresholds": {"red_after_consecutive_failures": 3, "stall_after_seconds": 3600},"#,
+            "",
+        );
+        let request = parse_request(&input).expect("valid");
+        assert_eq!(request.thresholds, Thresholds::default());
+        let input = EXAMPLE.replace(
+            r#""stall_after_seconds": 3600"#,
+            r#""stall_after_seconds": 60"#,
+        );
+        let request = parse_request(&input).expect("valid");
+        assert_eq!(request.thresholds.stall_after, time::Duration::minutes(1));
+    }
+}

@@ -1,0 +1,70 @@
+//! Cheap conventions that reviewers would otherwise have to check by eye: every Rust file
+//! in the workspace opens with a `//!` paragraph saying why it exists, and no stub
+//! (`todo!`, `unimplemented!`) is left on a path.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("");
+            if name != "target" && !name.starts_with('.') {
+                rust_files(&path, found);
+            }
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+fn workspace_rust_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut found = Vec::new();
+    for dir in ["crates", "tests", "fuzz"] {
+        rust_files(&root.join(dir), &mut found);
+    }
+    assert!(found.len() > 5, "found the workspace's sources");
+    found
+}
+
+#[test]
+fn every_module_says_why_it_exists() {
+    let missing: Vec<String> = workspace_rust_files()
+        .into_iter()
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let first = text
+                .lines()
+                .find(|line| !line.trim().is_empty() && !line.starts_with("#!["))
+                .unwrap_or("");
+            !first.starts_with("//!")
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a leading //! paragraph: {missing:?}"
+    );
+}
+
+#[test]
+fn no_stubs_are_left() {
+    let stubs = ["todo!(", "unimplemented!("];
+    let offenders: Vec<String> = workspace_rust_files()
+        .into_iter()
+        .filter(|path| !path.ends_with("tidy.rs"))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            stubs.iter().any(|stub| text.contains(stub))
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "stubs in: {offenders:?}");
+}
