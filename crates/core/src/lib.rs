@@ -6,11 +6,13 @@
 
 pub mod catalogue;
 pub mod classify;
+pub mod items;
 pub mod model;
 pub mod wire;
 
 pub use catalogue::{Text, banner_text, reason_text};
 pub use classify::{Banner, BannerTally, MemberStatus, banner_for, banners, classify_member};
+pub use items::{CalendarItem, EmailItem};
 pub use model::{
     AttemptSummary, BannerCode, Channel, Color, CompanySettings, ConnectionMode, Icon,
     MemberConnection, MemberSettings, Outcome, Provider, Reason, Thresholds,

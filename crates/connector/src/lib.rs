@@ -1,0 +1,14 @@
+//! datacap-connector: the small interface crate between the worker and the providers.
+//!
+//! Like ripgrep's matcher crate, it holds the trait ([`Connector`]), the job and attempt
+//! types and the HTTP plumbing that the Google and Microsoft connectors share, so that the
+//! worker knows nothing about either provider and neither provider knows the worker.
+
+pub mod http;
+pub mod job;
+
+pub use http::{HttpLimits, build_client, read_body, request_id, retry_after, transport_failure};
+pub use job::{
+    Attempt, Connector, Failure, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
+    RotatedToken, ServiceAccountKey,
+};
