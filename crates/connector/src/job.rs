@@ -22,6 +22,9 @@ pub struct ServiceAccountKey {
     pub private_key_pem: SecretString,
     /// `private_key_id`: the JWT header's `kid`.
     pub private_key_id: Option<String>,
+    /// The Workspace admin that Directory calls act as (`sub`); company configuration from
+    /// the tenants file, not part of the key file. `None` skips the Directory check.
+    pub directory_admin: Option<String>,
 }
 
 impl std::fmt::Debug for ServiceAccountKey {
@@ -29,6 +32,8 @@ impl std::fmt::Debug for ServiceAccountKey {
         f.debug_struct("ServiceAccountKey")
             .field("client_email", &self.client_email)
             .field("private_key_pem", &"[redacted]")
+            .field("private_key_id", &self.private_key_id)
+            .field("directory_admin", &self.directory_admin)
             .finish()
     }
 }
