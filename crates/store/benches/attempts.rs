@@ -1,0 +1,151 @@
+//! Attempts written per second: each a full atomic attempt write (attempt row, two email
+//! items, sync-state update, the member's status recomputation and history, the company's
+//! banners), on SQLite and PostgreSQL, one attempt per transaction and 100 per transaction.
+//!
+//! Not a test: run with `cargo bench -p datacap-store --bench attempts`. PostgreSQL comes
+//! from `DATACAP_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! a throwaway database is created and dropped.
+
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use datacap_core::{Channel, EmailItem, Outcome};
+use datacap_store::{AttemptRecord, Store, StoreOptions, WriteOptions, parse_tenants};
+use sqlx::Connection;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+const MEMBERS: usize = 200;
+const ATTEMPTS: usize = 2_000;
+const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
+
+fn tenants() -> String {
+    let mut text = String::from(
+        "[[companies]]\nid = \"bench\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\nsettings = { permission_given = true, email_authorized = true, calendar_authorized = true }\n",
+    );
+    for i in 0..MEMBERS {
+        text.push_str(&format!(
+            "[[companies.members]]\nid = \"m{i}\"\nemail = \"m{i}@bench.test\"\n"
+        ));
+    }
+    text
+}
+
+fn attempt(i: usize) -> AttemptRecord {
+    let at = NOW + Duration::milliseconds(i as i64);
+    // Mostly successes with a run of transient failures now and then, so statuses and
+    // history really change.
+    let outcome = if i % 17 < 3 {
+        Outcome::ProviderError
+    } else {
+        Outcome::Success
+    };
+    AttemptRecord {
+        attempt_id: Uuid::now_v7(),
+        member_id: format!("m{}", i % MEMBERS),
+        channel: if i.is_multiple_of(2) {
+            Channel::Email
+        } else {
+            Channel::Calendar
+        },
+        started_at: at,
+        finished_at: at,
+        outcome,
+        http_status: Some(200),
+        provider_error_code: None,
+        provider_error_message: None,
+        provider_request_id: Some(format!("req-{i}")),
+        email_items: if i.is_multiple_of(2) {
+            (0..2)
+                .map(|n| EmailItem {
+                    provider_id: format!("msg-{i}-{n}"),
+                    subject: Some("status".to_owned()),
+                    participants: vec!["a@bench.test".to_owned()],
+                    sent_at: Some(at),
+                    ..EmailItem::default()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        calendar_items: Vec::new(),
+        next_cursor: Some(format!("cursor-{i}")),
+        next_due_at: at + Duration::minutes(5),
+        lease_owner: None,
+    }
+}
+
+async fn run(label: &str, url: &str) {
+    for batch in [1usize, 100] {
+        let store = Store::connect(url, StoreOptions::default())
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+            .apply_tenants(&parse_tenants(&tenants()).expect("tenants"), NOW)
+            .await
+            .expect("apply");
+        let attempts: Vec<_> = (0..ATTEMPTS).map(attempt).collect();
+        let now = NOW + Duration::seconds(10);
+        let started = Instant::now();
+        for chunk in attempts.chunks(batch) {
+            store
+                .record_attempts(chunk, now, &WriteOptions::default())
+                .await
+                .expect("record");
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{label:<10} batch {batch:>3}: {ATTEMPTS} attempts in {seconds:.2} s = {:.0} attempts/s",
+            ATTEMPTS as f64 / seconds
+        );
+        store.close().await;
+        reset(label, url).await;
+    }
+}
+
+/// Empties the database between runs so each starts from the same state.
+async fn reset(label: &str, url: &str) {
+    if label == "sqlite" {
+        let path = url.trim_start_matches("sqlite://");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            .execute(&mut connection)
+            .await
+            .expect("reset schema");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.sqlite").display());
+    run("sqlite", &sqlite).await;
+
+    let admin = std::env::var("DATACAP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!("datacap_bench_{}", Uuid::new_v4().simple());
+    let mut connection = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("postgresql at DATACAP_TEST_POSTGRES_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut connection)
+        .await
+        .expect("create bench database");
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    run("postgresql", &format!("{base}/{name}")).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut connection)
+    .await
+    .expect("drop bench database");
+}

@@ -1,0 +1,244 @@
+//! datacap's store: everything the daemon keeps, behind one interface in domain terms.
+//!
+//! SQLite is the embedded default (a file path or `sqlite:` URL); a `postgres://` URL
+//! switches to PostgreSQL for several replicas sharing one database (atuin-style: the URL
+//! scheme picks the backend). Both run the same SQL and their own migrations folder
+//! (`migrations/sqlite`, `migrations/postgres`), and one conformance suite tests both.
+//!
+//! The store never reads files, env or the clock: URLs, keys and `now` come in as
+//! arguments from the binary and the worker.
+
+mod crypto;
+mod dbtime;
+mod error;
+mod model;
+mod postgres;
+mod sqlite;
+mod tenants;
+
+use datacap_core::MemberConnection;
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+pub use crypto::{CryptoError, EncryptionKey, Sealed};
+pub use datacap_core::{CalendarItem, EmailItem};
+pub use error::StoreError;
+pub use model::{
+    ApplySummary, AttemptRecord, BannerReport, CompanyReport, FailPoint, IconReport, Job,
+    MemberGrant, MemberReport, RecordResult, StatusReport, StoreOptions, WriteOptions,
+};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use tenants::{TenantCompany, TenantMember, Tenants, TenantsError, parse_tenants};
+
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl BackendKind {
+    /// `postgres://` and `postgresql://` are PostgreSQL; `sqlite:` URLs and plain file
+    /// paths are SQLite; any other scheme is an error (naming only the scheme, since a
+    /// URL may carry a password).
+    pub fn of_url(url: &str) -> Result<BackendKind, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(BackendKind::Postgres);
+        }
+        if url.starts_with("sqlite:") {
+            return Ok(BackendKind::Sqlite);
+        }
+        match url.split_once("://") {
+            Some((scheme, _)) => Err(StoreError::UnsupportedUrl {
+                scheme: scheme.to_owned(),
+            }),
+            None if url.trim().is_empty() => Err(StoreError::UnsupportedUrl {
+                scheme: String::new(),
+            }),
+            None => Ok(BackendKind::Sqlite),
+        }
+    }
+}
+
+/// The store: one of the two backends, chosen by URL.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to the database `url` names (see [`BackendKind::of_url`]).
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        Ok(match BackendKind::of_url(url)? {
+            BackendKind::Sqlite => Store::Sqlite(SqliteStore::connect(url, options).await?),
+            BackendKind::Postgres => Store::Postgres(PostgresStore::connect(url, options).await?),
+        })
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Store::Sqlite(_) => BackendKind::Sqlite,
+            Store::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Applies the backend's pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self.migrate())
+    }
+
+    /// Upserts a validated tenants file in one transaction (see [`parse_tenants`]).
+    pub async fn apply_tenants(
+        &self,
+        tenants: &Tenants,
+        now: OffsetDateTime,
+    ) -> Result<ApplySummary, StoreError> {
+        dispatch!(self.apply_tenants(tenants, now))
+    }
+
+    /// Writes one attempt atomically with its items, sync state, the member's status and
+    /// history, and the company's banners.
+    pub async fn record_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        now: OffsetDateTime,
+        options: &WriteOptions,
+    ) -> Result<RecordResult, StoreError> {
+        let mut results = self
+            .record_attempts(std::slice::from_ref(attempt), now, options)
+            .await?;
+        Ok(results.remove(0))
+    }
+
+    /// Writes many attempts in one transaction; each touched member and company is
+    /// recomputed once.
+    pub async fn record_attempts(
+        &self,
+        attempts: &[AttemptRecord],
+        now: OffsetDateTime,
+        options: &WriteOptions,
+    ) -> Result<Vec<RecordResult>, StoreError> {
+        dispatch!(self.record_attempts(attempts, now, options))
+    }
+
+    /// Recomputes a company's member statuses and banners as of `now` (stall detection).
+    pub async fn recompute_company(
+        &self,
+        company_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.recompute_company(company_id, now))
+    }
+
+    /// Leases up to `limit` due jobs to `owner` for `lease`.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self.claim_due(owner, now, lease, limit))
+    }
+
+    /// Extends `owner`'s lease on `job` until `until`; false when the lease was lost.
+    pub async fn heartbeat(
+        &self,
+        job: &Job,
+        owner: &str,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.heartbeat(job, owner, until))
+    }
+
+    /// Releases `owner`'s lease on `job`, optionally moving its due time.
+    pub async fn release(
+        &self,
+        job: &Job,
+        owner: &str,
+        next_due_at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.release(job, owner, next_due_at))
+    }
+
+    /// Deletes attempts finished before `older_than` (keeping each channel's latest).
+    pub async fn prune_attempts(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self.prune_attempts(older_than))
+    }
+
+    /// The status report of DESIGN.md, for every active company or one.
+    pub async fn status(&self, company_id: Option<&str>) -> Result<StatusReport, StoreError> {
+        dispatch!(self.status(company_id))
+    }
+
+    /// Stores a member's own grant with its refresh token sealed by `key`.
+    pub async fn put_member_grant(
+        &self,
+        member_id: &str,
+        state: MemberConnection,
+        scopes: &[String],
+        refresh_token: Option<&SecretString>,
+        key: &EncryptionKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.put_member_grant(member_id, state, scopes, refresh_token, key, now))
+    }
+
+    /// A member's own grant with its refresh token opened.
+    pub async fn member_grant(
+        &self,
+        member_id: &str,
+        key: Option<&EncryptionKey>,
+    ) -> Result<Option<MemberGrant>, StoreError> {
+        dispatch!(self.member_grant(member_id, key))
+    }
+
+    /// Checks at start-up that `key` is the key this database was set up with.
+    pub async fn verify_key(
+        &self,
+        key: &EncryptionKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.verify_key(key, now))
+    }
+
+    /// Closes the connection pools.
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_scheme_picks_the_backend() {
+        let kind = |url: &str| BackendKind::of_url(url).ok();
+        assert_eq!(kind("postgres://u@h/db"), Some(BackendKind::Postgres));
+        assert_eq!(kind("postgresql://h/db"), Some(BackendKind::Postgres));
+        assert_eq!(kind("sqlite://datacap.sqlite"), Some(BackendKind::Sqlite));
+        assert_eq!(
+            kind("/var/lib/datacap/db.sqlite"),
+            Some(BackendKind::Sqlite)
+        );
+        let error = BackendKind::of_url("mysql://root:hunter2@h/db").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"));
+        assert!(error.to_string().contains("\"mysql\""));
+    }
+}

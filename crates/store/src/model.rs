@@ -1,0 +1,178 @@
+//! The store's own vocabulary in domain terms: what the worker hands in (an attempt with
+//! its items and the next cursor), what it gets out (claimed jobs), and what readers get
+//! (the status report of DESIGN.md).
+//!
+//! Nothing here is SQL: the backends translate these to rows, so callers never see sqlx.
+
+use datacap_core::{
+    BannerCode, CalendarItem, Channel, Color, ConnectionMode, EmailItem, MemberConnection,
+    Provider, Reason, Thresholds,
+};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// How the store behaves, independent of where the database is.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Connection pool size (PostgreSQL; SQLite's read pool). SQLite always writes through
+    /// one connection.
+    pub max_connections: u32,
+    /// The classifier thresholds used when statuses are recomputed.
+    pub thresholds: Thresholds,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// One finished import attempt, as a connector reported it, with what it imported and
+/// where the next poll starts.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub attempt_id: Uuid,
+    pub member_id: String,
+    pub channel: Channel,
+    pub started_at: OffsetDateTime,
+    pub finished_at: OffsetDateTime,
+    pub outcome: datacap_core::Outcome,
+    pub http_status: Option<u16>,
+    pub provider_error_code: Option<String>,
+    pub provider_error_message: Option<String>,
+    pub provider_request_id: Option<String>,
+    /// Email item metadata imported by this attempt (only for the email channel).
+    pub email_items: Vec<EmailItem>,
+    /// Calendar item metadata imported by this attempt (only for the calendar channel).
+    pub calendar_items: Vec<CalendarItem>,
+    /// The provider cursor to resume from; `None` keeps the saved one.
+    pub next_cursor: Option<String>,
+    /// When the (member, channel) is next due.
+    pub next_due_at: OffsetDateTime,
+    /// The lease holder writing this attempt; its lease is released with the write. The
+    /// sync state (cursor, due time, failure count) is only updated while the lease is
+    /// this owner's, free, or expired.
+    pub lease_owner: Option<String>,
+}
+
+/// Options of one atomic write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    /// Tests only: fail the write at this point, after the earlier steps ran inside the
+    /// transaction, to prove that nothing of it is kept.
+    pub fail_at: Option<FailPoint>,
+}
+
+/// The steps of an attempt write, in order, where a test can inject a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailPoint {
+    AfterAttemptRow,
+    AfterItems,
+    AfterSyncState,
+    AfterMemberStatus,
+    AfterBanners,
+}
+
+/// What one attempt write changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordResult {
+    pub attempt_id: Uuid,
+    /// False when another owner holds a live lease on the (member, channel): the attempt
+    /// and the status are written, the cursor and due time are left to the holder.
+    pub sync_state_updated: bool,
+}
+
+/// A (member, channel) claimed for polling, with what the connector needs to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub company_id: String,
+    pub member_id: String,
+    /// The member's address (the mailbox and calendar to read).
+    pub member_email: String,
+    pub channel: Channel,
+    pub provider: Provider,
+    pub connection_mode: ConnectionMode,
+    pub cursor: Option<String>,
+    pub consecutive_transient_failures: u32,
+    pub lease_owner: String,
+    pub lease_expires_at: OffsetDateTime,
+}
+
+/// A member's own grant, decrypted.
+#[derive(Debug)]
+pub struct MemberGrant {
+    pub state: MemberConnection,
+    pub scopes: Vec<String>,
+    pub refresh_token: Option<secrecy::SecretString>,
+}
+
+/// What `apply` changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplySummary {
+    pub companies: usize,
+    pub members: usize,
+    pub members_deactivated: usize,
+    pub companies_deactivated: usize,
+}
+
+/// The Team members page as data: DESIGN.md's `datacap status` JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    pub companies: Vec<CompanyReport>,
+}
+
+/// One company in the status report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CompanyReport {
+    pub id: String,
+    pub name: String,
+    pub provider: Provider,
+    pub connection_mode: ConnectionMode,
+    pub banners: Vec<BannerReport>,
+    pub members: Vec<MemberReport>,
+}
+
+/// One banner: STATUS_MODEL.md's fields plus when it appeared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BannerReport {
+    pub code: BannerCode,
+    pub color: Color,
+    pub count: u32,
+    pub provider: Provider,
+    pub message: String,
+    pub resolution: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
+/// One active member with its three icons.
+///
+/// DESIGN.md lists both the member's address and the email icon under `"email"`; a JSON
+/// object cannot hold both, so the icon keeps `email` (as in `datacap classify`) and the
+/// address is `email_address`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberReport {
+    pub id: String,
+    pub email_address: String,
+    pub capture: IconReport,
+    pub email: IconReport,
+    pub calendar: IconReport,
+}
+
+/// One icon as stored in `member_status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IconReport {
+    pub color: Color,
+    pub reason: Reason,
+    pub message: String,
+    pub resolution: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    pub last_attempt_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub evaluated_at: OffsetDateTime,
+}

@@ -1,0 +1,1081 @@
+// The store's queries, written once in the SQL both SQLite and PostgreSQL accept
+// (`$N` placeholders, `ON CONFLICT … DO UPDATE`, window functions) and compiled twice:
+// `sqlite.rs` and `postgres.rs` each `include!` this file after defining `Db` (the sqlx
+// database), `Backend` (their store type, with `begin_write`, `reader` and `options`) and
+// `POSTGRES`. Each backend so gets concrete, non-generic sqlx code (no higher-ranked
+// executor bounds), and the two cannot drift apart. The few places where the dialects
+// differ branch on `POSTGRES`.
+
+use std::collections::{HashMap, HashSet};
+
+use datacap_core::{
+    AttemptSummary, BannerCode, BannerTally, Channel, Color, CompanySettings, ConnectionMode,
+    Icon, MemberConnection, MemberSettings, MemberStatus, Outcome, Provider, Reason,
+    banner_text, classify_member, reason_text,
+};
+use secrecy::SecretString;
+use sqlx::{Row, Transaction};
+use time::OffsetDateTime;
+
+use crate::crypto::{CryptoError, EncryptionKey, Sealed};
+use crate::dbtime::DbTime;
+use crate::error::{StoreError, corrupt};
+use crate::model::{
+    ApplySummary, AttemptRecord, BannerReport, CompanyReport, FailPoint, IconReport, Job,
+    MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
+};
+use crate::tenants::Tenants;
+
+type Tx = Transaction<'static, Db>;
+
+/// The (company id, member id) a key-check canary is sealed for; tenant ids are never
+/// empty, so no member row can share it.
+const CANARY_ROW: (&str, &str) = ("", "encryption-key-canary");
+const CANARY_TEXT: &str = "datacap encryption key check";
+
+/// What the classifier needs to know of a member and its company.
+struct MemberContext {
+    member_id: String,
+    company_id: String,
+    company: CompanySettings,
+    member: MemberSettings,
+}
+
+macro_rules! member_context_select {
+    () => {
+        "SELECT m.id, m.company_id, m.has_recording_seat, m.recording_enabled, m.email_import, \
+         m.calendar_import, m.import_non_recorded_meetings, c.provider, c.connection_mode, \
+         c.permission_given, c.email_authorized, c.calendar_authorized, c.import_email, \
+         c.import_calendar, c.import_non_recorded_meetings, g.state \
+         FROM members m JOIN companies c ON c.id = m.company_id \
+         LEFT JOIN member_grants g ON g.member_id = m.id"
+    };
+}
+
+macro_rules! claim_select {
+    () => {
+        "SELECT s.member_id, s.channel, s.cursor, s.consecutive_transient_failures, \
+         m.company_id, c.provider, c.connection_mode, m.email \
+         FROM sync_state s JOIN members m ON m.id = s.member_id \
+         JOIN companies c ON c.id = m.company_id \
+         WHERE m.active AND c.active AND c.provider <> 'none' AND s.next_due_at <= $1 \
+         AND (s.lease_owner IS NULL OR s.lease_expires_at IS NULL OR s.lease_expires_at <= $1) \
+         ORDER BY s.next_due_at, s.member_id, s.channel LIMIT $2"
+    };
+}
+
+fn member_context(row: &<Db as sqlx::Database>::Row) -> Result<MemberContext, StoreError> {
+    let provider: String = row.try_get(7)?;
+    let mode: String = row.try_get(8)?;
+    let state: Option<String> = row.try_get(15)?;
+    let connection = match state {
+        Some(state) => Some(
+            MemberConnection::parse(&state)
+                .ok_or_else(|| corrupt("member_grants", "state", &state))?,
+        ),
+        None => None,
+    };
+    Ok(MemberContext {
+        member_id: row.try_get(0)?,
+        company_id: row.try_get(1)?,
+        member: MemberSettings {
+            has_recording_seat: row.try_get(2)?,
+            recording_enabled: row.try_get(3)?,
+            email_import: row.try_get(4)?,
+            calendar_import: row.try_get(5)?,
+            import_non_recorded_meetings: row.try_get(6)?,
+            connection,
+        },
+        company: CompanySettings {
+            provider: parse_provider(&provider)?,
+            connection_mode: ConnectionMode::parse(&mode)
+                .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
+            permission_given: row.try_get(9)?,
+            email_authorized: row.try_get(10)?,
+            calendar_authorized: row.try_get(11)?,
+            import_email: row.try_get(12)?,
+            import_calendar: row.try_get(13)?,
+            import_non_recorded_meetings: row.try_get(14)?,
+        },
+    })
+}
+
+fn parse_provider(text: &str) -> Result<Provider, StoreError> {
+    Provider::parse(text).ok_or_else(|| corrupt("companies", "provider", text))
+}
+
+fn parse_channel(text: &str) -> Result<Channel, StoreError> {
+    Channel::parse(text).ok_or_else(|| corrupt("sync_state", "channel", text))
+}
+
+fn parse_reason(table: &'static str, text: &str) -> Result<Reason, StoreError> {
+    Reason::parse(text).ok_or_else(|| corrupt(table, "reason", text))
+}
+
+fn fail_point(options: &WriteOptions, point: FailPoint) -> Result<(), StoreError> {
+    if options.fail_at == Some(point) {
+        return Err(StoreError::InjectedFailure(point));
+    }
+    Ok(())
+}
+
+fn json_list(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn to_u32(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
+}
+
+impl Backend {
+    /// Applies every migration of this backend's folder.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(self.writer()).await?;
+        Ok(())
+    }
+
+    /// Upserts the companies and members of a validated tenants file, deactivates the
+    /// members (and companies) it no longer lists, and recomputes the statuses and banners
+    /// of every listed company: all in one transaction.
+    pub async fn apply_tenants(
+        &self,
+        tenants: &Tenants,
+        now: OffsetDateTime,
+    ) -> Result<ApplySummary, StoreError> {
+        let at = DbTime::new(now);
+        let mut tx = self.begin_write().await?;
+        let existing_members: Vec<(String, String, bool)> =
+            sqlx::query_as("SELECT id, company_id, active FROM members")
+                .fetch_all(&mut *tx)
+                .await?;
+        let owners: HashMap<&str, &str> = existing_members
+            .iter()
+            .map(|(id, company, _)| (id.as_str(), company.as_str()))
+            .collect();
+        let existing_companies: Vec<(String, bool)> =
+            sqlx::query_as("SELECT id, active FROM companies")
+                .fetch_all(&mut *tx)
+                .await?;
+
+        let mut summary = ApplySummary::default();
+        let mut declared_members = HashSet::new();
+        for company in &tenants.companies {
+            let settings = &company.settings;
+            let credentials =
+                serde_json::to_string(&company.credentials).unwrap_or_else(|_| "{}".to_owned());
+            sqlx::query(
+                "INSERT INTO companies (id, name, provider, connection_mode, permission_given, \
+                 email_authorized, calendar_authorized, import_email, import_calendar, \
+                 import_non_recorded_meetings, credential_refs, active, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, $12) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+                 provider = excluded.provider, connection_mode = excluded.connection_mode, \
+                 permission_given = excluded.permission_given, \
+                 email_authorized = excluded.email_authorized, \
+                 calendar_authorized = excluded.calendar_authorized, \
+                 import_email = excluded.import_email, import_calendar = excluded.import_calendar, \
+                 import_non_recorded_meetings = excluded.import_non_recorded_meetings, \
+                 credential_refs = excluded.credential_refs, active = TRUE, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&company.id)
+            .bind(&company.name)
+            .bind(settings.provider.as_str())
+            .bind(settings.connection_mode.as_str())
+            .bind(settings.permission_given)
+            .bind(settings.email_authorized)
+            .bind(settings.calendar_authorized)
+            .bind(settings.import_email)
+            .bind(settings.import_calendar)
+            .bind(settings.import_non_recorded_meetings)
+            .bind(credentials)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            summary.companies += 1;
+
+            for member in &company.members {
+                if let Some(existing) = owners.get(member.id.as_str())
+                    && *existing != company.id
+                {
+                    return Err(StoreError::MemberInOtherCompany {
+                        member_id: member.id.clone(),
+                        existing: (*existing).to_owned(),
+                        requested: company.id.clone(),
+                    });
+                }
+                declared_members.insert(member.id.as_str());
+                let settings = &member.settings;
+                sqlx::query(
+                    "INSERT INTO members (id, company_id, email, has_recording_seat, \
+                     recording_enabled, email_import, calendar_import, \
+                     import_non_recorded_meetings, active, created_at, updated_at, \
+                     deactivated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
+                     ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
+                     has_recording_seat = excluded.has_recording_seat, \
+                     recording_enabled = excluded.recording_enabled, \
+                     email_import = excluded.email_import, \
+                     calendar_import = excluded.calendar_import, \
+                     import_non_recorded_meetings = excluded.import_non_recorded_meetings, \
+                     active = excluded.active, updated_at = excluded.updated_at, \
+                     deactivated_at = CASE WHEN excluded.active THEN NULL \
+                     WHEN members.active THEN excluded.updated_at \
+                     ELSE members.deactivated_at END",
+                )
+                .bind(&member.id)
+                .bind(&company.id)
+                .bind(&member.email)
+                .bind(settings.has_recording_seat)
+                .bind(settings.recording_enabled)
+                .bind(settings.email_import)
+                .bind(settings.calendar_import)
+                .bind(settings.import_non_recorded_meetings)
+                .bind(member.active)
+                .bind(at)
+                .bind((!member.active).then_some(at))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO sync_state (member_id, channel, next_due_at) \
+                     VALUES ($1, 'email', $2), ($1, 'calendar', $2) \
+                     ON CONFLICT (member_id, channel) DO NOTHING",
+                )
+                .bind(&member.id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                summary.members += 1;
+            }
+        }
+
+        for (id, _, active) in &existing_members {
+            if *active && !declared_members.contains(id.as_str()) {
+                sqlx::query(
+                    "UPDATE members SET active = FALSE, deactivated_at = $2, updated_at = $2 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                summary.members_deactivated += 1;
+            }
+        }
+        let declared_companies: HashSet<&str> = tenants
+            .companies
+            .iter()
+            .map(|company| company.id.as_str())
+            .collect();
+        for (id, active) in &existing_companies {
+            if *active && !declared_companies.contains(id.as_str()) {
+                sqlx::query("UPDATE companies SET active = FALSE, updated_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM company_banners WHERE company_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                summary.companies_deactivated += 1;
+            }
+        }
+        for company in &tenants.companies {
+            self.recompute_company_in(&mut tx, &company.id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    /// Writes attempts in one transaction: each attempt row, its items (idempotent
+    /// upsert) and its sync-state update (cursor, due time, transient count, lease
+    /// release); then each touched member's recomputed status and history, then each
+    /// touched company's banners. All of it or none of it.
+    pub async fn record_attempts(
+        &self,
+        attempts: &[AttemptRecord],
+        now: OffsetDateTime,
+        options: &WriteOptions,
+    ) -> Result<Vec<RecordResult>, StoreError> {
+        let at = DbTime::new(now);
+        let mut tx = self.begin_write().await?;
+        let mut contexts: Vec<MemberContext> = Vec::new();
+        let mut context_of: HashMap<&str, usize> = HashMap::new();
+        let mut results = Vec::with_capacity(attempts.len());
+        for attempt in attempts {
+            let index = match context_of.get(attempt.member_id.as_str()) {
+                Some(index) => *index,
+                None => {
+                    let row = sqlx::query(concat!(member_context_select!(), " WHERE m.id = $1"))
+                        .bind(&attempt.member_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::UnknownMember {
+                            member_id: attempt.member_id.clone(),
+                        })?;
+                    contexts.push(member_context(&row)?);
+                    context_of.insert(attempt.member_id.as_str(), contexts.len() - 1);
+                    contexts.len() - 1
+                }
+            };
+            let context = &contexts[index];
+            let attempt_id = attempt.attempt_id.to_string();
+            let items = attempt.email_items.len() + attempt.calendar_items.len();
+            sqlx::query(
+                "INSERT INTO import_attempts (id, member_id, company_id, channel, provider, \
+                 started_at, finished_at, outcome, http_status, provider_error_code, \
+                 provider_error_message, provider_request_id, items_imported) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&attempt_id)
+            .bind(&attempt.member_id)
+            .bind(&context.company_id)
+            .bind(attempt.channel.as_str())
+            .bind(context.company.provider.as_str())
+            .bind(DbTime::new(attempt.started_at))
+            .bind(DbTime::new(attempt.finished_at))
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.http_status.map(i64::from))
+            .bind(attempt.provider_error_code.as_deref())
+            .bind(attempt.provider_error_message.as_deref())
+            .bind(attempt.provider_request_id.as_deref())
+            .bind(i64::try_from(items).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+            fail_point(options, FailPoint::AfterAttemptRow)?;
+
+            for item in &attempt.email_items {
+                sqlx::query(
+                    "INSERT INTO email_items (member_id, provider_id, thread_id, sent_at, sender, \
+                     participants, subject, attempt_id, imported_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (member_id, provider_id) DO UPDATE SET \
+                     thread_id = excluded.thread_id, sent_at = excluded.sent_at, \
+                     sender = excluded.sender, participants = excluded.participants, \
+                     subject = excluded.subject, attempt_id = excluded.attempt_id, \
+                     imported_at = excluded.imported_at",
+                )
+                .bind(&attempt.member_id)
+                .bind(&item.provider_id)
+                .bind(item.thread_id.as_deref())
+                .bind(item.sent_at.map(DbTime::new))
+                .bind(item.sender.as_deref())
+                .bind(json_list(&item.participants))
+                .bind(item.subject.as_deref())
+                .bind(&attempt_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for item in &attempt.calendar_items {
+                sqlx::query(
+                    "INSERT INTO calendar_items (member_id, provider_id, starts_at, ends_at, \
+                     organizer, participants, subject, conference_link, cancelled, attempt_id, \
+                     imported_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (member_id, provider_id) DO UPDATE SET \
+                     starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
+                     organizer = excluded.organizer, participants = excluded.participants, \
+                     subject = excluded.subject, conference_link = excluded.conference_link, \
+                     cancelled = excluded.cancelled, attempt_id = excluded.attempt_id, \
+                     imported_at = excluded.imported_at",
+                )
+                .bind(&attempt.member_id)
+                .bind(&item.provider_id)
+                .bind(item.starts_at.map(DbTime::new))
+                .bind(item.ends_at.map(DbTime::new))
+                .bind(item.organizer.as_deref())
+                .bind(json_list(&item.participants))
+                .bind(item.subject.as_deref())
+                .bind(item.conference_link.as_deref())
+                .bind(item.cancelled)
+                .bind(&attempt_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            fail_point(options, FailPoint::AfterItems)?;
+
+            let updated = sqlx::query(
+                "UPDATE sync_state SET cursor = COALESCE($3, cursor), next_due_at = $4, \
+                 consecutive_transient_failures = CASE WHEN $5 \
+                 THEN consecutive_transient_failures + 1 ELSE 0 END, \
+                 last_attempt_at = $6, lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE member_id = $1 AND channel = $2 AND (lease_owner IS NULL \
+                 OR lease_owner = $7 OR lease_expires_at IS NULL OR lease_expires_at <= $8)",
+            )
+            .bind(&attempt.member_id)
+            .bind(attempt.channel.as_str())
+            .bind(attempt.next_cursor.as_deref())
+            .bind(DbTime::new(attempt.next_due_at))
+            .bind(attempt.outcome.is_transient())
+            .bind(DbTime::new(attempt.finished_at))
+            .bind(attempt.lease_owner.as_deref())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            fail_point(options, FailPoint::AfterSyncState)?;
+            results.push(RecordResult {
+                attempt_id: attempt.attempt_id,
+                sync_state_updated: updated > 0,
+            });
+        }
+
+        let mut companies: Vec<&str> = Vec::new();
+        for context in &contexts {
+            self.recompute_member_in(&mut tx, context, now).await?;
+            if !companies.contains(&context.company_id.as_str()) {
+                companies.push(&context.company_id);
+            }
+        }
+        fail_point(options, FailPoint::AfterMemberStatus)?;
+        for company_id in companies {
+            self.write_banners_in(&mut tx, company_id, now).await?;
+        }
+        fail_point(options, FailPoint::AfterBanners)?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// Recomputes every active member's status and the banners of one company, as of
+    /// `now` (how the worker notices stalled imports).
+    pub async fn recompute_company(
+        &self,
+        company_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.recompute_company_in(&mut tx, company_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recompute_company_in(
+        &self,
+        tx: &mut Tx,
+        company_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM companies WHERE id = $1")
+            .bind(company_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::UnknownCompany {
+                company_id: company_id.to_owned(),
+            });
+        }
+        let rows = sqlx::query(concat!(
+            member_context_select!(),
+            " WHERE m.company_id = $1 AND m.active ORDER BY m.id"
+        ))
+        .bind(company_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in &rows {
+            let context = member_context(row)?;
+            self.recompute_member_in(tx, &context, now).await?;
+        }
+        self.write_banners_in(tx, company_id, now).await
+    }
+
+    /// Classifies one member over its recent attempts and writes its three icons, with a
+    /// history row for every icon whose colour or reason changed.
+    async fn recompute_member_in(
+        &self,
+        tx: &mut Tx,
+        context: &MemberContext,
+        now: OffsetDateTime,
+    ) -> Result<MemberStatus, StoreError> {
+        let thresholds = self.options().thresholds;
+        // The latest N attempts of a channel decide it exactly: either all N are transient
+        // (red) or the latest non-transient one is among them.
+        let limit = i64::from(thresholds.red_after_consecutive_failures.max(1));
+        let rows: Vec<(String, String, DbTime, String)> = sqlx::query_as(
+            "SELECT id, channel, finished_at, outcome FROM (SELECT id, channel, finished_at, \
+             outcome, ROW_NUMBER() OVER (PARTITION BY channel \
+             ORDER BY finished_at DESC, id DESC) AS recent \
+             FROM import_attempts WHERE member_id = $1) ranked \
+             WHERE recent <= $2 ORDER BY finished_at, id",
+        )
+        .bind(&context.member_id)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut attempts = Vec::with_capacity(rows.len());
+        let mut latest_email: Option<(DbTime, &str)> = None;
+        let mut latest_calendar: Option<(DbTime, &str)> = None;
+        for (id, channel, finished_at, outcome) in &rows {
+            let channel = parse_channel(channel)?;
+            let outcome = Outcome::parse(outcome)
+                .ok_or_else(|| corrupt("import_attempts", "outcome", outcome))?;
+            attempts.push(AttemptSummary {
+                channel,
+                at: finished_at.0,
+                outcome,
+            });
+            match channel {
+                Channel::Email => latest_email = Some((*finished_at, id)),
+                Channel::Calendar => latest_calendar = Some((*finished_at, id)),
+            }
+        }
+        let latest_any = match (latest_email, latest_calendar) {
+            (Some(email), Some(calendar)) => Some(if calendar.0 > email.0 {
+                calendar
+            } else {
+                email
+            }),
+            (email, calendar) => email.or(calendar),
+        };
+        let status = classify_member(
+            &context.company,
+            &context.member,
+            &attempts,
+            now,
+            &thresholds,
+        );
+
+        let previous: Vec<(String, String, String, DbTime)> =
+            sqlx::query_as("SELECT icon, color, reason, since FROM member_status WHERE member_id = $1")
+                .bind(&context.member_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        let at = DbTime::new(now);
+        let provider = context.company.provider;
+        let icons = [
+            (Icon::Capture, status.capture, latest_any.map(|(_, id)| id)),
+            (Icon::Email, status.email, latest_email.map(|(_, id)| id)),
+            (
+                Icon::Calendar,
+                status.calendar,
+                latest_calendar.map(|(_, id)| id),
+            ),
+        ];
+        let mut upsert = sqlx::query(
+            "INSERT INTO member_status (member_id, icon, color, reason, message, resolution, \
+             since, last_attempt_id, evaluated_at) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9), \
+             ($1, $10, $11, $12, $13, $14, $15, $16, $9), \
+             ($1, $17, $18, $19, $20, $21, $22, $23, $9) \
+             ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
+             reason = excluded.reason, message = excluded.message, \
+             resolution = excluded.resolution, since = excluded.since, \
+             last_attempt_id = excluded.last_attempt_id, evaluated_at = excluded.evaluated_at",
+        )
+        .bind(&context.member_id);
+        let mut changes = Vec::new();
+        for (position, (icon, reason, last_attempt_id)) in icons.iter().enumerate() {
+            let before = previous
+                .iter()
+                .find(|(stored, _, _, _)| stored == icon.as_str());
+            let unchanged = before.is_some_and(|(_, color, stored, _)| {
+                color == reason.color().as_str() && stored == reason.as_str()
+            });
+            let since = match before {
+                Some((_, _, _, since)) if unchanged => *since,
+                _ => at,
+            };
+            if !unchanged {
+                changes.push((*icon, before, *reason, *last_attempt_id));
+            }
+            let text = reason_text(*reason, provider);
+            upsert = upsert
+                .bind(icon.as_str())
+                .bind(reason.color().as_str())
+                .bind(reason.as_str())
+                .bind(text.message)
+                .bind(text.resolution)
+                .bind(since)
+                .bind(last_attempt_id.map(str::to_owned));
+            if position == 0 {
+                upsert = upsert.bind(at);
+            }
+        }
+        upsert.execute(&mut **tx).await?;
+        for (icon, before, reason, attempt_id) in changes {
+            sqlx::query(
+                "INSERT INTO status_changes (member_id, icon, from_color, from_reason, \
+                 to_color, to_reason, attempt_id, changed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&context.member_id)
+            .bind(icon.as_str())
+            .bind(before.map(|(_, color, _, _)| color.as_str()))
+            .bind(before.map(|(_, _, reason, _)| reason.as_str()))
+            .bind(reason.color().as_str())
+            .bind(reason.as_str())
+            .bind(attempt_id)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(status)
+    }
+
+    /// Recounts a company's banners over its active members' stored statuses.
+    async fn write_banners_in(
+        &self,
+        tx: &mut Tx,
+        company_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (provider,): (String,) = sqlx::query_as("SELECT provider FROM companies WHERE id = $1")
+            .bind(company_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownCompany {
+                company_id: company_id.to_owned(),
+            })?;
+        let provider = parse_provider(&provider)?;
+        let rows: Vec<BannerInputRow> =
+            sqlx::query_as(
+                "SELECT m.recording_enabled, m.has_recording_seat, cap.reason, em.reason, \
+                 cal.reason FROM members m \
+                 LEFT JOIN member_status cap ON cap.member_id = m.id AND cap.icon = 'capture' \
+                 LEFT JOIN member_status em ON em.member_id = m.id AND em.icon = 'email' \
+                 LEFT JOIN member_status cal ON cal.member_id = m.id AND cal.icon = 'calendar' \
+                 WHERE m.company_id = $1 AND m.active",
+            )
+            .bind(company_id)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut tally = BannerTally::default();
+        for (recording_enabled, has_seat, capture, email, calendar) in rows {
+            let read = |reason: Option<String>| match reason {
+                Some(text) => parse_reason("member_status", &text),
+                None => Ok(Reason::AwaitingFirstImport),
+            };
+            tally.add(&MemberStatus {
+                capture: read(capture)?,
+                email: read(email)?,
+                calendar: read(calendar)?,
+                seat_missing: recording_enabled && !has_seat,
+            });
+        }
+        let previous: Vec<(String, DbTime)> =
+            sqlx::query_as("SELECT code, since FROM company_banners WHERE company_id = $1")
+                .bind(company_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        sqlx::query("DELETE FROM company_banners WHERE company_id = $1")
+            .bind(company_id)
+            .execute(&mut **tx)
+            .await?;
+        let at = DbTime::new(now);
+        for banner in tally.banners() {
+            let since = previous
+                .iter()
+                .find(|(code, _)| code == banner.code.as_str())
+                .map_or(at, |(_, since)| *since);
+            let text = banner_text(banner.code, provider, banner.count);
+            sqlx::query(
+                "INSERT INTO company_banners (company_id, code, position, color, count, \
+                 provider, message, resolution, since, evaluated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(company_id)
+            .bind(banner.code.as_str())
+            .bind(banner.code as i64)
+            .bind(banner.code.color().as_str())
+            .bind(i64::from(banner.count))
+            .bind(provider.as_str())
+            .bind(text.message)
+            .bind(text.resolution)
+            .bind(since)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Leases up to `limit` due (member, channel) jobs to `owner` until `now + lease`.
+    /// A job whose lease expired is due again.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let at = DbTime::new(now);
+        let expires = DbTime::new(now + lease);
+        let mut tx = self.begin_write().await?;
+        // PostgreSQL: replicas share the database, so skip rows another claimer is taking.
+        // SQLite: the single writer transaction already serializes claimers.
+        let select = if POSTGRES {
+            concat!(claim_select!(), " FOR UPDATE OF s SKIP LOCKED")
+        } else {
+            claim_select!()
+        };
+        let rows: Vec<ClaimRow> =
+            sqlx::query_as(select)
+                .bind(at)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for (member_id, channel, cursor, failures, company_id, provider, mode, member_email) in rows {
+            sqlx::query(
+                "UPDATE sync_state SET lease_owner = $3, lease_expires_at = $4 \
+                 WHERE member_id = $1 AND channel = $2",
+            )
+            .bind(&member_id)
+            .bind(&channel)
+            .bind(owner)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await?;
+            jobs.push(Job {
+                channel: parse_channel(&channel)?,
+                provider: parse_provider(&provider)?,
+                connection_mode: ConnectionMode::parse(&mode)
+                    .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
+                company_id,
+                member_id,
+                member_email,
+                cursor,
+                consecutive_transient_failures: to_u32(failures),
+                lease_owner: owner.to_owned(),
+                lease_expires_at: expires.0,
+            });
+        }
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    /// Extends `owner`'s lease on the job until `until`; false when the lease is no longer
+    /// `owner`'s (it expired and another claimer took it, or it was released).
+    pub async fn heartbeat(
+        &self,
+        job: &Job,
+        owner: &str,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE sync_state SET lease_expires_at = $4 \
+             WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
+        )
+        .bind(&job.member_id)
+        .bind(job.channel.as_str())
+        .bind(owner)
+        .bind(DbTime::new(until))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated > 0)
+    }
+
+    /// Gives `owner`'s lease back without an attempt (shutdown, skipped work), optionally
+    /// moving the due time; false when the lease was not `owner`'s.
+    pub async fn release(
+        &self,
+        job: &Job,
+        owner: &str,
+        next_due_at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE sync_state SET lease_owner = NULL, lease_expires_at = NULL, \
+             next_due_at = COALESCE($4, next_due_at) \
+             WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
+        )
+        .bind(&job.member_id)
+        .bind(job.channel.as_str())
+        .bind(owner)
+        .bind(next_due_at.map(DbTime::new))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated > 0)
+    }
+
+    /// Deletes attempts that finished before `older_than`, except the latest of each
+    /// (member, channel), which the stall rule still needs. Status and its history stay.
+    pub async fn prune_attempts(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM import_attempts WHERE finished_at < $1 AND id NOT IN (\
+             SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY member_id, channel \
+             ORDER BY finished_at DESC, id DESC) AS recent FROM import_attempts) ranked \
+             WHERE recent = 1)",
+        )
+        .bind(DbTime::new(older_than))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// The Team members page as data: active companies (or one), their banners in display
+    /// order and their active members' icons.
+    pub async fn status(&self, company_id: Option<&str>) -> Result<StatusReport, StoreError> {
+        let companies: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT id, name, provider, connection_mode FROM companies \
+             WHERE active AND ($1 IS NULL OR id = $1) ORDER BY id",
+        )
+        .bind(company_id)
+        .fetch_all(self.reader())
+        .await?;
+        if let Some(company_id) = company_id
+            && companies.is_empty()
+        {
+            return Err(StoreError::UnknownCompany {
+                company_id: company_id.to_owned(),
+            });
+        }
+        let mut report = StatusReport {
+            companies: Vec::with_capacity(companies.len()),
+        };
+        for (id, name, provider, mode) in companies {
+            let banner_rows: Vec<(String, String, i64, String, String, String, DbTime)> =
+                sqlx::query_as(
+                    "SELECT code, color, count, provider, message, resolution, since \
+                     FROM company_banners WHERE company_id = $1 ORDER BY position",
+                )
+                .bind(&id)
+                .fetch_all(self.reader())
+                .await?;
+            let mut banners = Vec::with_capacity(banner_rows.len());
+            for (code, color, count, provider, message, resolution, since) in banner_rows {
+                banners.push(BannerReport {
+                    code: BannerCode::parse(&code)
+                        .ok_or_else(|| corrupt("company_banners", "code", &code))?,
+                    color: Color::parse(&color)
+                        .ok_or_else(|| corrupt("company_banners", "color", &color))?,
+                    count: to_u32(count),
+                    provider: parse_provider(&provider)?,
+                    message,
+                    resolution,
+                    since: since.0,
+                });
+            }
+            let icon_rows: Vec<IconRow> = sqlx::query_as(
+                "SELECT m.id, m.email, s.icon, s.color, s.reason, s.message, s.resolution, \
+                 s.since, s.last_attempt_id, s.evaluated_at \
+                 FROM members m JOIN member_status s ON s.member_id = m.id \
+                 WHERE m.company_id = $1 AND m.active ORDER BY m.id",
+            )
+            .bind(&id)
+            .fetch_all(self.reader())
+            .await?;
+            report.companies.push(CompanyReport {
+                provider: parse_provider(&provider)?,
+                connection_mode: ConnectionMode::parse(&mode)
+                    .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
+                id,
+                name,
+                banners,
+                members: members_from_rows(icon_rows)?,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Stores a member's own grant, sealing the refresh token with `key` for this row,
+    /// and recomputes the member's status and the company's banners (the grant's state is
+    /// an input of the classifier).
+    pub async fn put_member_grant(
+        &self,
+        member_id: &str,
+        state: MemberConnection,
+        scopes: &[String],
+        refresh_token: Option<&SecretString>,
+        key: &EncryptionKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let (company_id,): (String,) = sqlx::query_as("SELECT company_id FROM members WHERE id = $1")
+            .bind(member_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownMember {
+                member_id: member_id.to_owned(),
+            })?;
+        let sealed = refresh_token.map(|token| key.seal(&company_id, member_id, token));
+        sqlx::query(
+            "INSERT INTO member_grants (member_id, company_id, state, scopes, \
+             refresh_token_ciphertext, key_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (member_id) DO UPDATE SET company_id = excluded.company_id, \
+             state = excluded.state, scopes = excluded.scopes, \
+             refresh_token_ciphertext = excluded.refresh_token_ciphertext, \
+             key_id = excluded.key_id, updated_at = excluded.updated_at",
+        )
+        .bind(member_id)
+        .bind(&company_id)
+        .bind(state.as_str())
+        .bind(scopes.join(" "))
+        .bind(sealed.as_ref().map(|sealed| sealed.bytes.clone()))
+        .bind(sealed.as_ref().map(|sealed| sealed.key_id.clone()))
+        .bind(DbTime::new(now))
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(concat!(member_context_select!(), " WHERE m.id = $1"))
+            .bind(member_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let context = member_context(&row)?;
+        self.recompute_member_in(&mut tx, &context, now).await?;
+        self.write_banners_in(&mut tx, &company_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A member's own grant with its refresh token opened; `None` when the member has
+    /// none. A stored token without a key, or one that does not open, is an error.
+    pub async fn member_grant(
+        &self,
+        member_id: &str,
+        key: Option<&EncryptionKey>,
+    ) -> Result<Option<MemberGrant>, StoreError> {
+        let row: Option<GrantRow> =
+            sqlx::query_as(
+                "SELECT company_id, state, scopes, refresh_token_ciphertext, key_id \
+                 FROM member_grants WHERE member_id = $1",
+            )
+            .bind(member_id)
+            .fetch_optional(self.reader())
+            .await?;
+        let Some((company_id, state, scopes, ciphertext, key_id)) = row else {
+            return Ok(None);
+        };
+        let refresh_token = match ciphertext {
+            None => None,
+            Some(bytes) => {
+                let key = key.ok_or_else(|| CryptoError::MissingKey {
+                    member_id: member_id.to_owned(),
+                })?;
+                let sealed = Sealed {
+                    key_id: key_id.unwrap_or_default(),
+                    bytes,
+                };
+                Some(key.open(&company_id, member_id, &sealed)?)
+            }
+        };
+        Ok(Some(MemberGrant {
+            state: MemberConnection::parse(&state)
+                .ok_or_else(|| corrupt("member_grants", "state", &state))?,
+            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+            refresh_token,
+        }))
+    }
+
+    /// Proves that `key` is the key this database's secrets were sealed with: the first
+    /// use of a key id stores a canary sealed with it, later uses must open it.
+    pub async fn verify_key(
+        &self,
+        key: &EncryptionKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let canary: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT canary FROM encryption_keys WHERE key_id = $1")
+                .bind(key.id())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match canary {
+            Some((bytes,)) => {
+                let sealed = Sealed {
+                    key_id: key.id().to_owned(),
+                    bytes,
+                };
+                let opened = key.open(CANARY_ROW.0, CANARY_ROW.1, &sealed);
+                if !opened.is_ok_and(|text| secrecy::ExposeSecret::expose_secret(&text) == CANARY_TEXT) {
+                    return Err(CryptoError::WrongKey {
+                        key_id: key.id().to_owned(),
+                    }
+                    .into());
+                }
+            }
+            None => {
+                let sealed = key.seal(CANARY_ROW.0, CANARY_ROW.1, &SecretString::from(CANARY_TEXT));
+                sqlx::query(
+                    "INSERT INTO encryption_keys (key_id, canary, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(key.id())
+                .bind(sealed.bytes)
+                .bind(DbTime::new(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// recording_enabled, has_recording_seat, capture, email and calendar reasons.
+type BannerInputRow = (bool, bool, Option<String>, Option<String>, Option<String>);
+/// member_id, channel, cursor, consecutive failures, company_id, provider, connection_mode,
+/// member email.
+type ClaimRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    String,
+    String,
+    String,
+    String,
+);
+/// company_id, state, scopes, ciphertext, key_id.
+type GrantRow = (String, String, String, Option<Vec<u8>>, Option<String>);
+/// member id, email, icon, color, reason, message, resolution, since, last attempt, evaluated.
+type IconRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    DbTime,
+    Option<String>,
+    DbTime,
+);
+
+fn members_from_rows(rows: Vec<IconRow>) -> Result<Vec<MemberReport>, StoreError> {
+    let mut members: Vec<(String, String, [Option<IconReport>; 3])> = Vec::new();
+    for (member_id, email, icon, color, reason, message, resolution, since, last, evaluated) in rows
+    {
+        let icon = Icon::parse(&icon).ok_or_else(|| corrupt("member_status", "icon", &icon))?;
+        let report = IconReport {
+            color: Color::parse(&color).ok_or_else(|| corrupt("member_status", "color", &color))?,
+            reason: parse_reason("member_status", &reason)?,
+            message,
+            resolution,
+            since: since.0,
+            last_attempt_id: last,
+            evaluated_at: evaluated.0,
+        };
+        if members.last().is_none_or(|(id, _, _)| *id != member_id) {
+            members.push((member_id, email, [None, None, None]));
+        }
+        if let Some((_, _, icons)) = members.last_mut() {
+            let slot = match icon {
+                Icon::Capture => 0,
+                Icon::Email => 1,
+                Icon::Calendar => 2,
+            };
+            icons[slot] = Some(report);
+        }
+    }
+    Ok(members
+        .into_iter()
+        .filter_map(|(id, email_address, [capture, email, calendar])| {
+            Some(MemberReport {
+                id,
+                email_address,
+                capture: capture?,
+                email: email?,
+                calendar: calendar?,
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,1206 @@
+//! The store's conformance suite: every test runs against a real SQLite file and a real
+//! PostgreSQL database, each test on a fresh database of its own, so both backends are
+//! held to the same behaviour and the tests run in parallel.
+//!
+//! PostgreSQL is found at `DATACAP_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); when it cannot be reached the
+//! PostgreSQL half fails, it never skips.
+
+use std::collections::HashSet;
+
+use datacap_core::{Channel, Color, MemberConnection, Outcome, Reason};
+use datacap_store::{
+    AttemptRecord, CalendarItem, CryptoError, EmailItem, EncryptionKey, FailPoint, Job, Store,
+    StoreError, StoreOptions, WriteOptions, parse_tenants,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::Connection;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database for one test, dropped when the test ends.
+struct TestDb {
+    url: String,
+    store: Store,
+    raw: Raw,
+    _dir: Option<tempfile::TempDir>,
+    postgres_name: Option<String>,
+}
+
+/// Direct SQL access for assertions the store API does not answer (row counts, views).
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+fn admin_url() -> String {
+    std::env::var("DATACAP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn database_url(admin: &str, name: &str) -> String {
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+impl TestDb {
+    async fn new(backend: Backend) -> TestDb {
+        let (url, dir, postgres_name) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("datacap.sqlite");
+                (format!("sqlite://{}", path.display()), Some(dir), None)
+            }
+            Backend::Postgres => {
+                let admin = admin_url();
+                let name = format!("datacap_test_{}", Uuid::new_v4().simple());
+                let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|error| {
+                    panic!("postgresql is required for the conformance suite at DATACAP_TEST_POSTGRES_URL ({admin}): {error}")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut connection)
+                    .await
+                    .expect("create test database");
+                connection.close().await.ok();
+                (database_url(&admin, &name), None, Some(name))
+            }
+        };
+        let store = Store::connect(&url, StoreOptions::default())
+            .await
+            .expect("connect store");
+        store.migrate().await.expect("migrate");
+        let raw = match backend {
+            Backend::Sqlite => {
+                Raw::Sqlite(sqlx::SqlitePool::connect(&url).await.expect("raw sqlite"))
+            }
+            Backend::Postgres => {
+                Raw::Postgres(sqlx::PgPool::connect(&url).await.expect("raw postgres"))
+            }
+        };
+        TestDb {
+            url,
+            store,
+            raw,
+            _dir: dir,
+            postgres_name,
+        }
+    }
+
+    async fn count(&self, sql: &'static str) -> i64 {
+        match &self.raw {
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql),
+            Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql),
+        }
+    }
+
+    async fn execute(&self, sql: &'static str) {
+        match &self.raw {
+            Raw::Sqlite(pool) => {
+                sqlx::query(sql).execute(pool).await.expect(sql);
+            }
+            Raw::Postgres(pool) => {
+                sqlx::query(sql).execute(pool).await.expect(sql);
+            }
+        }
+    }
+
+    async fn strings(&self, sql: &'static str) -> Vec<Vec<Option<String>>> {
+        use sqlx::Row;
+        match &self.raw {
+            Raw::Sqlite(pool) => sqlx::query(sql)
+                .fetch_all(pool)
+                .await
+                .expect(sql)
+                .iter()
+                .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
+                .collect(),
+            Raw::Postgres(pool) => sqlx::query(sql)
+                .fetch_all(pool)
+                .await
+                .expect(sql)
+                .iter()
+                .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
+                .collect(),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut connection)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+const TENANTS: &str = r#"
+[[companies]]
+id = "acme"
+name = "Acme"
+provider = "google_workspace"
+connection_mode = "company_wide"
+settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
+credentials = { service_account_key_file = "/etc/datacap/acme.json", subject = "admin@acme.test" }
+
+[[companies.members]]
+id = "ana"
+email = "ana@acme.test"
+seat = true
+recording_enabled = true
+
+[[companies.members]]
+id = "bob"
+email = "bob@acme.test"
+recording_enabled = true
+
+[[companies]]
+id = "globex"
+name = "Globex"
+provider = "microsoft_365"
+connection_mode = "user_by_user"
+settings = { permission_given = true }
+
+[[companies.members]]
+id = "gil"
+email = "gil@globex.test"
+"#;
+
+async fn applied(backend: Backend) -> TestDb {
+    let db = TestDb::new(backend).await;
+    let tenants = parse_tenants(TENANTS).expect("good tenants file");
+    db.store.apply_tenants(&tenants, NOW).await.expect("apply");
+    db
+}
+
+fn attempt(member: &str, channel: Channel, outcome: Outcome, at: OffsetDateTime) -> AttemptRecord {
+    AttemptRecord {
+        attempt_id: Uuid::now_v7(),
+        member_id: member.to_owned(),
+        channel,
+        started_at: at - Duration::seconds(2),
+        finished_at: at,
+        outcome,
+        http_status: Some(if outcome == Outcome::Success {
+            200
+        } else {
+            503
+        }),
+        provider_error_code: (outcome != Outcome::Success).then(|| "backendError".to_owned()),
+        provider_error_message: None,
+        provider_request_id: Some("req-1".to_owned()),
+        email_items: Vec::new(),
+        calendar_items: Vec::new(),
+        next_cursor: (outcome == Outcome::Success).then(|| format!("cursor-{at}")),
+        next_due_at: at + Duration::minutes(5),
+        lease_owner: None,
+    }
+}
+
+fn icon<'a>(
+    report: &'a datacap_store::StatusReport,
+    member: &str,
+) -> &'a datacap_store::MemberReport {
+    report
+        .companies
+        .iter()
+        .flat_map(|company| &company.members)
+        .find(|candidate| candidate.id == member)
+        .unwrap_or_else(|| panic!("member {member} in status"))
+}
+
+// ---------------------------------------------------------------------------------------
+// apply
+
+async fn apply_good_file_sets_up_companies_members_and_statuses(backend: Backend) {
+    let db = applied(backend).await;
+    let report = db.store.status(None).await.unwrap();
+    let ids: Vec<_> = report.companies.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["acme", "globex"]);
+    assert_eq!(report.companies[0].members.len(), 2);
+    let ana = icon(&report, "ana");
+    assert_eq!(ana.email.reason, Reason::AwaitingFirstImport);
+    assert_eq!(ana.email.color, Color::Gray);
+    let bob = icon(&report, "bob");
+    assert_eq!(bob.capture.reason, Reason::SeatMissing);
+    let gil = icon(&report, "gil");
+    assert_eq!(gil.email.reason, Reason::MemberNotConnected);
+    let globex_banners: Vec<_> = report.companies[1]
+        .banners
+        .iter()
+        .map(|b| b.code.as_str())
+        .collect();
+    assert_eq!(globex_banners, ["members_not_connected"]);
+    let acme_banners: Vec<_> = report.companies[0]
+        .banners
+        .iter()
+        .map(|b| b.code.as_str())
+        .collect();
+    assert_eq!(acme_banners, ["members_seat_missing"]);
+    assert_eq!(db.count("SELECT COUNT(*) FROM sync_state").await, 6);
+    let credentials = db
+        .strings("SELECT credential_refs FROM companies WHERE id = 'acme'")
+        .await;
+    assert!(
+        credentials[0][0]
+            .as_deref()
+            .unwrap()
+            .contains("service_account_key_file")
+    );
+}
+
+async fn apply_bad_write_leaves_nothing(backend: Backend) {
+    let db = applied(backend).await;
+    let before = db.count("SELECT COUNT(*) FROM members").await;
+    // Valid on its own, but moves ana to another company: refused, and nothing of the
+    // file (not even the new company listed first) is written.
+    let moved = r#"
+[[companies]]
+id = "initech"
+provider = "google_workspace"
+connection_mode = "company_wide"
+[[companies.members]]
+id = "ivy"
+email = "ivy@initech.test"
+
+[[companies]]
+id = "umbrella"
+provider = "google_workspace"
+connection_mode = "company_wide"
+[[companies.members]]
+id = "ana"
+email = "ana@umbrella.test"
+"#;
+    let tenants = parse_tenants(moved).unwrap();
+    let error = db.store.apply_tenants(&tenants, NOW).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::MemberInOtherCompany { ref member_id, .. } if member_id == "ana"),
+        "{error}"
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM companies").await, 2);
+    assert_eq!(db.count("SELECT COUNT(*) FROM members").await, before);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM members WHERE active = FALSE")
+            .await,
+        0
+    );
+
+    // A file that does not parse never reaches the store.
+    let error = parse_tenants(&TENANTS.replace("bob@acme.test", "bob")).unwrap_err();
+    assert_eq!(error.field, "companies[0].members[1].email");
+    assert_eq!(error.line, 18);
+}
+
+async fn apply_is_idempotent(backend: Backend) {
+    let db = applied(backend).await;
+    let first = db.store.status(None).await.unwrap();
+    let changes = db.count("SELECT COUNT(*) FROM status_changes").await;
+    let tenants = parse_tenants(TENANTS).unwrap();
+    let summary = db
+        .store
+        .apply_tenants(&tenants, NOW + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(summary.members_deactivated, 0);
+    let second = db.store.status(None).await.unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM status_changes").await,
+        changes
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM members").await, 3);
+    for (a, b) in first.companies.iter().zip(&second.companies) {
+        assert_eq!(a.banners, b.banners);
+        for (x, y) in a.members.iter().zip(&b.members) {
+            assert_eq!(
+                (x.email.reason, x.email.since),
+                (y.email.reason, y.email.since)
+            );
+            assert_eq!(
+                (x.capture.reason, x.capture.since),
+                (y.capture.reason, y.capture.since)
+            );
+        }
+    }
+}
+
+async fn apply_deactivates_absent_members_and_keeps_history(backend: Backend) {
+    let db = applied(backend).await;
+    db.store
+        .record_attempt(
+            &attempt("bob", Channel::Email, Outcome::Success, NOW),
+            NOW,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let without_bob = TENANTS.replace("[[companies.members]]\nid = \"bob\"\nemail = \"bob@acme.test\"\nrecording_enabled = true\n", "");
+    assert_ne!(without_bob, TENANTS);
+    let summary = db
+        .store
+        .apply_tenants(&parse_tenants(&without_bob).unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(summary.members_deactivated, 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM members WHERE id = 'bob' AND active = FALSE AND deactivated_at IS NOT NULL").await, 1);
+    assert!(
+        db.count("SELECT COUNT(*) FROM status_changes WHERE member_id = 'bob'")
+            .await
+            > 0
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts WHERE member_id = 'bob'")
+            .await,
+        1
+    );
+    let report = db.store.status(Some("acme")).await.unwrap();
+    let ids: Vec<_> = report.companies[0]
+        .members
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect();
+    assert_eq!(ids, ["ana"]);
+    // No banner counts bob any more.
+    assert!(
+        report.companies[0].banners.is_empty(),
+        "{:?}",
+        report.companies[0].banners
+    );
+    let jobs = db
+        .store
+        .claim_due("w", NOW + Duration::hours(1), Duration::minutes(1), 100)
+        .await
+        .unwrap();
+    assert!(jobs.iter().all(|job| job.member_id != "bob"));
+
+    // Listing bob again reactivates him.
+    db.store
+        .apply_tenants(&parse_tenants(TENANTS).unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) FROM members WHERE id = 'bob' AND active AND deactivated_at IS NULL"
+        )
+        .await,
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// leasing
+
+async fn many_members(backend: Backend, count: usize) -> TestDb {
+    let db = TestDb::new(backend).await;
+    let mut text = String::from(
+        "[[companies]]\nid = \"big\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\nsettings = { permission_given = true, email_authorized = true, calendar_authorized = true }\n",
+    );
+    for i in 0..count {
+        text.push_str(&format!(
+            "[[companies.members]]\nid = \"m{i:04}\"\nemail = \"m{i}@big.test\"\n"
+        ));
+    }
+    db.store
+        .apply_tenants(&parse_tenants(&text).unwrap(), NOW)
+        .await
+        .unwrap();
+    db
+}
+
+async fn two_claimers_never_get_the_same_job(backend: Backend) {
+    let db = many_members(backend, 30).await;
+    // A second store on the same database, as a second replica would have.
+    let other = Store::connect(&db.url, StoreOptions::default())
+        .await
+        .unwrap();
+    let claim = |store: Store, owner: &'static str| async move {
+        let mut claimed = Vec::new();
+        loop {
+            let jobs = store
+                .claim_due(owner, NOW, Duration::minutes(5), 7)
+                .await
+                .unwrap();
+            if jobs.is_empty() {
+                return claimed;
+            }
+            claimed.extend(jobs);
+        }
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(claim(db.store.clone(), "replica-a")),
+        tokio::spawn(claim(other.clone(), "replica-b")),
+    );
+    let (a, b): (Vec<Job>, Vec<Job>) = (a.unwrap(), b.unwrap());
+    let key = |job: &Job| (job.member_id.clone(), job.channel);
+    let a_keys: HashSet<_> = a.iter().map(key).collect();
+    let b_keys: HashSet<_> = b.iter().map(key).collect();
+    assert_eq!(a_keys.len(), a.len());
+    assert_eq!(b_keys.len(), b.len());
+    assert!(
+        a_keys.is_disjoint(&b_keys),
+        "both claimed {:?}",
+        a_keys.intersection(&b_keys).collect::<Vec<_>>()
+    );
+    assert_eq!(a.len() + b.len(), 60);
+    other.close().await;
+}
+
+async fn expired_leases_are_reclaimed(backend: Backend) {
+    let db = many_members(backend, 2).await;
+    let lease = Duration::minutes(1);
+    let first = db.store.claim_due("a", NOW, lease, 10).await.unwrap();
+    assert_eq!(first.len(), 4);
+    assert!(
+        first
+            .iter()
+            .all(|job| job.lease_owner == "a" && job.lease_expires_at == NOW + lease)
+    );
+    // Still leased: nothing for b.
+    assert!(
+        db.store
+            .claim_due("b", NOW + Duration::seconds(30), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // a extends one lease; the other three expire and go to b.
+    assert!(
+        db.store
+            .heartbeat(&first[0], "a", NOW + Duration::minutes(10))
+            .await
+            .unwrap()
+    );
+    let later = NOW + Duration::seconds(61);
+    let second = db.store.claim_due("b", later, lease, 10).await.unwrap();
+    assert_eq!(second.len(), 3);
+    assert!(second.iter().all(|job| job.lease_owner == "b"));
+    // a lost those: its heartbeat and release say so.
+    assert!(
+        !db.store
+            .heartbeat(&first[1], "a", later + lease)
+            .await
+            .unwrap()
+    );
+    assert!(!db.store.release(&first[1], "a", None).await.unwrap());
+    // b gives one back, due at once: claimable again.
+    assert!(
+        db.store
+            .release(&second[0], "b", Some(later))
+            .await
+            .unwrap()
+    );
+    let third = db.store.claim_due("c", later, lease, 10).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(
+        (third[0].member_id.as_str(), third[0].channel),
+        (second[0].member_id.as_str(), second[0].channel)
+    );
+}
+
+async fn attempt_write_releases_lease_and_advances_cursor(backend: Backend) {
+    let db = many_members(backend, 1).await;
+    let jobs = db
+        .store
+        .claim_due("w", NOW, Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    let job = jobs
+        .iter()
+        .find(|job| job.channel == Channel::Email)
+        .unwrap();
+    assert_eq!(job.cursor, None);
+    let mut record = attempt(
+        &job.member_id,
+        Channel::Email,
+        Outcome::Success,
+        NOW + Duration::seconds(10),
+    );
+    record.lease_owner = Some("w".to_owned());
+    record.next_cursor = Some("history-42".to_owned());
+    let result = db
+        .store
+        .record_attempt(
+            &record,
+            NOW + Duration::seconds(10),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(result.sync_state_updated);
+    // Due again later, with the new cursor, and not leased.
+    assert!(
+        db.store
+            .claim_due("w", NOW + Duration::minutes(1), Duration::minutes(5), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = db
+        .store
+        .claim_due("w", NOW + Duration::minutes(6), Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    let email = again.iter().find(|j| j.channel == Channel::Email).unwrap();
+    assert_eq!(email.cursor.as_deref(), Some("history-42"));
+    // A transient failure counts, and keeps the cursor.
+    let mut failed = attempt(
+        &job.member_id,
+        Channel::Email,
+        Outcome::RateLimited,
+        NOW + Duration::minutes(7),
+    );
+    failed.lease_owner = Some("w".to_owned());
+    db.store
+        .record_attempt(
+            &failed,
+            NOW + Duration::minutes(7),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let next = db
+        .store
+        .claim_due("w", NOW + Duration::minutes(13), Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    let email = next.iter().find(|j| j.channel == Channel::Email).unwrap();
+    assert_eq!(email.cursor.as_deref(), Some("history-42"));
+    assert_eq!(email.consecutive_transient_failures, 1);
+    // Someone else's live lease: the attempt is kept, the sync state is not touched.
+    let mut stray = attempt(
+        &job.member_id,
+        Channel::Email,
+        Outcome::Success,
+        NOW + Duration::minutes(14),
+    );
+    stray.lease_owner = Some("other".to_owned());
+    let result = db
+        .store
+        .record_attempt(
+            &stray,
+            NOW + Duration::minutes(14),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!result.sync_state_updated);
+}
+
+// ---------------------------------------------------------------------------------------
+// attempts and statuses
+
+async fn attempts_drive_statuses_history_and_banners(backend: Backend) {
+    let db = applied(backend).await;
+    let options = WriteOptions::default();
+    let mut record = attempt("ana", Channel::Email, Outcome::Success, NOW);
+    record.email_items = vec![
+        EmailItem {
+            provider_id: "msg-1".into(),
+            subject: Some("hello".into()),
+            participants: vec!["ana@acme.test".into(), "x@y.test".into()],
+            sent_at: Some(NOW),
+            ..EmailItem::default()
+        },
+        EmailItem {
+            provider_id: "msg-2".into(),
+            ..EmailItem::default()
+        },
+    ];
+    db.store
+        .record_attempt(&record, NOW, &options)
+        .await
+        .unwrap();
+    // The same items again (a retried page) stay two rows.
+    let mut retry = attempt(
+        "ana",
+        Channel::Email,
+        Outcome::Success,
+        NOW + Duration::seconds(1),
+    );
+    retry.email_items = record.email_items.clone();
+    db.store
+        .record_attempt(&retry, NOW + Duration::seconds(1), &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM email_items WHERE member_id = 'ana'")
+            .await,
+        2
+    );
+    let mut calendar = attempt("ana", Channel::Calendar, Outcome::Success, NOW);
+    calendar.calendar_items = vec![CalendarItem {
+        provider_id: "evt-1".into(),
+        conference_link: Some("https://meet.test/abc".into()),
+        starts_at: Some(NOW),
+        ends_at: Some(NOW + Duration::hours(1)),
+        ..CalendarItem::default()
+    }];
+    db.store
+        .record_attempt(&calendar, NOW, &options)
+        .await
+        .unwrap();
+
+    let report = db.store.status(Some("acme")).await.unwrap();
+    let ana = icon(&report, "ana");
+    assert_eq!(
+        (ana.email.color, ana.email.reason),
+        (Color::Green, Reason::Importing)
+    );
+    assert_eq!(ana.capture.reason, Reason::Importing);
+    assert_eq!(
+        ana.email.last_attempt_id,
+        Some(retry.attempt_id.to_string())
+    );
+    assert_eq!(
+        ana.calendar.last_attempt_id,
+        Some(calendar.attempt_id.to_string())
+    );
+    let green_since = ana.email.since;
+
+    // Three transient failures in a batch: red technical_failure and a red banner.
+    let batch: Vec<_> = (1..=3)
+        .map(|i| {
+            attempt(
+                "ana",
+                Channel::Email,
+                Outcome::ProviderError,
+                NOW + Duration::minutes(i),
+            )
+        })
+        .collect();
+    let results = db
+        .store
+        .record_attempts(&batch, NOW + Duration::minutes(3), &options)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    let report = db.store.status(Some("acme")).await.unwrap();
+    let ana = icon(&report, "ana");
+    assert_eq!(
+        (ana.email.color, ana.email.reason),
+        (Color::Red, Reason::TechnicalFailure)
+    );
+    assert_eq!(ana.email.since, NOW + Duration::minutes(3));
+    assert_eq!(
+        ana.email.last_attempt_id,
+        Some(batch[2].attempt_id.to_string())
+    );
+    assert!(ana.email.message.contains("technical") || !ana.email.message.is_empty());
+    let banners: Vec<_> = report.companies[0]
+        .banners
+        .iter()
+        .map(|b| (b.code.as_str(), b.count))
+        .collect();
+    assert_eq!(
+        banners,
+        [
+            ("members_seat_missing", 1),
+            ("members_technical_problem", 1)
+        ]
+    );
+    assert!(green_since < ana.email.since);
+    let history = db.strings("SELECT from_reason, to_reason FROM status_changes WHERE member_id = 'ana' AND icon = 'email' ORDER BY id").await;
+    assert_eq!(
+        history,
+        [
+            vec![None, Some("awaiting_first_import".to_owned())],
+            vec![
+                Some("awaiting_first_import".to_owned()),
+                Some("importing".to_owned())
+            ],
+            vec![
+                Some("importing".to_owned()),
+                Some("technical_failure".to_owned())
+            ],
+        ]
+    );
+    // Unknown members are refused, and nothing of the batch is kept.
+    let before = db.count("SELECT COUNT(*) FROM import_attempts").await;
+    let bad = [
+        attempt(
+            "ana",
+            Channel::Email,
+            Outcome::Success,
+            NOW + Duration::minutes(9),
+        ),
+        attempt("nobody", Channel::Email, Outcome::Success, NOW),
+    ];
+    let error = db
+        .store
+        .record_attempts(&bad, NOW + Duration::minutes(9), &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::UnknownMember { .. }), "{error}");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts").await,
+        before
+    );
+}
+
+async fn injected_failure_mid_write_leaves_nothing(backend: Backend) {
+    let db = applied(backend).await;
+    let tables = [
+        "SELECT COUNT(*) FROM import_attempts",
+        "SELECT COUNT(*) FROM email_items",
+        "SELECT COUNT(*) FROM status_changes",
+        "SELECT COUNT(*) FROM company_banners",
+        "SELECT COUNT(*) FROM sync_state WHERE cursor IS NOT NULL OR last_attempt_at IS NOT NULL",
+        "SELECT COUNT(*) FROM member_status WHERE reason = 'technical_failure' OR reason = 'importing'",
+    ];
+    let mut before = Vec::new();
+    for sql in tables {
+        before.push(db.count(sql).await);
+    }
+    let status_before = db.store.status(None).await.unwrap();
+    for point in [
+        FailPoint::AfterAttemptRow,
+        FailPoint::AfterItems,
+        FailPoint::AfterSyncState,
+        FailPoint::AfterMemberStatus,
+        FailPoint::AfterBanners,
+    ] {
+        let mut record = attempt("ana", Channel::Email, Outcome::Success, NOW);
+        record.email_items = vec![EmailItem {
+            provider_id: "msg-1".into(),
+            ..EmailItem::default()
+        }];
+        let error = db
+            .store
+            .record_attempt(
+                &record,
+                NOW,
+                &WriteOptions {
+                    fail_at: Some(point),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::InjectedFailure(at) if at == point),
+            "{error}"
+        );
+        for (sql, expected) in tables.iter().zip(&before) {
+            assert_eq!(
+                db.count(sql).await,
+                *expected,
+                "{sql} after failure at {point:?}"
+            );
+        }
+        assert_eq!(
+            db.store.status(None).await.unwrap(),
+            status_before,
+            "status after {point:?}"
+        );
+    }
+    // The same write without a fail point lands whole.
+    let mut record = attempt("ana", Channel::Email, Outcome::Success, NOW);
+    record.email_items = vec![EmailItem {
+        provider_id: "msg-1".into(),
+        ..EmailItem::default()
+    }];
+    db.store
+        .record_attempt(&record, NOW, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts").await,
+        before[0] + 1
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM email_items").await,
+        before[1] + 1
+    );
+}
+
+async fn recompute_company_notices_stalled_imports(backend: Backend) {
+    let db = applied(backend).await;
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, NOW),
+            NOW,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    db.store
+        .recompute_company("acme", NOW + Duration::minutes(30))
+        .await
+        .unwrap();
+    let report = db.store.status(Some("acme")).await.unwrap();
+    assert_eq!(icon(&report, "ana").email.reason, Reason::Importing);
+    db.store
+        .recompute_company("acme", NOW + Duration::hours(2))
+        .await
+        .unwrap();
+    let report = db.store.status(Some("acme")).await.unwrap();
+    assert_eq!(icon(&report, "ana").email.reason, Reason::ImportStalled);
+    assert!(
+        report.companies[0]
+            .banners
+            .iter()
+            .any(|b| b.code.as_str() == "members_technical_problem")
+    );
+    let error = db.store.recompute_company("nope", NOW).await.unwrap_err();
+    assert!(matches!(error, StoreError::UnknownCompany { .. }));
+}
+
+// ---------------------------------------------------------------------------------------
+// encryption
+
+fn key(id: &str, byte: u8) -> EncryptionKey {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    EncryptionKey::parse(id, &SecretString::from(text)).unwrap()
+}
+
+async fn refresh_tokens_are_sealed_per_row(backend: Backend) {
+    let db = applied(backend).await;
+    let k1 = key("k1", 1);
+    db.store.verify_key(&k1, NOW).await.unwrap();
+    db.store.verify_key(&k1, NOW).await.unwrap();
+    let token = SecretString::from("1//refresh-token-gil");
+    let scopes = vec!["Mail.Read".to_owned(), "Calendars.Read".to_owned()];
+    db.store
+        .put_member_grant(
+            "gil",
+            MemberConnection::Connected,
+            &scopes,
+            Some(&token),
+            &k1,
+            NOW,
+        )
+        .await
+        .unwrap();
+    // Round trip.
+    let grant = db
+        .store
+        .member_grant("gil", Some(&k1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.state, MemberConnection::Connected);
+    assert_eq!(grant.scopes, scopes);
+    assert_eq!(
+        grant.refresh_token.unwrap().expose_secret(),
+        "1//refresh-token-gil"
+    );
+    // Never stored in plaintext.
+    let stored = db.count("SELECT COUNT(*) FROM member_grants WHERE key_id = 'k1' AND refresh_token_ciphertext IS NOT NULL").await;
+    assert_eq!(stored, 1);
+    // The grant is a classifier input: gil is no longer "not connected".
+    let report = db.store.status(Some("globex")).await.unwrap();
+    assert_eq!(
+        icon(&report, "gil").email.reason,
+        Reason::AwaitingFirstImport
+    );
+    assert!(report.companies[0].banners.is_empty());
+
+    // Wrong key with the same id: no plaintext, a clear error naming the member.
+    let wrong = key("k1", 2);
+    let error = db
+        .store
+        .member_grant("gil", Some(&wrong))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::Undecryptable { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("gil"));
+    assert!(!error.to_string().contains("refresh-token"));
+    let error = db.store.verify_key(&wrong, NOW).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::WrongKey { .. })),
+        "{error}"
+    );
+    // Another key id: a mismatch, not a silent failure; no key: an error too.
+    let error = db
+        .store
+        .member_grant("gil", Some(&key("k2", 1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::KeyMismatch { .. })),
+        "{error}"
+    );
+    let error = db.store.member_grant("gil", None).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::MissingKey { .. })),
+        "{error}"
+    );
+
+    // A ciphertext moved to another member's row does not open there.
+    db.store
+        .put_member_grant("ana", MemberConnection::Connected, &scopes, None, &k1, NOW)
+        .await
+        .unwrap();
+    db.execute("UPDATE member_grants SET refresh_token_ciphertext = (SELECT refresh_token_ciphertext FROM member_grants WHERE member_id = 'gil'), key_id = 'k1' WHERE member_id = 'ana'").await;
+    let error = db.store.member_grant("ana", Some(&k1)).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::Undecryptable { .. })),
+        "{error}"
+    );
+    assert!(
+        db.store
+            .member_grant("nobody", Some(&k1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// retention, views, report shape
+
+async fn retention_prunes_old_attempts_and_keeps_status(backend: Backend) {
+    let db = applied(backend).await;
+    let options = WriteOptions::default();
+    let old = NOW - Duration::days(40);
+    for i in 0..3 {
+        db.store
+            .record_attempt(
+                &attempt(
+                    "ana",
+                    Channel::Email,
+                    Outcome::Success,
+                    old + Duration::minutes(i),
+                ),
+                old + Duration::minutes(i),
+                &options,
+            )
+            .await
+            .unwrap();
+        db.store
+            .record_attempt(
+                &attempt(
+                    "bob",
+                    Channel::Email,
+                    Outcome::Success,
+                    old + Duration::minutes(i),
+                ),
+                old + Duration::minutes(i),
+                &options,
+            )
+            .await
+            .unwrap();
+    }
+    let recent = attempt("ana", Channel::Email, Outcome::Success, NOW);
+    db.store
+        .record_attempt(&recent, NOW, &options)
+        .await
+        .unwrap();
+    let history = db.count("SELECT COUNT(*) FROM status_changes").await;
+    let status = db.store.status(None).await.unwrap();
+    let deleted = db
+        .store
+        .prune_attempts(NOW - Duration::days(30))
+        .await
+        .unwrap();
+    // ana: three old ones go (a newer one exists); bob: two go, his latest stays.
+    assert_eq!(deleted, 5);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts WHERE member_id = 'ana'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts WHERE member_id = 'bob'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM status_changes").await,
+        history
+    );
+    assert_eq!(db.store.status(None).await.unwrap(), status);
+    assert_eq!(
+        db.store
+            .prune_attempts(NOW - Duration::days(30))
+            .await
+            .unwrap(),
+        0
+    );
+    // Statuses still recompute after pruning (the kept latest attempt says stalled).
+    db.store.recompute_company("acme", NOW).await.unwrap();
+    let report = db.store.status(Some("acme")).await.unwrap();
+    assert_eq!(icon(&report, "bob").email.reason, Reason::ImportStalled);
+}
+
+async fn admin_views_show_icons_and_banners(backend: Backend) {
+    let db = applied(backend).await;
+    let options = WriteOptions::default();
+    for i in 0..3 {
+        db.store
+            .record_attempt(
+                &attempt(
+                    "bob",
+                    Channel::Calendar,
+                    Outcome::NetworkError,
+                    NOW + Duration::seconds(i),
+                ),
+                NOW + Duration::seconds(i),
+                &options,
+            )
+            .await
+            .unwrap();
+    }
+    let rows = db
+        .strings("SELECT member_id, capture_color, capture_reason, email_color, email_reason, calendar_color, calendar_reason, calendar_last_attempt_id FROM member_status_view WHERE company_id = 'acme' ORDER BY member_id")
+        .await;
+    let text = |row: &Vec<Option<String>>, i: usize| row[i].clone().unwrap_or_default();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(text(&rows[1], 0), "bob");
+    assert_eq!(
+        (text(&rows[1], 1), text(&rows[1], 2)),
+        ("red".to_owned(), "technical_failure".to_owned())
+    );
+    assert_eq!(
+        (text(&rows[1], 3), text(&rows[1], 4)),
+        ("gray".to_owned(), "awaiting_first_import".to_owned())
+    );
+    assert_eq!(
+        (text(&rows[1], 5), text(&rows[1], 6)),
+        ("red".to_owned(), "technical_failure".to_owned())
+    );
+    assert!(!text(&rows[1], 7).is_empty());
+    let banners = db
+        .strings("SELECT company_id, code, color, provider, message, resolution FROM company_banner_view ORDER BY company_id, position")
+        .await;
+    let codes: Vec<_> = banners
+        .iter()
+        .map(|row| (text(row, 0), text(row, 1), text(row, 2)))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (
+                "acme".into(),
+                "members_seat_missing".into(),
+                "yellow".into()
+            ),
+            (
+                "acme".into(),
+                "members_technical_problem".into(),
+                "red".into()
+            ),
+            (
+                "globex".into(),
+                "members_not_connected".into(),
+                "yellow".into()
+            ),
+        ]
+    );
+    assert!(
+        banners
+            .iter()
+            .all(|row| !text(row, 4).is_empty() && !text(row, 5).is_empty())
+    );
+    assert_eq!(
+        db.count("SELECT count FROM company_banner_view WHERE code = 'members_technical_problem'")
+            .await,
+        1
+    );
+}
+
+async fn status_json_has_the_design_shape(backend: Backend) {
+    let db = applied(backend).await;
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, NOW),
+            NOW,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let json = serde_json::to_value(db.store.status(None).await.unwrap()).unwrap();
+    let company = &json["companies"][0];
+    assert_eq!(company["id"], "acme");
+    assert_eq!(company["provider"], "google_workspace");
+    let banner = &company["banners"][0];
+    for field in [
+        "code",
+        "color",
+        "count",
+        "provider",
+        "message",
+        "resolution",
+    ] {
+        assert!(!banner[field].is_null(), "banner.{field}");
+    }
+    let member = &company["members"][0];
+    assert_eq!(member["id"], "ana");
+    assert_eq!(member["email_address"], "ana@acme.test");
+    for channel in ["capture", "email", "calendar"] {
+        for field in ["color", "reason", "message", "resolution", "since"] {
+            assert!(member[channel][field].is_string(), "{channel}.{field}");
+        }
+        assert!(
+            member[channel].get("last_attempt_id").is_some(),
+            "{channel}.last_attempt_id"
+        );
+    }
+    assert_eq!(member["email"]["color"], "green");
+    assert_eq!(member["email"]["since"], "2026-11-28T12:00:00Z");
+    assert!(member["calendar"]["last_attempt_id"].is_null());
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    apply_good_file_sets_up_companies_members_and_statuses,
+    apply_bad_write_leaves_nothing,
+    apply_is_idempotent,
+    apply_deactivates_absent_members_and_keeps_history,
+    two_claimers_never_get_the_same_job,
+    expired_leases_are_reclaimed,
+    attempt_write_releases_lease_and_advances_cursor,
+    attempts_drive_statuses_history_and_banners,
+    injected_failure_mid_write_leaves_nothing,
+    recompute_company_notices_stalled_imports,
+    refresh_tokens_are_sealed_per_row,
+    retention_prunes_old_attempts_and_keeps_status,
+    admin_views_show_icons_and_banners,
+    status_json_has_the_design_shape,
+);
