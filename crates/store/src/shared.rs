@@ -1,20 +1,21 @@
-// The store's queries, written once in the SQL both SQLite and PostgreSQL accept
-// (`$N` placeholders, `ON CONFLICT … DO UPDATE`, window functions) and compiled twice:
-// `sqlite.rs` and `postgres.rs` each `include!` this file after defining `Db` (the sqlx
-// database), `Backend` (their store type, with `begin_write`, `reader` and `options`) and
-// `POSTGRES`. Each backend so gets concrete, non-generic sqlx code (no higher-ranked
-// executor bounds), and the two cannot drift apart. The few places where the dialects
-// differ branch on `POSTGRES`.
+//! The store's queries, written once in the SQL both SQLite and PostgreSQL accept
+//! (`$N` placeholders, `ON CONFLICT … DO UPDATE`, window functions) and compiled twice:
+//! `sqlite.rs` and `postgres.rs` each declare this file as their `queries` module after
+//! defining `Db` (the sqlx database), `Backend` (their store type, with `begin_write`,
+//! `writer`, `reader` and `options`), `POSTGRES` and `MIGRATOR`. Each backend so gets
+//! concrete, non-generic sqlx code (no higher-ranked executor bounds), and the two cannot
+//! drift apart. The few places where the dialects differ branch on `POSTGRES`.
 
+use super::{Backend, Db, MIGRATOR, POSTGRES, Tx};
 use std::collections::{HashMap, HashSet};
 
 use datacap_core::{
-    AttemptSummary, BannerCode, BannerTally, Channel, Color, CompanySettings, ConnectionMode,
-    Icon, MemberConnection, MemberSettings, MemberStatus, Outcome, Provider, Reason,
-    banner_text, classify_member, reason_text,
+    AttemptSummary, BannerCode, BannerTally, Channel, Color, CompanySettings, ConnectionMode, Icon,
+    MemberConnection, MemberSettings, MemberStatus, Outcome, Provider, Reason, banner_text,
+    classify_member, reason_text,
 };
 use secrecy::SecretString;
-use sqlx::{Row, Transaction};
+use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, EncryptionKey, Sealed};
@@ -25,8 +26,6 @@ use crate::model::{
     MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
 };
 use crate::tenants::Tenants;
-
-type Tx = Transaction<'static, Db>;
 
 /// The (company id, member id) a key-check canary is sealed for; tenant ids are never
 /// empty, so no member row can share it.
@@ -537,11 +536,12 @@ impl Backend {
             &thresholds,
         );
 
-        let previous: Vec<(String, String, String, DbTime)> =
-            sqlx::query_as("SELECT icon, color, reason, since FROM member_status WHERE member_id = $1")
-                .bind(&context.member_id)
-                .fetch_all(&mut **tx)
-                .await?;
+        let previous: Vec<(String, String, String, DbTime)> = sqlx::query_as(
+            "SELECT icon, color, reason, since FROM member_status WHERE member_id = $1",
+        )
+        .bind(&context.member_id)
+        .fetch_all(&mut **tx)
+        .await?;
         let at = DbTime::new(now);
         let provider = context.company.provider;
         let icons = [
@@ -629,18 +629,17 @@ impl Backend {
                 company_id: company_id.to_owned(),
             })?;
         let provider = parse_provider(&provider)?;
-        let rows: Vec<BannerInputRow> =
-            sqlx::query_as(
-                "SELECT m.recording_enabled, m.has_recording_seat, cap.reason, em.reason, \
+        let rows: Vec<BannerInputRow> = sqlx::query_as(
+            "SELECT m.recording_enabled, m.has_recording_seat, cap.reason, em.reason, \
                  cal.reason FROM members m \
                  LEFT JOIN member_status cap ON cap.member_id = m.id AND cap.icon = 'capture' \
                  LEFT JOIN member_status em ON em.member_id = m.id AND em.icon = 'email' \
                  LEFT JOIN member_status cal ON cal.member_id = m.id AND cal.icon = 'calendar' \
                  WHERE m.company_id = $1 AND m.active",
-            )
-            .bind(company_id)
-            .fetch_all(&mut **tx)
-            .await?;
+        )
+        .bind(company_id)
+        .fetch_all(&mut **tx)
+        .await?;
         let mut tally = BannerTally::default();
         for (recording_enabled, has_seat, capture, email, calendar) in rows {
             let read = |reason: Option<String>| match reason {
@@ -710,14 +709,14 @@ impl Backend {
         } else {
             claim_select!()
         };
-        let rows: Vec<ClaimRow> =
-            sqlx::query_as(select)
-                .bind(at)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows: Vec<ClaimRow> = sqlx::query_as(select)
+            .bind(at)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
         let mut jobs = Vec::with_capacity(rows.len());
-        for (member_id, channel, cursor, failures, company_id, provider, mode, member_email) in rows {
+        for (member_id, channel, cursor, failures, company_id, provider, mode, member_email) in rows
+        {
             sqlx::query(
                 "UPDATE sync_state SET lease_owner = $3, lease_expires_at = $4 \
                  WHERE member_id = $1 AND channel = $2",
@@ -891,13 +890,14 @@ impl Backend {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let (company_id,): (String,) = sqlx::query_as("SELECT company_id FROM members WHERE id = $1")
-            .bind(member_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::UnknownMember {
-                member_id: member_id.to_owned(),
-            })?;
+        let (company_id,): (String,) =
+            sqlx::query_as("SELECT company_id FROM members WHERE id = $1")
+                .bind(member_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::UnknownMember {
+                    member_id: member_id.to_owned(),
+                })?;
         let sealed = refresh_token.map(|token| key.seal(&company_id, member_id, token));
         sqlx::query(
             "INSERT INTO member_grants (member_id, company_id, state, scopes, \
@@ -934,14 +934,13 @@ impl Backend {
         member_id: &str,
         key: Option<&EncryptionKey>,
     ) -> Result<Option<MemberGrant>, StoreError> {
-        let row: Option<GrantRow> =
-            sqlx::query_as(
-                "SELECT company_id, state, scopes, refresh_token_ciphertext, key_id \
+        let row: Option<GrantRow> = sqlx::query_as(
+            "SELECT company_id, state, scopes, refresh_token_ciphertext, key_id \
                  FROM member_grants WHERE member_id = $1",
-            )
-            .bind(member_id)
-            .fetch_optional(self.reader())
-            .await?;
+        )
+        .bind(member_id)
+        .fetch_optional(self.reader())
+        .await?;
         let Some((company_id, state, scopes, ciphertext, key_id)) = row else {
             return Ok(None);
         };
@@ -986,7 +985,9 @@ impl Backend {
                     bytes,
                 };
                 let opened = key.open(CANARY_ROW.0, CANARY_ROW.1, &sealed);
-                if !opened.is_ok_and(|text| secrecy::ExposeSecret::expose_secret(&text) == CANARY_TEXT) {
+                if !opened
+                    .is_ok_and(|text| secrecy::ExposeSecret::expose_secret(&text) == CANARY_TEXT)
+                {
                     return Err(CryptoError::WrongKey {
                         key_id: key.id().to_owned(),
                     }

@@ -12,10 +12,12 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite};
 
+use crate::error::StoreError;
 use crate::model::StoreOptions;
 
-type Db = Sqlite;
-type Backend = SqliteStore;
+pub(crate) type Db = Sqlite;
+pub(crate) type Backend = SqliteStore;
+pub(crate) type Tx = sqlx::Transaction<'static, Sqlite>;
 const POSTGRES: bool = false;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -85,4 +87,8 @@ impl SqliteStore {
     }
 }
 
-include!("shared.rs");
+// The queries, shared with the other backend: compiling the one file once per backend is
+// the point (see shared.rs), so the duplicate-module lint does not apply.
+#[allow(clippy::duplicate_mod)]
+#[path = "shared.rs"]
+mod queries;
