@@ -1,0 +1,210 @@
+//! Access tokens: the RS256 JWT-bearer assertion of domain-wide delegation, the member's
+//! refresh grant, the authorization-code exchange, and the cache that keeps one token per
+//! (company, subject, scope set) until shortly before it expires.
+//!
+//! The cache holds one async mutex per key, so concurrent attempts for the same member
+//! wait for one token request instead of each sending their own ("one refresh in flight
+//! per key"). Tokens and keys live in `secrecy` types and never reach a log or an error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use datacap_connector::{Failure, ServiceAccountKey};
+use datacap_core::{Channel, Outcome};
+use rsa::RsaPrivateKey;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// `grant_type` of the JWT-bearer assertion.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Gmail: read metadata and list with `q=` (`gmail.metadata` forbids `q`).
+pub const GMAIL_SCOPE: &str = "https://www.googleapis.com/auth/gmail.readonly";
+/// Calendar: read events.
+pub const CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar.readonly";
+/// Directory: read users (`sub` must be an admin).
+pub const DIRECTORY_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
+
+/// What a token is for; decides the scope and, under delegation, the `sub`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Mailbox(Channel),
+    Directory,
+}
+
+impl Purpose {
+    /// The one scope requested for this purpose (only the scopes we need).
+    pub(crate) fn scope(self) -> &'static str {
+        match self {
+            Purpose::Mailbox(Channel::Email) => GMAIL_SCOPE,
+            Purpose::Mailbox(Channel::Calendar) => CALENDAR_SCOPE,
+            Purpose::Directory => DIRECTORY_SCOPE,
+        }
+    }
+
+    /// Granted scopes that allow this purpose's calls (a broader grant also does).
+    pub(crate) fn satisfied_by(self, granted: &str) -> bool {
+        let accepted: &[&str] = match self {
+            Purpose::Mailbox(Channel::Email) => &[
+                GMAIL_SCOPE,
+                "https://www.googleapis.com/auth/gmail.modify",
+                "https://mail.google.com/",
+            ],
+            Purpose::Mailbox(Channel::Calendar) => &[
+                CALENDAR_SCOPE,
+                "https://www.googleapis.com/auth/calendar",
+                "https://www.googleapis.com/auth/calendar.events",
+                "https://www.googleapis.com/auth/calendar.events.readonly",
+            ],
+            Purpose::Directory => &[
+                DIRECTORY_SCOPE,
+                "https://www.googleapis.com/auth/admin.directory.user",
+            ],
+        };
+        granted.split_whitespace().any(|s| accepted.contains(&s))
+    }
+}
+
+/// One cached access token.
+pub(crate) struct CachedToken {
+    pub token: SecretString,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The cache key: company, whose token (subject or a fingerprint of the member's grant),
+/// and the scope set.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TokenKey {
+    pub company: String,
+    pub subject: String,
+    pub scopes: &'static str,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+
+/// Access tokens per key, one async mutex per key.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    slots: Mutex<HashMap<TokenKey, Slot>>,
+}
+
+impl TokenCache {
+    /// The slot of `key`, created empty on first use.
+    pub(crate) fn slot(&self, key: TokenKey) -> Slot {
+        let mut slots = match self.slots.lock() {
+            Ok(slots) => slots,
+            // A panic elsewhere while holding this lock cannot leave the map inconsistent.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slots.entry(key).or_default().clone()
+    }
+}
+
+/// A member grant's cache identity: a short hash of the refresh token, so a reconnect
+/// (new refresh token) never reuses the old grant's access token. Not reversible.
+pub(crate) fn grant_fingerprint(refresh_token: &SecretString) -> String {
+    let digest = Sha256::digest(refresh_token.expose_secret().as_bytes());
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The signed JWT-bearer assertion (providers/google.md §2): RS256, `iss` = the service
+/// account, `sub` = the subject, `aud` = the token URL, one hour at most.
+pub(crate) fn assertion(
+    key: &ServiceAccountKey,
+    subject: &str,
+    scope: &str,
+    audience: &str,
+    now: OffsetDateTime,
+) -> Result<String, Failure> {
+    let private_key = parse_private_key(&key.private_key_pem)?;
+    let mut header = serde_json::json!({ "alg": "RS256", "typ": "JWT" });
+    if let Some(kid) = &key.private_key_id {
+        header["kid"] = serde_json::Value::from(kid.as_str());
+    }
+    let iat = now.unix_timestamp();
+    let claims = serde_json::json!({
+        "iss": key.client_email,
+        "sub": subject,
+        "scope": scope,
+        "aud": audience,
+        "iat": iat,
+        "exp": iat + 3600,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = SigningKey::<Sha256>::new(private_key).sign(signing_input.as_bytes());
+    Ok(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    ))
+}
+
+fn parse_private_key(pem: &SecretString) -> Result<RsaPrivateKey, Failure> {
+    let text = pem.expose_secret();
+    RsaPrivateKey::from_pkcs8_pem(text)
+        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
+        .map_err(|_| {
+            // Never the parser's detail: it may quote key material.
+            Failure::new(
+                Outcome::CredentialRejected,
+                "the service account private key is not an RSA PEM key",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_accepted() {
+        let email = Purpose::Mailbox(Channel::Email);
+        let calendar = Purpose::Mailbox(Channel::Calendar);
+        assert!(email.satisfied_by("openid https://mail.google.com/"));
+        assert!(email.satisfied_by(GMAIL_SCOPE));
+        assert!(!email.satisfied_by("https://www.googleapis.com/auth/gmail.metadata"));
+        assert!(!email.satisfied_by(CALENDAR_SCOPE));
+        assert!(calendar.satisfied_by("https://www.googleapis.com/auth/calendar.events.readonly"));
+        assert!(!calendar.satisfied_by(""));
+    }
+
+    #[test]
+    fn broken_key_is_credential_rejected_without_detail() {
+        let key = ServiceAccountKey {
+            client_email: "sa@example.iam.gserviceaccount.com".to_owned(),
+            private_key_pem: SecretString::from(
+                "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n",
+            ),
+            private_key_id: None,
+            directory_admin: None,
+        };
+        let failure = assertion(
+            &key,
+            "a@b.example",
+            GMAIL_SCOPE,
+            "http://t",
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .expect_err("not a key");
+        assert_eq!(failure.outcome, Outcome::CredentialRejected);
+        assert!(!format!("{failure:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn fingerprint_hides_the_token() {
+        let token = SecretString::from("1//refresh-secret");
+        let print = grant_fingerprint(&token);
+        assert_eq!(print.len(), 24);
+        assert!(!print.contains("refresh"));
+    }
+}

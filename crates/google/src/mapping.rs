@@ -1,0 +1,648 @@
+//! The pure mapping from a Google answer to an outcome: PROVIDERS.md's answer → outcome
+//! table, Google rows, in one place.
+//!
+//! No IO and no clock: it takes the HTTP status and the parsed error body and returns a
+//! [`Verdict`], so every row is unit-tested without a server. Google answers 403 for rate
+//! limits and for permission problems alike, so 403s are told apart by reason
+//! (`errors[0].reason`, then ErrorInfo `details[].reason`, then `status`), never by status.
+
+use datacap_core::Outcome;
+
+use crate::models::{ApiError, TokenError};
+
+/// Which grant a token request used; the same `invalid_grant` means different things.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// JWT-bearer assertion of the service account (domain-wide delegation).
+    Delegation,
+    /// The member's refresh token.
+    Refresh,
+    /// An authorization code (the connect flow).
+    Code,
+}
+
+/// The API call an answer belongs to (a 404 means different things per call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    GmailProfile,
+    GmailMessagesList,
+    GmailMessageGet,
+    GmailHistory,
+    CalendarEvents,
+    DirectoryUsers,
+}
+
+impl Api {
+    /// The name used in logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Api::GmailProfile => "gmail.users.getProfile",
+            Api::GmailMessagesList => "gmail.users.messages.list",
+            Api::GmailMessageGet => "gmail.users.messages.get",
+            Api::GmailHistory => "gmail.users.history.list",
+            Api::CalendarEvents => "calendar.events.list",
+            Api::DirectoryUsers => "directory.users.list",
+        }
+    }
+}
+
+/// What an API error answer means for the attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The attempt ends with this outcome.
+    Outcome(Outcome),
+    /// The saved cursor is gone (Gmail `history.list` 404, Calendar 410): run a full pass.
+    StaleCursor,
+    /// One message vanished between listing and fetching (`messages.get` 404): skip it.
+    Vanished,
+    /// The access token was refused (401): refresh once and retry.
+    Unauthenticated,
+}
+
+/// The outcome of a token endpoint error answer (providers/google.md §2, §3).
+pub fn token_outcome(grant: Grant, http_status: u16, error: &TokenError) -> Outcome {
+    let description = error.error_description.as_deref().unwrap_or_default();
+    let code = error.error.as_str();
+    if http_status == 429 {
+        return Outcome::RateLimited;
+    }
+    match code {
+        // PROVIDERS.md: "Google token 401 unauthorized_client (delegation not granted for
+        // a scope)". The refresh grant's 400 `unauthorized_client` (token of another
+        // client) is not listed, so it stays a provider_error.
+        "unauthorized_client" if http_status == 401 => Outcome::NotAuthorized,
+        "admin_policy_enforced" => Outcome::AccessDenied,
+        "invalid_client" | "deleted_client" => Outcome::CredentialRejected,
+        "invalid_grant" => invalid_grant(grant, description, error.error_subtype.as_deref()),
+        _ => Outcome::ProviderError,
+    }
+}
+
+fn invalid_grant(grant: Grant, description: &str, subtype: Option<&str>) -> Outcome {
+    const MAILBOX: &[&str] = &[
+        "Invalid email or User ID",
+        "Not a valid email",
+        "The account has been deleted",
+        "Account has been deleted",
+    ];
+    const CREDENTIAL: &[&str] = &[
+        "Invalid JWT Signature",
+        "Invalid JWT: Token must be a short-lived token",
+        "Invalid grant: account not found",
+        // Not in PROVIDERS.md's table; google.md §2 lists both as the company credential
+        // being unknown or gone, which is what credential_rejected means.
+        "Invalid JWT: No valid verifier found for issuer",
+        "Robot is disabled",
+    ];
+    let starts = |list: &[&str]| list.iter().any(|prefix| description.starts_with(prefix));
+    match grant {
+        Grant::Delegation if starts(MAILBOX) => Outcome::MailboxUnavailable,
+        Grant::Delegation if starts(CREDENTIAL) => Outcome::CredentialRejected,
+        Grant::Delegation => Outcome::ProviderError,
+        // Every refresh/code `invalid_grant` ("Token has been expired or revoked.",
+        // `invalid_rapt`, a redeemed or malformed code) means the member's grant is dead.
+        Grant::Refresh | Grant::Code => {
+            let _ = subtype;
+            Outcome::GrantInvalid
+        }
+    }
+}
+
+/// The verdict on an API error answer (providers/google.md §1, §4, §6, §8). `error` is
+/// `None` when the body is not Google's envelope.
+pub fn api_verdict(api: Api, http_status: u16, error: Option<&ApiError>) -> Verdict {
+    let reason = error.and_then(ApiError::reason).unwrap_or_default();
+    let message = error.and_then(ApiError::best_message).unwrap_or_default();
+    let has_detail = |wanted: &str| error.is_some_and(|e| e.detail_reasons().any(|r| r == wanted));
+
+    // Cursors and vanished items: decided by call and status, not by reason.
+    match (api, http_status) {
+        (Api::GmailHistory, 404) => return Verdict::StaleCursor,
+        (Api::GmailMessageGet, 404) => return Verdict::Vanished,
+        (Api::CalendarEvents, 410)
+            if matches!(reason, "fullSyncRequired" | "updatedMinTooLongAgo") =>
+        {
+            return Verdict::StaleCursor;
+        }
+        _ => {}
+    }
+    if http_status == 401 {
+        return Verdict::Unauthenticated;
+    }
+    if http_status == 429 {
+        return Verdict::Outcome(Outcome::RateLimited);
+    }
+    if http_status >= 500 {
+        return Verdict::Outcome(Outcome::ProviderError);
+    }
+    let outcome = match reason {
+        "insufficientPermissions" | "ACCESS_TOKEN_SCOPE_INSUFFICIENT" => Outcome::NotAuthorized,
+        _ if has_detail("ACCESS_TOKEN_SCOPE_INSUFFICIENT") => Outcome::NotAuthorized,
+        "domainPolicy" => Outcome::AccessDenied,
+        "failedPrecondition" if message.starts_with("Mail service not enabled") => {
+            Outcome::MailboxUnavailable
+        }
+        "notACalendarUser" => Outcome::MailboxUnavailable,
+        "rateLimitExceeded"
+        | "userRateLimitExceeded"
+        | "dailyLimitExceeded"
+        | "quotaExceeded"
+        | "RATE_LIMIT_EXCEEDED"
+        | "RESOURCE_EXHAUSTED" => Outcome::RateLimited,
+        // accessNotConfigured / SERVICE_DISABLED, "Delegation denied" (our bug), bare
+        // failedPrecondition, Directory `forbidden`, and anything else: provider_error.
+        _ => Outcome::ProviderError,
+    };
+    Verdict::Outcome(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{ApiErrorDetail, ApiErrorItem};
+    use Outcome::*;
+
+    #[track_caller]
+    fn check_token(grant: Grant, status: u16, error: &str, description: &str, expected: Outcome) {
+        let body = TokenError {
+            error: error.to_owned(),
+            error_description: Some(description.to_owned()),
+            error_subtype: None,
+        };
+        assert_eq!(
+            token_outcome(grant, status, &body),
+            expected,
+            "{grant:?} {status} {error} {description}"
+        );
+    }
+
+    #[test]
+    fn token_rows() {
+        use Grant::*;
+        // google.md §2 row 1 (GAM OAUTH2_UNAUTHORIZED_ERRORS); PROVIDERS.md not_authorized.
+        check_token(
+            Delegation,
+            401,
+            "unauthorized_client",
+            "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.",
+            NotAuthorized,
+        );
+        // google.md §2 "sub is not a user of the domain" (PSGSuite#267) → mailbox_unavailable.
+        check_token(
+            Delegation,
+            400,
+            "invalid_grant",
+            "Invalid email or User ID",
+            MailboxUnavailable,
+        );
+        // google.md §2 "sub malformed" (google-api-php-client#783).
+        check_token(
+            Delegation,
+            400,
+            "invalid_grant",
+            "Not a valid email.",
+            MailboxUnavailable,
+        );
+        // google.md §2 "sub user recently deleted" (GAM#1171).
+        check_token(
+            Delegation,
+            400,
+            "invalid_grant",
+            "The account has been deleted",
+            MailboxUnavailable,
+        );
+        // google.md §2 "Signature doesn't verify" (google-cloud-python#10004).
+        check_token(
+            Delegation,
+            400,
+            "invalid_grant",
+            "Invalid JWT Signature.",
+            CredentialRejected,
+        );
+        // google.md §2 "Clock skew" (google-api-php-client#1429).
+        check_token(
+            Delegation,
+            400,
+            "invalid_grant",
+            "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
+            CredentialRejected,
+        );
+        // google.md §2 "Service account disabled or deleted" (google-cloud-php#3622).
+        check_token(
+            Delegation,
+            400,
+            "invalid_grant",
+            "Invalid grant: account not found",
+            CredentialRejected,
+        );
+        // google.md §2 "OAuth client deleted" (l5-google-cloud-storage#6).
+        check_token(
+            Delegation,
+            401,
+            "deleted_client",
+            "The OAuth client was deleted.",
+            CredentialRejected,
+        );
+        // google.md §2 "Unknown client" (gapi-google-analytics-php-interface#149).
+        check_token(
+            Delegation,
+            401,
+            "invalid_client",
+            "The OAuth client was not found.",
+            CredentialRejected,
+        );
+        // google.md §2 "Google-side failure" (twenty test) → provider_error.
+        check_token(
+            Delegation,
+            500,
+            "internal_failure",
+            "Backend Error",
+            ProviderError,
+        );
+        // google.md §2 "Malformed request" (RFC 6749 §5.2): our bug → provider_error.
+        check_token(
+            Delegation,
+            400,
+            "invalid_request",
+            "Missing required parameter: grant_type",
+            ProviderError,
+        );
+        check_token(
+            Delegation,
+            400,
+            "invalid_scope",
+            "Invalid OAuth scope or ID token audience provided.",
+            ProviderError,
+        );
+        // §3 "User revoked access" ([DOC] oauth2 refresh token expiration) → grant_invalid.
+        check_token(
+            Refresh,
+            400,
+            "invalid_grant",
+            "Token has been expired or revoked.",
+            GrantInvalid,
+        );
+        // §3 RAPT (blobfile#2) → grant_invalid per PROVIDERS.md.
+        check_token(
+            Refresh,
+            400,
+            "invalid_grant",
+            "reauth related error (invalid_rapt)",
+            GrantInvalid,
+        );
+        // §3 admin_policy_enforced (dust#31975) → access_denied.
+        check_token(
+            Refresh,
+            400,
+            "admin_policy_enforced",
+            "Access to this application has been restricted by your Google Workspace administrator.",
+            AccessDenied,
+        );
+        // §3 "Wrong client secret" / "Client deleted" → credential_rejected.
+        check_token(
+            Refresh,
+            401,
+            "invalid_client",
+            "Unauthorized",
+            CredentialRejected,
+        );
+        check_token(
+            Refresh,
+            401,
+            "deleted_client",
+            "The OAuth client was deleted.",
+            CredentialRejected,
+        );
+        // §3 refresh token of another client: not in PROVIDERS.md → provider_error.
+        check_token(
+            Refresh,
+            400,
+            "unauthorized_client",
+            "Unauthorized",
+            ProviderError,
+        );
+        // §3 code exchange errors.
+        check_token(
+            Code,
+            400,
+            "invalid_grant",
+            "Code was already redeemed.",
+            GrantInvalid,
+        );
+        check_token(
+            Code,
+            400,
+            "redirect_uri_mismatch",
+            "Bad Request",
+            ProviderError,
+        );
+        // 429 at the token endpoint.
+        check_token(Refresh, 429, "rate_limit_exceeded", "", RateLimited);
+    }
+
+    fn envelope(
+        code: u16,
+        reason: Option<&str>,
+        message: &str,
+        status: Option<&str>,
+        detail: Option<&str>,
+    ) -> ApiError {
+        ApiError {
+            code: Some(code),
+            message: Some(message.to_owned()),
+            errors: reason
+                .map(|r| ApiErrorItem {
+                    domain: Some("global".to_owned()),
+                    reason: Some(r.to_owned()),
+                    message: Some(message.to_owned()),
+                })
+                .into_iter()
+                .collect(),
+            status: status.map(str::to_owned),
+            details: detail
+                .map(|r| ApiErrorDetail {
+                    type_url: Some("type.googleapis.com/google.rpc.ErrorInfo".to_owned()),
+                    reason: Some(r.to_owned()),
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[track_caller]
+    fn check_api(
+        api: Api,
+        status: u16,
+        reason: Option<&str>,
+        message: &str,
+        status_name: Option<&str>,
+        detail: Option<&str>,
+        expected: Verdict,
+    ) {
+        let error = envelope(status, reason, message, status_name, detail);
+        assert_eq!(
+            api_verdict(api, status, Some(&error)),
+            expected,
+            "{api:?} {status} {reason:?} {message}"
+        );
+    }
+
+    #[test]
+    fn api_rows() {
+        use Api::*;
+        let out = Verdict::Outcome;
+        // google.md §1.1 scope failure (php-samples#123) → not_authorized.
+        check_api(
+            GmailProfile,
+            403,
+            Some("insufficientPermissions"),
+            "Request had insufficient authentication scopes.",
+            Some("PERMISSION_DENIED"),
+            Some("ACCESS_TOKEN_SCOPE_INSUFFICIENT"),
+            out(NotAuthorized),
+        );
+        // google.md §1.1 "errors[] may be absent": reason from details.
+        check_api(
+            CalendarEvents,
+            403,
+            None,
+            "Request had insufficient authentication scopes.",
+            Some("PERMISSION_DENIED"),
+            Some("ACCESS_TOKEN_SCOPE_INSUFFICIENT"),
+            out(NotAuthorized),
+        );
+        // google.md §4 domainPolicy ([DOC] Gmail handle-errors) → access_denied.
+        check_api(
+            GmailMessagesList,
+            403,
+            Some("domainPolicy"),
+            "The domain administrators have disabled Gmail apps.",
+            None,
+            None,
+            out(AccessDenied),
+        );
+        // google.md §4 "Mail service not enabled" (fluent-smtp#152) → mailbox_unavailable.
+        check_api(
+            GmailProfile,
+            400,
+            Some("failedPrecondition"),
+            "Mail service not enabled",
+            Some("FAILED_PRECONDITION"),
+            None,
+            out(MailboxUnavailable),
+        );
+        // google.md §4 "Precondition check failed." (nodejs-client#2322) → provider_error.
+        check_api(
+            GmailProfile,
+            400,
+            Some("failedPrecondition"),
+            "Precondition check failed.",
+            Some("FAILED_PRECONDITION"),
+            None,
+            out(ProviderError),
+        );
+        // google.md §6 notACalendarUser (GAM#806) → mailbox_unavailable.
+        check_api(
+            CalendarEvents,
+            403,
+            Some("notACalendarUser"),
+            "The user must be signed up for Google Calendar.",
+            None,
+            None,
+            out(MailboxUnavailable),
+        );
+        // google.md §6 / §9 quotas → rate_limited, 403 or 429.
+        check_api(
+            CalendarEvents,
+            403,
+            Some("rateLimitExceeded"),
+            "Rate Limit Exceeded",
+            None,
+            None,
+            out(RateLimited),
+        );
+        check_api(
+            GmailMessageGet,
+            403,
+            Some("userRateLimitExceeded"),
+            "User Rate Limit Exceeded",
+            None,
+            None,
+            out(RateLimited),
+        );
+        check_api(
+            GmailMessageGet,
+            403,
+            Some("dailyLimitExceeded"),
+            "Daily Limit Exceeded",
+            None,
+            None,
+            out(RateLimited),
+        );
+        check_api(
+            CalendarEvents,
+            403,
+            Some("quotaExceeded"),
+            "Calendar usage limits exceeded.",
+            None,
+            None,
+            out(RateLimited),
+        );
+        check_api(
+            GmailProfile,
+            429,
+            Some("rateLimitExceeded"),
+            "Rate Limit Exceeded",
+            Some("RESOURCE_EXHAUSTED"),
+            None,
+            out(RateLimited),
+        );
+        check_api(
+            GmailProfile,
+            429,
+            Some("rateLimitExceeded"),
+            "Too many concurrent requests for user",
+            Some("RESOURCE_EXHAUSTED"),
+            None,
+            out(RateLimited),
+        );
+        // google.md §6 accessNotConfigured / SERVICE_DISABLED → provider_error.
+        check_api(
+            CalendarEvents,
+            403,
+            Some("accessNotConfigured"),
+            "Google Calendar API has not been used in project 1 before or it is disabled.",
+            Some("PERMISSION_DENIED"),
+            Some("SERVICE_DISABLED"),
+            out(ProviderError),
+        );
+        // PROVIDERS.md "Delegation denied" (our bug) → provider_error.
+        check_api(
+            GmailProfile,
+            403,
+            Some("forbidden"),
+            "Delegation denied for ada@acme.example",
+            Some("PERMISSION_DENIED"),
+            None,
+            out(ProviderError),
+        );
+        // google.md §8 Directory forbidden: not in PROVIDERS.md's table → provider_error.
+        check_api(
+            DirectoryUsers,
+            403,
+            Some("forbidden"),
+            "Not Authorized to access this resource/api",
+            None,
+            None,
+            out(ProviderError),
+        );
+        // 5xx backendError → provider_error.
+        check_api(
+            GmailHistory,
+            500,
+            Some("backendError"),
+            "Backend Error",
+            None,
+            None,
+            out(ProviderError),
+        );
+        check_api(
+            CalendarEvents,
+            503,
+            Some("backendError"),
+            "The service is currently unavailable.",
+            Some("UNAVAILABLE"),
+            None,
+            out(ProviderError),
+        );
+        // google.md §4 401 authError (documented and live) → refresh once.
+        check_api(
+            GmailProfile,
+            401,
+            Some("authError"),
+            "Invalid Credentials",
+            None,
+            None,
+            Verdict::Unauthenticated,
+        );
+        check_api(
+            CalendarEvents,
+            401,
+            Some("authError"),
+            "Request had invalid authentication credentials.",
+            Some("UNAUTHENTICATED"),
+            Some("ACCESS_TOKEN_EXPIRED"),
+            Verdict::Unauthenticated,
+        );
+        // google.md §0.4 stale cursors → full pass; messages.get 404 → vanished.
+        check_api(
+            GmailHistory,
+            404,
+            Some("notFound"),
+            "Requested entity was not found.",
+            Some("NOT_FOUND"),
+            None,
+            Verdict::StaleCursor,
+        );
+        check_api(
+            GmailMessageGet,
+            404,
+            Some("notFound"),
+            "Requested entity was not found.",
+            Some("NOT_FOUND"),
+            None,
+            Verdict::Vanished,
+        );
+        check_api(
+            CalendarEvents,
+            410,
+            Some("fullSyncRequired"),
+            "Sync token is no longer valid, a full sync is required.",
+            None,
+            None,
+            Verdict::StaleCursor,
+        );
+        check_api(
+            CalendarEvents,
+            410,
+            Some("updatedMinTooLongAgo"),
+            "The requested minimum modification time lies too far in the past.",
+            None,
+            None,
+            Verdict::StaleCursor,
+        );
+        // A 404 elsewhere is not a cursor: Gmail profile, Calendar primary (google.md §6,
+        // not in PROVIDERS.md's table) → provider_error.
+        check_api(
+            GmailProfile,
+            404,
+            Some("notFound"),
+            "Requested entity was not found.",
+            None,
+            None,
+            out(ProviderError),
+        );
+        check_api(
+            CalendarEvents,
+            404,
+            Some("notFound"),
+            "Not Found",
+            None,
+            None,
+            out(ProviderError),
+        );
+        // Calendar 410 `deleted` is not a sync-token answer.
+        check_api(
+            CalendarEvents,
+            410,
+            Some("deleted"),
+            "Resource has been deleted",
+            None,
+            None,
+            out(ProviderError),
+        );
+        // No envelope at all.
+        assert_eq!(api_verdict(GmailProfile, 403, None), out(ProviderError));
+        assert_eq!(api_verdict(GmailProfile, 502, None), out(ProviderError));
+    }
+}

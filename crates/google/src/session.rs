@@ -1,0 +1,440 @@
+//! One attempt's conversation with Google: getting (and caching) access tokens, calling an
+//! API with `quotaUser`, reading bounded bodies, and turning every answer into either a
+//! typed value or a [`CallFailure`] with its evidence.
+//!
+//! This is the single path every provider call takes, so "401 → refresh once, then
+//! decide", "record status, reason, message and request id" and "log each call's outcome"
+//! are written once.
+
+use std::time::SystemTime;
+
+use datacap_connector::{
+    Failure, ImportJob, JobAuth, OAuthClient, read_body, request_id, retry_after, transport_failure,
+};
+use datacap_core::Outcome;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::Inner;
+use crate::auth::{self, CachedToken, Purpose, TokenKey};
+use crate::mapping::{self, Api, Grant, Verdict};
+use crate::models::{ApiErrorEnvelope, TokenAnswer, TokenError};
+
+/// An API call that did not give a usable answer.
+#[derive(Debug)]
+pub(crate) struct CallFailure {
+    pub verdict: Verdict,
+    pub failure: Failure,
+}
+
+impl From<Failure> for CallFailure {
+    fn from(failure: Failure) -> Self {
+        CallFailure {
+            verdict: Verdict::Outcome(failure.outcome),
+            failure,
+        }
+    }
+}
+
+/// A successful token answer, secrets wrapped.
+pub(crate) struct Minted {
+    pub access_token: SecretString,
+    pub expires_in: u64,
+    pub scope: Option<String>,
+    pub refresh_token: Option<SecretString>,
+}
+
+/// Sends a token request and maps its answer (shared by attempts and `exchange_code`).
+pub(crate) async fn post_token(
+    inner: &Inner,
+    grant: Grant,
+    form: &[(&str, &str)],
+    requests: &mut u32,
+) -> Result<Minted, Failure> {
+    *requests += 1;
+    let sent = inner
+        .http
+        .post(&inner.config.token_url)
+        .form(form)
+        .send()
+        .await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(error) => {
+            let failure = transport_failure(&error);
+            log_call("token", None, None, failure.outcome);
+            return Err(failure);
+        }
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let id = request_id(&headers);
+    let body = read_body(response, inner.config.http.max_body_bytes)
+        .await
+        .inspect_err(|f| log_call("token", Some(status), None, f.outcome))?;
+    if (200..300).contains(&status) {
+        return match serde_json::from_slice::<TokenAnswer>(&body) {
+            Ok(answer) => {
+                log_call("token", Some(status), None, Outcome::Success);
+                Ok(Minted {
+                    access_token: SecretString::from(answer.access_token),
+                    expires_in: answer.expires_in.unwrap_or(3600),
+                    scope: answer.scope,
+                    refresh_token: answer.refresh_token.map(SecretString::from),
+                })
+            }
+            Err(error) => {
+                // Not serde's message: it can quote a value of the answer, i.e. a token.
+                log_call("token", Some(status), None, Outcome::ProviderError);
+                Err(Failure::new(
+                    Outcome::ProviderError,
+                    format!(
+                        "token answer does not parse (line {}, column {})",
+                        error.line(),
+                        error.column()
+                    ),
+                )
+                .with_answer(status, id))
+            }
+        };
+    }
+    let parsed = serde_json::from_slice::<TokenError>(&body).ok();
+    let outcome = match &parsed {
+        Some(error) => mapping::token_outcome(grant, status, error),
+        None if status == 429 => Outcome::RateLimited,
+        None => Outcome::ProviderError,
+    };
+    let mut failure = Failure {
+        outcome,
+        http_status: Some(status),
+        error_code: parsed.as_ref().map(|e| e.error.clone()),
+        error_message: parsed
+            .as_ref()
+            .and_then(|e| e.error_description.clone())
+            .or_else(|| Some(format!("token endpoint answered {status}"))),
+        request_id: id,
+        retry_after: None,
+    };
+    if outcome == Outcome::RateLimited {
+        failure.retry_after = retry_after(&headers, SystemTime::now());
+    }
+    log_call(
+        "token",
+        Some(status),
+        failure.error_code.as_deref(),
+        outcome,
+    );
+    Err(failure)
+}
+
+fn log_call(endpoint: &str, http_status: Option<u16>, error_code: Option<&str>, outcome: Outcome) {
+    if outcome == Outcome::Success {
+        tracing::debug!(
+            endpoint,
+            http_status,
+            error_code,
+            outcome = outcome.as_str(),
+            "google call"
+        );
+    } else {
+        tracing::warn!(
+            endpoint,
+            http_status,
+            error_code,
+            outcome = outcome.as_str(),
+            "google call failed"
+        );
+    }
+}
+
+/// One attempt.
+pub(crate) struct Session<'a> {
+    pub inner: &'a Inner,
+    pub job: &'a ImportJob,
+    /// HTTP requests made so far.
+    pub requests: u32,
+    quota_user: String,
+}
+
+impl<'a> Session<'a> {
+    pub(crate) fn new(inner: &'a Inner, job: &'a ImportJob) -> Session<'a> {
+        Session {
+            inner,
+            job,
+            requests: 0,
+            quota_user: quota_user(&job.member_id),
+        }
+    }
+
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.job.now
+    }
+
+    pub(crate) fn is_member_grant(&self) -> bool {
+        matches!(self.job.auth, JobAuth::Member { .. })
+    }
+
+    /// An access token for `purpose`, from the cache unless it is missing, close to expiry
+    /// or was just `refused` by the API.
+    async fn access_token(
+        &mut self,
+        purpose: Purpose,
+        refused: Option<&SecretString>,
+    ) -> Result<SecretString, Failure> {
+        let subject = self.subject(purpose)?;
+        let key = TokenKey {
+            company: self.job.company_id.clone(),
+            subject,
+            scopes: purpose.scope(),
+        };
+        let slot = self.inner.tokens.slot(key);
+        let mut cached = slot.lock().await;
+        let margin = self.inner.config.token_refresh_margin;
+        if let Some(token) = cached.as_ref() {
+            let fresh = self.now() + margin < token.expires_at;
+            let was_refused =
+                refused.is_some_and(|r| r.expose_secret() == token.token.expose_secret());
+            if fresh && !was_refused {
+                return Ok(token.token.clone());
+            }
+        }
+        *cached = None;
+        let minted = self.mint(purpose).await?;
+        let expires_in = i64::try_from(minted.expires_in).unwrap_or(3600);
+        *cached = Some(CachedToken {
+            token: minted.access_token.clone(),
+            expires_at: self.now() + time::Duration::seconds(expires_in),
+        });
+        Ok(minted.access_token)
+    }
+
+    /// Whose token this is, for the cache key.
+    fn subject(&self, purpose: Purpose) -> Result<String, Failure> {
+        match (&self.job.auth, purpose) {
+            (JobAuth::GoogleServiceAccount(key), Purpose::Directory) => {
+                key.directory_admin.clone().ok_or_else(|| {
+                    Failure::new(Outcome::ProviderError, "no directory admin configured")
+                })
+            }
+            (JobAuth::GoogleServiceAccount(_), Purpose::Mailbox(_)) => {
+                Ok(self.job.member_address.to_ascii_lowercase())
+            }
+            (JobAuth::Member { refresh_token, .. }, _) => Ok(format!(
+                "member:{}:{}",
+                self.job.member_id,
+                auth::grant_fingerprint(refresh_token)
+            )),
+            (JobAuth::MicrosoftApp(_), _) => Err(wrong_auth()),
+        }
+    }
+
+    async fn mint(&mut self, purpose: Purpose) -> Result<Minted, Failure> {
+        match &self.job.auth {
+            JobAuth::GoogleServiceAccount(key) => {
+                let subject = self.subject(purpose)?;
+                let assertion = auth::assertion(
+                    key,
+                    &subject,
+                    purpose.scope(),
+                    &self.inner.config.token_url,
+                    self.now(),
+                )?;
+                post_token(
+                    self.inner,
+                    Grant::Delegation,
+                    &[("grant_type", auth::JWT_BEARER), ("assertion", &assertion)],
+                    &mut self.requests,
+                )
+                .await
+            }
+            JobAuth::Member {
+                client,
+                refresh_token,
+            } => {
+                let minted = refresh(self.inner, client, refresh_token, &mut self.requests).await?;
+                // providers/google.md §3: users can untick scopes; check what was granted.
+                let granted = minted.scope.as_deref().unwrap_or_default();
+                if !purpose.satisfied_by(granted) {
+                    return Err(Failure::new(
+                        Outcome::NotAuthorized,
+                        format!(
+                            "the member's grant does not include {} (granted: {})",
+                            purpose.scope(),
+                            if granted.is_empty() {
+                                "nothing"
+                            } else {
+                                granted
+                            }
+                        ),
+                    )
+                    .with_code("scope_missing"));
+                }
+                Ok(minted)
+            }
+            JobAuth::MicrosoftApp(_) => Err(wrong_auth()),
+        }
+    }
+
+    /// GET an API, refreshing the token once on a 401. A second 401 is `grant_invalid`
+    /// for a member's own grant (PROVIDERS.md) and `provider_error` under delegation.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &mut self,
+        purpose: Purpose,
+        api: Api,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, CallFailure> {
+        let token = self.access_token(purpose, None).await?;
+        match self.get_once(api, url, query, &token).await {
+            Err(first) if first.verdict == Verdict::Unauthenticated => {
+                let token = self.access_token(purpose, Some(&token)).await?;
+                match self.get_once(api, url, query, &token).await {
+                    Err(mut again) if again.verdict == Verdict::Unauthenticated => {
+                        let outcome = if self.is_member_grant() {
+                            Outcome::GrantInvalid
+                        } else {
+                            Outcome::ProviderError
+                        };
+                        again.failure.outcome = outcome;
+                        again.verdict = Verdict::Outcome(outcome);
+                        Err(again)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn get_once<T: DeserializeOwned>(
+        &mut self,
+        api: Api,
+        url: &str,
+        query: &[(&str, String)],
+        token: &SecretString,
+    ) -> Result<T, CallFailure> {
+        self.requests += 1;
+        let sent = self
+            .inner
+            .http
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .query(query)
+            .query(&[("quotaUser", self.quota_user.as_str())])
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                let failure = transport_failure(&error);
+                log_call(api.name(), None, None, failure.outcome);
+                return Err(failure.into());
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let id = request_id(&headers);
+        let body = read_body(response, self.inner.config.http.max_body_bytes)
+            .await
+            .inspect_err(|f| log_call(api.name(), Some(status), None, f.outcome))?;
+        if (200..300).contains(&status) {
+            return match serde_json::from_slice::<T>(&body) {
+                Ok(value) => {
+                    log_call(api.name(), Some(status), None, Outcome::Success);
+                    Ok(value)
+                }
+                Err(error) => {
+                    log_call(api.name(), Some(status), None, Outcome::ProviderError);
+                    Err(Failure::new(
+                        Outcome::ProviderError,
+                        format!("{} answer does not parse: {error}", api.name()),
+                    )
+                    .with_answer(status, id)
+                    .into())
+                }
+            };
+        }
+        let parsed = serde_json::from_slice::<ApiErrorEnvelope>(&body)
+            .ok()
+            .map(|envelope| envelope.error);
+        let verdict = mapping::api_verdict(api, status, parsed.as_ref());
+        let outcome = match verdict {
+            Verdict::Outcome(outcome) => outcome,
+            _ => Outcome::ProviderError,
+        };
+        let failure = Failure {
+            outcome,
+            http_status: Some(status),
+            error_code: parsed.as_ref().and_then(|e| e.reason()).map(str::to_owned),
+            error_message: parsed
+                .as_ref()
+                .and_then(|e| e.best_message())
+                .map(str::to_owned)
+                .or_else(|| Some(format!("{} answered {status}", api.name()))),
+            request_id: id,
+            retry_after: (outcome == Outcome::RateLimited)
+                .then(|| retry_after(&headers, SystemTime::now()))
+                .flatten(),
+        };
+        log_call(
+            api.name(),
+            Some(status),
+            failure.error_code.as_deref(),
+            outcome,
+        );
+        Err(CallFailure { verdict, failure })
+    }
+}
+
+/// The refresh grant with our OAuth client (providers/google.md §3).
+pub(crate) async fn refresh(
+    inner: &Inner,
+    client: &OAuthClient,
+    refresh_token: &SecretString,
+    requests: &mut u32,
+) -> Result<Minted, Failure> {
+    post_token(
+        inner,
+        Grant::Refresh,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose_secret()),
+            ("client_id", &client.client_id),
+            ("client_secret", client.client_secret.expose_secret()),
+        ],
+        requests,
+    )
+    .await
+}
+
+fn wrong_auth() -> Failure {
+    Failure::new(
+        Outcome::ProviderError,
+        "a Microsoft credential was handed to the Google connector",
+    )
+}
+
+/// `quotaUser` must be at most 40 characters (providers/google.md §9): the member id, or
+/// a hash of it when longer.
+pub(crate) fn quota_user(member_id: &str) -> String {
+    if member_id.len() <= 40 && member_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return member_id.to_owned();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(member_id.as_bytes());
+    digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_user_is_bounded() {
+        assert_eq!(quota_user("m1"), "m1");
+        let long = "x".repeat(41);
+        assert_eq!(quota_user(&long).len(), 40);
+        assert_ne!(quota_user(&long), long[..40]);
+    }
+}
