@@ -8,12 +8,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod config;
 
 /// datacap imports every team member's email and calendar from Google Workspace and
 /// Microsoft 365 and tells admins, per member, whether it works.
 #[derive(Parser)]
 #[command(name = "datacap", version, about, long_about = None)]
 struct Cli {
+    /// The config file (default: config/datacap.toml if present, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,12 +26,21 @@ struct Cli {
 enum Command {
     /// Classify STATUS_MODEL.md's JSON on stdin into member icons and banners on stdout.
     Classify(commands::classify::Args),
+    /// Apply the database's pending migrations (and check the encryption key).
+    Migrate(commands::migrate::Args),
+    /// Declare companies, members and settings from a tenants file.
+    Apply(commands::apply::Args),
+    /// Print the Team members page: banners and each member's icons.
+    Status(commands::status::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Classify(args) => commands::classify::run(args),
+        Command::Migrate(args) => commands::migrate::run(args, cli.config.as_deref()),
+        Command::Apply(args) => commands::apply::run(args, cli.config.as_deref()),
+        Command::Status(args) => commands::status::run(args, cli.config.as_deref()),
     };
     match result {
         Ok(code) => code,

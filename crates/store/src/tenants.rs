@@ -415,6 +415,14 @@ email = "bob@acme.test"
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../../../config/tenants.example.toml");
+        let tenants = parse_tenants(text).unwrap();
+        let ids: Vec<_> = tenants.companies.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["acme", "globex", "initech"]);
+    }
+
+    #[test]
     fn errors_name_line_and_field() {
         check_error(
             &GOOD.replace("bob@acme.test", "bob-at-acme"),

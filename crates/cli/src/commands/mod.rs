@@ -1,3 +1,6 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
+pub mod apply;
 pub mod classify;
+pub mod migrate;
+pub mod status;

@@ -1,0 +1,272 @@
+//! `datacap migrate`, `apply` and `status` as processes: the real binary on a temporary
+//! SQLite file, with its config from the environment or `--config`, checking stdout,
+//! stderr, exit codes and that a bad file or config writes nothing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn repo_file(path: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../").to_owned() + path
+}
+
+/// Runs `datacap ARGS` in `dir` (so no config/datacap.toml is found there) with a clean
+/// environment plus `env`.
+fn datacap(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_datacap"));
+    command.current_dir(dir).env_clear().args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("datacap runs")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn failed(output: &Output) -> String {
+    assert!(!output.status.success(), "expected a failure");
+    String::from_utf8(output.stderr.clone()).expect("utf-8 stderr")
+}
+
+#[test]
+fn migrate_apply_status_on_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let env = [("DATACAP_DATABASE__URL", url.as_str())];
+
+    let stdout = ok(&datacap(dir.path(), &env, &["migrate"]));
+    assert_eq!(stdout.trim(), "migrated the sqlite database");
+    // Migrating again is a no-op.
+    ok(&datacap(dir.path(), &env, &["migrate"]));
+
+    let example = repo_file("config/tenants.example.toml");
+    let stdout = ok(&datacap(dir.path(), &env, &["apply", &example]));
+    assert!(stdout.contains("3 companies, 4 members"), "{stdout}");
+
+    let json: serde_json::Value = serde_json::from_str(&ok(&datacap(
+        dir.path(),
+        &env,
+        &["status", "--format", "json"],
+    )))
+    .expect("status json");
+    let companies = json["companies"].as_array().expect("companies");
+    let ids: Vec<_> = companies
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme", "globex", "initech"]);
+    let acme = &companies[0];
+    assert_eq!(acme["provider"], "google_workspace");
+    assert_eq!(acme["banners"][0]["code"], "members_seat_missing");
+    for field in [
+        "code",
+        "color",
+        "count",
+        "provider",
+        "message",
+        "resolution",
+    ] {
+        assert!(!acme["banners"][0][field].is_null(), "banner.{field}");
+    }
+    let ana = &acme["members"][0];
+    assert_eq!(ana["id"], "ana");
+    assert_eq!(ana["email_address"], "ana@acme.example");
+    for channel in ["capture", "email", "calendar"] {
+        for field in ["color", "reason", "message", "resolution", "since"] {
+            assert!(ana[channel][field].is_string(), "{channel}.{field}");
+        }
+        assert!(ana[channel].get("last_attempt_id").is_some());
+    }
+    assert_eq!(ana["email"]["reason"], "awaiting_first_import");
+    assert_eq!(
+        companies[1]["members"][0]["email"]["reason"],
+        "member_not_connected"
+    );
+    assert_eq!(companies[2]["banners"][0]["code"], "provider_not_connected");
+
+    let one = ok(&datacap(
+        dir.path(),
+        &env,
+        &["status", "--company", "globex", "--format", "json"],
+    ));
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["companies"].as_array().unwrap().len(), 1);
+
+    let table = ok(&datacap(dir.path(), &env, &["status"]));
+    assert!(
+        table.contains("Acme Corporation (acme, Google Workspace, company_wide)"),
+        "{table}"
+    );
+    assert!(table.contains("bob@acme.example"), "{table}");
+    assert!(table.contains("yellow seat_missing"), "{table}");
+
+    let stderr = failed(&datacap(dir.path(), &env, &["status", "--company", "nope"]));
+    assert_eq!(
+        stderr.trim(),
+        "error: cannot read the status: unknown company \"nope\""
+    );
+}
+
+#[test]
+fn a_bad_tenants_file_names_line_and_field_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let env = [("DATACAP_DATABASE__URL", url.as_str())];
+    ok(&datacap(dir.path(), &env, &["migrate"]));
+    let good = std::fs::read_to_string(repo_file("config/tenants.example.toml")).unwrap();
+    let good_path = dir.path().join("good.toml");
+    std::fs::write(&good_path, &good).unwrap();
+    ok(&datacap(
+        dir.path(),
+        &env,
+        &["apply", good_path.to_str().unwrap()],
+    ));
+    let before = ok(&datacap(dir.path(), &env, &["status", "--format", "json"]));
+
+    // bob's address broken, and a new company listed before it: nothing of it lands.
+    let bad = format!(
+        "[[companies]]\nid = \"newco\"\nprovider = \"none\"\nconnection_mode = \"company_wide\"\n{}",
+        good.replace("email = \"bob@acme.example\"", "email = \"bob\"")
+    );
+    let bob_line = bad
+        .lines()
+        .position(|line| line.starts_with("email = \"bob\""))
+        .unwrap()
+        + 1;
+    let bad_path = dir.path().join("bad.toml");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let stderr = failed(&datacap(
+        dir.path(),
+        &env,
+        &["apply", bad_path.to_str().unwrap()],
+    ));
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: {}:{bob_line}: companies[1].members[1].email: \"bob\" is not an email address",
+            bad_path.display()
+        )
+    );
+    // An inline secret is refused the same way.
+    let secret = good.replace(
+        "client_secret_env = \"DATACAP_GLOBEX_CLIENT_SECRET\"",
+        "client_secret = \"hunter2\"",
+    );
+    let secret_path = dir.path().join("secret.toml");
+    std::fs::write(&secret_path, &secret).unwrap();
+    let stderr = failed(&datacap(
+        dir.path(),
+        &env,
+        &["apply", secret_path.to_str().unwrap()],
+    ));
+    assert!(
+        stderr.contains("companies[1].credentials.client_secret: inline secrets are not allowed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let after = ok(&datacap(dir.path(), &env, &["status", "--format", "json"]));
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_malformed_config_names_the_key_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("datacap.sqlite");
+    let config = dir.path().join("datacap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\nmax_connections = \"lots\"\n",
+            database.display()
+        ),
+    )
+    .unwrap();
+    let stderr = failed(&datacap(
+        dir.path(),
+        &[],
+        &["--config", config.to_str().unwrap(), "migrate"],
+    ));
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: config database.max_connections ({}): invalid type: string \"lots\", expected i64",
+            config.display()
+        )
+    );
+    assert!(!database.exists(), "nothing is written");
+
+    // The environment overrides the file, and names itself when it is the culprit.
+    let env = [("DATACAP_DATABASE__MAX_CONNECTIONS", "2")];
+    ok(&datacap(
+        dir.path(),
+        &env,
+        &["--config", config.to_str().unwrap(), "migrate"],
+    ));
+    assert!(database.exists());
+    let env = [("DATACAP_RETENTION__ATTEMPTS_MAX_AGE", "forever")];
+    let stderr = failed(&datacap(dir.path(), &env, &["status"]));
+    assert!(
+        stderr.contains(
+            "config retention.attempts_max_age (env DATACAP_RETENTION__ATTEMPTS_MAX_AGE)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn migrate_checks_the_encryption_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let key_path = dir.path().join("key");
+    std::fs::write(&key_path, "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=\n").unwrap();
+    let env = [
+        ("DATACAP_DATABASE__URL", url.as_str()),
+        ("DATACAP_ENCRYPTION__KEY_FILE", key_path.to_str().unwrap()),
+    ];
+    ok(&datacap(dir.path(), &env, &["migrate"]));
+    ok(&datacap(dir.path(), &env, &["migrate"]));
+
+    // Another key under the same id: refused at start-up.
+    std::fs::write(&key_path, "ZmVkY2JhWllYV1ZVVFNSUVBPTk1MS0pJSEdGRURDQkE=").unwrap();
+    let stderr = failed(&datacap(dir.path(), &env, &["migrate"]));
+    assert_eq!(
+        stderr.trim(),
+        "error: encryption key check failed: the configured encryption key \"primary\" is not the key this database was set up with"
+    );
+    // A missing key file or env var: a clear error, not plaintext.
+    std::fs::remove_file(&key_path).unwrap();
+    let stderr = failed(&datacap(dir.path(), &env, &["migrate"]));
+    assert!(
+        stderr.starts_with(&format!(
+            "error: cannot read encryption key file {}",
+            key_path.display()
+        )),
+        "{stderr}"
+    );
+    let env = [
+        ("DATACAP_DATABASE__URL", url.as_str()),
+        ("DATACAP_ENCRYPTION__KEY_ENV", "DATACAP_TEST_KEY"),
+    ];
+    let stderr = failed(&datacap(dir.path(), &env, &["migrate"]));
+    assert!(
+        stderr.starts_with("error: encryption key env var DATACAP_TEST_KEY is not set"),
+        "{stderr}"
+    );
+    std::fs::write(&key_path, "c2hvcnQ=").unwrap();
+    let env = [
+        ("DATACAP_DATABASE__URL", url.as_str()),
+        ("DATACAP_ENCRYPTION__KEY_FILE", key_path.to_str().unwrap()),
+    ];
+    let stderr = failed(&datacap(dir.path(), &env, &["migrate"]));
+    assert!(stderr.contains("is not 32 bytes"), "{stderr}");
+    assert!(!stderr.contains("c2hvcnQ"), "{stderr}");
+}
