@@ -1,0 +1,942 @@
+//! The Microsoft connector against datacap-sim over real HTTP on loopback: app-only and
+//! user-by-user auth, mail and calendar delta across runs, resync, paging quirks,
+//! throttling, per-mailbox concurrency, secrets kept out of logs, and one row per
+//! Microsoft fault the sim can produce mapped to its outcome.
+//!
+//! Each fault row cites the PROVIDERS.md answer → outcome row and the providers/microsoft.md
+//! section whose answer the sim reproduces.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use datacap_connector::{
+    Attempt, Connector, HttpLimits, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
+};
+use datacap_core::{Channel, Outcome};
+use datacap_microsoft::{MicrosoftConfig, MicrosoftConnector};
+use datacap_sim::{Scenario, Sim, SimHandle};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sha2::Digest;
+use uuid::Uuid;
+
+const CONTOSO: &str = "8f3e1c52-2d4a-4c1e-9b7a-3f5d6e7a8b9c";
+const CONTOSO_CLIENT: &str = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+const CONTOSO_SECRET: &str = "sim-microsoft-secret";
+const NOROLES: &str = "22222222-3333-4444-8555-666666666666";
+const NOROLES_CLIENT: &str = "99999999-8888-4777-8666-555555555555";
+const FABRIKAM: &str = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
+const FABRIKAM_CLIENT: &str = "aa11bb22-cc33-4d44-8e55-ff6677889900";
+const FABRIKAM_SECRET: &str = "fabrikam-secret";
+const REDIRECT: &str = "http://127.0.0.1:9/oauth/microsoft/callback";
+
+const SCENARIO: &str = r#"
+seed = 11
+
+[[tenant]]
+name = "contoso"
+provider = "microsoft"
+domain = "contoso.example"
+tenant_id = "8f3e1c52-2d4a-4c1e-9b7a-3f5d6e7a8b9c"
+[tenant.app]
+client_id = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+client_secret = "sim-microsoft-secret"
+roles = ["User.Read.All", "Mail.Read", "Calendars.Read"]
+
+[[tenant.user]]
+email = "alan@contoso.example"
+messages = 12
+events = 6
+[[tenant.user]]
+email = "grace@contoso.example"
+messages = 5
+events = 3
+[[tenant.user]]
+email = "resync@contoso.example"
+messages = 5
+events = 3
+[[tenant.user]]
+email = "quirky@contoso.example"
+messages = 25
+events = 12
+[[tenant.user.fault]]
+fault = "empty_pages"
+[[tenant.user.fault]]
+fault = "duplicate_items"
+[[tenant.user]]
+email = "row@contoso.example"
+messages = 4
+events = 2
+[[tenant.user]]
+email = "busy@contoso.example"
+messages = 6
+events = 4
+[[tenant.user]]
+email = "nolicence@contoso.example"
+licensed = false
+[[tenant.user]]
+email = "vendor@partner.example"
+guest = true
+[[tenant.user]]
+email = "suspended@contoso.example"
+suspended = true
+
+[[tenant]]
+name = "noroles"
+provider = "microsoft"
+domain = "noroles.example"
+tenant_id = "22222222-3333-4444-8555-666666666666"
+[tenant.app]
+client_id = "99999999-8888-4777-8666-555555555555"
+client_secret = "noroles-secret"
+roles = []
+[[tenant.user]]
+email = "nobody@noroles.example"
+messages = 3
+events = 1
+
+[[tenant]]
+name = "fabrikam"
+provider = "microsoft"
+domain = "fabrikam.example"
+tenant_id = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+[tenant.app]
+client_id = "aa11bb22-cc33-4d44-8e55-ff6677889900"
+client_secret = "fabrikam-secret"
+roles = ["User.Read.All", "Mail.Read", "Calendars.Read"]
+reject_reused_refresh_tokens = true
+[[tenant.user]]
+email = "megan@fabrikam.example"
+messages = 5
+events = 3
+[[tenant.user]]
+email = "row@fabrikam.example"
+messages = 2
+events = 1
+"#;
+
+// ---- harness --------------------------------------------------------------------------
+
+struct Env {
+    sim: SimHandle,
+    control: reqwest::Client,
+}
+
+impl Env {
+    async fn start() -> Env {
+        std::sync::LazyLock::force(&LOGS);
+        let scenario = Scenario::from_toml(SCENARIO, "microsoft-tests", std::path::Path::new("."))
+            .expect("scenario loads");
+        let sim = Sim::start(scenario, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("sim starts");
+        datacap_connector::http::install_crypto_provider();
+        let control = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Env { sim, control }
+    }
+
+    /// Test bounds: short timeouts, a 1 MB body limit, no throttling waits unless a test
+    /// asks for them.
+    fn config(&self) -> MicrosoftConfig {
+        let e = self.sim.endpoints();
+        let mut config = MicrosoftConfig::with_bases(&e.microsoft_login_base, &e.graph_base);
+        config.http = HttpLimits {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 1_000_000,
+        };
+        config.throttle_retries = 0;
+        config.max_retry_wait = Duration::from_secs(1);
+        config
+    }
+
+    fn connector(&self, change: impl FnOnce(&mut MicrosoftConfig)) -> MicrosoftConnector {
+        let mut config = self.config();
+        change(&mut config);
+        MicrosoftConnector::new(config).expect("connector")
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .control
+            .post(format!("{}/{path}", self.sim.control_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("control call");
+        let status = response.status();
+        let text = response.text().await.expect("control body");
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn fault(&self, tenant: &str, user: Option<&str>, fault: &str, extra: Value) {
+        let mut body = json!({ "tenant": tenant, "fault": fault });
+        if let Some(user) = user {
+            body["user"] = user.into();
+        }
+        if let Value::Object(extra) = extra {
+            for (key, value) in extra {
+                body[key] = value;
+            }
+        }
+        self.post("faults", body).await;
+    }
+
+    /// The connect flow: authorize as `user` with PKCE, then `exchange_code`.
+    async fn connect(&self, connector: &MicrosoftConnector, user: &str) -> SecretString {
+        let verifier = format!(
+            "verifier-{}-0123456789abcdefghijklmnop",
+            Uuid::new_v4().simple()
+        );
+        let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let response = self
+            .control
+            .get(self.sim.endpoints().microsoft_authorize_url(FABRIKAM))
+            .query(&[
+                ("client_id", FABRIKAM_CLIENT),
+                ("redirect_uri", REDIRECT),
+                ("response_type", "code"),
+                ("scope", "offline_access Mail.Read Calendars.Read User.Read"),
+                ("state", "s"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("login_hint", user),
+            ])
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(response.status(), 302);
+        let location = response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        let location = reqwest::Url::parse(&location).expect("url");
+        let code = location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .expect("code");
+        let grant = connector
+            .exchange_code(
+                &fabrikam_client(),
+                &code,
+                REDIRECT,
+                &SecretString::from(verifier),
+            )
+            .await
+            .expect("code redeemed");
+        grant
+            .refresh_token
+            .expect("offline_access gives a refresh token")
+    }
+}
+
+fn contoso_app() -> JobAuth {
+    JobAuth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
+        tenant: CONTOSO.into(),
+        client_id: CONTOSO_CLIENT.into(),
+        client_secret: SecretString::from(CONTOSO_SECRET),
+    }))
+}
+
+fn noroles_app() -> JobAuth {
+    JobAuth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
+        tenant: NOROLES.into(),
+        client_id: NOROLES_CLIENT.into(),
+        client_secret: SecretString::from("noroles-secret"),
+    }))
+}
+
+fn fabrikam_client() -> OAuthClient {
+    OAuthClient {
+        client_id: FABRIKAM_CLIENT.into(),
+        client_secret: SecretString::from(FABRIKAM_SECRET),
+        tenant: Some(FABRIKAM.into()),
+    }
+}
+
+fn member(refresh_token: &SecretString) -> JobAuth {
+    JobAuth::Member {
+        client: Arc::new(fabrikam_client()),
+        refresh_token: refresh_token.clone(),
+    }
+}
+
+fn job(address: &str, channel: Channel, auth: JobAuth, cursor: Option<&str>) -> ImportJob {
+    ImportJob {
+        attempt_id: Uuid::new_v4(),
+        company_id: "company".into(),
+        member_id: "member".into(),
+        member_address: address.into(),
+        channel,
+        auth,
+        cursor: cursor.map(str::to_owned),
+        now: time::OffsetDateTime::now_utc(),
+    }
+}
+
+#[track_caller]
+fn assert_success(attempt: &Attempt) {
+    assert_eq!(
+        attempt.outcome,
+        Outcome::Success,
+        "{:?} {:?} {:?}",
+        attempt.http_status,
+        attempt.error_code,
+        attempt.error_message
+    );
+}
+
+fn email_ids(attempt: &Attempt) -> Vec<String> {
+    attempt
+        .email_items
+        .iter()
+        .map(|i| i.provider_id.clone())
+        .collect()
+}
+
+fn unique(ids: &[String]) -> bool {
+    ids.iter().collect::<HashSet<_>>().len() == ids.len()
+}
+
+// ---- mail -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn app_only_mail_full_pass_then_incremental() {
+    let env = Env::start().await;
+    let connector = env.connector(|c| c.max_page_size = 5);
+    let graph_base = env.sim.endpoints().graph_base.clone();
+
+    let first = connector
+        .import(&job(
+            "alan@contoso.example",
+            Channel::Email,
+            contoso_app(),
+            None,
+        ))
+        .await;
+    assert_success(&first);
+    assert_eq!(first.email_items.len(), 12);
+    assert!(unique(&email_ids(&first)));
+    let cursor = first.next_cursor.clone().expect("cursor");
+    assert!(
+        cursor.starts_with(&graph_base) && cursor.contains("$deltatoken="),
+        "{cursor}"
+    );
+    assert_eq!(
+        first.requests,
+        1 + 3,
+        "one token call, then three pages of five"
+    );
+    assert!(first.request_id.is_some());
+    let item = &first.email_items[0];
+    assert!(item.subject.is_some() && item.sender.is_some() && item.sent_at.is_some());
+    assert!(item.thread_id.is_some());
+    assert_eq!(item.participants, ["alan@contoso.example"]);
+
+    // Nothing changed: success, nothing new, a fresh cursor. The app token is cached.
+    let again = connector
+        .import(&job(
+            "alan@contoso.example",
+            Channel::Email,
+            contoso_app(),
+            Some(&cursor),
+        ))
+        .await;
+    assert_success(&again);
+    assert!(again.email_items.is_empty());
+    assert_eq!(again.requests, 1, "cached token, one delta page");
+
+    // Three new messages through the control endpoint arrive incrementally, once each.
+    let added = env
+        .post(
+            "mail",
+            json!({ "tenant": "contoso", "user": "alan@contoso.example", "add": 3 }),
+        )
+        .await;
+    let added: HashSet<String> = added["added"]
+        .as_array()
+        .expect("added")
+        .iter()
+        .map(|m| m["graph_id"].as_str().expect("graph id").to_owned())
+        .collect();
+    let cursor = again.next_cursor.expect("cursor");
+    let incremental = connector
+        .import(&job(
+            "alan@contoso.example",
+            Channel::Email,
+            contoso_app(),
+            Some(&cursor),
+        ))
+        .await;
+    assert_success(&incremental);
+    let got: HashSet<String> = email_ids(&incremental).into_iter().collect();
+    assert_eq!(got, added);
+    assert!(
+        !first
+            .email_items
+            .iter()
+            .any(|i| got.contains(&i.provider_id))
+    );
+
+    // A deleted message comes back `@removed`: no item for it, the cursor moves on.
+    let victim = first.email_items[0].provider_id.clone();
+    env.post(
+        "mail",
+        json!({ "tenant": "contoso", "user": "alan@contoso.example", "remove": [victim] }),
+    )
+    .await;
+    let cursor = incremental.next_cursor.expect("cursor");
+    let removed = connector
+        .import(&job(
+            "alan@contoso.example",
+            Channel::Email,
+            contoso_app(),
+            Some(&cursor),
+        ))
+        .await;
+    assert_success(&removed);
+    assert!(removed.email_items.is_empty());
+    assert_ne!(removed.next_cursor.as_deref(), Some(cursor.as_str()));
+    env.sim.shutdown().await;
+}
+
+/// PROVIDERS.md: "Graph 410 (or any 4xx) SyncStateNotFound/resyncRequired/SyncStateInvalid
+/// → drop the cursor, run a full pass in the same attempt" (microsoft.md §3).
+#[tokio::test]
+async fn expired_cursor_runs_a_full_pass_in_the_same_attempt() {
+    let env = Env::start().await;
+    let connector = env.connector(|_| {});
+    let user = "resync@contoso.example";
+    let first = connector
+        .import(&job(user, Channel::Email, contoso_app(), None))
+        .await;
+    assert_success(&first);
+    let cursor = first.next_cursor.clone().expect("cursor");
+
+    // The sim's own expiry (epoch bump): the old delta link answers 410 SyncStateNotFound.
+    env.post(
+        "expire",
+        json!({ "tenant": "contoso", "user": user, "what": "cursors" }),
+    )
+    .await;
+    let attempt = connector
+        .import(&job(user, Channel::Email, contoso_app(), Some(&cursor)))
+        .await;
+    assert_success(&attempt);
+    assert_eq!(attempt.email_items.len(), 5, "the full pass again");
+    assert_eq!(attempt.requests, 2, "the 410, then the full pass");
+    let mut cursor = attempt.next_cursor.expect("cursor");
+
+    // Each cursor answer, by fault name, on mail and on calendar.
+    for fault in [
+        "sync_state_not_found",
+        "sync_state_not_found_400",
+        "resync_required",
+        "sync_state_invalid",
+        "cursor_expired",
+    ] {
+        env.fault("contoso", Some(user), fault, json!({ "times": 1 }))
+            .await;
+        let attempt = connector
+            .import(&job(user, Channel::Email, contoso_app(), Some(&cursor)))
+            .await;
+        assert_success(&attempt);
+        assert_eq!(attempt.email_items.len(), 5, "{fault}: full pass");
+        cursor = attempt.next_cursor.expect("cursor");
+    }
+    let first = connector
+        .import(&job(user, Channel::Calendar, contoso_app(), None))
+        .await;
+    assert_success(&first);
+    env.fault(
+        "contoso",
+        Some(user),
+        "sync_state_not_found",
+        json!({ "times": 1, "endpoint": "graph_calendar" }),
+    )
+    .await;
+    let attempt = connector
+        .import(&job(
+            user,
+            Channel::Calendar,
+            contoso_app(),
+            first.next_cursor.as_deref(),
+        ))
+        .await;
+    assert_success(&attempt);
+    assert_eq!(attempt.calendar_items.len(), 3);
+
+    // A cursor fault that keeps firing on incremental calls still ends in a full pass
+    // (the sim fires cursor faults only on incremental calls, so the pass is clean).
+    env.fault(
+        "contoso",
+        Some(user),
+        "sync_state_not_found_400",
+        json!({ "endpoint": "graph_mail" }),
+    )
+    .await;
+    let attempt = connector
+        .import(&job(user, Channel::Email, contoso_app(), Some(&cursor)))
+        .await;
+    assert_success(&attempt);
+    assert_eq!(attempt.email_items.len(), 5);
+    env.sim.shutdown().await;
+}
+
+/// microsoft.md §3: empty pages that still carry a nextLink, and items repeated across
+/// pages (msgraph-sdk-dotnet#3070, #1568).
+#[tokio::test]
+async fn empty_pages_and_duplicates_across_pages() {
+    let env = Env::start().await;
+    let connector = env.connector(|c| c.max_page_size = 4);
+    let mail = connector
+        .import(&job(
+            "quirky@contoso.example",
+            Channel::Email,
+            contoso_app(),
+            None,
+        ))
+        .await;
+    assert_success(&mail);
+    assert_eq!(mail.email_items.len(), 25);
+    assert!(unique(&email_ids(&mail)));
+    assert!(
+        mail.requests > 1 + 2 * 7,
+        "empty pages were followed: {}",
+        mail.requests
+    );
+
+    let calendar = connector
+        .import(&job(
+            "quirky@contoso.example",
+            Channel::Calendar,
+            contoso_app(),
+            None,
+        ))
+        .await;
+    assert_success(&calendar);
+    let ids: Vec<String> = calendar
+        .calendar_items
+        .iter()
+        .map(|i| i.provider_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 12, "duplicates across pages deduplicated by id");
+    assert!(unique(&ids));
+    env.sim.shutdown().await;
+}
+
+/// The page budget bounds every attempt; the next link becomes the cursor and the next
+/// attempt carries on, so a large first pass finishes over several attempts.
+#[tokio::test]
+async fn page_budget_checkpoints_and_resumes() {
+    let env = Env::start().await;
+    let connector = env.connector(|c| {
+        c.max_page_size = 3;
+        c.max_pages_per_attempt = 2;
+    });
+    let mut cursor: Option<String> = None;
+    let mut ids = Vec::new();
+    for round in 0..10 {
+        let attempt = connector
+            .import(&job(
+                "alan@contoso.example",
+                Channel::Email,
+                contoso_app(),
+                cursor.as_deref(),
+            ))
+            .await;
+        assert_success(&attempt);
+        assert!(
+            attempt.requests <= 3,
+            "round {round}: at most one token call and two pages"
+        );
+        ids.extend(email_ids(&attempt));
+        let next = attempt.next_cursor.expect("cursor");
+        let done = next.contains("$deltatoken=");
+        cursor = Some(next);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        cursor
+            .as_deref()
+            .is_some_and(|c| c.contains("$deltatoken="))
+    );
+    assert_eq!(ids.len(), 12);
+    assert!(unique(&ids));
+    env.sim.shutdown().await;
+}
+
+// ---- auth -----------------------------------------------------------------------------
+
+/// PROVIDERS.md: "refresh tokens rotate: persist the new one every time"; microsoft.md
+/// §1.1 "Success bodies" and the fake-server note on rejecting a reused token (70000).
+#[tokio::test]
+async fn user_by_user_refresh_returns_every_rotated_token() {
+    let env = Env::start().await;
+    let connector = env.connector(|_| {});
+    let first = env.connect(&connector, "megan@fabrikam.example").await;
+
+    let attempt = connector
+        .import(&job(
+            "megan@fabrikam.example",
+            Channel::Email,
+            member(&first),
+            None,
+        ))
+        .await;
+    assert_success(&attempt);
+    assert_eq!(attempt.email_items.len(), 5);
+    let second = attempt
+        .rotated_refresh_token
+        .clone()
+        .expect("rotated token returned")
+        .0;
+    assert_ne!(second.expose_secret(), first.expose_secret());
+
+    // The tenant rejects a rotated-away token: AADSTS70000 → grant_invalid.
+    let reused = connector
+        .import(&job(
+            "megan@fabrikam.example",
+            Channel::Email,
+            member(&first),
+            None,
+        ))
+        .await;
+    assert_eq!(reused.outcome, Outcome::GrantInvalid);
+    assert_eq!(reused.error_code.as_deref(), Some("invalid_grant"));
+    assert!(reused.rotated_refresh_token.is_none());
+
+    // The new one works, and rotates again, on the calendar too.
+    let calendar = connector
+        .import(&job(
+            "megan@fabrikam.example",
+            Channel::Calendar,
+            member(&second),
+            None,
+        ))
+        .await;
+    assert_success(&calendar);
+    assert_eq!(calendar.calendar_items.len(), 3);
+    let third = calendar
+        .rotated_refresh_token
+        .clone()
+        .expect("rotated again")
+        .0;
+    assert_ne!(third.expose_secret(), second.expose_secret());
+
+    // A refresh that succeeded is never lost, even when Graph then refuses the attempt:
+    // the rotated token comes back with the failure, to be persisted before anything else.
+    env.fault(
+        "fabrikam",
+        Some("megan@fabrikam.example"),
+        "mailbox_not_enabled",
+        json!({ "times": 1 }),
+    )
+    .await;
+    let failed = connector
+        .import(&job(
+            "megan@fabrikam.example",
+            Channel::Email,
+            member(&third),
+            None,
+        ))
+        .await;
+    assert_eq!(failed.outcome, Outcome::MailboxUnavailable);
+    let fourth = failed
+        .rotated_refresh_token
+        .clone()
+        .expect("rotated token kept on failure")
+        .0;
+    let after = connector
+        .import(&job(
+            "megan@fabrikam.example",
+            Channel::Email,
+            member(&fourth),
+            None,
+        ))
+        .await;
+    assert_success(&after);
+
+    // The connect flow refuses a wrong PKCE verifier (AADSTS501481).
+    let refused = connector
+        .exchange_code(
+            &fabrikam_client(),
+            "0.sim-unknown",
+            REDIRECT,
+            &SecretString::from("x"),
+        )
+        .await
+        .expect_err("unknown code");
+    assert_eq!(refused.outcome(), Some(Outcome::GrantInvalid));
+    env.sim.shutdown().await;
+}
+
+/// PROVIDERS.md: "Graph 403 ErrorAccessDenied and the access token's roles claim lacks the
+/// needed permission → not_authorized"; "ErrorAccessDenied while the token has the
+/// permission; any 403 whose message holds AccessPolicy/[RAOP]/… → access_denied"
+/// (microsoft.md §2.2, §6).
+#[tokio::test]
+async fn missing_roles_versus_access_policy() {
+    let env = Env::start().await;
+    let connector = env.connector(|_| {});
+
+    // Admin consent never granted the mail role: the token has no `roles`.
+    let attempt = connector
+        .import(&job(
+            "nobody@noroles.example",
+            Channel::Email,
+            noroles_app(),
+            None,
+        ))
+        .await;
+    assert_eq!(attempt.outcome, Outcome::NotAuthorized);
+    assert_eq!(attempt.http_status, Some(403));
+    assert_eq!(attempt.error_code.as_deref(), Some("ErrorAccessDenied"));
+    assert!(attempt.request_id.is_some());
+
+    // Same body, but the token carries Mail.Read: this mailbox is scoped out.
+    env.fault(
+        "contoso",
+        Some("row@contoso.example"),
+        "access_denied",
+        json!({ "times": 1 }),
+    )
+    .await;
+    let attempt = connector
+        .import(&job(
+            "row@contoso.example",
+            Channel::Email,
+            contoso_app(),
+            None,
+        ))
+        .await;
+    assert_eq!(attempt.outcome, Outcome::AccessDenied);
+
+    // Exchange application access policy, current text (no innerError).
+    env.fault(
+        "contoso",
+        Some("row@contoso.example"),
+        "application_access_policy",
+        json!({ "times": 1 }),
+    )
+    .await;
+    let attempt = connector
+        .import(&job(
+            "row@contoso.example",
+            Channel::Calendar,
+            contoso_app(),
+            None,
+        ))
+        .await;
+    assert_eq!(attempt.outcome, Outcome::AccessDenied);
+    assert!(
+        attempt
+            .error_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("[RAOP]")
+    );
+    env.sim.shutdown().await;
+}
+
+/// PROVIDERS.md: "Graph 404 MailboxNotEnabledForRESTAPI … → mailbox_unavailable" for an
+/// unlicensed member and a guest (microsoft.md §2.2, §8: python-o365#438, contrib#405).
+#[tokio::test]
+async fn members_without_a_mailbox() {
+    let env = Env::start().await;
+    let connector = env.connector(|_| {});
+    for user in [
+        "nolicence@contoso.example",
+        "vendor@partner.example",
+        "nobody-here@contoso.example",
+    ] {
+        for channel in [Channel::Email, Channel::Calendar] {
+            let attempt = connector
+                .import(&job(user, channel, contoso_app(), None))
+                .await;
+            assert_eq!(
+                attempt.outcome,
+                Outcome::MailboxUnavailable,
+                "{user} {channel}"
+            );
+            assert_eq!(attempt.http_status, Some(404));
+            assert!(attempt.next_cursor.is_none());
+        }
+    }
+    env.sim.shutdown().await;
+}
+
+/// Company-wide discovery: `/users` with `$select`, guests and disabled accounts flagged;
+/// PROVIDERS.md "Graph 403 Authorization_RequestDenied on /users → not_authorized".
+#[tokio::test]
+async fn users_discovery_flags_guests_and_disabled_accounts() {
+    let env = Env::start().await;
+    let connector = env.connector(|c| c.max_page_size = 3);
+    let JobAuth::MicrosoftApp(credential) = contoso_app() else {
+        unreachable!("an app credential")
+    };
+    let users = connector
+        .list_users(&credential, Uuid::new_v4())
+        .await
+        .expect("users");
+    assert_eq!(users.len(), 9);
+    let find = |upn: &str| {
+        users
+            .iter()
+            .find(|u| u.user_principal_name.starts_with(upn))
+            .expect(upn)
+    };
+    assert!(find("alan@").importable());
+    assert!(find("vendor_partner.example#EXT#").guest);
+    assert!(find("suspended@").disabled);
+    assert!(!find("suspended@").importable());
+    assert_eq!(users.iter().filter(|u| u.importable()).count(), 7);
+
+    env.fault(
+        "contoso",
+        None,
+        "authorization_request_denied",
+        json!({ "times": 1 }),
+    )
+    .await;
+    let refused = connector
+        .list_users(&credential, Uuid::new_v4())
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.outcome(), Some(Outcome::NotAuthorized));
+
+    let JobAuth::MicrosoftApp(noroles) = noroles_app() else {
+        unreachable!("an app credential")
+    };
+    let refused = connector
+        .list_users(&noroles, Uuid::new_v4())
+        .await
+        .expect_err("no role");
+    assert_eq!(refused.outcome(), Some(Outcome::NotAuthorized));
+    env.sim.shutdown().await;
+}
+
+// ---- logs -----------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+/// Every log line of every test in this binary, at trace level for every crate. Installed
+/// process-wide before any test logs (a per-test scoped subscriber misses callsites other
+/// test threads registered first).
+static LOGS: std::sync::LazyLock<Captured> = std::sync::LazyLock::new(|| {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+    captured
+});
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of app-only and user-by-user imports (trace level, every crate): no
+/// client secret, refresh token or access token (JWTs start `eyJ`) appears; each Graph
+/// call is logged with its status and request id, and the sim echoes our attempt id as
+/// `client-request-id`.
+#[tokio::test]
+async fn secrets_stay_out_of_logs_and_calls_carry_the_attempt_id() {
+    let env = Env::start().await;
+
+    let connector = env.connector(|_| {});
+    let refresh = env.connect(&connector, "megan@fabrikam.example").await;
+    let app_job = job("alan@contoso.example", Channel::Email, contoso_app(), None);
+    let app = connector.import(&app_job).await;
+    assert_success(&app);
+    let member_job = job(
+        "megan@fabrikam.example",
+        Channel::Calendar,
+        member(&refresh),
+        None,
+    );
+    let user = connector.import(&member_job).await;
+    assert_success(&user);
+    let rotated = user.rotated_refresh_token.clone().expect("rotated").0;
+    env.fault(
+        "contoso",
+        None,
+        "invalid_client_secret",
+        json!({ "times": 1 }),
+    )
+    .await;
+    let fresh = env.connector(|_| {});
+    let refused = fresh
+        .import(&job(
+            "alan@contoso.example",
+            Channel::Email,
+            contoso_app(),
+            None,
+        ))
+        .await;
+    assert_eq!(refused.outcome, Outcome::CredentialRejected);
+
+    let logs = String::from_utf8(LOGS.0.lock().expect("log buffer").clone()).expect("utf-8");
+    for secret in [
+        CONTOSO_SECRET,
+        FABRIKAM_SECRET,
+        refresh.expose_secret(),
+        rotated.expose_secret(),
+        "eyJ",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
+    }
+    for shown in [
+        format!("{app:?}"),
+        format!("{user:?}"),
+        format!("{app_job:?}"),
+        format!("{member_job:?}"),
+        format!("{connector:?}"),
+    ] {
+        for secret in [
+            CONTOSO_SECRET,
+            FABRIKAM_SECRET,
+            refresh.expose_secret(),
+            rotated.expose_secret(),
+        ] {
+            assert!(!shown.contains(secret), "a secret in Debug output");
+        }
+    }
+    assert!(
+        logs.contains("graph call") && logs.contains("http_status=200"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("client_request_id=\"{}\"", app_job.attempt_id)),
+        "our attempt id was echoed: {logs}"
+    );
+    assert!(logs.contains(&format!("attempt_id={}", member_job.attempt_id)));
+    assert!(logs.contains("provider=\"microsoft_365\""));
+    assert!(logs.contains("error_code=\"invalid_client\""), "{logs}");
+    env.sim.shutdown().await;
+}
