@@ -1319,3 +1319,113 @@ async fn no_secret_reaches_the_logs() {
         assert!(!debug.contains(secret), "{name} in a Debug output");
     }
 }
+
+#[tokio::test]
+async fn cursor_faults_run_a_full_pass_in_the_same_attempt() {
+    // PROVIDERS.md row 2: Gmail history.list 404; Calendar 410 fullSyncRequired /
+    // updatedMinTooLongAgo ⇒ drop the cursor, full pass, then success.
+    let h = start().await;
+    for (fault, channel, full_items) in [
+        ("history_not_found", Channel::Email, 12),
+        ("cursor_expired", Channel::Email, 12),
+        ("full_sync_required", Channel::Calendar, 6),
+        ("updated_min_too_long_ago", Channel::Calendar, 6),
+        ("cursor_expired", Channel::Calendar, 6),
+    ] {
+        h.clear_faults().await;
+        let first = h
+            .connector
+            .import(&delegated("ada@acme.example", channel, None))
+            .await;
+        let cursor = first.next_cursor.clone().expect("cursor");
+        h.fault("ada@acme.example", json!({ "fault": fault, "times": 1 }))
+            .await;
+        let again = h
+            .connector
+            .import(&delegated("ada@acme.example", channel, Some(cursor)))
+            .await;
+        assert_eq!(again.outcome, Outcome::Success, "{fault}: {again:?}");
+        let items = again.email_items.len() + again.calendar_items.len();
+        assert_eq!(items, full_items, "{fault}: the full pass ran");
+        assert!(again.next_cursor.is_some(), "{fault}");
+    }
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn code_exchange_checks_pkce_and_single_use() {
+    let h = start().await;
+    let verifier = "a-verifier-of-at-least-forty-three-characters-xyz";
+    let authorize = |challenge: &'static str| {
+        h.http
+            .get(&h.sim.endpoints().google_authorize_url)
+            .query(&[
+                ("client_id", CLIENT_ID),
+                ("redirect_uri", REDIRECT),
+                ("response_type", "code"),
+                ("scope", GMAIL_SCOPE),
+                ("login_hint", "ada@acme.example"),
+                ("code_challenge", challenge),
+                ("code_challenge_method", "plain"),
+            ])
+            .send()
+    };
+    let code_of = |response: reqwest::Response| {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("redirect")
+            .to_owned();
+        reqwest::Url::parse(&location)
+            .expect("url")
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .expect("code")
+    };
+    let code = code_of(
+        authorize("a-verifier-of-at-least-forty-three-characters-xyz")
+            .await
+            .expect("authorize"),
+    );
+    let wrong = h
+        .connector
+        .exchange_code(
+            &oauth_client(),
+            &code,
+            REDIRECT,
+            Some(&SecretString::from("nope")),
+        )
+        .await
+        .expect_err("wrong verifier");
+    assert_eq!(wrong.0.outcome, Outcome::GrantInvalid);
+    let grant = h
+        .connector
+        .exchange_code(
+            &oauth_client(),
+            &code,
+            REDIRECT,
+            Some(&SecretString::from(verifier)),
+        )
+        .await
+        .expect("right verifier");
+    assert_eq!(grant.scope, GMAIL_SCOPE);
+    // google.md §3: "Code was already redeemed." → the grant is unusable.
+    let again = h
+        .connector
+        .exchange_code(
+            &oauth_client(),
+            &code,
+            REDIRECT,
+            Some(&SecretString::from(verifier)),
+        )
+        .await
+        .expect_err("single use");
+    assert_eq!(again.0.outcome, Outcome::GrantInvalid);
+    assert_eq!(
+        again.0.error_message.as_deref(),
+        Some("Code was already redeemed.")
+    );
+    h.sim.shutdown().await;
+}
