@@ -190,6 +190,20 @@ impl Env {
         self.post("faults", body).await;
     }
 
+    async fn clear(&self) {
+        self.post("faults/clear", json!({})).await;
+    }
+
+    async fn stats(&self) -> Value {
+        let response = self
+            .control
+            .get(format!("{}/stats", self.sim.control_url()))
+            .send()
+            .await
+            .expect("stats");
+        response.json().await.expect("stats body")
+    }
+
     /// The connect flow: authorize as `user` with PKCE, then `exchange_code`.
     async fn connect(&self, connector: &MicrosoftConnector, user: &str) -> SecretString {
         let verifier = format!(
@@ -938,5 +952,280 @@ async fn secrets_stay_out_of_logs_and_calls_carry_the_attempt_id() {
     assert!(logs.contains(&format!("attempt_id={}", member_job.attempt_id)));
     assert!(logs.contains("provider=\"microsoft_365\""));
     assert!(logs.contains("error_code=\"invalid_client\""), "{logs}");
+    env.sim.shutdown().await;
+}
+
+// ---- calendar -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn app_only_calendar_full_pass_then_incremental() {
+    let env = Env::start().await;
+    let connector = env.connector(|c| c.max_page_size = 4);
+    let graph_base = env.sim.endpoints().graph_base.clone();
+    let user = "alan@contoso.example";
+
+    let first = connector
+        .import(&job(user, Channel::Calendar, contoso_app(), None))
+        .await;
+    assert_success(&first);
+    assert_eq!(first.calendar_items.len(), 6);
+    let ids: Vec<String> = first
+        .calendar_items
+        .iter()
+        .map(|i| i.provider_id.clone())
+        .collect();
+    assert!(unique(&ids));
+    for item in &first.calendar_items {
+        assert!(!item.cancelled);
+        assert!(item.subject.is_some());
+        assert_eq!(item.organizer.as_deref(), Some(user));
+        let (Some(start), Some(end)) = (item.starts_at, item.ends_at) else {
+            panic!("event times are read: {item:?}")
+        };
+        assert!(start < end);
+    }
+    let cursor = first.next_cursor.clone().expect("cursor");
+    assert!(
+        cursor.starts_with(&graph_base) && cursor.contains("$deltatoken="),
+        "{cursor}"
+    );
+    assert_eq!(first.requests, 1 + 2);
+
+    // Two new events and one cancellation, through the control endpoint.
+    let cancelled = ids[0].clone();
+    let changed = env
+        .post(
+            "events",
+            json!({ "tenant": "contoso", "user": user, "add": 2, "remove": [cancelled] }),
+        )
+        .await;
+    let added: HashSet<String> = changed["added"]
+        .as_array()
+        .expect("added")
+        .iter()
+        .map(|e| e["graph_id"].as_str().expect("graph id").to_owned())
+        .collect();
+    let incremental = connector
+        .import(&job(user, Channel::Calendar, contoso_app(), Some(&cursor)))
+        .await;
+    assert_success(&incremental);
+    assert_eq!(incremental.calendar_items.len(), 3);
+    for item in &incremental.calendar_items {
+        if item.provider_id == cancelled {
+            assert!(item.cancelled, "@removed → cancelled: true");
+        } else {
+            assert!(added.contains(&item.provider_id));
+            assert!(!item.cancelled);
+        }
+    }
+    let cursor = incremental.next_cursor.expect("cursor");
+
+    // Nothing new: success with no items.
+    let quiet = connector
+        .import(&job(user, Channel::Calendar, contoso_app(), Some(&cursor)))
+        .await;
+    assert_success(&quiet);
+    assert!(quiet.calendar_items.is_empty());
+    env.sim.shutdown().await;
+}
+
+// ---- throttling and concurrency -------------------------------------------------------
+
+/// PROVIDERS.md: "429 … Graph TooManyRequests/ApplicationThrottled → rate_limited";
+/// "Retry-After may be an integer, a fraction (2.128) or an HTTP date; honour it".
+#[tokio::test]
+async fn throttling_records_retry_after_in_every_form() {
+    let env = Env::start().await;
+    let connector = env.connector(|_| {});
+    let user = "row@contoso.example";
+    let cases: [(&str, Value, Duration, Duration); 3] = [
+        (
+            "rate_limited",
+            json!(7),
+            Duration::from_secs(7),
+            Duration::from_secs(7),
+        ),
+        (
+            "application_throttled",
+            json!(2.128),
+            Duration::from_millis(2128),
+            Duration::from_millis(2128),
+        ),
+        (
+            "rate_limited",
+            json!("date+30"),
+            Duration::from_secs(25),
+            Duration::from_secs(31),
+        ),
+    ];
+    for (fault, retry_after, low, high) in cases {
+        env.fault(
+            "contoso",
+            Some(user),
+            fault,
+            json!({ "times": 1, "retry_after": retry_after }),
+        )
+        .await;
+        let attempt = connector
+            .import(&job(user, Channel::Email, contoso_app(), None))
+            .await;
+        assert_eq!(
+            attempt.outcome,
+            Outcome::RateLimited,
+            "{fault} {retry_after}"
+        );
+        assert_eq!(attempt.http_status, Some(429));
+        let wait = attempt.retry_after.expect("Retry-After recorded");
+        assert!(low <= wait && wait <= high, "{retry_after}: {wait:?}");
+        assert!(attempt.request_id.is_some());
+        assert!(attempt.next_cursor.is_none());
+    }
+    env.sim.shutdown().await;
+}
+
+/// A short Retry-After is waited out inside the attempt, at most `throttle_retries` times;
+/// a long one ends the attempt at once with the wait recorded.
+#[tokio::test]
+async fn throttling_waits_are_short_and_bounded() {
+    let env = Env::start().await;
+    let connector = env.connector(|c| {
+        c.throttle_retries = 2;
+        c.max_retry_wait = Duration::from_secs(1);
+    });
+    let user = "row@contoso.example";
+
+    env.fault(
+        "contoso",
+        Some(user),
+        "application_throttled",
+        json!({ "times": 2, "retry_after": 0.2 }),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let attempt = connector
+        .import(&job(user, Channel::Email, contoso_app(), None))
+        .await;
+    assert_success(&attempt);
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "both waits honoured"
+    );
+    assert_eq!(
+        attempt.requests,
+        1 + 3,
+        "a token, then one call and two retries"
+    );
+
+    env.clear().await;
+    env.fault(
+        "contoso",
+        Some(user),
+        "rate_limited",
+        json!({ "retry_after": 0.1 }),
+    )
+    .await;
+    let attempt = connector
+        .import(&job(user, Channel::Email, contoso_app(), None))
+        .await;
+    assert_eq!(attempt.outcome, Outcome::RateLimited);
+    assert_eq!(
+        attempt.requests, 3,
+        "cached token; one call and two retries, never more"
+    );
+
+    env.clear().await;
+    env.fault(
+        "contoso",
+        Some(user),
+        "rate_limited",
+        json!({ "retry_after": 5 }),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let attempt = connector
+        .import(&job(user, Channel::Email, contoso_app(), None))
+        .await;
+    assert_eq!(attempt.outcome, Outcome::RateLimited);
+    assert_eq!(
+        attempt.requests, 1,
+        "a wait over the cap is left to the scheduler"
+    );
+    assert_eq!(attempt.retry_after, Some(Duration::from_secs(5)));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    env.sim.shutdown().await;
+}
+
+/// microsoft.md §4: "4 concurrent requests per app + mailbox". Twelve imports of one
+/// mailbox at once, each call held 100 ms by the sim: never more than four in flight, and
+/// the limit is reached.
+#[tokio::test]
+async fn at_most_four_requests_in_flight_per_mailbox() {
+    let env = Env::start().await;
+    let connector = env.connector(|c| c.max_page_size = 2);
+    let user = "busy@contoso.example";
+    env.fault(
+        "contoso",
+        Some(user),
+        "latency",
+        json!({ "latency_ms": 100 }),
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for index in 0..12 {
+        let connector = connector.clone();
+        let channel = if index % 2 == 0 {
+            Channel::Email
+        } else {
+            Channel::Calendar
+        };
+        let job = job(user, channel, contoso_app(), None);
+        tasks.push(tokio::spawn(async move { connector.import(&job).await }));
+    }
+    for task in tasks {
+        let attempt = task.await.expect("import task");
+        assert_success(&attempt);
+    }
+    assert_eq!(connector.peak_requests_in_flight(user), 4);
+    assert_eq!(connector.peak_requests_in_flight("alan@contoso.example"), 0);
+    env.sim.shutdown().await;
+}
+
+/// The app token is cached per tenant with one request in flight: eight imports at once
+/// across two mailboxes cost one token call.
+#[tokio::test]
+async fn one_app_token_request_per_tenant() {
+    let env = Env::start().await;
+    let connector = env.connector(|_| {});
+    env.post("stats/reset", json!({})).await;
+    let mut tasks = Vec::new();
+    for index in 0..8 {
+        let connector = connector.clone();
+        let user = if index % 2 == 0 {
+            "alan@contoso.example"
+        } else {
+            "grace@contoso.example"
+        };
+        let job = job(user, Channel::Email, contoso_app(), None);
+        tasks.push(tokio::spawn(async move { connector.import(&job).await }));
+    }
+    for task in tasks {
+        assert_success(&task.await.expect("import task"));
+    }
+    let stats = env.stats().await;
+    assert_eq!(stats["by_endpoint"]["token"], 1, "{stats}");
+
+    // An expired token (the sim's clock) is replaced after one 401.
+    env.post("expire", json!({ "tenant": "contoso", "what": "tokens" }))
+        .await;
+    let attempt = connector
+        .import(&job(
+            "alan@contoso.example",
+            Channel::Email,
+            contoso_app(),
+            None,
+        ))
+        .await;
+    assert_success(&attempt);
+    assert_eq!(attempt.requests, 3, "401, a new token, the page again");
     env.sim.shutdown().await;
 }
