@@ -32,7 +32,7 @@ enum Stop {
     Failed(Failure),
 }
 
-pub(crate) async fn import(session: &mut Session<'_>) -> Result<CalendarPass, Failure> {
+pub(crate) async fn import(session: &Session<'_>) -> Result<CalendarPass, Failure> {
     if let Some(token) = session.job.cursor.clone() {
         match pass(session, Some(&token)).await {
             Ok(pass) => return Ok(pass),
@@ -57,7 +57,7 @@ pub(crate) async fn import(session: &mut Session<'_>) -> Result<CalendarPass, Fa
     }
 }
 
-async fn pass(session: &mut Session<'_>, sync_token: Option<&str>) -> Result<CalendarPass, Stop> {
+async fn pass(session: &Session<'_>, sync_token: Option<&str>) -> Result<CalendarPass, Stop> {
     let url = format!(
         "{}/calendars/primary/events",
         session.inner.config.calendar_base

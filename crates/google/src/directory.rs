@@ -15,7 +15,7 @@ use crate::session::Session;
 
 /// `Ok(())` when the member has a usable mailbox; `mailbox_unavailable` (or the outcome of
 /// a failed Directory call) otherwise.
-pub(crate) async fn check_member(session: &mut Session<'_>) -> Result<(), Failure> {
+pub(crate) async fn check_member(session: &Session<'_>) -> Result<(), Failure> {
     let url = format!("{}/users", session.inner.config.directory_base);
     let address = session.job.member_address.clone();
     let mut page_token: Option<String> = None;

@@ -123,8 +123,8 @@ impl GoogleConnector {
         if let Some(verifier) = pkce_verifier {
             form.push(("code_verifier", verifier.expose_secret()));
         }
-        let mut requests = 0;
-        let minted = session::post_token(&self.inner, mapping::Grant::Code, &form, &mut requests)
+        let requests = std::sync::atomic::AtomicU32::new(0);
+        let minted = session::post_token(&self.inner, mapping::Grant::Code, &form, &requests)
             .await
             .map_err(ExchangeError)?;
         let Some(refresh_token) = minted.refresh_token else {
@@ -141,13 +141,13 @@ impl GoogleConnector {
 
     async fn run(&self, job: &ImportJob) -> Attempt {
         let started = Instant::now();
-        let mut session = session::Session::new(&self.inner, job);
-        let result = run_channel(&mut session).await;
+        let session = session::Session::new(&self.inner, job);
+        let result = run_channel(&session).await;
         let mut attempt = match result {
             Ok(attempt) => attempt,
             Err(failure) => Attempt::failed(failure),
         };
-        attempt.requests = session.requests;
+        attempt.requests = session.requests();
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if attempt.outcome == Outcome::Success {
             tracing::info!(
@@ -173,7 +173,7 @@ impl GoogleConnector {
     }
 }
 
-async fn run_channel(session: &mut session::Session<'_>) -> Result<Attempt, Failure> {
+async fn run_channel(session: &session::Session<'_>) -> Result<Attempt, Failure> {
     let job = session.job;
     if let JobAuth::GoogleServiceAccount(key) = &job.auth
         && key.directory_admin.is_some()

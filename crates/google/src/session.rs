@@ -6,6 +6,7 @@
 //! decide", "record status, reason, message and request id" and "log each call's outcome"
 //! are written once.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
 
 use datacap_connector::{
@@ -50,9 +51,9 @@ pub(crate) async fn post_token(
     inner: &Inner,
     grant: Grant,
     form: &[(&str, &str)],
-    requests: &mut u32,
+    requests: &AtomicU32,
 ) -> Result<Minted, Failure> {
-    *requests += 1;
+    requests.fetch_add(1, Ordering::Relaxed);
     let sent = inner
         .http
         .post(&inner.config.token_url)
@@ -152,8 +153,8 @@ fn log_call(endpoint: &str, http_status: Option<u16>, error_code: Option<&str>, 
 pub(crate) struct Session<'a> {
     pub inner: &'a Inner,
     pub job: &'a ImportJob,
-    /// HTTP requests made so far.
-    pub requests: u32,
+    /// HTTP requests made so far (calls may run concurrently).
+    requests: AtomicU32,
     quota_user: String,
 }
 
@@ -162,9 +163,14 @@ impl<'a> Session<'a> {
         Session {
             inner,
             job,
-            requests: 0,
+            requests: AtomicU32::new(0),
             quota_user: quota_user(&job.member_id),
         }
+    }
+
+    /// HTTP requests made so far.
+    pub(crate) fn requests(&self) -> u32 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     pub(crate) fn now(&self) -> OffsetDateTime {
@@ -178,7 +184,7 @@ impl<'a> Session<'a> {
     /// An access token for `purpose`, from the cache unless it is missing, close to expiry
     /// or was just `refused` by the API.
     async fn access_token(
-        &mut self,
+        &self,
         purpose: Purpose,
         refused: Option<&SecretString>,
     ) -> Result<SecretString, Failure> {
@@ -229,7 +235,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn mint(&mut self, purpose: Purpose) -> Result<Minted, Failure> {
+    async fn mint(&self, purpose: Purpose) -> Result<Minted, Failure> {
         match &self.job.auth {
             JobAuth::GoogleServiceAccount(key) => {
                 let subject = self.subject(purpose)?;
@@ -244,7 +250,7 @@ impl<'a> Session<'a> {
                     self.inner,
                     Grant::Delegation,
                     &[("grant_type", auth::JWT_BEARER), ("assertion", &assertion)],
-                    &mut self.requests,
+                    &self.requests,
                 )
                 .await
             }
@@ -252,7 +258,7 @@ impl<'a> Session<'a> {
                 client,
                 refresh_token,
             } => {
-                let minted = refresh(self.inner, client, refresh_token, &mut self.requests).await?;
+                let minted = refresh(self.inner, client, refresh_token, &self.requests).await?;
                 // providers/google.md §3: users can untick scopes; check what was granted.
                 let granted = minted.scope.as_deref().unwrap_or_default();
                 if !purpose.satisfied_by(granted) {
@@ -279,7 +285,7 @@ impl<'a> Session<'a> {
     /// GET an API, refreshing the token once on a 401. A second 401 is `grant_invalid`
     /// for a member's own grant (PROVIDERS.md) and `provider_error` under delegation.
     pub(crate) async fn get<T: DeserializeOwned>(
-        &mut self,
+        &self,
         purpose: Purpose,
         api: Api,
         url: &str,
@@ -308,13 +314,13 @@ impl<'a> Session<'a> {
     }
 
     async fn get_once<T: DeserializeOwned>(
-        &mut self,
+        &self,
         api: Api,
         url: &str,
         query: &[(&str, String)],
         token: &SecretString,
     ) -> Result<T, CallFailure> {
-        self.requests += 1;
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let sent = self
             .inner
             .http
@@ -392,7 +398,7 @@ pub(crate) async fn refresh(
     inner: &Inner,
     client: &OAuthClient,
     refresh_token: &SecretString,
-    requests: &mut u32,
+    requests: &AtomicU32,
 ) -> Result<Minted, Failure> {
     post_token(
         inner,
