@@ -1229,3 +1229,477 @@ async fn one_app_token_request_per_tenant() {
     assert_eq!(attempt.requests, 3, "401, a new token, the page again");
     env.sim.shutdown().await;
 }
+
+// ---- one row per Microsoft fault -------------------------------------------------------
+
+/// Where a row's fault is set and who runs the import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
+    /// Tenant-wide fault, app-only import of row@contoso (token faults: no user yet).
+    App,
+    /// Fault on row@contoso, app-only import.
+    AppMailbox,
+    /// Fault on row@fabrikam, user-by-user import (its refresh grant names the user).
+    Member,
+}
+
+struct Row {
+    fault: &'static str,
+    extra: Value,
+    who: Who,
+    channel: Channel,
+    expected: Outcome,
+    /// The PROVIDERS.md answer → outcome row, and the providers/microsoft.md row.
+    cites: &'static str,
+}
+
+fn row(fault: &'static str, who: Who, expected: Outcome, cites: &'static str) -> Row {
+    Row {
+        fault,
+        extra: json!({}),
+        who,
+        channel: Channel::Email,
+        expected,
+        cites,
+    }
+}
+
+#[tokio::test]
+async fn every_microsoft_fault_maps_to_its_outcome() {
+    use Outcome::*;
+    use Who::*;
+    let env = Env::start().await;
+    let with = |mut r: Row, extra: Value| {
+        r.extra = extra;
+        r
+    };
+    let calendar = |mut r: Row| {
+        r.channel = Channel::Calendar;
+        r
+    };
+    let rows = vec![
+        // Entra token endpoint, providers/microsoft.md §1.2.
+        row(
+            "consent_required",
+            App,
+            NotAuthorized,
+            "Entra invalid_grant + suberror consent_required; §1.2 AADSTS65001",
+        ),
+        row(
+            "consent_required",
+            Member,
+            NotAuthorized,
+            "Entra invalid_grant + suberror consent_required on refresh; §1.2 AADSTS65001 (python-o365#323)",
+        ),
+        row(
+            "admin_consent_required",
+            App,
+            NotAuthorized,
+            "Entra AADSTS90094; §1.2 admin consent required",
+        ),
+        row(
+            "app_not_in_tenant",
+            App,
+            NotAuthorized,
+            "AADSTS700016 (app not in tenant); §1.2",
+        ),
+        row(
+            "conditional_access",
+            Member,
+            AccessDenied,
+            "Entra AADSTS53003 conditional access; §1.2",
+        ),
+        row(
+            "security_policy",
+            App,
+            AccessDenied,
+            "Entra AADSTS530032; §1.2 blocked by security policy",
+        ),
+        row(
+            "assignment_required",
+            Member,
+            AccessDenied,
+            "Entra AADSTS50105 assignment required; §1.2",
+        ),
+        row(
+            "app_disabled",
+            App,
+            AccessDenied,
+            "Entra AADSTS7000112 app disabled; §1.2",
+        ),
+        row(
+            "refresh_token_expired",
+            Member,
+            GrantInvalid,
+            "refresh invalid_grant AADSTS700082; §1.2 inactivity (azure-cli#14244)",
+        ),
+        row(
+            "grant_expired_or_revoked",
+            Member,
+            GrantInvalid,
+            "refresh invalid_grant AADSTS70008; §1.2 expired or revoked",
+        ),
+        row(
+            "fresh_token_needed",
+            Member,
+            GrantInvalid,
+            "refresh invalid_grant AADSTS50173 (revoked: password change); §1.2",
+        ),
+        row(
+            "invalid_refresh_token",
+            Member,
+            GrantInvalid,
+            "refresh invalid_grant AADSTS70000; §1.2",
+        ),
+        row(
+            "mfa_required",
+            Member,
+            GrantInvalid,
+            "refresh invalid_grant AADSTS50076; §1.2 MFA required",
+        ),
+        row(
+            "mfa_registration_required",
+            Member,
+            GrantInvalid,
+            "refresh invalid_grant AADSTS50079; §1.2 MFA registration",
+        ),
+        row(
+            "user_disabled",
+            Member,
+            MailboxUnavailable,
+            "Entra AADSTS50057 user disabled; §1.2",
+        ),
+        row(
+            "user_locked",
+            Member,
+            MailboxUnavailable,
+            "Entra AADSTS50053 account locked; §1.2",
+        ),
+        row(
+            "user_not_found",
+            Member,
+            MailboxUnavailable,
+            "Entra AADSTS50034 user not in tenant; §1.2",
+        ),
+        row(
+            "invalid_client_secret",
+            App,
+            CredentialRejected,
+            "invalid_client AADSTS7000215 (wrong secret); §1.2 (sap-automation#418)",
+        ),
+        row(
+            "client_secret_expired",
+            App,
+            CredentialRejected,
+            "invalid_client AADSTS7000222 (secret expired); §1.2",
+        ),
+        row(
+            "invalid_client",
+            App,
+            CredentialRejected,
+            "invalid_client AADSTS70002; §1.2",
+        ),
+        row(
+            "invalid_client",
+            Member,
+            CredentialRejected,
+            "invalid_client (any provider) on the member's refresh; §1.2",
+        ),
+        row(
+            "invalid_tenant",
+            App,
+            ProviderError,
+            "AADSTS90002 invalid_request: any answer not listed; §1.2",
+        ),
+        with(
+            row(
+                "tenant_throttled",
+                App,
+                RateLimited,
+                "Entra AADSTS90055 tenant throttled; §1.2",
+            ),
+            json!({ "retry_after": 3 }),
+        ),
+        row(
+            "loop_detected",
+            App,
+            RateLimited,
+            "Entra AADSTS50196 loop detected; §1.2",
+        ),
+        row(
+            "temporarily_unavailable",
+            App,
+            ProviderError,
+            "temporarily_unavailable (AADSTS50033, 503); §1.2 transient",
+        ),
+        // Graph, providers/microsoft.md §2.2 and §6.
+        row(
+            "access_denied",
+            AppMailbox,
+            AccessDenied,
+            "Graph 403 ErrorAccessDenied while the token has Mail.Read; §6 RBAC for Applications",
+        ),
+        row(
+            "access_denied",
+            Member,
+            AccessDenied,
+            "Graph 403 ErrorAccessDenied while the token's scp has Mail.Read; §2.2",
+        ),
+        row(
+            "application_access_policy",
+            AppMailbox,
+            AccessDenied,
+            "403 message with [RAOP]/AccessPolicy; §2.2 application access policy",
+        ),
+        row(
+            "application_access_policy_documented",
+            AppMailbox,
+            AccessDenied,
+            "403 'Access to OData is disabled.'; §6 documented denial",
+        ),
+        calendar(row(
+            "application_access_policy",
+            AppMailbox,
+            AccessDenied,
+            "403 [RAOP] on calendarView; §6",
+        )),
+        row(
+            "mailbox_not_enabled",
+            AppMailbox,
+            MailboxUnavailable,
+            "Graph 404 MailboxNotEnabledForRESTAPI; §2.2 (E5SubBot#39)",
+        ),
+        calendar(row(
+            "mailbox_not_enabled",
+            AppMailbox,
+            MailboxUnavailable,
+            "Graph 404 MailboxNotEnabledForRESTAPI on calendarView; §2.2",
+        )),
+        row(
+            "mailbox_not_enabled_legacy",
+            AppMailbox,
+            MailboxUnavailable,
+            "Graph 404 MailboxNotEnabledForRESTAPI, older text; §2.2 (python-o365#438)",
+        ),
+        row(
+            "mailbox_not_supported",
+            AppMailbox,
+            MailboxUnavailable,
+            "Graph 404 MailboxNotSupportedForRESTAPI; §2.2",
+        ),
+        row(
+            "invalid_user",
+            AppMailbox,
+            MailboxUnavailable,
+            "Graph 404 ErrorInvalidUser; §2.2",
+        ),
+        row(
+            "non_existent_mailbox",
+            AppMailbox,
+            MailboxUnavailable,
+            "Graph 404 ErrorNonExistentMailbox; §2.2",
+        ),
+        with(
+            row(
+                "resource_not_found",
+                AppMailbox,
+                MailboxUnavailable,
+                "Graph 404 Request_ResourceNotFound; §2.2 (corso)",
+            ),
+            json!({ "endpoint": "graph_mail" }),
+        ),
+        with(
+            row(
+                "rate_limited",
+                AppMailbox,
+                RateLimited,
+                "429 TooManyRequests; §2.2 throttling",
+            ),
+            json!({ "retry_after": 1 }),
+        ),
+        with(
+            row(
+                "application_throttled",
+                AppMailbox,
+                RateLimited,
+                "Graph ApplicationThrottled MailboxConcurrency; §2.2 (terraform-provider-outlook#21)",
+            ),
+            json!({ "retry_after": 1 }),
+        ),
+        calendar(with(
+            row(
+                "rate_limited",
+                AppMailbox,
+                RateLimited,
+                "429 on calendarView; §2.2",
+            ),
+            json!({ "retry_after": 2.128 }),
+        )),
+        row(
+            "server_error",
+            AppMailbox,
+            ProviderError,
+            "5xx generalException; §2.2 unspecified server error",
+        ),
+        row(
+            "service_unavailable",
+            AppMailbox,
+            ProviderError,
+            "503 ServiceUnavailable; §2.2 (msgraph-sdk-dotnet#1568)",
+        ),
+        row(
+            "token_expired",
+            AppMailbox,
+            ProviderError,
+            "401 InvalidAuthenticationToken after a new app token: not listed; §2.2 'if still failing TECH'",
+        ),
+        row(
+            "invalid_authentication_token",
+            AppMailbox,
+            ProviderError,
+            "401 'Access token validation failure.' after renewal; §2.2",
+        ),
+        row(
+            "token_expired",
+            Member,
+            GrantInvalid,
+            "user token still 401 at the API after one refresh; §2.2",
+        ),
+        row(
+            "truncated_json",
+            AppMailbox,
+            ProviderError,
+            "a 2xx body that does not parse",
+        ),
+        calendar(row(
+            "truncated_json",
+            AppMailbox,
+            ProviderError,
+            "a 2xx body that does not parse (calendar)",
+        )),
+        with(
+            row(
+                "oversized_body",
+                AppMailbox,
+                ProviderError,
+                "a body over the size limit",
+            ),
+            json!({ "bytes": 2_000_000 }),
+        ),
+        row(
+            "connection_reset",
+            AppMailbox,
+            NetworkError,
+            "connection reset mid-body",
+        ),
+        calendar(row(
+            "connection_reset",
+            AppMailbox,
+            NetworkError,
+            "connection reset mid-body (calendar)",
+        )),
+        with(
+            row(
+                "latency",
+                AppMailbox,
+                Success,
+                "slow but fine: 2xx pages to the end",
+            ),
+            json!({ "latency_ms": 50 }),
+        ),
+        row(
+            "cursor_expired",
+            AppMailbox,
+            Success,
+            "cursor faults fire only on incremental calls: a first pass succeeds",
+        ),
+    ];
+
+    let mut failures = Vec::new();
+    for row in &rows {
+        env.clear().await;
+        let connector = env.connector(|_| {});
+        let (tenant, user, address, auth) = match row.who {
+            App => ("contoso", None, "row@contoso.example", contoso_app()),
+            AppMailbox => (
+                "contoso",
+                Some("row@contoso.example"),
+                "row@contoso.example",
+                contoso_app(),
+            ),
+            Member => {
+                let refresh = env.connect(&connector, "row@fabrikam.example").await;
+                (
+                    "fabrikam",
+                    Some("row@fabrikam.example"),
+                    "row@fabrikam.example",
+                    member(&refresh),
+                )
+            }
+        };
+        env.fault(tenant, user, row.fault, row.extra.clone()).await;
+        let job = job(address, row.channel, auth, None);
+        let attempt = connector.import(&job).await;
+        if attempt.outcome != row.expected {
+            failures.push(format!(
+                "{} ({:?}, {}): got {} ({:?} {:?} {:?}), expected {} — {}",
+                row.fault,
+                row.who,
+                row.channel,
+                attempt.outcome,
+                attempt.http_status,
+                attempt.error_code,
+                attempt.error_message,
+                row.expected,
+                row.cites
+            ));
+            continue;
+        }
+        if attempt.outcome == Success {
+            assert!(attempt.next_cursor.is_some(), "{}", row.fault);
+            continue;
+        }
+        assert!(
+            attempt.next_cursor.is_none(),
+            "{}: a failure keeps the cursor",
+            row.fault
+        );
+        // Every answered failure records its status and, for on-call, our attempt id
+        // (Graph: client-request-id; Entra: the correlation id echoing it).
+        if attempt.outcome != NetworkError
+            && row.fault != "truncated_json"
+            && row.fault != "oversized_body"
+        {
+            assert!(attempt.http_status.is_some(), "{}", row.fault);
+            assert!(
+                attempt.error_code.is_some(),
+                "{}: error code recorded",
+                row.fault
+            );
+            assert!(
+                attempt.request_id.is_some(),
+                "{}: request id recorded",
+                row.fault
+            );
+            let message = attempt.error_message.as_deref().unwrap_or("");
+            assert!(
+                message.contains(&job.attempt_id.to_string()),
+                "{}: {message}",
+                row.fault
+            );
+        }
+        if row.extra.get("retry_after").is_some() {
+            assert!(
+                attempt.retry_after.is_some(),
+                "{}: Retry-After recorded",
+                row.fault
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "rows that map wrongly:\n{}",
+        failures.join("\n")
+    );
+    env.sim.shutdown().await;
+}
