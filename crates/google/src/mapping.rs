@@ -113,7 +113,6 @@ fn invalid_grant(grant: Grant, description: &str, subtype: Option<&str>) -> Outc
 pub fn api_verdict(api: Api, http_status: u16, error: Option<&ApiError>) -> Verdict {
     let reason = error.and_then(ApiError::reason).unwrap_or_default();
     let message = error.and_then(ApiError::best_message).unwrap_or_default();
-    let has_detail = |wanted: &str| error.is_some_and(|e| e.detail_reasons().any(|r| r == wanted));
 
     // Cursors and vanished items: decided by call and status, not by reason.
     match (api, http_status) {
@@ -137,7 +136,6 @@ pub fn api_verdict(api: Api, http_status: u16, error: Option<&ApiError>) -> Verd
     }
     let outcome = match reason {
         "insufficientPermissions" | "ACCESS_TOKEN_SCOPE_INSUFFICIENT" => Outcome::NotAuthorized,
-        _ if has_detail("ACCESS_TOKEN_SCOPE_INSUFFICIENT") => Outcome::NotAuthorized,
         "domainPolicy" => Outcome::AccessDenied,
         "failedPrecondition" if message.starts_with("Mail service not enabled") => {
             Outcome::MailboxUnavailable
@@ -640,6 +638,26 @@ mod tests {
             None,
             None,
             out(ProviderError),
+        );
+        // google.md §1.1 fallback: neither errors[] nor ErrorInfo, only `status`.
+        check_api(
+            GmailMessagesList,
+            403,
+            None,
+            "Quota exceeded.",
+            Some("RESOURCE_EXHAUSTED"),
+            None,
+            out(RateLimited),
+        );
+        // errors[0].reason wins over details[] (domainPolicy with an unrelated ErrorInfo).
+        check_api(
+            GmailProfile,
+            403,
+            Some("domainPolicy"),
+            "The domain administrators have disabled Gmail apps.",
+            Some("PERMISSION_DENIED"),
+            Some("RATE_LIMIT_EXCEEDED"),
+            out(AccessDenied),
         );
         // No envelope at all.
         assert_eq!(api_verdict(GmailProfile, 403, None), out(ProviderError));
