@@ -31,6 +31,7 @@ use crate::classify::{GraphErrorInfo, GraphVerdict, Need, classify_graph_error};
 use crate::config::MicrosoftConfig;
 use crate::delta::{CalendarSink, DeltaSink, MAIL_SELECT, MailSink};
 use crate::limiter::MailboxLimiter;
+use crate::rotation::{RefreshTokenSink, RotatedRefreshToken};
 use crate::token::{TokenClaims, TokenGrant, expose, request_token};
 use crate::users::{DirectoryUser, USER_SELECT, UsersPage};
 
@@ -56,6 +57,7 @@ impl std::fmt::Debug for MicrosoftConnector {
 
 struct Inner {
     config: MicrosoftConfig,
+    refresh_token_sink: Option<Arc<dyn RefreshTokenSink>>,
     http: reqwest::Client,
     graph_base: Url,
     limiter: MailboxLimiter,
@@ -77,6 +79,23 @@ struct CachedToken {
 impl MicrosoftConnector {
     /// Validates `config` and builds the HTTP client.
     pub fn new(config: MicrosoftConfig) -> Result<MicrosoftConnector, MicrosoftError> {
+        MicrosoftConnector::build(config, None)
+    }
+
+    /// Like [`MicrosoftConnector::new`], and saves every rotated refresh token through
+    /// `sink` as soon as Entra issues it, before the attempt makes any Graph call, so a
+    /// crash mid-attempt does not lose it.
+    pub fn with_refresh_token_sink(
+        config: MicrosoftConfig,
+        sink: Arc<dyn RefreshTokenSink>,
+    ) -> Result<MicrosoftConnector, MicrosoftError> {
+        MicrosoftConnector::build(config, Some(sink))
+    }
+
+    fn build(
+        config: MicrosoftConfig,
+        refresh_token_sink: Option<Arc<dyn RefreshTokenSink>>,
+    ) -> Result<MicrosoftConnector, MicrosoftError> {
         config.validate()?;
         let http = build_client(&config.http)?;
         let graph_base = Url::parse(&config.graph_base).map_err(|error| {
@@ -88,6 +107,7 @@ impl MicrosoftConnector {
         Ok(MicrosoftConnector {
             inner: Arc::new(Inner {
                 limiter: MailboxLimiter::new(config.mailbox_concurrency),
+                refresh_token_sink,
                 config,
                 http,
                 graph_base,
@@ -215,6 +235,7 @@ impl Connector for MicrosoftConnector {
                 job.attempt_id,
                 Some(job.member_address.clone()),
             );
+            run.member = Some((job.company_id.clone(), job.member_id.clone()));
             let result = run.import(job).await;
             run.finish(result)
         }
@@ -294,6 +315,8 @@ struct Run<'a> {
     inner: &'a Inner,
     attempt_id: Uuid,
     mailbox: Option<String>,
+    /// (company, member) of an import, for the refresh token sink.
+    member: Option<(String, String)>,
     auth: Auth,
     requests: u32,
     rotated: Option<SecretString>,
@@ -315,6 +338,7 @@ impl<'a> Run<'a> {
             inner,
             attempt_id,
             mailbox,
+            member: None,
             auth: Auth::None,
             requests: 0,
             rotated: None,
@@ -504,6 +528,7 @@ impl<'a> Run<'a> {
         let current = match grant.refresh_token {
             Some(rotated) => {
                 self.rotated = Some(rotated.clone());
+                self.save_rotated(&rotated).await;
                 rotated
             }
             None => refresh_token,
@@ -515,6 +540,26 @@ impl<'a> Run<'a> {
             token: grant.access_token,
         };
         Ok(())
+    }
+
+    async fn save_rotated(&self, token: &SecretString) {
+        let (Some(sink), Some((company_id, member_id))) =
+            (&self.inner.refresh_token_sink, &self.member)
+        else {
+            return;
+        };
+        let rotated = RotatedRefreshToken {
+            company_id: company_id.clone(),
+            member_id: member_id.clone(),
+            attempt_id: self.attempt_id,
+            refresh_token: token.clone(),
+        };
+        match sink.save(&rotated).await {
+            Ok(()) => debug!("rotated refresh token saved"),
+            Err(error) => {
+                warn!(%error, "rotated refresh token not saved; it is returned on the attempt")
+            }
+        }
     }
 
     /// After a 401: a new app token (bypassing the cached one), or another refresh.

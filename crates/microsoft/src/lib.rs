@@ -13,11 +13,13 @@ mod config;
 mod connector;
 mod delta;
 mod limiter;
+mod rotation;
 mod token;
 mod users;
 
 pub use config::{ConfigError, MicrosoftConfig, OUTLOOK_MAILBOX_CONCURRENCY};
 pub use connector::MicrosoftConnector;
+pub use rotation::{RefreshTokenSink, RotatedRefreshToken, SinkError};
 pub use token::{TokenClaims, TokenGrant};
 pub use users::DirectoryUser;
 

@@ -7,7 +7,9 @@
 //! section whose answer the sim reproduces.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +19,9 @@ use datacap_connector::{
     Attempt, Connector, HttpLimits, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
 };
 use datacap_core::{Channel, Outcome};
-use datacap_microsoft::{MicrosoftConfig, MicrosoftConnector};
+use datacap_microsoft::{
+    MicrosoftConfig, MicrosoftConnector, RefreshTokenSink, RotatedRefreshToken, SinkError,
+};
 use datacap_sim::{Scenario, Sim, SimHandle};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -693,6 +697,96 @@ async fn user_by_user_refresh_returns_every_rotated_token() {
         .await
         .expect_err("unknown code");
     assert_eq!(refused.outcome(), Some(Outcome::GrantInvalid));
+    env.sim.shutdown().await;
+}
+
+/// Records rotated refresh tokens, as the store would.
+#[derive(Default)]
+struct Saved(Mutex<Vec<SecretString>>);
+
+impl RefreshTokenSink for Saved {
+    fn save<'a>(
+        &'a self,
+        rotated: &'a RotatedRefreshToken,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
+        Box::pin(async move {
+            assert_eq!(rotated.member_id, "member");
+            self.0
+                .lock()
+                .expect("saved")
+                .push(rotated.refresh_token.clone());
+            Ok(())
+        })
+    }
+}
+
+/// The "a crash right after a refresh does not lose the new token": the attempt is
+/// dropped mid-flight (Graph held for 5 s by the sim, the attempt abandoned after 300 ms),
+/// yet the rotated token was already saved, and it is the one that works next.
+#[tokio::test]
+async fn a_rotated_token_survives_a_crash_right_after_the_refresh() {
+    let env = Env::start().await;
+    let saved = Arc::new(Saved::default());
+    let connector = MicrosoftConnector::with_refresh_token_sink(env.config(), saved.clone())
+        .expect("connector");
+    let first = env.connect(&connector, "megan@fabrikam.example").await;
+    env.fault(
+        "fabrikam",
+        Some("megan@fabrikam.example"),
+        "latency",
+        json!({ "latency_ms": 5000, "times": 1 }),
+    )
+    .await;
+    let crashed = tokio::time::timeout(
+        Duration::from_millis(300),
+        connector.import(&job(
+            "megan@fabrikam.example",
+            Channel::Email,
+            member(&first),
+            None,
+        )),
+    )
+    .await;
+    assert!(crashed.is_err(), "the attempt never finished");
+    let rotated = saved
+        .0
+        .lock()
+        .expect("saved")
+        .last()
+        .cloned()
+        .expect("saved before any Graph call");
+    assert_ne!(rotated.expose_secret(), first.expose_secret());
+
+    // The tenant refuses the old token; the saved one carries on.
+    let old = connector
+        .import(&job(
+            "megan@fabrikam.example",
+            Channel::Email,
+            member(&first),
+            None,
+        ))
+        .await;
+    assert_eq!(old.outcome, Outcome::GrantInvalid);
+    let next = connector
+        .import(&job(
+            "megan@fabrikam.example",
+            Channel::Email,
+            member(&rotated),
+            None,
+        ))
+        .await;
+    assert_success(&next);
+    assert_eq!(
+        saved
+            .0
+            .lock()
+            .expect("saved")
+            .last()
+            .map(|t| t.expose_secret().to_owned()),
+        next.rotated_refresh_token
+            .map(|t| t.0.expose_secret().to_owned()),
+        "every rotation is saved and returned"
+    );
     env.sim.shutdown().await;
 }
 
