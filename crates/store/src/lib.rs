@@ -25,7 +25,7 @@ pub use datacap_core::{CalendarItem, EmailItem};
 pub use error::StoreError;
 pub use model::{
     ApplySummary, AttemptRecord, BannerReport, CompanyReport, FailPoint, IconReport, Job,
-    MemberGrant, MemberReport, RecordResult, StatusReport, StoreOptions, WriteOptions,
+    JobContext, MemberGrant, MemberReport, RecordResult, StatusReport, StoreOptions, WriteOptions,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -171,6 +171,21 @@ impl Store {
         next_due_at: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError> {
         dispatch!(self.release(job, owner, next_due_at))
+    }
+
+    /// The settings and credential references a job of `member_id` runs with.
+    pub async fn job_context(&self, member_id: &str) -> Result<Option<JobContext>, StoreError> {
+        dispatch!(self.job_context(member_id))
+    }
+
+    /// The ids of every active company (the stall pass walks them).
+    pub async fn active_company_ids(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.active_company_ids())
+    }
+
+    /// One cheap query: is the database reachable?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self.ping())
     }
 
     /// Deletes attempts finished before `older_than` (keeping each channel's latest).

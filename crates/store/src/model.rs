@@ -4,9 +4,11 @@
 //!
 //! Nothing here is SQL: the backends translate these to rows, so callers never see sqlx.
 
+use std::collections::BTreeMap;
+
 use datacap_core::{
-    BannerCode, CalendarItem, Channel, Color, ConnectionMode, EmailItem, MemberConnection,
-    Provider, Reason, Thresholds,
+    BannerCode, CalendarItem, Channel, Color, CompanySettings, ConnectionMode, EmailItem,
+    MemberConnection, MemberSettings, Provider, Reason, Thresholds,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -100,6 +102,21 @@ pub struct Job {
     pub consecutive_transient_failures: u32,
     pub lease_owner: String,
     pub lease_expires_at: OffsetDateTime,
+}
+
+/// What a claimed job runs with: the settings that decide whether it may import at all
+/// and the company's credential references (names of files and variables, never secrets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobContext {
+    pub company_id: String,
+    pub member_id: String,
+    pub member_email: String,
+    pub company: CompanySettings,
+    /// `connection` is the member's own grant state, if it has one.
+    pub member: MemberSettings,
+    pub credential_refs: BTreeMap<String, String>,
+    /// Both the member and its company are active.
+    pub active: bool,
 }
 
 /// A member's own grant, decrypted.

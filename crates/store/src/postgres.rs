@@ -63,3 +63,8 @@ impl PostgresStore {
 #[allow(clippy::duplicate_mod)]
 #[path = "shared.rs"]
 mod queries;
+
+// What the worker reads before running a job; compiled per backend like `queries`.
+#[allow(clippy::duplicate_mod)]
+#[path = "context.rs"]
+mod context;

@@ -10,12 +10,12 @@ use super::{Backend, Db, MIGRATOR, POSTGRES, Tx};
 use std::collections::{HashMap, HashSet};
 
 use datacap_core::{
-    AttemptSummary, BannerCode, BannerTally, Channel, Color, CompanySettings, ConnectionMode, Icon,
-    MemberConnection, MemberSettings, MemberStatus, Outcome, Provider, Reason, banner_text,
-    classify_member, reason_text,
+    AttemptSummary, BannerCode, BannerTally, CalendarItem, Channel, Color, CompanySettings,
+    ConnectionMode, EmailItem, Icon, MemberConnection, MemberSettings, MemberStatus, Outcome,
+    Provider, Reason, banner_text, classify_member, reason_text,
 };
 use secrecy::SecretString;
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row};
 use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, EncryptionKey, Sealed};
@@ -109,6 +109,127 @@ fn parse_channel(text: &str) -> Result<Channel, StoreError> {
 
 fn parse_reason(table: &'static str, text: &str) -> Result<Reason, StoreError> {
     Reason::parse(text).ok_or_else(|| corrupt(table, "reason", text))
+}
+
+/// Rows per multi-row statement: far below both databases' bind-parameter limits.
+const CHUNK: usize = 400;
+
+/// One icon to upsert into `member_status`.
+struct IconWrite {
+    member_id: String,
+    icon: Icon,
+    reason: Reason,
+    text: datacap_core::Text,
+    since: DbTime,
+    last_attempt_id: Option<String>,
+}
+
+/// One `status_changes` row.
+struct ChangeWrite {
+    member_id: String,
+    icon: Icon,
+    from: Option<(String, String)>,
+    to: Reason,
+    attempt_id: Option<String>,
+}
+
+/// The members' contexts, sorted by member id (unknown ids are simply absent).
+async fn member_contexts_in(
+    tx: &mut Tx,
+    member_ids: &[&str],
+) -> Result<Vec<MemberContext>, StoreError> {
+    let mut contexts = Vec::with_capacity(member_ids.len());
+    for chunk in member_ids.chunks(CHUNK) {
+        let mut query =
+            QueryBuilder::<Db>::new(concat!(member_context_select!(), " WHERE m.id IN ("));
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(id.to_string());
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut **tx).await? {
+            contexts.push(member_context(&row)?);
+        }
+    }
+    contexts.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    Ok(contexts)
+}
+
+/// Updates each (member, channel) of the batch once: the cursor and due time of its
+/// latest attempt, the transient-failure run carried over or restarted, the lease
+/// released. Only rows whose lease is the latest attempt's owner's, free or expired are
+/// touched; returns the (member, channel) pairs that were.
+async fn sync_state_in(
+    tx: &mut Tx,
+    attempts: &[AttemptRecord],
+    at: DbTime,
+) -> Result<HashSet<(String, String)>, StoreError> {
+    struct SyncWrite<'a> {
+        member_id: &'a str,
+        channel: Channel,
+        cursor: Option<&'a str>,
+        next_due_at: DbTime,
+        last_attempt_at: DbTime,
+        restart: bool,
+        transients: i64,
+        lease_owner: Option<&'a str>,
+    }
+    let mut writes: Vec<SyncWrite<'_>> = Vec::new();
+    let mut index: HashMap<(&str, Channel), usize> = HashMap::new();
+    for attempt in attempts {
+        let key = (attempt.member_id.as_str(), attempt.channel);
+        let position = *index.entry(key).or_insert_with(|| {
+            writes.push(SyncWrite {
+                member_id: &attempt.member_id,
+                channel: attempt.channel,
+                cursor: None,
+                next_due_at: DbTime::new(attempt.next_due_at),
+                last_attempt_at: DbTime::new(attempt.finished_at),
+                restart: false,
+                transients: 0,
+                lease_owner: None,
+            });
+            writes.len() - 1
+        });
+        let write = &mut writes[position];
+        if attempt.next_cursor.is_some() {
+            write.cursor = attempt.next_cursor.as_deref();
+        }
+        write.next_due_at = DbTime::new(attempt.next_due_at);
+        write.last_attempt_at = DbTime::new(attempt.finished_at);
+        write.lease_owner = attempt.lease_owner.as_deref();
+        if attempt.outcome.is_transient() {
+            write.transients += 1;
+        } else {
+            write.restart = true;
+            write.transients = 0;
+        }
+    }
+    let mut updated = HashSet::new();
+    for chunk in writes.chunks(CHUNK) {
+        // `VALUES` columns are column1, column2, … on both databases.
+        let mut update = QueryBuilder::<Db>::new(
+            "UPDATE sync_state SET cursor = COALESCE(v.column3, sync_state.cursor),              next_due_at = v.column4, last_attempt_at = v.column5,              consecutive_transient_failures = CASE WHEN v.column6 THEN v.column7              ELSE sync_state.consecutive_transient_failures + v.column7 END,              lease_owner = NULL, lease_expires_at = NULL FROM (",
+        );
+        update.push_values(chunk, |mut row, write| {
+            row.push_bind(write.member_id.to_owned())
+                .push_bind(write.channel.as_str())
+                .push_bind(write.cursor.map(str::to_owned))
+                .push_bind(write.next_due_at)
+                .push_bind(write.last_attempt_at)
+                .push_bind(write.restart)
+                .push_bind(write.transients)
+                .push_bind(write.lease_owner.map(str::to_owned));
+        });
+        update.push(
+            ") AS v WHERE sync_state.member_id = v.column1 AND sync_state.channel = v.column2              AND (sync_state.lease_owner IS NULL OR sync_state.lease_owner = v.column8              OR sync_state.lease_expires_at IS NULL OR sync_state.lease_expires_at <= ",
+        );
+        update.push_bind(at);
+        update.push(") RETURNING sync_state.member_id, sync_state.channel");
+        let rows: Vec<(String, String)> = update.build_query_as().fetch_all(&mut **tx).await?;
+        updated.extend(rows);
+    }
+    Ok(updated)
 }
 
 fn fail_point(options: &WriteOptions, point: FailPoint) -> Result<(), StoreError> {
@@ -287,10 +408,13 @@ impl Backend {
         Ok(summary)
     }
 
-    /// Writes attempts in one transaction: each attempt row, its items (idempotent
-    /// upsert) and its sync-state update (cursor, due time, transient count, lease
-    /// release); then each touched member's recomputed status and history, then each
-    /// touched company's banners. All of it or none of it.
+    /// Writes attempts in one transaction: the attempt rows, their items (idempotent
+    /// upsert) and the sync-state update of each (member, channel) (cursor, due time,
+    /// transient count, lease release); then each touched member's recomputed status and
+    /// history, then each touched company's banners. All of it or none of it.
+    ///
+    /// Every step is a few multi-row statements whatever the batch size, so a batch costs
+    /// about a dozen round trips, not a dozen per attempt.
     pub async fn record_attempts(
         &self,
         attempts: &[AttemptRecord],
@@ -299,143 +423,168 @@ impl Backend {
     ) -> Result<Vec<RecordResult>, StoreError> {
         let at = DbTime::new(now);
         let mut tx = self.begin_write().await?;
-        let mut contexts: Vec<MemberContext> = Vec::new();
-        let mut context_of: HashMap<&str, usize> = HashMap::new();
-        let mut results = Vec::with_capacity(attempts.len());
-        for attempt in attempts {
-            let index = match context_of.get(attempt.member_id.as_str()) {
-                Some(index) => *index,
-                None => {
-                    let row = sqlx::query(concat!(member_context_select!(), " WHERE m.id = $1"))
-                        .bind(&attempt.member_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| StoreError::UnknownMember {
-                            member_id: attempt.member_id.clone(),
-                        })?;
-                    contexts.push(member_context(&row)?);
-                    context_of.insert(attempt.member_id.as_str(), contexts.len() - 1);
-                    contexts.len() - 1
-                }
-            };
-            let context = &contexts[index];
-            let attempt_id = attempt.attempt_id.to_string();
-            let items = attempt.email_items.len() + attempt.calendar_items.len();
-            sqlx::query(
-                "INSERT INTO import_attempts (id, member_id, company_id, channel, provider, \
-                 started_at, finished_at, outcome, http_status, provider_error_code, \
-                 provider_error_message, provider_request_id, items_imported) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(&attempt_id)
-            .bind(&attempt.member_id)
-            .bind(&context.company_id)
-            .bind(attempt.channel.as_str())
-            .bind(context.company.provider.as_str())
-            .bind(DbTime::new(attempt.started_at))
-            .bind(DbTime::new(attempt.finished_at))
-            .bind(attempt.outcome.as_str())
-            .bind(attempt.http_status.map(i64::from))
-            .bind(attempt.provider_error_code.as_deref())
-            .bind(attempt.provider_error_message.as_deref())
-            .bind(attempt.provider_request_id.as_deref())
-            .bind(i64::try_from(items).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
-            fail_point(options, FailPoint::AfterAttemptRow)?;
 
-            for item in &attempt.email_items {
-                sqlx::query(
-                    "INSERT INTO email_items (member_id, provider_id, thread_id, sent_at, sender, \
-                     participants, subject, attempt_id, imported_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (member_id, provider_id) DO UPDATE SET \
-                     thread_id = excluded.thread_id, sent_at = excluded.sent_at, \
-                     sender = excluded.sender, participants = excluded.participants, \
-                     subject = excluded.subject, attempt_id = excluded.attempt_id, \
-                     imported_at = excluded.imported_at",
-                )
-                .bind(&attempt.member_id)
-                .bind(&item.provider_id)
-                .bind(item.thread_id.as_deref())
-                .bind(item.sent_at.map(DbTime::new))
-                .bind(item.sender.as_deref())
-                .bind(json_list(&item.participants))
-                .bind(item.subject.as_deref())
-                .bind(&attempt_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for item in &attempt.calendar_items {
-                sqlx::query(
-                    "INSERT INTO calendar_items (member_id, provider_id, starts_at, ends_at, \
-                     organizer, participants, subject, conference_link, cancelled, attempt_id, \
-                     imported_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (member_id, provider_id) DO UPDATE SET \
-                     starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
-                     organizer = excluded.organizer, participants = excluded.participants, \
-                     subject = excluded.subject, conference_link = excluded.conference_link, \
-                     cancelled = excluded.cancelled, attempt_id = excluded.attempt_id, \
-                     imported_at = excluded.imported_at",
-                )
-                .bind(&attempt.member_id)
-                .bind(&item.provider_id)
-                .bind(item.starts_at.map(DbTime::new))
-                .bind(item.ends_at.map(DbTime::new))
-                .bind(item.organizer.as_deref())
-                .bind(json_list(&item.participants))
-                .bind(item.subject.as_deref())
-                .bind(item.conference_link.as_deref())
-                .bind(item.cancelled)
-                .bind(&attempt_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            fail_point(options, FailPoint::AfterItems)?;
-
-            let updated = sqlx::query(
-                "UPDATE sync_state SET cursor = COALESCE($3, cursor), next_due_at = $4, \
-                 consecutive_transient_failures = CASE WHEN $5 \
-                 THEN consecutive_transient_failures + 1 ELSE 0 END, \
-                 last_attempt_at = $6, lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE member_id = $1 AND channel = $2 AND (lease_owner IS NULL \
-                 OR lease_owner = $7 OR lease_expires_at IS NULL OR lease_expires_at <= $8)",
-            )
-            .bind(&attempt.member_id)
-            .bind(attempt.channel.as_str())
-            .bind(attempt.next_cursor.as_deref())
-            .bind(DbTime::new(attempt.next_due_at))
-            .bind(attempt.outcome.is_transient())
-            .bind(DbTime::new(attempt.finished_at))
-            .bind(attempt.lease_owner.as_deref())
-            .bind(at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            fail_point(options, FailPoint::AfterSyncState)?;
-            results.push(RecordResult {
-                attempt_id: attempt.attempt_id,
-                sync_state_updated: updated > 0,
+        let mut member_ids: Vec<&str> = attempts.iter().map(|a| a.member_id.as_str()).collect();
+        member_ids.sort_unstable();
+        member_ids.dedup();
+        let contexts = member_contexts_in(&mut tx, &member_ids).await?;
+        if let Some(missing) = member_ids.iter().find(|id| {
+            contexts
+                .binary_search_by(|c| c.member_id.as_str().cmp(id))
+                .is_err()
+        }) {
+            return Err(StoreError::UnknownMember {
+                member_id: (*missing).to_owned(),
             });
         }
+        let context_of = |member_id: &str| {
+            contexts
+                .binary_search_by(|c| c.member_id.as_str().cmp(member_id))
+                .map(|index| &contexts[index])
+                .ok()
+        };
 
-        let mut companies: Vec<&str> = Vec::new();
-        for context in &contexts {
-            self.recompute_member_in(&mut tx, context, now).await?;
-            if !companies.contains(&context.company_id.as_str()) {
-                companies.push(&context.company_id);
-            }
+        for chunk in attempts.chunks(CHUNK) {
+            let mut insert = QueryBuilder::<Db>::new(
+                "INSERT INTO import_attempts (id, member_id, company_id, channel, provider, \
+                 started_at, finished_at, outcome, http_status, provider_error_code, \
+                 provider_error_message, provider_request_id, items_imported) ",
+            );
+            insert.push_values(chunk, |mut row, attempt| {
+                // Every member was found above.
+                let (company_id, provider) = context_of(&attempt.member_id)
+                    .map_or((String::new(), Provider::None), |c| {
+                        (c.company_id.clone(), c.company.provider)
+                    });
+                let items = attempt.email_items.len() + attempt.calendar_items.len();
+                row.push_bind(attempt.attempt_id.to_string())
+                    .push_bind(attempt.member_id.clone())
+                    .push_bind(company_id)
+                    .push_bind(attempt.channel.as_str())
+                    .push_bind(provider.as_str())
+                    .push_bind(DbTime::new(attempt.started_at))
+                    .push_bind(DbTime::new(attempt.finished_at))
+                    .push_bind(attempt.outcome.as_str())
+                    .push_bind(attempt.http_status.map(i64::from))
+                    .push_bind(attempt.provider_error_code.clone())
+                    .push_bind(attempt.provider_error_message.clone())
+                    .push_bind(attempt.provider_request_id.clone())
+                    .push_bind(i64::try_from(items).unwrap_or(i64::MAX));
+            });
+            insert.build().execute(&mut *tx).await?;
         }
+        fail_point(options, FailPoint::AfterAttemptRow)?;
+
+        self.upsert_items_in(&mut tx, attempts, at).await?;
+        fail_point(options, FailPoint::AfterItems)?;
+
+        let updated = sync_state_in(&mut tx, attempts, at).await?;
+        fail_point(options, FailPoint::AfterSyncState)?;
+        let results = attempts
+            .iter()
+            .map(|attempt| RecordResult {
+                attempt_id: attempt.attempt_id,
+                sync_state_updated: updated.contains(&(
+                    attempt.member_id.clone(),
+                    attempt.channel.as_str().to_owned(),
+                )),
+            })
+            .collect();
+
+        self.recompute_members_in(&mut tx, &contexts, now).await?;
         fail_point(options, FailPoint::AfterMemberStatus)?;
+        let mut companies: Vec<&str> = contexts.iter().map(|c| c.company_id.as_str()).collect();
+        companies.sort_unstable();
+        companies.dedup();
         for company_id in companies {
             self.write_banners_in(&mut tx, company_id, now).await?;
         }
         fail_point(options, FailPoint::AfterBanners)?;
         tx.commit().await?;
         Ok(results)
+    }
+
+    /// Upserts the batch's items on (member, provider id); within the batch the last
+    /// attempt's copy of an item wins.
+    async fn upsert_items_in(
+        &self,
+        tx: &mut Tx,
+        attempts: &[AttemptRecord],
+        at: DbTime,
+    ) -> Result<(), StoreError> {
+        let mut emails: HashMap<(&str, &str), (&EmailItem, String)> = HashMap::new();
+        let mut events: HashMap<(&str, &str), (&CalendarItem, String)> = HashMap::new();
+        for attempt in attempts {
+            for item in &attempt.email_items {
+                emails.insert(
+                    (&attempt.member_id, &item.provider_id),
+                    (item, attempt.attempt_id.to_string()),
+                );
+            }
+            for item in &attempt.calendar_items {
+                events.insert(
+                    (&attempt.member_id, &item.provider_id),
+                    (item, attempt.attempt_id.to_string()),
+                );
+            }
+        }
+        let emails: Vec<_> = emails.into_iter().collect();
+        for chunk in emails.chunks(CHUNK) {
+            let mut upsert = QueryBuilder::<Db>::new(
+                "INSERT INTO email_items (member_id, provider_id, thread_id, sent_at, sender, \
+                 participants, subject, attempt_id, imported_at) ",
+            );
+            upsert.push_values(chunk, |mut row, ((member_id, _), (item, attempt_id))| {
+                row.push_bind(member_id.to_string())
+                    .push_bind(item.provider_id.clone())
+                    .push_bind(item.thread_id.clone())
+                    .push_bind(item.sent_at.map(DbTime::new))
+                    .push_bind(item.sender.clone())
+                    .push_bind(json_list(&item.participants))
+                    .push_bind(item.subject.clone())
+                    .push_bind(attempt_id.clone())
+                    .push_bind(at);
+            });
+            upsert.push(
+                " ON CONFLICT (member_id, provider_id) DO UPDATE SET \
+                 thread_id = excluded.thread_id, sent_at = excluded.sent_at, \
+                 sender = excluded.sender, participants = excluded.participants, \
+                 subject = excluded.subject, attempt_id = excluded.attempt_id, \
+                 imported_at = excluded.imported_at",
+            );
+            upsert.build().execute(&mut **tx).await?;
+        }
+        let events: Vec<_> = events.into_iter().collect();
+        for chunk in events.chunks(CHUNK) {
+            let mut upsert = QueryBuilder::<Db>::new(
+                "INSERT INTO calendar_items (member_id, provider_id, starts_at, ends_at, \
+                 organizer, participants, subject, conference_link, cancelled, attempt_id, \
+                 imported_at) ",
+            );
+            upsert.push_values(chunk, |mut row, ((member_id, _), (item, attempt_id))| {
+                row.push_bind(member_id.to_string())
+                    .push_bind(item.provider_id.clone())
+                    .push_bind(item.starts_at.map(DbTime::new))
+                    .push_bind(item.ends_at.map(DbTime::new))
+                    .push_bind(item.organizer.clone())
+                    .push_bind(json_list(&item.participants))
+                    .push_bind(item.subject.clone())
+                    .push_bind(item.conference_link.clone())
+                    .push_bind(item.cancelled)
+                    .push_bind(attempt_id.clone())
+                    .push_bind(at);
+            });
+            upsert.push(
+                " ON CONFLICT (member_id, provider_id) DO UPDATE SET \
+                 starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
+                 organizer = excluded.organizer, participants = excluded.participants, \
+                 subject = excluded.subject, conference_link = excluded.conference_link, \
+                 cancelled = excluded.cancelled, attempt_id = excluded.attempt_id, \
+                 imported_at = excluded.imported_at",
+            );
+            upsert.build().execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Recomputes every active member's status and the banners of one company, as of
@@ -473,145 +622,183 @@ impl Backend {
         .bind(company_id)
         .fetch_all(&mut **tx)
         .await?;
-        for row in &rows {
-            let context = member_context(row)?;
-            self.recompute_member_in(tx, &context, now).await?;
-        }
+        let contexts = rows
+            .iter()
+            .map(member_context)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.recompute_members_in(tx, &contexts, now).await?;
         self.write_banners_in(tx, company_id, now).await
     }
 
-    /// Classifies one member over its recent attempts and writes its three icons, with a
-    /// history row for every icon whose colour or reason changed.
-    async fn recompute_member_in(
+    /// Classifies members over their recent attempts and writes their three icons, with
+    /// a history row for every icon whose colour or reason changed. `contexts` are sorted
+    /// by member id, so concurrent writers lock shared rows in one order.
+    async fn recompute_members_in(
         &self,
         tx: &mut Tx,
-        context: &MemberContext,
+        contexts: &[MemberContext],
         now: OffsetDateTime,
-    ) -> Result<MemberStatus, StoreError> {
+    ) -> Result<(), StoreError> {
         let thresholds = self.options().thresholds;
         // The latest N attempts of a channel decide it exactly: either all N are transient
         // (red) or the latest non-transient one is among them.
         let limit = i64::from(thresholds.red_after_consecutive_failures.max(1));
-        let rows: Vec<(String, String, DbTime, String)> = sqlx::query_as(
-            "SELECT id, channel, finished_at, outcome FROM (SELECT id, channel, finished_at, \
-             outcome, ROW_NUMBER() OVER (PARTITION BY channel \
-             ORDER BY finished_at DESC, id DESC) AS recent \
-             FROM import_attempts WHERE member_id = $1) ranked \
-             WHERE recent <= $2 ORDER BY finished_at, id",
-        )
-        .bind(&context.member_id)
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?;
-        let mut attempts = Vec::with_capacity(rows.len());
-        let mut latest_email: Option<(DbTime, &str)> = None;
-        let mut latest_calendar: Option<(DbTime, &str)> = None;
-        for (id, channel, finished_at, outcome) in &rows {
-            let channel = parse_channel(channel)?;
-            let outcome = Outcome::parse(outcome)
-                .ok_or_else(|| corrupt("import_attempts", "outcome", outcome))?;
-            attempts.push(AttemptSummary {
-                channel,
-                at: finished_at.0,
-                outcome,
-            });
-            match channel {
-                Channel::Email => latest_email = Some((*finished_at, id)),
-                Channel::Calendar => latest_calendar = Some((*finished_at, id)),
-            }
-        }
-        let latest_any = match (latest_email, latest_calendar) {
-            (Some(email), Some(calendar)) => Some(if calendar.0 > email.0 {
-                calendar
-            } else {
-                email
-            }),
-            (email, calendar) => email.or(calendar),
-        };
-        let status = classify_member(
-            &context.company,
-            &context.member,
-            &attempts,
-            now,
-            &thresholds,
-        );
-
-        let previous: Vec<(String, String, String, DbTime)> = sqlx::query_as(
-            "SELECT icon, color, reason, since FROM member_status WHERE member_id = $1",
-        )
-        .bind(&context.member_id)
-        .fetch_all(&mut **tx)
-        .await?;
         let at = DbTime::new(now);
-        let provider = context.company.provider;
-        let icons = [
-            (Icon::Capture, status.capture, latest_any.map(|(_, id)| id)),
-            (Icon::Email, status.email, latest_email.map(|(_, id)| id)),
-            (
-                Icon::Calendar,
-                status.calendar,
-                latest_calendar.map(|(_, id)| id),
-            ),
-        ];
-        let mut upsert = sqlx::query(
-            "INSERT INTO member_status (member_id, icon, color, reason, message, resolution, \
-             since, last_attempt_id, evaluated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9), \
-             ($1, $10, $11, $12, $13, $14, $15, $16, $9), \
-             ($1, $17, $18, $19, $20, $21, $22, $23, $9) \
-             ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
-             reason = excluded.reason, message = excluded.message, \
-             resolution = excluded.resolution, since = excluded.since, \
-             last_attempt_id = excluded.last_attempt_id, evaluated_at = excluded.evaluated_at",
-        )
-        .bind(&context.member_id);
-        let mut changes = Vec::new();
-        for (position, (icon, reason, last_attempt_id)) in icons.iter().enumerate() {
-            let before = previous
-                .iter()
-                .find(|(stored, _, _, _)| stored == icon.as_str());
-            let unchanged = before.is_some_and(|(_, color, stored, _)| {
-                color == reason.color().as_str() && stored == reason.as_str()
+        for chunk in contexts.chunks(CHUNK / 4) {
+            let mut recent = QueryBuilder::<Db>::new(
+                "SELECT member_id, id, channel, finished_at, outcome FROM (SELECT member_id, id, \
+                 channel, finished_at, outcome, ROW_NUMBER() OVER (PARTITION BY member_id, channel \
+                 ORDER BY finished_at DESC, id DESC) AS recent \
+                 FROM import_attempts WHERE member_id IN (",
+            );
+            let mut list = recent.separated(", ");
+            for context in chunk {
+                list.push_bind(context.member_id.clone());
+            }
+            recent.push(")) ranked WHERE recent <= ");
+            recent.push_bind(limit);
+            recent.push(" ORDER BY member_id, finished_at, id");
+            let rows: Vec<(String, String, String, DbTime, String)> =
+                recent.build_query_as().fetch_all(&mut **tx).await?;
+            let mut attempts_of: HashMap<String, Vec<(String, Channel, DbTime, Outcome)>> =
+                HashMap::new();
+            for (member_id, id, channel, finished_at, outcome) in rows {
+                let channel = parse_channel(&channel)?;
+                let outcome = Outcome::parse(&outcome)
+                    .ok_or_else(|| corrupt("import_attempts", "outcome", &outcome))?;
+                attempts_of
+                    .entry(member_id)
+                    .or_default()
+                    .push((id, channel, finished_at, outcome));
+            }
+
+            let mut previous_query = QueryBuilder::<Db>::new(
+                "SELECT member_id, icon, color, reason, since FROM member_status \
+                 WHERE member_id IN (",
+            );
+            let mut list = previous_query.separated(", ");
+            for context in chunk {
+                list.push_bind(context.member_id.clone());
+            }
+            previous_query.push(")");
+            let previous_rows: Vec<(String, String, String, String, DbTime)> =
+                previous_query.build_query_as().fetch_all(&mut **tx).await?;
+            let previous: HashMap<(String, String), (String, String, DbTime)> = previous_rows
+                .into_iter()
+                .map(|(member, icon, color, reason, since)| {
+                    ((member, icon), (color, reason, since))
+                })
+                .collect();
+
+            let mut icon_rows: Vec<IconWrite> = Vec::with_capacity(chunk.len() * 3);
+            let mut changes: Vec<ChangeWrite> = Vec::new();
+            for context in chunk {
+                let recent = attempts_of
+                    .get(&context.member_id)
+                    .map_or(&[][..], Vec::as_slice);
+                let summaries: Vec<AttemptSummary> = recent
+                    .iter()
+                    .map(|(_, channel, finished_at, outcome)| AttemptSummary {
+                        channel: *channel,
+                        at: finished_at.0,
+                        outcome: *outcome,
+                    })
+                    .collect();
+                let latest = |channel: Option<Channel>| {
+                    recent
+                        .iter()
+                        .filter(|(_, c, _, _)| channel.is_none_or(|wanted| *c == wanted))
+                        .max_by_key(|(_, _, finished_at, _)| *finished_at)
+                        .map(|(id, _, _, _)| id.clone())
+                };
+                let status = classify_member(
+                    &context.company,
+                    &context.member,
+                    &summaries,
+                    now,
+                    &thresholds,
+                );
+                for (icon, reason, last_attempt_id) in [
+                    (Icon::Capture, status.capture, latest(None)),
+                    (Icon::Email, status.email, latest(Some(Channel::Email))),
+                    (
+                        Icon::Calendar,
+                        status.calendar,
+                        latest(Some(Channel::Calendar)),
+                    ),
+                ] {
+                    let before =
+                        previous.get(&(context.member_id.clone(), icon.as_str().to_owned()));
+                    let unchanged = before.is_some_and(|(color, stored, _)| {
+                        color == reason.color().as_str() && stored == reason.as_str()
+                    });
+                    let since = match before {
+                        Some((_, _, since)) if unchanged => *since,
+                        _ => at,
+                    };
+                    if !unchanged {
+                        changes.push(ChangeWrite {
+                            member_id: context.member_id.clone(),
+                            icon,
+                            from: before.map(|(color, reason, _)| (color.clone(), reason.clone())),
+                            to: reason,
+                            attempt_id: last_attempt_id.clone(),
+                        });
+                    }
+                    icon_rows.push(IconWrite {
+                        member_id: context.member_id.clone(),
+                        icon,
+                        reason,
+                        text: reason_text(reason, context.company.provider),
+                        since,
+                        last_attempt_id,
+                    });
+                }
+            }
+
+            let mut upsert = QueryBuilder::<Db>::new(
+                "INSERT INTO member_status (member_id, icon, color, reason, message, resolution, \
+                 since, last_attempt_id, evaluated_at) ",
+            );
+            upsert.push_values(icon_rows, |mut row, write| {
+                row.push_bind(write.member_id)
+                    .push_bind(write.icon.as_str())
+                    .push_bind(write.reason.color().as_str())
+                    .push_bind(write.reason.as_str())
+                    .push_bind(write.text.message)
+                    .push_bind(write.text.resolution)
+                    .push_bind(write.since)
+                    .push_bind(write.last_attempt_id)
+                    .push_bind(at);
             });
-            let since = match before {
-                Some((_, _, _, since)) if unchanged => *since,
-                _ => at,
-            };
-            if !unchanged {
-                changes.push((*icon, before, *reason, *last_attempt_id));
-            }
-            let text = reason_text(*reason, provider);
-            upsert = upsert
-                .bind(icon.as_str())
-                .bind(reason.color().as_str())
-                .bind(reason.as_str())
-                .bind(text.message)
-                .bind(text.resolution)
-                .bind(since)
-                .bind(last_attempt_id.map(str::to_owned));
-            if position == 0 {
-                upsert = upsert.bind(at);
+            upsert.push(
+                " ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
+                 reason = excluded.reason, message = excluded.message, \
+                 resolution = excluded.resolution, since = excluded.since, \
+                 last_attempt_id = excluded.last_attempt_id, evaluated_at = excluded.evaluated_at",
+            );
+            upsert.build().execute(&mut **tx).await?;
+
+            if !changes.is_empty() {
+                let mut history = QueryBuilder::<Db>::new(
+                    "INSERT INTO status_changes (member_id, icon, from_color, from_reason, \
+                     to_color, to_reason, attempt_id, changed_at) ",
+                );
+                history.push_values(changes, |mut row, change| {
+                    let (from_color, from_reason) = change.from.unzip();
+                    row.push_bind(change.member_id)
+                        .push_bind(change.icon.as_str())
+                        .push_bind(from_color)
+                        .push_bind(from_reason)
+                        .push_bind(change.to.color().as_str())
+                        .push_bind(change.to.as_str())
+                        .push_bind(change.attempt_id)
+                        .push_bind(at);
+                });
+                history.build().execute(&mut **tx).await?;
             }
         }
-        upsert.execute(&mut **tx).await?;
-        for (icon, before, reason, attempt_id) in changes {
-            sqlx::query(
-                "INSERT INTO status_changes (member_id, icon, from_color, from_reason, \
-                 to_color, to_reason, attempt_id, changed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&context.member_id)
-            .bind(icon.as_str())
-            .bind(before.map(|(_, color, _, _)| color.as_str()))
-            .bind(before.map(|(_, _, reason, _)| reason.as_str()))
-            .bind(reason.color().as_str())
-            .bind(reason.as_str())
-            .bind(attempt_id)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(status)
+        Ok(())
     }
 
     /// Recounts a company's banners over its active members' stored statuses.
@@ -621,7 +808,15 @@ impl Backend {
         company_id: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let (provider,): (String,) = sqlx::query_as("SELECT provider FROM companies WHERE id = $1")
+        // PostgreSQL: replicas writing attempts of one company take turns here, so each
+        // recount reads the statuses the previous one committed (a statement after the
+        // lock sees them) and the banner rows are never written by two at once.
+        let lock = if POSTGRES {
+            "SELECT provider FROM companies WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT provider FROM companies WHERE id = $1"
+        };
+        let (provider,): (String,) = sqlx::query_as(lock)
             .bind(company_id)
             .fetch_optional(&mut **tx)
             .await?
@@ -631,11 +826,11 @@ impl Backend {
         let provider = parse_provider(&provider)?;
         let rows: Vec<BannerInputRow> = sqlx::query_as(
             "SELECT m.recording_enabled, m.has_recording_seat, cap.reason, em.reason, \
-                 cal.reason FROM members m \
-                 LEFT JOIN member_status cap ON cap.member_id = m.id AND cap.icon = 'capture' \
-                 LEFT JOIN member_status em ON em.member_id = m.id AND em.icon = 'email' \
-                 LEFT JOIN member_status cal ON cal.member_id = m.id AND cal.icon = 'calendar' \
-                 WHERE m.company_id = $1 AND m.active",
+             cal.reason FROM members m \
+             LEFT JOIN member_status cap ON cap.member_id = m.id AND cap.icon = 'capture' \
+             LEFT JOIN member_status em ON em.member_id = m.id AND em.icon = 'email' \
+             LEFT JOIN member_status cal ON cal.member_id = m.id AND cal.icon = 'calendar' \
+             WHERE m.company_id = $1 AND m.active",
         )
         .bind(company_id)
         .fetch_all(&mut **tx)
@@ -662,31 +857,33 @@ impl Backend {
             .bind(company_id)
             .execute(&mut **tx)
             .await?;
+        let banners = tally.banners();
+        if banners.is_empty() {
+            return Ok(());
+        }
         let at = DbTime::new(now);
-        for banner in tally.banners() {
+        let mut insert = QueryBuilder::<Db>::new(
+            "INSERT INTO company_banners (company_id, code, position, color, count, provider, \
+             message, resolution, since, evaluated_at) ",
+        );
+        insert.push_values(banners, |mut row, banner| {
             let since = previous
                 .iter()
                 .find(|(code, _)| code == banner.code.as_str())
                 .map_or(at, |(_, since)| *since);
             let text = banner_text(banner.code, provider, banner.count);
-            sqlx::query(
-                "INSERT INTO company_banners (company_id, code, position, color, count, \
-                 provider, message, resolution, since, evaluated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(company_id)
-            .bind(banner.code.as_str())
-            .bind(banner.code as i64)
-            .bind(banner.code.color().as_str())
-            .bind(i64::from(banner.count))
-            .bind(provider.as_str())
-            .bind(text.message)
-            .bind(text.resolution)
-            .bind(since)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
-        }
+            row.push_bind(company_id.to_owned())
+                .push_bind(banner.code.as_str())
+                .push_bind(banner.code as i64)
+                .push_bind(banner.code.color().as_str())
+                .push_bind(i64::from(banner.count))
+                .push_bind(provider.as_str())
+                .push_bind(text.message)
+                .push_bind(text.resolution)
+                .push_bind(since)
+                .push_bind(at);
+        });
+        insert.build().execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -921,7 +1118,7 @@ impl Backend {
             .fetch_one(&mut *tx)
             .await?;
         let context = member_context(&row)?;
-        self.recompute_member_in(&mut tx, &context, now).await?;
+        self.recompute_members_in(&mut tx, &[context], now).await?;
         self.write_banners_in(&mut tx, &company_id, now).await?;
         tx.commit().await?;
         Ok(())

@@ -92,3 +92,8 @@ impl SqliteStore {
 #[allow(clippy::duplicate_mod)]
 #[path = "shared.rs"]
 mod queries;
+
+// What the worker reads before running a job; compiled per backend like `queries`.
+#[allow(clippy::duplicate_mod)]
+#[path = "context.rs"]
+mod context;

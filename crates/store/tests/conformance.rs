@@ -650,6 +650,44 @@ async fn attempts_drive_statuses_history_and_banners(backend: Backend) {
             .await,
         2
     );
+    // And twice within one batch: still one row per provider id, the later copy wins.
+    let mut first = attempt("bob", Channel::Email, Outcome::Success, NOW);
+    first.email_items = vec![EmailItem {
+        provider_id: "msg-9".into(),
+        subject: Some("old".into()),
+        ..EmailItem::default()
+    }];
+    let mut second = attempt(
+        "bob",
+        Channel::Email,
+        Outcome::Success,
+        NOW + Duration::seconds(1),
+    );
+    second.email_items = vec![EmailItem {
+        provider_id: "msg-9".into(),
+        subject: Some("new".into()),
+        ..EmailItem::default()
+    }];
+    second.next_cursor = None;
+    db.store
+        .record_attempts(
+            &[first.clone(), second],
+            NOW + Duration::seconds(1),
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.strings("SELECT subject FROM email_items WHERE member_id = 'bob'")
+            .await,
+        [vec![Some("new".to_owned())]]
+    );
+    // The cursor is the latest one given in the batch (the second kept it).
+    assert_eq!(
+        db.strings("SELECT cursor FROM sync_state WHERE member_id = 'bob' AND channel = 'email'")
+            .await,
+        [vec![first.next_cursor.clone()]]
+    );
     let mut calendar = attempt("ana", Channel::Calendar, Outcome::Success, NOW);
     calendar.calendar_items = vec![CalendarItem {
         provider_id: "evt-1".into(),
@@ -697,6 +735,11 @@ async fn attempts_drive_statuses_history_and_banners(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|result| result.sync_state_updated));
+    assert_eq!(
+        db.count("SELECT consecutive_transient_failures FROM sync_state WHERE member_id = 'ana' AND channel = 'email'").await,
+        3
+    );
     let report = db.store.status(Some("acme")).await.unwrap();
     let ana = icon(&report, "ana");
     assert_eq!(
