@@ -32,12 +32,15 @@ enum Command {
     Apply(commands::apply::Args),
     /// Print the Team members page: banners and each member's icons.
     Status(commands::status::Args),
+    /// Run the provider sim (a fake Google Workspace and Microsoft 365) on loopback.
+    Sim(commands::sim::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Classify(args) => commands::classify::run(args),
+        Command::Sim(args) => commands::sim::run(args),
         Command::Migrate(args) => commands::migrate::run(args, cli.config.as_deref()),
         Command::Apply(args) => commands::apply::run(args, cli.config.as_deref()),
         Command::Status(args) => commands::status::run(args, cli.config.as_deref()),

@@ -58,7 +58,7 @@ pub use scenario::{
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// The scenario file cannot be read.
-    #[error("cannot read scenario {path}: {source}")]
+    #[error("cannot read scenario {path}")]
     Read {
         /// The file.
         path: String,
@@ -78,7 +78,7 @@ pub enum SimError {
         message: String,
     },
     /// The listener cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,

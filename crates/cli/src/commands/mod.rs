@@ -3,4 +3,5 @@
 pub mod apply;
 pub mod classify;
 pub mod migrate;
+pub mod sim;
 pub mod status;
