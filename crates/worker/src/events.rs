@@ -1,0 +1,148 @@
+//! The worker's internal events, Vector-style: each function writes the log line and
+//! updates the metric together, so names and labels live in one place.
+//!
+//! Metric names follow `datacap_<name>_<unit>_total`; labels are bounded (provider,
+//! channel, outcome, a fixed operation or skip reason), never a member or company id.
+//! [`HISTOGRAM_BUCKETS`] are the explicit buckets the exporter gives the duration metric.
+
+use std::time::Duration;
+
+use datacap_core::{Channel, Outcome, Provider};
+use metrics::{counter, histogram};
+use tracing::{info, warn};
+
+/// Attempts by provider, channel and outcome.
+pub const ATTEMPTS: &str = "datacap_attempts_total";
+/// Attempt duration in seconds (histogram).
+pub const ATTEMPT_DURATION: &str = "datacap_attempt_duration_seconds";
+/// Items imported by provider and channel.
+pub const ITEMS: &str = "datacap_items_imported_total";
+/// Jobs not run because settings forbid importing or the member has no grant.
+pub const SKIPPED: &str = "datacap_jobs_skipped_total";
+/// Failures of our own (database, credentials), by operation.
+pub const OWN_FAILURES: &str = "datacap_own_failures_total";
+/// Jobs claimed under a lease.
+pub const LEASE_CLAIMS: &str = "datacap_lease_claims_total";
+/// Leases lost while an attempt ran (expired and reclaimed by another worker).
+pub const LEASE_LOST: &str = "datacap_lease_lost_total";
+/// Attempts abandoned at shutdown.
+pub const ABANDONED: &str = "datacap_attempts_abandoned_total";
+/// Waits for a company's token bucket, and their total time.
+pub const RATE_LIMIT_WAITS: &str = "datacap_rate_limit_waits_total";
+pub const RATE_LIMIT_WAIT_SECONDS: &str = "datacap_rate_limit_wait_seconds_total";
+/// Refresh tokens rotated by the provider and stored.
+pub const TOKENS_ROTATED: &str = "datacap_refresh_tokens_rotated_total";
+/// Token failures: attempts whose outcome says a credential or grant was refused.
+pub const TOKEN_FAILURES: &str = "datacap_token_failures_total";
+/// Stall passes completed.
+pub const STALL_PASSES: &str = "datacap_stall_passes_total";
+
+/// Explicit buckets of [`ATTEMPT_DURATION`], in seconds.
+pub const HISTOGRAM_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// One attempt was written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attempt(
+    provider: Provider,
+    channel: Channel,
+    outcome: Outcome,
+    elapsed: Duration,
+    items: usize,
+    http_status: Option<u16>,
+    error_code: Option<&str>,
+    request_id: Option<&str>,
+    requests: u32,
+) {
+    let labels = [
+        ("provider", provider.as_str()),
+        ("channel", channel.as_str()),
+        ("outcome", outcome.as_str()),
+    ];
+    counter!(ATTEMPTS, &labels).increment(1);
+    histogram!(ATTEMPT_DURATION, &labels[..2]).record(elapsed.as_secs_f64());
+    counter!(ITEMS, &labels[..2]).increment(u64::try_from(items).unwrap_or(u64::MAX));
+    if matches!(
+        outcome,
+        Outcome::CredentialRejected | Outcome::GrantInvalid | Outcome::NotAuthorized
+    ) {
+        counter!(TOKEN_FAILURES, &labels).increment(1);
+    }
+    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    if outcome == Outcome::Success {
+        info!(
+            outcome = outcome.as_str(),
+            items, requests, duration_ms, request_id, "attempt written"
+        );
+    } else {
+        warn!(
+            outcome = outcome.as_str(),
+            http_status, error_code, request_id, requests, duration_ms, "attempt written"
+        );
+    }
+}
+
+pub(crate) fn claimed(count: usize) {
+    if count > 0 {
+        counter!(LEASE_CLAIMS).increment(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+}
+
+pub(crate) fn skipped(provider: Provider, channel: Channel, reason: &'static str) {
+    counter!(
+        SKIPPED,
+        "provider" => provider.as_str(),
+        "channel" => channel.as_str(),
+        "reason" => reason
+    )
+    .increment(1);
+}
+
+/// A failure of our own; `retry_in` when the loop backs off because of it.
+pub(crate) fn own_failure(
+    operation: &'static str,
+    error: &dyn std::error::Error,
+    retry_in: Option<Duration>,
+) {
+    counter!(OWN_FAILURES, "operation" => operation).increment(1);
+    let retry_in_ms = retry_in.map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+    warn!(
+        operation,
+        error = %error,
+        retry_in_ms,
+        "failure of our own: nothing recorded for the member"
+    );
+}
+
+pub(crate) fn own_failure_text(operation: &'static str, problem: &str) {
+    counter!(OWN_FAILURES, "operation" => operation).increment(1);
+    warn!(
+        operation,
+        error = problem,
+        "failure of our own: nothing recorded for the member"
+    );
+}
+
+pub(crate) fn lease_lost() {
+    counter!(LEASE_LOST).increment(1);
+}
+
+pub(crate) fn abandoned() {
+    counter!(ABANDONED).increment(1);
+    warn!("attempt abandoned at shutdown: nothing written, lease released");
+}
+
+pub(crate) fn rate_limit_wait(provider: Provider, waited: Duration) {
+    counter!(RATE_LIMIT_WAITS, "provider" => provider.as_str()).increment(1);
+    counter!(RATE_LIMIT_WAIT_SECONDS, "provider" => provider.as_str()).increment(waited.as_secs());
+}
+
+pub(crate) fn token_rotated(provider: Provider) {
+    counter!(TOKENS_ROTATED, "provider" => provider.as_str()).increment(1);
+    info!("rotated refresh token stored");
+}
+
+pub(crate) fn stall_pass() {
+    counter!(STALL_PASSES).increment(1);
+}

@@ -1,0 +1,25 @@
+//! datacap-worker: the poller behind `datacap run` and `datacap demo`.
+//!
+//! It claims due (member, channel) jobs from the store under a lease, runs each on its
+//! provider's connector within the limits (a global concurrency cap, one attempt per
+//! member, a token bucket per company), writes every attempt atomically with the member's
+//! recomputed status and the company's banners, and schedules the next poll. A periodic
+//! stall pass re-evaluates every status against `now`. Scheduling decisions are pure
+//! functions ([`schedule`]) that take `now` and a random number.
+//!
+//! The worker reads no file, no environment variable and no config: the binary hands it a
+//! [`Store`](datacap_store::Store), the connectors, a [`CredentialResolver`] and a
+//! [`WorkerConfig`].
+
+mod credentials;
+pub mod events;
+mod health;
+pub mod schedule;
+mod worker;
+
+pub use credentials::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
+pub use health::{Health, NotReady};
+pub use schedule::ScheduleConfig;
+pub use worker::{
+    ConfigError, Connectors, CycleReport, Worker, WorkerConfig, WorkerError, may_import,
+};

@@ -1,0 +1,843 @@
+//! The poll loop: claim due (member, channel) jobs under a lease, run each on its
+//! provider's connector within the limits, write each attempt atomically, schedule the
+//! next poll; plus the periodic stall pass and a graceful shutdown.
+//!
+//! Limits, outermost first: a global semaphore (`concurrency`) caps attempts in flight,
+//! and a job is only claimed when a permit is free, so the daemon never holds leases it
+//! cannot work on; one attempt per member at a time (so with the connectors' own bounds a
+//! mailbox never sees more than four requests in flight); a token bucket per company
+//! (`governor`) spaces attempts against one provider tenant. While an attempt runs, a
+//! heartbeat extends its lease outside the attempt's transaction (underway/apalis style).
+//!
+//! Failures of our own (the database unreachable, a full disk, a key file missing) are
+//! never written as a member's outcome: they are logged and counted, the daemon backs off
+//! and reports not-ready, and the job's lease simply runs out so it is claimed again.
+//!
+//! Shutdown: when the [`CancellationToken`] fires the loop stops claiming; attempts in
+//! flight get `grace` to finish and write; after that they are abandoned (the connector's
+//! future is dropped, nothing is written) and their leases released.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datacap_connector::{Attempt, Connector, ImportJob, JobAuth};
+use datacap_core::{
+    Channel, ConnectionMode, MemberConnection, Outcome, Provider, Reason, Thresholds,
+    classify_member,
+};
+use datacap_google::GoogleConnector;
+use datacap_microsoft::MicrosoftConnector;
+use datacap_store::{AttemptRecord, EncryptionKey, Job, JobContext, Store, WriteOptions};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+use uuid::Uuid;
+
+use crate::credentials::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
+use crate::events;
+use crate::health::Health;
+use crate::schedule::{self, ScheduleConfig};
+
+/// Everything the worker is tuned by (`[worker]` in the config), validated by
+/// [`Worker::new`].
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The lease owner name of this process (unique per daemon).
+    pub owner: String,
+    /// Attempts in flight at most (the global cap).
+    pub concurrency: usize,
+    /// Jobs claimed per database round trip at most.
+    pub claim_batch: u32,
+    /// A claimed job's lease lasts this long unless its heartbeat extends it.
+    pub lease: Duration,
+    /// While an attempt runs its lease is extended this often.
+    pub heartbeat: Duration,
+    /// On shutdown, attempts in flight get this long to finish.
+    pub grace: Duration,
+    /// With nothing due the loop looks again after this long.
+    pub idle_wait: Duration,
+    /// Every status is re-evaluated against `now` this often (stall detection).
+    pub stall_pass_interval: Duration,
+    /// Attempts started per second per company (token bucket rate).
+    pub tenant_rate_per_second: u32,
+    /// Token bucket size per company.
+    pub tenant_burst: u32,
+    /// After a failure of our own the loop waits from this …
+    pub own_failure_backoff_base: Duration,
+    /// … up to this.
+    pub own_failure_backoff_cap: Duration,
+    /// Resolved company credentials are reused for this long.
+    pub credentials_ttl: Duration,
+    /// When jobs are due again.
+    pub schedule: ScheduleConfig,
+    /// The classifier's thresholds (for the settings check before a job runs).
+    pub thresholds: Thresholds,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            owner: format!("datacap-{}", Uuid::new_v4().simple()),
+            concurrency: 16,
+            claim_batch: 64,
+            lease: Duration::from_secs(120),
+            heartbeat: Duration::from_secs(30),
+            grace: Duration::from_secs(20),
+            idle_wait: Duration::from_secs(1),
+            stall_pass_interval: Duration::from_secs(60),
+            tenant_rate_per_second: 10,
+            tenant_burst: 20,
+            own_failure_backoff_base: Duration::from_secs(1),
+            own_failure_backoff_cap: Duration::from_secs(30),
+            credentials_ttl: Duration::from_secs(300),
+            schedule: ScheduleConfig::default(),
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// A worker configuration that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid worker configuration: {field} {problem}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+/// What stops [`Worker::run_once`] (the daemon never stops on these: it backs off).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The database could not be reached to claim work.
+    #[error("cannot claim due jobs: {0}")]
+    Claim(#[source] datacap_store::StoreError),
+}
+
+/// The connectors the worker dispatches to, by provider. A provider without one is a
+/// failure of our own configuration for its companies' jobs (logged, never recorded).
+#[derive(Clone, Debug, Default)]
+pub struct Connectors {
+    pub google: Option<Arc<GoogleConnector>>,
+    pub microsoft: Option<MicrosoftConnector>,
+}
+
+/// What one `run_once` cycle did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    /// Attempts written, by outcome.
+    pub attempts: BTreeMap<Outcome, u32>,
+    /// Jobs skipped because the settings forbid importing (re-checked later).
+    pub skipped_by_settings: u32,
+    /// Jobs not run because of a failure of our own (credentials, database).
+    pub own_failures: u32,
+    /// Jobs abandoned at shutdown.
+    pub abandoned: u32,
+}
+
+impl CycleReport {
+    /// Attempts written in all.
+    pub fn total_attempts(&self) -> u32 {
+        self.attempts.values().sum()
+    }
+}
+
+/// The poller. Cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    connectors: Connectors,
+    resolver: Arc<dyn CredentialResolver>,
+    key: Option<Arc<EncryptionKey>>,
+    config: WorkerConfig,
+    permits: Arc<Semaphore>,
+    limiter: DefaultKeyedRateLimiter<String>,
+    member_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    credentials: Mutex<HashMap<String, CachedCredentials>>,
+    health: Arc<Health>,
+    report: Mutex<CycleReport>,
+}
+
+/// A company's resolved credentials (or why not) and when they were resolved.
+type CachedCredentials = (Instant, Result<CompanyAuth, CredentialError>);
+
+/// How one job ended.
+enum JobEnd {
+    Written(Outcome),
+    Skipped,
+    OwnFailure,
+    Abandoned,
+}
+
+impl Worker {
+    /// Validates `config` and builds the worker.
+    pub fn new(
+        store: Store,
+        connectors: Connectors,
+        resolver: Arc<dyn CredentialResolver>,
+        key: Option<EncryptionKey>,
+        config: WorkerConfig,
+    ) -> Result<Worker, ConfigError> {
+        let fail = |field, problem| Err(ConfigError { field, problem });
+        if config.concurrency == 0 || config.concurrency > Semaphore::MAX_PERMITS {
+            return fail("concurrency", "must be at least 1");
+        }
+        if config.claim_batch == 0 {
+            return fail("claim_batch", "must be at least 1");
+        }
+        if config.lease < Duration::from_secs(1) {
+            return fail("lease", "must be at least 1s");
+        }
+        if config.heartbeat.is_zero() || config.heartbeat >= config.lease {
+            return fail("heartbeat", "must be above zero and shorter than the lease");
+        }
+        if config.idle_wait.is_zero() || config.stall_pass_interval.is_zero() {
+            return fail("idle_wait/stall_pass_interval", "must be above zero");
+        }
+        if !(0.0..=1.0).contains(&config.schedule.jitter) {
+            return fail("jitter", "must be between 0 and 1");
+        }
+        let (Some(rate), Some(burst)) = (
+            NonZeroU32::new(config.tenant_rate_per_second),
+            NonZeroU32::new(config.tenant_burst),
+        ) else {
+            return fail("tenant_rate_per_second/tenant_burst", "must be at least 1");
+        };
+        let stale_after = (config.idle_wait * 10)
+            .max(config.lease)
+            .max(Duration::from_secs(30));
+        Ok(Worker {
+            inner: Arc::new(Inner {
+                store,
+                connectors,
+                resolver,
+                key: key.map(Arc::new),
+                permits: Arc::new(Semaphore::new(config.concurrency)),
+                limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+                member_locks: Mutex::new(HashMap::new()),
+                credentials: Mutex::new(HashMap::new()),
+                health: Arc::new(Health::new(stale_after)),
+                report: Mutex::new(CycleReport::default()),
+                config,
+            }),
+        })
+    }
+
+    /// Liveness facts for `/readyz`.
+    pub fn health(&self) -> Arc<Health> {
+        self.inner.health.clone()
+    }
+
+    /// The lease owner name of this worker.
+    pub fn owner(&self) -> &str {
+        &self.inner.config.owner
+    }
+
+    /// Claims every job due now, runs them, re-evaluates every status against `now`, and
+    /// returns what happened. A job is run at most once per call. `cancel` stops it early
+    /// (attempts in flight get the grace period).
+    pub async fn run_once(&self, cancel: CancellationToken) -> Result<CycleReport, WorkerError> {
+        self.take_report();
+        let tracker = TaskTracker::new();
+        let abandon = CancellationToken::new();
+        let mut seen: HashSet<(String, Channel)> = HashSet::new();
+        let result = loop {
+            if cancel.is_cancelled() {
+                break Ok(());
+            }
+            let Some(permit) = self.first_permit(&cancel).await else {
+                break Ok(());
+            };
+            let limit = self.claim_limit();
+            let jobs = match self.claim(limit).await {
+                Ok(jobs) => jobs,
+                Err(error) => break Err(WorkerError::Claim(error)),
+            };
+            let (fresh, repeat): (Vec<Job>, Vec<Job>) = jobs
+                .into_iter()
+                .partition(|job| seen.insert((job.member_id.clone(), job.channel)));
+            for job in &repeat {
+                // Already polled in this run (due again quickly): leave it for the next.
+                let _ = self.inner.store.release(job, self.owner(), None).await;
+            }
+            if fresh.is_empty() {
+                drop(permit);
+                break Ok(());
+            }
+            self.spawn_jobs(&tracker, fresh, permit, &abandon).await;
+        };
+        self.drain(tracker, abandon, &cancel).await;
+        if result.is_ok() {
+            self.stall_pass().await;
+        }
+        result.map(|()| self.take_report())
+    }
+
+    /// The daemon: polls until `cancel` fires, then drains within the grace period and
+    /// returns. Never returns early because of a database outage: it backs off and
+    /// resumes.
+    pub async fn run(&self, cancel: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let abandon = CancellationToken::new();
+        let mut own_failures: u32 = 0;
+        let mut next_stall_pass = Instant::now();
+        info!(owner = %self.owner(), concurrency = self.inner.config.concurrency, "worker started");
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if Instant::now() >= next_stall_pass {
+                self.stall_pass().await;
+                next_stall_pass = Instant::now() + self.inner.config.stall_pass_interval;
+            }
+            let Some(permit) = self.first_permit(&cancel).await else {
+                break;
+            };
+            let limit = self.claim_limit();
+            match self.claim(limit).await {
+                Err(error) => {
+                    drop(permit);
+                    own_failures = own_failures.saturating_add(1);
+                    let wait = schedule::backoff(
+                        self.inner.config.own_failure_backoff_base,
+                        self.inner.config.own_failure_backoff_cap,
+                        own_failures,
+                        fastrand::f64(),
+                    );
+                    events::own_failure("claim", &error, Some(wait));
+                    if sleep_or_cancel(wait, &cancel).await {
+                        break;
+                    }
+                }
+                Ok(jobs) if jobs.is_empty() => {
+                    own_failures = 0;
+                    drop(permit);
+                    if sleep_or_cancel(self.inner.config.idle_wait, &cancel).await {
+                        break;
+                    }
+                }
+                Ok(jobs) => {
+                    own_failures = 0;
+                    self.spawn_jobs(&tracker, jobs, permit, &abandon).await;
+                }
+            }
+        }
+        info!(owner = %self.owner(), in_flight = tracker.len(), "worker stopping: no more claims");
+        self.drain(tracker, abandon, &cancel).await;
+        info!(owner = %self.owner(), "worker stopped");
+    }
+
+    /// Re-evaluates every active company's statuses against `now`, so a channel that
+    /// nothing polls turns `import_stalled`. Failures are our own: logged, not fatal.
+    pub async fn stall_pass(&self) {
+        let now = OffsetDateTime::now_utc();
+        let companies = match self.inner.store.active_company_ids().await {
+            Ok(companies) => companies,
+            Err(error) => {
+                self.inner.health.database_failed();
+                events::own_failure("stall_pass", &error, None);
+                return;
+            }
+        };
+        for company_id in companies {
+            if let Err(error) = self.inner.store.recompute_company(&company_id, now).await {
+                self.inner.health.database_failed();
+                events::own_failure("stall_pass", &error, None);
+                return;
+            }
+        }
+        self.inner.health.progress();
+        events::stall_pass();
+    }
+
+    fn take_report(&self) -> CycleReport {
+        let mut report = lock(&self.inner.report);
+        std::mem::take(&mut *report)
+    }
+
+    /// Waits for one free permit (or cancellation).
+    async fn first_permit(&self, cancel: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            permit = self.inner.permits.clone().acquire_owned() => permit.ok(),
+        }
+    }
+
+    /// As many jobs as there are free permits (one is already held), up to the batch size.
+    fn claim_limit(&self) -> u32 {
+        let free = self.inner.permits.available_permits().saturating_add(1);
+        u32::try_from(free)
+            .unwrap_or(u32::MAX)
+            .min(self.inner.config.claim_batch)
+    }
+
+    async fn claim(&self, limit: u32) -> Result<Vec<Job>, datacap_store::StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let lease =
+            time::Duration::try_from(self.inner.config.lease).unwrap_or(time::Duration::minutes(2));
+        match self
+            .inner
+            .store
+            .claim_due(self.owner(), now, lease, limit)
+            .await
+        {
+            Ok(jobs) => {
+                self.inner.health.progress();
+                events::claimed(jobs.len());
+                Ok(jobs)
+            }
+            Err(error) => {
+                self.inner.health.database_failed();
+                Err(error)
+            }
+        }
+    }
+
+    async fn spawn_jobs(
+        &self,
+        tracker: &TaskTracker,
+        jobs: Vec<Job>,
+        first: OwnedSemaphorePermit,
+        abandon: &CancellationToken,
+    ) {
+        let mut first = Some(first);
+        for job in jobs {
+            let permit = match first.take() {
+                Some(permit) => permit,
+                // The claim asked for no more jobs than there were free permits, and only
+                // this loop takes permits, so this does not wait.
+                None => match self.inner.permits.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let worker = self.clone();
+            let abandon = abandon.clone();
+            tracker.spawn(async move {
+                let end = worker.run_job(job, abandon).await;
+                drop(permit);
+                worker.count(end);
+            });
+        }
+    }
+
+    fn count(&self, end: JobEnd) {
+        let mut report = lock(&self.inner.report);
+        match end {
+            JobEnd::Written(outcome) => *report.attempts.entry(outcome).or_default() += 1,
+            JobEnd::Skipped => report.skipped_by_settings += 1,
+            JobEnd::OwnFailure => report.own_failures += 1,
+            JobEnd::Abandoned => report.abandoned += 1,
+        }
+    }
+
+    /// Waits for attempts in flight: `grace` to finish, then abandons the rest.
+    async fn drain(
+        &self,
+        tracker: TaskTracker,
+        abandon: CancellationToken,
+        cancel: &CancellationToken,
+    ) {
+        tracker.close();
+        // Without a shutdown request (run_once finishing normally) wait for everything;
+        // every attempt is bounded by the connectors' own timeouts.
+        tokio::select! {
+            () = tracker.wait() => return,
+            () = cancel.cancelled() => {}
+        }
+        if tokio::time::timeout(self.inner.config.grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                in_flight = tracker.len(),
+                grace_ms = self.inner.config.grace.as_millis() as u64,
+                "grace period over: abandoning attempts in flight"
+            );
+            abandon.cancel();
+            // Abandoning only releases leases: a few quick database calls at most.
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        }
+    }
+
+    fn member_lock(&self, member_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = lock(&self.inner.member_locks);
+        // Drop locks no attempt holds any more, so the map stays as small as the work.
+        if locks.len() > 4 * self.inner.config.concurrency {
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        locks.entry(member_id.to_owned()).or_default().clone()
+    }
+
+    /// Runs one claimed job to its end. Never panics; every path gives the lease back
+    /// (by the attempt write, an explicit release, or — when the database is gone — by
+    /// letting it expire).
+    async fn run_job(&self, job: Job, abandon: CancellationToken) -> JobEnd {
+        let attempt_id = Uuid::now_v7();
+        let span = info_span!(
+            "attempt",
+            company = %job.company_id,
+            member = %job.member_id,
+            channel = %job.channel,
+            provider = %job.provider,
+            attempt_id = %attempt_id,
+            request_id = tracing::field::Empty,
+        );
+        self.run_job_in_span(job, attempt_id, abandon)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_job_in_span(
+        &self,
+        job: Job,
+        attempt_id: Uuid,
+        abandon: CancellationToken,
+    ) -> JobEnd {
+        let inner = &self.inner;
+        let member_lock = self.member_lock(&job.member_id);
+        let _member_guard = tokio::select! {
+            guard = member_lock.lock_owned() => guard,
+            () = abandon.cancelled() => return self.abandon(&job).await,
+        };
+        let context = match inner.store.job_context(&job.member_id).await {
+            Ok(Some(context)) => context,
+            Ok(None) => {
+                let _ = inner.store.release(&job, self.owner(), None).await;
+                return JobEnd::Skipped;
+            }
+            Err(error) => {
+                inner.health.database_failed();
+                events::own_failure("job_context", &error, None);
+                return JobEnd::OwnFailure;
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        if !may_import(&context, job.channel, now, &inner.config.thresholds) {
+            debug!("settings forbid importing: re-checked later");
+            let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+            let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
+            events::skipped(job.provider, job.channel, "settings");
+            return JobEnd::Skipped;
+        }
+        let auth = match self.job_auth(&context, &job).await {
+            Ok(Some(auth)) => auth,
+            Ok(None) => {
+                let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+                let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
+                events::skipped(job.provider, job.channel, "no_grant");
+                return JobEnd::Skipped;
+            }
+            Err(problem) => {
+                events::own_failure_text("credentials", &problem);
+                let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+                let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
+                return JobEnd::OwnFailure;
+            }
+        };
+
+        // The company's token bucket.
+        if inner.limiter.check_key(&job.company_id).is_err() {
+            let waited = Instant::now();
+            tokio::select! {
+                () = inner.limiter.until_key_ready(&job.company_id) => {}
+                () = abandon.cancelled() => return self.abandon(&job).await,
+            }
+            events::rate_limit_wait(job.provider, waited.elapsed());
+        }
+
+        let started_at = OffsetDateTime::now_utc();
+        let import_job = ImportJob {
+            attempt_id,
+            company_id: job.company_id.clone(),
+            member_id: job.member_id.clone(),
+            member_address: job.member_email.clone(),
+            channel: job.channel,
+            auth,
+            cursor: job.cursor.clone(),
+            now: started_at,
+        };
+        let clock = Instant::now();
+        let Some(attempt) = self
+            .import_with_heartbeat(&job, &import_job, &abandon)
+            .await
+        else {
+            return self.abandon(&job).await;
+        };
+        let elapsed = clock.elapsed();
+        let finished_at = OffsetDateTime::now_utc();
+        if let Some(request_id) = &attempt.request_id {
+            tracing::Span::current().record("request_id", request_id.as_str());
+        }
+
+        if let Some(rotated) = &attempt.rotated_refresh_token {
+            self.save_rotated_token(&job, &rotated.0, finished_at).await;
+        }
+
+        let next_due_at = schedule::next_due(
+            &inner.config.schedule,
+            job.channel,
+            attempt.outcome,
+            job.consecutive_transient_failures,
+            attempt.retry_after,
+            finished_at,
+            fastrand::f64(),
+        );
+        let items = attempt.email_items.len() + attempt.calendar_items.len();
+        let record = AttemptRecord {
+            attempt_id,
+            member_id: job.member_id.clone(),
+            channel: job.channel,
+            started_at,
+            finished_at,
+            outcome: attempt.outcome,
+            http_status: attempt.http_status,
+            provider_error_code: attempt.error_code.clone(),
+            provider_error_message: attempt.error_message.clone(),
+            provider_request_id: attempt.request_id.clone(),
+            email_items: attempt.email_items,
+            calendar_items: attempt.calendar_items,
+            next_cursor: attempt.next_cursor,
+            next_due_at,
+            lease_owner: Some(self.owner().to_owned()),
+        };
+        match inner
+            .store
+            .record_attempt(&record, finished_at, &WriteOptions::default())
+            .await
+        {
+            Ok(result) => {
+                inner.health.progress();
+                if !result.sync_state_updated {
+                    warn!(
+                        "lease was taken over while the attempt ran: attempt written, schedule left to the new holder"
+                    );
+                    events::lease_lost();
+                }
+                events::attempt(
+                    job.provider,
+                    job.channel,
+                    attempt.outcome,
+                    elapsed,
+                    items,
+                    attempt.http_status,
+                    attempt.error_code.as_deref(),
+                    attempt.request_id.as_deref(),
+                    attempt.requests,
+                );
+                JobEnd::Written(attempt.outcome)
+            }
+            Err(error) => {
+                // Nothing of the attempt is kept; the lease expires and the job is
+                // claimed again. The member's status is untouched.
+                inner.health.database_failed();
+                events::own_failure("record_attempt", &error, None);
+                JobEnd::OwnFailure
+            }
+        }
+    }
+
+    /// Runs the connector while a heartbeat extends the lease; `None` when abandoned.
+    async fn import_with_heartbeat(
+        &self,
+        job: &Job,
+        import_job: &ImportJob,
+        abandon: &CancellationToken,
+    ) -> Option<Attempt> {
+        let inner = &self.inner;
+        let import = self.import(job.provider, import_job);
+        tokio::pin!(import);
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + inner.config.heartbeat,
+            inner.config.heartbeat,
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                attempt = &mut import => return Some(attempt),
+                () = abandon.cancelled() => return None,
+                _ = heartbeat.tick() => {
+                    let until = OffsetDateTime::now_utc()
+                        + time::Duration::try_from(inner.config.lease).unwrap_or(time::Duration::minutes(2));
+                    match inner.store.heartbeat(job, self.owner(), until).await {
+                        Ok(true) => debug!("lease extended"),
+                        Ok(false) => {
+                            warn!("lease lost while the attempt runs");
+                            events::lease_lost();
+                        }
+                        Err(error) => {
+                            inner.health.database_failed();
+                            events::own_failure("heartbeat", &error, None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn import(&self, provider: Provider, job: &ImportJob) -> Attempt {
+        match provider {
+            Provider::GoogleWorkspace => match &self.inner.connectors.google {
+                Some(connector) => connector.import(job).await,
+                None => unreachable_connector(provider),
+            },
+            Provider::Microsoft365 => match &self.inner.connectors.microsoft {
+                Some(connector) => connector.import(job).await,
+                None => unreachable_connector(provider),
+            },
+            Provider::None => unreachable_connector(provider),
+        }
+    }
+
+    async fn abandon(&self, job: &Job) -> JobEnd {
+        let _ = self.inner.store.release(job, self.owner(), None).await;
+        events::abandoned();
+        JobEnd::Abandoned
+    }
+
+    /// How the job authenticates: the company's credentials, plus the member's refresh
+    /// token for user-by-user. `Ok(None)`: the member has no usable grant (re-checked
+    /// later). `Err`: a failure of our own (credentials unreadable, no connector, no key).
+    async fn job_auth(&self, context: &JobContext, job: &Job) -> Result<Option<JobAuth>, String> {
+        let inner = &self.inner;
+        let connector_missing = match job.provider {
+            Provider::GoogleWorkspace => inner.connectors.google.is_none(),
+            Provider::Microsoft365 => inner.connectors.microsoft.is_none(),
+            Provider::None => true,
+        };
+        if connector_missing {
+            return Err(format!("no connector configured for {}", job.provider));
+        }
+        let company_auth = self
+            .company_auth(context)
+            .map_err(|error| error.to_string())?;
+        match (context.company.connection_mode, company_auth) {
+            (ConnectionMode::CompanyWide, CompanyAuth::GoogleServiceAccount(key)) => {
+                Ok(Some(JobAuth::GoogleServiceAccount(key)))
+            }
+            (ConnectionMode::CompanyWide, CompanyAuth::MicrosoftApp(credential)) => {
+                Ok(Some(JobAuth::MicrosoftApp(credential)))
+            }
+            (ConnectionMode::UserByUser, CompanyAuth::OAuthClient(client)) => {
+                let grant = inner
+                    .store
+                    .member_grant(&job.member_id, inner.key.as_deref())
+                    .await
+                    .map_err(|error| {
+                        if matches!(error, datacap_store::StoreError::Database(_)) {
+                            inner.health.database_failed();
+                        }
+                        error.to_string()
+                    })?;
+                match grant.and_then(|grant| grant.refresh_token) {
+                    Some(refresh_token) => Ok(Some(JobAuth::Member {
+                        client,
+                        refresh_token,
+                    })),
+                    None => Ok(None),
+                }
+            }
+            (mode, _) => Err(format!(
+                "credentials of company {} do not fit its {} connection",
+                context.company_id, mode
+            )),
+        }
+    }
+
+    fn company_auth(&self, context: &JobContext) -> Result<CompanyAuth, CredentialError> {
+        let ttl = self.inner.config.credentials_ttl;
+        if let Some((at, cached)) = lock(&self.inner.credentials).get(&context.company_id)
+            && at.elapsed() < ttl
+        {
+            return cached.clone();
+        }
+        let resolved = self.inner.resolver.resolve(&CompanyCredentials {
+            company_id: &context.company_id,
+            provider: context.company.provider,
+            connection_mode: context.company.connection_mode,
+            refs: &context.credential_refs,
+        });
+        lock(&self.inner.credentials).insert(
+            context.company_id.clone(),
+            (Instant::now(), resolved.clone()),
+        );
+        resolved
+    }
+
+    /// Persists a refresh token the provider rotated, sealed, before the attempt is
+    /// written (so a crash in between never loses it).
+    async fn save_rotated_token(&self, job: &Job, token: &SecretString, now: OffsetDateTime) {
+        let inner = &self.inner;
+        let Some(key) = inner.key.as_deref() else {
+            error!("a rotated refresh token cannot be stored: no encryption key configured");
+            return;
+        };
+        let scopes = match inner.store.member_grant(&job.member_id, Some(key)).await {
+            Ok(Some(grant)) => grant.scopes,
+            Ok(None) => Vec::new(),
+            Err(error) => {
+                events::own_failure("rotated_token", &error, None);
+                return;
+            }
+        };
+        match inner
+            .store
+            .put_member_grant(
+                &job.member_id,
+                MemberConnection::Connected,
+                &scopes,
+                Some(token),
+                key,
+                now,
+            )
+            .await
+        {
+            Ok(()) => events::token_rotated(job.provider),
+            Err(error) => events::own_failure("rotated_token", &error, None),
+        }
+    }
+}
+
+/// Whether the settings allow importing this channel at all: STATUS_MODEL.md rules 1–8
+/// give no reason (the classifier, with no attempts, says `awaiting_first_import`).
+pub fn may_import(
+    context: &JobContext,
+    channel: Channel,
+    now: OffsetDateTime,
+    thresholds: &Thresholds,
+) -> bool {
+    context.active
+        && classify_member(&context.company, &context.member, &[], now, thresholds).channel(channel)
+            == Reason::AwaitingFirstImport
+}
+
+fn unreachable_connector(provider: Provider) -> Attempt {
+    // `job_auth` refuses jobs without a connector before any attempt starts.
+    Attempt::failed(datacap_connector::Failure::new(
+        Outcome::ProviderError,
+        format!("no connector for {provider}"),
+    ))
+}
+
+/// Sleeps `wait`; true when cancelled first.
+async fn sleep_or_cancel(wait: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => true,
+        () = tokio::time::sleep(wait) => false,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
