@@ -4,7 +4,8 @@
 //!
 //! Not a test: run with `cargo bench -p datacap-store --bench attempts`. PostgreSQL comes
 //! from `DATACAP_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
-//! a throwaway database is created and dropped.
+//! a throwaway database is created and dropped. `RUST_LOG=sqlx::query=debug` prints every
+//! statement with its duration.
 
 #![allow(clippy::print_stdout)]
 
@@ -115,15 +116,24 @@ async fn reset(label: &str, url: &str) {
         }
     } else {
         let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
-        sqlx::query("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-            .execute(&mut connection)
-            .await
-            .expect("reset schema");
+        for statement in ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"] {
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .expect("reset schema");
+        }
     }
 }
 
 #[tokio::main]
 async fn main() {
+    // `RUST_LOG=sqlx::query=debug` shows every statement with its time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = format!("sqlite://{}", dir.path().join("bench.sqlite").display());
     run("sqlite", &sqlite).await;

@@ -491,11 +491,12 @@ impl Backend {
             })
             .collect();
 
-        self.recompute_members_in(&mut tx, &contexts, now).await?;
+        let changed = self.recompute_members_in(&mut tx, &contexts, now).await?;
         fail_point(options, FailPoint::AfterMemberStatus)?;
-        let mut companies: Vec<&str> = contexts.iter().map(|c| c.company_id.as_str()).collect();
+        // Banners count reasons and seats; an attempt changes no seat, so a company whose
+        // members kept every colour and reason keeps its banners as they are.
+        let mut companies: Vec<&str> = changed.iter().map(String::as_str).collect();
         companies.sort_unstable();
-        companies.dedup();
         for company_id in companies {
             self.write_banners_in(&mut tx, company_id, now).await?;
         }
@@ -632,13 +633,15 @@ impl Backend {
 
     /// Classifies members over their recent attempts and writes their three icons, with
     /// a history row for every icon whose colour or reason changed. `contexts` are sorted
-    /// by member id, so concurrent writers lock shared rows in one order.
+    /// by member id, so concurrent writers lock shared rows in one order. Returns the
+    /// companies of the members whose colour or reason changed.
     async fn recompute_members_in(
         &self,
         tx: &mut Tx,
         contexts: &[MemberContext],
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut changed_companies = HashSet::new();
         let thresholds = self.options().thresholds;
         // The latest N attempts of a channel decide it exactly: either all N are transient
         // (red) or the latest non-transient one is among them.
@@ -737,6 +740,7 @@ impl Backend {
                         _ => at,
                     };
                     if !unchanged {
+                        changed_companies.insert(context.company_id.clone());
                         changes.push(ChangeWrite {
                             member_id: context.member_id.clone(),
                             icon,
@@ -798,7 +802,7 @@ impl Backend {
                 history.build().execute(&mut **tx).await?;
             }
         }
-        Ok(())
+        Ok(changed_companies)
     }
 
     /// Recounts a company's banners over its active members' stored statuses.
