@@ -1210,6 +1210,43 @@ async fn status_json_has_the_design_shape(backend: Backend) {
     assert!(member["calendar"]["last_attempt_id"].is_null());
 }
 
+async fn job_context_reads_settings_and_credential_references(backend: Backend) {
+    let db = applied(backend).await;
+    db.store.ping().await.unwrap();
+    assert_eq!(
+        db.store.active_company_ids().await.unwrap(),
+        ["acme", "globex"]
+    );
+    let context = db.store.job_context("ana").await.unwrap().unwrap();
+    assert_eq!(context.company_id, "acme");
+    assert_eq!(context.member_email, "ana@acme.test");
+    assert!(context.active);
+    assert!(context.company.permission_given);
+    assert!(context.member.has_recording_seat);
+    assert_eq!(context.member.connection, None);
+    assert_eq!(
+        context
+            .credential_refs
+            .get("service_account_key_file")
+            .map(String::as_str),
+        Some("/etc/datacap/acme.json")
+    );
+    assert!(db.store.job_context("nobody").await.unwrap().is_none());
+    // Leaving acme out of the file deactivates it and its members.
+    let globex_only = &TENANTS[TENANTS.find("[[companies]]\nid = \"globex\"").unwrap()..];
+    let summary = db
+        .store
+        .apply_tenants(&parse_tenants(globex_only).unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.companies_deactivated, summary.members_deactivated),
+        (1, 2)
+    );
+    assert_eq!(db.store.active_company_ids().await.unwrap(), ["globex"]);
+    assert!(!db.store.job_context("ana").await.unwrap().unwrap().active);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1246,4 +1283,5 @@ conformance!(
     retention_prunes_old_attempts_and_keeps_status,
     admin_views_show_icons_and_banners,
     status_json_has_the_design_shape,
+    job_context_reads_settings_and_credential_references,
 );
