@@ -1406,8 +1406,10 @@ pub(crate) fn answer(kind: FaultKind, provider: Provider, ctx: &AnswerCtx) -> An
 
 /// Formats `Retry-After` as an HTTP date `secs` seconds from now.
 pub(crate) fn http_date_in(secs: u64) -> String {
-    let when =
-        OffsetDateTime::now_utc() + time::Duration::seconds(i64::try_from(secs).unwrap_or(0));
+    let now = OffsetDateTime::now_utc();
+    let when = now
+        .checked_add(time::Duration::seconds(i64::try_from(secs).unwrap_or(0)))
+        .unwrap_or(now);
     when.format(format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     ))

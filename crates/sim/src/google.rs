@@ -213,7 +213,7 @@ fn jwt_bearer(world: &mut World, own_token_url: &str, params: &Params) -> Reply 
     let now = now();
     // Google allows a little clock skew on `iat`; `exp` must be in the future and at most
     // an hour after `iat`.
-    if exp <= now || iat > now + 60 || exp - iat > 3600 || exp <= iat {
+    if exp <= now || iat > now.saturating_add(60) || exp.saturating_sub(iat) > 3600 || exp <= iat {
         return token_reply(answer_of(FaultKind::JwtNotShortLived), transport);
     }
     let scopes: Vec<String> = text("scope")

@@ -394,7 +394,9 @@ impl World {
         World {
             seed,
             epoch,
-            token_lifetime: i64::try_from(scenario.access_token_lifetime_secs).unwrap_or(3599),
+            // At most ten years, so `now + lifetime` can never overflow.
+            token_lifetime: i64::try_from(scenario.access_token_lifetime_secs.min(315_360_000))
+                .unwrap_or(3599),
             tenants,
             tokens: HashMap::new(),
             refresh: HashMap::new(),

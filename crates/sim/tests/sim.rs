@@ -738,6 +738,34 @@ async fn google_quoted_bodies() {
                 None,
             ),
         ),
+        // §6 "`updatedMin` too old"
+        (
+            "updated_min_too_long_ago",
+            &calendar,
+            410,
+            err(
+                410,
+                "The requested minimum modification time lies too far in the past.",
+                json!([{"domain": "calendar", "reason": "updatedMinTooLongAgo", "message": "The requested minimum modification time lies too far in the past.", "locationType": "parameter", "location": "updatedMin"}]),
+                None,
+            ),
+        ),
+        // §4 "Backend error" (503 variant)
+        (
+            "service_unavailable",
+            &gmail,
+            503,
+            err(
+                503,
+                "The service is currently unavailable.",
+                item(
+                    "global",
+                    "backendError",
+                    "The service is currently unavailable.",
+                ),
+                Some("UNAVAILABLE"),
+            ),
+        ),
         // §4 documented 401
         (
             "invalid_credentials_documented",
@@ -2667,5 +2695,95 @@ async fn control_rejects_bad_requests_and_counts() {
         )
         .await;
     assert_eq!(got.status, 400);
+    env.sim.shutdown().await;
+}
+
+/// Consent refused on the authorize endpoints, and the other Graph resync codes
+/// (google.md §3 consent-screen errors; microsoft.md §1.2 65004, §2.2 delta rows).
+#[tokio::test]
+async fn consent_denied_and_other_resync_codes() {
+    let env = start("small.toml").await;
+    env.fault("acme", None, json!({"fault": "consent_denied", "times": 1}))
+        .await;
+    let response = env
+        .http
+        .get(&env.e.google_authorize_url)
+        .query(&[
+            ("client_id", "sim-google-client.apps.googleusercontent.com"),
+            (
+                "redirect_uri",
+                "http://127.0.0.1:8080/oauth/google/callback",
+            ),
+            ("response_type", "code"),
+            ("scope", GMAIL),
+            ("state", "st"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert_eq!(
+        location,
+        "http://127.0.0.1:8080/oauth/google/callback?error=access_denied&state=st"
+    );
+    env.fault(
+        "contoso",
+        None,
+        json!({"fault": "consent_denied", "times": 1}),
+    )
+    .await;
+    let response = env
+        .http
+        .get(env.e.microsoft_authorize_url(MS_TENANT))
+        .query(&[
+            ("client_id", MS_CLIENT),
+            (
+                "redirect_uri",
+                "http://127.0.0.1:8080/oauth/microsoft/callback",
+            ),
+            ("response_type", "code"),
+            ("scope", "offline_access Mail.Read"),
+            ("state", "st"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["error"], "access_denied");
+    assert!(query["error_description"].starts_with("AADSTS65004: "));
+    assert_eq!(query["state"], "st");
+    let token = env.ms_access().await;
+    let alan = env.graph_user_id("alan@contoso.example").await;
+    let first = format!(
+        "{}/users/{alan}/mailFolders/inbox/messages/delta",
+        env.e.graph_base
+    );
+    let (_, delta, _) = delta_round::<graph_models::Message>(&env, &first, &token, 50).await;
+    for (fault, status, code) in [
+        ("resync_required", 410, "resyncRequired"),
+        ("sync_state_invalid", 400, "SyncStateInvalid"),
+    ] {
+        env.fault(
+            "contoso",
+            Some("alan@contoso.example"),
+            json!({"fault": fault, "times": 1}),
+        )
+        .await;
+        let got = env.get(&delta, &token).await;
+        assert_eq!(
+            (got.status.as_u16(), got.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{fault}"
+        );
+        assert_eq!(
+            got.body["error"]["innerError"]["request-id"],
+            got.header("request-id"),
+            "{fault}"
+        );
+    }
+    assert_eq!(env.get(&delta, &token).await.status, 200);
     env.sim.shutdown().await;
 }
