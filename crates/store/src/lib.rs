@@ -13,6 +13,7 @@ mod dbtime;
 mod error;
 mod model;
 mod postgres;
+mod rows;
 mod sqlite;
 mod tenants;
 

@@ -9,8 +9,10 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Pool, Postgres};
 
+use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
+use crate::rows::{AttemptRow, IconRow};
 
 pub(crate) type Db = Postgres;
 pub(crate) type Backend = PostgresStore;
@@ -68,3 +70,119 @@ mod queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "context.rs"]
 mod context;
+
+/// How an icon upsert resolves an existing row; shared by both bulk writers.
+const ICON_CONFLICT: &str = " ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
+     reason = excluded.reason, message = excluded.message, resolution = excluded.resolution, \
+     since = excluded.since, last_attempt_id = excluded.last_attempt_id, \
+     evaluated_at = excluded.evaluated_at";
+
+/// One array per column and `UNNEST`: nine parameters to bind and plan, whatever the
+/// number of rows.
+async fn insert_attempts(tx: &mut Tx, rows: Vec<AttemptRow>) -> Result<(), StoreError> {
+    let mut columns = AttemptColumns::default();
+    for row in rows {
+        columns.id.push(row.id);
+        columns.member_id.push(row.member_id);
+        columns.company_id.push(row.company_id);
+        columns.channel.push(row.channel);
+        columns.provider.push(row.provider);
+        columns.started_at.push(row.started_at.0);
+        columns.finished_at.push(row.finished_at.0);
+        columns.outcome.push(row.outcome);
+        columns.http_status.push(row.http_status);
+        columns.error_code.push(row.error_code);
+        columns.error_message.push(row.error_message);
+        columns.request_id.push(row.request_id);
+        columns.items.push(row.items);
+    }
+    sqlx::query(
+        "INSERT INTO import_attempts (id, member_id, company_id, channel, provider, \
+         started_at, finished_at, outcome, http_status, provider_error_code, \
+         provider_error_message, provider_request_id, items_imported) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int8[], $10::text[], \
+         $11::text[], $12::text[], $13::int8[])",
+    )
+    .bind(columns.id)
+    .bind(columns.member_id)
+    .bind(columns.company_id)
+    .bind(columns.channel)
+    .bind(columns.provider)
+    .bind(columns.started_at)
+    .bind(columns.finished_at)
+    .bind(columns.outcome)
+    .bind(columns.http_status)
+    .bind(columns.error_code)
+    .bind(columns.error_message)
+    .bind(columns.request_id)
+    .bind(columns.items)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct AttemptColumns {
+    id: Vec<String>,
+    member_id: Vec<String>,
+    company_id: Vec<String>,
+    channel: Vec<&'static str>,
+    provider: Vec<&'static str>,
+    started_at: Vec<time::OffsetDateTime>,
+    finished_at: Vec<time::OffsetDateTime>,
+    outcome: Vec<&'static str>,
+    http_status: Vec<Option<i64>>,
+    error_code: Vec<Option<String>>,
+    error_message: Vec<Option<String>>,
+    request_id: Vec<Option<String>>,
+    items: Vec<i64>,
+}
+
+/// Icons as one array per column and `UNNEST`.
+async fn upsert_icons(tx: &mut Tx, rows: Vec<IconRow>, at: DbTime) -> Result<(), StoreError> {
+    let count = rows.len();
+    let (mut member_id, mut icon, mut color, mut reason) = (
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+    );
+    let (mut message, mut resolution, mut since, mut last_attempt_id) = (
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+    );
+    for row in rows {
+        member_id.push(row.member_id);
+        icon.push(row.icon);
+        color.push(row.color);
+        reason.push(row.reason);
+        message.push(row.message);
+        resolution.push(row.resolution);
+        since.push(row.since.0);
+        last_attempt_id.push(row.last_attempt_id);
+    }
+    let sql = format!(
+        "INSERT INTO member_status (member_id, icon, color, reason, message, resolution, \
+         since, last_attempt_id, evaluated_at) \
+         SELECT member_id, icon, color, reason, message, resolution, since, last_attempt_id, $9 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::timestamptz[], $8::text[]) \
+         AS u(member_id, icon, color, reason, message, resolution, since, last_attempt_id){ICON_CONFLICT}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(member_id)
+        .bind(icon)
+        .bind(color)
+        .bind(reason)
+        .bind(message)
+        .bind(resolution)
+        .bind(since)
+        .bind(last_attempt_id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

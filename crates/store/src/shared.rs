@@ -6,7 +6,7 @@
 //! concrete, non-generic sqlx code (no higher-ranked executor bounds), and the two cannot
 //! drift apart. The few places where the dialects differ branch on `POSTGRES`.
 
-use super::{Backend, Db, MIGRATOR, POSTGRES, Tx};
+use super::{Backend, Db, MIGRATOR, POSTGRES, Tx, insert_attempts, upsert_icons};
 use std::collections::{HashMap, HashSet};
 
 use datacap_core::{
@@ -25,6 +25,7 @@ use crate::model::{
     ApplySummary, AttemptRecord, BannerReport, CompanyReport, FailPoint, IconReport, Job,
     MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
 };
+use crate::rows::{AttemptRow, IconRow};
 use crate::tenants::Tenants;
 
 /// The (company id, member id) a key-check canary is sealed for; tenant ids are never
@@ -113,16 +114,6 @@ fn parse_reason(table: &'static str, text: &str) -> Result<Reason, StoreError> {
 
 /// Rows per multi-row statement: far below both databases' bind-parameter limits.
 const CHUNK: usize = 400;
-
-/// One icon to upsert into `member_status`.
-struct IconWrite {
-    member_id: String,
-    icon: Icon,
-    reason: Reason,
-    text: datacap_core::Text,
-    since: DbTime,
-    last_attempt_id: Option<String>,
-}
 
 /// One `status_changes` row.
 struct ChangeWrite {
@@ -444,35 +435,33 @@ impl Backend {
                 .ok()
         };
 
-        for chunk in attempts.chunks(CHUNK) {
-            let mut insert = QueryBuilder::<Db>::new(
-                "INSERT INTO import_attempts (id, member_id, company_id, channel, provider, \
-                 started_at, finished_at, outcome, http_status, provider_error_code, \
-                 provider_error_message, provider_request_id, items_imported) ",
-            );
-            insert.push_values(chunk, |mut row, attempt| {
+        let rows = attempts
+            .iter()
+            .map(|attempt| {
                 // Every member was found above.
                 let (company_id, provider) = context_of(&attempt.member_id)
                     .map_or((String::new(), Provider::None), |c| {
                         (c.company_id.clone(), c.company.provider)
                     });
                 let items = attempt.email_items.len() + attempt.calendar_items.len();
-                row.push_bind(attempt.attempt_id.to_string())
-                    .push_bind(attempt.member_id.clone())
-                    .push_bind(company_id)
-                    .push_bind(attempt.channel.as_str())
-                    .push_bind(provider.as_str())
-                    .push_bind(DbTime::new(attempt.started_at))
-                    .push_bind(DbTime::new(attempt.finished_at))
-                    .push_bind(attempt.outcome.as_str())
-                    .push_bind(attempt.http_status.map(i64::from))
-                    .push_bind(attempt.provider_error_code.clone())
-                    .push_bind(attempt.provider_error_message.clone())
-                    .push_bind(attempt.provider_request_id.clone())
-                    .push_bind(i64::try_from(items).unwrap_or(i64::MAX));
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
+                AttemptRow {
+                    id: attempt.attempt_id.to_string(),
+                    member_id: attempt.member_id.clone(),
+                    company_id,
+                    channel: attempt.channel.as_str(),
+                    provider: provider.as_str(),
+                    started_at: DbTime::new(attempt.started_at),
+                    finished_at: DbTime::new(attempt.finished_at),
+                    outcome: attempt.outcome.as_str(),
+                    http_status: attempt.http_status.map(i64::from),
+                    error_code: attempt.provider_error_code.clone(),
+                    error_message: attempt.provider_error_message.clone(),
+                    request_id: attempt.provider_request_id.clone(),
+                    items: i64::try_from(items).unwrap_or(i64::MAX),
+                }
+            })
+            .collect();
+        insert_attempts(&mut tx, rows).await?;
         fail_point(options, FailPoint::AfterAttemptRow)?;
 
         self.upsert_items_in(&mut tx, attempts, at).await?;
@@ -693,7 +682,7 @@ impl Backend {
                 })
                 .collect();
 
-            let mut icon_rows: Vec<IconWrite> = Vec::with_capacity(chunk.len() * 3);
+            let mut icon_rows: Vec<IconRow> = Vec::with_capacity(chunk.len() * 3);
             let mut changes: Vec<ChangeWrite> = Vec::new();
             for context in chunk {
                 let recent = attempts_of
@@ -749,39 +738,21 @@ impl Backend {
                             attempt_id: last_attempt_id.clone(),
                         });
                     }
-                    icon_rows.push(IconWrite {
+                    let text = reason_text(reason, context.company.provider);
+                    icon_rows.push(IconRow {
                         member_id: context.member_id.clone(),
-                        icon,
-                        reason,
-                        text: reason_text(reason, context.company.provider),
+                        icon: icon.as_str(),
+                        color: reason.color().as_str(),
+                        reason: reason.as_str(),
+                        message: text.message,
+                        resolution: text.resolution,
                         since,
                         last_attempt_id,
                     });
                 }
             }
 
-            let mut upsert = QueryBuilder::<Db>::new(
-                "INSERT INTO member_status (member_id, icon, color, reason, message, resolution, \
-                 since, last_attempt_id, evaluated_at) ",
-            );
-            upsert.push_values(icon_rows, |mut row, write| {
-                row.push_bind(write.member_id)
-                    .push_bind(write.icon.as_str())
-                    .push_bind(write.reason.color().as_str())
-                    .push_bind(write.reason.as_str())
-                    .push_bind(write.text.message)
-                    .push_bind(write.text.resolution)
-                    .push_bind(write.since)
-                    .push_bind(write.last_attempt_id)
-                    .push_bind(at);
-            });
-            upsert.push(
-                " ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
-                 reason = excluded.reason, message = excluded.message, \
-                 resolution = excluded.resolution, since = excluded.since, \
-                 last_attempt_id = excluded.last_attempt_id, evaluated_at = excluded.evaluated_at",
-            );
-            upsert.build().execute(&mut **tx).await?;
+            upsert_icons(tx, icon_rows, at).await?;
 
             if !changes.is_empty() {
                 let mut history = QueryBuilder::<Db>::new(
@@ -1056,7 +1027,7 @@ impl Backend {
                     since: since.0,
                 });
             }
-            let icon_rows: Vec<IconRow> = sqlx::query_as(
+            let icon_rows: Vec<IconReadRow> = sqlx::query_as(
                 "SELECT m.id, m.email, s.icon, s.color, s.reason, s.message, s.resolution, \
                  s.since, s.last_attempt_id, s.evaluated_at \
                  FROM members m JOIN member_status s ON s.member_id = m.id \
@@ -1229,7 +1200,7 @@ type ClaimRow = (
 /// company_id, state, scopes, ciphertext, key_id.
 type GrantRow = (String, String, String, Option<Vec<u8>>, Option<String>);
 /// member id, email, icon, color, reason, message, resolution, since, last attempt, evaluated.
-type IconRow = (
+type IconReadRow = (
     String,
     String,
     String,
@@ -1242,7 +1213,7 @@ type IconRow = (
     DbTime,
 );
 
-fn members_from_rows(rows: Vec<IconRow>) -> Result<Vec<MemberReport>, StoreError> {
+fn members_from_rows(rows: Vec<IconReadRow>) -> Result<Vec<MemberReport>, StoreError> {
     let mut members: Vec<(String, String, [Option<IconReport>; 3])> = Vec::new();
     for (member_id, email, icon, color, reason, message, resolution, since, last, evaluated) in rows
     {

@@ -10,10 +10,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Pool, Sqlite};
+use sqlx::{Pool, QueryBuilder, Sqlite};
 
+use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
+use crate::rows::{AttemptRow, IconRow};
 
 pub(crate) type Db = Sqlite;
 pub(crate) type Backend = SqliteStore;
@@ -97,3 +99,61 @@ mod queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "context.rs"]
 mod context;
+
+/// How an icon upsert resolves an existing row; shared by both bulk writers.
+const ICON_CONFLICT: &str = " ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
+     reason = excluded.reason, message = excluded.message, resolution = excluded.resolution, \
+     since = excluded.since, last_attempt_id = excluded.last_attempt_id, \
+     evaluated_at = excluded.evaluated_at";
+
+/// Multi-row `VALUES`, in chunks below SQLite's bind-parameter limit.
+async fn insert_attempts(tx: &mut Tx, rows: Vec<AttemptRow>) -> Result<(), StoreError> {
+    for chunk in rows.chunks(400) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO import_attempts (id, member_id, company_id, channel, provider, \
+             started_at, finished_at, outcome, http_status, provider_error_code, \
+             provider_error_message, provider_request_id, items_imported) ",
+        );
+        insert.push_values(chunk, |mut row, attempt| {
+            row.push_bind(attempt.id.clone())
+                .push_bind(attempt.member_id.clone())
+                .push_bind(attempt.company_id.clone())
+                .push_bind(attempt.channel)
+                .push_bind(attempt.provider)
+                .push_bind(attempt.started_at)
+                .push_bind(attempt.finished_at)
+                .push_bind(attempt.outcome)
+                .push_bind(attempt.http_status)
+                .push_bind(attempt.error_code.clone())
+                .push_bind(attempt.error_message.clone())
+                .push_bind(attempt.request_id.clone())
+                .push_bind(attempt.items);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Multi-row upsert of icons, in chunks below SQLite's bind-parameter limit.
+async fn upsert_icons(tx: &mut Tx, rows: Vec<IconRow>, at: DbTime) -> Result<(), StoreError> {
+    for chunk in rows.chunks(400) {
+        let mut upsert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO member_status (member_id, icon, color, reason, message, resolution, \
+             since, last_attempt_id, evaluated_at) ",
+        );
+        upsert.push_values(chunk, |mut row, icon| {
+            row.push_bind(icon.member_id.clone())
+                .push_bind(icon.icon)
+                .push_bind(icon.color)
+                .push_bind(icon.reason)
+                .push_bind(icon.message.clone())
+                .push_bind(icon.resolution.clone())
+                .push_bind(icon.since)
+                .push_bind(icon.last_attempt_id.clone())
+                .push_bind(at);
+        });
+        upsert.push(ICON_CONFLICT);
+        upsert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Plain rows that the shared queries hand to each backend's bulk writers.
+//!
+//! Bulk inserts are where the dialects differ most in speed: SQLite takes multi-row
+//! `VALUES`, PostgreSQL is much faster with one array per column and `UNNEST` (a handful
+//! of parameters instead of thousands to bind and plan). The shared code builds these rows
+//! once; `sqlite.rs` and `postgres.rs` each write them their own way.
+
+use crate::dbtime::DbTime;
+
+/// One `import_attempts` row.
+pub(crate) struct AttemptRow {
+    pub id: String,
+    pub member_id: String,
+    pub company_id: String,
+    pub channel: &'static str,
+    pub provider: &'static str,
+    pub started_at: DbTime,
+    pub finished_at: DbTime,
+    pub outcome: &'static str,
+    pub http_status: Option<i64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub request_id: Option<String>,
+    pub items: i64,
+}
+
+/// One `member_status` row (the icon's colour follows from its reason).
+pub(crate) struct IconRow {
+    pub member_id: String,
+    pub icon: &'static str,
+    pub color: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+    pub resolution: String,
+    pub since: DbTime,
+    pub last_attempt_id: Option<String>,
+}
