@@ -2787,3 +2787,164 @@ async fn consent_denied_and_other_resync_codes() {
     assert_eq!(env.get(&delta, &token).await.status, 200);
     env.sim.shutdown().await;
 }
+
+/// Hostile input never takes the sim down: every answer is an HTTP answer, and the sim
+/// still serves afterwards.
+#[tokio::test]
+async fn garbage_in_answers_out() {
+    let env = start("small.toml").await;
+    let google = env.google_access(SA_SMALL, "ada@acme.example").await;
+    let graph = env.ms_access().await;
+    let alan = env.graph_user_id("alan@contoso.example").await;
+    let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
+    let g = &env.e.gmail_base;
+    let c = &env.e.calendar_base;
+    let m = format!(
+        "{}/users/{alan}/mailFolders/inbox/messages/delta",
+        env.e.graph_base
+    );
+    let v = format!("{}/users/{alan}/calendarView/delta", env.e.graph_base);
+    let google_urls = vec![
+        format!("{g}/users/me/history?startHistoryId=-1"),
+        format!("{g}/users/me/history?startHistoryId=99999999999999999999999"),
+        format!(
+            "{g}/users/me/history?startHistoryId=1&maxResults=0&pageToken={}",
+            b64("h|1|18446744073709551615|1")
+        ),
+        format!(
+            "{g}/users/me/history?startHistoryId=1&pageToken={}",
+            b64("h|1|x|y")
+        ),
+        format!(
+            "{g}/users/me/messages?maxResults=-5&pageToken={}",
+            b64("l|99999999999|0")
+        ),
+        format!("{g}/users/me/messages/%00%FF?format=raw"),
+        format!("{g}/users/%E2%98%83/profile"),
+        format!("{c}/calendars/primary/events?syncToken={}", b64("s|0|-1")),
+        format!(
+            "{c}/calendars/primary/events?pageToken={}",
+            b64("e|0|5|1|99999999999999999999|0")
+        ),
+        format!("{c}/calendars/primary/events?timeMin=yesterday&maxResults=abc"),
+        format!("{}/users?customer=%%", env.e.directory_base),
+    ];
+    for url in &google_urls {
+        let got = env.get(url, &google).await;
+        assert!(got.status.as_u16() < 500, "{url}: {}", got.status);
+    }
+    let graph_urls = vec![
+        format!("{m}?$skiptoken=%%%"),
+        format!(
+            "{m}?$skiptoken={}",
+            b64("m|0|0|0|5|1|18446744073709551615|0|0")
+        ),
+        format!(
+            "{m}?$deltatoken={}",
+            b64("m|-9223372036854775808|9223372036854775807|-1|x")
+        ),
+        format!("{m}?$select=,,,"),
+        format!("{v}?startDateTime=2030-01-01T00:00:00Z&endDateTime=2020-01-01T00:00:00Z"),
+        format!("{v}?startDateTime=not-a-date&endDateTime=2020-01-01"),
+        format!(
+            "{}/users?$top=-1&$skiptoken={}",
+            env.e.graph_base,
+            b64("u|x|1")
+        ),
+    ];
+    for url in &graph_urls {
+        for prefer in [
+            "odata.maxpagesize=0",
+            "odata.maxpagesize=99999999999999999999",
+            "odata.maxpagesize=abc",
+        ] {
+            let got = env.get_with(url, &graph, &[("Prefer", prefer)]).await;
+            assert!(got.status.as_u16() < 500, "{url}: {}", got.status);
+        }
+    }
+    let claims = |iat: Value, exp: Value| {
+        sign(
+            &json!({"iss": SA_SMALL, "sub": "ada@acme.example", "scope": GMAIL, "aud": env.e.google_token_url, "iat": iat, "exp": exp}),
+        )
+    };
+    let assertions = vec![
+        claims(json!(i64::MAX), json!(i64::MIN)),
+        claims(json!(i64::MIN), json!(i64::MAX)),
+        claims(json!("soon"), json!(null)),
+        "..".to_owned(),
+        format!("{}.{}.", b64("{}"), b64("[1,2]")),
+    ];
+    for assertion in &assertions {
+        let got = env
+            .form(
+                &env.e.google_token_url,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion),
+                ],
+            )
+            .await;
+        assert_eq!(got.status, 400, "{assertion}: {}", got.text);
+    }
+    for body in [
+        &b""[..],
+        &b"\xff\xfe\x00grant_type"[..],
+        &b"grant_type=refresh_token&refresh_token="[..],
+    ] {
+        let got = read(
+            env.http
+                .post(&env.e.google_token_url)
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(got.status.is_client_error(), "{:?}", got.text);
+        let got = read(
+            env.http
+                .post(env.e.microsoft_token_url("common"))
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(got.status.is_client_error(), "{:?}", got.text);
+    }
+    for url in [
+        env.e.google_authorize_url.clone(),
+        env.e.microsoft_authorize_url("%00"),
+    ] {
+        let got = read(env.http.get(&url).send().await.unwrap()).await;
+        assert!(got.status.is_client_error(), "{url}");
+    }
+    for path in ["faults", "mail", "events", "expire", "faults/clear"] {
+        let got = read(
+            env.http
+                .post(format!("{}/{path}", env.e.control_url))
+                .body("{not json")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(got.status, 400, "{path}");
+    }
+    env.fault(
+        "acme",
+        Some("ada@acme.example"),
+        json!({"fault": "rate_limited", "times": 1, "retry_after": "date+99999999999999"}),
+    )
+    .await;
+    let got = env.get(&format!("{g}/users/me/profile"), &google).await;
+    assert_eq!(got.status, 429);
+    // Still alive and serving.
+    assert_eq!(
+        env.get(&format!("{g}/users/me/profile"), &google)
+            .await
+            .status,
+        200
+    );
+    env.sim.shutdown().await;
+}
