@@ -186,7 +186,7 @@ fn jwt_bearer(world: &mut World, own_token_url: &str, params: &Params) -> Reply 
         Provider::Google,
         &mut ctx,
     ) {
-        Fired::Answer(answer) => return token_reply(answer, None),
+        Fired::Answer(answer, transport) => return token_reply(answer, transport),
         Fired::Transport(spec) => Some(spec),
         Fired::Nothing => None,
     };
@@ -314,7 +314,7 @@ fn refresh(world: &mut World, params: &Params) -> Reply {
         Provider::Google,
         &mut ctx,
     ) {
-        Fired::Answer(answer) => return token_reply(answer, None),
+        Fired::Answer(answer, transport) => return token_reply(answer, transport),
         Fired::Transport(spec) => Some(spec),
         Fired::Nothing => None,
     };
@@ -407,7 +407,7 @@ fn code(world: &mut World, params: &Params) -> Reply {
         Provider::Google,
         &mut ctx,
     ) {
-        Fired::Answer(answer) => return token_reply(answer, None),
+        Fired::Answer(answer, transport) => return token_reply(answer, transport),
         Fired::Transport(spec) => Some(spec),
         Fired::Nothing => None,
     };
@@ -545,7 +545,7 @@ async fn authorize(State(shared): State<AppState>, RawQuery(query): RawQuery) ->
         );
     };
     let mut ctx = AnswerCtx::default();
-    if let Fired::Answer(answer) = fire(
+    if let Fired::Answer(answer, _) = fire(
         &mut world,
         tenant,
         Some(consent.user),
@@ -696,8 +696,9 @@ fn api(
         Provider::Google,
         &mut ctx,
     ) {
-        Fired::Answer(answer) => {
+        Fired::Answer(answer, transport) => {
             reply.answer = answer;
+            reply.transport = transport;
             return reply;
         }
         Fired::Transport(spec) => reply.transport = Some(spec),

@@ -257,7 +257,10 @@ fn token_answer(
         Provider::Microsoft,
         ctx,
     ) {
-        Fired::Answer(answer) => return answer,
+        Fired::Answer(answer, spec) => {
+            *transport = spec;
+            return answer;
+        }
         Fired::Transport(spec) => *transport = Some(spec),
         Fired::Nothing => {}
     }
@@ -490,7 +493,7 @@ async fn authorize(
         tenant: tenant_segment.clone(),
         ..AnswerCtx::default()
     };
-    if let Fired::Answer(answer) = fire(
+    if let Fired::Answer(answer, _) = fire(
         &mut world,
         tenant,
         Some(consent.user),
@@ -680,8 +683,9 @@ fn graph(
         Provider::Microsoft,
         &mut ctx,
     ) {
-        Fired::Answer(fault) => {
+        Fired::Answer(fault, transport) => {
             reply.answer = fault;
+            reply.transport = transport;
             return reply;
         }
         Fired::Transport(spec) => reply.transport = Some(spec),

@@ -120,7 +120,8 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// What a fault check found.
 pub(crate) enum Fired {
     Nothing,
-    Answer(Answer),
+    /// An answer fault, with the transport fault (latency, …) to apply to it, if any.
+    Answer(Answer, Option<FaultSpec>),
     Transport(FaultSpec),
 }
 
@@ -134,13 +135,19 @@ pub(crate) fn fire(
     provider: Provider,
     ctx: &mut AnswerCtx,
 ) -> Fired {
-    match world.take_fault(tenant, user, endpoint, incremental) {
-        None => Fired::Nothing,
-        Some(spec) if spec.fault.effect() == fault::Effect::Transport => Fired::Transport(spec),
+    let transport = world.take_fault(
+        tenant,
+        user,
+        endpoint,
+        incremental,
+        fault::Effect::Transport,
+    );
+    match world.take_fault(tenant, user, endpoint, incremental, fault::Effect::Answer) {
         Some(spec) => {
             ctx.retry_after = spec.retry_after.as_ref().map(RetryAfter::header_value);
-            Fired::Answer(fault::answer(spec.fault, provider, ctx))
+            Fired::Answer(fault::answer(spec.fault, provider, ctx), transport)
         }
+        None => transport.map_or(Fired::Nothing, Fired::Transport),
     }
 }
 

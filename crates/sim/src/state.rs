@@ -495,16 +495,17 @@ impl World {
         removed
     }
 
-    /// The first answer or transport fault that applies, consumed once.
+    /// The first fault of `effect` (answer or transport) that applies, consumed once.
     pub(crate) fn take_fault(
         &mut self,
         tenant: usize,
         user: Option<usize>,
         endpoint: Endpoint,
         incremental: bool,
+        effect: Effect,
     ) -> Option<FaultSpec> {
         let applies = |fault: &ActiveFault| {
-            fault.spec.fault.effect() != Effect::Quirk
+            fault.spec.fault.effect() == effect
                 && fault.spec.selector().matches(endpoint)
                 && (incremental || !fault.spec.fault.needs_incremental())
         };

@@ -2948,3 +2948,42 @@ async fn garbage_in_answers_out() {
     );
     env.sim.shutdown().await;
 }
+
+/// A transport fault and an answer fault set together both apply: a slow 503.
+#[tokio::test]
+async fn latency_applies_to_error_answers_too() {
+    let env = start("small.toml").await;
+    let token = env.ms_access().await;
+    let alan = env.graph_user_id("alan@contoso.example").await;
+    let url = format!(
+        "{}/users/{alan}/mailFolders/inbox/messages/delta",
+        env.e.graph_base
+    );
+    env.fault(
+        "contoso",
+        Some("alan@contoso.example"),
+        json!({"fault": "latency", "latency_ms": 300}),
+    )
+    .await;
+    env.fault(
+        "contoso",
+        Some("alan@contoso.example"),
+        json!({"fault": "service_unavailable", "times": 1, "retry_after": 2.128}),
+    )
+    .await;
+    let started = Instant::now();
+    let got = env.get(&url, &token).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        (got.status.as_u16(), got.header("retry-after")),
+        (503, "2.128")
+    );
+    let started = Instant::now();
+    assert_eq!(env.get(&url, &token).await.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "latency persists until cleared"
+    );
+    env.clear().await;
+    env.sim.shutdown().await;
+}
