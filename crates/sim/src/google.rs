@@ -83,6 +83,7 @@ fn token_reply(answer: Answer, transport: Option<crate::scenario::FaultSpec>) ->
         transport,
         request_id: String::new(),
         client_request_id: String::new(),
+        in_flight: None,
     }
 }
 
@@ -616,6 +617,7 @@ fn api(
         transport: None,
         request_id: String::new(),
         client_request_id: String::new(),
+        in_flight: None,
     };
     let mut ctx = AnswerCtx {
         endpoint: Some(endpoint),

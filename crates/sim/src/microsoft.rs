@@ -193,6 +193,7 @@ async fn token(
         transport: None,
         request_id,
         client_request_id,
+        in_flight: None,
     };
     reply.answer = {
         let mut world = shared.lock();
@@ -599,6 +600,7 @@ fn graph(
         transport: None,
         request_id,
         client_request_id,
+        in_flight: None,
     };
     let answer =
         |kind: FaultKind, ctx: &AnswerCtx| crate::fault::answer(kind, Provider::Microsoft, ctx);
@@ -673,6 +675,23 @@ fn graph(
         };
         reply.answer = answer(kind, &ctx);
         return reply;
+    }
+    // Outlook: at most `mailbox_concurrency` requests in flight per app and mailbox
+    // (microsoft.md §4); the slot is held until the answer is written.
+    if let Some(user_state) = user.and_then(|u| world.user(tenant, u)) {
+        let limit = world
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.cfg.client.as_ref())
+            .map_or(0, |c| c.mailbox_concurrency);
+        match crate::state::InFlight::acquire(&user_state.in_flight, limit) {
+            Some(slot) => reply.in_flight = Some(slot),
+            None => {
+                ctx.retry_after = Some("1".to_owned());
+                reply.answer = answer(FaultKind::ApplicationThrottled, &ctx);
+                return reply;
+            }
+        }
     }
     match fire(
         &mut world,

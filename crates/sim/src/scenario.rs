@@ -96,6 +96,9 @@ pub struct Client {
     pub consent_user: Option<String>,
     /// Microsoft: reject a refresh token once it has been rotated (AADSTS70000).
     pub reject_reused_refresh_tokens: bool,
+    /// Microsoft: requests in flight per mailbox before Graph answers 429
+    /// `ApplicationThrottled` (Outlook's limit is 4); 0 means unlimited.
+    pub mailbox_concurrency: u32,
 }
 
 /// One member.
@@ -259,6 +262,13 @@ struct RawClient {
     consent_user: Option<Spanned<String>>,
     #[serde(default)]
     reject_reused_refresh_tokens: bool,
+    #[serde(default = "outlook_concurrency")]
+    mailbox_concurrency: u32,
+}
+
+/// Outlook's documented limit: 4 concurrent requests per app and mailbox.
+fn outlook_concurrency() -> u32 {
+    4
 }
 
 fn yes() -> bool {
@@ -458,6 +468,7 @@ fn convert_client(raw: RawClient) -> Client {
         consent_scopes: raw.consent_scopes,
         consent_user: raw.consent_user.map(Spanned::into_inner),
         reject_reused_refresh_tokens: raw.reject_reused_refresh_tokens,
+        mailbox_concurrency: raw.mailbox_concurrency,
     }
 }
 

@@ -64,6 +64,8 @@ pub(crate) struct Reply {
     pub transport: Option<FaultSpec>,
     pub request_id: String,
     pub client_request_id: String,
+    /// A mailbox concurrency slot, released once the answer is written.
+    pub in_flight: Option<crate::state::InFlight>,
 }
 
 /// Query string or form body parameters, in order, repeated keys kept.
@@ -167,7 +169,10 @@ pub(crate) async fn deliver(reply: Reply) -> Response {
         transport,
         request_id,
         client_request_id,
+        in_flight,
     } = reply;
+    // Released when this function returns, i.e. after any latency.
+    let _in_flight = in_flight;
     let mut headers = HeaderMap::new();
     let content_type = match style {
         Style::GoogleApi => GOOGLE_API_TYPE,

@@ -90,6 +90,34 @@ pub(crate) struct UserState {
     pub mail: Mailbox,
     pub cal: Calendar,
     pub faults: Vec<ActiveFault>,
+    /// Graph requests for this mailbox being answered right now.
+    pub in_flight: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// Holds one slot of a mailbox's concurrency until the answer is written.
+#[derive(Debug)]
+pub(crate) struct InFlight(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl InFlight {
+    /// Takes a slot, or `None` when `limit` (non-zero) slots are taken.
+    pub(crate) fn acquire(
+        counter: &std::sync::Arc<std::sync::atomic::AtomicU32>,
+        limit: u32,
+    ) -> Option<InFlight> {
+        use std::sync::atomic::Ordering;
+        let previous = counter.fetch_add(1, Ordering::AcqRel);
+        if limit != 0 && previous >= limit {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InFlight(counter.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// A tenant and its users.
@@ -373,6 +401,7 @@ impl World {
                     cal.add(seed, &user.email, epoch, created);
                 }
                 users.push(UserState {
+                    in_flight: std::sync::Arc::default(),
                     faults: activate(&user.faults),
                     cfg: user.clone(),
                     id,

@@ -2987,3 +2987,34 @@ async fn latency_applies_to_error_answers_too() {
     env.clear().await;
     env.sim.shutdown().await;
 }
+
+/// Outlook's 4 concurrent requests per app and mailbox (microsoft.md §4): the fifth
+/// request in flight answers 429 `ApplicationThrottled` with `Retry-After: 1`.
+#[tokio::test]
+async fn graph_mailbox_concurrency_limit() {
+    let env = start("small.toml").await;
+    let token = env.ms_access().await;
+    let alan = env.graph_user_id("alan@contoso.example").await;
+    let url = format!(
+        "{}/users/{alan}/mailFolders/inbox/messages/delta",
+        env.e.graph_base
+    );
+    // Slow answers keep requests in flight long enough to overlap.
+    env.fault(
+        "contoso",
+        Some("alan@contoso.example"),
+        json!({"fault": "latency", "latency_ms": 1000}),
+    )
+    .await;
+    let requests: Vec<_> = (0..6).map(|_| env.get(&url, &token)).collect();
+    let answers = futures_util::future::join_all(requests).await;
+    let throttled: Vec<_> = answers.iter().filter(|g| g.status == 429).collect();
+    assert_eq!(answers.iter().filter(|g| g.status == 200).count(), 4);
+    assert_eq!(throttled.len(), 2);
+    assert_eq!(throttled[0].body["error"]["code"], "ApplicationThrottled");
+    assert_eq!(throttled[0].header("retry-after"), "1");
+    // Slots are released once the answers are written.
+    env.clear().await;
+    assert_eq!(env.get(&url, &token).await.status, 200);
+    env.sim.shutdown().await;
+}
