@@ -12,7 +12,7 @@ use sqlx::{Pool, Postgres};
 use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
-use crate::rows::{AttemptRow, IconRow};
+use crate::rows::{AttemptRow, IconRow, RecentRow};
 
 pub(crate) type Db = Postgres;
 pub(crate) type Backend = PostgresStore;
@@ -185,4 +185,27 @@ async fn upsert_icons(tx: &mut Tx, rows: Vec<IconRow>, at: DbTime) -> Result<(),
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The latest `limit` attempts of each member's channels, oldest first per channel: one
+/// statement with a `LATERAL` indexed `LIMIT` per (member, channel), independent of how
+/// many attempts retention keeps.
+async fn recent_attempts(
+    tx: &mut Tx,
+    member_ids: &[String],
+    limit: i64,
+) -> Result<Vec<RecentRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT k.member_id, a.id, a.channel, a.finished_at, a.outcome \
+         FROM UNNEST($1::text[]) AS k(member_id) \
+         CROSS JOIN (VALUES ('email'), ('calendar')) AS c(channel) \
+         CROSS JOIN LATERAL (SELECT b.id, b.channel, b.finished_at, b.outcome \
+         FROM import_attempts b WHERE b.member_id = k.member_id AND b.channel = c.channel \
+         ORDER BY b.finished_at DESC, b.id DESC LIMIT $2) a \
+         ORDER BY k.member_id, a.channel, a.finished_at, a.id",
+    )
+    .bind(member_ids)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
 }

@@ -35,3 +35,7 @@ pub(crate) struct IconRow {
     pub since: DbTime,
     pub last_attempt_id: Option<String>,
 }
+
+/// One recent attempt as the classifier reads it: member id, attempt id, channel,
+/// finished at, outcome.
+pub(crate) type RecentRow = (String, String, String, DbTime, String);

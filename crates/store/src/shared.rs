@@ -6,7 +6,7 @@
 //! concrete, non-generic sqlx code (no higher-ranked executor bounds), and the two cannot
 //! drift apart. The few places where the dialects differ branch on `POSTGRES`.
 
-use super::{Backend, Db, MIGRATOR, POSTGRES, Tx, insert_attempts, upsert_icons};
+use super::{Backend, Db, MIGRATOR, POSTGRES, Tx, insert_attempts, recent_attempts, upsert_icons};
 use std::collections::{HashMap, HashSet};
 
 use datacap_core::{
@@ -637,21 +637,8 @@ impl Backend {
         let limit = i64::from(thresholds.red_after_consecutive_failures.max(1));
         let at = DbTime::new(now);
         for chunk in contexts.chunks(CHUNK / 4) {
-            let mut recent = QueryBuilder::<Db>::new(
-                "SELECT member_id, id, channel, finished_at, outcome FROM (SELECT member_id, id, \
-                 channel, finished_at, outcome, ROW_NUMBER() OVER (PARTITION BY member_id, channel \
-                 ORDER BY finished_at DESC, id DESC) AS recent \
-                 FROM import_attempts WHERE member_id IN (",
-            );
-            let mut list = recent.separated(", ");
-            for context in chunk {
-                list.push_bind(context.member_id.clone());
-            }
-            recent.push(")) ranked WHERE recent <= ");
-            recent.push_bind(limit);
-            recent.push(" ORDER BY member_id, finished_at, id");
-            let rows: Vec<(String, String, String, DbTime, String)> =
-                recent.build_query_as().fetch_all(&mut **tx).await?;
+            let member_ids: Vec<String> = chunk.iter().map(|c| c.member_id.clone()).collect();
+            let rows = recent_attempts(tx, &member_ids, limit).await?;
             let mut attempts_of: HashMap<String, Vec<(String, Channel, DbTime, Outcome)>> =
                 HashMap::new();
             for (member_id, id, channel, finished_at, outcome) in rows {

@@ -15,7 +15,7 @@ use sqlx::{Pool, QueryBuilder, Sqlite};
 use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
-use crate::rows::{AttemptRow, IconRow};
+use crate::rows::{AttemptRow, IconRow, RecentRow};
 
 pub(crate) type Db = Sqlite;
 pub(crate) type Backend = SqliteStore;
@@ -156,4 +156,32 @@ async fn upsert_icons(tx: &mut Tx, rows: Vec<IconRow>, at: DbTime) -> Result<(),
         upsert.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// The latest `limit` attempts of each member's channels, oldest first per channel: one
+/// indexed `LIMIT` query per (member, channel), cheap in-process, and independent of how
+/// many attempts retention keeps.
+async fn recent_attempts(
+    tx: &mut Tx,
+    member_ids: &[String],
+    limit: i64,
+) -> Result<Vec<RecentRow>, StoreError> {
+    let mut rows = Vec::new();
+    for member_id in member_ids {
+        for channel in ["email", "calendar"] {
+            let mut latest_first: Vec<RecentRow> = sqlx::query_as(
+                "SELECT member_id, id, channel, finished_at, outcome FROM import_attempts \
+                 WHERE member_id = $1 AND channel = $2 \
+                 ORDER BY finished_at DESC, id DESC LIMIT $3",
+            )
+            .bind(member_id)
+            .bind(channel)
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await?;
+            latest_first.reverse();
+            rows.extend(latest_first);
+        }
+    }
+    Ok(rows)
 }

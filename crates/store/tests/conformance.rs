@@ -1247,6 +1247,69 @@ async fn job_context_reads_settings_and_credential_references(backend: Backend) 
     assert!(!db.store.job_context("ana").await.unwrap().unwrap().active);
 }
 
+async fn long_histories_classify_on_the_latest_attempts(backend: Backend) {
+    let db = applied(backend).await;
+    let options = WriteOptions::default();
+    let reason = |report: &datacap_store::StatusReport| icon(report, "ana").email.reason;
+    let mut at = NOW;
+    let mut batch = Vec::new();
+    for _ in 0..10 {
+        batch.push(attempt("ana", Channel::Email, Outcome::Success, at));
+        at += Duration::minutes(1);
+    }
+    for _ in 0..2 {
+        batch.push(attempt("ana", Channel::Email, Outcome::RateLimited, at));
+        at += Duration::minutes(1);
+    }
+    db.store
+        .record_attempts(&batch, at, &options)
+        .await
+        .unwrap();
+    // Two transients after a success: still importing.
+    assert_eq!(
+        reason(&db.store.status(None).await.unwrap()),
+        Reason::Importing
+    );
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::NetworkError, at),
+            at,
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(&db.store.status(None).await.unwrap()),
+        Reason::TechnicalFailure
+    );
+    at += Duration::minutes(1);
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::GrantInvalid, at),
+            at,
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(&db.store.status(None).await.unwrap()),
+        Reason::MemberConnectionInvalid
+    );
+    at += Duration::minutes(1);
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, at),
+            at,
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(&db.store.status(None).await.unwrap()),
+        Reason::Importing
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1284,4 +1347,5 @@ conformance!(
     admin_views_show_icons_and_banners,
     status_json_has_the_design_shape,
     job_context_reads_settings_and_credential_references,
+    long_histories_classify_on_the_latest_attempts,
 );
