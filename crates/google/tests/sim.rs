@@ -357,6 +357,38 @@ async fn delegation_email_full_pass_then_incremental() {
 }
 
 #[tokio::test]
+async fn quota_is_charged_to_each_member() {
+    // PROVIDERS.md, quotas: "With delegation, pass `quotaUser` so quota is charged per
+    // member." The sim counts Gmail and Calendar calls by their quotaUser.
+    let h = start().await;
+    h.reset_stats().await;
+    for channel in [Channel::Email, Channel::Calendar] {
+        let attempt = h
+            .connector
+            .import(&delegated("ada@acme.example", channel, None))
+            .await;
+        assert_eq!(attempt.outcome, Outcome::Success, "{attempt:?}");
+    }
+    let stats: Value = h
+        .http
+        .get(format!("{}/stats", h.sim.control_url()))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    let by_quota_user = stats["quota_users"].as_object().expect("quota_users");
+    assert_eq!(
+        by_quota_user.keys().collect::<Vec<_>>(),
+        ["m-ada"],
+        "every Gmail and Calendar call names the member: {by_quota_user:?}"
+    );
+    assert!(by_quota_user["m-ada"].as_u64().unwrap_or(0) >= 2);
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn gmail_history_404_runs_a_full_pass_in_the_same_attempt() {
     // PROVIDERS.md: "Google Gmail history.list 404 … run a full pass in the same attempt".
     let h = start().await;

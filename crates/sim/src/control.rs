@@ -65,6 +65,7 @@ async fn stats(State(shared): State<AppState>) -> Response {
         "requests_total": world.requests_total,
         "by_endpoint": world.by_endpoint,
         "faults_fired": world.faults_fired,
+        "quota_users": world.quota_users,
     }))
     .into_response()
 }
@@ -74,6 +75,7 @@ async fn reset_stats(State(shared): State<AppState>) -> Response {
     world.requests_total = 0;
     world.by_endpoint.clear();
     world.faults_fired.clear();
+    world.quota_users.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 

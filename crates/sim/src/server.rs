@@ -302,5 +302,25 @@ pub(crate) fn router(state: AppState) -> Router {
                 "datacap-sim: no such endpoint (see docs/sim.md)",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_quota_user,
+        ))
         .with_state(state)
+}
+
+/// Counts Gmail and Calendar calls by their `quotaUser` parameter, so tests can check that
+/// quota is charged per member.
+async fn count_quota_user(
+    axum::extract::State(shared): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/google/gmail/") || path.starts_with("/google/calendar/") {
+        let params = Params::from_query(request.uri().query());
+        let quota_user = params.get("quotaUser").unwrap_or("").to_owned();
+        *shared.lock().quota_users.entry(quota_user).or_insert(0) += 1;
+    }
+    next.run(request).await
 }

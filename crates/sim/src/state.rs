@@ -182,6 +182,10 @@ pub(crate) struct World {
     pub requests_total: u64,
     pub by_endpoint: BTreeMap<&'static str, u64>,
     pub faults_fired: BTreeMap<String, u64>,
+    /// Gmail and Calendar calls per `quotaUser` (the empty key: calls without one). Google
+    /// charges per-user quota to this value when a service account calls on behalf of
+    /// many users (providers/google.md, quotas).
+    pub quota_users: BTreeMap<String, u64>,
     next_fault_id: u64,
 }
 
@@ -433,6 +437,7 @@ impl World {
             requests_total: 0,
             by_endpoint: BTreeMap::new(),
             faults_fired: BTreeMap::new(),
+            quota_users: BTreeMap::new(),
             next_fault_id,
         }
     }
