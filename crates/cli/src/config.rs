@@ -21,11 +21,90 @@ pub const DEFAULT_PATH: &str = "config/datacap.toml";
 const ENV_PREFIX: &str = "DATACAP_";
 
 /// The validated configuration of the sections this binary knows.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub database: DatabaseConfig,
     pub encryption: Option<EncryptionConfig>,
     pub retention: RetentionConfig,
+    pub worker: WorkerSection,
+    pub google: GoogleSection,
+    pub microsoft: MicrosoftSection,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+}
+
+/// `[worker]`: the poller's limits and schedule (raw values; `commands::run` builds the
+/// worker's own config from them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSection {
+    pub owner: Option<String>,
+    pub concurrency: usize,
+    pub claim_batch: u32,
+    pub email_interval: std::time::Duration,
+    pub calendar_interval: std::time::Duration,
+    pub jitter: f64,
+    pub backoff_base: std::time::Duration,
+    pub backoff_cap: std::time::Duration,
+    pub recheck_interval: std::time::Duration,
+    pub max_retry_after: std::time::Duration,
+    pub lease: std::time::Duration,
+    pub heartbeat: std::time::Duration,
+    pub grace: std::time::Duration,
+    pub idle_wait: std::time::Duration,
+    pub stall_pass_interval: std::time::Duration,
+    pub tenant_rate_per_second: u32,
+    pub tenant_burst: u32,
+    pub red_after_consecutive_failures: u32,
+    pub stall_after: std::time::Duration,
+}
+
+/// `[google]`: where Google lives and our OAuth client for members who connect one by one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoogleSection {
+    pub token_url: String,
+    pub gmail_base: String,
+    pub calendar_base: String,
+    pub directory_base: String,
+    pub oauth: Option<OAuthClientRef>,
+    pub mail_window: std::time::Duration,
+    pub calendar_past: std::time::Duration,
+    pub calendar_future: std::time::Duration,
+    pub page_size: u32,
+    pub max_pages: u32,
+}
+
+/// `[microsoft]`: where Entra ID and Graph live and our app for user-by-user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MicrosoftSection {
+    pub login_base: String,
+    pub graph_base: String,
+    pub oauth: Option<OAuthClientRef>,
+    pub oauth_tenant: String,
+    pub calendar_past: std::time::Duration,
+    pub calendar_future: std::time::Duration,
+    pub max_pages_per_attempt: u32,
+    pub max_page_size: u32,
+}
+
+/// An OAuth client: its id and where its secret is (never the secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthClientRef {
+    pub client_id: String,
+    pub secret: KeySource,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub json: bool,
+    /// A `tracing` filter: `info`, `datacap_worker=debug,info`, …
+    pub level: String,
+}
+
+/// `[http]`: where `datacap run` serves `/healthz`, `/readyz` and `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
 }
 
 /// `[database]`.
@@ -68,7 +147,91 @@ struct RawConfig {
     encryption: Option<RawEncryption>,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    worker: RawWorker,
+    #[serde(default)]
+    google: RawGoogle,
+    #[serde(default)]
+    microsoft: RawMicrosoft,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    http: RawHttp,
 }
+
+/// Declares a raw config section: each field's type and default, `deny_unknown_fields`,
+/// and a `Default` that matches serde's.
+macro_rules! raw_section {
+    ($name:ident { $($field:ident : $ty:ty = $default:expr,)* }) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        struct $name { $($field: $ty,)* }
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $($field: $default,)* }
+            }
+        }
+    };
+}
+
+raw_section!(RawWorker {
+    owner: Option<String> = None,
+    concurrency: i64 = 16,
+    claim_batch: i64 = 64,
+    email_interval: String = "5m".to_owned(),
+    calendar_interval: String = "15m".to_owned(),
+    jitter: f64 = 0.1,
+    backoff_base: String = "30s".to_owned(),
+    backoff_cap: String = "30m".to_owned(),
+    recheck_interval: String = "30m".to_owned(),
+    max_retry_after: String = "1h".to_owned(),
+    lease: String = "2m".to_owned(),
+    heartbeat: String = "30s".to_owned(),
+    grace: String = "20s".to_owned(),
+    idle_wait: String = "1s".to_owned(),
+    stall_pass_interval: String = "1m".to_owned(),
+    tenant_rate_per_second: i64 = 10,
+    tenant_burst: i64 = 20,
+    red_after_consecutive_failures: i64 = 3,
+    stall_after: String = "1h".to_owned(),
+});
+
+raw_section!(RawGoogle {
+    token_url: String = "https://oauth2.googleapis.com/token".to_owned(),
+    gmail_base: String = "https://gmail.googleapis.com/gmail/v1".to_owned(),
+    calendar_base: String = "https://www.googleapis.com/calendar/v3".to_owned(),
+    directory_base: String = "https://admin.googleapis.com/admin/directory/v1".to_owned(),
+    oauth_client_id: Option<String> = None,
+    oauth_client_secret_env: Option<String> = None,
+    oauth_client_secret_file: Option<PathBuf> = None,
+    mail_window: String = "30d".to_owned(),
+    calendar_past: String = "30d".to_owned(),
+    calendar_future: String = "90d".to_owned(),
+    page_size: i64 = 100,
+    max_pages: i64 = 50,
+});
+
+raw_section!(RawMicrosoft {
+    login_base: String = "https://login.microsoftonline.com".to_owned(),
+    graph_base: String = "https://graph.microsoft.com/v1.0".to_owned(),
+    oauth_client_id: Option<String> = None,
+    oauth_client_secret_env: Option<String> = None,
+    oauth_client_secret_file: Option<PathBuf> = None,
+    oauth_tenant: String = "organizations".to_owned(),
+    calendar_past: String = "30d".to_owned(),
+    calendar_future: String = "90d".to_owned(),
+    max_pages_per_attempt: i64 = 200,
+    max_page_size: i64 = 100,
+});
+
+raw_section!(RawLog {
+    format: String = "human".to_owned(),
+    level: String = "info".to_owned(),
+});
+
+raw_section!(RawHttp {
+    listen: String = "127.0.0.1:9464".to_owned(),
+});
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,7 +438,38 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
     };
     let attempts_max_age = parse_duration(&raw.retention.attempts_max_age)
         .map_err(|detail| ("retention.attempts_max_age", detail))?;
+    let worker = validate_worker(&raw.worker)?;
+    let google = validate_google(raw.google)?;
+    let microsoft = validate_microsoft(raw.microsoft)?;
+    let log = match raw.log.format.as_str() {
+        "human" | "json" => LogConfig {
+            json: raw.log.format == "json",
+            level: raw.log.level,
+        },
+        other => {
+            return Err((
+                "log.format",
+                format!("must be human or json, got {other:?}"),
+            ));
+        }
+    };
+    let http = HttpConfig {
+        listen: raw.http.listen.parse().map_err(|_| {
+            (
+                "http.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    raw.http.listen
+                ),
+            )
+        })?,
+    };
     Ok(Config {
+        worker,
+        google,
+        microsoft,
+        log,
+        http,
         database: DatabaseConfig {
             url: raw.database.url,
             backend,
@@ -284,6 +478,144 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
         },
         encryption,
         retention: RetentionConfig { attempts_max_age },
+    })
+}
+
+fn std_duration(
+    key: &'static str,
+    text: &str,
+) -> Result<std::time::Duration, (&'static str, String)> {
+    let duration = parse_duration(text).map_err(|detail| (key, detail))?;
+    std::time::Duration::try_from(duration).map_err(|_| (key, format!("{text:?} is negative")))
+}
+
+fn bounded<T: TryFrom<i64>>(
+    key: &'static str,
+    value: i64,
+    min: i64,
+    max: i64,
+) -> Result<T, (&'static str, String)> {
+    if !(min..=max).contains(&value) {
+        return Err((key, format!("must be {min} to {max}, got {value}")));
+    }
+    T::try_from(value).map_err(|_| (key, format!("must be {min} to {max}, got {value}")))
+}
+
+fn validate_worker(raw: &RawWorker) -> Result<WorkerSection, (&'static str, String)> {
+    if !(0.0..=1.0).contains(&raw.jitter) {
+        return Err((
+            "worker.jitter",
+            format!("must be 0 to 1, got {}", raw.jitter),
+        ));
+    }
+    let section = WorkerSection {
+        owner: raw.owner.clone().filter(|owner| !owner.trim().is_empty()),
+        concurrency: bounded("worker.concurrency", raw.concurrency, 1, 10_000)?,
+        claim_batch: bounded("worker.claim_batch", raw.claim_batch, 1, 10_000)?,
+        email_interval: std_duration("worker.email_interval", &raw.email_interval)?,
+        calendar_interval: std_duration("worker.calendar_interval", &raw.calendar_interval)?,
+        jitter: raw.jitter,
+        backoff_base: std_duration("worker.backoff_base", &raw.backoff_base)?,
+        backoff_cap: std_duration("worker.backoff_cap", &raw.backoff_cap)?,
+        recheck_interval: std_duration("worker.recheck_interval", &raw.recheck_interval)?,
+        max_retry_after: std_duration("worker.max_retry_after", &raw.max_retry_after)?,
+        lease: std_duration("worker.lease", &raw.lease)?,
+        heartbeat: std_duration("worker.heartbeat", &raw.heartbeat)?,
+        grace: std_duration("worker.grace", &raw.grace)?,
+        idle_wait: std_duration("worker.idle_wait", &raw.idle_wait)?,
+        stall_pass_interval: std_duration("worker.stall_pass_interval", &raw.stall_pass_interval)?,
+        tenant_rate_per_second: bounded(
+            "worker.tenant_rate_per_second",
+            raw.tenant_rate_per_second,
+            1,
+            1_000_000,
+        )?,
+        tenant_burst: bounded("worker.tenant_burst", raw.tenant_burst, 1, 1_000_000)?,
+        red_after_consecutive_failures: bounded(
+            "worker.red_after_consecutive_failures",
+            raw.red_after_consecutive_failures,
+            1,
+            1000,
+        )?,
+        stall_after: std_duration("worker.stall_after", &raw.stall_after)?,
+    };
+    if section.heartbeat >= section.lease {
+        return Err((
+            "worker.heartbeat",
+            "must be shorter than worker.lease".to_owned(),
+        ));
+    }
+    if section.backoff_cap < section.backoff_base {
+        return Err((
+            "worker.backoff_cap",
+            "must not be shorter than worker.backoff_base".to_owned(),
+        ));
+    }
+    Ok(section)
+}
+
+fn oauth_ref(
+    prefix: &'static str,
+    client_id: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+) -> Result<Option<OAuthClientRef>, (&'static str, String)> {
+    let Some(client_id) = client_id.filter(|id| !id.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let secret = match (secret_env, secret_file) {
+        (Some(name), None) if !name.trim().is_empty() => KeySource::Env(name),
+        (None, Some(path)) => KeySource::File(path),
+        _ => {
+            return Err((
+                prefix,
+                "oauth_client_id needs exactly one of oauth_client_secret_env or oauth_client_secret_file".to_owned(),
+            ));
+        }
+    };
+    Ok(Some(OAuthClientRef { client_id, secret }))
+}
+
+fn validate_google(raw: RawGoogle) -> Result<GoogleSection, (&'static str, String)> {
+    Ok(GoogleSection {
+        oauth: oauth_ref(
+            "google.oauth_client_id",
+            raw.oauth_client_id,
+            raw.oauth_client_secret_env,
+            raw.oauth_client_secret_file,
+        )?,
+        mail_window: std_duration("google.mail_window", &raw.mail_window)?,
+        calendar_past: std_duration("google.calendar_past", &raw.calendar_past)?,
+        calendar_future: std_duration("google.calendar_future", &raw.calendar_future)?,
+        page_size: bounded("google.page_size", raw.page_size, 1, 500)?,
+        max_pages: bounded("google.max_pages", raw.max_pages, 1, 10_000)?,
+        token_url: raw.token_url,
+        gmail_base: raw.gmail_base,
+        calendar_base: raw.calendar_base,
+        directory_base: raw.directory_base,
+    })
+}
+
+fn validate_microsoft(raw: RawMicrosoft) -> Result<MicrosoftSection, (&'static str, String)> {
+    Ok(MicrosoftSection {
+        oauth: oauth_ref(
+            "microsoft.oauth_client_id",
+            raw.oauth_client_id,
+            raw.oauth_client_secret_env,
+            raw.oauth_client_secret_file,
+        )?,
+        calendar_past: std_duration("microsoft.calendar_past", &raw.calendar_past)?,
+        calendar_future: std_duration("microsoft.calendar_future", &raw.calendar_future)?,
+        max_pages_per_attempt: bounded(
+            "microsoft.max_pages_per_attempt",
+            raw.max_pages_per_attempt,
+            1,
+            10_000,
+        )?,
+        max_page_size: bounded("microsoft.max_page_size", raw.max_page_size, 1, 1000)?,
+        login_base: raw.login_base,
+        graph_base: raw.graph_base,
+        oauth_tenant: raw.oauth_tenant,
     })
 }
 
@@ -316,6 +648,28 @@ pub fn parse_duration(text: &str) -> Result<time::Duration, String> {
         .checked_mul(seconds)
         .map(time::Duration::seconds)
         .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// The classifier thresholds of `[worker]` (the store recomputes statuses with them).
+pub fn thresholds(config: &Config) -> datacap_core::Thresholds {
+    datacap_core::Thresholds {
+        red_after_consecutive_failures: config.worker.red_after_consecutive_failures,
+        stall_after: time::Duration::try_from(config.worker.stall_after)
+            .unwrap_or(time::Duration::hours(1)),
+    }
+}
+
+/// Reads a secret from the file or env var `source` names; `what` names it in errors (the
+/// secret itself never appears).
+pub fn read_secret(source: &KeySource, what: &str) -> anyhow::Result<SecretString> {
+    let text = match source {
+        KeySource::File(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {what} file {}", path.display()))?,
+        KeySource::Env(name) => {
+            std::env::var(name).with_context(|| format!("{what} env var {name} is not set"))?
+        }
+    };
+    Ok(SecretString::from(text.trim().to_owned()))
 }
 
 /// Reads the encryption key from the file or env var the config names. A missing file,

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod config;
+mod credentials;
 
 /// datacap imports every team member's email and calendar from Google Workspace and
 /// Microsoft 365 and tells admins, per member, whether it works.
@@ -32,6 +33,9 @@ enum Command {
     Apply(commands::apply::Args),
     /// Print the Team members page: banners and each member's icons.
     Status(commands::status::Args),
+    /// Run the daemon: poll every member's email and calendar until SIGTERM/SIGINT
+    /// (`--once`: poll what is due now and exit).
+    Run(commands::run::Args),
     /// Run the provider sim (a fake Google Workspace and Microsoft 365) on loopback.
     Sim(commands::sim::Args),
 }
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => commands::migrate::run(args, cli.config.as_deref()),
         Command::Apply(args) => commands::apply::run(args, cli.config.as_deref()),
         Command::Status(args) => commands::status::run(args, cli.config.as_deref()),
+        Command::Run(args) => commands::run::run(args, cli.config.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -51,6 +51,21 @@ pub enum StoreError {
     InjectedFailure(FailPoint),
 }
 
+impl StoreError {
+    /// A conflict between concurrent transactions (PostgreSQL deadlock or serialization
+    /// failure, SQLite busy or locked): nothing was written, and the same call may
+    /// succeed when retried.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => matches!(
+                error.code().as_deref(),
+                Some("40P01" | "40001" | "5" | "6" | "517")
+            ),
+            _ => false,
+        }
+    }
+}
+
 pub(crate) fn corrupt(table: &'static str, column: &'static str, value: &str) -> StoreError {
     StoreError::Corrupt {
         table,

@@ -164,7 +164,12 @@ struct Inner {
     credentials: Mutex<HashMap<String, CachedCredentials>>,
     health: Arc<Health>,
     report: Mutex<CycleReport>,
+    /// Attempt writes go one at a time (see [`Worker::record`]).
+    write_lock: tokio::sync::Mutex<()>,
 }
+
+/// Conflicting writes are retried this many times before counting as our own failure.
+const WRITE_CONFLICT_RETRIES: u32 = 5;
 
 /// A company's resolved credentials (or why not) and when they were resolved.
 type CachedCredentials = (Instant, Result<CompanyAuth, CredentialError>);
@@ -226,6 +231,7 @@ impl Worker {
                 credentials: Mutex::new(HashMap::new()),
                 health: Arc::new(Health::new(stale_after)),
                 report: Mutex::new(CycleReport::default()),
+                write_lock: tokio::sync::Mutex::new(()),
                 config,
             }),
         })
@@ -610,11 +616,7 @@ impl Worker {
             next_due_at,
             lease_owner: Some(self.owner().to_owned()),
         };
-        match inner
-            .store
-            .record_attempt(&record, finished_at, &WriteOptions::default())
-            .await
-        {
+        match self.record(&record, finished_at).await {
             Ok(result) => {
                 inner.health.progress();
                 if !result.sync_state_updated {
@@ -642,6 +644,41 @@ impl Worker {
                 inner.health.database_failed();
                 events::own_failure("record_attempt", &error, None);
                 JobEnd::OwnFailure
+            }
+        }
+    }
+
+    /// Writes an attempt: one write at a time per process (concurrent recounts of one
+    /// company's banners would only conflict), retried a few times when the database
+    /// reports a conflict with another process's transaction (nothing was written then).
+    async fn record(
+        &self,
+        record: &AttemptRecord,
+        now: OffsetDateTime,
+    ) -> Result<datacap_store::RecordResult, datacap_store::StoreError> {
+        let _writer = self.inner.write_lock.lock().await;
+        let mut conflicts: u32 = 0;
+        loop {
+            match self
+                .inner
+                .store
+                .record_attempt(record, now, &WriteOptions::default())
+                .await
+            {
+                Err(error) if error.is_conflict() && conflicts < WRITE_CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    debug!(conflicts, %error, "write conflict: retrying");
+                    let wait = schedule::backoff(
+                        Duration::from_millis(20),
+                        Duration::from_millis(500),
+                        conflicts,
+                        fastrand::f64(),
+                    );
+                    // `backoff` never waits under a second; a conflict wants less.
+                    tokio::time::sleep(wait.min(Duration::from_millis(20) * (1 << conflicts)))
+                        .await;
+                }
+                result => return result,
             }
         }
     }

@@ -63,7 +63,7 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Store> {
 async fn connect(config: &Config) -> anyhow::Result<Store> {
     let options = StoreOptions {
         max_connections: config.database.max_connections,
-        ..StoreOptions::default()
+        thresholds: config::thresholds(config),
     };
     // The URL may hold a password: name the backend, never the URL.
     Store::connect(&config.database.url, options)

@@ -3,5 +3,6 @@
 pub mod apply;
 pub mod classify;
 pub mod migrate;
+pub mod run;
 pub mod sim;
 pub mod status;

@@ -1,0 +1,264 @@
+//! `datacap run`: the daemon. It builds the worker from the configuration (connectors at
+//! the configured base URLs, the credential resolver, the encryption key), serves
+//! `/healthz`, `/readyz` and `/metrics`, and polls until SIGTERM or SIGINT, then drains
+//! within the grace period and exits 0. `datacap run --once` claims everything due now,
+//! polls it, writes the statuses and exits 0.
+//!
+//! Also home of what `datacap demo` shares with it: building the worker, logging, metrics
+//! and the signal handling.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use datacap_google::{GoogleConfig, GoogleConnector};
+use datacap_microsoft::{MicrosoftConfig, MicrosoftConnector};
+use datacap_store::{EncryptionKey, Store};
+use datacap_web::{WebServer, WebState};
+use datacap_worker::{Connectors, CycleReport, ScheduleConfig, Worker, WorkerConfig};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::commands::migrate::{open, say};
+use crate::config::{self, Config, LogConfig};
+use crate::credentials::FileAndEnvResolver;
+
+/// Arguments of `datacap run`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Claim everything due now, poll it, write statuses, and exit.
+    #[arg(long)]
+    once: bool,
+}
+
+/// Runs the command.
+pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path, std::env::vars())?;
+    init_logging(&config.log)?;
+    let key = config
+        .encryption
+        .as_ref()
+        .map(config::load_key)
+        .transpose()?;
+    runtime()?.block_on(async {
+        let store = open(&config).await?;
+        if let Some(key) = &key {
+            store
+                .verify_key(key, time::OffsetDateTime::now_utc())
+                .await
+                .context("encryption key check failed")?;
+        }
+        let worker = build_worker(&config, store.clone(), connectors(&config)?, key)?;
+        let cancel = CancellationToken::new();
+        shutdown_on_signals(cancel.clone())?;
+        if args.once {
+            let report = worker
+                .run_once(cancel)
+                .await
+                .context("the poll cycle failed")?;
+            say(&summary(&report))?;
+        } else {
+            let metrics = install_metrics()?;
+            serve_and_poll(&worker, &config, metrics, cancel).await?;
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// A multi-threaded runtime sized for a small machine.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Serves the HTTP endpoints and runs the daemon until `cancel` fires.
+pub(crate) async fn serve_and_poll(
+    worker: &Worker,
+    config: &Config,
+    metrics: PrometheusHandle,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let health = worker.health();
+    let render = metrics.clone();
+    let state = WebState {
+        ready: Arc::new(move || health.ready().map_err(|reason| reason.as_str().to_owned())),
+        metrics: Arc::new(move || render.render()),
+    };
+    let server = WebServer::bind(config.http.listen, state)
+        .await
+        .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
+    let bound = server
+        .local_addr()
+        .context("cannot read the bound address")?;
+    info!(address = %bound, "serving /healthz, /readyz and /metrics");
+    let web_stop = CancellationToken::new();
+    let web = tokio::spawn(server.serve(web_stop.clone()));
+    let upkeep_stop = web_stop.clone();
+    let upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = upkeep_stop.cancelled() => break,
+                _ = tick.tick() => metrics.run_upkeep(),
+            }
+        }
+    });
+    worker.run(cancel).await;
+    web_stop.cancel();
+    if let Ok(Err(error)) = web.await {
+        warn!(%error, "http server stopped with an error");
+    }
+    let _ = upkeep.await;
+    Ok(())
+}
+
+/// The worker the configuration describes.
+pub(crate) fn build_worker(
+    config: &Config,
+    store: Store,
+    connectors: Connectors,
+    key: Option<EncryptionKey>,
+) -> anyhow::Result<Worker> {
+    let resolver = Arc::new(FileAndEnvResolver::new(config));
+    Worker::new(store, connectors, resolver, key, worker_config(config))
+        .context("invalid [worker] configuration")
+}
+
+/// `[worker]` as the worker's own config.
+pub(crate) fn worker_config(config: &Config) -> WorkerConfig {
+    let section = &config.worker;
+    let defaults = WorkerConfig::default();
+    WorkerConfig {
+        owner: section
+            .owner
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())),
+        concurrency: section.concurrency,
+        claim_batch: section.claim_batch,
+        lease: section.lease,
+        heartbeat: section.heartbeat,
+        grace: section.grace,
+        idle_wait: section.idle_wait,
+        stall_pass_interval: section.stall_pass_interval,
+        tenant_rate_per_second: section.tenant_rate_per_second,
+        tenant_burst: section.tenant_burst,
+        schedule: ScheduleConfig {
+            email_interval: section.email_interval,
+            calendar_interval: section.calendar_interval,
+            jitter: section.jitter,
+            backoff_base: section.backoff_base,
+            backoff_cap: section.backoff_cap,
+            recheck_interval: section.recheck_interval,
+            max_retry_after: section.max_retry_after,
+        },
+        thresholds: config::thresholds(config),
+        ..defaults
+    }
+}
+
+/// Both connectors at the configured base URLs.
+pub(crate) fn connectors(config: &Config) -> anyhow::Result<Connectors> {
+    let google = &config.google;
+    let google_config = GoogleConfig {
+        mail_window: google.mail_window,
+        calendar_past: google.calendar_past,
+        calendar_future: google.calendar_future,
+        page_size: google.page_size,
+        max_pages: google.max_pages,
+        ..GoogleConfig::default().with_endpoints(
+            &google.token_url,
+            &google.gmail_base,
+            &google.calendar_base,
+            &google.directory_base,
+        )
+    };
+    let microsoft = &config.microsoft;
+    let mut microsoft_config =
+        MicrosoftConfig::with_bases(&microsoft.login_base, &microsoft.graph_base);
+    microsoft_config.calendar_past = time::Duration::try_from(microsoft.calendar_past)
+        .context("microsoft.calendar_past is too long")?;
+    microsoft_config.calendar_future = time::Duration::try_from(microsoft.calendar_future)
+        .context("microsoft.calendar_future is too long")?;
+    microsoft_config.max_pages_per_attempt = microsoft.max_pages_per_attempt;
+    microsoft_config.max_page_size = microsoft.max_page_size;
+    Ok(Connectors {
+        google: Some(Arc::new(
+            GoogleConnector::new(google_config).context("invalid [google] configuration")?,
+        )),
+        microsoft: Some(
+            MicrosoftConnector::new(microsoft_config)
+                .context("invalid [microsoft] configuration")?,
+        ),
+    })
+}
+
+/// Structured logs on stderr: human by default, JSON (with the attempt's span fields on
+/// every line) when `[log] format = "json"`.
+pub(crate) fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .with_context(|| format!("log.level {:?} is not a tracing filter", log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if log.json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|error| anyhow::anyhow!("cannot start logging: {error}"))
+}
+
+/// The Prometheus recorder, with explicit buckets for the attempt duration.
+pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(datacap_worker::events::ATTEMPT_DURATION.to_owned()),
+            datacap_worker::events::HISTOGRAM_BUCKETS,
+        )
+        .context("invalid histogram buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")
+}
+
+/// Cancels `cancel` on SIGTERM or SIGINT.
+pub(crate) fn shutdown_on_signals(cancel: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => info!(signal = "SIGTERM", "shutting down"),
+            _ = interrupt.recv() => info!(signal = "SIGINT", "shutting down"),
+        }
+        cancel.cancel();
+    });
+    Ok(())
+}
+
+/// One line about a cycle: `polled 12 member-channels: 9 success, 3 network_error; …`.
+pub(crate) fn summary(report: &CycleReport) -> String {
+    let outcomes: Vec<String> = report
+        .attempts
+        .iter()
+        .map(|(outcome, count)| format!("{count} {outcome}"))
+        .collect();
+    format!(
+        "polled {} member-channels{}{}; {} skipped by settings, {} not run (failures of our own), {} abandoned",
+        report.total_attempts(),
+        if outcomes.is_empty() { "" } else { ": " },
+        outcomes.join(", "),
+        report.skipped_by_settings,
+        report.own_failures,
+        report.abandoned
+    )
+}
