@@ -33,6 +33,9 @@ enum Command {
     Apply(commands::apply::Args),
     /// Print the Team members page: banners and each member's icons.
     Status(commands::status::Args),
+    /// The whole system in one command: the sim, a demo company per provider, the worker,
+    /// the status table; then keeps polling until Ctrl-C.
+    Demo(commands::demo::Args),
     /// Run the daemon: poll every member's email and calendar until SIGTERM/SIGINT
     /// (`--once`: poll what is due now and exit).
     Run(commands::run::Args),
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => commands::migrate::run(args, cli.config.as_deref()),
         Command::Apply(args) => commands::apply::run(args, cli.config.as_deref()),
         Command::Status(args) => commands::status::run(args, cli.config.as_deref()),
+        Command::Demo(args) => commands::demo::run(args),
         Command::Run(args) => commands::run::run(args, cli.config.as_deref()),
     };
     match result {

@@ -586,3 +586,46 @@ fn company_wide_google_and_microsoft_on_sqlite() {
 fn company_wide_google_and_microsoft_on_postgres() {
     company_wide_cycle(true);
 }
+
+/// Every reason code of STATUS_MODEL.md, as the status table prints them.
+const EVERY_REASON: [&str; 17] = [
+    "provider_not_connected",
+    "company_permission_missing",
+    "email_not_authorized",
+    "calendar_not_authorized",
+    "member_not_connected",
+    "member_connection_invalid",
+    "seat_missing",
+    "company_calendar_import_disabled",
+    "company_non_recorded_import_disabled",
+    "mailbox_unavailable",
+    "app_credential_invalid",
+    "provider_permission_denied",
+    "technical_failure",
+    "import_stalled",
+    "importing",
+    "awaiting_first_import",
+    "disabled",
+];
+
+#[test]
+fn demo_once_prints_every_reason_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let output = Command::new(env!("CARGO_BIN_EXE_datacap"))
+        .current_dir(dir.path())
+        .env_clear()
+        .args(["demo", "--once", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
+        .output()
+        .expect("datacap demo runs");
+    let stdout = ok(&output);
+    for reason in EVERY_REASON {
+        assert!(
+            stdout.contains(&format!(" {reason}")),
+            "{reason} missing from the demo's table:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("[red]"), "a red banner:\n{stdout}");
+    assert!(state.join("demo.sqlite").exists());
+}

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod classify;
+pub mod demo;
 pub mod migrate;
 pub mod run;
 pub mod sim;

@@ -58,7 +58,7 @@ fn icon(icon: &IconReport) -> String {
 }
 
 /// A plain-text table: banners first, then members, columns padded to fit.
-fn table(report: &StatusReport) -> String {
+pub(crate) fn table(report: &StatusReport) -> String {
     let mut out = String::new();
     if report.companies.is_empty() {
         out.push_str("no companies: declare them with `datacap apply FILE`\n");
