@@ -45,6 +45,8 @@ pub enum CryptoError {
     WrongKey { key_id: String },
     #[error("no encryption key is configured, but member {member_id:?} has a stored secret")]
     MissingKey { member_id: String },
+    #[error("the new encryption key id {key_id:?} is the current one: give the new key its own id")]
+    SameKeyId { key_id: String },
 }
 
 /// A 32-byte key with the id stored beside every ciphertext it seals.

@@ -26,7 +26,8 @@ pub use datacap_core::{CalendarItem, EmailItem};
 pub use error::StoreError;
 pub use model::{
     ApplySummary, AttemptRecord, BannerReport, CompanyReport, FailPoint, IconReport, Job,
-    JobContext, MemberGrant, MemberReport, RecordResult, StatusReport, StoreOptions, WriteOptions,
+    JobContext, KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport, StoreOptions,
+    WriteOptions,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -228,6 +229,18 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         dispatch!(self.verify_key(key, now))
+    }
+
+    /// Re-seals every stored member secret from `old` to `new` in one transaction, and
+    /// registers `new` (its canary) so `verify_key` accepts it. Secrets already under `new`
+    /// are checked and left; one under any other key fails the whole rotation.
+    pub async fn rotate_key(
+        &self,
+        old: &EncryptionKey,
+        new: &EncryptionKey,
+        now: OffsetDateTime,
+    ) -> Result<KeyRotation, StoreError> {
+        dispatch!(self.rotate_key(old, new, now))
     }
 
     /// Closes the connection pools.

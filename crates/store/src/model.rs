@@ -127,6 +127,14 @@ pub struct MemberGrant {
     pub refresh_token: Option<secrecy::SecretString>,
 }
 
+/// What `rotate_key` did: secrets re-sealed under the new key, and secrets that were under
+/// it already (a re-run after some daemon wrote with the new key, or a second rotation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyRotation {
+    pub resealed: u64,
+    pub already_new: u64,
+}
+
 /// What `apply` changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplySummary {

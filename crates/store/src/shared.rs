@@ -23,7 +23,7 @@ use crate::dbtime::DbTime;
 use crate::error::{StoreError, corrupt};
 use crate::model::{
     ApplySummary, AttemptRecord, BannerReport, CompanyReport, FailPoint, IconReport, Job,
-    MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
+    KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
 };
 use crate::rows::{AttemptRow, IconRow};
 use crate::tenants::Tenants;
@@ -1132,42 +1132,112 @@ impl Backend {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let canary: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT canary FROM encryption_keys WHERE key_id = $1")
-                .bind(key.id())
-                .fetch_optional(&mut *tx)
-                .await?;
-        match canary {
-            Some((bytes,)) => {
-                let sealed = Sealed {
-                    key_id: key.id().to_owned(),
-                    bytes,
-                };
-                let opened = key.open(CANARY_ROW.0, CANARY_ROW.1, &sealed);
-                if !opened
-                    .is_ok_and(|text| secrecy::ExposeSecret::expose_secret(&text) == CANARY_TEXT)
-                {
-                    return Err(CryptoError::WrongKey {
-                        key_id: key.id().to_owned(),
-                    }
-                    .into());
-                }
-            }
-            None => {
-                let sealed = key.seal(CANARY_ROW.0, CANARY_ROW.1, &SecretString::from(CANARY_TEXT));
-                sqlx::query(
-                    "INSERT INTO encryption_keys (key_id, canary, created_at) VALUES ($1, $2, $3)",
-                )
-                .bind(key.id())
-                .bind(sealed.bytes)
-                .bind(DbTime::new(now))
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        check_canary(&mut tx, key, now, true).await?;
         tx.commit().await?;
         Ok(())
     }
+
+    /// Re-seals every stored refresh token from `old` to `new` in one transaction (rows
+    /// locked on PostgreSQL, the write lock held on SQLite, so no grant is written under
+    /// the old key meanwhile), and registers `new`'s canary. `old` must open its canary
+    /// when it has one; a token already under `new` must open with it; a token under any
+    /// third key id fails the whole rotation and nothing is written.
+    pub async fn rotate_key(
+        &self,
+        old: &EncryptionKey,
+        new: &EncryptionKey,
+        now: OffsetDateTime,
+    ) -> Result<KeyRotation, StoreError> {
+        if old.id() == new.id() {
+            return Err(CryptoError::SameKeyId {
+                key_id: new.id().to_owned(),
+            }
+            .into());
+        }
+        let mut tx = self.begin_write().await?;
+        check_canary(&mut tx, old, now, false).await?;
+        check_canary(&mut tx, new, now, true).await?;
+        let select = if POSTGRES {
+            "SELECT member_id, company_id, refresh_token_ciphertext, key_id FROM member_grants \
+             WHERE refresh_token_ciphertext IS NOT NULL ORDER BY member_id FOR UPDATE"
+        } else {
+            "SELECT member_id, company_id, refresh_token_ciphertext, key_id FROM member_grants \
+             WHERE refresh_token_ciphertext IS NOT NULL ORDER BY member_id"
+        };
+        let rows: Vec<(String, String, Vec<u8>, Option<String>)> =
+            sqlx::query_as(select).fetch_all(&mut *tx).await?;
+        let mut rotation = KeyRotation::default();
+        for (member_id, company_id, bytes, key_id) in rows {
+            let sealed = Sealed {
+                key_id: key_id.unwrap_or_default(),
+                bytes,
+            };
+            if sealed.key_id == new.id() {
+                new.open(&company_id, &member_id, &sealed)?;
+                rotation.already_new += 1;
+                continue;
+            }
+            // `open` refuses a third key id with a KeyMismatch naming the member.
+            let plaintext = old.open(&company_id, &member_id, &sealed)?;
+            let resealed = new.seal(&company_id, &member_id, &plaintext);
+            sqlx::query(
+                "UPDATE member_grants SET refresh_token_ciphertext = $1, key_id = $2 \
+                 WHERE member_id = $3",
+            )
+            .bind(resealed.bytes)
+            .bind(resealed.key_id)
+            .bind(&member_id)
+            .execute(&mut *tx)
+            .await?;
+            rotation.resealed += 1;
+        }
+        tx.commit().await?;
+        Ok(rotation)
+    }
+}
+
+/// Checks `key` against its stored canary inside `tx`; with no canary for its id, stores
+/// one when `register` is set (and accepts the key as is otherwise).
+async fn check_canary(
+    tx: &mut Tx,
+    key: &EncryptionKey,
+    now: OffsetDateTime,
+    register: bool,
+) -> Result<(), StoreError> {
+    let canary: Option<(Vec<u8>,)> =
+        sqlx::query_as("SELECT canary FROM encryption_keys WHERE key_id = $1")
+            .bind(key.id())
+            .fetch_optional(&mut **tx)
+            .await?;
+    match canary {
+        Some((bytes,)) => {
+            let sealed = Sealed {
+                key_id: key.id().to_owned(),
+                bytes,
+            };
+            let opened = key.open(CANARY_ROW.0, CANARY_ROW.1, &sealed);
+            if !opened.is_ok_and(|text| secrecy::ExposeSecret::expose_secret(&text) == CANARY_TEXT)
+            {
+                return Err(CryptoError::WrongKey {
+                    key_id: key.id().to_owned(),
+                }
+                .into());
+            }
+        }
+        None if register => {
+            let sealed = key.seal(CANARY_ROW.0, CANARY_ROW.1, &SecretString::from(CANARY_TEXT));
+            sqlx::query(
+                "INSERT INTO encryption_keys (key_id, canary, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(key.id())
+            .bind(sealed.bytes)
+            .bind(DbTime::new(now))
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// recording_enabled, has_recording_seat, capture, email and calendar reasons.

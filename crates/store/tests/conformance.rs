@@ -1015,6 +1015,105 @@ async fn refresh_tokens_are_sealed_per_row(backend: Backend) {
     );
 }
 
+async fn rotate_key_reseals_every_secret_in_one_transaction(backend: Backend) {
+    let db = applied(backend).await;
+    let (old, new) = (key("k1", 1), key("k2", 2));
+    db.store.verify_key(&old, NOW).await.unwrap();
+    let scopes = vec!["Mail.Read".to_owned()];
+    for (member, token) in [("gil", "1//token-gil"), ("ana", "1//token-ana")] {
+        db.store
+            .put_member_grant(
+                member,
+                MemberConnection::Connected,
+                &scopes,
+                Some(&SecretString::from(token)),
+                &old,
+                NOW,
+            )
+            .await
+            .unwrap();
+    }
+    // A grant without a token has nothing to re-seal.
+    db.store
+        .put_member_grant("bob", MemberConnection::Connected, &scopes, None, &old, NOW)
+        .await
+        .unwrap();
+
+    // Same id, wrong old key, or a token under a third key: an error and nothing changes.
+    let error = db
+        .store
+        .rotate_key(&old, &key("k1", 9), NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::SameKeyId { .. })),
+        "{error}"
+    );
+    let error = db
+        .store
+        .rotate_key(&key("k1", 9), &new, NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::WrongKey { .. })),
+        "{error}"
+    );
+    db.execute("UPDATE member_grants SET key_id = 'k0' WHERE member_id = 'ana'")
+        .await;
+    let error = db.store.rotate_key(&old, &new, NOW).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::KeyMismatch { .. })),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("token-"));
+    db.execute("UPDATE member_grants SET key_id = 'k1' WHERE member_id = 'ana'")
+        .await;
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM member_grants WHERE key_id = 'k1' AND refresh_token_ciphertext IS NOT NULL").await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM encryption_keys WHERE key_id = 'k2'")
+            .await,
+        0,
+        "a failed rotation registers no key"
+    );
+
+    // The rotation: every token opens with the new key only, and the new key is registered.
+    let rotation = db.store.rotate_key(&old, &new, NOW).await.unwrap();
+    assert_eq!((rotation.resealed, rotation.already_new), (2, 0));
+    for (member, token) in [("gil", "1//token-gil"), ("ana", "1//token-ana")] {
+        let grant = db
+            .store
+            .member_grant(member, Some(&new))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(grant.refresh_token.unwrap().expose_secret(), token);
+        let error = db.store.member_grant(member, Some(&old)).await.unwrap_err();
+        assert!(
+            matches!(error, StoreError::Crypto(CryptoError::KeyMismatch { .. })),
+            "{error}"
+        );
+    }
+    db.store.verify_key(&new, NOW).await.unwrap();
+    let error = db.store.verify_key(&key("k2", 3), NOW).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Crypto(CryptoError::WrongKey { .. })),
+        "{error}"
+    );
+    // Statuses are untouched: a rotation changes no grant's state.
+    let report = db.store.status(Some("globex")).await.unwrap();
+    assert_eq!(
+        icon(&report, "gil").email.reason,
+        Reason::AwaitingFirstImport
+    );
+
+    // Running it again finds everything under the new key and changes nothing.
+    let again = db.store.rotate_key(&old, &new, NOW).await.unwrap();
+    assert_eq!((again.resealed, again.already_new), (0, 2));
+}
+
 // ---------------------------------------------------------------------------------------
 // retention, views, report shape
 
@@ -1343,6 +1442,7 @@ conformance!(
     injected_failure_mid_write_leaves_nothing,
     recompute_company_notices_stalled_imports,
     refresh_tokens_are_sealed_per_row,
+    rotate_key_reseals_every_secret_in_one_transaction,
     retention_prunes_old_attempts_and_keeps_status,
     admin_views_show_icons_and_banners,
     status_json_has_the_design_shape,
