@@ -629,3 +629,303 @@ fn demo_once_prints_every_reason_code() {
     assert!(stdout.contains("[red]"), "a red banner:\n{stdout}");
     assert!(state.join("demo.sqlite").exists());
 }
+
+/// A `datacap run` daemon whose logs go to a file.
+struct Daemon {
+    child: std::process::Child,
+    log: PathBuf,
+    http: SocketAddr,
+}
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+impl Harness {
+    fn daemon(&self, name: &str, extra_env: &[(&str, &str)]) -> Daemon {
+        let http = free_port();
+        let log = self.dir.path().join(format!("{name}.log"));
+        let listen = http.to_string();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("DATACAP_HTTP__LISTEN", listen.as_str()),
+            ("DATACAP_WORKER__OWNER", name),
+        ];
+        env.extend_from_slice(extra_env);
+        let child = self
+            .command(&env, &["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("datacap run starts");
+        Daemon { child, log, http }
+    }
+}
+
+impl Daemon {
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        std::net::TcpStream::connect(self.http).ok()?;
+        Some(http(self.http, "GET", path, None))
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit; `None` when it did not exit within `deadline`.
+    fn wait(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One slow member (every Gmail answer takes 20 s) among fast ones.
+fn slow_scenario() -> String {
+    SCENARIO.replace(
+        "[[tenant.user]]\nemail = \"ada@globex.example\"\nmessages = 9\nevents = 4\n",
+        "[[tenant.user]]\nemail = \"ada@globex.example\"\nmessages = 9\nevents = 4\n\
+         [[tenant.user.fault]]\nfault = \"latency\"\nlatency_ms = 20000\nendpoint = \"gmail\"\n",
+    )
+}
+
+#[test]
+fn sigterm_drains_within_the_grace_period_and_writes_nothing_partial() {
+    let h = Harness::new(&slow_scenario(), false);
+    h.apply();
+    let mut daemon = h.daemon("drain", &[("DATACAP_WORKER__GRACE", "1s")]);
+    eventually("the daemon is ready", Duration::from_secs(30), || {
+        daemon
+            .get("/readyz")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    assert_eq!(daemon.get("/healthz").unwrap().0, 200);
+    // Everything but ada's email is written; ada's email is in flight.
+    eventually(
+        "the fast attempts are written",
+        Duration::from_secs(30),
+        || {
+            h.count(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT member_id, channel FROM import_attempts) AS jobs",
+            ) >= 19
+        },
+    );
+    let mut metrics = String::new();
+    eventually("the metrics show attempts", Duration::from_secs(30), || {
+        let (status, text) = daemon.get("/metrics").unwrap();
+        metrics = text;
+        status == 200
+            && metrics.contains("datacap_attempts_total{provider=\"google_workspace\",channel=\"email\",outcome=\"success\"}")
+    });
+    assert!(
+        metrics.contains("datacap_attempt_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("member"), "no member ids in metrics");
+    assert_eq!(
+        h.count(
+            "SELECT COUNT(*) FROM import_attempts WHERE member_id = 'ada' AND channel = 'email'"
+        ),
+        0
+    );
+    let started = Instant::now();
+    daemon.signal("-TERM");
+    let status = daemon
+        .wait(Duration::from_secs(8))
+        .unwrap_or_else(|| panic!("no exit after SIGTERM:\n{}", tail(&daemon.logs())));
+    assert!(
+        status.success(),
+        "exit {status:?}\n{}",
+        tail(&daemon.logs())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // Abandoned: no attempt, no items, no status change, lease released.
+    assert_eq!(
+        h.count(
+            "SELECT COUNT(*) FROM import_attempts WHERE member_id = 'ada' AND channel = 'email'"
+        ),
+        0
+    );
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM email_items WHERE member_id = 'ada'"),
+        0
+    );
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM sync_state WHERE lease_owner IS NOT NULL"),
+        0
+    );
+    assert_eq!(
+        email_reason(&h.status(), "globex", "ada"),
+        "awaiting_first_import"
+    );
+    assert!(
+        daemon.logs().contains("abandoned"),
+        "{}",
+        tail(&daemon.logs())
+    );
+}
+
+/// `count` members with a little mail each, in one Google tenant.
+fn many_members_scenario(count: usize) -> (String, Vec<String>) {
+    let mut scenario = SCENARIO.split("[[tenant.user]]").next().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for index in 0..count {
+        let id = format!("m{index:03}");
+        scenario.push_str(&format!(
+            "[[tenant.user]]\nemail = \"{id}@globex.example\"\nmessages = 2\nevents = 1\n\
+             [[tenant.user.fault]]\nfault = \"latency\"\nlatency_ms = 100\n\n"
+        ));
+        ids.push(id);
+    }
+    (scenario, ids)
+}
+
+#[test]
+fn two_daemons_on_postgres_share_the_work_and_never_poll_the_same_job_at_once() {
+    let (scenario, ids) = many_members_scenario(30);
+    let h = Harness::new(&scenario, true);
+    let mut tenants = format!(
+        "[[companies]]\nid = \"globex\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\n\
+         settings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}\n\
+         credentials = {{ service_account_key_file = \"{}\" }}\n\n",
+        h.dir.path().join("globex-service-account.json").display()
+    );
+    for id in &ids {
+        tenants.push_str(&format!(
+            "[[companies.members]]\nid = \"{id}\"\nemail = \"{id}@globex.example\"\n\n"
+        ));
+    }
+    std::fs::write(&h.tenants, tenants).unwrap();
+    h.apply();
+    // Every job is due again a second after it ran: both daemons keep claiming.
+    let env = [
+        ("DATACAP_WORKER__CONCURRENCY", "4"),
+        ("DATACAP_WORKER__CLAIM_BATCH", "4"),
+        ("DATACAP_WORKER__LEASE", "5s"),
+        ("DATACAP_WORKER__HEARTBEAT", "1s"),
+    ];
+    let a = h.daemon("daemon-a", &env);
+    let b = h.daemon("daemon-b", &env);
+    eventually("every job polled twice", Duration::from_secs(60), || {
+        h.count(
+            "SELECT COUNT(*) FROM (SELECT member_id, channel FROM import_attempts \
+             GROUP BY member_id, channel HAVING COUNT(*) >= 2) AS done",
+        ) == 60
+    });
+    drop(a);
+    drop(b);
+    // No two attempts of one (member, channel) overlap in time.
+    let overlaps = h.count(
+        "SELECT COUNT(*) FROM import_attempts x JOIN import_attempts y \
+         ON x.member_id = y.member_id AND x.channel = y.channel AND x.id < y.id \
+         AND x.started_at < y.finished_at AND y.started_at < x.finished_at",
+    );
+    assert_eq!(
+        overlaps, 0,
+        "a member-channel was polled by two daemons at once"
+    );
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM member_status WHERE color = 'red'"),
+        0
+    );
+    for name in ["daemon-a", "daemon-b"] {
+        let log = std::fs::read_to_string(h.dir.path().join(format!("{name}.log"))).unwrap();
+        let written = log.matches("attempt written").count();
+        assert!(
+            written > 5,
+            "{name} wrote {written} attempts:\n{}",
+            tail(&log)
+        );
+    }
+}
+
+#[test]
+fn a_database_outage_is_never_a_member_failure_and_the_daemon_resumes() {
+    let h = Harness::new(SCENARIO, true);
+    h.apply();
+    let database = h.database.as_ref().unwrap().name.clone();
+    let daemon = h.daemon(
+        "outage",
+        &[
+            ("DATACAP_WORKER__LEASE", "3s"),
+            ("DATACAP_WORKER__HEARTBEAT", "1s"),
+        ],
+    );
+    eventually("the daemon is ready", Duration::from_secs(30), || {
+        daemon
+            .get("/readyz")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    eventually("a first round is written", Duration::from_secs(30), || {
+        h.count("SELECT COUNT(*) FROM import_attempts") >= 20
+    });
+    // The database goes away: no new connections, every open one dropped.
+    psql(&format!(
+        "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+    ));
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+    ));
+    eventually(
+        "the daemon reports not ready",
+        Duration::from_secs(30),
+        || {
+            daemon
+                .get("/readyz")
+                .is_some_and(|(status, _)| status == 503)
+        },
+    );
+    assert_eq!(daemon.get("/healthz").unwrap().0, 200, "alive all along");
+    psql(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"));
+    let before = h.count("SELECT COUNT(*) FROM import_attempts");
+    eventually("the daemon resumes", Duration::from_secs(60), || {
+        daemon
+            .get("/readyz")
+            .is_some_and(|(status, _)| status == 200)
+            && h.count("SELECT COUNT(*) FROM import_attempts") > before + 5
+    });
+    let healthy_red = "SELECT COUNT(*) FROM member_status \
+         WHERE member_id IN ('admin', 'ada', 'megan') AND color <> 'green'";
+    // Jobs whose write failed in the outage run again once their lease expires.
+    eventually(
+        "every healthy member is green",
+        Duration::from_secs(60),
+        || h.count(healthy_red) == 0,
+    );
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM status_changes WHERE member_id IN ('admin', 'ada', 'megan') AND to_color = 'red'"),
+        0,
+        "no healthy member ever turned red because of our database"
+    );
+    let status = h.status();
+    assert_eq!(email_reason(&status, "fabrikam", "megan"), "importing");
+    assert!(
+        daemon.logs().contains("failure of our own"),
+        "{}",
+        tail(&daemon.logs())
+    );
+}

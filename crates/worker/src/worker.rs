@@ -573,10 +573,9 @@ impl Worker {
             now: started_at,
         };
         let clock = Instant::now();
-        let Some(attempt) = self
-            .import_with_heartbeat(&job, &import_job, &abandon)
-            .await
-        else {
+        let heartbeat = self.start_heartbeat(&job);
+        let Some(attempt) = self.import_or_abandon(&job, &import_job, &abandon).await else {
+            drop(heartbeat);
             return self.abandon(&job).await;
         };
         let elapsed = clock.elapsed();
@@ -616,7 +615,10 @@ impl Worker {
             next_due_at,
             lease_owner: Some(self.owner().to_owned()),
         };
-        match self.record(&record, finished_at).await {
+        // The write is never abandoned: it is one transaction, all or nothing.
+        let written = self.record(&record, finished_at).await;
+        drop(heartbeat);
+        match written {
             Ok(result) => {
                 inner.health.progress();
                 if !result.sync_state_updated {
@@ -683,29 +685,50 @@ impl Worker {
         }
     }
 
-    /// Runs the connector while a heartbeat extends the lease; `None` when abandoned.
-    async fn import_with_heartbeat(
+    /// Runs the connector; `None` when abandoned.
+    async fn import_or_abandon(
         &self,
         job: &Job,
         import_job: &ImportJob,
         abandon: &CancellationToken,
     ) -> Option<Attempt> {
-        let inner = &self.inner;
-        let import = self.import(job.provider, import_job);
-        tokio::pin!(import);
-        let mut heartbeat = tokio::time::interval_at(
-            tokio::time::Instant::now() + inner.config.heartbeat,
-            inner.config.heartbeat,
-        );
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                attempt = &mut import => return Some(attempt),
-                () = abandon.cancelled() => return None,
-                _ = heartbeat.tick() => {
+        tokio::select! {
+            attempt = self.import(job.provider, import_job) => Some(attempt),
+            () = abandon.cancelled() => None,
+        }
+    }
+
+    /// Extends `job`'s lease every `heartbeat` until the returned guard is dropped. The
+    /// heartbeat runs as its own task, outside the attempt's transaction: a heartbeat
+    /// that waits on the row the attempt's write is updating never holds the write up.
+    fn start_heartbeat(&self, job: &Job) -> HeartbeatGuard {
+        let stop = CancellationToken::new();
+        let worker = self.clone();
+        let job = job.clone();
+        let stopped = stop.clone();
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                let inner = &worker.inner;
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::now() + inner.config.heartbeat,
+                    inner.config.heartbeat,
+                );
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stopped.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
                     let until = OffsetDateTime::now_utc()
-                        + time::Duration::try_from(inner.config.lease).unwrap_or(time::Duration::minutes(2));
-                    match inner.store.heartbeat(job, self.owner(), until).await {
+                        + time::Duration::try_from(inner.config.lease)
+                            .unwrap_or(time::Duration::minutes(2));
+                    let result = inner.store.heartbeat(&job, worker.owner(), until).await;
+                    if stopped.is_cancelled() {
+                        // The attempt was written (and its lease released) meanwhile.
+                        break;
+                    }
+                    match result {
                         Ok(true) => debug!("lease extended"),
                         Ok(false) => {
                             warn!("lease lost while the attempt runs");
@@ -718,7 +741,9 @@ impl Worker {
                     }
                 }
             }
-        }
+            .instrument(span),
+        );
+        HeartbeatGuard(stop)
     }
 
     async fn import(&self, provider: Provider, job: &ImportJob) -> Attempt {
@@ -863,6 +888,15 @@ fn unreachable_connector(provider: Provider) -> Attempt {
         Outcome::ProviderError,
         format!("no connector for {provider}"),
     ))
+}
+
+/// Stops a job's heartbeat task when dropped.
+struct HeartbeatGuard(CancellationToken);
+
+impl Drop for HeartbeatGuard {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// Sleeps `wait`; true when cancelled first.
