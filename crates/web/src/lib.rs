@@ -29,12 +29,19 @@ pub struct WebState {
     pub metrics: MetricsFn,
 }
 
+/// Liveness: 200 while the process serves HTTP (deploy/ probes it).
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness: 200 once the daemon is ready, 503 with the reason otherwise.
+pub const READYZ_PATH: &str = "/readyz";
+/// Prometheus metrics in the text format (deploy/ annotates it for scraping).
+pub const METRICS_PATH: &str = "/metrics";
+
 /// The router: `/healthz`, `/readyz`, `/metrics`.
 pub fn router(state: WebState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(HEALTHZ_PATH, get(healthz))
+        .route(READYZ_PATH, get(readyz))
+        .route(METRICS_PATH, get(metrics))
         .with_state(state)
 }
 
