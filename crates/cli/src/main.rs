@@ -36,6 +36,10 @@ enum Command {
     /// The whole system in one command: the sim, a demo company per provider, the worker,
     /// the status table; then keeps polling until Ctrl-C.
     Demo(commands::demo::Args),
+    /// Check a config file (and a tenants file) offline: every problem with its line.
+    CheckConfig(commands::check_config::Args),
+    /// Re-encrypt every stored secret under a new encryption key id, in one transaction.
+    RotateKey(commands::rotate_key::Args),
     /// Run the daemon: poll every member's email and calendar until SIGTERM/SIGINT
     /// (`--once`: poll what is due now and exit).
     Run(commands::run::Args),
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
         Command::Apply(args) => commands::apply::run(args, cli.config.as_deref()),
         Command::Status(args) => commands::status::run(args, cli.config.as_deref()),
         Command::Demo(args) => commands::demo::run(args),
+        Command::CheckConfig(args) => commands::check_config::run(args),
+        Command::RotateKey(args) => commands::rotate_key::run(args, cli.config.as_deref()),
         Command::Run(args) => commands::run::run(args, cli.config.as_deref()),
     };
     match result {

@@ -1,0 +1,348 @@
+//! The operator commands of issue 9 as processes: `datacap check-config` on good and bad
+//! config and tenants files (every problem with its line, exit 1, nothing touched), and
+//! `datacap rotate-key` re-encrypting stored refresh tokens on a real SQLite file and a
+//! fresh PostgreSQL database (`DATACAP_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`; it fails without one, never skips).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use datacap_core::MemberConnection;
+use datacap_store::{EncryptionKey, Store, StoreOptions, parse_tenants};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::Connection;
+
+fn repo_file(path: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../").to_owned() + path
+}
+
+/// Runs `datacap ARGS` in `dir` with a clean environment plus `env`.
+fn datacap(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_datacap"));
+    command.current_dir(dir).env_clear().args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("datacap runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// check-config
+
+#[test]
+fn check_config_passes_the_shipped_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = repo_file("config/datacap.toml");
+    let tenants = repo_file("config/tenants.example.toml");
+    let output = datacap(
+        dir.path(),
+        &[],
+        &["check-config", &config, "--tenants", &tenants],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        stdout(&output).trim_end().ends_with(": ok"),
+        "{}",
+        describe(&output)
+    );
+    // Offline: nothing was created next to it.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn check_config_passes_the_kubernetes_config_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_file("deploy/kubernetes/configmap.yaml")).unwrap();
+    let start = text
+        .find("datacap.toml: |\n")
+        .expect("the ConfigMap's datacap.toml")
+        + 16;
+    let toml: String = text[start..]
+        .lines()
+        .map(|line| line.strip_prefix("    ").unwrap_or(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let path = dir.path().join("datacap.toml");
+    std::fs::write(&path, toml).unwrap();
+    let output = datacap(dir.path(), &[], &["check-config", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", describe(&output));
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[database]\nurl = \"mysql://root:hunter2@db/x\"\n\n[worker]\nlease = \"soon\"\n\n[htpp]\nlisten = \"0.0.0.0:1\"\n",
+    )
+    .unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(
+        &tenants,
+        "[[companies]]\nid = \"acme\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\ncredentials = { client_secret = \"s3cret\" }\n",
+    )
+    .unwrap();
+    let output = datacap(
+        dir.path(),
+        &[("DATACAP_HTTP__LISTEN", "nowhere")],
+        &[
+            "check-config",
+            config.to_str().unwrap(),
+            "--tenants",
+            tenants.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let printed = stdout(&output);
+    let lines: Vec<&str> = printed.lines().collect();
+    let config = config.display().to_string();
+    let tenants = tenants.display().to_string();
+    for expected in [
+        format!("{config}:7: htpp: unknown section"),
+        format!("{config}:2: database.url: unsupported database url scheme \"mysql\""),
+        format!("{config}:5: worker.lease: \"soon\" is not a duration"),
+        "env DATACAP_HTTP__LISTEN: http.listen: \"nowhere\" is not an address".to_owned(),
+        format!("{tenants}:5: companies[0].credentials"),
+    ] {
+        assert!(
+            lines.iter().any(|line| line.starts_with(&expected)),
+            "no line starts with {expected:?}:\n{printed}"
+        );
+    }
+    assert_eq!(lines.len(), 5, "{printed}");
+    // Secrets never appear, not even a password in a bad url or an inline secret.
+    assert!(
+        !printed.contains("hunter2") && !printed.contains("s3cret"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn check_config_reports_a_syntax_error_and_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.toml");
+    std::fs::write(&config, "[database]\nurl = \n").unwrap();
+    let output = datacap(dir.path(), &[], &["check-config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stdout(&output).starts_with(&format!("{}:2: ", config.display())),
+        "{}",
+        describe(&output)
+    );
+    let output = datacap(dir.path(), &[], &["check-config", "nowhere.toml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot read config file nowhere.toml")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// rotate-key
+
+const TENANTS: &str = r#"
+[[companies]]
+id = "globex"
+provider = "microsoft_365"
+connection_mode = "user_by_user"
+settings = { permission_given = true }
+
+[[companies.members]]
+id = "gil"
+email = "gil@globex.test"
+
+[[companies.members]]
+id = "hal"
+email = "hal@globex.test"
+"#;
+
+const OLD_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const NEW_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+fn key(id: &str, text: &str) -> EncryptionKey {
+    EncryptionKey::parse(id, &SecretString::from(text.to_owned())).unwrap()
+}
+
+fn admin_url() -> String {
+    std::env::var("DATACAP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh PostgreSQL database, dropped at the end.
+struct PostgresDb {
+    url: String,
+    name: String,
+}
+
+impl PostgresDb {
+    async fn new() -> PostgresDb {
+        let admin = admin_url();
+        let name = format!("datacap_rotate_{}", uuid::Uuid::new_v4().simple());
+        let mut connection = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|error| panic!("postgresql is required at {admin}: {error}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .expect("create database");
+        connection.close().await.ok();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        PostgresDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    async fn drop_database(self) {
+        if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url()).await {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut connection)
+                .await;
+        }
+    }
+}
+
+/// Two members with stored refresh tokens under key "k1", then `datacap rotate-key` to
+/// "k2": both open with k2 only, the old key no longer starts the daemon's check for them,
+/// and a second run changes nothing.
+async fn rotate_key_round_trip(url: &str, dir: &Path) {
+    let now = time::OffsetDateTime::now_utc();
+    let old = key("k1", OLD_KEY);
+    let store = Store::connect(url, StoreOptions::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+        .apply_tenants(&parse_tenants(TENANTS).unwrap(), now)
+        .await
+        .unwrap();
+    store.verify_key(&old, now).await.unwrap();
+    for member in ["gil", "hal"] {
+        let token = SecretString::from(format!("1//refresh-{member}"));
+        store
+            .put_member_grant(
+                member,
+                MemberConnection::Connected,
+                &["Mail.Read".to_owned()],
+                Some(&token),
+                &old,
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    store.close().await;
+
+    let key_file = dir.join("new.key");
+    std::fs::write(&key_file, format!("{NEW_KEY}\n")).unwrap();
+    let env = [
+        ("DATACAP_DATABASE__URL", url),
+        ("DATACAP_ENCRYPTION__KEY_ENV", "DATACAP_KEY"),
+        ("DATACAP_ENCRYPTION__KEY_ID", "k1"),
+        ("DATACAP_KEY", OLD_KEY),
+    ];
+    // The same id again is refused before anything is touched.
+    let output = datacap(
+        dir,
+        &env,
+        &[
+            "rotate-key",
+            "--new-key-id",
+            "k1",
+            "--new-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!output.status.success(), "{}", describe(&output));
+    let output = datacap(
+        dir,
+        &env,
+        &[
+            "rotate-key",
+            "--new-key-id",
+            "k2",
+            "--new-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let printed = stdout(&output);
+    assert!(
+        printed.starts_with(
+            "re-encrypted 2 member secrets from key \"k1\" to key \"k2\" (0 were under it already)"
+        ),
+        "{printed}"
+    );
+    for secret in [OLD_KEY, NEW_KEY, "refresh-"] {
+        assert!(!printed.contains(secret), "{printed}");
+        assert!(!String::from_utf8_lossy(&output.stderr).contains(secret));
+    }
+
+    let store = Store::connect(url, StoreOptions::default()).await.unwrap();
+    let new = key("k2", NEW_KEY);
+    for member in ["gil", "hal"] {
+        let grant = store
+            .member_grant(member, Some(&new))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            grant.refresh_token.unwrap().expose_secret(),
+            &format!("1//refresh-{member}")
+        );
+        assert!(store.member_grant(member, Some(&old)).await.is_err());
+    }
+    store.verify_key(&new, now).await.unwrap();
+    store.close().await;
+
+    // Again, now with the new key in the environment: nothing left to re-seal.
+    let mut env = env.to_vec();
+    env.push(("DATACAP_NEW", NEW_KEY));
+    let output = datacap(
+        dir,
+        &env,
+        &[
+            "rotate-key",
+            "--new-key-id",
+            "k2",
+            "--new-key-env",
+            "DATACAP_NEW",
+        ],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        stdout(&output).contains("re-encrypted 0 member secrets")
+            && stdout(&output).contains("(2 were under it already)"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_key_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    rotate_key_round_trip(&url, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_key_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = PostgresDb::new().await;
+    rotate_key_round_trip(&db.url, dir.path()).await;
+    db.drop_database().await;
+}
