@@ -25,9 +25,9 @@ pub use crypto::{CryptoError, EncryptionKey, Sealed};
 pub use datacap_core::{CalendarItem, EmailItem};
 pub use error::StoreError;
 pub use model::{
-    ApplySummary, AttemptRecord, BannerReport, CompanyReport, FailPoint, IconReport, Job,
-    JobContext, KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport, StoreOptions,
-    WriteOptions,
+    ApplySummary, AttemptRecord, BannerReport, CompanyReport, DueReport, FailPoint, IconReport,
+    Job, JobContext, KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport,
+    StoreOptions, WriteOptions,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -229,6 +229,17 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         dispatch!(self.verify_key(key, now))
+    }
+
+    /// Makes a member's channels (or one) due at `now`, so the next claim polls them;
+    /// a channel under a live lease is left to its running attempt.
+    pub async fn make_due(
+        &self,
+        member_id: &str,
+        channel: Option<datacap_core::Channel>,
+        now: OffsetDateTime,
+    ) -> Result<DueReport, StoreError> {
+        dispatch!(self.make_due(member_id, channel, now))
     }
 
     /// Re-seals every stored member secret from `old` to `new` in one transaction, and

@@ -127,6 +127,14 @@ pub struct MemberGrant {
     pub refresh_token: Option<secrecy::SecretString>,
 }
 
+/// What `make_due` did: channels now due, and channels left alone because an attempt
+/// holds a live lease on them (its end sets their next due time).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DueReport {
+    pub made_due: u64,
+    pub leased: u64,
+}
+
 /// What `rotate_key` did: secrets re-sealed under the new key, and secrets that were under
 /// it already (a re-run after some daemon wrote with the new key, or a second rotation).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -22,8 +22,8 @@ use crate::crypto::{CryptoError, EncryptionKey, Sealed};
 use crate::dbtime::DbTime;
 use crate::error::{StoreError, corrupt};
 use crate::model::{
-    ApplySummary, AttemptRecord, BannerReport, CompanyReport, FailPoint, IconReport, Job,
-    KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
+    ApplySummary, AttemptRecord, BannerReport, CompanyReport, DueReport, FailPoint, IconReport,
+    Job, KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
 };
 use crate::rows::{AttemptRow, IconRow};
 use crate::tenants::Tenants;
@@ -1135,6 +1135,58 @@ impl Backend {
         check_canary(&mut tx, key, now, true).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Sets `next_due_at = now` on the member's sync-state rows (one channel's, or both)
+    /// that no live lease holds, in one transaction; counts the leased ones apart.
+    pub async fn make_due(
+        &self,
+        member_id: &str,
+        channel: Option<Channel>,
+        now: OffsetDateTime,
+    ) -> Result<DueReport, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let known: Option<(String,)> = sqlx::query_as("SELECT id FROM members WHERE id = $1")
+            .bind(member_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Err(StoreError::UnknownMember {
+                member_id: member_id.to_owned(),
+            });
+        }
+        // One channel or both: `channel IN ($3, $4)` with the same value twice for one.
+        let (first, second) = match channel {
+            Some(channel) => (channel.as_str(), channel.as_str()),
+            None => (Channel::Email.as_str(), Channel::Calendar.as_str()),
+        };
+        let made_due = sqlx::query(
+            "UPDATE sync_state SET next_due_at = $2 \
+             WHERE member_id = $1 AND channel IN ($3, $4) \
+             AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= $2)",
+        )
+        .bind(member_id)
+        .bind(DbTime::new(now))
+        .bind(first)
+        .bind(second)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let (leased,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sync_state WHERE member_id = $1 AND channel IN ($3, $4) \
+             AND lease_owner IS NOT NULL AND lease_expires_at > $2",
+        )
+        .bind(member_id)
+        .bind(DbTime::new(now))
+        .bind(first)
+        .bind(second)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(DueReport {
+            made_due,
+            leased: u64::try_from(leased).unwrap_or(0),
+        })
     }
 
     /// Re-seals every stored refresh token from `old` to `new` in one transaction (rows

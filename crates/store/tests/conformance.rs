@@ -1114,6 +1114,64 @@ async fn rotate_key_reseals_every_secret_in_one_transaction(backend: Backend) {
     assert_eq!((again.resealed, again.already_new), (0, 2));
 }
 
+async fn make_due_polls_a_member_again_unless_leased(backend: Backend) {
+    let db = applied(backend).await;
+    let later = NOW + Duration::minutes(1);
+    let report = db.store.make_due("ana", None, later).await.unwrap();
+    assert_eq!((report.made_due, report.leased), (2, 0));
+
+    // A claimed channel keeps its lease: its attempt's end sets the next due time.
+    let jobs = db
+        .store
+        .claim_due("w1", later, Duration::minutes(2), 100)
+        .await
+        .unwrap();
+    let ana_email = jobs
+        .iter()
+        .find(|job| job.member_id == "ana" && job.channel == Channel::Email)
+        .expect("ana's email was due")
+        .clone();
+    let report = db
+        .store
+        .make_due("ana", Some(Channel::Email), later)
+        .await
+        .unwrap();
+    assert_eq!((report.made_due, report.leased), (0, 1));
+
+    // Released with a due time an hour away, then made due now: claimed again at once.
+    db.store
+        .release(&ana_email, "w1", Some(NOW + Duration::hours(1)))
+        .await
+        .unwrap();
+    let soon = NOW + Duration::minutes(2);
+    assert!(
+        db.store
+            .claim_due("w2", soon, Duration::minutes(2), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let report = db
+        .store
+        .make_due("ana", Some(Channel::Email), soon)
+        .await
+        .unwrap();
+    assert_eq!((report.made_due, report.leased), (1, 0));
+    let jobs = db
+        .store
+        .claim_due("w2", soon, Duration::minutes(2), 100)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].member_id.as_str(), jobs[0].channel),
+        ("ana", Channel::Email)
+    );
+
+    let error = db.store.make_due("nobody", None, soon).await.unwrap_err();
+    assert!(matches!(error, StoreError::UnknownMember { .. }), "{error}");
+}
+
 // ---------------------------------------------------------------------------------------
 // retention, views, report shape
 
@@ -1443,6 +1501,7 @@ conformance!(
     recompute_company_notices_stalled_imports,
     refresh_tokens_are_sealed_per_row,
     rotate_key_reseals_every_secret_in_one_transaction,
+    make_due_polls_a_member_again_unless_leased,
     retention_prunes_old_attempts_and_keeps_status,
     admin_views_show_icons_and_banners,
     status_json_has_the_design_shape,
