@@ -40,6 +40,8 @@ enum Command {
     CheckConfig(commands::check_config::Args),
     /// Re-encrypt every stored secret under a new encryption key id, in one transaction.
     RotateKey(commands::rotate_key::Args),
+    /// Make a member's channels due now, so a running daemon polls them next.
+    Poll(commands::poll::Args),
     /// Run the daemon: poll every member's email and calendar until SIGTERM/SIGINT
     /// (`--once`: poll what is due now and exit).
     Run(commands::run::Args),
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::CheckConfig(args) => commands::check_config::run(args),
         Command::RotateKey(args) => commands::rotate_key::run(args, cli.config.as_deref()),
+        Command::Poll(args) => commands::poll::run(args, cli.config.as_deref()),
         Command::Run(args) => commands::run::run(args, cli.config.as_deref()),
     };
     match result {

@@ -2,7 +2,8 @@
 //! config and tenants files (every problem with its line, exit 1, nothing touched), and
 //! `datacap rotate-key` re-encrypting stored refresh tokens on a real SQLite file and a
 //! fresh PostgreSQL database (`DATACAP_TEST_POSTGRES_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`; it fails without one, never skips).
+//! `postgres://postgres@127.0.0.1:5432/postgres`; it fails without one, never skips), and
+//! `datacap poll --member` making a member due again.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -345,4 +346,51 @@ async fn rotate_key_on_postgres() {
     let db = PostgresDb::new().await;
     rotate_key_round_trip(&db.url, dir.path()).await;
     db.drop_database().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// poll --member
+
+#[test]
+fn poll_member_makes_its_channels_due_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let env = [("DATACAP_DATABASE__URL", url.as_str())];
+    let example = repo_file("config/tenants.example.toml");
+    let output = datacap(dir.path(), &env, &["apply", &example]);
+    assert!(output.status.success(), "{}", describe(&output));
+
+    let output = datacap(dir.path(), &env, &["poll", "--member", "ana"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        stdout(&output).starts_with(
+            "member ana: email and calendar: 2 channel(s) due now, the next claim of a running daemon polls them; 0 being polled right now"
+        ),
+        "{}",
+        describe(&output)
+    );
+    let output = datacap(
+        dir.path(),
+        &env,
+        &["poll", "--member", "ana", "--channel", "calendar"],
+    );
+    assert!(
+        stdout(&output).starts_with("member ana: calendar: 1 channel(s) due now"),
+        "{}",
+        describe(&output)
+    );
+
+    let output = datacap(dir.path(), &env, &["poll", "--member", "nobody"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unknown member \"nobody\""),
+        "{}",
+        describe(&output)
+    );
+    let output = datacap(
+        dir.path(),
+        &env,
+        &["poll", "--member", "ana", "--channel", "fax"],
+    );
+    assert!(!output.status.success());
 }

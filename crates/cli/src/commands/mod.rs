@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod classify;
 pub mod demo;
 pub mod migrate;
+pub mod poll;
 pub mod rotate_key;
 pub mod run;
 pub mod sim;
