@@ -394,3 +394,42 @@ fn poll_member_makes_its_channels_due_now() {
     );
     assert!(!output.status.success());
 }
+
+// ---------------------------------------------------------------------------------------
+// docs/operations.md
+
+/// Every key config/datacap.toml shows (set or commented out) has a row in
+/// docs/operations.md, so the reference cannot silently fall behind the config.
+#[test]
+fn operations_md_documents_every_config_key() {
+    let config = std::fs::read_to_string(repo_file("config/datacap.toml")).unwrap();
+    let docs = std::fs::read_to_string(repo_file("docs/operations.md")).unwrap();
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in config.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            section = name.to_owned();
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if !section.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            keys.push(format!("{section}.{key}"));
+        }
+    }
+    assert!(keys.len() > 40, "read the config's keys: {keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|full| {
+            let key = full.split_once('.').map_or(full.as_str(), |(_, key)| key);
+            !docs.contains(&format!("`{key}`")) && !docs.contains(&format!("`{full}`"))
+        })
+        .collect();
+    assert!(missing.is_empty(), "docs/operations.md lacks {missing:?}");
+    assert!(docs.contains("`DATACAP_WORKER__CONCURRENCY`"));
+}
