@@ -929,3 +929,58 @@ fn a_database_outage_is_never_a_member_failure_and_the_daemon_resumes() {
         tail(&daemon.logs())
     );
 }
+
+#[test]
+fn a_daemon_killed_mid_attempt_leaves_its_job_to_another_after_the_lease() {
+    // ada's first Gmail answer takes 20 s; later ones are quick.
+    let scenario = SCENARIO.replace(
+        "[[tenant.user]]\nemail = \"ada@globex.example\"\nmessages = 9\nevents = 4\n",
+        "[[tenant.user]]\nemail = \"ada@globex.example\"\nmessages = 9\nevents = 4\n\
+         [[tenant.user.fault]]\nfault = \"latency\"\nlatency_ms = 20000\nendpoint = \"gmail\"\ntimes = 1\n",
+    );
+    let h = Harness::new(&scenario, true);
+    h.apply();
+    let env = [
+        ("DATACAP_WORKER__LEASE", "3s"),
+        ("DATACAP_WORKER__HEARTBEAT", "1s"),
+    ];
+    let mut first = h.daemon("first", &env);
+    eventually(
+        "the first daemon holds ada's email",
+        Duration::from_secs(30),
+        || {
+            h.count(
+            "SELECT COUNT(*) FROM sync_state WHERE member_id = 'ada' AND channel = 'email' \
+             AND lease_owner = 'first'",
+        ) == 1
+            && h.count("SELECT COUNT(*) FROM (SELECT DISTINCT member_id, channel FROM import_attempts) AS j") >= 19
+        },
+    );
+    first.signal("-KILL");
+    first.wait(Duration::from_secs(10)).expect("killed");
+    let started = Instant::now();
+    let second = h.daemon("second", &env);
+    eventually(
+        "the second daemon imports ada's email",
+        Duration::from_secs(60),
+        || email_reason(&h.status(), "globex", "ada") == "importing",
+    );
+    // Not before the first daemon's lease ran out.
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        h.count(
+            "SELECT COUNT(*) FROM import_attempts WHERE member_id = 'ada' AND channel = 'email'"
+        ),
+        1,
+        "the killed daemon wrote nothing for the job it held"
+    );
+    assert!(
+        second.logs().contains("member=ada channel=email"),
+        "{}",
+        tail(&second.logs())
+    );
+}

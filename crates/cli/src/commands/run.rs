@@ -203,8 +203,11 @@ pub(crate) fn connectors(config: &Config) -> anyhow::Result<Connectors> {
 pub(crate) fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .with_context(|| format!("log.level {:?} is not a tracing filter", log.level))?;
+    // Colours only for a person at a terminal, never in log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = if log.json {
         builder
