@@ -912,3 +912,129 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datacap_core::{CompanySettings, MemberSettings};
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn context(mode: ConnectionMode, connection: Option<MemberConnection>) -> JobContext {
+        JobContext {
+            company_id: "acme".to_owned(),
+            member_id: "ana".to_owned(),
+            member_email: "ana@acme.example".to_owned(),
+            company: CompanySettings {
+                provider: Provider::GoogleWorkspace,
+                connection_mode: mode,
+                permission_given: true,
+                email_authorized: true,
+                calendar_authorized: true,
+                import_email: true,
+                import_calendar: true,
+                import_non_recorded_meetings: false,
+            },
+            member: MemberSettings {
+                has_recording_seat: true,
+                recording_enabled: true,
+                email_import: true,
+                calendar_import: true,
+                import_non_recorded_meetings: false,
+                connection,
+            },
+            credential_refs: BTreeMap::new(),
+            active: true,
+        }
+    }
+
+    /// Whether `channel` of the changed context may be imported.
+    fn check(change: impl FnOnce(&mut JobContext), channel: Channel, expected: bool) {
+        let mut context = context(ConnectionMode::CompanyWide, None);
+        change(&mut context);
+        let now = datetime!(2026-11-29 12:00 UTC);
+        assert_eq!(
+            may_import(&context, channel, now, &Thresholds::default()),
+            expected,
+            "{context:?} {channel}"
+        );
+    }
+
+    #[test]
+    fn settings_decide_whether_a_job_runs() {
+        check(|_| {}, Channel::Email, true);
+        check(|_| {}, Channel::Calendar, true);
+        // Rule 1: switched off.
+        check(|c| c.member.email_import = false, Channel::Email, false);
+        check(|c| c.member.email_import = false, Channel::Calendar, true);
+        check(|c| c.company.import_email = false, Channel::Email, false);
+        check(
+            |c| {
+                c.member.calendar_import = false;
+                c.member.recording_enabled = false;
+            },
+            Channel::Calendar,
+            false,
+        );
+        // Rules 2–4: the company's connection.
+        check(
+            |c| c.company.provider = Provider::None,
+            Channel::Email,
+            false,
+        );
+        check(
+            |c| c.company.permission_given = false,
+            Channel::Calendar,
+            false,
+        );
+        check(
+            |c| c.company.email_authorized = false,
+            Channel::Email,
+            false,
+        );
+        check(
+            |c| c.company.email_authorized = false,
+            Channel::Calendar,
+            true,
+        );
+        // Rules 5–6: the member's own grant (user-by-user only).
+        let by_user = |connection| {
+            move |c: &mut JobContext| {
+                c.company.connection_mode = ConnectionMode::UserByUser;
+                c.member.connection = connection;
+            }
+        };
+        check(by_user(None), Channel::Email, false);
+        check(
+            by_user(Some(MemberConnection::NotConnected)),
+            Channel::Email,
+            false,
+        );
+        check(
+            by_user(Some(MemberConnection::Invalid)),
+            Channel::Email,
+            false,
+        );
+        check(
+            by_user(Some(MemberConnection::Connected)),
+            Channel::Email,
+            true,
+        );
+        // Rules 7–8: company calendar settings.
+        check(
+            |c| c.company.import_calendar = false,
+            Channel::Calendar,
+            false,
+        );
+        check(|c| c.company.import_calendar = false, Channel::Email, true);
+        check(
+            |c| c.member.import_non_recorded_meetings = true,
+            Channel::Calendar,
+            false,
+        );
+        // A deactivated member or company is never polled.
+        check(|c| c.active = false, Channel::Email, false);
+    }
+}
