@@ -741,7 +741,15 @@ fn sigterm_drains_within_the_grace_period_and_writes_nothing_partial() {
         metrics.contains("datacap_attempt_duration_seconds_bucket"),
         "{metrics}"
     );
-    assert!(!metrics.contains("member"), "no member ids in metrics");
+    assert!(
+        metrics.contains(
+            "datacap_members{icon=\"email\",color=\"gray\",reason=\"awaiting_first_import\"}"
+        ),
+        "{metrics}"
+    );
+    for member in ["admin", "ada", "nodwd", "megan"] {
+        assert!(!metrics.contains(member), "no member ids in metrics");
+    }
     assert_eq!(
         h.count(
             "SELECT COUNT(*) FROM import_attempts WHERE member_id = 'ada' AND channel = 'email'"

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use datacap_core::{Channel, Outcome, Provider};
-use metrics::{counter, histogram};
+use datacap_core::{Channel, Icon, Outcome, Provider, Reason};
+use metrics::{counter, gauge, histogram};
 use tracing::{info, warn};
 
 /// Attempts by provider, channel and outcome.
@@ -34,6 +34,8 @@ pub const RATE_LIMIT_WAIT_SECONDS: &str = "datacap_rate_limit_wait_seconds_total
 pub const TOKENS_ROTATED: &str = "datacap_refresh_tokens_rotated_total";
 /// Token failures: attempts whose outcome says a credential or grant was refused.
 pub const TOKEN_FAILURES: &str = "datacap_token_failures_total";
+/// Members by icon, colour and reason (a gauge, set by each stall pass).
+pub const MEMBERS: &str = "datacap_members";
 /// Stall passes completed.
 pub const STALL_PASSES: &str = "datacap_stall_passes_total";
 
@@ -145,4 +147,15 @@ pub(crate) fn token_rotated(provider: Provider) {
 
 pub(crate) fn stall_pass() {
     counter!(STALL_PASSES).increment(1);
+}
+
+pub(crate) fn members(icon: Icon, reason: Reason, count: u64) {
+    #[allow(clippy::cast_precision_loss)]
+    gauge!(
+        MEMBERS,
+        "icon" => icon.as_str(),
+        "color" => reason.color().as_str(),
+        "reason" => reason.as_str()
+    )
+    .set(count as f64);
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use datacap_connector::{Attempt, Connector, ImportJob, JobAuth};
 use datacap_core::{
-    Channel, ConnectionMode, MemberConnection, Outcome, Provider, Reason, Thresholds,
+    Channel, ConnectionMode, Icon, MemberConnection, Outcome, Provider, Reason, Thresholds,
     classify_member,
 };
 use datacap_google::GoogleConnector;
@@ -164,6 +164,8 @@ struct Inner {
     credentials: Mutex<HashMap<String, CachedCredentials>>,
     health: Arc<Health>,
     report: Mutex<CycleReport>,
+    /// The (icon, reason) pairs the members gauge was last set for.
+    members_shown: Mutex<std::collections::BTreeSet<(Icon, Reason)>>,
     /// Attempt writes go one at a time (see [`Worker::record`]).
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -232,6 +234,7 @@ impl Worker {
                 health: Arc::new(Health::new(stale_after)),
                 report: Mutex::new(CycleReport::default()),
                 write_lock: tokio::sync::Mutex::new(()),
+                members_shown: Mutex::new(std::collections::BTreeSet::new()),
                 config,
             }),
         })
@@ -362,6 +365,29 @@ impl Worker {
         }
         self.inner.health.progress();
         events::stall_pass();
+        match self.inner.store.status(None).await {
+            Ok(report) => {
+                let mut counts: BTreeMap<(Icon, Reason), u64> = BTreeMap::new();
+                for member in report.companies.iter().flat_map(|c| &c.members) {
+                    for (icon, shown) in [
+                        (Icon::Capture, &member.capture),
+                        (Icon::Email, &member.email),
+                        (Icon::Calendar, &member.calendar),
+                    ] {
+                        *counts.entry((icon, shown.reason)).or_default() += 1;
+                    }
+                }
+                let mut shown = lock(&self.inner.members_shown);
+                for gone in shown.iter().filter(|key| !counts.contains_key(key)) {
+                    events::members(gone.0, gone.1, 0);
+                }
+                for ((icon, reason), count) in &counts {
+                    events::members(*icon, *reason, *count);
+                }
+                *shown = counts.into_keys().collect();
+            }
+            Err(error) => events::own_failure("member_gauges", &error, None),
+        }
     }
 
     fn take_report(&self) -> CycleReport {
