@@ -833,7 +833,9 @@ fn two_daemons_on_postgres_share_the_work_and_never_poll_the_same_job_at_once() 
     let env = [
         ("DATACAP_WORKER__CONCURRENCY", "4"),
         ("DATACAP_WORKER__CLAIM_BATCH", "4"),
-        ("DATACAP_WORKER__LEASE", "5s"),
+        // Long enough that a loaded machine never lets a heartbeat lapse (the SIGKILL
+        // test covers expiry and reclaim).
+        ("DATACAP_WORKER__LEASE", "30s"),
         ("DATACAP_WORKER__HEARTBEAT", "1s"),
     ];
     let a = h.daemon("daemon-a", &env);

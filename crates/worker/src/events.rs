@@ -25,7 +25,7 @@ pub const OWN_FAILURES: &str = "datacap_own_failures_total";
 pub const LEASE_CLAIMS: &str = "datacap_lease_claims_total";
 /// Leases lost while an attempt ran (expired and reclaimed by another worker).
 pub const LEASE_LOST: &str = "datacap_lease_lost_total";
-/// Attempts abandoned at shutdown.
+/// Attempts abandoned at shutdown or because their lease was lost.
 pub const ABANDONED: &str = "datacap_attempts_abandoned_total";
 /// Waits for a company's token bucket, and their total time.
 pub const RATE_LIMIT_WAITS: &str = "datacap_rate_limit_waits_total";
@@ -132,7 +132,7 @@ pub(crate) fn lease_lost() {
 
 pub(crate) fn abandoned() {
     counter!(ABANDONED).increment(1);
-    warn!("attempt abandoned at shutdown: nothing written, lease released");
+    warn!("attempt abandoned (shutdown or lease lost): nothing written, lease released");
 }
 
 pub(crate) fn rate_limit_wait(provider: Provider, waited: Duration) {

@@ -14,11 +14,13 @@
 mod credentials;
 pub mod events;
 mod health;
+mod rotation;
 pub mod schedule;
 mod worker;
 
 pub use credentials::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
 pub use health::{Health, NotReady};
+pub use rotation::store_token_sink;
 pub use schedule::ScheduleConfig;
 pub use worker::{
     ConfigError, Connectors, CycleReport, Worker, WorkerConfig, WorkerError, may_import,

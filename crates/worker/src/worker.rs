@@ -599,8 +599,10 @@ impl Worker {
             now: started_at,
         };
         let clock = Instant::now();
-        let heartbeat = self.start_heartbeat(&job);
-        let Some(attempt) = self.import_or_abandon(&job, &import_job, &abandon).await else {
+        // Abandoned at shutdown, or as soon as the heartbeat finds the lease taken over.
+        let stop = abandon.child_token();
+        let heartbeat = self.start_heartbeat(&job, stop.clone());
+        let Some(attempt) = self.import_or_abandon(&job, &import_job, &stop).await else {
             drop(heartbeat);
             return self.abandon(&job).await;
         };
@@ -727,7 +729,9 @@ impl Worker {
     /// Extends `job`'s lease every `heartbeat` until the returned guard is dropped. The
     /// heartbeat runs as its own task, outside the attempt's transaction: a heartbeat
     /// that waits on the row the attempt's write is updating never holds the write up.
-    fn start_heartbeat(&self, job: &Job) -> HeartbeatGuard {
+    /// When the lease turns out to be another worker's, `lost` is cancelled so the
+    /// attempt stops instead of polling beside the new holder.
+    fn start_heartbeat(&self, job: &Job, lost: CancellationToken) -> HeartbeatGuard {
         let stop = CancellationToken::new();
         let worker = self.clone();
         let job = job.clone();
@@ -757,8 +761,10 @@ impl Worker {
                     match result {
                         Ok(true) => debug!("lease extended"),
                         Ok(false) => {
-                            warn!("lease lost while the attempt runs");
+                            warn!("lease lost while the attempt runs: stopping it");
                             events::lease_lost();
+                            lost.cancel();
+                            break;
                         }
                         Err(error) => {
                             inner.health.database_failed();

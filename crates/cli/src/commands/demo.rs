@@ -128,15 +128,13 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
     let config = config::parse("", "datacap demo", overrides)?;
     init_logging(&config.log)?;
 
-    let key = EncryptionKey::parse(
-        "demo",
-        &SecretString::from(
-            (0..32)
-                .map(|_| format!("{:02x}", fastrand::u8(..)))
-                .collect::<String>(),
-        ),
-    )
-    .context("cannot make the demo's encryption key")?;
+    let key_text = SecretString::from(
+        (0..32)
+            .map(|_| format!("{:02x}", fastrand::u8(..)))
+            .collect::<String>(),
+    );
+    let key =
+        EncryptionKey::parse("demo", &key_text).context("cannot make the demo's encryption key")?;
     let store = Store::connect(
         &format!("sqlite://{}", database.display()),
         StoreOptions {
@@ -164,7 +162,11 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot apply the demo tenants")?;
 
-    let connectors = connectors(&config)?;
+    let sink = datacap_worker::store_token_sink(
+        store.clone(),
+        EncryptionKey::parse("demo", &key_text).context("cannot copy the demo's key")?,
+    );
+    let connectors = connectors(&config, Some(sink))?;
     connect_members(&store, &key, &e, &connectors, now).await?;
     backdate_stuck_member(&store, &config, &connectors).await?;
 

@@ -50,7 +50,15 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
                 .await
                 .context("encryption key check failed")?;
         }
-        let worker = build_worker(&config, store.clone(), connectors(&config)?, key)?;
+        // A second copy of the key seals tokens Microsoft rotates mid-attempt.
+        let sink = match &config.encryption {
+            Some(encryption) => Some(datacap_worker::store_token_sink(
+                store.clone(),
+                config::load_key(encryption)?,
+            )),
+            None => None,
+        };
+        let worker = build_worker(&config, store.clone(), connectors(&config, sink)?, key)?;
         let cancel = CancellationToken::new();
         shutdown_on_signals(cancel.clone())?;
         if args.once {
@@ -162,8 +170,12 @@ pub(crate) fn worker_config(config: &Config) -> WorkerConfig {
     }
 }
 
-/// Both connectors at the configured base URLs.
-pub(crate) fn connectors(config: &Config) -> anyhow::Result<Connectors> {
+/// Both connectors at the configured base URLs; `sink` stores refresh tokens Microsoft
+/// rotates as soon as they are issued.
+pub(crate) fn connectors(
+    config: &Config,
+    sink: Option<Arc<dyn datacap_microsoft::RefreshTokenSink>>,
+) -> anyhow::Result<Connectors> {
     let google = &config.google;
     let google_config = GoogleConfig {
         mail_window: google.mail_window,
@@ -192,8 +204,11 @@ pub(crate) fn connectors(config: &Config) -> anyhow::Result<Connectors> {
             GoogleConnector::new(google_config).context("invalid [google] configuration")?,
         )),
         microsoft: Some(
-            MicrosoftConnector::new(microsoft_config)
-                .context("invalid [microsoft] configuration")?,
+            match sink {
+                Some(sink) => MicrosoftConnector::with_refresh_token_sink(microsoft_config, sink),
+                None => MicrosoftConnector::new(microsoft_config),
+            }
+            .context("invalid [microsoft] configuration")?,
         ),
     })
 }
