@@ -190,7 +190,9 @@ impl Store {
         dispatch!(self.ping())
     }
 
-    /// Deletes attempts finished before `older_than` (keeping each channel's latest).
+    /// Deletes attempts finished before `older_than`, keeping each channel's latest
+    /// `red_after_consecutive_failures` attempts (all the classifier reads), so pruning never
+    /// changes a status. Status history is kept.
     pub async fn prune_attempts(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {
         dispatch!(self.prune_attempts(older_than))
     }

@@ -956,14 +956,23 @@ impl Backend {
     /// Deletes attempts that finished before `older_than`, except the latest of each
     /// (member, channel), which the stall rule still needs. Status and its history stay.
     pub async fn prune_attempts(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {
+        // Each channel keeps the latest N attempts (N = red_after_consecutive_failures),
+        // the ones the classifier reads: pruning never changes a status.
+        let keep = i64::from(
+            self.options()
+                .thresholds
+                .red_after_consecutive_failures
+                .max(1),
+        );
         let mut tx = self.begin_write().await?;
         let deleted = sqlx::query(
             "DELETE FROM import_attempts WHERE finished_at < $1 AND id NOT IN (\
              SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY member_id, channel \
              ORDER BY finished_at DESC, id DESC) AS recent FROM import_attempts) ranked \
-             WHERE recent = 1)",
+             WHERE recent <= $2)",
         )
         .bind(DbTime::new(older_than))
+        .bind(keep)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -1179,7 +1179,7 @@ async fn retention_prunes_old_attempts_and_keeps_status(backend: Backend) {
     let db = applied(backend).await;
     let options = WriteOptions::default();
     let old = NOW - Duration::days(40);
-    for i in 0..3 {
+    for i in 0..5 {
         db.store
             .record_attempt(
                 &attempt(
@@ -1212,6 +1212,26 @@ async fn retention_prunes_old_attempts_and_keeps_status(backend: Backend) {
         .record_attempt(&recent, NOW, &options)
         .await
         .unwrap();
+    // ana's calendar: a success 40 days ago, then two transient failures just now. The old
+    // success is what keeps her green (rule 11), so pruning must keep it.
+    for (at, outcome) in [
+        (old, Outcome::Success),
+        (NOW - Duration::minutes(2), Outcome::NetworkError),
+        (NOW - Duration::minutes(1), Outcome::NetworkError),
+    ] {
+        db.store
+            .record_attempt(
+                &attempt("ana", Channel::Calendar, outcome, at),
+                at,
+                &options,
+            )
+            .await
+            .unwrap();
+    }
+    let calendar_before = icon(&db.store.status(Some("acme")).await.unwrap(), "ana")
+        .calendar
+        .reason;
+    assert_eq!(calendar_before, Reason::Importing);
     let history = db.count("SELECT COUNT(*) FROM status_changes").await;
     let status = db.store.status(None).await.unwrap();
     let deleted = db
@@ -1219,17 +1239,20 @@ async fn retention_prunes_old_attempts_and_keeps_status(backend: Backend) {
         .prune_attempts(NOW - Duration::days(30))
         .await
         .unwrap();
-    // ana: three old ones go (a newer one exists); bob: two go, his latest stays.
+    // Each channel keeps its latest three (red_after_consecutive_failures, what the
+    // classifier reads): ana loses three old ones (her newest is recent), bob two.
     assert_eq!(deleted, 5);
     assert_eq!(
-        db.count("SELECT COUNT(*) FROM import_attempts WHERE member_id = 'ana'")
-            .await,
-        1
+        db.count(
+            "SELECT COUNT(*) FROM import_attempts WHERE member_id = 'ana' AND channel = 'email'"
+        )
+        .await,
+        3
     );
     assert_eq!(
         db.count("SELECT COUNT(*) FROM import_attempts WHERE member_id = 'bob'")
             .await,
-        1
+        3
     );
     assert_eq!(
         db.count("SELECT COUNT(*) FROM status_changes").await,
@@ -1247,6 +1270,7 @@ async fn retention_prunes_old_attempts_and_keeps_status(backend: Backend) {
     db.store.recompute_company("acme", NOW).await.unwrap();
     let report = db.store.status(Some("acme")).await.unwrap();
     assert_eq!(icon(&report, "bob").email.reason, Reason::ImportStalled);
+    assert_eq!(icon(&report, "ana").calendar.reason, calendar_before);
 }
 
 async fn admin_views_show_icons_and_banners(backend: Backend) {
