@@ -64,6 +64,11 @@ pub struct WorkerConfig {
     pub idle_wait: Duration,
     /// Every status is re-evaluated against `now` this often (stall detection).
     pub stall_pass_interval: Duration,
+    /// The daemon deletes attempts older than this (each channel keeps what the
+    /// classifier reads; status history is kept); `None` keeps every attempt.
+    pub attempts_max_age: Option<Duration>,
+    /// The daemon prunes old attempts this often.
+    pub retention_pass_interval: Duration,
     /// Attempts started per second per company (token bucket rate).
     pub tenant_rate_per_second: u32,
     /// Token bucket size per company.
@@ -91,6 +96,8 @@ impl Default for WorkerConfig {
             grace: Duration::from_secs(20),
             idle_wait: Duration::from_secs(1),
             stall_pass_interval: Duration::from_secs(60),
+            attempts_max_age: None,
+            retention_pass_interval: Duration::from_secs(3600),
             tenant_rate_per_second: 10,
             tenant_burst: 20,
             own_failure_backoff_base: Duration::from_secs(1),
@@ -206,6 +213,9 @@ impl Worker {
         if config.heartbeat.is_zero() || config.heartbeat >= config.lease {
             return fail("heartbeat", "must be above zero and shorter than the lease");
         }
+        if config.retention_pass_interval.is_zero() {
+            return fail("retention_pass_interval", "must be above zero");
+        }
         if config.idle_wait.is_zero() || config.stall_pass_interval.is_zero() {
             return fail("idle_wait/stall_pass_interval", "must be above zero");
         }
@@ -298,6 +308,7 @@ impl Worker {
         let abandon = CancellationToken::new();
         let mut own_failures: u32 = 0;
         let mut next_stall_pass = Instant::now();
+        let mut next_retention_pass = Instant::now();
         info!(owner = %self.owner(), concurrency = self.inner.config.concurrency, "worker started");
         loop {
             if cancel.is_cancelled() {
@@ -306,6 +317,10 @@ impl Worker {
             if Instant::now() >= next_stall_pass {
                 self.stall_pass().await;
                 next_stall_pass = Instant::now() + self.inner.config.stall_pass_interval;
+            }
+            if Instant::now() >= next_retention_pass {
+                self.retention_pass().await;
+                next_retention_pass = Instant::now() + self.inner.config.retention_pass_interval;
             }
             let Some(permit) = self.first_permit(&cancel).await else {
                 break;
@@ -342,6 +357,25 @@ impl Worker {
         info!(owner = %self.owner(), in_flight = tracker.len(), "worker stopping: no more claims");
         self.drain(tracker, abandon, &cancel).await;
         info!(owner = %self.owner(), "worker stopped");
+    }
+
+    /// Deletes attempts older than `attempts_max_age` (each channel keeps the attempts its
+    /// status depends on; status history is kept). Returns how many went, or `None` when
+    /// retention is off or the database failed (a failure of our own: logged, not fatal).
+    pub async fn retention_pass(&self) -> Option<u64> {
+        let max_age = time::Duration::try_from(self.inner.config.attempts_max_age?).ok()?;
+        let cutoff = OffsetDateTime::now_utc().checked_sub(max_age)?;
+        match self.inner.store.prune_attempts(cutoff).await {
+            Ok(pruned) => {
+                info!(pruned, "retention pass: old attempts deleted");
+                Some(pruned)
+            }
+            Err(error) => {
+                self.inner.health.database_failed();
+                events::own_failure("retention_pass", &error, None);
+                None
+            }
+        }
     }
 
     /// Re-evaluates every active company's statuses against `now`, so a channel that

@@ -1,0 +1,137 @@
+//! The daemon's retention pass on a real SQLite file: old attempts go, each channel keeps
+//! what its status depends on, and retention switched off deletes nothing.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use datacap_core::{Channel, Outcome};
+use datacap_store::{AttemptRecord, Store, StoreOptions, WriteOptions, parse_tenants};
+use datacap_worker::{
+    CompanyAuth, CompanyCredentials, Connectors, CredentialError, CredentialResolver, Worker,
+    WorkerConfig,
+};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+const TENANTS: &str = r#"
+[[companies]]
+id = "acme"
+name = "Acme"
+provider = "google_workspace"
+connection_mode = "company_wide"
+settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
+credentials = { service_account_key_file = "/etc/datacap/acme.json" }
+
+[[companies.members]]
+id = "ana"
+email = "ana@acme.test"
+seat = true
+recording_enabled = true
+"#;
+
+/// Never asked: the retention pass polls nobody.
+struct NoCredentials;
+
+impl CredentialResolver for NoCredentials {
+    fn resolve(&self, company: &CompanyCredentials<'_>) -> Result<CompanyAuth, CredentialError> {
+        Err(CredentialError {
+            company_id: company.company_id.to_owned(),
+            detail: "no credentials in this test".to_owned(),
+        })
+    }
+}
+
+fn attempt(at: OffsetDateTime) -> AttemptRecord {
+    AttemptRecord {
+        attempt_id: Uuid::now_v7(),
+        member_id: "ana".to_owned(),
+        channel: Channel::Email,
+        started_at: at - Duration::seconds(1),
+        finished_at: at,
+        outcome: Outcome::Success,
+        http_status: Some(200),
+        provider_error_code: None,
+        provider_error_message: None,
+        provider_request_id: None,
+        email_items: Vec::new(),
+        calendar_items: Vec::new(),
+        next_cursor: Some(format!("cursor-{at}")),
+        next_due_at: at + Duration::minutes(5),
+        lease_owner: None,
+    }
+}
+
+async fn worker(store: &Store, attempts_max_age: Option<StdDuration>) -> Worker {
+    let config = WorkerConfig {
+        attempts_max_age,
+        ..WorkerConfig::default()
+    };
+    Worker::new(
+        store.clone(),
+        Connectors {
+            google: None,
+            microsoft: None,
+        },
+        Arc::new(NoCredentials),
+        None,
+        config,
+    )
+    .expect("worker")
+}
+
+async fn count(file: &std::path::Path) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("open the file");
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM import_attempts")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    pool.close().await;
+    count
+}
+
+#[tokio::test]
+async fn the_retention_pass_prunes_what_is_older_than_the_configured_age() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("datacap.sqlite");
+    let store = Store::connect(&file.display().to_string(), StoreOptions::default())
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let now = OffsetDateTime::now_utc();
+    store
+        .apply_tenants(&parse_tenants(TENANTS).expect("tenants"), now)
+        .await
+        .expect("apply");
+    // Six attempts 40 days old, and one from a minute ago.
+    for day in 0..6 {
+        let at = now - Duration::days(40) + Duration::minutes(day);
+        store
+            .record_attempt(&attempt(at), at, &WriteOptions::default())
+            .await
+            .expect("old attempt");
+    }
+    let recent = now - Duration::minutes(1);
+    store
+        .record_attempt(&attempt(recent), recent, &WriteOptions::default())
+        .await
+        .expect("recent attempt");
+    assert_eq!(count(&file).await, 7);
+
+    // Off: nothing goes.
+    assert_eq!(worker(&store, None).await.retention_pass().await, None);
+    assert_eq!(count(&file).await, 7);
+
+    // 30 days: the channel keeps its latest three (the default red_after_consecutive_failures).
+    let thirty_days = Some(StdDuration::from_secs(30 * 86_400));
+    assert_eq!(
+        worker(&store, thirty_days).await.retention_pass().await,
+        Some(4)
+    );
+    assert_eq!(count(&file).await, 3);
+    assert_eq!(
+        worker(&store, thirty_days).await.retention_pass().await,
+        Some(0)
+    );
+}
