@@ -50,19 +50,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The base URLs, as TOML a datacap configuration can take.
+/// The base URLs, as the `[google]` and `[microsoft]` sections of a datacap config.
 fn urls(e: &Endpoints) -> String {
     format!(
         "# datacap sim listening on {base}; Ctrl-C stops it.\n\
          # Control endpoint: {control} (docs/sim.md).\n\
-         [providers.google]\n\
+         [google]\n\
+         # authorize (connect flow): {google_authorize}\n\
          token_url = \"{google_token}\"\n\
-         authorize_url = \"{google_authorize}\"\n\
          gmail_base = \"{gmail}\"\n\
          calendar_base = \"{calendar}\"\n\
          directory_base = \"{directory}\"\n\
          \n\
-         [providers.microsoft]\n\
+         [microsoft]\n\
          # token: {{login_base}}/{{tenant}}/oauth2/v2.0/token\n\
          login_base = \"{login}\"\n\
          graph_base = \"{graph}\"\n",
@@ -124,7 +124,14 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
-        let parsed: toml::Table = toml::from_str(&text).expect("valid TOML");
-        assert!(parsed.contains_key("providers"));
+        // The snippet is a config datacap itself accepts, endpoints and all.
+        let config = crate::config::parse(&text, "snippet", Vec::new()).expect("a datacap config");
+        let expected = crate::config::parse(
+            "[google]\ntoken_url = \"http://127.0.0.1:9/google/token\"\n",
+            "expected",
+            Vec::new(),
+        )
+        .expect("config");
+        assert_eq!(config.google.token_url, expected.google.token_url);
     }
 }
