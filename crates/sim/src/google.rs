@@ -689,7 +689,7 @@ fn api(
         reply.answer = crate::fault::google_insufficient_scope(&ctx, true);
         return reply;
     }
-    match fire(
+    let fired = fire(
         &mut world,
         tenant,
         Some(user),
@@ -697,14 +697,9 @@ fn api(
         incremental,
         Provider::Google,
         &mut ctx,
-    ) {
-        Fired::Answer(answer, transport) => {
-            reply.answer = answer;
-            reply.transport = transport;
-            return reply;
-        }
-        Fired::Transport(spec) => reply.transport = Some(spec),
-        Fired::Nothing => {}
+    );
+    if reply.take_fault(fired) {
+        return reply;
     }
     let Some(user_state) = world.user(tenant, user) else {
         reply.answer = crate::fault::google_unauthenticated();

@@ -693,7 +693,7 @@ fn graph(
             }
         }
     }
-    match fire(
+    let fired = fire(
         &mut world,
         tenant,
         user,
@@ -701,14 +701,9 @@ fn graph(
         incremental,
         Provider::Microsoft,
         &mut ctx,
-    ) {
-        Fired::Answer(fault, transport) => {
-            reply.answer = fault;
-            reply.transport = transport;
-            return reply;
-        }
-        Fired::Transport(spec) => reply.transport = Some(spec),
-        Fired::Nothing => {}
+    );
+    if reply.take_fault(fired) {
+        return reply;
     }
     if let Some(user_state) = user.and_then(|u| world.user(tenant, u)) {
         let cfg = &user_state.cfg;

@@ -68,6 +68,25 @@ pub(crate) struct Reply {
     pub in_flight: Option<crate::state::InFlight>,
 }
 
+impl Reply {
+    /// Applies what [`fire`] found: an answer fault becomes the reply (true: answer it
+    /// now), a transport fault rides on whatever the handler answers.
+    pub(crate) fn take_fault(&mut self, fired: Fired) -> bool {
+        match fired {
+            Fired::Answer(answer, transport) => {
+                self.answer = answer;
+                self.transport = transport;
+                true
+            }
+            Fired::Transport(spec) => {
+                self.transport = Some(spec);
+                false
+            }
+            Fired::Nothing => false,
+        }
+    }
+}
+
 /// Query string or form body parameters, in order, repeated keys kept.
 pub(crate) struct Params(Vec<(String, String)>);
 
