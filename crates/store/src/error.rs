@@ -66,6 +66,15 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The database could not be reached or stopped answering (no connection, a timeout,
+    /// the pool closed): the same call fails the same way until it is back, whatever was
+    /// written. Not an answer about the data.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Database(error) if !matches!(error, sqlx::Error::Database(_)))
+    }
+}
+
 pub(crate) fn corrupt(table: &'static str, column: &'static str, value: &str) -> StoreError {
     StoreError::Corrupt {
         table,

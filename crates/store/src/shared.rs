@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use datacap_core::{
     AttemptSummary, BannerCode, BannerTally, CalendarItem, Channel, Color, CompanySettings,
     ConnectionMode, EmailItem, Icon, MemberConnection, MemberSettings, MemberStatus, Outcome,
-    Provider, Reason, banner_text, classify_member, reason_text,
+    Provider, Reason, banner_for, banner_text, classify_member, reason_text,
 };
 use secrecy::SecretString;
 use sqlx::{QueryBuilder, Row};
@@ -39,6 +39,9 @@ struct MemberContext {
     company_id: String,
     company: CompanySettings,
     member: MemberSettings,
+    /// The member and its company are active: only then do the company's banners count
+    /// the member.
+    counted: bool,
 }
 
 macro_rules! member_context_select {
@@ -46,7 +49,7 @@ macro_rules! member_context_select {
         "SELECT m.id, m.company_id, m.has_recording_seat, m.recording_enabled, m.email_import, \
          m.calendar_import, m.import_non_recorded_meetings, c.provider, c.connection_mode, \
          c.permission_given, c.email_authorized, c.calendar_authorized, c.import_email, \
-         c.import_calendar, c.import_non_recorded_meetings, g.state \
+         c.import_calendar, c.import_non_recorded_meetings, g.state, m.active AND c.active \
          FROM members m JOIN companies c ON c.id = m.company_id \
          LEFT JOIN member_grants g ON g.member_id = m.id"
     };
@@ -76,6 +79,7 @@ fn member_context(row: &<Db as sqlx::Database>::Row) -> Result<MemberContext, St
         None => None,
     };
     Ok(MemberContext {
+        counted: row.try_get(16)?,
         member_id: row.try_get(0)?,
         company_id: row.try_get(1)?,
         member: MemberSettings {
@@ -112,6 +116,33 @@ fn parse_reason(table: &'static str, text: &str) -> Result<Reason, StoreError> {
     Reason::parse(text).ok_or_else(|| corrupt(table, "reason", text))
 }
 
+/// How many banner codes there are.
+const BANNERS: usize = BannerCode::ALL.len();
+
+/// Per company (in id order, the order their rows are locked in): its provider (for the
+/// banners' text) and the change of each banner's count, in `BannerCode::ALL` order.
+type BannerDeltas = std::collections::BTreeMap<String, (Provider, [i64; BANNERS])>;
+
+/// How one member's move from `before` to `after` (its email and calendar reasons)
+/// changes each banner's count: a banner counts a member once, whichever channel has its
+/// reason (STATUS_MODEL.md, "Banners"); the seat banner does not move (an attempt changes
+/// no seat).
+fn banner_delta(before: [Reason; 2], after: [Reason; 2]) -> [i64; BANNERS] {
+    let counted = |reasons: [Reason; 2]| {
+        let mut seen = [false; BANNERS];
+        for code in reasons.into_iter().filter_map(banner_for) {
+            seen[code as usize] = true;
+        }
+        seen
+    };
+    let (before, after) = (counted(before), counted(after));
+    let mut delta = [0; BANNERS];
+    for ((change, was), is) in delta.iter_mut().zip(before).zip(after) {
+        *change = i64::from(is) - i64::from(was);
+    }
+    delta
+}
+
 /// Rows per multi-row statement: far below both databases' bind-parameter limits.
 const CHUNK: usize = 400;
 
@@ -124,7 +155,21 @@ struct ChangeWrite {
     attempt_id: Option<String>,
 }
 
-/// The members' contexts, sorted by member id (unknown ids are simply absent).
+/// PostgreSQL: the suffix that locks the selected members' rows (in the statement's
+/// `ORDER BY m.id` order) until the transaction ends. Every write that recomputes a
+/// member's status takes it first, members in id order, then company rows in id order:
+/// two writers of one member take turns (the second reads the first's attempts and
+/// statuses), and two writers of overlapping members or companies never wait on each
+/// other in a cycle. `NO KEY UPDATE` does not conflict with the `KEY SHARE` locks that
+/// foreign-key checks of other writers' inserts take. SQLite's single writer needs none.
+const LOCK_MEMBERS: &str = if POSTGRES {
+    " FOR NO KEY UPDATE OF m"
+} else {
+    ""
+};
+
+/// The members' contexts, sorted by member id (unknown ids are simply absent); on
+/// PostgreSQL their rows are locked, in that order (see [`LOCK_MEMBERS`]).
 async fn member_contexts_in(
     tx: &mut Tx,
     member_ids: &[&str],
@@ -137,7 +182,8 @@ async fn member_contexts_in(
         for id in chunk {
             list.push_bind(id.to_string());
         }
-        query.push(")");
+        query.push(") ORDER BY m.id");
+        query.push(LOCK_MEMBERS);
         for row in query.build().fetch_all(&mut **tx).await? {
             contexts.push(member_context(&row)?);
         }
@@ -480,15 +526,12 @@ impl Backend {
             })
             .collect();
 
-        let changed = self.recompute_members_in(&mut tx, &contexts, now).await?;
+        let deltas = self.recompute_members_in(&mut tx, &contexts, now).await?;
         fail_point(options, FailPoint::AfterMemberStatus)?;
-        // Banners count reasons and seats; an attempt changes no seat, so a company whose
-        // members kept every colour and reason keeps its banners as they are.
-        let mut companies: Vec<&str> = changed.iter().map(String::as_str).collect();
-        companies.sort_unstable();
-        for company_id in companies {
-            self.write_banners_in(&mut tx, company_id, now).await?;
-        }
+        // Banners count members by their email and calendar reasons and their seat; an
+        // attempt changes no seat, so the members whose reasons changed give each banner's
+        // change exactly, and no company is rescanned.
+        self.apply_banner_deltas_in(&mut tx, &deltas, now).await?;
         fail_point(options, FailPoint::AfterBanners)?;
         tx.commit().await?;
         Ok(results)
@@ -605,13 +648,21 @@ impl Backend {
                 company_id: company_id.to_owned(),
             });
         }
-        let rows = sqlx::query(concat!(
-            member_context_select!(),
-            " WHERE m.company_id = $1 AND m.active ORDER BY m.id"
-        ))
-        .bind(company_id)
-        .fetch_all(&mut **tx)
-        .await?;
+        let select = if POSTGRES {
+            concat!(
+                member_context_select!(),
+                " WHERE m.company_id = $1 AND m.active ORDER BY m.id FOR NO KEY UPDATE OF m"
+            )
+        } else {
+            concat!(
+                member_context_select!(),
+                " WHERE m.company_id = $1 AND m.active ORDER BY m.id"
+            )
+        };
+        let rows = sqlx::query(select)
+            .bind(company_id)
+            .fetch_all(&mut **tx)
+            .await?;
         let contexts = rows
             .iter()
             .map(member_context)
@@ -629,8 +680,8 @@ impl Backend {
         tx: &mut Tx,
         contexts: &[MemberContext],
         now: OffsetDateTime,
-    ) -> Result<HashSet<String>, StoreError> {
-        let mut changed_companies = HashSet::new();
+    ) -> Result<BannerDeltas, StoreError> {
+        let mut deltas = BannerDeltas::new();
         let thresholds = self.options().thresholds;
         // The latest N attempts of a channel decide it exactly: either all N are transient
         // (red) or the latest non-transient one is among them.
@@ -697,6 +748,32 @@ impl Backend {
                     now,
                     &thresholds,
                 );
+                if context.counted {
+                    let stored = |icon: Icon| {
+                        previous
+                            .get(&(context.member_id.clone(), icon.as_str().to_owned()))
+                            .map(|(_, reason, _)| reason.as_str())
+                    };
+                    // A member without stored icons counts as awaiting its first import,
+                    // as the full recount reads it; seats never change here.
+                    let read = |icon: Icon| {
+                        stored(icon).map_or(Ok(Reason::AwaitingFirstImport), |text| {
+                            parse_reason("member_status", text)
+                        })
+                    };
+                    let delta = banner_delta(
+                        [read(Icon::Email)?, read(Icon::Calendar)?],
+                        [status.email, status.calendar],
+                    );
+                    if delta.iter().any(|count| *count != 0) {
+                        let entry = deltas
+                            .entry(context.company_id.clone())
+                            .or_insert((context.company.provider, [0; BANNERS]));
+                        for (total, count) in entry.1.iter_mut().zip(delta) {
+                            *total += count;
+                        }
+                    }
+                }
                 for (icon, reason, last_attempt_id) in [
                     (Icon::Capture, status.capture, latest(None)),
                     (Icon::Email, status.email, latest(Some(Channel::Email))),
@@ -716,7 +793,6 @@ impl Backend {
                         _ => at,
                     };
                     if !unchanged {
-                        changed_companies.insert(context.company_id.clone());
                         changes.push(ChangeWrite {
                             member_id: context.member_id.clone(),
                             icon,
@@ -760,7 +836,118 @@ impl Backend {
                 history.build().execute(&mut **tx).await?;
             }
         }
-        Ok(changed_companies)
+        Ok(deltas)
+    }
+
+    /// Adds the banner count changes of an attempt write to the stored banners: the
+    /// companies' rows locked in id order (after the members, see [`LOCK_MEMBERS`]), one
+    /// read of their banners, one upsert of the changed counts (`since` kept), one delete
+    /// of those that reached zero. A count that would go negative means the stored
+    /// banners had drifted from the statuses: that company is recounted in full instead.
+    async fn apply_banner_deltas_in(
+        &self,
+        tx: &mut Tx,
+        deltas: &BannerDeltas,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let at = DbTime::new(now);
+        let mut current: HashMap<(String, String), i64> = HashMap::new();
+        let companies: Vec<&String> = deltas.keys().collect();
+        for chunk in companies.chunks(CHUNK) {
+            let mut lock = QueryBuilder::<Db>::new("SELECT id FROM companies WHERE id IN (");
+            let mut list = lock.separated(", ");
+            for id in chunk {
+                list.push_bind((*id).clone());
+            }
+            lock.push(") ORDER BY id");
+            if POSTGRES {
+                lock.push(" FOR NO KEY UPDATE");
+            }
+            lock.build().fetch_all(&mut **tx).await?;
+            let mut read = QueryBuilder::<Db>::new(
+                "SELECT company_id, code, count FROM company_banners WHERE company_id IN (",
+            );
+            let mut list = read.separated(", ");
+            for id in chunk {
+                list.push_bind((*id).clone());
+            }
+            read.push(")");
+            let rows: Vec<(String, String, i64)> =
+                read.build_query_as().fetch_all(&mut **tx).await?;
+            current.extend(
+                rows.into_iter()
+                    .map(|(company, code, count)| ((company, code), count)),
+            );
+        }
+
+        let mut upserts: Vec<(&str, BannerCode, i64, Provider)> = Vec::new();
+        let mut deletes: Vec<(&str, BannerCode)> = Vec::new();
+        let mut recount: Vec<&str> = Vec::new();
+        for (company_id, (provider, delta)) in deltas {
+            let counts: Vec<(BannerCode, i64, i64)> = BannerCode::ALL
+                .iter()
+                .zip(delta)
+                .filter(|(_, change)| **change != 0)
+                .map(|(code, change)| {
+                    let stored = current
+                        .get(&(company_id.clone(), code.as_str().to_owned()))
+                        .copied()
+                        .unwrap_or(0);
+                    (*code, stored + change, *change)
+                })
+                .collect();
+            if counts.iter().any(|(_, count, _)| *count < 0) {
+                recount.push(company_id);
+                continue;
+            }
+            for (code, count, _) in counts {
+                if count == 0 {
+                    deletes.push((company_id, code));
+                } else {
+                    upserts.push((company_id, code, count, *provider));
+                }
+            }
+        }
+        for chunk in upserts.chunks(CHUNK / 4) {
+            let mut upsert = QueryBuilder::<Db>::new(
+                "INSERT INTO company_banners (company_id, code, position, color, count, \
+                 provider, message, resolution, since, evaluated_at) ",
+            );
+            upsert.push_values(chunk, |mut row, (company_id, code, count, provider)| {
+                let text = banner_text(*code, *provider, to_u32(*count));
+                row.push_bind((*company_id).to_owned())
+                    .push_bind(code.as_str())
+                    .push_bind(*code as i64)
+                    .push_bind(code.color().as_str())
+                    .push_bind(*count)
+                    .push_bind(provider.as_str())
+                    .push_bind(text.message)
+                    .push_bind(text.resolution)
+                    .push_bind(at)
+                    .push_bind(at);
+            });
+            upsert.push(
+                " ON CONFLICT (company_id, code) DO UPDATE SET count = excluded.count, \
+                 position = excluded.position, color = excluded.color, \
+                 provider = excluded.provider, message = excluded.message, \
+                 resolution = excluded.resolution, evaluated_at = excluded.evaluated_at",
+            );
+            upsert.build().execute(&mut **tx).await?;
+        }
+        for (company_id, code) in deletes {
+            sqlx::query("DELETE FROM company_banners WHERE company_id = $1 AND code = $2")
+                .bind(company_id)
+                .bind(code.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        for company_id in recount {
+            self.write_banners_in(tx, company_id, now).await?;
+        }
+        Ok(())
     }
 
     /// Recounts a company's banners over its active members' stored statuses.
@@ -770,11 +957,11 @@ impl Backend {
         company_id: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        // PostgreSQL: replicas writing attempts of one company take turns here, so each
-        // recount reads the statuses the previous one committed (a statement after the
-        // lock sees them) and the banner rows are never written by two at once.
+        // PostgreSQL: writers of one company's banners take turns here, so each recount
+        // reads the statuses the previous one committed (a statement after the lock sees
+        // them) and the banner rows are never written by two at once.
         let lock = if POSTGRES {
-            "SELECT provider FROM companies WHERE id = $1 FOR UPDATE"
+            "SELECT provider FROM companies WHERE id = $1 FOR NO KEY UPDATE"
         } else {
             "SELECT provider FROM companies WHERE id = $1"
         };
@@ -1058,14 +1245,19 @@ impl Backend {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let (company_id,): (String,) =
-            sqlx::query_as("SELECT company_id FROM members WHERE id = $1")
-                .bind(member_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::UnknownMember {
-                    member_id: member_id.to_owned(),
-                })?;
+        // Locks the member first, as every status write does (see `LOCK_MEMBERS`).
+        let select = if POSTGRES {
+            "SELECT company_id FROM members WHERE id = $1 FOR NO KEY UPDATE"
+        } else {
+            "SELECT company_id FROM members WHERE id = $1"
+        };
+        let (company_id,): (String,) = sqlx::query_as(select)
+            .bind(member_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownMember {
+                member_id: member_id.to_owned(),
+            })?;
         let sealed = refresh_token.map(|token| key.seal(&company_id, member_id, token));
         sqlx::query(
             "INSERT INTO member_grants (member_id, company_id, state, scopes, \

@@ -1491,6 +1491,192 @@ async fn long_histories_classify_on_the_latest_attempts(backend: Backend) {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// banners kept by delta
+
+/// Two companies of `count` members each, every third member missing its recording seat
+/// (so the seat banner is there too).
+async fn two_companies(backend: Backend, count: usize) -> TestDb {
+    let db = TestDb::new(backend).await;
+    let mut text = String::new();
+    for (company, provider) in [("north", "google_workspace"), ("south", "microsoft_365")] {
+        text.push_str(&format!(
+            "[[companies]]\nid = \"{company}\"\nprovider = \"{provider}\"\nconnection_mode = \"company_wide\"\nsettings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}\n"
+        ));
+        for i in 0..count {
+            let seat = i % 3 != 0;
+            text.push_str(&format!(
+                "[[companies.members]]\nid = \"{company}-{i:03}\"\nemail = \"m{i}@{company}.test\"\nseat = {seat}\nrecording_enabled = true\n"
+            ));
+        }
+    }
+    db.store
+        .apply_tenants(&parse_tenants(&text).expect("tenants"), NOW)
+        .await
+        .expect("apply");
+    db
+}
+
+/// Every outcome an attempt can have, transient ones twice so runs of them happen.
+const OUTCOMES: [Outcome; 11] = [
+    Outcome::Success,
+    Outcome::Success,
+    Outcome::NotAuthorized,
+    Outcome::GrantInvalid,
+    Outcome::AccessDenied,
+    Outcome::MailboxUnavailable,
+    Outcome::CredentialRejected,
+    Outcome::ProviderError,
+    Outcome::ProviderError,
+    Outcome::RateLimited,
+    Outcome::NetworkError,
+];
+
+/// A batch of attempts drawn from `seed` (a small linear congruential generator: the
+/// same batches on both backends), members of both companies mixed.
+fn random_batch(
+    seed: &mut u64,
+    size: usize,
+    members: usize,
+    at: OffsetDateTime,
+) -> Vec<AttemptRecord> {
+    let mut next = |bound: usize| {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(*seed >> 33).unwrap_or(0) % bound
+    };
+    (0..size)
+        .map(|n| {
+            let company = if next(2) == 0 { "north" } else { "south" };
+            let member = format!("{company}-{:03}", next(members));
+            let channel = if next(2) == 0 {
+                Channel::Email
+            } else {
+                Channel::Calendar
+            };
+            let outcome = OUTCOMES[next(OUTCOMES.len())];
+            let finished = at + Duration::milliseconds(i64::try_from(n).unwrap_or(0));
+            attempt(&member, channel, outcome, finished)
+        })
+        .collect()
+}
+
+/// Every active company's banners as (company, code, count), in display order.
+async fn banner_counts(store: &Store) -> Vec<(String, String, u32)> {
+    store
+        .status(None)
+        .await
+        .expect("status")
+        .companies
+        .iter()
+        .flat_map(|company| {
+            company.banners.iter().map(|banner| {
+                (
+                    company.id.clone(),
+                    banner.code.as_str().to_owned(),
+                    banner.count,
+                )
+            })
+        })
+        .collect()
+}
+
+async fn batched_writes_keep_banners_equal_to_a_full_recount(backend: Backend) {
+    let db = two_companies(backend, 30).await;
+    let mut seed = 7;
+    let mut now = NOW;
+    for round in 0..12 {
+        for _ in 0..3 {
+            now += Duration::seconds(10);
+            let batch = random_batch(&mut seed, 25, 30, now - Duration::seconds(5));
+            db.store
+                .record_attempts(&batch, now, &WriteOptions::default())
+                .await
+                .expect("record batch");
+        }
+        let kept = banner_counts(&db.store).await;
+        for company in ["north", "south"] {
+            db.store
+                .recompute_company(company, now)
+                .await
+                .expect("recount");
+        }
+        let recounted = banner_counts(&db.store).await;
+        assert_eq!(
+            kept, recounted,
+            "banners after round {round} differ from a full recount"
+        );
+        // The batches really moved banners around, beyond the seat banner.
+        if round == 11 {
+            assert!(
+                kept.iter()
+                    .any(|(_, code, _)| code == "members_technical_problem"),
+                "{kept:?}"
+            );
+            assert!(
+                kept.iter()
+                    .any(|(_, code, _)| code == "members_seat_missing")
+            );
+        }
+    }
+}
+
+async fn concurrent_writers_of_shared_companies_never_deadlock(backend: Backend) {
+    let db = two_companies(backend, 20).await;
+    // Two handles as two replicas would have, each with several writers at once.
+    let second = Store::connect(&db.url, StoreOptions::default())
+        .await
+        .expect("second store");
+    let now = NOW + Duration::minutes(1);
+    let mut writers = Vec::new();
+    for writer in 0..6_u64 {
+        let store = if writer % 2 == 0 {
+            db.store.clone()
+        } else {
+            second.clone()
+        };
+        writers.push(tokio::spawn(async move {
+            let mut seed = writer + 1;
+            let mut conflicts = 0_u32;
+            for _ in 0..15 {
+                let batch = random_batch(&mut seed, 12, 20, now - Duration::seconds(30));
+                loop {
+                    match store
+                        .record_attempts(&batch, now, &WriteOptions::default())
+                        .await
+                    {
+                        Ok(_) => break,
+                        // SQLite: another handle holds the write lock past the busy
+                        // timeout, which a loaded machine may see; nothing was written.
+                        Err(error) if error.is_conflict() && matches!(backend, Backend::Sqlite) => {
+                            conflicts += 1;
+                            assert!(conflicts < 50, "sqlite stays busy: {error}");
+                        }
+                        Err(error) => panic!("concurrent write failed: {error}"),
+                    }
+                }
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    second.close().await;
+    let kept = banner_counts(&db.store).await;
+    for company in ["north", "south"] {
+        db.store
+            .recompute_company(company, now)
+            .await
+            .expect("recount");
+    }
+    assert_eq!(kept, banner_counts(&db.store).await);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts").await,
+        6 * 15 * 12
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1531,4 +1717,6 @@ conformance!(
     status_json_has_the_design_shape,
     job_context_reads_settings_and_credential_references,
     long_histories_classify_on_the_latest_attempts,
+    batched_writes_keep_banners_equal_to_a_full_recount,
+    concurrent_writers_of_shared_companies_never_deadlock,
 );
