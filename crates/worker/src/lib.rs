@@ -17,6 +17,7 @@ mod health;
 mod rotation;
 pub mod schedule;
 mod worker;
+mod writer;
 
 pub use credentials::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
 pub use health::{Health, NotReady};

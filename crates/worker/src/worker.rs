@@ -29,7 +29,7 @@ use datacap_core::{
 };
 use datacap_google::GoogleConnector;
 use datacap_microsoft::MicrosoftConnector;
-use datacap_store::{AttemptRecord, EncryptionKey, Job, JobContext, Store, WriteOptions};
+use datacap_store::{AttemptRecord, EncryptionKey, Job, JobContext, Store};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -43,6 +43,7 @@ use crate::credentials::{CompanyAuth, CompanyCredentials, CredentialError, Crede
 use crate::events;
 use crate::health::Health;
 use crate::schedule::{self, ScheduleConfig};
+use crate::writer::{AttemptWriter, WriteError};
 
 /// Everything the worker is tuned by (`[worker]` in the config), validated by
 /// [`Worker::new`].
@@ -173,12 +174,13 @@ struct Inner {
     report: Mutex<CycleReport>,
     /// The (icon, reason) pairs the members gauge was last set for.
     members_shown: Mutex<std::collections::BTreeSet<(Icon, Reason)>>,
-    /// Attempt writes go one at a time (see [`Worker::record`]).
-    write_lock: tokio::sync::Mutex<()>,
+    /// Writes finished attempts in batches; started on the first write (inside the
+    /// runtime), ends when the worker is dropped.
+    writer: std::sync::OnceLock<AttemptWriter>,
 }
 
-/// Conflicting writes are retried this many times before counting as our own failure.
-const WRITE_CONFLICT_RETRIES: u32 = 5;
+/// Attempts written per transaction at most.
+const WRITE_BATCH: usize = 100;
 
 /// A company's resolved credentials (or why not) and when they were resolved.
 type CachedCredentials = (Instant, Result<CompanyAuth, CredentialError>);
@@ -243,7 +245,7 @@ impl Worker {
                 credentials: Mutex::new(HashMap::new()),
                 health: Arc::new(Health::new(stale_after)),
                 report: Mutex::new(CycleReport::default()),
-                write_lock: tokio::sync::Mutex::new(()),
+                writer: std::sync::OnceLock::new(),
                 members_shown: Mutex::new(std::collections::BTreeSet::new()),
                 config,
             }),
@@ -678,7 +680,7 @@ impl Worker {
             lease_owner: Some(self.owner().to_owned()),
         };
         // The write is never abandoned: it is one transaction, all or nothing.
-        let written = self.record(&record, finished_at).await;
+        let written = self.record(record, finished_at).await;
         drop(heartbeat);
         match written {
             Ok(result) => {
@@ -712,39 +714,18 @@ impl Worker {
         }
     }
 
-    /// Writes an attempt: one write at a time per process (concurrent recounts of one
-    /// company's banners would only conflict), retried a few times when the database
-    /// reports a conflict with another process's transaction (nothing was written then).
+    /// Writes an attempt through the batch writer (see [`AttemptWriter`]): in one
+    /// transaction with the other attempts that finished meanwhile, all or nothing.
     async fn record(
         &self,
-        record: &AttemptRecord,
+        record: AttemptRecord,
         now: OffsetDateTime,
-    ) -> Result<datacap_store::RecordResult, datacap_store::StoreError> {
-        let _writer = self.inner.write_lock.lock().await;
-        let mut conflicts: u32 = 0;
-        loop {
-            match self
-                .inner
-                .store
-                .record_attempt(record, now, &WriteOptions::default())
-                .await
-            {
-                Err(error) if error.is_conflict() && conflicts < WRITE_CONFLICT_RETRIES => {
-                    conflicts += 1;
-                    debug!(conflicts, %error, "write conflict: retrying");
-                    let wait = schedule::backoff(
-                        Duration::from_millis(20),
-                        Duration::from_millis(500),
-                        conflicts,
-                        fastrand::f64(),
-                    );
-                    // `backoff` never waits under a second; a conflict wants less.
-                    tokio::time::sleep(wait.min(Duration::from_millis(20) * (1 << conflicts)))
-                        .await;
-                }
-                result => return result,
-            }
-        }
+    ) -> Result<datacap_store::RecordResult, WriteError> {
+        let writer = self
+            .inner
+            .writer
+            .get_or_init(|| AttemptWriter::start(self.inner.store.clone(), WRITE_BATCH));
+        writer.write(record, now).await
     }
 
     /// Runs the connector; `None` when abandoned.
