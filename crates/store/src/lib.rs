@@ -25,9 +25,9 @@ pub use crypto::{CryptoError, EncryptionKey, Sealed};
 pub use datacap_core::{CalendarItem, EmailItem};
 pub use error::StoreError;
 pub use model::{
-    ApplySummary, AttemptRecord, BannerReport, CompanyReport, DueReport, FailPoint, IconReport,
-    Job, JobContext, KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport,
-    StoreOptions, WriteOptions,
+    ApplySummary, AttemptRecord, AttemptReport, BannerReport, CompanyReport, ConnectState,
+    DueReport, FailPoint, IconReport, Job, JobContext, KeyRotation, MemberGrant, MemberReport,
+    NewConnectState, RecordResult, StatusReport, StoreOptions, WriteOptions,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -254,6 +254,40 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<KeyRotation, StoreError> {
         dispatch!(self.rotate_key(old, new, now))
+    }
+
+    /// The latest `limit` attempts of a company's member, newest first.
+    pub async fn member_attempts(
+        &self,
+        company_id: &str,
+        member_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AttemptReport>, StoreError> {
+        dispatch!(self.member_attempts(company_id, member_id, limit))
+    }
+
+    /// The attempts with these ids that are still stored.
+    pub async fn attempts_by_id(&self, ids: &[String]) -> Result<Vec<AttemptReport>, StoreError> {
+        dispatch!(self.attempts_by_id(ids))
+    }
+
+    /// Stores a pending sign-in of the connect flow (its verifier sealed by `key`).
+    pub async fn put_connect_state(
+        &self,
+        pending: &NewConnectState<'_>,
+        key: &EncryptionKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.put_connect_state(pending, key, now))
+    }
+
+    /// Takes a pending sign-in back, once: a second take of the same state finds nothing.
+    pub async fn take_connect_state(
+        &self,
+        state_hash: &str,
+        key: &EncryptionKey,
+    ) -> Result<Option<ConnectState>, StoreError> {
+        dispatch!(self.take_connect_state(state_hash, key))
     }
 
     /// Closes the connection pools.

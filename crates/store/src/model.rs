@@ -209,3 +209,54 @@ pub struct IconReport {
     #[serde(with = "time::serde::rfc3339")]
     pub evaluated_at: OffsetDateTime,
 }
+
+/// One import attempt as on-call reads it (`GET …/members/{member}/attempts`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AttemptReport {
+    pub attempt_id: String,
+    pub member_id: String,
+    pub channel: Channel,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+    pub outcome: datacap_core::Outcome,
+    pub http_status: Option<u16>,
+    pub provider_error_code: Option<String>,
+    pub provider_error_message: Option<String>,
+    pub provider_request_id: Option<String>,
+    pub items_imported: u64,
+}
+
+/// A pending sign-in of the connect flow, as `/connect/{provider}/start` stores it.
+pub struct NewConnectState<'a> {
+    /// SHA-256 (hex) of the `state` sent to the provider; the state itself is not stored.
+    pub state_hash: &'a str,
+    pub provider: Provider,
+    pub company_id: &'a str,
+    pub member_id: &'a str,
+    /// The PKCE code verifier (sealed in the database).
+    pub verifier: &'a secrecy::SecretString,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A pending sign-in taken back by the callback.
+pub struct ConnectState {
+    pub provider: Provider,
+    pub company_id: String,
+    pub member_id: String,
+    pub verifier: secrecy::SecretString,
+    pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ConnectState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectState")
+            .field("provider", &self.provider)
+            .field("company_id", &self.company_id)
+            .field("member_id", &self.member_id)
+            .field("verifier", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}

@@ -71,6 +71,15 @@ mod queries;
 #[path = "context.rs"]
 mod context;
 
+// The page's and API's reads, and the connect flow's pending sign-ins; compiled per
+// backend like `queries`.
+#[allow(clippy::duplicate_mod)]
+#[path = "connect.rs"]
+mod connect;
+#[allow(clippy::duplicate_mod)]
+#[path = "reads.rs"]
+mod reads;
+
 /// How an icon upsert resolves an existing row; shared by both bulk writers.
 const ICON_CONFLICT: &str = " ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
      reason = excluded.reason, message = excluded.message, resolution = excluded.resolution, \

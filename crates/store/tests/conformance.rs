@@ -1677,6 +1677,159 @@ async fn concurrent_writers_of_shared_companies_never_deadlock(backend: Backend)
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// the page's reads and the connect flow's pending sign-ins
+
+async fn member_attempts_are_newest_first_bounded_and_scoped(backend: Backend) {
+    let db = applied(backend).await;
+    let mut written = Vec::new();
+    for (minutes, outcome) in [
+        (30, Outcome::Success),
+        (20, Outcome::ProviderError),
+        (10, Outcome::RateLimited),
+    ] {
+        let record = attempt(
+            "ana",
+            Channel::Email,
+            outcome,
+            NOW - Duration::minutes(minutes),
+        );
+        db.store
+            .record_attempt(&record, NOW, &WriteOptions::default())
+            .await
+            .expect("record");
+        written.push(record.attempt_id.to_string());
+    }
+    let latest = db
+        .store
+        .member_attempts("acme", "ana", 2)
+        .await
+        .expect("attempts");
+    let ids: Vec<&str> = latest.iter().map(|a| a.attempt_id.as_str()).collect();
+    assert_eq!(ids, [written[2].as_str(), written[1].as_str()]);
+    assert_eq!(latest[0].outcome, Outcome::RateLimited);
+    assert_eq!(latest[0].http_status, Some(503));
+    assert_eq!(
+        latest[0].provider_error_code.as_deref(),
+        Some("backendError")
+    );
+    assert_eq!(latest[0].finished_at, NOW - Duration::minutes(10));
+    assert!(
+        db.store
+            .member_attempts("acme", "bob", 5)
+            .await
+            .expect("bob")
+            .is_empty()
+    );
+    assert!(matches!(
+        db.store.member_attempts("nope", "ana", 5).await,
+        Err(StoreError::UnknownCompany { .. })
+    ));
+    // A member of another company is not found through this one.
+    assert!(matches!(
+        db.store.member_attempts("globex", "ana", 5).await,
+        Err(StoreError::UnknownMember { .. })
+    ));
+    let by_id = db
+        .store
+        .attempts_by_id(&[written[0].clone(), "no-such-attempt".to_owned()])
+        .await
+        .expect("by id");
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0].attempt_id, written[0]);
+    assert_eq!(by_id[0].outcome, Outcome::Success);
+}
+
+async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
+    let db = applied(backend).await;
+    let key = key("primary", 7);
+    let verifier = SecretString::from("pkce-verifier-secret-0123456789");
+    let pending =
+        |hash: &'static str, company: &'static str, expires_at| datacap_store::NewConnectState {
+            state_hash: hash,
+            provider: datacap_core::Provider::Microsoft365,
+            company_id: company,
+            member_id: "gil",
+            verifier: &verifier,
+            expires_at,
+        };
+    db.store
+        .put_connect_state(
+            &pending("hash-1", "globex", NOW + Duration::minutes(10)),
+            &key,
+            NOW,
+        )
+        .await
+        .expect("put");
+    let stored = db
+        .strings("SELECT state_hash, key_id FROM connect_states")
+        .await;
+    assert_eq!(
+        stored,
+        [[Some("hash-1".to_owned()), Some("primary".to_owned())]]
+    );
+    let taken = db
+        .store
+        .take_connect_state("hash-1", &key)
+        .await
+        .expect("take")
+        .expect("stored state");
+    assert_eq!(taken.company_id, "globex");
+    assert_eq!(taken.member_id, "gil");
+    assert_eq!(taken.provider, datacap_core::Provider::Microsoft365);
+    assert_eq!(taken.verifier.expose_secret(), verifier.expose_secret());
+    assert_eq!(taken.expires_at, NOW + Duration::minutes(10));
+    assert!(format!("{taken:?}").contains("[redacted]"));
+    assert!(!format!("{taken:?}").contains("pkce-verifier"));
+    // Single use: a replay finds nothing; an unknown state finds nothing.
+    assert!(
+        db.store
+            .take_connect_state("hash-1", &key)
+            .await
+            .expect("again")
+            .is_none()
+    );
+    assert!(
+        db.store
+            .take_connect_state("forged", &key)
+            .await
+            .expect("forged")
+            .is_none()
+    );
+    // Bound to a member of the named company.
+    assert!(matches!(
+        db.store
+            .put_connect_state(
+                &pending("hash-2", "acme", NOW + Duration::minutes(10)),
+                &key,
+                NOW
+            )
+            .await,
+        Err(StoreError::UnknownMember { .. })
+    ));
+    // Expired pending sign-ins are dropped by the next put.
+    db.store
+        .put_connect_state(
+            &pending("hash-old", "globex", NOW - Duration::minutes(1)),
+            &key,
+            NOW - Duration::minutes(20),
+        )
+        .await
+        .expect("put old");
+    db.store
+        .put_connect_state(
+            &pending("hash-3", "globex", NOW + Duration::minutes(10)),
+            &key,
+            NOW,
+        )
+        .await
+        .expect("put new");
+    let left = db
+        .strings("SELECT state_hash FROM connect_states ORDER BY state_hash")
+        .await;
+    assert_eq!(left, [[Some("hash-3".to_owned())]]);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1719,4 +1872,6 @@ conformance!(
     long_histories_classify_on_the_latest_attempts,
     batched_writes_keep_banners_equal_to_a_full_recount,
     concurrent_writers_of_shared_companies_never_deadlock,
+    member_attempts_are_newest_first_bounded_and_scoped,
+    connect_states_are_single_use_sealed_and_bound,
 );

@@ -1,0 +1,97 @@
+//! The connect flow's pending sign-ins (`connect_states`): `/connect/{provider}/start`
+//! stores one per `state` it hands to the provider, `/connect/{provider}/callback` takes it
+//! back exactly once. The caller hashes the state (only the hash is stored) and checks the
+//! expiry and provider of what it takes; a taken row is gone whatever the outcome, so a
+//! replayed callback finds nothing.
+//!
+//! Compiled once per backend, like `shared.rs`: `sqlite.rs` and `postgres.rs` each declare
+//! it as their `connect` module after defining `Backend` and `Db`.
+
+use datacap_core::Provider;
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use super::Backend;
+use crate::crypto::{EncryptionKey, Sealed};
+use crate::dbtime::DbTime;
+use crate::error::{StoreError, corrupt};
+use crate::model::{ConnectState, NewConnectState};
+
+impl Backend {
+    /// Stores a pending sign-in with its PKCE verifier sealed by `key`, after deleting
+    /// pending sign-ins that expired before `now`. The member must belong to the company.
+    pub async fn put_connect_state(
+        &self,
+        pending: &NewConnectState<'_>,
+        key: &EncryptionKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM connect_states WHERE expires_at < $1")
+            .bind(DbTime::new(now))
+            .execute(&mut *tx)
+            .await?;
+        let member: Option<(String,)> = sqlx::query_as(
+            "SELECT m.id FROM members m JOIN companies c ON c.id = m.company_id \
+             WHERE m.id = $1 AND m.company_id = $2 AND m.active AND c.active",
+        )
+        .bind(pending.member_id)
+        .bind(pending.company_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if member.is_none() {
+            return Err(StoreError::UnknownMember {
+                member_id: pending.member_id.to_owned(),
+            });
+        }
+        let sealed = key.seal(pending.company_id, pending.member_id, pending.verifier);
+        sqlx::query(
+            "INSERT INTO connect_states (state_hash, provider, company_id, member_id, \
+             verifier_ciphertext, key_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(pending.state_hash)
+        .bind(pending.provider.as_str())
+        .bind(pending.company_id)
+        .bind(pending.member_id)
+        .bind(sealed.bytes)
+        .bind(sealed.key_id)
+        .bind(DbTime::new(now))
+        .bind(DbTime::new(pending.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes (reads and deletes) the pending sign-in of `state_hash`, expired or not;
+    /// `None` when there is none (never issued, or already taken).
+    pub async fn take_connect_state(
+        &self,
+        state_hash: &str,
+        key: &EncryptionKey,
+    ) -> Result<Option<ConnectState>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(String, String, String, Vec<u8>, String, DbTime)> = sqlx::query_as(
+            "DELETE FROM connect_states WHERE state_hash = $1 RETURNING provider, company_id, \
+             member_id, verifier_ciphertext, key_id, expires_at",
+        )
+        .bind(state_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some((provider, company_id, member_id, bytes, key_id, expires_at)) = row else {
+            return Ok(None);
+        };
+        let verifier: SecretString =
+            key.open(&company_id, &member_id, &Sealed { key_id, bytes })?;
+        Ok(Some(ConnectState {
+            provider: Provider::parse(&provider)
+                .ok_or_else(|| corrupt("connect_states", "provider", &provider))?,
+            company_id,
+            member_id,
+            verifier,
+            expires_at: expires_at.0,
+        }))
+    }
+}
