@@ -31,6 +31,7 @@ pub struct Config {
     pub microsoft: MicrosoftSection,
     pub log: LogConfig,
     pub http: HttpConfig,
+    pub web: crate::web::WebSection,
 }
 
 /// `[worker]`: the poller's limits and schedule (raw values; `commands::run` builds the
@@ -62,6 +63,8 @@ pub struct WorkerSection {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GoogleSection {
     pub token_url: String,
+    /// The connect flow's consent screen.
+    pub authorize_url: String,
     pub gmail_base: String,
     pub calendar_base: String,
     pub directory_base: String,
@@ -157,6 +160,8 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    web: crate::web::RawWeb,
 }
 
 /// Declares a raw config section: each field's type and default, `deny_unknown_fields`,
@@ -198,6 +203,7 @@ raw_section!(RawWorker {
 
 raw_section!(RawGoogle {
     token_url: String = "https://oauth2.googleapis.com/token".to_owned(),
+    authorize_url: String = "https://accounts.google.com/o/oauth2/v2/auth".to_owned(),
     gmail_base: String = "https://gmail.googleapis.com/gmail/v1".to_owned(),
     calendar_base: String = "https://www.googleapis.com/calendar/v3".to_owned(),
     directory_base: String = "https://admin.googleapis.com/admin/directory/v1".to_owned(),
@@ -464,7 +470,9 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
             )
         })?,
     };
+    let web = crate::web::validate(raw.web)?;
     Ok(Config {
+        web,
         worker,
         google,
         microsoft,
@@ -590,6 +598,7 @@ fn validate_google(raw: RawGoogle) -> Result<GoogleSection, (&'static str, Strin
         page_size: bounded("google.page_size", raw.page_size, 1, 500)?,
         max_pages: bounded("google.max_pages", raw.max_pages, 1, 10_000)?,
         token_url: raw.token_url,
+        authorize_url: raw.authorize_url,
         gmail_base: raw.gmail_base,
         calendar_base: raw.calendar_base,
         directory_base: raw.directory_base,

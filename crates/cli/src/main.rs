@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod config;
 mod credentials;
+mod web;
 
 /// datacap imports every team member's email and calendar from Google Workspace and
 /// Microsoft 365 and tells admins, per member, whether it works.

@@ -1,32 +1,60 @@
-//! datacap-web: what `datacap run` serves over HTTP. For now `/healthz` (the process is
-//! alive), `/readyz` (the database is reachable and the scheduler makes progress) and
-//! `/metrics` (Prometheus text); the Team members page and its JSON API arrive later on
-//! the same router.
+//! datacap-web: what `datacap run` and `datacap demo` serve over HTTP, on one listener:
+//! - `/healthz`, `/readyz`, `/metrics` for probes and Prometheus (no auth);
+//! - the Team members page per company and an index of companies (server-rendered HTML,
+//!   askama templates, refreshing itself), with `/login` and `/logout`;
+//! - the JSON API `/api/v1/…` (status of a company, a member's recent attempts);
+//! - the members' connect flow `/connect/{provider}/…`.
 //!
-//! The crate knows neither the worker nor the metrics exporter: the binary hands it two
-//! functions, one that says whether the daemon is ready and one that renders the metrics,
-//! so this stays a thin HTTP edge that tests drive with plain requests.
+//! The crate knows neither the worker nor the metrics exporter nor the providers' clients:
+//! the binary hands it functions (ready, metrics), the store, the tokens and, for the
+//! connect flow, something that redeems authorization codes. Every route is listed in
+//! [`routes`], which builds the router and which a test holds against docs/openapi.yaml.
+
+// Handlers return a finished error page or JSON answer as `Err(Response)`, once per
+// request; boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod auth;
+pub mod connect;
+mod page;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter, get, on};
+use datacap_store::Store;
 use tokio_util::sync::CancellationToken;
+
+pub use auth::{Auth, Denied, Principal};
+pub use connect::{ConnectSetup, Exchange, ExchangeError, Exchanged, InviteKey};
 
 /// Says whether the daemon is ready, or why not.
 pub type ReadyFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// Renders the metrics in Prometheus' text format.
 pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// What the page, the API and the connect flow read.
+pub struct App {
+    pub store: Store,
+    pub auth: Auth,
+    /// Seconds between the page's reloads.
+    pub refresh_seconds: u32,
+    /// The connect flow; without it `/connect/…` answers that connecting is not set up.
+    pub connect: Option<ConnectSetup>,
+}
+
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct WebState {
     pub ready: ReadyFn,
     pub metrics: MetricsFn,
+    /// The page, API and connect flow; `None` serves only health, readiness and metrics.
+    pub app: Option<Arc<App>>,
 }
 
 /// Liveness: 200 while the process serves HTTP (deploy/ probes it).
@@ -36,12 +64,56 @@ pub const READYZ_PATH: &str = "/readyz";
 /// Prometheus metrics in the text format (deploy/ annotates it for scraping).
 pub const METRICS_PATH: &str = "/metrics";
 
-/// The router: `/healthz`, `/readyz`, `/metrics`.
+/// Every route: method, path (axum's `{param}` syntax, as in OpenAPI) and handler.
+pub fn routes() -> Vec<(Method, &'static str, MethodRouter<WebState>)> {
+    vec![
+        (Method::GET, HEALTHZ_PATH, get(healthz)),
+        (Method::GET, READYZ_PATH, get(readyz)),
+        (Method::GET, METRICS_PATH, get(metrics)),
+        (Method::GET, "/", get(page::index)),
+        (Method::GET, "/login", get(page::login_form)),
+        (Method::POST, "/login", on(MethodFilter::POST, page::login)),
+        (
+            Method::POST,
+            "/logout",
+            on(MethodFilter::POST, page::logout),
+        ),
+        (
+            Method::GET,
+            "/companies/{company}/members",
+            get(page::members),
+        ),
+        (
+            Method::GET,
+            "/api/v1/companies/{company}/status",
+            get(api::status),
+        ),
+        (
+            Method::GET,
+            "/api/v1/companies/{company}/members/{member}/attempts",
+            get(api::attempts),
+        ),
+        (
+            Method::GET,
+            "/connect/{provider}/start",
+            get(connect::start),
+        ),
+        (
+            Method::GET,
+            "/connect/{provider}/callback",
+            get(connect::callback),
+        ),
+    ]
+}
+
+/// The router of [`routes`], with a plain 404 for anything else.
 pub fn router(state: WebState) -> Router {
-    Router::new()
-        .route(HEALTHZ_PATH, get(healthz))
-        .route(READYZ_PATH, get(readyz))
-        .route(METRICS_PATH, get(metrics))
+    let mut router = Router::new();
+    for (_, path, handler) in routes() {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
         .with_state(state)
 }
 
@@ -123,6 +195,7 @@ mod tests {
                 }
             }),
             metrics: Arc::new(|| "datacap_attempts_total 1\n".to_owned()),
+            app: None,
         };
         let server = WebServer::bind("127.0.0.1:0".parse().unwrap(), state)
             .await
@@ -138,6 +211,9 @@ mod tests {
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "/metrics").await;
         assert!(metrics.contains("datacap_attempts_total 1"));
+        // Without the app, the page says so rather than failing.
+        let page = get(addr, "/companies/acme/members").await;
+        assert!(page.starts_with("HTTP/1.1 503"), "{page}");
         cancel.cancel();
         task.await.unwrap().unwrap();
     }

@@ -37,6 +37,23 @@ const SIM_PUBLIC_KEY: &str =
 const SIM_PRIVATE_KEY: &str =
     include_str!("../../../../config/sim/keys/FAKE-TEST-ONLY-google-service-account.key.pem");
 const KEY_FILE_NAME: &str = "FAKE-TEST-ONLY-google-service-account.pub.pem";
+/// The demo's operator token for the Team members page, in its state directory.
+pub(crate) const OPERATOR_TOKEN_FILE: &str = "web-operator-token";
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
 
 /// Arguments of `datacap demo`.
 #[derive(clap::Args)]
@@ -86,6 +103,10 @@ fn prepare_state(state: &Path) -> anyhow::Result<()> {
     write(state.join("fabrikam-client-secret"), "fabrikam-secret")?;
     let tenants = TENANTS.replace("@STATE@", &state.display().to_string());
     write(state.join("tenants.toml"), &tenants)?;
+    for name in [OPERATOR_TOKEN_FILE, "web-signing-key"] {
+        let secret = hex::encode(datacap_web::auth::random_bytes()?);
+        write_private(&state.join(name), &secret)?;
+    }
     Ok(())
 }
 
@@ -119,6 +140,30 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
         ("DATACAP_WORKER__RECHECK_INTERVAL", "5m".to_owned()),
         ("DATACAP_WORKER__STALL_PASS_INTERVAL", "10s".to_owned()),
         ("DATACAP_HTTP__LISTEN", args.listen.to_string()),
+        // The page and API need a token even here: the demo writes one into its state
+        // directory and prints where (never the token), and lets initech's members use
+        // the connect flow through the sim's consent screen.
+        (
+            "DATACAP_WEB__OPERATOR_TOKEN_FILE",
+            state.join(OPERATOR_TOKEN_FILE).display().to_string(),
+        ),
+        (
+            "DATACAP_WEB__SIGNING_KEY_FILE",
+            state.join("web-signing-key").display().to_string(),
+        ),
+        ("DATACAP_WEB__PUBLIC_URL", format!("http://{}", args.listen)),
+        (
+            "DATACAP_GOOGLE__AUTHORIZE_URL",
+            e.google_authorize_url.clone(),
+        ),
+        (
+            "DATACAP_GOOGLE__OAUTH_CLIENT_ID",
+            "initech-client.apps.googleusercontent.com".to_owned(),
+        ),
+        (
+            "DATACAP_GOOGLE__OAUTH_CLIENT_SECRET_FILE",
+            state.join("initech-client-secret").display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
@@ -170,6 +215,8 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
     connect_members(&store, &key, &e, &connectors, now).await?;
     backdate_stuck_member(&store, &config, &connectors).await?;
 
+    let web_key = EncryptionKey::parse("demo", &key_text).context("cannot copy the demo's key")?;
+    let app = crate::web::build_app(&config, store.clone(), Some(web_key), &connectors)?;
     let worker = build_worker(&config, store.clone(), connectors, Some(key))?;
     let cancel = CancellationToken::new();
     shutdown_on_signals(cancel.clone())?;
@@ -183,11 +230,13 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
     say(status::table(&report).trim_end())?;
     if !args.once && !cancel.is_cancelled() {
         say(&format!(
-            "polling on; /healthz, /readyz and /metrics at http://{}; Ctrl-C stops",
-            config.http.listen
+            "polling on; the Team members page at http://{listen}/ (sign in with the operator \
+             token in {}), /healthz, /readyz and /metrics at http://{listen}; Ctrl-C stops",
+            state.join(OPERATOR_TOKEN_FILE).display(),
+            listen = config.http.listen
         ))?;
         let metrics = install_metrics()?;
-        serve_and_poll(&worker, &config, metrics, cancel).await?;
+        serve_and_poll(&worker, &config, metrics, app, cancel).await?;
     }
     store.close().await;
     sim.shutdown().await;

@@ -58,7 +58,8 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             )),
             None => None,
         };
-        let worker = build_worker(&config, store.clone(), connectors(&config, sink)?, key)?;
+        let connectors = connectors(&config, sink)?;
+        let worker = build_worker(&config, store.clone(), connectors.clone(), key)?;
         let cancel = CancellationToken::new();
         shutdown_on_signals(cancel.clone())?;
         if args.once {
@@ -69,7 +70,14 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             say(&summary(&report))?;
         } else {
             let metrics = install_metrics()?;
-            serve_and_poll(&worker, &config, metrics, cancel).await?;
+            // The web app's own copy of the key seals the grants members connect.
+            let web_key = config
+                .encryption
+                .as_ref()
+                .map(config::load_key)
+                .transpose()?;
+            let app = crate::web::build_app(&config, store.clone(), web_key, &connectors)?;
+            serve_and_poll(&worker, &config, metrics, app, cancel).await?;
         }
         store.close().await;
         Ok(ExitCode::SUCCESS)
@@ -85,11 +93,13 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Serves the HTTP endpoints and runs the daemon until `cancel` fires.
+/// Serves the HTTP endpoints (health, metrics, the Team members page, its API and the
+/// connect flow) and runs the daemon until `cancel` fires.
 pub(crate) async fn serve_and_poll(
     worker: &Worker,
     config: &Config,
     metrics: PrometheusHandle,
+    app: datacap_web::App,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let health = worker.health();
@@ -97,6 +107,7 @@ pub(crate) async fn serve_and_poll(
     let state = WebState {
         ready: Arc::new(move || health.ready().map_err(|reason| reason.as_str().to_owned())),
         metrics: Arc::new(move || render.render()),
+        app: Some(Arc::new(app)),
     };
     let server = WebServer::bind(config.http.listen, state)
         .await
@@ -104,7 +115,7 @@ pub(crate) async fn serve_and_poll(
     let bound = server
         .local_addr()
         .context("cannot read the bound address")?;
-    info!(address = %bound, "serving /healthz, /readyz and /metrics");
+    info!(address = %bound, "serving the Team members page, /api/v1, /connect, /healthz, /readyz and /metrics");
     let web_stop = CancellationToken::new();
     let web = tokio::spawn(server.serve(web_stop.clone()));
     let upkeep_stop = web_stop.clone();

@@ -1,0 +1,363 @@
+//! `[web]`: who may read the Team members page and its API, how sessions and connect links
+//! are signed, and where members reach this server; plus building datacap-web's [`App`]
+//! from it (tokens read from files or env, the connect flow wired to the connectors).
+//!
+//! Tokens and the signing secret are read at start-up and never logged; a missing file or
+//! unset variable named here is an error naming the key, never the value.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use datacap_connector::OAuthClient;
+use datacap_core::Provider;
+use datacap_store::{EncryptionKey, Store};
+use datacap_web::connect::{ConnectProvider, ExchangeFuture};
+use datacap_web::{App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, InviteKey};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::config::{Config, KeySource, parse_duration, read_secret};
+
+/// `[web]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawWeb {
+    operator_token_file: Option<PathBuf>,
+    operator_token_env: Option<String>,
+    company_tokens_file: Option<PathBuf>,
+    company_tokens_env: Option<String>,
+    signing_key_file: Option<PathBuf>,
+    signing_key_env: Option<String>,
+    public_url: String,
+    refresh: String,
+    session_ttl: String,
+    invite_ttl: String,
+    connect_state_ttl: String,
+    secure_cookie: bool,
+}
+
+impl Default for RawWeb {
+    fn default() -> Self {
+        RawWeb {
+            operator_token_file: None,
+            operator_token_env: None,
+            company_tokens_file: None,
+            company_tokens_env: None,
+            signing_key_file: None,
+            signing_key_env: None,
+            public_url: "http://127.0.0.1:9464".to_owned(),
+            refresh: "30s".to_owned(),
+            session_ttl: "12h".to_owned(),
+            invite_ttl: "14d".to_owned(),
+            connect_state_ttl: "10m".to_owned(),
+            secure_cookie: false,
+        }
+    }
+}
+
+/// `[web]`, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSection {
+    pub operator_token: Option<KeySource>,
+    pub company_tokens: Option<KeySource>,
+    pub signing_key: Option<KeySource>,
+    pub public_url: String,
+    pub refresh_seconds: u32,
+    pub session_ttl: time::Duration,
+    pub invite_ttl: time::Duration,
+    pub connect_state_ttl: time::Duration,
+    pub secure_cookie: bool,
+}
+
+fn source(
+    key: &'static str,
+    file: Option<PathBuf>,
+    env: Option<String>,
+) -> Result<Option<KeySource>, (&'static str, String)> {
+    match (file, env) {
+        (None, None) => Ok(None),
+        (Some(path), None) => Ok(Some(KeySource::File(path))),
+        (None, Some(name)) if !name.trim().is_empty() => Ok(Some(KeySource::Env(name))),
+        (None, Some(_)) => Err((key, "the variable name must not be empty".to_owned())),
+        (Some(_), Some(_)) => Err((key, "give the _file or the _env key, not both".to_owned())),
+    }
+}
+
+/// Checks `[web]`.
+pub(crate) fn validate(raw: RawWeb) -> Result<WebSection, (&'static str, String)> {
+    let public_url = raw.public_url.trim_end_matches('/').to_owned();
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        return Err((
+            "web.public_url",
+            format!("{:?} must be an http:// or https:// URL", raw.public_url),
+        ));
+    }
+    let refresh = parse_duration(&raw.refresh).map_err(|detail| ("web.refresh", detail))?;
+    let refresh_seconds = u32::try_from(refresh.whole_seconds())
+        .ok()
+        .filter(|seconds| (5..=3600).contains(seconds))
+        .ok_or(("web.refresh", "must be 5s to 1h".to_owned()))?;
+    Ok(WebSection {
+        operator_token: source(
+            "web.operator_token_file",
+            raw.operator_token_file,
+            raw.operator_token_env,
+        )?,
+        company_tokens: source(
+            "web.company_tokens_file",
+            raw.company_tokens_file,
+            raw.company_tokens_env,
+        )?,
+        signing_key: source(
+            "web.signing_key_file",
+            raw.signing_key_file,
+            raw.signing_key_env,
+        )?,
+        public_url,
+        refresh_seconds,
+        session_ttl: parse_duration(&raw.session_ttl).map_err(|d| ("web.session_ttl", d))?,
+        invite_ttl: parse_duration(&raw.invite_ttl).map_err(|d| ("web.invite_ttl", d))?,
+        connect_state_ttl: parse_duration(&raw.connect_state_ttl)
+            .map_err(|d| ("web.connect_state_ttl", d))?,
+        secure_cookie: raw.secure_cookie,
+    })
+}
+
+/// Company id → token, from `company_tokens_file` (a TOML table `acme = "TOKEN"`) or
+/// `company_tokens_env` (`acme=TOKEN,globex=TOKEN`).
+fn company_tokens(source: &KeySource) -> anyhow::Result<BTreeMap<String, SecretString>> {
+    let text = read_secret(source, "web company tokens")?;
+    let mut tokens = BTreeMap::new();
+    match source {
+        KeySource::File(path) => {
+            let table: toml::Table = text.expose_secret().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "web company tokens file {} is not a TOML table of company = \"token\"",
+                    path.display()
+                )
+            })?;
+            for (company, value) in table {
+                let toml::Value::String(token) = value else {
+                    anyhow::bail!(
+                        "web company tokens file {}: {company} must be a string",
+                        path.display()
+                    );
+                };
+                tokens.insert(company, SecretString::from(token));
+            }
+        }
+        KeySource::Env(name) => {
+            for pair in text
+                .expose_secret()
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+            {
+                let (company, token) = pair.split_once('=').with_context(|| {
+                    format!("web company tokens env {name}: each entry is company=token")
+                })?;
+                tokens.insert(company.trim().to_owned(), SecretString::from(token.trim()));
+            }
+        }
+    }
+    for (company, token) in &tokens {
+        if token.expose_secret().len() < 16 {
+            anyhow::bail!("web company token of {company} is shorter than 16 characters");
+        }
+    }
+    Ok(tokens)
+}
+
+/// The web app: tokens, session key and, when everything it needs is configured
+/// (`signing_key`, `[encryption]`, an OAuth client), the connect flow.
+pub(crate) fn build_app(
+    config: &Config,
+    store: Store,
+    key: Option<EncryptionKey>,
+    connectors: &datacap_worker::Connectors,
+) -> anyhow::Result<App> {
+    let web = &config.web;
+    let operator = web
+        .operator_token
+        .as_ref()
+        .map(|source| read_secret(source, "web operator token"))
+        .transpose()?;
+    if operator
+        .as_ref()
+        .is_some_and(|token| token.expose_secret().len() < 16)
+    {
+        anyhow::bail!("web operator token is shorter than 16 characters");
+    }
+    let companies = match &web.company_tokens {
+        Some(source) => company_tokens(source)?,
+        None => BTreeMap::new(),
+    };
+    let signing = match &web.signing_key {
+        Some(source) => {
+            let secret = read_secret(source, "web signing key")?;
+            if secret.expose_secret().len() < 32 {
+                anyhow::bail!("web signing key is shorter than 32 characters");
+            }
+            Some(datacap_web::auth::signing_key(&secret))
+        }
+        None => None,
+    };
+    let session_key = match signing {
+        Some(bytes) => bytes,
+        // Sessions then last until the daemon restarts.
+        None => datacap_web::auth::random_bytes()?,
+    };
+    let auth = Auth::new(
+        operator.as_ref(),
+        &companies,
+        session_key,
+        web.session_ttl,
+        web.secure_cookie,
+    );
+    let connect = match (signing, key) {
+        (Some(signing), Some(key)) => connect_setup(config, signing, key, connectors)?,
+        _ => None,
+    };
+    Ok(App {
+        store,
+        auth,
+        refresh_seconds: web.refresh_seconds,
+        connect,
+    })
+}
+
+/// The connect flow's OAuth clients: `[google]`/`[microsoft]` `oauth_client_id` and secret.
+fn clients(config: &Config) -> anyhow::Result<(Option<OAuthClient>, Option<OAuthClient>)> {
+    let client = |oauth: &Option<crate::config::OAuthClientRef>, what: &str, tenant| {
+        oauth
+            .as_ref()
+            .map(|oauth| {
+                Ok::<_, anyhow::Error>(OAuthClient {
+                    client_id: oauth.client_id.clone(),
+                    client_secret: read_secret(&oauth.secret, what)?,
+                    tenant,
+                })
+            })
+            .transpose()
+    };
+    Ok((
+        client(&config.google.oauth, "google oauth client secret", None)?,
+        client(
+            &config.microsoft.oauth,
+            "microsoft oauth client secret",
+            Some(config.microsoft.oauth_tenant.clone()),
+        )?,
+    ))
+}
+
+fn connect_setup(
+    config: &Config,
+    signing: [u8; 32],
+    key: EncryptionKey,
+    connectors: &datacap_worker::Connectors,
+) -> anyhow::Result<Option<ConnectSetup>> {
+    let (google_client, microsoft_client) = clients(config)?;
+    if google_client.is_none() && microsoft_client.is_none() {
+        return Ok(None);
+    }
+    let google = google_client.as_ref().map(|client| ConnectProvider {
+        authorize_url: config.google.authorize_url.clone(),
+        client_id: client.client_id.clone(),
+        scope: format!(
+            "{} {}",
+            datacap_google::GMAIL_SCOPE,
+            datacap_google::CALENDAR_SCOPE
+        ),
+        required_scopes: vec![
+            datacap_google::GMAIL_SCOPE.to_owned(),
+            datacap_google::CALENDAR_SCOPE.to_owned(),
+        ],
+        extra: vec![
+            ("access_type".to_owned(), "offline".to_owned()),
+            ("prompt".to_owned(), "consent".to_owned()),
+        ],
+    });
+    let microsoft = microsoft_client.as_ref().map(|client| ConnectProvider {
+        authorize_url: format!(
+            "{}/{}/oauth2/v2.0/authorize",
+            config.microsoft.login_base.trim_end_matches('/'),
+            config.microsoft.oauth_tenant
+        ),
+        client_id: client.client_id.clone(),
+        scope: datacap_microsoft::MicrosoftConfig::default().delegated_scope,
+        required_scopes: vec!["Mail.Read".to_owned(), "Calendars.Read".to_owned()],
+        extra: Vec::new(),
+    });
+    Ok(Some(ConnectSetup {
+        public_url: config.web.public_url.clone(),
+        invites: InviteKey::new(signing),
+        state_ttl: config.web.connect_state_ttl,
+        key,
+        google,
+        microsoft,
+        exchange: Arc::new(ConnectorExchange {
+            connectors: connectors.clone(),
+            google: google_client,
+            microsoft: microsoft_client,
+        }),
+    }))
+}
+
+/// Redeems codes through the same connectors the worker polls with.
+struct ConnectorExchange {
+    connectors: datacap_worker::Connectors,
+    google: Option<OAuthClient>,
+    microsoft: Option<OAuthClient>,
+}
+
+impl Exchange for ConnectorExchange {
+    fn exchange<'a>(
+        &'a self,
+        provider: Provider,
+        code: &'a str,
+        redirect_uri: &'a str,
+        verifier: &'a SecretString,
+    ) -> ExchangeFuture<'a> {
+        Box::pin(async move {
+            let missing = || ExchangeError("this provider is not set up".to_owned());
+            match provider {
+                Provider::GoogleWorkspace => {
+                    let connector = self.connectors.google.as_ref().ok_or_else(missing)?;
+                    let client = self.google.as_ref().ok_or_else(missing)?;
+                    let grant = connector
+                        .exchange_code(client, code, redirect_uri, Some(verifier))
+                        .await
+                        .map_err(|error| ExchangeError(error.to_string()))?;
+                    Ok(Exchanged {
+                        refresh_token: grant.refresh_token,
+                        scopes: grant.scope.split_whitespace().map(str::to_owned).collect(),
+                        account: None,
+                    })
+                }
+                Provider::Microsoft365 => {
+                    let connector = self.connectors.microsoft.as_ref().ok_or_else(missing)?;
+                    let client = self.microsoft.as_ref().ok_or_else(missing)?;
+                    let grant = connector
+                        .exchange_code(client, code, redirect_uri, verifier)
+                        .await
+                        .map_err(|error| ExchangeError(error.to_string()))?;
+                    let refresh_token = grant.refresh_token.ok_or_else(|| {
+                        ExchangeError("the answer carries no refresh token".to_owned())
+                    })?;
+                    Ok(Exchanged {
+                        refresh_token,
+                        scopes: grant
+                            .scope
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .map(str::to_owned)
+                            .collect(),
+                        account: None,
+                    })
+                }
+                Provider::None => Err(missing()),
+            }
+        })
+    }
+}

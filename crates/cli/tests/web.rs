@@ -1,0 +1,486 @@
+//! The Team members page, its API and the connect flow served by the real `datacap run`
+//! against the real sim over loopback: members of a Google and a Microsoft user-by-user
+//! company connect through the sim's consent screens with their personal links (PKCE,
+//! single-use state), get polled at once and turn green; a declined consent, a consent
+//! without every scope and a replayed callback store nothing; the API answers what
+//! `datacap status --format json` prints.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use datacap_sim::{Scenario, Sim, SimHandle};
+use serde_json::Value;
+
+const SCENARIO: &str = r#"
+seed = 5
+
+[[tenant]]
+name = "initech"
+provider = "google"
+domain = "initech.example"
+
+[tenant.oauth_client]
+client_id = "initech-client.apps.googleusercontent.com"
+client_secret = "initech-secret"
+
+[[tenant.user]]
+email = "peter@initech.example"
+messages = 3
+events = 1
+
+[[tenant.user]]
+email = "denier@initech.example"
+[[tenant.user.fault]]
+fault = "consent_denied"
+endpoint = "authorize"
+
+[[tenant.user]]
+email = "partial@initech.example"
+granted_scopes = ["https://www.googleapis.com/auth/gmail.readonly"]
+
+[[tenant]]
+name = "contoso"
+provider = "microsoft"
+domain = "contoso.example"
+tenant_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
+
+[tenant.app]
+client_id = "cc11dd22-ee33-4f44-8a55-bb6677889900"
+client_secret = "contoso-secret"
+roles = []
+
+[[tenant.user]]
+email = "megan@contoso.example"
+messages = 4
+events = 2
+"#;
+
+const TENANTS: &str = r#"
+[[companies]]
+id = "initech"
+name = "Initech"
+provider = "google_workspace"
+connection_mode = "user_by_user"
+settings = { permission_given = true }
+credentials = { client_id = "initech-client.apps.googleusercontent.com", client_secret_env = "INITECH_SECRET" }
+
+[[companies.members]]
+id = "peter"
+email = "peter@initech.example"
+
+[[companies.members]]
+id = "denier"
+email = "denier@initech.example"
+
+[[companies.members]]
+id = "partial"
+email = "partial@initech.example"
+
+[[companies]]
+id = "contoso"
+name = "Contoso"
+provider = "microsoft_365"
+connection_mode = "user_by_user"
+settings = { permission_given = true }
+credentials = { tenant_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", client_id = "cc11dd22-ee33-4f44-8a55-bb6677889900", client_secret_env = "CONTOSO_SECRET" }
+
+[[companies.members]]
+id = "megan"
+email = "megan@contoso.example"
+"#;
+
+const OPERATOR: &str = "operator-token-for-the-web-test";
+const SIGNING: &str = "signing-secret-for-the-web-test-0123456789";
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../")).join(path)
+}
+
+/// A plain HTTP/1.1 request; status, headers and body.
+fn http(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap_or_default()
+        .get(9..12)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn location(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k == "location")
+        .map(|(_, v)| v.clone())
+        .expect("a Location header")
+}
+
+/// Splits an absolute `http://host:port/path?query` URL.
+fn split_url(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (host.parse().expect("host:port"), format!("/{path}"))
+}
+
+struct Web {
+    _runtime: tokio::runtime::Runtime,
+    sim: Option<SimHandle>,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    child: Option<std::process::Child>,
+    http: SocketAddr,
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(sim) = self.sim.take() {
+            self._runtime.block_on(sim.shutdown());
+        }
+    }
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Web {
+    fn start() -> Web {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let scenario =
+            Scenario::from_toml(SCENARIO, "web.toml", &repo_file("config/sim")).expect("scenario");
+        let sim = runtime
+            .block_on(Sim::start(scenario, "127.0.0.1:0".parse().unwrap()))
+            .expect("sim starts");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tenants.toml"), TENANTS).unwrap();
+        std::fs::write(dir.path().join("operator-token"), OPERATOR).unwrap();
+        std::fs::write(dir.path().join("signing-key"), SIGNING).unwrap();
+        std::fs::write(dir.path().join("google-secret"), "initech-secret").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = listener.local_addr().unwrap();
+        drop(listener);
+        let e = sim.endpoints().clone();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let env: Vec<(String, String)> = [
+            (
+                "DATACAP_DATABASE__URL",
+                format!("sqlite://{}", path("datacap.sqlite")),
+            ),
+            (
+                "DATACAP_ENCRYPTION__KEY_ENV",
+                "TEST_ENCRYPTION_KEY".to_owned(),
+            ),
+            ("TEST_ENCRYPTION_KEY", "42".repeat(32)),
+            ("DATACAP_GOOGLE__TOKEN_URL", e.google_token_url.clone()),
+            (
+                "DATACAP_GOOGLE__AUTHORIZE_URL",
+                e.google_authorize_url.clone(),
+            ),
+            ("DATACAP_GOOGLE__GMAIL_BASE", e.gmail_base.clone()),
+            ("DATACAP_GOOGLE__CALENDAR_BASE", e.calendar_base.clone()),
+            ("DATACAP_GOOGLE__DIRECTORY_BASE", e.directory_base.clone()),
+            (
+                "DATACAP_GOOGLE__OAUTH_CLIENT_ID",
+                "initech-client.apps.googleusercontent.com".to_owned(),
+            ),
+            (
+                "DATACAP_GOOGLE__OAUTH_CLIENT_SECRET_FILE",
+                path("google-secret"),
+            ),
+            (
+                "DATACAP_MICROSOFT__LOGIN_BASE",
+                e.microsoft_login_base.clone(),
+            ),
+            ("DATACAP_MICROSOFT__GRAPH_BASE", e.graph_base.clone()),
+            (
+                "DATACAP_MICROSOFT__OAUTH_CLIENT_ID",
+                "cc11dd22-ee33-4f44-8a55-bb6677889900".to_owned(),
+            ),
+            (
+                "DATACAP_MICROSOFT__OAUTH_CLIENT_SECRET_ENV",
+                "CONTOSO_SECRET".to_owned(),
+            ),
+            ("DATACAP_WEB__OPERATOR_TOKEN_FILE", path("operator-token")),
+            ("DATACAP_WEB__SIGNING_KEY_FILE", path("signing-key")),
+            ("DATACAP_WEB__PUBLIC_URL", format!("http://{http}")),
+            ("DATACAP_HTTP__LISTEN", http.to_string()),
+            ("DATACAP_WORKER__IDLE_WAIT", "1s".to_owned()),
+            ("INITECH_SECRET", "initech-secret".to_owned()),
+            ("CONTOSO_SECRET", "contoso-secret".to_owned()),
+            ("DATACAP_LOG__LEVEL", "info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut web = Web {
+            _runtime: runtime,
+            sim: Some(sim),
+            dir,
+            env,
+            child: None,
+            http,
+        };
+        let tenants = web.dir.path().join("tenants.toml").display().to_string();
+        web.datacap(&["apply", &tenants]);
+        let log = std::fs::File::create(web.dir.path().join("run.log")).unwrap();
+        let child = web
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("datacap run starts");
+        web.child = Some(child);
+        web.eventually("the daemon serves HTTP", || {
+            std::net::TcpStream::connect(web.http).is_ok()
+        });
+        web
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_datacap"));
+        command.current_dir(self.dir.path()).env_clear().args(args);
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        command
+    }
+
+    fn datacap(&self, args: &[&str]) -> String {
+        ok(&self.command(args).output().expect("datacap runs"))
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("run.log")).unwrap_or_default()
+    }
+
+    fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(120) {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{what}: not within 120 s\n{}", self.logs());
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.datacap(&["status", "--format", "json"])).expect("json")
+    }
+
+    fn email_reason(&self, company: &str, member: &str) -> String {
+        let status = self.status();
+        status["companies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == company)
+            .and_then(|c| {
+                c["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["id"] == member)
+            })
+            .map(|m| m["email"]["reason"].as_str().unwrap().to_owned())
+            .expect("member in status")
+    }
+
+    fn grants(&self) -> Vec<String> {
+        let url = self.env[0].1.clone();
+        self._runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT member_id, state FROM member_grants ORDER BY member_id")
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap();
+            rows.into_iter().map(|(m, s)| format!("{m}:{s}")).collect()
+        })
+    }
+
+    /// A member's personal connect link, signed with the configured key.
+    fn link(&self, provider: &str, company: &str, member: &str) -> String {
+        let key = datacap_web::InviteKey::new(datacap_web::auth::signing_key(
+            &secrecy::SecretString::from(SIGNING),
+        ));
+        let invite = key.invite(
+            company,
+            member,
+            time::OffsetDateTime::now_utc() + time::Duration::days(1),
+        );
+        format!("/connect/{provider}/start?invite={invite}")
+    }
+
+    /// Follows a connect link through the sim's consent screen; the callback URL the sim
+    /// sends the browser to.
+    fn consent(&self, link: &str) -> String {
+        let (status, headers, body) = http(self.http, link, &[]);
+        assert_eq!(status, 303, "start: {body}");
+        let authorize = location(&headers);
+        assert!(
+            authorize.contains("code_challenge_method=S256"),
+            "{authorize}"
+        );
+        let (sim, path) = split_url(&authorize);
+        let (status, headers, body) = http(sim, &path, &[]);
+        assert_eq!(status, 302, "the sim's consent screen: {body}");
+        let callback = location(&headers);
+        assert!(
+            callback.starts_with(&format!("http://{}/connect/", self.http)),
+            "{callback}"
+        );
+        split_url(&callback).1
+    }
+}
+
+#[test]
+fn members_connect_through_both_providers_and_are_polled_at_once() {
+    let web = Web::start();
+    assert_eq!(web.email_reason("initech", "peter"), "member_not_connected");
+    assert!(web.grants().is_empty());
+
+    // Declined at Google's consent screen: a clear page, nothing stored.
+    let declined = web.consent(&web.link("google", "initech", "denier"));
+    assert!(declined.contains("error=access_denied"), "{declined}");
+    let (status, _, body) = http(web.http, &declined, &[]);
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("You declined access at Google Workspace"),
+        "{body}"
+    );
+    assert!(web.grants().is_empty());
+
+    // Consented without the calendar scope: refused, nothing stored.
+    let partial = web.consent(&web.link("google", "initech", "partial"));
+    let (status, _, body) = http(web.http, &partial, &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("calendar.readonly"), "{body}");
+    assert!(web.grants().is_empty());
+
+    // Google: peter connects, is polled at once, and turns green.
+    let peter = web.consent(&web.link("google", "initech", "peter"));
+    let (status, _, body) = http(web.http, &peter, &[]);
+    assert_eq!(status, 200, "{body}\n{}", web.logs());
+    assert!(body.contains("peter@initech.example is connected to Google Workspace"));
+    assert_eq!(web.grants(), ["peter:connected"]);
+    // The same callback again: the state was single use.
+    let (status, _, body) = http(web.http, &peter, &[]);
+    assert_eq!(status, 400);
+    assert!(body.contains("already completed"), "{body}");
+    web.eventually("peter's email imports", || {
+        web.email_reason("initech", "peter") == "importing"
+    });
+
+    // Microsoft: megan connects the same way.
+    let megan = web.consent(&web.link("microsoft", "contoso", "megan"));
+    let (status, _, body) = http(web.http, &megan, &[]);
+    assert_eq!(status, 200, "{body}\n{}", web.logs());
+    assert_eq!(web.grants(), ["megan:connected", "peter:connected"]);
+    web.eventually("megan's email imports", || {
+        web.email_reason("contoso", "megan") == "importing"
+    });
+    let logs = web.logs();
+    assert!(
+        !logs.contains(OPERATOR) && !logs.contains(SIGNING),
+        "no secret in the logs"
+    );
+    assert!(!logs.contains("1//sim-"), "no refresh token in the logs");
+}
+
+#[test]
+fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
+    let web = Web::start();
+    let bearer = format!("Bearer {OPERATOR}");
+    let (status, _, body) = http(
+        web.http,
+        "/api/v1/companies/initech/status",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(status, 200, "{body}");
+    let api: Value = serde_json::from_str(&body).unwrap();
+    let cli: Value =
+        serde_json::from_str(&web.datacap(&["status", "--company", "initech", "--format", "json"]))
+            .unwrap();
+    // Same shape and content (the daemon may re-evaluate between the two reads, so the
+    // evaluation times are left out).
+    let strip = |mut value: Value| {
+        for member in value["companies"][0]["members"].as_array_mut().unwrap() {
+            for icon in ["capture", "email", "calendar"] {
+                member[icon].as_object_mut().unwrap().remove("evaluated_at");
+            }
+        }
+        value
+    };
+    assert_eq!(strip(api), strip(cli));
+    assert_eq!(
+        http(web.http, "/api/v1/companies/initech/status", &[]).0,
+        401
+    );
+    assert_eq!(
+        http(
+            web.http,
+            "/api/v1/companies/nope/status",
+            &[("Authorization", &bearer)]
+        )
+        .0,
+        404
+    );
+    let (status, _, body) = http(web.http, "/companies/initech/members", &[]);
+    assert_eq!(status, 401);
+    assert!(body.contains("Sign in"));
+    let (status, _, body) = http(
+        web.http,
+        "/companies/initech/members",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("data-code=\"members_not_connected\""),
+        "{body}"
+    );
+    assert!(body.contains("aria-label=\"Email: yellow, member not connected\""));
+}

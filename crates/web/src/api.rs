@@ -1,0 +1,138 @@
+//! The JSON API (docs/openapi.yaml): a company's status, in exactly the shape of
+//! `datacap status --format json` (both serialize the store's [`StatusReport`]), and a
+//! member's recent import attempts for on-call. Bearer tokens only; errors are
+//! `{"error": "…"}` with 400, 401, 403, 404 or 500.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use datacap_store::{AttemptReport, StatusReport, StoreError};
+
+use crate::WebState;
+use crate::auth::Denied;
+
+/// Attempts returned when `limit` is not given.
+pub const DEFAULT_ATTEMPTS_LIMIT: u32 = 20;
+/// The largest `limit` accepted.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 200;
+
+fn error(status: StatusCode, text: &str) -> Response {
+    let mut response = (status, Json(serde_json::json!({ "error": text }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"datacap\""),
+        );
+    }
+    response
+}
+
+fn store_error(failure: &StoreError) -> Response {
+    match failure {
+        StoreError::UnknownCompany { .. } | StoreError::UnknownMember { .. } => {
+            error(StatusCode::NOT_FOUND, &failure.to_string())
+        }
+        other => {
+            tracing::error!(error = %other, "the store failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the database could not be read; see the daemon's logs",
+            )
+        }
+    }
+}
+
+/// Checks the bearer token may read `company`.
+fn authorize(state: &WebState, headers: &HeaderMap, company: &str) -> Result<(), Response> {
+    let Some(app) = &state.app else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server only answers health, readiness and metrics",
+        ));
+    };
+    match app.auth.api(headers) {
+        Err(Denied::Unauthenticated) | Err(Denied::Forbidden) => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required",
+        )),
+        Ok(principal) if !principal.may_read(company) => Err(error(
+            StatusCode::FORBIDDEN,
+            "this token does not give access to that company",
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// `GET /api/v1/companies/{company}/status`.
+pub(crate) async fn status(
+    State(state): State<WebState>,
+    Path(company): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authorize(&state, &headers, &company) {
+        return response;
+    }
+    let Some(app) = &state.app else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no app");
+    };
+    match app.store.status(Some(&company)).await {
+        Ok(report) => Json::<StatusReport>(report).into_response(),
+        Err(failure) => store_error(&failure),
+    }
+}
+
+/// `limit` of the attempts call: 1 to [`MAX_ATTEMPTS_LIMIT`], default
+/// [`DEFAULT_ATTEMPTS_LIMIT`]; no other parameter.
+fn attempts_limit(query: &HashMap<String, String>) -> Result<u32, String> {
+    if let Some(other) = query.keys().find(|key| key.as_str() != "limit") {
+        return Err(format!("unknown query parameter {other:?} (only limit)"));
+    }
+    match query.get("limit") {
+        None => Ok(DEFAULT_ATTEMPTS_LIMIT),
+        Some(text) => match text.parse::<u32>() {
+            Ok(limit) if (1..=MAX_ATTEMPTS_LIMIT).contains(&limit) => Ok(limit),
+            _ => Err(format!(
+                "limit {text:?} must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}"
+            )),
+        },
+    }
+}
+
+/// The attempts call's answer.
+#[derive(serde::Serialize)]
+struct AttemptsAnswer {
+    company_id: String,
+    member_id: String,
+    attempts: Vec<AttemptReport>,
+}
+
+/// `GET /api/v1/companies/{company}/members/{member}/attempts?limit=N`.
+pub(crate) async fn attempts(
+    State(state): State<WebState>,
+    Path((company, member)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authorize(&state, &headers, &company) {
+        return response;
+    }
+    let limit = match attempts_limit(&query) {
+        Ok(limit) => limit,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
+    };
+    let Some(app) = &state.app else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no app");
+    };
+    match app.store.member_attempts(&company, &member, limit).await {
+        Ok(attempts) => Json(AttemptsAnswer {
+            company_id: company,
+            member_id: member,
+            attempts,
+        })
+        .into_response(),
+        Err(failure) => store_error(&failure),
+    }
+}

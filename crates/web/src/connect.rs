@@ -1,0 +1,580 @@
+//! The members' connect flow (user-by-user companies):
+//!
+//! 1. A member opens their personal connect link, `/connect/{provider}/start?invite=…`.
+//!    The invite is an HMAC-signed, expiring token naming company and member (the key is
+//!    `[web]`'s signing key), so nobody can make a link for someone else.
+//! 2. `start` stores a single-use, expiring `state` (only its SHA-256; `connect_states`)
+//!    with a sealed PKCE verifier, and redirects to the provider's authorize URL with the
+//!    S256 challenge and the member's address as login hint.
+//! 3. `callback` takes the state back (once: a replay finds nothing), checks it has not
+//!    expired and names this provider, refuses a provider error (`access_denied`), redeems
+//!    the code with the verifier (through [`Exchange`], which the binary implements with
+//!    the connectors), checks the granted scopes and, when the provider says who signed
+//!    in, that it is the member's mailbox. Only then does it store the sealed refresh
+//!    token (the member becomes connected) and make the member due for an immediate poll.
+//!
+//! Every refusal is a page saying what happened and what to do; none stores a grant.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use datacap_core::{ConnectionMode, MemberConnection, Provider};
+use datacap_store::{EncryptionKey, NewConnectState};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+use crate::WebState;
+use crate::auth::{b64, random_bytes, sign, unb64, verify};
+use crate::page::{message, store_failure};
+
+/// What a code exchange gave.
+pub struct Exchanged {
+    pub refresh_token: SecretString,
+    /// The scopes the member granted.
+    pub scopes: Vec<String>,
+    /// The account that signed in, when the provider says (an ID token's email).
+    pub account: Option<String>,
+}
+
+/// A code exchange the provider refused or that failed; the text is for the log and the
+/// page, and never holds a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ExchangeError(pub String);
+
+/// A boxed future, as [`Exchange`] returns.
+pub type ExchangeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Exchanged, ExchangeError>> + Send + 'a>>;
+
+/// Redeems an authorization code with its PKCE verifier (the binary implements it with
+/// the Google and Microsoft connectors; tests with the sim behind them).
+pub trait Exchange: Send + Sync {
+    fn exchange<'a>(
+        &'a self,
+        provider: Provider,
+        code: &'a str,
+        redirect_uri: &'a str,
+        verifier: &'a SecretString,
+    ) -> ExchangeFuture<'a>;
+}
+
+/// One provider's side of the flow.
+#[derive(Clone, Debug)]
+pub struct ConnectProvider {
+    /// The provider's authorize endpoint.
+    pub authorize_url: String,
+    pub client_id: String,
+    /// Scopes requested, space separated.
+    pub scope: String,
+    /// Scopes the grant must include (compared without Graph's URL prefix, ignoring case).
+    pub required_scopes: Vec<String>,
+    /// Extra authorize parameters (Google: `access_type=offline`, `prompt=consent`).
+    pub extra: Vec<(String, String)>,
+}
+
+/// Signs and checks the members' personal connect links.
+pub struct InviteKey {
+    key: SecretBox<[u8; 32]>,
+}
+
+impl std::fmt::Debug for InviteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InviteKey([redacted])")
+    }
+}
+
+/// Why an invite does not hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InviteProblem {
+    Malformed,
+    BadSignature,
+    Expired,
+}
+
+impl InviteKey {
+    pub fn new(key: [u8; 32]) -> InviteKey {
+        InviteKey {
+            key: SecretBox::new(Box::new(key)),
+        }
+    }
+
+    /// An invite for (`company`, `member`) valid until `expires_at`.
+    pub fn invite(&self, company: &str, member: &str, expires_at: OffsetDateTime) -> String {
+        let payload = format!(
+            "{}.{}.{}",
+            b64(company.as_bytes()),
+            b64(member.as_bytes()),
+            expires_at.unix_timestamp()
+        );
+        let signature = sign(self.key.expose_secret(), "invite", &payload);
+        format!("{payload}.{}", b64(&signature))
+    }
+
+    /// The (company, member) of a valid invite.
+    pub fn check(
+        &self,
+        invite: &str,
+        now: OffsetDateTime,
+    ) -> Result<(String, String), InviteProblem> {
+        let (payload, signature) = invite.rsplit_once('.').ok_or(InviteProblem::Malformed)?;
+        let signature = unb64(signature).ok_or(InviteProblem::Malformed)?;
+        if !verify(self.key.expose_secret(), "invite", payload, &signature) {
+            return Err(InviteProblem::BadSignature);
+        }
+        let mut parts = payload.split('.');
+        let text = |part: Option<&str>| {
+            part.and_then(unb64)
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or(InviteProblem::Malformed)
+        };
+        let company = text(parts.next())?;
+        let member = text(parts.next())?;
+        let expires: i64 = parts
+            .next()
+            .and_then(|e| e.parse().ok())
+            .ok_or(InviteProblem::Malformed)?;
+        if expires <= now.unix_timestamp() {
+            return Err(InviteProblem::Expired);
+        }
+        Ok((company, member))
+    }
+}
+
+/// The path segment of a provider in connect URLs.
+pub fn provider_segment(provider: Provider) -> &'static str {
+    match provider {
+        Provider::GoogleWorkspace => "google",
+        Provider::Microsoft365 => "microsoft",
+        Provider::None => "none",
+    }
+}
+
+fn provider_of_segment(segment: &str) -> Option<Provider> {
+    match segment {
+        "google" => Some(Provider::GoogleWorkspace),
+        "microsoft" => Some(Provider::Microsoft365),
+        _ => None,
+    }
+}
+
+/// Everything the connect flow needs.
+pub struct ConnectSetup {
+    /// Where members reach this server (`https://datacap.example.com`), for the
+    /// redirect URI and the connect links.
+    pub public_url: String,
+    pub invites: InviteKey,
+    /// How long a pending sign-in (`state`) lives.
+    pub state_ttl: time::Duration,
+    /// Seals PKCE verifiers and refresh tokens.
+    pub key: EncryptionKey,
+    pub google: Option<ConnectProvider>,
+    pub microsoft: Option<ConnectProvider>,
+    pub exchange: Arc<dyn Exchange>,
+}
+
+impl ConnectSetup {
+    fn provider(&self, provider: Provider) -> Option<&ConnectProvider> {
+        match provider {
+            Provider::GoogleWorkspace => self.google.as_ref(),
+            Provider::Microsoft365 => self.microsoft.as_ref(),
+            Provider::None => None,
+        }
+    }
+
+    /// The redirect URI registered with the provider for this server.
+    pub fn redirect_uri(&self, provider: Provider) -> String {
+        format!(
+            "{}/connect/{}/callback",
+            self.public_url.trim_end_matches('/'),
+            provider_segment(provider)
+        )
+    }
+
+    /// A member's personal connect link.
+    pub fn link(
+        &self,
+        provider: Provider,
+        company: &str,
+        member: &str,
+        expires_at: OffsetDateTime,
+    ) -> String {
+        let invite = self.invites.invite(company, member, expires_at);
+        format!(
+            "{}/connect/{}/start?invite={invite}",
+            self.public_url.trim_end_matches('/'),
+            provider_segment(provider)
+        )
+    }
+}
+
+fn state_hash(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+fn refused(status: StatusCode, text: &str) -> Response {
+    message(
+        status,
+        "Not connected",
+        text,
+        Some(
+            "Nothing was stored. Open your personal connect link again to retry, or ask your admin for a new one.",
+        ),
+    )
+}
+
+/// The app, when it has a connect flow.
+fn setup_of(state: &WebState) -> Result<Arc<crate::App>, Response> {
+    let app = crate::page::app_of(state)?;
+    if app.connect.is_none() {
+        return Err(message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Connecting is not set up",
+            "This datacap has no connect flow configured ([web] signing key, public_url, [encryption] and the providers' OAuth clients).",
+            None,
+        ));
+    }
+    Ok(app)
+}
+
+/// `GET /connect/{provider}/start?invite=…`.
+pub(crate) async fn start(
+    State(state): State<WebState>,
+    Path(segment): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let app = match setup_of(&state) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(setup) = app.connect.as_ref() else {
+        return refused(StatusCode::SERVICE_UNAVAILABLE, "Connecting is not set up.");
+    };
+    let Some(provider) = provider_of_segment(&segment) else {
+        return refused(
+            StatusCode::NOT_FOUND,
+            "datacap connects Google Workspace (google) and Microsoft 365 (microsoft) only.",
+        );
+    };
+    let Some(client) = setup.provider(provider) else {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "Connecting to {} is not set up on this datacap.",
+                provider.display_name()
+            ),
+        );
+    };
+    let now = OffsetDateTime::now_utc();
+    let Some(invite) = query.get("invite") else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "This link has no invite: use the personal connect link your admin sent you.",
+        );
+    };
+    let (company_id, member_id) = match setup.invites.check(invite, now) {
+        Ok(found) => found,
+        Err(InviteProblem::Expired) => {
+            return refused(StatusCode::FORBIDDEN, "This connect link has expired.");
+        }
+        Err(_) => {
+            return refused(StatusCode::FORBIDDEN, "This connect link is not valid.");
+        }
+    };
+    let context = match app.store.job_context(&member_id).await {
+        Ok(Some(context)) if context.company_id == company_id && context.active => context,
+        Ok(_) => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                "This connect link names a member datacap does not know (any more).",
+            );
+        }
+        Err(error) => return store_failure(&error),
+    };
+    if context.company.connection_mode != ConnectionMode::UserByUser {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "Your company connects for everyone at once: there is nothing for you to connect.",
+        );
+    }
+    if context.company.provider != provider {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Your company uses {}, not {}.",
+                context.company.provider.display_name(),
+                provider.display_name()
+            ),
+        );
+    }
+    let (state_bytes, verifier_bytes) = match (random_bytes(), random_bytes()) {
+        (Ok(state), Ok(verifier)) => (state, verifier),
+        _ => {
+            return refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "datacap could not make a sign-in request.",
+            );
+        }
+    };
+    let state_text = b64(&state_bytes);
+    let verifier = SecretString::from(b64(&verifier_bytes));
+    let challenge = b64(&Sha256::digest(verifier.expose_secret().as_bytes()));
+    let pending = NewConnectState {
+        state_hash: &state_hash(&state_text),
+        provider,
+        company_id: &company_id,
+        member_id: &member_id,
+        verifier: &verifier,
+        expires_at: now + setup.state_ttl,
+    };
+    if let Err(error) = app.store.put_connect_state(&pending, &setup.key, now).await {
+        return store_failure(&error);
+    }
+    let redirect_uri = setup.redirect_uri(provider);
+    let mut url = form_urlencoded::Serializer::new(String::new());
+    url.append_pair("client_id", &client.client_id)
+        .append_pair("redirect_uri", &redirect_uri)
+        .append_pair("response_type", "code")
+        .append_pair("scope", &client.scope)
+        .append_pair("state", &state_text)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("login_hint", &context.member_email);
+    for (name, value) in &client.extra {
+        url.append_pair(name, value);
+    }
+    let separator = if client.authorize_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let location = format!("{}{separator}{}", client.authorize_url, url.finish());
+    tracing::info!(company = %company_id, member = %member_id, provider = %provider, "connect flow started");
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+/// A granted scope in the form the required list uses.
+fn normalized(scope: &str) -> String {
+    scope
+        .strip_prefix("https://graph.microsoft.com/")
+        .unwrap_or(scope)
+        .to_ascii_lowercase()
+}
+
+/// `GET /connect/{provider}/callback?state=…&code=…` (or `&error=…`).
+pub(crate) async fn callback(
+    State(state): State<WebState>,
+    Path(segment): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let app = match setup_of(&state) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(setup) = app.connect.as_ref() else {
+        return refused(StatusCode::SERVICE_UNAVAILABLE, "Connecting is not set up.");
+    };
+    let Some(provider) = provider_of_segment(&segment) else {
+        return refused(
+            StatusCode::NOT_FOUND,
+            "datacap connects Google Workspace (google) and Microsoft 365 (microsoft) only.",
+        );
+    };
+    let Some(state_text) = query.get("state").filter(|s| !s.is_empty()) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "The provider's answer carries no state.",
+        );
+    };
+    let pending = match app
+        .store
+        .take_connect_state(&state_hash(state_text), &setup.key)
+        .await
+    {
+        Ok(Some(pending)) => pending,
+        Ok(None) => {
+            tracing::info!(provider = %provider, "connect callback with an unknown or used state");
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "This sign-in was already completed or was not started by datacap.",
+            );
+        }
+        Err(error) => return store_failure(&error),
+    };
+    let now = OffsetDateTime::now_utc();
+    if pending.expires_at <= now {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "This sign-in took too long and has expired.",
+        );
+    }
+    if pending.provider != provider {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "This sign-in was started for another provider.",
+        );
+    }
+    let (company, member) = (pending.company_id.as_str(), pending.member_id.as_str());
+    if let Some(error) = query.get("error") {
+        tracing::info!(company, member, provider = %provider, error = %error, "connect flow refused by the provider");
+        let text = if error == "access_denied" {
+            format!(
+                "You declined access at {}, so datacap cannot import your email and calendar.",
+                provider.display_name()
+            )
+        } else {
+            format!(
+                "{} answered with the error {error:?}.",
+                provider.display_name()
+            )
+        };
+        return refused(StatusCode::BAD_REQUEST, &text);
+    }
+    let Some(code) = query.get("code").filter(|c| !c.is_empty()) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "The provider's answer carries no authorization code.",
+        );
+    };
+    let Some(client) = setup.provider(provider) else {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Connecting to this provider is not set up.",
+        );
+    };
+    let redirect_uri = setup.redirect_uri(provider);
+    let grant = match setup
+        .exchange
+        .exchange(provider, code, &redirect_uri, &pending.verifier)
+        .await
+    {
+        Ok(grant) => grant,
+        Err(error) => {
+            tracing::warn!(company, member, provider = %provider, %error, "connect code exchange failed");
+            return refused(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "{} did not accept the sign-in: {error}",
+                    provider.display_name()
+                ),
+            );
+        }
+    };
+    let granted: Vec<String> = grant.scopes.iter().map(|s| normalized(s)).collect();
+    let missing: Vec<&str> = client
+        .required_scopes
+        .iter()
+        .filter(|needed| !granted.contains(&normalized(needed)))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        tracing::info!(company, member, provider = %provider, missing = ?missing, "connect flow lacks scopes");
+        return refused(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Access was granted without {}: tick every permission on {}'s consent screen.",
+                missing.join(", "),
+                provider.display_name()
+            ),
+        );
+    }
+    let context = match app.store.job_context(member).await {
+        Ok(Some(context)) => context,
+        Ok(None) => return refused(StatusCode::NOT_FOUND, "This member no longer exists."),
+        Err(error) => return store_failure(&error),
+    };
+    if let Some(account) = &grant.account
+        && !account.eq_ignore_ascii_case(&context.member_email)
+    {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "You signed in as {account}, but this link is for {}.",
+                context.member_email
+            ),
+        );
+    }
+    if let Err(error) = app
+        .store
+        .put_member_grant(
+            member,
+            MemberConnection::Connected,
+            &grant.scopes,
+            Some(&grant.refresh_token),
+            &setup.key,
+            now,
+        )
+        .await
+    {
+        return store_failure(&error);
+    }
+    if let Err(error) = app.store.make_due(member, None, now).await {
+        tracing::warn!(company, member, %error, "connected, but the immediate poll could not be scheduled");
+    }
+    tracing::info!(company, member, provider = %provider, "member connected");
+    message(
+        StatusCode::OK,
+        "Connected",
+        &format!(
+            "{} is connected to {}. datacap starts importing in a moment.",
+            context.member_email,
+            provider.display_name()
+        ),
+        Some("You can close this page."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn invites_are_signed_bound_and_expire() {
+        let now = datetime!(2026-11-29 12:00 UTC);
+        let key = InviteKey::new([3; 32]);
+        let invite = key.invite("acme", "ana", now + time::Duration::days(1));
+        assert_eq!(
+            key.check(&invite, now),
+            Ok(("acme".to_owned(), "ana".to_owned()))
+        );
+        assert_eq!(
+            key.check(&invite, now + time::Duration::days(2)),
+            Err(InviteProblem::Expired)
+        );
+        assert_eq!(
+            InviteKey::new([4; 32]).check(&invite, now),
+            Err(InviteProblem::BadSignature)
+        );
+        // Swapping the member keeps the signature of another payload: refused.
+        let (payload, signature) = invite.rsplit_once('.').unwrap();
+        let forged = payload.replace(&b64(b"ana"), &b64(b"bob"));
+        assert_eq!(
+            key.check(&format!("{forged}.{signature}"), now),
+            Err(InviteProblem::BadSignature)
+        );
+        assert_eq!(key.check("nonsense", now), Err(InviteProblem::Malformed));
+        assert!(!format!("{key:?}").contains('3'));
+    }
+
+    #[test]
+    fn scopes_compare_without_the_graph_prefix() {
+        assert_eq!(
+            normalized("https://graph.microsoft.com/Mail.Read"),
+            "mail.read"
+        );
+        assert_eq!(normalized("Mail.Read"), "mail.read");
+    }
+}

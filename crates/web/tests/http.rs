@@ -1,0 +1,927 @@
+//! HTTP tests of datacap-web over loopback against a real SQLite store: every route, every
+//! auth case (401 without or with a wrong token, 403 for another company, 404 for unknown
+//! company or member), bad input (filters, limit), the OpenAPI file against the router,
+//! and the connect flow's refusals and success with a recording code exchange (the flow
+//! through the real providers' sim is the binary's test, crates/cli/tests/web.rs).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use datacap_core::{Channel, MemberConnection, Outcome, Provider};
+use datacap_store::{AttemptRecord, EncryptionKey, Store, StoreOptions, WriteOptions};
+use datacap_web::connect::{ConnectProvider, ExchangeFuture};
+use datacap_web::{
+    App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, InviteKey, WebServer, WebState,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Digest;
+use time::{Duration, OffsetDateTime};
+use tokio_util::sync::CancellationToken;
+
+const TENANTS: &str = r#"
+[[companies]]
+id = "acme"
+name = "Acme"
+provider = "google_workspace"
+connection_mode = "company_wide"
+settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
+credentials = { service_account_key_file = "/etc/datacap/acme.json", subject = "admin@acme.test" }
+
+[[companies.members]]
+id = "ana"
+email = "ana@acme.test"
+seat = true
+recording_enabled = true
+
+[[companies.members]]
+id = "bob"
+email = "bob@acme.test"
+seat = true
+recording_enabled = true
+
+[[companies]]
+id = "globex"
+name = "Globex <Ltd>"
+provider = "microsoft_365"
+connection_mode = "user_by_user"
+settings = { permission_given = true }
+
+[[companies.members]]
+id = "gil"
+email = "gil@globex.test"
+"#;
+
+const OPERATOR: &str = "operator-token-0123456789";
+const ACME: &str = "acme-token-0123456789";
+const GLOBEX: &str = "globex-token-0123456789";
+
+/// What the recording exchange saw and answers.
+#[derive(Default)]
+struct Recorded {
+    calls: Vec<(Provider, String, String, String)>,
+    scopes: Vec<String>,
+    account: Option<String>,
+    fail: bool,
+}
+
+struct RecordingExchange(Arc<Mutex<Recorded>>);
+
+impl Exchange for RecordingExchange {
+    fn exchange<'a>(
+        &'a self,
+        provider: Provider,
+        code: &'a str,
+        redirect_uri: &'a str,
+        verifier: &'a SecretString,
+    ) -> ExchangeFuture<'a> {
+        Box::pin(async move {
+            let mut recorded = self.0.lock().unwrap();
+            recorded.calls.push((
+                provider,
+                code.to_owned(),
+                redirect_uri.to_owned(),
+                verifier.expose_secret().to_owned(),
+            ));
+            if recorded.fail {
+                return Err(ExchangeError("invalid_grant".to_owned()));
+            }
+            Ok(Exchanged {
+                refresh_token: SecretString::from("refresh-token-from-the-provider"),
+                scopes: recorded.scopes.clone(),
+                account: recorded.account.clone(),
+            })
+        })
+    }
+}
+
+struct Harness {
+    addr: SocketAddr,
+    store: Store,
+    key: EncryptionKey,
+    invites: InviteKey,
+    exchange: Arc<Mutex<Recorded>>,
+    attempts: Vec<String>,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn attempt(member: &str, outcome: Outcome, at: OffsetDateTime) -> AttemptRecord {
+    let ok = outcome == Outcome::Success;
+    AttemptRecord {
+        attempt_id: uuid_v7(),
+        member_id: member.to_owned(),
+        channel: Channel::Email,
+        started_at: at - Duration::seconds(1),
+        finished_at: at,
+        outcome,
+        http_status: Some(if ok { 200 } else { 503 }),
+        provider_error_code: (!ok).then(|| "backendError".to_owned()),
+        provider_error_message: None,
+        provider_request_id: None,
+        email_items: Vec::new(),
+        calendar_items: Vec::new(),
+        next_cursor: None,
+        next_due_at: at + Duration::minutes(5),
+        lease_owner: None,
+    }
+}
+
+fn uuid_v7() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
+async fn harness_with(state_ttl: Duration) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("web.sqlite").display());
+    let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let tenants = datacap_store::parse_tenants(TENANTS).unwrap();
+    store.apply_tenants(&tenants, now).await.unwrap();
+    let mut attempts = Vec::new();
+    let mut records = vec![attempt("ana", Outcome::Success, now - Duration::minutes(1))];
+    for minutes in [4, 3, 2] {
+        records.push(attempt(
+            "bob",
+            Outcome::ProviderError,
+            now - Duration::minutes(minutes),
+        ));
+    }
+    for record in &records {
+        store
+            .record_attempt(record, now, &WriteOptions::default())
+            .await
+            .unwrap();
+        attempts.push(record.attempt_id.to_string());
+    }
+    let key = EncryptionKey::parse("primary", &SecretString::from("11".repeat(32))).unwrap();
+    let exchange = Arc::new(Mutex::new(Recorded {
+        scopes: vec![
+            "https://graph.microsoft.com/Mail.Read".to_owned(),
+            "https://graph.microsoft.com/Calendars.Read".to_owned(),
+        ],
+        ..Recorded::default()
+    }));
+    let companies = BTreeMap::from([
+        ("acme".to_owned(), SecretString::from(ACME)),
+        ("globex".to_owned(), SecretString::from(GLOBEX)),
+    ]);
+    let auth = Auth::new(
+        Some(&SecretString::from(OPERATOR)),
+        &companies,
+        [9; 32],
+        Duration::hours(8),
+        false,
+    );
+    let provider = |url: &str, scope: &str, required: &[&str]| ConnectProvider {
+        authorize_url: url.to_owned(),
+        client_id: "client-1".to_owned(),
+        scope: scope.to_owned(),
+        required_scopes: required.iter().map(|s| (*s).to_owned()).collect(),
+        extra: vec![("prompt".to_owned(), "consent".to_owned())],
+    };
+    let connect = ConnectSetup {
+        public_url: "http://datacap.test".to_owned(),
+        invites: InviteKey::new([5; 32]),
+        state_ttl,
+        key: EncryptionKey::parse("primary", &SecretString::from("11".repeat(32))).unwrap(),
+        google: Some(provider(
+            "http://idp.test/google/authorize",
+            "gmail calendar",
+            &["gmail", "calendar"],
+        )),
+        microsoft: Some(provider(
+            "http://idp.test/ms/authorize?tenant=x",
+            "offline_access Mail.Read Calendars.Read",
+            &["Mail.Read", "Calendars.Read"],
+        )),
+        exchange: Arc::new(RecordingExchange(exchange.clone())),
+    };
+    let app = App {
+        store: store.clone(),
+        auth,
+        refresh_seconds: 30,
+        connect: Some(connect),
+    };
+    let state = WebState {
+        ready: Arc::new(|| Ok(())),
+        metrics: Arc::new(String::new),
+        app: Some(Arc::new(app)),
+    };
+    let server = WebServer::bind("127.0.0.1:0".parse().unwrap(), state)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    tokio::spawn(server.serve(cancel.clone()));
+    Harness {
+        addr,
+        store,
+        key,
+        invites: InviteKey::new([5; 32]),
+        exchange,
+        attempts,
+        cancel,
+        _dir: dir,
+    }
+}
+
+async fn harness() -> Harness {
+    harness_with(Duration::minutes(10)).await
+}
+
+/// One HTTP answer.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("json: {}", self.body))
+    }
+}
+
+/// A plain HTTP/1.1 request over loopback.
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
+    request(addr, "GET", path, headers, "").await
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn openapi_lists_exactly_the_routes() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/openapi.yaml"
+    ))
+    .expect("docs/openapi.yaml");
+    let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("valid yaml");
+    let mut documented = BTreeSet::new();
+    for (path, item) in document["paths"].as_mapping().expect("paths") {
+        for (method, _) in item.as_mapping().expect("path item") {
+            let method = method.as_str().unwrap().to_ascii_uppercase();
+            if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                documented.insert((method, path.as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> = datacap_web::routes()
+        .into_iter()
+        .map(|(method, path, _)| (method.to_string(), path.to_owned()))
+        .collect();
+    assert_eq!(
+        documented, routed,
+        "docs/openapi.yaml and datacap_web::routes() differ"
+    );
+    // And each documented route is served (not the fallback), with placeholders filled.
+    let h = harness().await;
+    for (method, path) in &documented {
+        let concrete = path
+            .replace("{company}", "acme")
+            .replace("{member}", "ana")
+            .replace("{provider}", "google");
+        let answer = request(h.addr, method, &concrete, &[], "").await;
+        assert!(
+            !answer.body.contains("no such page"),
+            "{method} {path} is not routed: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    assert_eq!(get(h.addr, "/nope", &[]).await.status, 404);
+}
+
+#[tokio::test]
+async fn api_status_and_attempts_with_every_auth_case() {
+    let h = harness().await;
+    let status = "/api/v1/companies/acme/status";
+    let none = get(h.addr, status, &[]).await;
+    assert_eq!(none.status, 401);
+    assert!(
+        none.header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert!(
+        none.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("bearer token")
+    );
+    for wrong in [
+        "Bearer nope",
+        "Basic b3BlcmF0b3I=",
+        "Bearer",
+        "operator-token-0123456789",
+    ] {
+        assert_eq!(
+            get(h.addr, status, &[("Authorization", wrong)])
+                .await
+                .status,
+            401,
+            "{wrong}"
+        );
+    }
+    // A session cookie does not open the API (bearer only).
+    let login = request(
+        h.addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("token={OPERATOR}"),
+    )
+    .await;
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get(h.addr, status, &[("Cookie", &cookie)]).await.status,
+        401
+    );
+    assert_eq!(
+        get(h.addr, status, &[("Authorization", &bearer(GLOBEX))])
+            .await
+            .status,
+        403
+    );
+    let own = get(h.addr, status, &[("Authorization", &bearer(ACME))]).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    // The same JSON as `datacap status --company acme --format json` (the store's report).
+    let report = h.store.status(Some("acme")).await.unwrap();
+    assert_eq!(own.json(), serde_json::to_value(&report).unwrap());
+    assert_eq!(
+        own.json()["companies"][0]["members"][1]["email"]["color"],
+        "red"
+    );
+    let operator = get(h.addr, status, &[("Authorization", &bearer(OPERATOR))]).await;
+    assert_eq!(operator.status, 200);
+    let unknown = get(
+        h.addr,
+        "/api/v1/companies/nope/status",
+        &[("Authorization", &bearer(OPERATOR))],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown company")
+    );
+    // A company token asking for an unknown company learns nothing: 403.
+    assert_eq!(
+        get(
+            h.addr,
+            "/api/v1/companies/nope/status",
+            &[("Authorization", &bearer(ACME))]
+        )
+        .await
+        .status,
+        403
+    );
+
+    let attempts = "/api/v1/companies/acme/members/bob/attempts";
+    assert_eq!(get(h.addr, attempts, &[]).await.status, 401);
+    assert_eq!(
+        get(h.addr, attempts, &[("Authorization", &bearer(GLOBEX))])
+            .await
+            .status,
+        403
+    );
+    let all = get(h.addr, attempts, &[("Authorization", &bearer(ACME))]).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    let list = all.json()["attempts"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["attempt_id"], h.attempts[3], "newest first");
+    assert_eq!(list[0]["http_status"], 503);
+    assert_eq!(list[0]["provider_error_code"], "backendError");
+    assert_eq!(list[0]["outcome"], "provider_error");
+    let one = get(
+        h.addr,
+        &format!("{attempts}?limit=1"),
+        &[("Authorization", &bearer(OPERATOR))],
+    )
+    .await;
+    assert_eq!(one.json()["attempts"].as_array().unwrap().len(), 1);
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "limit=abc",
+        "limit=-1",
+        "limit=",
+        "since=1",
+    ] {
+        let answer = get(
+            h.addr,
+            &format!("{attempts}?{bad}"),
+            &[("Authorization", &bearer(ACME))],
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
+        assert!(answer.json()["error"].is_string());
+    }
+    let missing = get(
+        h.addr,
+        "/api/v1/companies/acme/members/zed/attempts",
+        &[("Authorization", &bearer(ACME))],
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown member")
+    );
+    // gil is globex's: not found through acme, even for the operator.
+    assert_eq!(
+        get(
+            h.addr,
+            "/api/v1/companies/acme/members/gil/attempts",
+            &[("Authorization", &bearer(OPERATOR))]
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        get(
+            h.addr,
+            "/api/v1/companies/nope/members/ana/attempts",
+            &[("Authorization", &bearer(OPERATOR))]
+        )
+        .await
+        .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
+    let h = harness().await;
+    let page = "/companies/acme/members";
+    let anonymous = get(h.addr, page, &[]).await;
+    assert_eq!(anonymous.status, 401);
+    assert!(
+        anonymous.body.contains("action=\"/login\""),
+        "the sign-in form"
+    );
+    assert_eq!(get(h.addr, "/", &[]).await.status, 401);
+    assert_eq!(get(h.addr, "/login", &[]).await.status, 200);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let wrong = request(h.addr, "POST", "/login", &form, "token=nope").await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.header("set-cookie").is_none());
+    assert!(wrong.body.contains("not valid"));
+    let login = request(h.addr, "POST", "/login", &form, &format!("token={ACME}")).await;
+    assert_eq!(login.status, 303);
+    assert_eq!(login.header("location"), Some("/companies/acme/members"));
+    let set_cookie = login.header("set-cookie").unwrap();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    assert!(!set_cookie.contains(ACME), "the token is not the cookie");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let tampered = format!("{cookie}x");
+    assert_eq!(
+        get(h.addr, page, &[("Cookie", &tampered)]).await.status,
+        401
+    );
+
+    let shown = get(h.addr, page, &[("Cookie", &cookie)]).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let html = &shown.body;
+    assert!(
+        html.contains("http-equiv=\"refresh\" content=\"30\""),
+        "refreshes itself"
+    );
+    assert!(
+        html.contains("data-code=\"members_technical_problem\""),
+        "the red banner"
+    );
+    assert!(
+        html.contains("aria-label=\"Email: red, technical failure\""),
+        "{html}"
+    );
+    assert!(html.contains("aria-label=\"Capture: green, importing\""));
+    assert!(
+        html.contains("Red · technical failure"),
+        "a visible text label"
+    );
+    assert!(html.contains("tabindex=\"0\""), "icons take focus");
+    assert!(html.contains("role=\"tooltip\""));
+    assert!(
+        html.contains(&format!("data-attempt=\"{}\"", h.attempts[3])),
+        "the red icon's attempt"
+    );
+    assert!(html.contains("HTTP 503"));
+    assert!(html.contains("backendError"));
+    assert!(html.contains("(success)"), "last import times");
+    // The company token cannot open globex's page; the operator index sends it home.
+    assert_eq!(
+        get(h.addr, "/companies/globex/members", &[("Cookie", &cookie)])
+            .await
+            .status,
+        403
+    );
+    let home = get(h.addr, "/", &[("Cookie", &cookie)]).await;
+    assert_eq!(home.status, 303);
+
+    let red = get(h.addr, &format!("{page}?color=red"), &[("Cookie", &cookie)]).await;
+    assert!(red.body.contains("data-member=\"bob\"") && !red.body.contains("data-member=\"ana\""));
+    let importing = get(
+        h.addr,
+        &format!("{page}?color=&reason=importing"),
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    assert!(
+        importing.body.contains("data-member=\"ana\"")
+            && !importing.body.contains("data-member=\"bob\"")
+    );
+    for bad in ["color=purple", "reason=sleepy", "colour=red"] {
+        let answer = get(h.addr, &format!("{page}?{bad}"), &[("Cookie", &cookie)]).await;
+        assert_eq!(answer.status, 400, "{bad}");
+        assert!(answer.body.contains("Bad filter"));
+    }
+
+    // The operator: bearer header on the page, the index, escaping, 404.
+    let operator = bearer(OPERATOR);
+    let index = get(h.addr, "/", &[("Authorization", &operator)]).await;
+    assert_eq!(index.status, 200);
+    assert!(index.body.contains("href=\"/companies/globex/members\""));
+    assert!(
+        index.body.contains("Globex &#60;Ltd&#62;") || index.body.contains("Globex &lt;Ltd&gt;"),
+        "escaped"
+    );
+    let globex = get(
+        h.addr,
+        "/companies/globex/members",
+        &[("Authorization", &operator)],
+    )
+    .await;
+    assert_eq!(globex.status, 200);
+    assert!(globex.body.contains("data-code=\"members_not_connected\""));
+    assert_eq!(
+        get(
+            h.addr,
+            "/companies/nope/members",
+            &[("Authorization", &operator)]
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        get(h.addr, page, &[("Authorization", "Bearer wrong")])
+            .await
+            .status,
+        401
+    );
+
+    let logout = request(h.addr, "POST", "/logout", &[("Cookie", &cookie)], "").await;
+    assert_eq!(logout.status, 303);
+    assert!(logout.header("set-cookie").unwrap().contains("Max-Age=0"));
+}
+
+/// The query parameters of a URL.
+fn params(url: &str) -> BTreeMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn grant_row(h: &Harness) -> Option<(MemberConnection, Vec<String>, Option<String>)> {
+    h.store
+        .member_grant("gil", Some(&h.key))
+        .await
+        .unwrap()
+        .map(|g| {
+            (
+                g.state,
+                g.scopes,
+                g.refresh_token.map(|t| t.expose_secret().to_owned()),
+            )
+        })
+}
+
+/// Starts the flow for gil; the provider's authorize URL.
+async fn start(h: &Harness) -> String {
+    let invite = h.invites.invite(
+        "globex",
+        "gil",
+        OffsetDateTime::now_utc() + Duration::days(7),
+    );
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/start?invite={invite}"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    answer.header("location").unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_success() {
+    let h = harness().await;
+    let location = start(&h).await;
+    assert!(
+        location.starts_with("http://idp.test/ms/authorize?tenant=x&"),
+        "{location}"
+    );
+    let query = params(&location);
+    assert_eq!(query["client_id"], "client-1");
+    assert_eq!(
+        query["redirect_uri"],
+        "http://datacap.test/connect/microsoft/callback"
+    );
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["login_hint"], "gil@globex.test");
+    assert_eq!(query["prompt"], "consent");
+    let state = query["state"].clone();
+
+    // Forged state, and a state for another provider's callback.
+    let forged = get(
+        h.addr,
+        "/connect/microsoft/callback?state=forged&code=c",
+        &[],
+    )
+    .await;
+    assert_eq!(forged.status, 400);
+    assert!(forged.body.contains("not started by datacap"));
+    let other = get(
+        h.addr,
+        &format!("/connect/google/callback?state={state}&code=c"),
+        &[],
+    )
+    .await;
+    assert_eq!(other.status, 400);
+    assert!(other.body.contains("another provider"));
+    // That consumed the state: single use.
+    let replay = get(
+        h.addr,
+        &format!("/connect/microsoft/callback?state={state}&code=c"),
+        &[],
+    )
+    .await;
+    assert_eq!(replay.status, 400);
+    assert!(h.exchange.lock().unwrap().calls.is_empty());
+    assert_eq!(grant_row(&h).await, None);
+
+    // The member declines.
+    let declined = params(&start(&h).await)["state"].clone();
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/callback?state={declined}&error=access_denied"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("You declined access at Microsoft 365"));
+    assert!(answer.body.contains("Nothing was stored"));
+    assert_eq!(grant_row(&h).await, None);
+
+    // Granted without calendars.
+    h.exchange.lock().unwrap().scopes = vec!["https://graph.microsoft.com/Mail.Read".to_owned()];
+    let partial = params(&start(&h).await)["state"].clone();
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/callback?state={partial}&code=code-1"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body.contains("without Calendars.Read"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(grant_row(&h).await, None);
+
+    // Signed in as someone else.
+    {
+        let mut recorded = h.exchange.lock().unwrap();
+        recorded.scopes = vec!["Mail.Read".to_owned(), "Calendars.Read".to_owned()];
+        recorded.account = Some("mallory@globex.test".to_owned());
+    }
+    let wrong = params(&start(&h).await)["state"].clone();
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/callback?state={wrong}&code=code-2"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("mallory@globex.test"));
+    assert_eq!(grant_row(&h).await, None);
+
+    // The provider refuses the code.
+    h.exchange.lock().unwrap().fail = true;
+    let refused = params(&start(&h).await)["state"].clone();
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/callback?state={refused}&code=code-3"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(grant_row(&h).await, None);
+
+    // Success: the verifier matches the challenge, the grant is stored sealed, gil is
+    // connected and due now.
+    {
+        let mut recorded = h.exchange.lock().unwrap();
+        recorded.fail = false;
+        recorded.account = Some("GIL@globex.test".to_owned());
+    }
+    let good = params(&start(&h).await);
+    let answer = get(
+        h.addr,
+        &format!(
+            "/connect/microsoft/callback?state={}&code=code-4",
+            good["state"]
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains("gil@globex.test is connected to Microsoft 365")
+    );
+    let (provider, code, redirect, verifier) =
+        h.exchange.lock().unwrap().calls.last().cloned().unwrap();
+    assert_eq!(
+        (provider, code.as_str()),
+        (Provider::Microsoft365, "code-4")
+    );
+    assert_eq!(redirect, "http://datacap.test/connect/microsoft/callback");
+    let challenge = base64_url(&sha2::Sha256::digest(verifier.as_bytes()));
+    assert_eq!(challenge, good["code_challenge"], "S256 of the verifier");
+    assert!(verifier.len() >= 43, "RFC 7636 verifier length");
+    let (state, scopes, token) = grant_row(&h).await.unwrap();
+    assert_eq!(state, MemberConnection::Connected);
+    assert_eq!(scopes, ["Mail.Read", "Calendars.Read"]);
+    assert_eq!(token.as_deref(), Some("refresh-token-from-the-provider"));
+    let status = h.store.status(Some("globex")).await.unwrap();
+    assert_ne!(
+        status.companies[0].members[0].email.reason,
+        datacap_core::Reason::MemberNotConnected
+    );
+    let due = h
+        .store
+        .claim_due("t", OffsetDateTime::now_utc(), Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert!(
+        due.iter().any(|job| job.member_id == "gil"),
+        "an immediate poll is scheduled"
+    );
+    // The same state again: already used.
+    let again = get(
+        h.addr,
+        &format!(
+            "/connect/microsoft/callback?state={}&code=code-4",
+            good["state"]
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(again.status, 400);
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn connect_start_refuses_bad_invites_and_expired_states() {
+    let h = harness_with(Duration::seconds(-1)).await;
+    let now = OffsetDateTime::now_utc();
+    let cases = [
+        ("/connect/microsoft/start".to_owned(), 400, "no invite"),
+        (
+            "/connect/microsoft/start?invite=abc".to_owned(),
+            403,
+            "not valid",
+        ),
+        (
+            format!(
+                "/connect/microsoft/start?invite={}",
+                InviteKey::new([6; 32]).invite("globex", "gil", now + Duration::days(1))
+            ),
+            403,
+            "not valid",
+        ),
+        (
+            format!(
+                "/connect/microsoft/start?invite={}",
+                h.invites
+                    .invite("globex", "gil", now - Duration::seconds(1))
+            ),
+            403,
+            "expired",
+        ),
+        (
+            format!(
+                "/connect/google/start?invite={}",
+                h.invites.invite("globex", "gil", now + Duration::days(1))
+            ),
+            400,
+            "uses Microsoft 365",
+        ),
+        (
+            format!(
+                "/connect/google/start?invite={}",
+                h.invites.invite("acme", "ana", now + Duration::days(1))
+            ),
+            400,
+            "everyone at once",
+        ),
+        (
+            format!(
+                "/connect/microsoft/start?invite={}",
+                h.invites.invite("acme", "gil", now + Duration::days(1))
+            ),
+            404,
+            "does not know",
+        ),
+        ("/connect/yahoo/start?invite=x".to_owned(), 404, "only"),
+    ];
+    for (path, status, text) in cases {
+        let answer = get(h.addr, &path, &[]).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        assert!(answer.body.contains(text), "{path}: {}", answer.body);
+    }
+    // With a state lifetime already over, the callback finds it expired.
+    let location = start(&h).await;
+    let state = params(&location)["state"].clone();
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/callback?state={state}&code=c"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("expired"), "{}", answer.body);
+    assert_eq!(grant_row(&h).await, None);
+    assert!(h.exchange.lock().unwrap().calls.is_empty());
+}
