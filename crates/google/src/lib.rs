@@ -29,6 +29,19 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::Instrument;
 
 pub use auth::{CALENDAR_SCOPE, DIRECTORY_SCOPE, GMAIL_SCOPE};
+
+/// The signed JWT-bearer assertion the connector sends to the token endpoint for
+/// `subject` (RS256, one hour); `None` when the key does not parse. For tools that talk to
+/// a token endpoint directly, such as `datacap bench`'s load loop against the sim.
+pub fn service_account_assertion(
+    key: &datacap_connector::ServiceAccountKey,
+    subject: &str,
+    scope: &str,
+    token_url: &str,
+    now: time::OffsetDateTime,
+) -> Option<String> {
+    auth::assertion(key, subject, scope, token_url, now).ok()
+}
 pub use config::{ConfigError, GoogleConfig};
 pub use models::{ApiError, ApiErrorDetail, ApiErrorItem, TokenError};
 

@@ -1,0 +1,619 @@
+//! `datacap bench`: the throughput harness. It starts the provider sim as a child process
+//! (`datacap sim`, so its CPU and memory are its own) with N Google Workspace members,
+//! sets up a throwaway database (a SQLite file, or a database created on a PostgreSQL
+//! server and dropped after), runs the worker for a full cycle (first import of every
+//! mailbox) and an incremental cycle, and measures, per cycle: polls/s, the worker's CPU
+//! per poll, p50/p99 attempt latency (connector start to finish, from the attempt rows),
+//! database rows written per second, and the sim's CPU per poll. Then a plain HTTP load
+//! loop (as many connections as the worker's concurrency) against one sim endpoint, the
+//! Gmail profile, gives the sim's raw request rate, and the ratio worker polls/s ÷ raw
+//! requests/s. Peak RSS is this process's (the worker; the load loop adds little).
+//! Figures go to stdout and, with `--out`, to a JSON file. docs/performance.md says how
+//! to run it and what the figures were.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use datacap_connector::ServiceAccountKey;
+use datacap_connector::http::{HttpLimits, build_client, install_crypto_provider};
+use datacap_google::{GMAIL_SCOPE, GoogleConfig, GoogleConnector};
+use datacap_store::{Store, StoreOptions};
+use datacap_worker::{
+    CompanyAuth, CompanyCredentials, Connectors, CredentialError, CredentialResolver,
+    ScheduleConfig, Worker, WorkerConfig,
+};
+use secrecy::SecretString;
+use serde::Serialize;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::migrate::say;
+use crate::commands::run::runtime;
+
+const SIM_PUBLIC_KEY: &str =
+    include_str!("../../../../config/sim/keys/FAKE-TEST-ONLY-google-service-account.pub.pem");
+const SIM_PRIVATE_KEY: &str =
+    include_str!("../../../../config/sim/keys/FAKE-TEST-ONLY-google-service-account.key.pem");
+const CLIENT_EMAIL: &str = "datacap@bench-sim.iam.gserviceaccount.com";
+const DOMAIN: &str = "bench.example";
+
+/// Arguments of `datacap bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Members in the sim and the database; each has an email and a calendar channel, so
+    /// a cycle polls twice as many member-channels.
+    #[arg(long, default_value_t = 5_000)]
+    members: usize,
+    /// `sqlite` (a file in a temporary directory) or a `postgres://` URL of a server on
+    /// which a throwaway database is created and dropped afterwards.
+    #[arg(long, default_value = "sqlite")]
+    database: String,
+    /// Messages and events per mailbox in the sim (0 for a reduced payload at 1M).
+    #[arg(long, default_value_t = 1)]
+    items: usize,
+    /// Attempts in flight at most (the worker's concurrency).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// How long the raw HTTP load loop against the sim runs, in seconds.
+    #[arg(long, default_value_t = 5)]
+    load_seconds: u64,
+    /// Write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    members: usize,
+    member_channels: usize,
+    database: &'static str,
+    concurrency: usize,
+    items_per_mailbox: usize,
+    setup_seconds: f64,
+    cycles: Vec<CycleFigures>,
+    sim_raw_requests_per_second: f64,
+    /// Full-cycle polls/s ÷ the sim's raw request rate.
+    ratio_full: f64,
+    /// Incremental-cycle polls/s ÷ the sim's raw request rate.
+    ratio_incremental: f64,
+    peak_rss_mib: f64,
+}
+
+#[derive(Serialize)]
+struct CycleFigures {
+    cycle: &'static str,
+    polls: u64,
+    seconds: f64,
+    polls_per_second: f64,
+    worker_cpu_us_per_poll: f64,
+    sim_cpu_us_per_poll: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    rows_written: i64,
+    rows_per_second: f64,
+    sim_requests_per_poll: f64,
+    own_failures: u32,
+    outcomes: std::collections::BTreeMap<String, u32>,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.members == 0 || args.concurrency == 0 {
+        anyhow::bail!("--members and --concurrency must be at least 1");
+    }
+    let postgres = match args.database.as_str() {
+        "sqlite" => false,
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => true,
+        _ => anyhow::bail!("--database must be `sqlite` or a postgres:// url"),
+    };
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut sim = SimProcess::start(dir.path(), args.members, args.items)?;
+    let result = runtime()?.block_on(bench(&args, postgres, dir.path(), &sim));
+    sim.stop();
+    let report = result?;
+    let json = serde_json::to_string_pretty(&report).context("cannot encode the figures")?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, format!("{json}\n"))
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    print_table(&report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(report: &Report) -> anyhow::Result<()> {
+    say(&format!(
+        "{} member-channels ({} members), {}, concurrency {}, setup {:.1} s",
+        report.member_channels,
+        report.members,
+        report.database,
+        report.concurrency,
+        report.setup_seconds
+    ))?;
+    for cycle in &report.cycles {
+        say(&format!(
+            "{:<12} {:>7} polls in {:>6.1} s = {:>6.0} polls/s; worker CPU {:>5.0} µs/poll; sim CPU {:>5.0} µs/poll; latency p50 {:.1} ms p99 {:.1} ms; {:.0} rows/s; {:.1} sim requests/poll; own failures {}",
+            cycle.cycle,
+            cycle.polls,
+            cycle.seconds,
+            cycle.polls_per_second,
+            cycle.worker_cpu_us_per_poll,
+            cycle.sim_cpu_us_per_poll,
+            cycle.latency_p50_ms,
+            cycle.latency_p99_ms,
+            cycle.rows_per_second,
+            cycle.sim_requests_per_poll,
+            cycle.own_failures,
+        ))?;
+    }
+    say(&format!(
+        "sim raw rate {:.0} requests/s (Gmail profile, {} connections); ratio polls/s ÷ raw: full {:.2}, incremental {:.2}; peak RSS {:.0} MiB",
+        report.sim_raw_requests_per_second,
+        report.concurrency,
+        report.ratio_full,
+        report.ratio_incremental,
+        report.peak_rss_mib
+    ))
+}
+
+/// The sim, run as `datacap sim` in a child process.
+struct SimProcess {
+    child: Child,
+    base: String,
+}
+
+impl SimProcess {
+    fn start(dir: &Path, members: usize, items: usize) -> anyhow::Result<SimProcess> {
+        std::fs::create_dir_all(dir.join("keys")).context("cannot create the sim directory")?;
+        std::fs::write(
+            dir.join("keys/FAKE-TEST-ONLY-google-service-account.pub.pem"),
+            SIM_PUBLIC_KEY,
+        )
+        .context("cannot write the sim key")?;
+        let scenario = dir.join("scenario.toml");
+        std::fs::write(&scenario, scenario_text(members, items))
+            .context("cannot write the sim scenario")?;
+        // A free port: bind, read it, let it go for the child.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .context("no free port for the sim")?
+            .port();
+        let exe = std::env::current_exe().context("cannot find the datacap binary")?;
+        let child = std::process::Command::new(exe)
+            .arg("sim")
+            .arg("--scenario")
+            .arg(&scenario)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start the sim")?;
+        let mut sim = SimProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        // Large scenarios take a while to build: wait generously.
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = sim.child.try_wait() {
+                anyhow::bail!("the sim exited before serving: {status}");
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                sim.stop();
+                anyhow::bail!("the sim did not start serving within 600 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(sim)
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scenario_text(members: usize, items: usize) -> String {
+    let mut text = format!(
+        "seed = 1\n[[tenant]]\nname = \"bench\"\nprovider = \"google\"\ndomain = \"{DOMAIN}\"\n\
+         [tenant.service_account]\nclient_email = \"{CLIENT_EMAIL}\"\n\
+         client_id = \"1\"\npublic_key = \"keys/FAKE-TEST-ONLY-google-service-account.pub.pem\"\n\
+         delegated_scopes = [\"https://www.googleapis.com/auth/gmail.readonly\", \"https://www.googleapis.com/auth/calendar.readonly\"]\n",
+    );
+    for index in 0..members {
+        text.push_str(&format!(
+            "[[tenant.user]]\nemail = \"u{index}@{DOMAIN}\"\nmessages = {items}\nevents = {items}\n"
+        ));
+    }
+    text
+}
+
+fn tenants_text(members: usize) -> String {
+    let mut text = String::from(
+        "[[companies]]\nid = \"bench\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\n\
+         settings = { permission_given = true, email_authorized = true, calendar_authorized = true }\n\
+         credentials = { service_account_key_file = \"/unused\" }\n",
+    );
+    for index in 0..members {
+        text.push_str(&format!(
+            "[[companies.members]]\nid = \"u{index}\"\nemail = \"u{index}@{DOMAIN}\"\n"
+        ));
+    }
+    text
+}
+
+fn service_account() -> ServiceAccountKey {
+    ServiceAccountKey {
+        client_email: CLIENT_EMAIL.to_owned(),
+        private_key_pem: SecretString::from(SIM_PRIVATE_KEY),
+        private_key_id: None,
+        directory_admin: None,
+    }
+}
+
+/// Every company gets the sim's FAKE service account.
+struct BenchResolver;
+
+impl CredentialResolver for BenchResolver {
+    fn resolve(&self, _company: &CompanyCredentials<'_>) -> Result<CompanyAuth, CredentialError> {
+        Ok(CompanyAuth::GoogleServiceAccount(Arc::new(
+            service_account(),
+        )))
+    }
+}
+
+/// Direct SQL for the figures the store API does not give (row counts, latencies).
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Raw {
+    async fn count(&self, table: &str) -> anyhow::Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        Ok(match self {
+            Raw::Sqlite(pool) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await?
+            }
+            Raw::Postgres(pool) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await?
+            }
+        })
+    }
+
+    /// Rows written so far: attempts, items and history rows, plus the sync-state row and
+    /// the three status rows every attempt updates.
+    async fn rows(&self) -> anyhow::Result<i64> {
+        let attempts = self.count("import_attempts").await?;
+        Ok(attempts * 5
+            + self.count("email_items").await?
+            + self.count("calendar_items").await?
+            + self.count("status_changes").await?)
+    }
+
+    /// The latest attempt id (UUIDv7 ids sort by time).
+    async fn last_attempt_id(&self) -> anyhow::Result<String> {
+        let sql = "SELECT COALESCE(MAX(id), '') FROM import_attempts";
+        Ok(match self {
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+            Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+        })
+    }
+
+    /// Seconds from start to finish of every attempt after `after`, sorted.
+    async fn latencies(&self, after: &str) -> anyhow::Result<Vec<f64>> {
+        let mut latencies: Vec<f64> = match self {
+            Raw::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 \
+                     FROM import_attempts WHERE id > $1",
+                )
+                .bind(after)
+                .fetch_all(pool)
+                .await?
+            }
+            Raw::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT EXTRACT(EPOCH FROM finished_at - started_at)::float8 \
+                     FROM import_attempts WHERE id > $1",
+                )
+                .bind(after)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        latencies.sort_by(f64::total_cmp);
+        Ok(latencies)
+    }
+
+    async fn close(&self) {
+        match self {
+            Raw::Sqlite(pool) => pool.close().await,
+            Raw::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+fn percentile_ms(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)] * 1000.0
+}
+
+async fn bench(
+    args: &Args,
+    postgres: bool,
+    dir: &Path,
+    sim: &SimProcess,
+) -> anyhow::Result<Report> {
+    let throwaway = format!("datacap_bench_{}", uuid::Uuid::new_v4().simple());
+    let url = if postgres {
+        let mut admin = sqlx::PgConnection::connect(&args.database)
+            .await
+            .context("cannot connect to the --database server")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {throwaway}")))
+            .execute(&mut admin)
+            .await
+            .context("cannot create the throwaway database")?;
+        let base = args
+            .database
+            .rsplit_once('/')
+            .map_or(args.database.as_str(), |(base, _)| base);
+        format!("{base}/{throwaway}")
+    } else {
+        format!("sqlite://{}", dir.join("bench.sqlite").display())
+    };
+    let result = measure(args, &url, sim).await;
+    if postgres && let Ok(mut admin) = sqlx::PgConnection::connect(&args.database).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {throwaway} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+    }
+    result
+}
+
+async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow::Result<Report> {
+    let setup = Instant::now();
+    let store = Store::connect(
+        url,
+        StoreOptions {
+            max_connections: 8,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .context("cannot open the bench database")?;
+    store.migrate().await?;
+    let tenants = datacap_store::parse_tenants(&tenants_text(args.members))?;
+    store
+        .apply_tenants(&tenants, time::OffsetDateTime::now_utc())
+        .await?;
+    let raw = if url.starts_with("sqlite") {
+        Raw::Sqlite(sqlx::SqlitePool::connect(url).await?)
+    } else {
+        Raw::Postgres(sqlx::PgPool::connect(url).await?)
+    };
+    let setup_seconds = setup.elapsed().as_secs_f64();
+
+    let base = &sim.base;
+    let google = GoogleConnector::new(GoogleConfig::default().with_endpoints(
+        format!("{base}/google/token"),
+        format!("{base}/google/gmail/v1"),
+        format!("{base}/google/calendar/v3"),
+        format!("{base}/google/admin/directory/v1"),
+    ))?;
+    let interval = Duration::from_secs(1);
+    let config = WorkerConfig {
+        concurrency: args.concurrency,
+        claim_batch: 256,
+        tenant_rate_per_second: 1_000_000,
+        tenant_burst: 1_000_000,
+        schedule: ScheduleConfig {
+            email_interval: interval,
+            calendar_interval: interval,
+            jitter: 0.0,
+            ..ScheduleConfig::default()
+        },
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(
+        store.clone(),
+        Connectors {
+            google: Some(Arc::new(google)),
+            microsoft: None,
+        },
+        Arc::new(BenchResolver),
+        None,
+        config,
+    )?;
+    let client = build_client(&HttpLimits::default())?;
+    let mut cycles = Vec::new();
+    for cycle in ["full", "incremental"] {
+        if cycle == "incremental" {
+            // Everything is due again one interval after its first poll.
+            tokio::time::sleep(interval + Duration::from_millis(100)).await;
+        }
+        let requests_before = sim_requests(&client, base).await;
+        let rows_before = raw.rows().await?;
+        let last_before = raw.last_attempt_id().await?;
+        let (own_before, sim_before) = (cpu_seconds_of("/proc/self/stat"), sim.cpu_seconds());
+        let started = Instant::now();
+        let report = worker.run_once(CancellationToken::new()).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let (own_after, sim_after) = (cpu_seconds_of("/proc/self/stat"), sim.cpu_seconds());
+        let requests = sim_requests(&client, base).await - requests_before;
+        let rows = raw.rows().await? - rows_before;
+        let latencies = raw.latencies(&last_before).await?;
+        let polls = u64::from(report.total_attempts());
+        let per_poll = |value: f64| value / polls.max(1) as f64;
+        cycles.push(CycleFigures {
+            cycle,
+            polls,
+            seconds,
+            polls_per_second: polls as f64 / seconds,
+            worker_cpu_us_per_poll: per_poll((own_after - own_before) * 1e6),
+            sim_cpu_us_per_poll: per_poll((sim_after - sim_before) * 1e6),
+            latency_p50_ms: percentile_ms(&latencies, 0.5),
+            latency_p99_ms: percentile_ms(&latencies, 0.99),
+            rows_written: rows,
+            rows_per_second: rows as f64 / seconds,
+            sim_requests_per_poll: per_poll(requests as f64),
+            own_failures: report.own_failures,
+            outcomes: report
+                .attempts
+                .iter()
+                .map(|(outcome, count)| (outcome.as_str().to_owned(), *count))
+                .collect(),
+        });
+    }
+    raw.close().await;
+    store.close().await;
+
+    let raw_rate = raw_request_rate(&client, base, args).await?;
+    let ratio = |cycle: usize| {
+        cycles
+            .get(cycle)
+            .map_or(0.0, |figures| figures.polls_per_second / raw_rate.max(1e-9))
+    };
+    Ok(Report {
+        members: args.members,
+        member_channels: args.members * 2,
+        database: if url.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgresql"
+        },
+        concurrency: args.concurrency,
+        items_per_mailbox: args.items,
+        setup_seconds,
+        ratio_full: ratio(0),
+        ratio_incremental: ratio(1),
+        cycles,
+        sim_raw_requests_per_second: raw_rate,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// Requests the sim has answered so far (its `/_sim/stats` total), 0 when unreadable.
+async fn sim_requests(client: &reqwest::Client, base: &str) -> u64 {
+    let Ok(response) = client.get(format!("{base}/_sim/stats")).send().await else {
+        return 0;
+    };
+    let Ok(stats) = response.json::<serde_json::Value>().await else {
+        return 0;
+    };
+    stats["requests_total"].as_u64().unwrap_or(0)
+}
+
+/// The sim's raw rate: `concurrency` connections each asking for one mailbox's Gmail
+/// profile in a loop (one access token, fetched first) for `load_seconds`.
+async fn raw_request_rate(
+    client: &reqwest::Client,
+    base: &str,
+    args: &Args,
+) -> anyhow::Result<f64> {
+    install_crypto_provider();
+    let token_url = format!("{base}/google/token");
+    let subject = format!("u0@{DOMAIN}");
+    let assertion = datacap_google::service_account_assertion(
+        &service_account(),
+        &subject,
+        GMAIL_SCOPE,
+        &token_url,
+        time::OffsetDateTime::now_utc(),
+    )
+    .context("cannot sign the sim assertion")?;
+    let token: serde_json::Value = client
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion.as_str()),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let access = token["access_token"]
+        .as_str()
+        .context("the sim gave no access token")?
+        .to_owned();
+    let url = format!("{base}/google/gmail/v1/users/{subject}/profile");
+    let answered = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.load_seconds.max(1));
+    let started = Instant::now();
+    let mut loops = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, url, access, answered) = (
+            client.clone(),
+            url.clone(),
+            access.clone(),
+            answered.clone(),
+        );
+        loops.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let ok = match client.get(&url).bearer_auth(&access).send().await {
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in loops {
+        let _ = task.await;
+    }
+    Ok(answered.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// User plus system CPU seconds from a `/proc/…/stat` file (0 when unreadable).
+fn cpu_seconds_of(path: &str) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (field(11) + field(12)) / ticks
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
