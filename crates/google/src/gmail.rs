@@ -238,7 +238,9 @@ pub(crate) fn email_item(message: GmailMessage) -> EmailItem {
         .internal_date
         .as_deref()
         .and_then(|ms| ms.parse::<i128>().ok())
-        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+        // A huge `internalDate` is no date (and must not overflow), like an unparsable one.
+        .and_then(|ms| ms.checked_mul(1_000_000))
+        .and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
         .or_else(|| {
             header("Date")
                 .first()
@@ -331,6 +333,22 @@ mod tests {
         );
         check("undisclosed-recipients:;", &[]);
         check("", &[]);
+    }
+
+    /// An `internalDate` of 38 digits overflowed (seen writing the `google_pages` fuzz target).
+    #[test]
+    fn a_huge_internal_date_falls_back_to_the_date_header() {
+        let message: GmailMessage = serde_json::from_value(serde_json::json!({
+            "id": "m1",
+            "internalDate": "99999999999999999999999999999999999999",
+            "payload": {"headers": [{"name": "Date", "value": "Tue, 1 Jul 2003 10:52:37 +0200"}]}
+        }))
+        .unwrap();
+        let item = email_item(message);
+        assert_eq!(
+            item.sent_at.map(OffsetDateTime::unix_timestamp),
+            Some(1_057_049_557)
+        );
     }
 
     #[test]
