@@ -1,0 +1,360 @@
+//! Faults of our own and of the providers, with the real `datacap run` daemon, the sim and
+//! both databases: PostgreSQL going away mid-run (every connection cut and new ones refused
+//! by a TCP proxy in front of it, then back), SQLite busy (another process holding the write
+//! lock for seconds), a 429 storm with Retry-After across a tenant (the sim's request count
+//! against the tenant limit), a slow tenant (2 s per answer) beside a fast one, and
+//! connections reset mid-body. None of them may turn a member red before the threshold,
+//! crash the daemon, or keep it from resuming once the fault is gone.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// A TCP proxy to PostgreSQL that the test can cut (every open connection dropped, new
+/// ones closed at once, as while the server restarts) and restore.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = Proxy {
+            addr: listener.local_addr().unwrap(),
+            up: Arc::new(AtomicBool::new(true)),
+            stop: Arc::new(AtomicBool::new(false)),
+            open: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (up, stop, open) = (proxy.up.clone(), proxy.stop.clone(), proxy.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                if !up.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut list = open.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                drop(list);
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        proxy
+    }
+
+    /// Drops every connection and refuses new ones until [`Proxy::restore`].
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut();
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Copies `from` to `to` on a thread until either side closes.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
+}
+
+/// Healthy members of [`SCENARIO`] (the others fail on purpose).
+const HEALTHY: &str = "('admin', 'ada', 'megan')";
+
+fn ready(daemon: &Daemon) -> Option<u16> {
+    daemon.get("/readyz").map(|(status, _)| status)
+}
+
+fn attempts(h: &Harness) -> i64 {
+    h.count("SELECT COUNT(*) FROM import_attempts")
+}
+
+/// Waits until the daemon is ready and has written a first round.
+fn first_round(h: &Harness, daemon: &Daemon) {
+    eventually("the daemon is ready", Duration::from_secs(60), || {
+        ready(daemon) == Some(200)
+    });
+    eventually("a first round is written", Duration::from_secs(60), || {
+        attempts(h) >= 20
+    });
+}
+
+/// After a fault of our own: the daemon resumes writing, every healthy member is green,
+/// and none ever turned red.
+fn resumes_without_red(h: &Harness, daemon: &mut Daemon, what: &str) {
+    let before = attempts(h);
+    eventually(
+        &format!("{what}: the daemon resumes"),
+        Duration::from_secs(60),
+        || ready(daemon) == Some(200) && attempts(h) > before + 5,
+    );
+    eventually(
+        &format!("{what}: every healthy member is green"),
+        Duration::from_secs(60),
+        || {
+            h.count(&format!(
+                "SELECT COUNT(*) FROM member_status WHERE member_id IN {HEALTHY} \
+                 AND icon IN ('email', 'calendar') AND color <> 'green'"
+            )) == 0
+        },
+    );
+    assert_eq!(
+        h.count(&format!(
+            "SELECT COUNT(*) FROM status_changes WHERE member_id IN {HEALTHY} AND to_color = 'red'"
+        )),
+        0,
+        "{what}: a healthy member turned red because of our own fault"
+    );
+    assert!(
+        daemon.alive(),
+        "{what}: the daemon exited\n{}",
+        tail(&daemon.logs())
+    );
+    assert!(
+        !daemon.logs().contains("panicked"),
+        "{}",
+        tail(&daemon.logs())
+    );
+}
+
+#[test]
+fn postgres_going_away_mid_run_is_not_a_member_failure() {
+    let h = Harness::new(SCENARIO, true);
+    h.apply();
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let database = &h.database.as_ref().unwrap().name;
+    let url = format!("postgres://postgres@{}/{database}", proxy.addr);
+    let mut daemon = h.daemon(
+        "pg-away",
+        &[
+            ("DATACAP_DATABASE__URL", url.as_str()),
+            ("DATACAP_WORKER__LEASE", "3s"),
+            ("DATACAP_WORKER__HEARTBEAT", "1s"),
+        ],
+    );
+    first_round(&h, &daemon);
+    for round in 1..=2 {
+        // The server restarts: every connection drops, new ones are refused for a while.
+        proxy.cut();
+        eventually(
+            &format!("outage {round}: the daemon reports not ready"),
+            Duration::from_secs(60),
+            || ready(&daemon) == Some(503),
+        );
+        assert_eq!(daemon.get("/healthz").unwrap().0, 200, "alive all along");
+        proxy.restore();
+        resumes_without_red(&h, &mut daemon, &format!("outage {round}"));
+    }
+    assert!(
+        daemon.logs().contains("failure of our own"),
+        "{}",
+        tail(&daemon.logs())
+    );
+}
+
+#[test]
+fn sqlite_busy_for_seconds_is_not_a_member_failure() {
+    let h = Harness::new(SCENARIO, false);
+    h.apply();
+    let mut daemon = h.daemon("busy", &[]);
+    first_round(&h, &daemon);
+    // Another process (this test) takes the write lock and keeps it for 8 s.
+    let url = h.database_url().to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE sync_state SET next_due_at = next_due_at")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let held = Instant::now();
+        while held.elapsed() < Duration::from_secs(8) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(daemon.alive(), "the daemon exited while the file was busy");
+        sqlx::query("COMMIT")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    });
+    resumes_without_red(&h, &mut daemon, "SQLite busy");
+}
+
+/// Provider-side scenario: `google` and `microsoft` members with a little data each.
+const DATA: &str = "messages = 3\nevents = 2\n";
+
+#[test]
+#[ignore = "fails until the tenant limit counts every request: 72 requests in 9.5 s against \
+            5/s burst 5, see docs/reliability.md"]
+fn a_429_storm_with_retry_after_stays_under_the_tenant_limit_and_turns_nobody_red() {
+    let members = ids("s", 12);
+    let h = Harness::two_tenants(&members, &[], DATA, DATA, false);
+    let (rate, burst) = (5.0, 5.0);
+    let mut daemon = h.daemon(
+        "storm",
+        &[
+            ("DATACAP_WORKER__TENANT_RATE_PER_SECOND", "5"),
+            ("DATACAP_WORKER__TENANT_BURST", "5"),
+        ],
+    );
+    eventually("every member is imported", Duration::from_secs(120), || {
+        h.count(
+            "SELECT COUNT(*) FROM member_status WHERE icon IN ('email', 'calendar') \
+             AND reason = 'importing'",
+        ) == 24
+    });
+    // Every data call of the tenant answers 429 Retry-After: 2, once per job.
+    let storm = 24;
+    h.control(
+        "faults",
+        json!({"tenant": "globex", "fault": "rate_limited", "retry_after": 2, "times": storm}),
+    );
+    let start_requests = h.sim_requests();
+    let started = Instant::now();
+    eventually("the storm has passed", Duration::from_secs(120), || {
+        h.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'rate_limited'") >= storm
+    });
+    // And the tenant is polled normally again afterwards.
+    let after_storm = h.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'success'");
+    eventually("imports resume", Duration::from_secs(120), || {
+        h.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'success'")
+            >= after_storm + 24
+    });
+    let requests = (h.sim_requests() - start_requests) as f64;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        requests <= burst + rate * elapsed + 1.0,
+        "{requests} requests in {elapsed:.1} s: over the tenant limit of {rate}/s (burst {burst})"
+    );
+    assert_eq!(h.turned_red(), 0, "a short storm turned a member red");
+    assert!(daemon.alive(), "{}", tail(&daemon.logs()));
+}
+
+#[test]
+#[ignore = "fails: a slow tenant's jobs hold every worker permit and the fast tenant waits its \
+            FIFO turn (0 polls in 30 s with concurrency 4), see docs/reliability.md"]
+fn a_slow_tenant_never_starves_another() {
+    let (google, microsoft) = (ids("w", 8), ids("f", 4));
+    let h = Harness::two_tenants(
+        &google,
+        &microsoft,
+        &format!(
+            "{DATA}[[tenant.user.fault]]\nfault = \"latency\"\nlatency_ms = 2000\nendpoint = \"any\"\n"
+        ),
+        DATA,
+        false,
+    );
+    let mut daemon = h.daemon("slow", &[("DATACAP_WORKER__CONCURRENCY", "4")]);
+    eventually(
+        "the fast tenant is imported",
+        Duration::from_secs(60),
+        || {
+            h.count(
+                "SELECT COUNT(*) FROM member_status WHERE member_id LIKE 'f%' \
+             AND icon IN ('email', 'calendar') AND reason = 'importing'",
+            ) == 8
+        },
+    );
+    // Over the next 30 s the fast tenant's jobs (due every second) keep being polled
+    // while the slow tenant's attempts take seconds each.
+    let window = Instant::now();
+    let fast = "SELECT COUNT(*) FROM import_attempts WHERE member_id LIKE 'f%'";
+    let before = h.count(fast);
+    while window.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let polled = h.count(fast) - before;
+    assert!(
+        polled >= 8 * 5,
+        "the fast tenant's 8 jobs were polled {polled} times in 30 s"
+    );
+    assert!(
+        h.count("SELECT COUNT(*) FROM import_attempts WHERE member_id LIKE 'w%'") > 0,
+        "the slow tenant is polled too"
+    );
+    assert_eq!(h.turned_red(), 0);
+    assert!(daemon.alive(), "{}", tail(&daemon.logs()));
+}
+
+#[test]
+fn connections_reset_mid_body_are_transient_and_never_red_before_the_threshold() {
+    let (google, microsoft) = (ids("r", 3), ids("m", 3));
+    // Two resets in a row for each member (below the default threshold of three).
+    let reset = format!("{DATA}[[tenant.user.fault]]\nfault = \"connection_reset\"\ntimes = 2\n");
+    let h = Harness::two_tenants(&google, &microsoft, &reset, &reset, false);
+    let mut daemon = h.daemon("reset", &[]);
+    eventually("every member is imported", Duration::from_secs(90), || {
+        h.count(
+            "SELECT COUNT(*) FROM member_status WHERE icon IN ('email', 'calendar') \
+             AND reason = 'importing'",
+        ) == 12
+    });
+    assert!(
+        h.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'network_error'") >= 6,
+        "the resets were recorded as network errors"
+    );
+    assert_eq!(
+        h.count(
+            "SELECT COUNT(*) FROM import_attempts WHERE outcome NOT IN ('success', 'network_error')"
+        ),
+        0,
+        "a reset mid-body is a network error, nothing else"
+    );
+    assert_eq!(h.turned_red(), 0, "red before the threshold");
+    assert!(daemon.alive(), "{}", tail(&daemon.logs()));
+    assert!(
+        !daemon.logs().contains("panicked"),
+        "{}",
+        tail(&daemon.logs())
+    );
+}
