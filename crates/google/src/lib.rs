@@ -13,6 +13,8 @@ mod auth;
 mod calendar;
 mod config;
 mod directory;
+#[doc(hidden)]
+pub mod fuzz;
 mod gmail;
 pub mod mapping;
 mod models;

@@ -12,6 +12,8 @@ pub mod classify;
 mod config;
 mod connector;
 mod delta;
+#[doc(hidden)]
+pub mod fuzz;
 mod limiter;
 mod rotation;
 mod token;
