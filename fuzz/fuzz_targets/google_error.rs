@@ -1,0 +1,37 @@
+//! Google error answers: the REST error envelope of every API call the connector makes
+//! (mapped to a verdict as `Session::get` does) and the token endpoint's error body (mapped
+//! for each grant). Input: one selector byte, two status bytes, then the body.
+#![no_main]
+
+use datacap_google::fuzz;
+use datacap_google::mapping::{Api, Grant};
+use libfuzzer_sys::fuzz_target;
+
+const APIS: [Api; 6] = [
+    Api::GmailProfile,
+    Api::GmailMessagesList,
+    Api::GmailMessageGet,
+    Api::GmailHistory,
+    Api::CalendarEvents,
+    Api::DirectoryUsers,
+];
+const GRANTS: [Grant; 3] = [Grant::Delegation, Grant::Refresh, Grant::Code];
+/// The statuses the providers answer with, so the fuzzer need not guess them.
+const STATUSES: [u16; 10] = [400, 401, 403, 404, 409, 410, 429, 500, 502, 503];
+
+fuzz_target!(|data: &[u8]| {
+    let [selector, status, raw_status, body @ ..] = data else {
+        return;
+    };
+    let status = if raw_status & 1 == 0 {
+        STATUSES[usize::from(*status) % STATUSES.len()]
+    } else {
+        u16::from_be_bytes([*status, *raw_status])
+    };
+    let selector = usize::from(*selector);
+    if selector < 128 {
+        fuzz::api_error(APIS[selector % APIS.len()], status, body);
+    } else {
+        fuzz::token_error(GRANTS[selector % GRANTS.len()], status, body);
+    }
+});
