@@ -11,7 +11,15 @@ fn bench(database: &str) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_datacap"))
-        .args(["bench", "--members", "25", "--concurrency", "8", "--load-seconds", "1"])
+        .args([
+            "bench",
+            "--members",
+            "25",
+            "--concurrency",
+            "8",
+            "--load-seconds",
+            "1",
+        ])
         .args(["--database", database, "--out"])
         .arg(&out)
         .output()
@@ -37,12 +45,23 @@ fn check(report: &Value, database: &str) {
         assert_eq!(cycle["polls"], 50, "{cycle}");
         assert_eq!(cycle["outcomes"]["success"], 50, "{cycle}");
         assert_eq!(cycle["own_failures"], 0, "{cycle}");
-        assert!(cycle["rows_written"].as_i64().unwrap_or(0) >= 50 * 5, "{cycle}");
-        assert!(cycle["sim_requests_per_poll"].as_f64().unwrap_or(0.0) >= 1.0, "{cycle}");
+        assert!(
+            cycle["rows_written"].as_i64().unwrap_or(0) >= 50 * 5,
+            "{cycle}"
+        );
+        assert!(
+            cycle["sim_requests_per_poll"].as_f64().unwrap_or(0.0) >= 1.0,
+            "{cycle}"
+        );
     }
     // The full import brought one message and one event per mailbox.
     assert!(cycles[0]["rows_written"].as_i64() > cycles[1]["rows_written"].as_i64());
-    assert!(report["sim_raw_requests_per_second"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(
+        report["sim_raw_requests_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
     assert!(report["peak_rss_mib"].as_f64().unwrap_or(0.0) > 0.0);
 }
 
