@@ -32,6 +32,7 @@ pub struct Config {
     pub log: LogConfig,
     pub http: HttpConfig,
     pub web: crate::web::WebSection,
+    pub smtp: crate::smtp::SmtpSection,
 }
 
 /// `[worker]`: the poller's limits and schedule (raw values; `commands::run` builds the
@@ -162,6 +163,8 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     web: crate::web::RawWeb,
+    #[serde(default)]
+    smtp: crate::smtp::RawSmtp,
 }
 
 /// Declares a raw config section: each field's type and default, `deny_unknown_fields`,
@@ -471,8 +474,10 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
         })?,
     };
     let web = crate::web::validate(raw.web)?;
+    let smtp = crate::smtp::validate(raw.smtp)?;
     Ok(Config {
         web,
+        smtp,
         worker,
         google,
         microsoft,

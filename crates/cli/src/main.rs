@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod config;
 mod credentials;
+mod smtp;
 mod web;
 
 /// datacap imports every team member's email and calendar from Google Workspace and
@@ -43,6 +44,9 @@ enum Command {
     RotateKey(commands::rotate_key::Args),
     /// Make a member's channels due now, so a running daemon polls them next.
     Poll(commands::poll::Args),
+    /// List the members who must (re)connect with their personal connect links; --send
+    /// mails them through the [smtp] relay.
+    Remind(commands::remind::Args),
     /// Run the daemon: poll every member's email and calendar until SIGTERM/SIGINT
     /// (`--once`: poll what is due now and exit).
     Run(commands::run::Args),
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => commands::check_config::run(args),
         Command::RotateKey(args) => commands::rotate_key::run(args, cli.config.as_deref()),
         Command::Poll(args) => commands::poll::run(args, cli.config.as_deref()),
+        Command::Remind(args) => commands::remind::run(args, cli.config.as_deref()),
         Command::Run(args) => commands::run::run(args, cli.config.as_deref()),
     };
     match result {

@@ -3,7 +3,8 @@
 //! company connect through the sim's consent screens with their personal links (PKCE,
 //! single-use state), get polled at once and turn green; a declined consent, a consent
 //! without every scope and a replayed callback store nothing; the API answers what
-//! `datacap status --format json` prints.
+//! `datacap status --format json` prints; `datacap remind` lists the members to connect
+//! with working links and mails them through an SMTP receiver on loopback.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -291,6 +292,14 @@ impl Web {
         ok(&self.command(args).output().expect("datacap runs"))
     }
 
+    fn datacap_with(&self, env: &[(&str, String)], args: &[&str]) -> Output {
+        let mut command = self.command(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("datacap runs")
+    }
+
     fn logs(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("run.log")).unwrap_or_default()
     }
@@ -483,4 +492,151 @@ fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
         "{body}"
     );
     assert!(body.contains("aria-label=\"Email: yellow, member not connected\""));
+}
+
+/// What a minimal SMTP receiver on loopback recorded: each mail's recipients and DATA.
+#[derive(Clone, Debug, Default)]
+struct Received {
+    recipients: Vec<String>,
+    data: String,
+}
+
+/// A minimal SMTP server: accepts sessions one after another on a thread, answers EHLO,
+/// MAIL, RCPT, DATA and QUIT, and records every mail.
+fn smtp_receiver() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = mails.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut mail = Received::default();
+            let mut say = |text: &str| writer.write_all(format!("{text}\r\n").as_bytes());
+            if say("220 receiver.test ESMTP").is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let command = line.trim_end().to_ascii_uppercase();
+                let answer = if command.starts_with("EHLO") || command.starts_with("HELO") {
+                    "250 receiver.test"
+                } else if command.starts_with("MAIL FROM") {
+                    "250 ok"
+                } else if command.starts_with("RCPT TO") {
+                    let to = line.trim_end()[8..]
+                        .trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>');
+                    mail.recipients.push(to.to_owned());
+                    "250 ok"
+                } else if command == "DATA" {
+                    let _ = say("354 go ahead");
+                    let mut data = String::new();
+                    loop {
+                        let mut part = String::new();
+                        if reader.read_line(&mut part).unwrap_or(0) == 0 || part == ".\r\n" {
+                            break;
+                        }
+                        data.push_str(&part);
+                    }
+                    mail.data = data;
+                    record.lock().unwrap().push(std::mem::take(&mut mail));
+                    "250 queued"
+                } else if command == "QUIT" {
+                    let _ = say("221 bye");
+                    break;
+                } else {
+                    "250 ok"
+                };
+                if say(answer).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (addr, mails)
+}
+
+#[test]
+fn remind_lists_members_to_connect_with_working_links_and_mails_them() {
+    let web = Web::start();
+    let listed: Value =
+        serde_json::from_str(&web.datacap(&["remind", "--company", "initech", "--format", "json"]))
+            .unwrap();
+    let rows = listed.as_array().unwrap();
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["member_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["denier", "partial", "peter"]);
+    assert!(rows.iter().all(|r| r["reason"] == "member_not_connected"));
+    let peter = rows[2]["link"].as_str().unwrap();
+    assert!(
+        peter.starts_with(&format!("http://{}/connect/google/start?invite=", web.http)),
+        "{peter}"
+    );
+    // The listed link works: peter connects with it.
+    let callback = web.consent(&split_url(peter).1);
+    let (status, _, body) = http(web.http, &callback, &[]);
+    assert_eq!(status, 200, "{body}");
+    let csv = web.datacap(&["remind", "--company", "initech", "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("member_id,email_address,reason,link"));
+    assert_eq!(lines.count(), 2, "peter is connected now: {csv}");
+    let table = web.datacap(&["remind", "--company", "initech"]);
+    assert!(
+        table.contains("denier@initech.example") && table.contains("/connect/google/start?invite=")
+    );
+
+    // --send mails each member their own link.
+    let (smtp, mails) = smtp_receiver();
+    let env = [
+        ("DATACAP_SMTP__HOST", "127.0.0.1".to_owned()),
+        ("DATACAP_SMTP__PORT", smtp.port().to_string()),
+        ("DATACAP_SMTP__TLS", "none".to_owned()),
+        ("DATACAP_SMTP__FROM", "datacap@initech.example".to_owned()),
+    ];
+    let output = web.datacap_with(
+        &env,
+        &[
+            "remind",
+            "--company",
+            "initech",
+            "--format",
+            "json",
+            "--send",
+        ],
+    );
+    let stdout = ok(&output);
+    assert!(stdout.contains("sent 2 reminder(s)"), "{stdout}");
+    let listed: Value = serde_json::from_str(stdout.rsplit_once("\nsent").unwrap().0).unwrap();
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 2);
+    for (mail, row) in mails.iter().zip(listed.as_array().unwrap()) {
+        assert_eq!(mail.recipients, [row["email_address"].as_str().unwrap()]);
+        // Long lines travel quoted-printable: undo its soft breaks and `=` escapes.
+        let body = mail.data.replace("=\r\n", "").replace("=3D", "=");
+        assert!(
+            body.contains(row["link"].as_str().unwrap()),
+            "the link in the body: {}",
+            mail.data
+        );
+        assert!(mail.data.contains("From: datacap@initech.example"));
+    }
+
+    // Bad input: a company-wide or unknown company, --send without a relay.
+    let unknown = web.datacap_with(&[], &["remind", "--company", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nope"));
+    let no_relay = web.datacap_with(&[], &["remind", "--company", "initech", "--send"]);
+    assert!(!no_relay.status.success());
+    assert!(String::from_utf8_lossy(&no_relay.stderr).contains("[smtp] host"));
 }

@@ -116,6 +116,23 @@ impl InviteKey {
         format!("{payload}.{}", b64(&signature))
     }
 
+    /// A member's personal connect link on the server at `public_url`.
+    pub fn link(
+        &self,
+        public_url: &str,
+        provider: Provider,
+        company: &str,
+        member: &str,
+        expires_at: OffsetDateTime,
+    ) -> String {
+        format!(
+            "{}/connect/{}/start?invite={}",
+            public_url.trim_end_matches('/'),
+            provider_segment(provider),
+            self.invite(company, member, expires_at)
+        )
+    }
+
     /// The (company, member) of a valid invite.
     pub fn check(
         &self,
@@ -191,22 +208,6 @@ impl ConnectSetup {
     pub fn redirect_uri(&self, provider: Provider) -> String {
         format!(
             "{}/connect/{}/callback",
-            self.public_url.trim_end_matches('/'),
-            provider_segment(provider)
-        )
-    }
-
-    /// A member's personal connect link.
-    pub fn link(
-        &self,
-        provider: Provider,
-        company: &str,
-        member: &str,
-        expires_at: OffsetDateTime,
-    ) -> String {
-        let invite = self.invites.invite(company, member, expires_at);
-        format!(
-            "{}/connect/{}/start?invite={invite}",
             self.public_url.trim_end_matches('/'),
             provider_segment(provider)
         )

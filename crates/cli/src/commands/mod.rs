@@ -7,6 +7,7 @@ pub mod classify;
 pub mod demo;
 pub mod migrate;
 pub mod poll;
+pub mod remind;
 pub mod rotate_key;
 pub mod run;
 pub mod sim;
