@@ -192,7 +192,7 @@ raw_section!(RawWorker {
     backoff_base: String = "30s".to_owned(),
     backoff_cap: String = "30m".to_owned(),
     recheck_interval: String = "30m".to_owned(),
-    max_retry_after: String = "1h".to_owned(),
+    max_retry_after: String = "15m".to_owned(),
     lease: String = "2m".to_owned(),
     heartbeat: String = "30s".to_owned(),
     grace: String = "20s".to_owned(),
@@ -556,6 +556,13 @@ fn validate_worker(raw: &RawWorker) -> Result<WorkerSection, (&'static str, Stri
         return Err((
             "worker.heartbeat",
             "must be shorter than worker.lease".to_owned(),
+        ));
+    }
+    if section.max_retry_after >= section.stall_after {
+        return Err((
+            "worker.max_retry_after",
+            "must be shorter than worker.stall_after (a provider's pause would show import_stalled)"
+                .to_owned(),
         ));
     }
     if section.backoff_cap < section.backoff_base {

@@ -139,7 +139,9 @@ fn company_wide_cycle(postgres: bool) {
     });
     // Stall: nothing is polled (long intervals) and the threshold is tiny.
     let stalled = [
-        ("DATACAP_WORKER__STALL_AFTER", "1s"),
+        ("DATACAP_WORKER__STALL_AFTER", "2s"),
+        // Kept below stall_after, as the daemon insists.
+        ("DATACAP_WORKER__MAX_RETRY_AFTER", "1s"),
         ("DATACAP_WORKER__EMAIL_INTERVAL", "1h"),
     ];
     eventually("admin's email stalls", Duration::from_secs(30), || {
@@ -478,5 +480,82 @@ fn a_daemon_killed_mid_attempt_leaves_its_job_to_another_after_the_lease() {
         second.logs().contains("member=ada channel=email"),
         "{}",
         tail(&second.logs())
+    );
+}
+
+/// Issue 7: the company's token bucket spaces every provider request (token, Directory,
+/// each page), not each attempt. With 10 requests/s and a bucket of one, a run can never
+/// have sent more than 1 + 10 per second of its whole wall time (process start included,
+/// which only loosens the bound); a bucket per attempt would let about three times that
+/// through.
+#[test]
+fn the_tenant_rate_limit_holds_per_request() {
+    let h = Harness::two_tenants(&ids("m", 6), &[], "messages = 2\nevents = 1", "", false);
+    h.control("stats/reset", json!({}));
+    let started = Instant::now();
+    h.datacap(
+        &[
+            ("DATACAP_WORKER__TENANT_RATE_PER_SECOND", "10"),
+            ("DATACAP_WORKER__TENANT_BURST", "1"),
+        ],
+        &["run", "--once"],
+    );
+    let elapsed = started.elapsed();
+    let requests = h.sim_requests();
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'success'"),
+        12
+    );
+    assert!(
+        requests >= 12 * 2,
+        "a token and at least one call per attempt: {requests}"
+    );
+    let allowed = 1 + (elapsed.as_secs_f64() * 10.0).ceil() as u64;
+    assert!(
+        requests <= allowed,
+        "{requests} requests in {elapsed:?}: over 10/s (bucket of 1) allows {allowed}"
+    );
+}
+
+/// Issue 7: one member's 429 with Retry-After (up to a minute) pauses the whole company:
+/// the company's other jobs are given back until the pause ends instead of calling the
+/// provider.
+#[test]
+fn a_retry_after_from_one_member_holds_back_the_company() {
+    let h = Harness::two_tenants(&ids("m", 4), &[], "messages = 2\nevents = 1", "", false);
+    h.control(
+        "faults",
+        json!({ "tenant": "globex", "fault": "rate_limited", "times": 1, "retry_after": 50 }),
+    );
+    h.control("stats/reset", json!({}));
+    // One job at a time, so the 429 comes back before the next job starts.
+    h.datacap(
+        &[
+            ("DATACAP_WORKER__CONCURRENCY", "1"),
+            ("DATACAP_WORKER__CLAIM_BATCH", "1"),
+        ],
+        &["run", "--once"],
+    );
+    let requests = h.sim_requests();
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM import_attempts"),
+        1,
+        "only the throttled attempt ran ({requests} requests)"
+    );
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'rate_limited'"),
+        1
+    );
+    // Every other job is due again when the pause ends, not before.
+    assert_eq!(
+        h.count(
+            "SELECT COUNT(*) FROM sync_state \
+             WHERE julianday(next_due_at) < julianday('now', '+30 seconds')"
+        ),
+        0
+    );
+    assert!(
+        requests <= 2,
+        "a token request at most, then the throttled call: {requests}"
     );
 }

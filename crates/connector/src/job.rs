@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::gate::Gate;
 use datacap_core::{CalendarItem, Channel, EmailItem, Outcome, Provider};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -107,6 +108,8 @@ pub struct ImportJob {
     pub cursor: Option<String>,
     /// The start of this attempt, for windows and token expiry.
     pub now: OffsetDateTime,
+    /// Awaited before every provider request; told about every `Retry-After`.
+    pub gate: Gate,
 }
 
 /// What one import attempt did.

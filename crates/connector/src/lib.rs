@@ -4,9 +4,11 @@
 //! types and the HTTP plumbing that the Google and Microsoft connectors share, so that the
 //! worker knows nothing about either provider and neither provider knows the worker.
 
+pub mod gate;
 pub mod http;
 pub mod job;
 
+pub use gate::{Gate, GateFuture, RequestGate};
 pub use http::{HttpLimits, build_client, read_body, request_id, retry_after, transport_failure};
 pub use job::{
     Attempt, Connector, Failure, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,

@@ -139,9 +139,15 @@ impl GoogleConnector {
             form.push(("code_verifier", verifier.expose_secret()));
         }
         let requests = std::sync::atomic::AtomicU32::new(0);
-        let minted = session::post_token(&self.inner, mapping::Grant::Code, &form, &requests)
-            .await
-            .map_err(ExchangeError)?;
+        let minted = session::post_token(
+            &self.inner,
+            mapping::Grant::Code,
+            &form,
+            &requests,
+            &datacap_connector::Gate::open(),
+        )
+        .await
+        .map_err(ExchangeError)?;
         let Some(refresh_token) = minted.refresh_token else {
             return Err(ExchangeError(Failure::new(
                 Outcome::ProviderError,

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
 
 use datacap_connector::{
-    Failure, ImportJob, JobAuth, OAuthClient, read_body, request_id, retry_after, transport_failure,
+    Failure, Gate, ImportJob, JobAuth, OAuthClient, read_body, request_id, retry_after,
+    transport_failure,
 };
 use datacap_core::Outcome;
 use secrecy::{ExposeSecret, SecretString};
@@ -52,7 +53,9 @@ pub(crate) async fn post_token(
     grant: Grant,
     form: &[(&str, &str)],
     requests: &AtomicU32,
+    gate: &Gate,
 ) -> Result<Minted, Failure> {
+    gate.ready().await;
     requests.fetch_add(1, Ordering::Relaxed);
     let sent = inner
         .http
@@ -70,6 +73,7 @@ pub(crate) async fn post_token(
     };
     let status = response.status().as_u16();
     let headers = response.headers().clone();
+    gate.answered(status, &headers);
     let id = request_id(&headers);
     let body = read_body(response, inner.config.http.max_body_bytes)
         .await
@@ -251,6 +255,7 @@ impl<'a> Session<'a> {
                     Grant::Delegation,
                     &[("grant_type", auth::JWT_BEARER), ("assertion", &assertion)],
                     &self.requests,
+                    &self.job.gate,
                 )
                 .await
             }
@@ -258,7 +263,14 @@ impl<'a> Session<'a> {
                 client,
                 refresh_token,
             } => {
-                let minted = refresh(self.inner, client, refresh_token, &self.requests).await?;
+                let minted = refresh(
+                    self.inner,
+                    client,
+                    refresh_token,
+                    &self.requests,
+                    &self.job.gate,
+                )
+                .await?;
                 // providers/google.md §3: users can untick scopes; check what was granted.
                 let granted = minted.scope.as_deref().unwrap_or_default();
                 if !purpose.satisfied_by(granted) {
@@ -320,6 +332,7 @@ impl<'a> Session<'a> {
         query: &[(&str, String)],
         token: &SecretString,
     ) -> Result<T, CallFailure> {
+        self.job.gate.ready().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let sent = self
             .inner
@@ -340,6 +353,7 @@ impl<'a> Session<'a> {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        self.job.gate.answered(status, &headers);
         let id = request_id(&headers);
         let body = read_body(response, self.inner.config.http.max_body_bytes)
             .await
@@ -399,6 +413,7 @@ pub(crate) async fn refresh(
     client: &OAuthClient,
     refresh_token: &SecretString,
     requests: &AtomicU32,
+    gate: &Gate,
 ) -> Result<Minted, Failure> {
     post_token(
         inner,
@@ -410,6 +425,7 @@ pub(crate) async fn refresh(
             ("client_secret", client.client_secret.expose_secret()),
         ],
         requests,
+        gate,
     )
     .await
 }

@@ -148,6 +148,7 @@ fn job(member: &str, channel: Channel, auth: JobAuth, cursor: Option<String>) ->
         auth,
         cursor,
         now: OffsetDateTime::now_utc(),
+        gate: datacap_connector::Gate::open(),
     }
 }
 
@@ -1458,6 +1459,85 @@ async fn code_exchange_checks_pkce_and_single_use() {
     assert_eq!(
         again.0.error_message.as_deref(),
         Some("Code was already redeemed.")
+    );
+    h.sim.shutdown().await;
+}
+
+/// A gate that counts the requests it lets through and the pauses it is asked for.
+#[derive(Default)]
+struct CountingGate {
+    ready: std::sync::atomic::AtomicU64,
+    pauses: Mutex<Vec<Duration>>,
+}
+
+impl datacap_connector::RequestGate for CountingGate {
+    fn ready(&self) -> datacap_connector::GateFuture<'_> {
+        self.ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {})
+    }
+
+    fn pause(&self, wait: Duration) {
+        self.pauses.lock().expect("pauses").push(wait);
+    }
+}
+
+/// Issue 7: every request (token endpoint, Directory, each page) awaits the job's gate, and
+/// a 429's Retry-After is reported to it.
+#[tokio::test]
+async fn every_request_awaits_the_gate_and_reports_retry_after() {
+    let h = start().await;
+    let requests_total = || async {
+        let stats: Value = h
+            .http
+            .get(format!("{}/stats", h.sim.control_url()))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json");
+        stats["requests_total"].as_u64().expect("requests_total")
+    };
+    for channel in [Channel::Email, Channel::Calendar] {
+        h.reset_stats().await;
+        let gate = Arc::new(CountingGate::default());
+        let mut import = job(
+            "ada@acme.example",
+            channel,
+            JobAuth::GoogleServiceAccount(service_account(true)),
+            None,
+        );
+        import.gate = datacap_connector::Gate::new(gate.clone());
+        let attempt = h.connector.import(&import).await;
+        assert_eq!(attempt.outcome, Outcome::Success, "{attempt:?}");
+        let through_gate = gate.ready.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            through_gate >= 3,
+            "tokens, directory, pages: {through_gate}"
+        );
+        assert_eq!(through_gate, requests_total().await);
+        assert_eq!(through_gate, u64::from(attempt.requests));
+        assert!(gate.pauses.lock().expect("pauses").is_empty());
+    }
+
+    h.fault(
+        "partial@acme.example",
+        json!({ "fault": "rate_limited", "times": 1, "retry_after": 3 }),
+    )
+    .await;
+    h.reset_stats().await;
+    let gate = Arc::new(CountingGate::default());
+    let mut import = delegated("partial@acme.example", Channel::Email, None);
+    import.gate = datacap_connector::Gate::new(gate.clone());
+    let attempt = h.connector.import(&import).await;
+    assert_eq!(attempt.outcome, Outcome::RateLimited, "{attempt:?}");
+    assert_eq!(
+        gate.ready.load(std::sync::atomic::Ordering::SeqCst),
+        requests_total().await
+    );
+    assert_eq!(
+        *gate.pauses.lock().expect("pauses"),
+        [Duration::from_secs(3)]
     );
     h.sim.shutdown().await;
 }

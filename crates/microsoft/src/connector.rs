@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use datacap_connector::{
-    Attempt, Connector, Failure, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
+    Attempt, Connector, Failure, Gate, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
     RotatedToken, build_client, read_body, transport_failure,
 };
 use datacap_core::{Channel, Outcome, Provider};
@@ -153,6 +153,7 @@ impl MicrosoftConnector {
                 ("scope", &config.delegated_scope),
             ],
             Uuid::new_v4(),
+            &Gate::open(),
         )
         .await
         .map_err(MicrosoftError::Provider)
@@ -236,6 +237,7 @@ impl Connector for MicrosoftConnector {
                 Some(job.member_address.clone()),
             );
             run.member = Some((job.company_id.clone(), job.member_id.clone()));
+            run.gate = job.gate.clone();
             let result = run.import(job).await;
             run.finish(result)
         }
@@ -322,6 +324,8 @@ struct Run<'a> {
     rotated: Option<SecretString>,
     last_status: Option<u16>,
     last_request_id: Option<String>,
+    /// The tenant's request gate (open outside the worker).
+    gate: Gate,
 }
 
 /// An answer's parts the attempt reads.
@@ -344,6 +348,7 @@ impl<'a> Run<'a> {
             rotated: None,
             last_status: None,
             last_request_id: None,
+            gate: Gate::open(),
         }
     }
 
@@ -477,6 +482,7 @@ impl<'a> Run<'a> {
                 ("scope", APP_SCOPE),
             ],
             self.attempt_id,
+            &self.gate,
         )
         .await;
         let grant = match grant {
@@ -523,6 +529,7 @@ impl<'a> Run<'a> {
                 ("scope", &config.delegated_scope),
             ],
             self.attempt_id,
+            &self.gate,
         )
         .await?;
         let current = match grant.refresh_token {
@@ -798,6 +805,7 @@ impl<'a> Run<'a> {
             Some(mailbox) if need != Need::Users => Some(self.inner.limiter.acquire(mailbox).await),
             _ => None,
         };
+        self.gate.ready().await;
         self.requests += 1;
         let response = self
             .inner
@@ -818,6 +826,7 @@ impl<'a> Run<'a> {
             .await
             .map_err(|error| transport_failure(&error))?;
         let status = response.status().as_u16();
+        self.gate.answered(status, response.headers());
         let request_id = datacap_connector::request_id(response.headers());
         let client_request_id = response
             .headers()

@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use datacap_connector::{Failure, read_body, transport_failure};
+use datacap_connector::{Failure, Gate, read_body, transport_failure};
 use datacap_core::Outcome;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -64,6 +64,7 @@ pub(crate) async fn request_token(
     tenant: &str,
     form: &[(&str, &str)],
     attempt_id: Uuid,
+    gate: &Gate,
 ) -> Result<TokenGrant, Failure> {
     let Some(url) = token_url(login_base, tenant) else {
         return Err(Failure::new(
@@ -75,6 +76,7 @@ pub(crate) async fn request_token(
         .iter()
         .find(|(name, _)| *name == "grant_type")
         .map_or("", |(_, value)| *value);
+    gate.ready().await;
     let response = http
         .post(url)
         .header("client-request-id", attempt_id.to_string())
@@ -85,6 +87,7 @@ pub(crate) async fn request_token(
         .await
         .map_err(|error| transport_failure(&error))?;
     let status = response.status().as_u16();
+    gate.answered(status, response.headers());
     let header_request_id = datacap_connector::request_id(response.headers());
     let retry_after =
         datacap_connector::retry_after(response.headers(), std::time::SystemTime::now());

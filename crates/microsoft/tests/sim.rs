@@ -298,6 +298,7 @@ fn job(address: &str, channel: Channel, auth: JobAuth, cursor: Option<&str>) -> 
         auth,
         cursor: cursor.map(str::to_owned),
         now: time::OffsetDateTime::now_utc(),
+        gate: datacap_connector::Gate::open(),
     }
 }
 
@@ -1795,5 +1796,89 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
         "rows that map wrongly:\n{}",
         failures.join("\n")
     );
+    env.sim.shutdown().await;
+}
+
+/// A gate that counts the requests it lets through and the pauses it is asked for.
+#[derive(Default)]
+struct CountingGate {
+    ready: std::sync::atomic::AtomicU32,
+    pauses: Mutex<Vec<Duration>>,
+}
+
+impl datacap_connector::RequestGate for CountingGate {
+    fn ready(&self) -> datacap_connector::GateFuture<'_> {
+        self.ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {})
+    }
+
+    fn pause(&self, wait: Duration) {
+        self.pauses.lock().expect("pauses").push(wait);
+    }
+}
+
+/// Issue 7: every request (the token request, each page, each retry after a throttle)
+/// awaits the job's gate, and a 429's Retry-After is reported to it.
+#[tokio::test]
+async fn every_request_awaits_the_gate_and_reports_retry_after() {
+    let env = Env::start().await;
+    let connector = env.connector(|c| {
+        c.max_page_size = 2;
+        c.throttle_retries = 1;
+        c.max_retry_wait = Duration::from_secs(1);
+    });
+    let user = "alan@contoso.example";
+    env.fault(
+        "contoso",
+        Some(user),
+        "application_throttled",
+        json!({ "times": 1, "retry_after": 0.2 }),
+    )
+    .await;
+    env.post("stats/reset", json!({})).await;
+    let gate = Arc::new(CountingGate::default());
+    let mut import = job(user, Channel::Email, contoso_app(), None);
+    import.gate = datacap_connector::Gate::new(gate.clone());
+    let attempt = connector.import(&import).await;
+    assert_success(&attempt);
+    let stats = env.stats().await;
+    let served = stats["requests_total"].as_u64().expect("requests_total");
+    let through_gate = gate.ready.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        attempt.requests >= 8,
+        "a token, six pages of two, one retry: {}",
+        attempt.requests
+    );
+    assert_eq!(u64::from(through_gate), served, "{stats}");
+    assert_eq!(through_gate, attempt.requests);
+    assert_eq!(
+        *gate.pauses.lock().expect("pauses"),
+        [Duration::from_millis(200)]
+    );
+
+    // A member's grant: the token endpoint goes through the gate too.
+    let member_connector = env.connector(|c| c.max_page_size = 2);
+    let refresh_token = env
+        .connect(&member_connector, "megan@fabrikam.example")
+        .await;
+    env.post("stats/reset", json!({})).await;
+    let gate = Arc::new(CountingGate::default());
+    let mut import = job(
+        "megan@fabrikam.example",
+        Channel::Calendar,
+        member(&refresh_token),
+        None,
+    );
+    import.gate = datacap_connector::Gate::new(gate.clone());
+    let attempt = member_connector.import(&import).await;
+    assert_success(&attempt);
+    let stats = env.stats().await;
+    assert_eq!(
+        u64::from(gate.ready.load(std::sync::atomic::Ordering::SeqCst)),
+        stats["requests_total"].as_u64().expect("requests_total"),
+        "{stats}"
+    );
+    assert!(stats["by_endpoint"]["token"].as_u64() >= Some(1), "{stats}");
+    assert!(gate.pauses.lock().expect("pauses").is_empty());
     env.sim.shutdown().await;
 }

@@ -5,6 +5,7 @@
 //! channel, outcome, a fixed operation or skip reason), never a member or company id.
 //! [`HISTOGRAM_BUCKETS`] are the explicit buckets the exporter gives the duration metric.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use datacap_core::{Channel, Icon, Outcome, Provider, Reason};
@@ -27,7 +28,9 @@ pub const LEASE_CLAIMS: &str = "datacap_lease_claims_total";
 pub const LEASE_LOST: &str = "datacap_lease_lost_total";
 /// Attempts abandoned at shutdown or because their lease was lost.
 pub const ABANDONED: &str = "datacap_attempts_abandoned_total";
-/// Waits for a company's token bucket, and their total time.
+/// Requests (and jobs) that waited for their company's token bucket or for a
+/// `Retry-After` pause, by provider and cause (`bucket`, `retry_after`), and their total
+/// time.
 pub const RATE_LIMIT_WAITS: &str = "datacap_rate_limit_waits_total";
 pub const RATE_LIMIT_WAIT_SECONDS: &str = "datacap_rate_limit_wait_seconds_total";
 /// Refresh tokens rotated by the provider and stored.
@@ -135,9 +138,38 @@ pub(crate) fn abandoned() {
     warn!("attempt abandoned (shutdown or lease lost): nothing written, lease released");
 }
 
-pub(crate) fn rate_limit_wait(provider: Provider, waited: Duration) {
-    counter!(RATE_LIMIT_WAITS, "provider" => provider.as_str()).increment(1);
-    counter!(RATE_LIMIT_WAIT_SECONDS, "provider" => provider.as_str()).increment(waited.as_secs());
+/// Why a request (or a job) waited for its tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum WaitCause {
+    /// The company's token bucket was empty.
+    Bucket,
+    /// A provider's `Retry-After` paused the company.
+    RetryAfter,
+}
+
+impl WaitCause {
+    fn as_str(self) -> &'static str {
+        match self {
+            WaitCause::Bucket => "bucket",
+            WaitCause::RetryAfter => "retry_after",
+        }
+    }
+}
+
+/// A request waited `waited` for its tenant (or a job was put off that long).
+pub(crate) fn rate_limit_wait(provider: Provider, cause: WaitCause, waited: Duration) {
+    static WAITED_MICROS: std::sync::Mutex<BTreeMap<(Provider, &'static str), u64>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let labels = [("provider", provider.as_str()), ("cause", cause.as_str())];
+    counter!(RATE_LIMIT_WAITS, &labels).increment(1);
+    // Waits are mostly under a second: keep the exact total and publish its whole seconds,
+    // so many short waits add up instead of each rounding to zero.
+    let mut totals = WAITED_MICROS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let total = totals.entry((provider, cause.as_str())).or_default();
+    *total = total.saturating_add(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
+    counter!(RATE_LIMIT_WAIT_SECONDS, &labels).absolute(*total / 1_000_000);
 }
 
 pub(crate) fn token_rotated(provider: Provider) {

@@ -31,7 +31,8 @@ pub struct ScheduleConfig {
     pub backoff_cap: Duration,
     /// Non-transient failures, and jobs the settings forbid, are re-checked this often.
     pub recheck_interval: Duration,
-    /// A provider's `Retry-After` is honoured up to this long.
+    /// A provider's `Retry-After` is honoured up to this long (and pauses the company's
+    /// requests that long at most); kept below the classifier's `stall_after`.
     pub max_retry_after: Duration,
 }
 
@@ -44,7 +45,7 @@ impl Default for ScheduleConfig {
             backoff_base: Duration::from_secs(30),
             backoff_cap: Duration::from_secs(1800),
             recheck_interval: Duration::from_secs(1800),
-            max_retry_after: Duration::from_secs(3600),
+            max_retry_after: Duration::from_secs(900),
         }
     }
 }
@@ -200,14 +201,14 @@ mod tests {
         );
         // Shorter than the backoff: the backoff wins.
         check(Channel::Email, Outcome::RateLimited, 3, Some(5), 1.0, 240.0);
-        // Absurd waits are capped.
+        // Absurd waits are capped (below the default stall_after of an hour).
         check(
             Channel::Email,
             Outcome::RateLimited,
             0,
             Some(86_400),
             1.0,
-            3600.0,
+            900.0,
         );
     }
 

@@ -6,7 +6,8 @@
 //! and a job is only claimed when a permit is free, so the daemon never holds leases it
 //! cannot work on; one attempt per member at a time (so with the connectors' own bounds a
 //! mailbox never sees more than four requests in flight); a token bucket per company
-//! (`governor`) spaces attempts against one provider tenant. While an attempt runs, a
+//! (`governor`, in `limits.rs`) spaces every provider request of a tenant, and a provider's
+//! `Retry-After` pauses the whole tenant. While an attempt runs, a
 //! heartbeat extends its lease outside the attempt's transaction (underway/apalis style).
 //!
 //! Failures of our own (the database unreachable, a full disk, a key file missing) are
@@ -30,7 +31,6 @@ use datacap_core::{
 use datacap_google::GoogleConnector;
 use datacap_microsoft::MicrosoftConnector;
 use datacap_store::{AttemptRecord, EncryptionKey, Job, JobContext, Store};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -42,6 +42,7 @@ use uuid::Uuid;
 use crate::credentials::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
 use crate::events;
 use crate::health::Health;
+use crate::limits::TenantLimits;
 use crate::schedule::{self, ScheduleConfig};
 use crate::writer::{AttemptWriter, WriteError};
 
@@ -167,7 +168,7 @@ struct Inner {
     key: Option<Arc<EncryptionKey>>,
     config: WorkerConfig,
     permits: Arc<Semaphore>,
-    limiter: DefaultKeyedRateLimiter<String>,
+    limits: Arc<TenantLimits>,
     member_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     credentials: Mutex<HashMap<String, CachedCredentials>>,
     health: Arc<Health>,
@@ -230,6 +231,11 @@ impl Worker {
         ) else {
             return fail("tenant_rate_per_second/tenant_burst", "must be at least 1");
         };
+        if config.schedule.max_retry_after >= config.thresholds.stall_after.unsigned_abs() {
+            // A Retry-After that long would leave channels without an attempt past
+            // `stall_after`: they would show `import_stalled` for a provider's pause.
+            return fail("max_retry_after", "must be shorter than stall_after");
+        }
         let stale_after = (config.idle_wait * 10)
             .max(config.lease)
             .max(Duration::from_secs(30));
@@ -240,7 +246,11 @@ impl Worker {
                 resolver,
                 key: key.map(Arc::new),
                 permits: Arc::new(Semaphore::new(config.concurrency)),
-                limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+                limits: Arc::new(TenantLimits::new(
+                    rate,
+                    burst,
+                    config.schedule.max_retry_after,
+                )),
                 member_locks: Mutex::new(HashMap::new()),
                 credentials: Mutex::new(HashMap::new()),
                 health: Arc::new(Health::new(stale_after)),
@@ -400,6 +410,7 @@ impl Worker {
             }
         }
         self.inner.health.progress();
+        self.inner.limits.prune();
         events::stall_pass();
         match self.inner.store.status(None).await {
             Ok(report) => {
@@ -613,14 +624,15 @@ impl Worker {
             }
         };
 
-        // The company's token bucket.
-        if inner.limiter.check_key(&job.company_id).is_err() {
-            let waited = Instant::now();
-            tokio::select! {
-                () = inner.limiter.until_key_ready(&job.company_id) => {}
-                () = abandon.cancelled() => return self.abandon(&job).await,
-            }
-            events::rate_limit_wait(job.provider, waited.elapsed());
+        // A provider's Retry-After paused the whole company: give the job back until the
+        // pause is over instead of holding a permit (requests already under way wait in
+        // their gate).
+        if let Some(left) = inner.limits.paused_for(&job.company_id) {
+            let due = now + time::Duration::try_from(left).unwrap_or(time::Duration::ZERO);
+            let _ = inner.store.release(&job, self.owner(), Some(due)).await;
+            events::rate_limit_wait(job.provider, events::WaitCause::RetryAfter, left);
+            events::skipped(job.provider, job.channel, "tenant_paused");
+            return JobEnd::Skipped;
         }
 
         let started_at = OffsetDateTime::now_utc();
@@ -633,6 +645,7 @@ impl Worker {
             auth,
             cursor: job.cursor.clone(),
             now: started_at,
+            gate: inner.limits.gate(&job.company_id, job.provider),
         };
         let clock = Instant::now();
         // Abandoned at shutdown, or as soon as the heartbeat finds the lease taken over.

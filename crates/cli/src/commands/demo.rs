@@ -399,6 +399,7 @@ async fn backdate_stuck_member(
                 auth: JobAuth::GoogleServiceAccount(service_account.clone()),
                 cursor: None,
                 now: then,
+                gate: datacap_connector::Gate::open(),
             })
             .await;
         let record = AttemptRecord {

@@ -1,0 +1,134 @@
+//! The per-request gate: what a connector awaits before every HTTP request it sends to a
+//! provider, and what it tells when a provider asks it to slow down.
+//!
+//! The worker hands each [`ImportJob`](crate::ImportJob) a [`Gate`] for the job's provider
+//! tenant (the company): its token bucket spaces every request of every attempt of that
+//! tenant, and a `429`/`503` with `Retry-After` from any one of them pauses the whole
+//! tenant. Every request counts, the token endpoints included: Entra and Google throttle
+//! token requests per tenant and client too (AADSTS90055/50196), and a rate that counts
+//! every request is the one an operator can check against the provider's figures.
+//!
+//! A connector used on its own (tests, `datacap demo`'s one-off calls, the connect flow)
+//! gets [`Gate::open`], which never waits.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
+
+/// A boxed future of a gate (object-safe async).
+pub type GateFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// The policy behind a [`Gate`], implemented by the worker.
+pub trait RequestGate: Send + Sync {
+    /// Resolves when the job may send its next request (takes one token of the tenant's
+    /// bucket, after any pause a `Retry-After` asked for).
+    fn ready(&self) -> GateFuture<'_>;
+
+    /// A provider answer asked the tenant to wait `wait` (`429` or `503` with
+    /// `Retry-After`). The implementation caps it.
+    fn pause(&self, wait: Duration);
+}
+
+/// What a connector awaits before each provider request. Cheap to clone; the default is
+/// [`Gate::open`].
+#[derive(Clone, Default)]
+pub struct Gate(Option<Arc<dyn RequestGate>>);
+
+impl Gate {
+    /// A gate that never waits and ignores `Retry-After` (the connector still honours a
+    /// `Retry-After` within its own attempt where it retries).
+    pub fn open() -> Gate {
+        Gate(None)
+    }
+
+    /// A gate run by `policy`.
+    pub fn new(policy: Arc<dyn RequestGate>) -> Gate {
+        Gate(Some(policy))
+    }
+
+    /// Waits until one more request may be sent. Call it right before every request.
+    pub async fn ready(&self) {
+        if let Some(policy) = &self.0 {
+            policy.ready().await;
+        }
+    }
+
+    /// Reports an answer: a `429` or `503` carrying a valid `Retry-After` pauses the
+    /// tenant; anything else is ignored.
+    pub fn answered(&self, status: u16, headers: &HeaderMap) {
+        if let Some(policy) = &self.0
+            && (status == 429 || status == 503)
+            && let Some(wait) = crate::http::retry_after(headers, SystemTime::now())
+        {
+            policy.pause(wait);
+        }
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Gate(tenant)"
+        } else {
+            "Gate(open)"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder {
+        readies: Mutex<u32>,
+        pauses: Mutex<Vec<Duration>>,
+    }
+
+    impl RequestGate for Recorder {
+        fn ready(&self) -> GateFuture<'_> {
+            Box::pin(async move {
+                *self.readies.lock().expect("lock") += 1;
+            })
+        }
+
+        fn pause(&self, wait: Duration) {
+            self.pauses.lock().expect("lock").push(wait);
+        }
+    }
+
+    #[tokio::test]
+    async fn only_throttling_answers_with_retry_after_pause() {
+        let recorder = Arc::new(Recorder::default());
+        let gate = Gate::new(recorder.clone());
+        gate.ready().await;
+        gate.ready().await;
+        assert_eq!(*recorder.readies.lock().expect("lock"), 2);
+
+        let mut headers = HeaderMap::new();
+        gate.answered(429, &headers); // no Retry-After
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        gate.answered(200, &headers);
+        gate.answered(403, &headers);
+        gate.answered(429, &headers);
+        gate.answered(503, &headers);
+        assert_eq!(
+            *recorder.pauses.lock().expect("lock"),
+            [Duration::from_secs(7), Duration::from_secs(7)]
+        );
+
+        // The open gate never waits and ignores everything.
+        let open = Gate::open();
+        open.ready().await;
+        open.answered(429, &headers);
+        assert_eq!(format!("{open:?}"), "Gate(open)");
+        assert_eq!(format!("{gate:?}"), "Gate(tenant)");
+    }
+}
