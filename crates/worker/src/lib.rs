@@ -14,7 +14,7 @@
 mod credentials;
 pub mod events;
 mod health;
-mod limits;
+pub mod limits;
 mod rotation;
 pub mod schedule;
 mod worker;

@@ -3,9 +3,11 @@
 //!
 //! The worker hands each job a [`Gate`] built here; the connectors await it before every
 //! HTTP request (token endpoints included) and report every `429`/`503` with
-//! `Retry-After` to it. A pause is capped at `max_pause` (the schedule's
-//! `max_retry_after`, which [`crate::Worker::new`] keeps below `stall_after`, so a long
-//! `Retry-After` never shows `import_stalled`). Both maps are pruned of idle tenants by
+//! `Retry-After` to it. A `Retry-After` of up to [`TENANT_PAUSE_MAX`] pauses every request
+//! of the company (requests under way wait it out in their gate, jobs about to start are
+//! given back until it ends); a longer one is a quota of that member's own (Google charges
+//! per `quotaUser`, a mailbox can be throttled alone) and only delays that member's job,
+//! through its schedule, up to `max_retry_after`. Both maps are pruned of idle tenants by
 //! [`TenantLimits::prune`], which the stall pass calls.
 
 use std::collections::HashMap;
@@ -19,6 +21,9 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::info;
 
 use crate::events;
+
+/// The longest `Retry-After` that pauses a whole company (see the module docs).
+pub const TENANT_PAUSE_MAX: Duration = Duration::from_secs(60);
 
 /// The token buckets and pauses of every tenant this process works for.
 pub(crate) struct TenantLimits {
@@ -55,13 +60,17 @@ impl TenantLimits {
     }
 
     /// Pauses `company` for `wait` (capped at `max_pause`); an existing longer pause stays.
-    pub(crate) fn pause(&self, company: &str, wait: Duration) -> Duration {
+    /// A `wait` over [`TENANT_PAUSE_MAX`] pauses nothing (`None`).
+    pub(crate) fn pause(&self, company: &str, wait: Duration) -> Option<Duration> {
+        if wait > TENANT_PAUSE_MAX {
+            return None;
+        }
         let wait = wait.min(self.max_pause);
         let until = Instant::now() + wait;
         let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = paused.entry(company.to_owned()).or_insert(until);
         *entry = (*entry).max(until);
-        wait
+        Some(wait)
     }
 
     /// Forgets tenants with a full bucket and pauses that are over.
@@ -110,7 +119,9 @@ impl RequestGate for TenantGate {
     }
 
     fn pause(&self, wait: Duration) {
-        let wait = self.limits.pause(&self.company, wait);
+        let Some(wait) = self.limits.pause(&self.company, wait) else {
+            return;
+        };
         info!(
             company = %self.company,
             pause_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -133,17 +144,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_pause_is_capped_per_company_and_pruned_when_over() {
-        let limits = limits(1000, 1000, Duration::from_secs(60));
+        let limits = limits(1000, 1000, Duration::from_secs(40));
+        // Over TENANT_PAUSE_MAX: the member's own quota, not the company's.
+        assert_eq!(limits.pause("acme", Duration::from_secs(3600)), None);
+        assert_eq!(limits.paused_for("acme"), None);
         assert_eq!(
-            limits.pause("acme", Duration::from_secs(3600)),
-            Duration::from_secs(60)
+            limits.pause("acme", Duration::from_secs(50)),
+            Some(Duration::from_secs(40))
         );
         let left = limits.paused_for("acme").expect("acme paused");
-        assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(30));
+        assert!(left <= Duration::from_secs(40) && left > Duration::from_secs(20));
         assert_eq!(limits.paused_for("globex"), None);
         // A shorter pause does not shorten a longer one.
         limits.pause("acme", Duration::from_millis(1));
-        assert!(limits.paused_for("acme").expect("still paused") > Duration::from_secs(30));
+        assert!(limits.paused_for("acme").expect("still paused") > Duration::from_secs(20));
 
         limits.pause("globex", Duration::ZERO);
         limits
