@@ -89,13 +89,39 @@ pub(crate) struct TokenKey {
 
 type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
 
-/// Access tokens per key, one async mutex per key.
-#[derive(Default)]
+/// The cache is pruned when it reaches this many keys (then at twice what is left).
+const PRUNE_FLOOR: usize = 1024;
+
+/// Access tokens per key, one async mutex per key. Keys whose token has expired and that
+/// no attempt is using are dropped as the map grows, so members who left (or grants that
+/// were replaced) do not stay in memory forever.
 pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<TokenKey, Slot>>,
+    slots: Mutex<Slots>,
+    floor: usize,
+}
+
+struct Slots {
+    map: HashMap<TokenKey, Slot>,
+    prune_at: usize,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::with_floor(PRUNE_FLOOR)
+    }
 }
 
 impl TokenCache {
+    fn with_floor(floor: usize) -> TokenCache {
+        TokenCache {
+            slots: Mutex::new(Slots {
+                map: HashMap::new(),
+                prune_at: floor,
+            }),
+            floor,
+        }
+    }
+
     /// The slot of `key`, created empty on first use.
     pub(crate) fn slot(&self, key: TokenKey) -> Slot {
         let mut slots = match self.slots.lock() {
@@ -103,7 +129,24 @@ impl TokenCache {
             // A panic elsewhere while holding this lock cannot leave the map inconsistent.
             Err(poisoned) => poisoned.into_inner(),
         };
-        slots.entry(key).or_default().clone()
+        if !slots.map.contains_key(&key) && slots.map.len() >= slots.prune_at {
+            let now = OffsetDateTime::now_utc();
+            slots.map.retain(|_, slot| {
+                // In use by an attempt, or (when nobody holds it) a token still valid.
+                Arc::strong_count(slot) > 1
+                    || slot.try_lock().map_or(true, |cached| {
+                        cached.as_ref().is_some_and(|token| token.expires_at > now)
+                    })
+            });
+            slots.prune_at = (slots.map.len() * 2).max(self.floor);
+        }
+        slots.map.entry(key).or_default().clone()
+    }
+
+    /// Keys held, for the pruning test.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.lock().map_or(0, |slots| slots.map.len())
     }
 }
 
@@ -198,6 +241,41 @@ mod tests {
         .expect_err("not a key");
         assert_eq!(failure.outcome, Outcome::CredentialRejected);
         assert!(!format!("{failure:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn idle_expired_tokens_are_pruned_as_the_cache_grows() {
+        let cache = TokenCache::with_floor(4);
+        let key = |subject: &str| TokenKey {
+            company: "acme".to_owned(),
+            subject: subject.to_owned(),
+            scopes: GMAIL_SCOPE,
+        };
+        let fill = |subject: &str, minutes: i64| {
+            let slot = cache.slot(key(subject));
+            *slot.try_lock().expect("free") = Some(CachedToken {
+                token: SecretString::from("t"),
+                expires_at: OffsetDateTime::now_utc() + time::Duration::minutes(minutes),
+            });
+        };
+        fill("valid", 30);
+        fill("expired", -1);
+        let _held = cache.slot(key("held"));
+        drop(cache.slot(key("never-filled")));
+        assert_eq!(cache.len(), 4);
+        // The fifth key prunes the expired and the empty idle slots, keeps the rest.
+        let _new = cache.slot(key("new"));
+        assert_eq!(cache.len(), 3);
+        for kept in ["valid", "held", "new"] {
+            assert!(
+                cache
+                    .slots
+                    .lock()
+                    .expect("lock")
+                    .map
+                    .contains_key(&key(kept))
+            );
+        }
     }
 
     #[test]

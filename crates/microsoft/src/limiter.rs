@@ -13,11 +13,22 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// The map is pruned of idle mailboxes when it reaches this many (then at twice what is
+/// left), so mailboxes nobody polls any more do not stay in memory forever.
+const PRUNE_FLOOR: usize = 1024;
+
 /// Per-mailbox semaphores.
 #[derive(Debug)]
 pub(crate) struct MailboxLimiter {
     limit: usize,
-    mailboxes: Mutex<HashMap<String, Arc<Slot>>>,
+    mailboxes: Mutex<Mailboxes>,
+    floor: usize,
+}
+
+#[derive(Debug)]
+struct Mailboxes {
+    map: HashMap<String, Arc<Slot>>,
+    prune_at: usize,
 }
 
 #[derive(Debug)]
@@ -42,9 +53,17 @@ impl Drop for MailboxPermit {
 
 impl MailboxLimiter {
     pub(crate) fn new(limit: usize) -> MailboxLimiter {
+        MailboxLimiter::with_floor(limit, PRUNE_FLOOR)
+    }
+
+    fn with_floor(limit: usize, floor: usize) -> MailboxLimiter {
         MailboxLimiter {
             limit: limit.max(1),
-            mailboxes: Mutex::new(HashMap::new()),
+            mailboxes: Mutex::new(Mailboxes {
+                map: HashMap::new(),
+                prune_at: floor,
+            }),
+            floor,
         }
     }
 
@@ -54,7 +73,12 @@ impl MailboxLimiter {
             .mailboxes
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(mailboxes.entry(key).or_insert_with(|| {
+        if !mailboxes.map.contains_key(&key) && mailboxes.map.len() >= mailboxes.prune_at {
+            // A slot only the map holds has no request in flight (each permit holds one).
+            mailboxes.map.retain(|_, slot| Arc::strong_count(slot) > 1);
+            mailboxes.prune_at = (mailboxes.map.len() * 2).max(self.floor);
+        }
+        Arc::clone(mailboxes.map.entry(key).or_insert_with(|| {
             Arc::new(Slot {
                 semaphore: Arc::new(Semaphore::new(self.limit)),
                 in_flight: AtomicUsize::new(0),
@@ -78,13 +102,15 @@ impl MailboxLimiter {
         }
     }
 
-    /// The most requests `mailbox` ever had in flight at once.
+    /// The most requests `mailbox` had in flight at once (since it was last idle while
+    /// the map was pruned).
     pub(crate) fn peak(&self, mailbox: &str) -> usize {
         let mailboxes = self
             .mailboxes
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         mailboxes
+            .map
             .get(&mailbox.to_ascii_lowercase())
             .map_or(0, |slot| slot.peak.load(Ordering::SeqCst))
     }
@@ -113,5 +139,21 @@ mod tests {
         assert!(limiter.peak("ada@contoso.example") <= 4);
         assert!(limiter.peak("ada@contoso.example") >= 1);
         assert_eq!(limiter.peak("nobody@contoso.example"), 0);
+    }
+
+    #[tokio::test]
+    async fn idle_mailboxes_are_pruned_as_the_map_grows() {
+        let limiter = MailboxLimiter::with_floor(4, 3);
+        let busy = limiter.acquire("busy@contoso.example").await;
+        drop(limiter.acquire("a@contoso.example").await);
+        drop(limiter.acquire("b@contoso.example").await);
+        assert_eq!(limiter.peak("a@contoso.example"), 1);
+        // The fourth mailbox prunes the idle ones; the busy one keeps its slot.
+        let _new = limiter.acquire("new@contoso.example").await;
+        assert_eq!(limiter.peak("a@contoso.example"), 0);
+        assert_eq!(limiter.peak("busy@contoso.example"), 1);
+        drop(busy);
+        let mailboxes = limiter.mailboxes.lock().expect("lock");
+        assert_eq!(mailboxes.map.len(), 2);
     }
 }
