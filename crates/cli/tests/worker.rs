@@ -325,10 +325,13 @@ fn two_daemons_on_postgres_share_the_work_and_never_poll_the_same_job_at_once() 
         // test covers expiry and reclaim).
         ("DATACAP_WORKER__LEASE", "30s"),
         ("DATACAP_WORKER__HEARTBEAT", "1s"),
+        // Not a test of the tenant rate limit (every provider request takes a token).
+        ("DATACAP_WORKER__TENANT_RATE_PER_SECOND", "1000"),
+        ("DATACAP_WORKER__TENANT_BURST", "1000"),
     ];
     let a = h.daemon("daemon-a", &env);
     let b = h.daemon("daemon-b", &env);
-    eventually("every job polled twice", Duration::from_secs(60), || {
+    eventually("every job polled twice", Duration::from_secs(180), || {
         h.count(
             "SELECT COUNT(*) FROM (SELECT member_id, channel FROM import_attempts \
              GROUP BY member_id, channel HAVING COUNT(*) >= 2) AS done",
