@@ -234,8 +234,6 @@ fn sqlite_busy_for_seconds_is_not_a_member_failure() {
 const DATA: &str = "messages = 3\nevents = 2\n";
 
 #[test]
-#[ignore = "fails until the tenant limit counts every request: 72 requests in 9.5 s against \
-            5/s burst 5, see docs/reliability.md"]
 fn a_429_storm_with_retry_after_stays_under_the_tenant_limit_and_turns_nobody_red() {
     let members = ids("s", 12);
     let h = Harness::two_tenants(&members, &[], DATA, DATA, false);
