@@ -198,8 +198,8 @@ raw_section!(RawWorker {
     grace: String = "20s".to_owned(),
     idle_wait: String = "1s".to_owned(),
     stall_pass_interval: String = "1m".to_owned(),
-    tenant_rate_per_second: i64 = 10,
-    tenant_burst: i64 = 20,
+    tenant_rate_per_second: i64 = 50,
+    tenant_burst: i64 = 100,
     red_after_consecutive_failures: i64 = 3,
     stall_after: String = "1h".to_owned(),
 });
