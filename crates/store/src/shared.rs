@@ -774,8 +774,17 @@ impl Backend {
                         }
                     }
                 }
+                // The microphone takes the worse channel's reason, so it points at that
+                // channel's attempt (a later success of the other channel explains nothing).
+                let capture_attempt = if status.capture == status.email {
+                    latest(Some(Channel::Email))
+                } else if status.capture == status.calendar {
+                    latest(Some(Channel::Calendar))
+                } else {
+                    latest(None)
+                };
                 for (icon, reason, last_attempt_id) in [
-                    (Icon::Capture, status.capture, latest(None)),
+                    (Icon::Capture, status.capture, capture_attempt),
                     (Icon::Email, status.email, latest(Some(Channel::Email))),
                     (
                         Icon::Calendar,

@@ -780,6 +780,29 @@ async fn attempts_drive_statuses_history_and_banners(backend: Backend) {
             ],
         ]
     );
+    // The microphone shows the failing channel's attempt, even when the other channel
+    // succeeded after it.
+    let later = attempt(
+        "ana",
+        Channel::Calendar,
+        Outcome::Success,
+        NOW + Duration::minutes(4),
+    );
+    db.store
+        .record_attempt(&later, NOW + Duration::minutes(4), &options)
+        .await
+        .unwrap();
+    let report = db.store.status(Some("acme")).await.unwrap();
+    let ana = icon(&report, "ana");
+    assert_eq!(ana.capture.reason, Reason::TechnicalFailure);
+    assert_eq!(
+        ana.capture.last_attempt_id,
+        Some(batch[2].attempt_id.to_string())
+    );
+    assert_eq!(
+        ana.calendar.last_attempt_id,
+        Some(later.attempt_id.to_string())
+    );
     // Unknown members are refused, and nothing of the batch is kept.
     let before = db.count("SELECT COUNT(*) FROM import_attempts").await;
     let bad = [
