@@ -301,18 +301,30 @@ impl Backend {
     ) -> Result<ApplySummary, StoreError> {
         let at = DbTime::new(now);
         let mut tx = self.begin_write().await?;
+        // The writers' lock order (see [`LOCK_MEMBERS`]): every member row in id order,
+        // then every company row in id order, before any row is written. Apply touches
+        // any member (deactivation) and recomputes company after company, so it takes
+        // them all up front; taking a company before a member would wait in a cycle
+        // with an attempt write holding that member and waiting for the company.
+        let (select_members, select_companies) = if POSTGRES {
+            (
+                "SELECT id, company_id, active FROM members ORDER BY id FOR NO KEY UPDATE",
+                "SELECT id, active FROM companies ORDER BY id FOR NO KEY UPDATE",
+            )
+        } else {
+            (
+                "SELECT id, company_id, active FROM members ORDER BY id",
+                "SELECT id, active FROM companies ORDER BY id",
+            )
+        };
         let existing_members: Vec<(String, String, bool)> =
-            sqlx::query_as("SELECT id, company_id, active FROM members")
-                .fetch_all(&mut *tx)
-                .await?;
+            sqlx::query_as(select_members).fetch_all(&mut *tx).await?;
         let owners: HashMap<&str, &str> = existing_members
             .iter()
             .map(|(id, company, _)| (id.as_str(), company.as_str()))
             .collect();
         let existing_companies: Vec<(String, bool)> =
-            sqlx::query_as("SELECT id, active FROM companies")
-                .fetch_all(&mut *tx)
-                .await?;
+            sqlx::query_as(select_companies).fetch_all(&mut *tx).await?;
 
         let mut summary = ApplySummary::default();
         let mut declared_members = HashSet::new();
@@ -1460,46 +1472,56 @@ impl Backend {
 
 /// Checks `key` against its stored canary inside `tx`; with no canary for its id, stores
 /// one when `register` is set (and accepts the key as is otherwise).
+///
+/// Registering is idempotent: the canary is inserted only if absent (`ON CONFLICT DO
+/// NOTHING`) and then read back and opened, so two daemons starting at once on a fresh
+/// database both succeed with the same key (the second's insert waits for the first's
+/// commit on PostgreSQL, then does nothing) and a different key still fails.
 async fn check_canary(
     tx: &mut Tx,
     key: &EncryptionKey,
     now: OffsetDateTime,
     register: bool,
 ) -> Result<(), StoreError> {
+    let mut canary = read_canary(tx, key).await?;
+    if canary.is_none() && register {
+        let sealed = key.seal(CANARY_ROW.0, CANARY_ROW.1, &SecretString::from(CANARY_TEXT));
+        sqlx::query(
+            "INSERT INTO encryption_keys (key_id, canary, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(key.id())
+        .bind(sealed.bytes)
+        .bind(DbTime::new(now))
+        .execute(&mut **tx)
+        .await?;
+        canary = read_canary(tx, key).await?;
+    }
+    let Some(bytes) = canary else {
+        return Ok(());
+    };
+    let sealed = Sealed {
+        key_id: key.id().to_owned(),
+        bytes,
+    };
+    let opened = key.open(CANARY_ROW.0, CANARY_ROW.1, &sealed);
+    if !opened.is_ok_and(|text| secrecy::ExposeSecret::expose_secret(&text) == CANARY_TEXT) {
+        return Err(CryptoError::WrongKey {
+            key_id: key.id().to_owned(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The stored canary of `key`'s id, if any.
+async fn read_canary(tx: &mut Tx, key: &EncryptionKey) -> Result<Option<Vec<u8>>, StoreError> {
     let canary: Option<(Vec<u8>,)> =
         sqlx::query_as("SELECT canary FROM encryption_keys WHERE key_id = $1")
             .bind(key.id())
             .fetch_optional(&mut **tx)
             .await?;
-    match canary {
-        Some((bytes,)) => {
-            let sealed = Sealed {
-                key_id: key.id().to_owned(),
-                bytes,
-            };
-            let opened = key.open(CANARY_ROW.0, CANARY_ROW.1, &sealed);
-            if !opened.is_ok_and(|text| secrecy::ExposeSecret::expose_secret(&text) == CANARY_TEXT)
-            {
-                return Err(CryptoError::WrongKey {
-                    key_id: key.id().to_owned(),
-                }
-                .into());
-            }
-        }
-        None if register => {
-            let sealed = key.seal(CANARY_ROW.0, CANARY_ROW.1, &SecretString::from(CANARY_TEXT));
-            sqlx::query(
-                "INSERT INTO encryption_keys (key_id, canary, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(key.id())
-            .bind(sealed.bytes)
-            .bind(DbTime::new(now))
-            .execute(&mut **tx)
-            .await?;
-        }
-        None => {}
-    }
-    Ok(())
+    Ok(canary.map(|(bytes,)| bytes))
 }
 
 /// recording_enabled, has_recording_seat, capture, email and calendar reasons.

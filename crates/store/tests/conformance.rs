@@ -1521,6 +1521,18 @@ async fn long_histories_classify_on_the_latest_attempts(backend: Backend) {
 /// (so the seat banner is there too).
 async fn two_companies(backend: Backend, count: usize) -> TestDb {
     let db = TestDb::new(backend).await;
+    db.store
+        .apply_tenants(
+            &parse_tenants(&two_companies_text(count)).expect("tenants"),
+            NOW,
+        )
+        .await
+        .expect("apply");
+    db
+}
+
+/// The tenants file of [`two_companies`].
+fn two_companies_text(count: usize) -> String {
     let mut text = String::new();
     for (company, provider) in [("north", "google_workspace"), ("south", "microsoft_365")] {
         text.push_str(&format!(
@@ -1533,11 +1545,7 @@ async fn two_companies(backend: Backend, count: usize) -> TestDb {
             ));
         }
     }
-    db.store
-        .apply_tenants(&parse_tenants(&text).expect("tenants"), NOW)
-        .await
-        .expect("apply");
-    db
+    text
 }
 
 /// Every outcome an attempt can have, transient ones twice so runs of them happen.
@@ -1697,6 +1705,115 @@ async fn concurrent_writers_of_shared_companies_never_deadlock(backend: Backend)
     assert_eq!(
         db.count("SELECT COUNT(*) FROM import_attempts").await,
         6 * 15 * 12
+    );
+}
+
+async fn apply_while_attempts_are_written_never_deadlocks(backend: Backend) {
+    let db = two_companies(backend, 20).await;
+    let second = Store::connect(&db.url, StoreOptions::default())
+        .await
+        .expect("second store");
+    let now = NOW + Duration::minutes(1);
+    let tenants = parse_tenants(&two_companies_text(20)).expect("tenants");
+    // `datacap apply` on one replica while another's writers record attempts for the
+    // same companies' members: apply must lock in the writers' order (members, then
+    // companies), or PostgreSQL finds a deadlock and aborts one side.
+    let applier = {
+        let store = second.clone();
+        tokio::spawn(async move {
+            let mut conflicts = 0_u32;
+            for _ in 0..12 {
+                loop {
+                    match store.apply_tenants(&tenants, now).await {
+                        Ok(_) => break,
+                        Err(error) if error.is_conflict() && matches!(backend, Backend::Sqlite) => {
+                            conflicts += 1;
+                            assert!(conflicts < 50, "sqlite stays busy: {error}");
+                        }
+                        Err(error) => panic!("apply beside writers failed: {error}"),
+                    }
+                }
+            }
+        })
+    };
+    let mut writers = Vec::new();
+    for writer in 0..4_u64 {
+        let store = db.store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut seed = writer + 11;
+            let mut conflicts = 0_u32;
+            for _ in 0..12 {
+                let batch = random_batch(&mut seed, 10, 20, now - Duration::seconds(30));
+                loop {
+                    match store
+                        .record_attempts(&batch, now, &WriteOptions::default())
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(error) if error.is_conflict() && matches!(backend, Backend::Sqlite) => {
+                            conflicts += 1;
+                            assert!(conflicts < 50, "sqlite stays busy: {error}");
+                        }
+                        Err(error) => panic!("write beside apply failed: {error}"),
+                    }
+                }
+            }
+        }));
+    }
+    applier.await.expect("applier");
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    second.close().await;
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts").await,
+        4 * 12 * 10
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM members WHERE active").await,
+        40
+    );
+}
+
+async fn concurrent_first_opens_agree_on_the_key_canary(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    // Several daemons starting at once on a fresh database, each opening its own store
+    // and checking the same key: every first use may try to register the canary.
+    let opens = 6;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(opens));
+    let mut tasks = Vec::new();
+    for _ in 0..opens {
+        let (url, barrier) = (db.url.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let store = Store::connect(&url, StoreOptions::default())
+                .await
+                .expect("connect");
+            barrier.wait().await;
+            let result = store.verify_key(&key("k1", 1), NOW).await;
+            store.close().await;
+            result
+        }));
+    }
+    for task in tasks {
+        let result = task.await.expect("open");
+        assert!(
+            result.is_ok(),
+            "a simultaneous first open failed: {result:?}"
+        );
+    }
+    assert_eq!(db.count("SELECT COUNT(*) FROM encryption_keys").await, 1);
+    db.store
+        .verify_key(&key("k1", 1), NOW)
+        .await
+        .expect("the same key again");
+    let error = db
+        .store
+        .verify_key(&key("k1", 2), NOW)
+        .await
+        .expect_err("a different key under the same id");
+    assert!(
+        error.to_string().contains("\"k1\""),
+        "the error names the key id: {error}"
     );
 }
 
@@ -1895,6 +2012,8 @@ conformance!(
     long_histories_classify_on_the_latest_attempts,
     batched_writes_keep_banners_equal_to_a_full_recount,
     concurrent_writers_of_shared_companies_never_deadlock,
+    apply_while_attempts_are_written_never_deadlocks,
+    concurrent_first_opens_agree_on_the_key_canary,
     member_attempts_are_newest_first_bounded_and_scoped,
     connect_states_are_single_use_sealed_and_bound,
 );
