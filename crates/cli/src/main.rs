@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod config;
 mod credentials;
+mod notify;
 mod smtp;
 mod web;
 
@@ -76,10 +77,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            // One line: the error and its causes, never a backtrace.
+            // The error and its causes, never a backtrace: one line, or one line per
+            // problem when it lists several (a bad tenants or config file).
             #[allow(clippy::print_stderr)]
-            {
-                eprintln!("error: {error:#}");
+            for line in format!("{error:#}").lines() {
+                eprintln!("error: {line}");
             }
             ExitCode::FAILURE
         }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::config::{KeySource, parse_duration, read_secret};
 
 /// `[smtp]` as written.
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawSmtp {
     host: Option<String>,

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::config::{Config, KeySource, parse_duration, read_secret};
 
 /// `[web]` as written.
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawWeb {
     operator_token_file: Option<PathBuf>,

@@ -94,7 +94,9 @@ fn check_config_lists_every_problem_with_its_line() {
     let tenants = dir.path().join("tenants.toml");
     std::fs::write(
         &tenants,
-        "[[companies]]\nid = \"acme\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\ncredentials = { client_secret = \"s3cret\" }\n",
+        "[[companies]]\nid = \"acme\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\ncredentials = { client_secret = \"s3cret\" }\n\n\
+         [[companies.members]]\nid = \"ana\"\nemail = \"ana-at-acme\"\nseat = \"yes\"\n\n\
+         [[companies.members]]\nid = \"ana\"\nemail = \"bob@acme.test\"\n",
     )
     .unwrap();
     let output = datacap(
@@ -117,14 +119,21 @@ fn check_config_lists_every_problem_with_its_line() {
         format!("{config}:2: database.url: unsupported database url scheme \"mysql\""),
         format!("{config}:5: worker.lease: \"soon\" is not a duration"),
         "env DATACAP_HTTP__LISTEN: http.listen: \"nowhere\" is not an address".to_owned(),
-        format!("{tenants}:5: companies[0].credentials"),
+        format!("{tenants}:5: companies[0].credentials.client_secret: inline secrets"),
+        format!(
+            "{tenants}:9: companies[0].members[0].email: \"ana-at-acme\" is not an email address"
+        ),
+        format!(
+            "{tenants}:10: companies[0].members[0].seat: invalid type: string \"yes\", expected a boolean"
+        ),
+        format!("{tenants}:13: companies[0].members[1].id: member id \"ana\" appears twice"),
     ] {
         assert!(
             lines.iter().any(|line| line.starts_with(&expected)),
             "no line starts with {expected:?}:\n{printed}"
         );
     }
-    assert_eq!(lines.len(), 5, "{printed}");
+    assert_eq!(lines.len(), 8, "{printed}");
     // Secrets never appear, not even a password in a bad url or an inline secret.
     assert!(
         !printed.contains("hunter2") && !printed.contains("s3cret"),

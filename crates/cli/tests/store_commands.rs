@@ -131,16 +131,19 @@ fn a_bad_tenants_file_names_line_and_field_and_writes_nothing() {
     ));
     let before = ok(&datacap(dir.path(), &env, &["status", "--format", "json"]));
 
-    // bob's address broken, and a new company listed before it: nothing of it lands.
+    // bob's address broken, a misspelt key, a bad provider, and a new company listed
+    // before them: every problem is printed, nothing of it lands.
     let bad = format!(
-        "[[companies]]\nid = \"newco\"\nprovider = \"none\"\nconnection_mode = \"company_wide\"\n{}",
+        "[[companies]]\nid = \"newco\"\nprovider = \"none\"\nconnection_mode = \"company_wide\"\nmembres = []\n{}",
         good.replace("email = \"bob@acme.example\"", "email = \"bob\"")
+            .replacen("provider = \"microsoft_365\"", "provider = \"exchange\"", 1)
     );
-    let bob_line = bad
-        .lines()
-        .position(|line| line.starts_with("email = \"bob\""))
-        .unwrap()
-        + 1;
+    let line_of = |start: &str| {
+        bad.lines()
+            .position(|line| line.starts_with(start))
+            .unwrap_or_else(|| panic!("{start:?} in the file"))
+            + 1
+    };
     let bad_path = dir.path().join("bad.toml");
     std::fs::write(&bad_path, &bad).unwrap();
     let stderr = failed(&datacap(
@@ -148,13 +151,36 @@ fn a_bad_tenants_file_names_line_and_field_and_writes_nothing() {
         &env,
         &["apply", bad_path.to_str().unwrap()],
     ));
-    assert_eq!(
-        stderr.trim(),
-        format!(
-            "error: {}:{bob_line}: companies[1].members[1].email: \"bob\" is not an email address",
-            bad_path.display()
-        )
-    );
+    let file = bad_path.display();
+    let mut expected = vec![
+        (
+            line_of("membres"),
+            format!("error: {file}:5: companies[0].membres: unknown field `membres`"),
+        ),
+        (
+            line_of("email = \"bob\""),
+            format!(
+                "error: {file}:{}: companies[1].members[1].email: \"bob\" is not an email address",
+                line_of("email = \"bob\"")
+            ),
+        ),
+        (
+            line_of("provider = \"exchange\""),
+            format!(
+                "error: {file}:{}: companies[2].provider: unknown variant `exchange`",
+                line_of("provider = \"exchange\"")
+            ),
+        ),
+    ];
+    expected.sort();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    for (line, (_, start)) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(start.as_str()),
+            "{line:?} should start with {start:?}\n{stderr}"
+        );
+    }
     // An inline secret is refused the same way.
     let secret = good.replace(
         "client_secret_env = \"DATACAP_GLOBEX_CLIENT_SECRET\"",
@@ -198,7 +224,7 @@ fn a_malformed_config_names_the_key_and_writes_nothing() {
     assert_eq!(
         stderr.trim(),
         format!(
-            "error: config database.max_connections ({}): invalid type: string \"lots\", expected i64",
+            "error: {}:3: database.max_connections: invalid type: string \"lots\", expected i64",
             config.display()
         )
     );
@@ -216,7 +242,7 @@ fn a_malformed_config_names_the_key_and_writes_nothing() {
     let stderr = failed(&datacap(dir.path(), &env, &["status"]));
     assert!(
         stderr.contains(
-            "config retention.attempts_max_age (env DATACAP_RETENTION__ATTEMPTS_MAX_AGE)"
+            "error: env DATACAP_RETENTION__ATTEMPTS_MAX_AGE: retention.attempts_max_age: "
         ),
         "{stderr}"
     );

@@ -31,7 +31,9 @@ pub use model::{
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use tenants::{TenantCompany, TenantMember, Tenants, TenantsError, parse_tenants};
+pub use tenants::{
+    TenantCompany, TenantMember, Tenants, TenantsError, TenantsErrors, parse_tenants,
+};
 
 /// Which database a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

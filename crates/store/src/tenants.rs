@@ -1,10 +1,11 @@
 //! The declarative tenants file behind `datacap apply`: companies, their settings and
 //! credential references, and their members, in TOML.
 //!
-//! Parsing and validation are pure (text in, [`Tenants`] or one [`TenantsError`] out) so
-//! the whole file is checked before anything is written, and every error names its line
-//! and field. The binary reads the file; the store writes the validated result in one
-//! transaction. The format is documented in `config/tenants.example.toml`.
+//! Parsing and validation are pure (text in, [`Tenants`] or [`TenantsErrors`] out, every
+//! problem of the file and not only the first) so the whole file is checked before
+//! anything is written, and every problem names its line and field. The binary reads the
+//! file; the store writes the validated result in one transaction. The format is
+//! documented in `config/tenants.example.toml`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -21,6 +22,14 @@ pub struct TenantsError {
     /// The field path, like `companies[0].members[3].email`.
     pub field: String,
     pub detail: String,
+}
+
+/// Every problem of a bad tenants file, in file order (at least one). Displays as one
+/// [`TenantsError`] per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct TenantsErrors {
+    pub problems: Vec<TenantsError>,
 }
 
 /// A validated tenants file.
@@ -54,13 +63,6 @@ pub struct TenantMember {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    companies: Vec<RawCompany>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawCompany {
     id: String,
     #[serde(default)]
@@ -71,8 +73,11 @@ struct RawCompany {
     settings: RawCompanySettings,
     #[serde(default)]
     credentials: BTreeMap<String, String>,
+    /// Taken out and read one by one (see [`parse_tenants`]); declared so that a
+    /// misspelt key's message lists it.
     #[serde(default)]
-    members: Vec<RawMember>,
+    #[allow(dead_code)]
+    members: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -139,78 +144,244 @@ const SECRET_WORDS: &[&str] = &[
     "credential",
 ];
 
-/// Parses and validates a tenants file; the error names the first bad line and field.
-pub fn parse_tenants(text: &str) -> Result<Tenants, TenantsError> {
-    let document = toml::de::DeTable::parse(text).map_err(|error| TenantsError {
-        line: line_at(text, error.span().map_or(0, |span| span.start)),
-        field: "file".to_owned(),
-        detail: first_line(error.message()),
-    })?;
-    let deserializer = toml::Deserializer::parse(text).map_err(|error| TenantsError {
-        line: line_at(text, error.span().map_or(0, |span| span.start)),
-        field: "file".to_owned(),
-        detail: first_line(error.message()),
-    })?;
-    let raw: RawFile = serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        let field = if path == "." { "file".to_owned() } else { path };
-        let line = match inner.span() {
-            Some(span) => line_at(text, span.start),
-            None => locate(text, document.get_ref(), &field),
-        };
-        TenantsError {
-            line,
-            field,
-            detail: first_line(inner.message()),
-        }
-    })?;
-    let fail = |field: String, detail: String| TenantsError {
-        line: locate(text, document.get_ref(), &field),
-        field,
-        detail,
+/// Parses and validates a tenants file; the error lists every problem with its line and
+/// field. Each company and each member is read on its own, and a bad key is set aside and
+/// the rest read again, so one mistake does not hide the next.
+pub fn parse_tenants(text: &str) -> Result<Tenants, TenantsErrors> {
+    let syntax = |error: toml::de::Error| TenantsErrors {
+        problems: vec![TenantsError {
+            line: line_at(text, error.span().map_or(0, |span| span.start)),
+            field: "file".to_owned(),
+            detail: first_line(error.message()),
+        }],
     };
-    validate(raw, fail)
+    let document = toml::de::DeTable::parse(text).map_err(syntax)?;
+    let table: toml::Table = text.parse().map_err(syntax)?;
+    let mut reader = Reader {
+        text,
+        root: document.get_ref(),
+        problems: Vec::new(),
+    };
+    let mut companies = Vec::new();
+    for (key, value) in table {
+        if key != "companies" {
+            reader.problem(&key, format!("unknown field `{key}`, expected `companies`"));
+            continue;
+        }
+        let toml::Value::Array(items) = value else {
+            reader.problem(
+                "companies",
+                "must be an array of tables ([[companies]])".to_owned(),
+            );
+            continue;
+        };
+        for (c, item) in items.into_iter().enumerate() {
+            let at = format!("companies[{c}]");
+            let toml::Value::Table(mut company) = item else {
+                reader.problem(&at, "must be a table".to_owned());
+                continue;
+            };
+            let mut members = Vec::new();
+            match company.remove("members") {
+                None => {}
+                Some(toml::Value::Array(items)) => {
+                    for (m, item) in items.into_iter().enumerate() {
+                        let at = format!("{at}.members[{m}]");
+                        match item {
+                            toml::Value::Table(member) => {
+                                let text_of = |key: &str| {
+                                    member
+                                        .get(key)
+                                        .and_then(toml::Value::as_str)
+                                        .map(str::to_owned)
+                                };
+                                let (id, email) = (text_of("id"), text_of("email"));
+                                members.push(MemberEntry {
+                                    index: m,
+                                    id,
+                                    email,
+                                    member: reader.read::<RawMember>(member, &at),
+                                });
+                            }
+                            _ => reader.problem(&at, "must be a table".to_owned()),
+                        }
+                    }
+                }
+                Some(_) => reader.problem(
+                    &format!("{at}.members"),
+                    "must be an array of tables ([[companies.members]])".to_owned(),
+                ),
+            }
+            // A company that does not read still has its id, credentials and members
+            // checked, so their problems are listed too.
+            let id = company
+                .get("id")
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned);
+            let credentials: BTreeMap<String, String> = company
+                .get("credentials")
+                .and_then(|value| value.clone().try_into().ok())
+                .unwrap_or_default();
+            let read = reader.read::<RawCompany>(company, &at);
+            companies.push(RawEntry {
+                index: c,
+                id: read.as_ref().map(|company| company.id.clone()).or(id),
+                credentials: read
+                    .as_ref()
+                    .map_or(credentials, |company| company.credentials.clone()),
+                company: read,
+                members,
+            });
+        }
+    }
+    let tenants = validate(companies, &mut reader);
+    if reader.problems.is_empty() {
+        Ok(tenants)
+    } else {
+        reader.problems.sort_by_key(|problem| problem.line);
+        Err(TenantsErrors {
+            problems: reader.problems,
+        })
+    }
 }
 
-fn validate(
-    raw: RawFile,
-    fail: impl Fn(String, String) -> TenantsError,
-) -> Result<Tenants, TenantsError> {
+/// Collects the problems of one tenants file, each located in its text.
+struct Reader<'a> {
+    text: &'a str,
+    root: &'a toml::de::DeTable<'a>,
+    problems: Vec<TenantsError>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, field: &str, detail: String) {
+        self.problems.push(TenantsError {
+            line: locate(self.text, self.root, field),
+            field: field.to_owned(),
+            detail,
+        });
+    }
+
+    /// Deserializes one table at `at`, reporting every bad key: each one reported is
+    /// taken out and the rest read again (a missing field it causes is not reported
+    /// twice). `None` when anything was wrong.
+    fn read<T: serde::de::DeserializeOwned>(&mut self, table: toml::Table, at: &str) -> Option<T> {
+        let mut table = table;
+        let mut removed: Vec<String> = Vec::new();
+        let mut clean = true;
+        // Each round takes one key out, so this ends.
+        loop {
+            // Through TOML text again, not `toml::Value`, so the messages are the ones
+            // the text deserializer gives (`unknown variant`, `invalid type: string
+            // "yes", expected a boolean`); lines come from the original text (`locate`).
+            let text = toml::to_string(&table).unwrap_or_default();
+            let Ok(deserializer) = toml::Deserializer::parse(&text) else {
+                return None;
+            };
+            let error = match serde_path_to_error::deserialize(deserializer) {
+                Ok(value) => return clean.then_some(value),
+                Err(error) => error,
+            };
+            let path = error.path().to_string();
+            let detail = first_line(error.into_inner().message());
+            let missing = detail
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("");
+            if !missing.is_empty() && removed.iter().any(|key| key == missing) {
+                return None;
+            }
+            let field = if path == "." {
+                at.to_owned()
+            } else {
+                format!("{at}.{path}")
+            };
+            self.problem(&field, detail);
+            clean = false;
+            if path == "." || !remove_path(&mut table, &path) {
+                return None;
+            }
+            removed.push(path.split('.').next().unwrap_or("").to_owned());
+        }
+    }
+}
+
+/// Removes the value at `path` (`seat`, `settings.permission_given`) from `table`; false
+/// when it is not there.
+fn remove_path(table: &mut toml::Table, path: &str) -> bool {
+    match path.split_once('.') {
+        None => table.remove(path).is_some(),
+        Some((head, rest)) => match table.get_mut(head) {
+            Some(toml::Value::Table(inner)) => {
+                remove_path(inner, rest) || table.remove(head).is_some()
+            }
+            Some(_) => table.remove(head).is_some(),
+            None => false,
+        },
+    }
+}
+
+/// One `[[companies]]` entry as read: the company when it read cleanly, and what can be
+/// checked of it either way.
+struct RawEntry {
+    index: usize,
+    id: Option<String>,
+    credentials: BTreeMap<String, String>,
+    company: Option<RawCompany>,
+    members: Vec<MemberEntry>,
+}
+
+/// One `[[companies.members]]` entry as read, like [`RawEntry`].
+struct MemberEntry {
+    index: usize,
+    id: Option<String>,
+    email: Option<String>,
+    member: Option<RawMember>,
+}
+
+fn validate(raw: Vec<RawEntry>, reader: &mut Reader<'_>) -> Tenants {
     let mut company_ids = HashSet::new();
     let mut member_ids = HashSet::new();
-    let mut companies = Vec::with_capacity(raw.companies.len());
-    for (c, company) in raw.companies.into_iter().enumerate() {
+    let mut companies = Vec::with_capacity(raw.len());
+    for entry in raw {
+        let c = entry.index;
         let at = |field: &str| format!("companies[{c}].{field}");
-        check_id(&company.id).map_err(|detail| fail(at("id"), detail))?;
-        if !company_ids.insert(company.id.clone()) {
-            return Err(fail(
-                at("id"),
-                format!("company id {:?} appears twice", company.id),
-            ));
+        if let Some(id) = &entry.id {
+            if let Err(detail) = check_id(id) {
+                reader.problem(&at("id"), detail);
+            } else if !company_ids.insert(id.clone()) {
+                reader.problem(&at("id"), format!("company id {id:?} appears twice"));
+            }
         }
-        for (key, value) in &company.credentials {
-            check_credential(key, value)
-                .map_err(|detail| fail(at(&format!("credentials.{key}")), detail))?;
+        for (key, value) in &entry.credentials {
+            if let Err(detail) = check_credential(key, value) {
+                reader.problem(&at(&format!("credentials.{key}")), detail);
+            }
         }
         let mut emails = HashSet::new();
-        let mut members = Vec::with_capacity(company.members.len());
-        for (m, member) in company.members.into_iter().enumerate() {
+        let mut members = Vec::with_capacity(entry.members.len());
+        for entry in entry.members {
+            let m = entry.index;
             let at = |field: &str| format!("companies[{c}].members[{m}].{field}");
-            check_id(&member.id).map_err(|detail| fail(at("id"), detail))?;
-            if !member_ids.insert(member.id.clone()) {
-                return Err(fail(
-                    at("id"),
-                    format!("member id {:?} appears twice", member.id),
-                ));
+            if let Some(id) = &entry.id {
+                if let Err(detail) = check_id(id) {
+                    reader.problem(&at("id"), detail);
+                } else if !member_ids.insert(id.clone()) {
+                    reader.problem(&at("id"), format!("member id {id:?} appears twice"));
+                }
             }
-            check_email(&member.email).map_err(|detail| fail(at("email"), detail))?;
-            if !emails.insert(member.email.to_lowercase()) {
-                return Err(fail(
-                    at("email"),
-                    format!("email {:?} appears twice in this company", member.email),
-                ));
+            if let Some(email) = &entry.email {
+                if let Err(detail) = check_email(email) {
+                    reader.problem(&at("email"), detail);
+                } else if !emails.insert(email.to_lowercase()) {
+                    reader.problem(
+                        &at("email"),
+                        format!("email {email:?} appears twice in this company"),
+                    );
+                }
             }
+            let Some(member) = entry.member else {
+                continue;
+            };
             members.push(TenantMember {
                 id: member.id,
                 email: member.email,
@@ -225,6 +396,9 @@ fn validate(
                 active: member.active,
             });
         }
+        let Some(company) = entry.company else {
+            continue;
+        };
         let settings = company.settings;
         companies.push(TenantCompany {
             name: company.name.unwrap_or_else(|| company.id.clone()),
@@ -239,11 +413,11 @@ fn validate(
                 import_calendar: settings.import_calendar,
                 import_non_recorded_meetings: settings.import_non_recorded_meetings,
             },
-            credentials: company.credentials,
+            credentials: entry.credentials,
             members,
         });
     }
-    Ok(Tenants { companies })
+    Tenants { companies }
 }
 
 fn check_id(id: &str) -> Result<(), String> {
@@ -404,6 +578,34 @@ email = "bob@acme.test"
     }
 
     #[test]
+    fn every_problem_is_listed_in_file_order() {
+        let text = GOOD
+            .replace("\"google_workspace\"", "\"gmail\"")
+            .replace("seat = true", "seat = \"yes\"\nsaet = true")
+            .replace("id = \"bob\"", "id = \"ana\"")
+            .replace("bob@acme.test", "bob-at-acme")
+            .replace("subject = ", "client_secret = ");
+        check_error(
+            &format!("{text}\n[extra]\nx = 1\n"),
+            "5: companies[0].provider: unknown variant `gmail`, expected one of `google_workspace`, `microsoft_365`, `none`\n\
+             8: companies[0].credentials.client_secret: inline secrets are not allowed; reference it with client_secret_file = \"/path\" or client_secret_env = \"VAR\"\n\
+             13: companies[0].members[0].seat: invalid type: string \"yes\", expected a boolean\n\
+             14: companies[0].members[0].saet: unknown field `saet`, expected one of `id`, `email`, `active`, `seat`, `recording_enabled`, `email_import`, `calendar_import`, `import_non_recorded_meetings`\n\
+             18: companies[0].members[1].id: member id \"ana\" appears twice\n\
+             19: companies[0].members[1].email: \"bob-at-acme\" is not an email address\n\
+             21: extra: unknown field `extra`, expected `companies`",
+        );
+    }
+
+    #[test]
+    fn a_missing_field_is_reported_once() {
+        check_error(
+            "[[companies]]\nprovider = \"none\"\nconnection_mode = \"company_wide\"\n\n[[companies]]\nid = \"b\"\nprovider = 3\nconnection_mode = \"company_wide\"\n",
+            "1: companies[0]: missing field `id`\n7: companies[1].provider: wanted string or table",
+        );
+    }
+
+    #[test]
     fn parses_a_good_file() {
         let tenants = parse_tenants(GOOD).unwrap();
         assert_eq!(tenants.companies.len(), 1);
@@ -449,7 +651,7 @@ email = "bob@acme.test"
                 "[[companies.members]]\nid = \"bob\"",
                 "[[companies.members]]\nidd = \"bob\"",
             ),
-            "17: companies[0].members[1].idd: unknown field `idd`, expected one of `id`, `email`, `active`, `seat`, `recording_enabled`, `email_import`, `calendar_import`, `import_non_recorded_meetings`",
+            "16: companies[0].members[1]: missing field `id`\n17: companies[0].members[1].idd: unknown field `idd`, expected one of `id`, `email`, `active`, `seat`, `recording_enabled`, `email_import`, `calendar_import`, `import_non_recorded_meetings`",
         );
         check_error(
             "[[companies]]\nid = \"x\"\nprovider = ",

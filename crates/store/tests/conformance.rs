@@ -311,8 +311,9 @@ email = "ana@umbrella.test"
 
     // A file that does not parse never reaches the store.
     let error = parse_tenants(&TENANTS.replace("bob@acme.test", "bob")).unwrap_err();
-    assert_eq!(error.field, "companies[0].members[1].email");
-    assert_eq!(error.line, 18);
+    assert_eq!(error.problems.len(), 1);
+    assert_eq!(error.problems[0].field, "companies[0].members[1].email");
+    assert_eq!(error.problems[0].line, 18);
 }
 
 async fn apply_is_idempotent(backend: Backend) {

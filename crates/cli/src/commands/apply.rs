@@ -2,8 +2,9 @@
 //! from a tenants file (format: `config/tenants.example.toml`).
 //!
 //! The whole file is parsed and validated before the database is touched, and the store
-//! writes it in one transaction, so a bad file is one error naming its line and field
-//! (`FILE:LINE: companies[0].members[3].email: …`) and nothing is written.
+//! writes it in one transaction, so a bad file lists every problem, one line each naming
+//! its line and field (`error: FILE:LINE: companies[0].members[3].email: …`), and nothing
+//! is written.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +28,7 @@ pub fn run(args: Args, config_path: Option<&std::path::Path>) -> anyhow::Result<
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read tenants file {}", args.file.display()))?;
     let tenants = datacap_store::parse_tenants(&text)
-        .map_err(|error| anyhow::anyhow!("{}:{error}", args.file.display()))?;
+        .map_err(|error| tenants_problems(&args.file.display().to_string(), &error))?;
     block_on(async {
         let store = open(&config).await?;
         let summary = store
@@ -45,4 +46,14 @@ pub fn run(args: Args, config_path: Option<&std::path::Path>) -> anyhow::Result<
         ))?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Every problem of a tenants file as one error, a line `FILE:LINE: field: problem` each.
+pub(crate) fn tenants_problems(file: &str, errors: &datacap_store::TenantsErrors) -> anyhow::Error {
+    let lines: Vec<String> = errors
+        .problems
+        .iter()
+        .map(|problem| format!("{file}:{problem}"))
+        .collect();
+    anyhow::anyhow!("{}", lines.join("\n"))
 }

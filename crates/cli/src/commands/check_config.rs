@@ -4,11 +4,9 @@
 //! `FILE:LINE: key: problem` (or `env NAME: key: problem`), and any problem exits 1.
 //!
 //! It runs the daemon's own validation, [`config::parse`] and
-//! [`datacap_store::parse_tenants`], never a copy. `config::parse` stops at the first bad
-//! key, so to list them all this module takes each reported key out of the file (or the
-//! environment) and validates again, until the rest passes. A section the daemon ignores
-//! (a misspelt `[databse]`) is a problem here too, because its keys silently fall back to
-//! defaults. `parse_tenants` also stops at its first problem, which is reported alone.
+//! [`datacap_store::parse_tenants`], never a copy: both list every problem, not only the
+//! first, and the daemon refuses to start on any of them. An unknown section (a misspelt
+//! `[wokrer]`) or key (`poll_intervall`) is a problem, named with its line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,9 +35,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.tenants {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read tenants file {}", path.display()))?;
-        match datacap_store::parse_tenants(&text) {
-            Ok(_) => {}
-            Err(error) => problems.push(format!("{}:{error}", path.display())),
+        if let Err(errors) = datacap_store::parse_tenants(&text) {
+            problems.extend(
+                errors
+                    .problems
+                    .iter()
+                    .map(|problem| format!("{}:{problem}", path.display())),
+            );
         }
     }
     for problem in &problems {
@@ -63,118 +65,10 @@ fn env_vars() -> Vec<(String, String)> {
 
 /// Every problem of config `text` from `source` with `env` on top, one line each.
 pub(crate) fn config_problems(text: &str, source: &str, env: Vec<(String, String)>) -> Vec<String> {
-    let mut table: toml::Table = match text.parse() {
-        Ok(table) => table,
-        // A syntax error: config::parse says where; nothing after it can be read.
-        Err(_) => {
-            return match config::parse(text, source, Vec::new()) {
-                Err(error) => vec![format!("{error:#}")],
-                Ok(_) => Vec::new(),
-            };
-        }
-    };
-    let mut problems = unknown_sections(text, source, &table);
-    let mut env = env;
-    // Each round removes the key (or section, or variable) it reports, so this ends.
-    loop {
-        let current = toml::to_string(&table).unwrap_or_default();
-        let Err(error) = config::parse(&current, source, env.clone()) else {
-            break;
-        };
-        let message = format!("{error:#}");
-        let Some(problem) = Problem::parse(&message) else {
-            problems.push(message);
-            break;
-        };
-        match problem.env_var {
-            Some(name) => {
-                problems.push(format!("env {name}: {}: {}", problem.key, problem.detail));
-                env.retain(|(var, _)| *var != name);
-            }
-            None => {
-                let line = line_of(text, &problem.key);
-                problems.push(format!(
-                    "{source}:{line}: {}: {}",
-                    problem.key, problem.detail
-                ));
-                if !remove(&mut table, &problem.key) {
-                    break;
-                }
-            }
-        }
+    match config::parse(text, source, env) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.problems.iter().map(ToString::to_string).collect(),
     }
-    problems
-}
-
-/// One `config {key} ({origin}): {detail}` error of [`config::parse`].
-#[derive(Debug, PartialEq)]
-struct Problem {
-    key: String,
-    env_var: Option<String>,
-    detail: String,
-}
-
-impl Problem {
-    fn parse(message: &str) -> Option<Problem> {
-        let rest = message.strip_prefix("config ")?;
-        let (key, rest) = rest.split_once(" (")?;
-        let (origin, detail) = rest.split_once("): ")?;
-        Some(Problem {
-            key: key.to_owned(),
-            env_var: origin.strip_prefix("env ").map(str::to_owned),
-            detail: detail.to_owned(),
-        })
-    }
-}
-
-/// Sections of the file that the daemon ignores: config::parse accepts an unknown
-/// section, but rejects an unknown key in every section it knows.
-fn unknown_sections(text: &str, source: &str, table: &toml::Table) -> Vec<String> {
-    const PROBE: &str = "datacap_check_config_probe";
-    table
-        .keys()
-        .filter(|section| {
-            let probe = format!("[{section}]\n{PROBE} = 0\n");
-            config::parse(&probe, source, Vec::new()).is_ok()
-        })
-        .map(|section| {
-            format!(
-                "{source}:{}: {section}: unknown section, ignored by datacap (its keys would fall back to defaults)",
-                line_of(text, section)
-            )
-        })
-        .collect()
-}
-
-/// Removes `section.key` (or the whole section when the key is not in the file, as for
-/// "[encryption] needs key_file or key_env"); false when there was nothing to remove.
-fn remove(table: &mut toml::Table, key: &str) -> bool {
-    let (section, field) = key.split_once('.').unwrap_or((key, ""));
-    if let Some(toml::Value::Table(inner)) = table.get_mut(section)
-        && inner.remove(field).is_some()
-    {
-        return true;
-    }
-    table.remove(section).is_some()
-}
-
-/// The 1-based line of `section.key` in `text`: the key's line, else its section's, else 1.
-fn line_of(text: &str, key: &str) -> usize {
-    let Ok(document) = toml::de::DeTable::parse(text) else {
-        return 1;
-    };
-    let (section, field) = key.split_once('.').unwrap_or((key, ""));
-    let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let root = document.get_ref();
-    let Some((section_key, section_value)) = root.get_key_value(section) else {
-        return 1;
-    };
-    if let toml::de::DeValue::Table(inner) = section_value.get_ref()
-        && let Some((field_key, _)) = inner.get_key_value(field)
-    {
-        return line(field_key.span().start);
-    }
-    line(section_key.span().start)
 }
 
 /// [`config_problems`] of `text` with literal variables, for the tests.
@@ -201,30 +95,16 @@ mod tests {
     }
 
     #[test]
-    fn config_parse_errors_keep_the_shape_this_module_reads() {
-        let error =
-            config::parse("[database]\nmax_connections = 0\n", "x.toml", Vec::new()).unwrap_err();
-        assert_eq!(
-            Problem::parse(&format!("{error:#}")),
-            Some(Problem {
-                key: "database.max_connections".to_owned(),
-                env_var: None,
-                detail: "must be 1 to 1000, got 0".to_owned(),
-            })
-        );
-    }
-
-    #[test]
     fn every_problem_with_its_line() {
         check(
             "[database]\nmax_connections = 0\nulr = \"x\"\n\n[worker]\nconcurrency = 0\njitter = 2.0\n\n[databse]\nurl = \"x\"\n",
             &[],
             &[
-                "datacap.toml:9: databse: unknown section, ignored by datacap (its keys would fall back to defaults)",
-                "datacap.toml:3: database.ulr: unknown field `ulr`, expected one of `url`, `max_connections`, `migrate_on_start`",
                 "datacap.toml:2: database.max_connections: must be 1 to 1000, got 0",
-                "datacap.toml:7: worker.jitter: must be 0 to 1, got 2",
+                "datacap.toml:3: database.ulr: unknown field `ulr`, expected one of `url`, `max_connections`, `migrate_on_start`",
                 "datacap.toml:6: worker.concurrency: must be 1 to 10000, got 0",
+                "datacap.toml:7: worker.jitter: must be 0 to 1, got 2",
+                "datacap.toml:9: databse: unknown section, ignored by datacap (its keys would fall back to defaults); expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp",
             ],
         );
     }
@@ -246,7 +126,7 @@ mod tests {
         check(
             "[database\n",
             &[],
-            &["datacap.toml:1: unclosed table, expected `]`"],
+            &["datacap.toml:1: file: unclosed table, expected `]`"],
         );
     }
 }
