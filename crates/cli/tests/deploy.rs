@@ -394,6 +394,8 @@ fn systemd_unit_key_lines() {
         "Restart=on-failure",
         "EnvironmentFile=-/etc/datacap/datacap.env",
         "ExecStart=/usr/local/bin/datacap --config /etc/datacap/datacap.toml run",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NotifyAccess=main",
     ] {
         assert!(lines.contains(line), "the unit has {line:?}");
     }

@@ -29,6 +29,7 @@ use crate::commands::run::{
 use crate::commands::status;
 use crate::config::{self, Config};
 use crate::credentials::FileAndEnvResolver;
+use crate::notify::Notifier;
 
 const SCENARIO: &str = include_str!("../../../../config/demo/scenario.toml");
 const TENANTS: &str = include_str!("../../../../config/demo/tenants.toml");
@@ -171,7 +172,8 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
     // Only the log settings come from the caller's environment.
     overrides.extend(std::env::vars().filter(|(name, _)| name.starts_with("DATACAP_LOG__")));
     let config = config::parse("", "datacap demo", overrides)?;
-    init_logging(&config.log)?;
+    // The demo has no config file to reload, so the filter stays as started.
+    let _log_filter = init_logging(&config.log)?;
 
     let key_text = SecretString::from(
         (0..32)
@@ -201,7 +203,7 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
     let tenants_text = std::fs::read_to_string(state.join("tenants.toml"))
         .context("cannot read the demo tenants file")?;
     let tenants = datacap_store::parse_tenants(&tenants_text)
-        .map_err(|error| anyhow::anyhow!("demo tenants file:{error}"))?;
+        .map_err(|error| crate::commands::apply::tenants_problems("demo tenants file", &error))?;
     store
         .apply_tenants(&tenants, now)
         .await
@@ -219,7 +221,7 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
     let app = crate::web::build_app(&config, store.clone(), Some(web_key), &connectors)?;
     let worker = build_worker(&config, store.clone(), connectors, Some(key))?;
     let cancel = CancellationToken::new();
-    shutdown_on_signals(cancel.clone())?;
+    shutdown_on_signals(cancel.clone(), Notifier::default())?;
     say(&format!(
         "datacap demo: sim at {}, database {}",
         e.base,
@@ -236,7 +238,7 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
             listen = config.http.listen
         ))?;
         let metrics = install_metrics()?;
-        serve_and_poll(&worker, &config, metrics, app, cancel).await?;
+        serve_and_poll(&worker, &config, metrics, app, cancel, Notifier::default()).await?;
     }
     store.close().await;
     sim.shutdown().await;

@@ -4,6 +4,13 @@
 //! within the grace period and exits 0. `datacap run --once` claims everything due now,
 //! polls it, writes the statuses and exits 0.
 //!
+//! Under systemd (`Type=notify`) it reports `READY=1` once the database answered and the
+//! listener is bound, and `STOPPING=1` at shutdown ([`crate::notify`]). On SIGHUP it
+//! re-reads and fully validates its config file: a file with any problem is refused (every
+//! problem logged, the running config kept); otherwise the keys that can change at run
+//! time ([`RELOADABLE`]: the log filter) are applied and every other changed key is logged
+//! by name as needing a restart.
+//!
 //! Also home of what `datacap demo` shares with it: building the worker, logging, metrics
 //! and the signal handling.
 
@@ -19,11 +26,17 @@ use datacap_web::{WebServer, WebState};
 use datacap_worker::{Connectors, CycleReport, ScheduleConfig, Worker, WorkerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::commands::migrate::{open, say};
 use crate::config::{self, Config, LogConfig};
 use crate::credentials::FileAndEnvResolver;
+use crate::notify::Notifier;
+
+/// The config keys a SIGHUP applies to the running daemon. The worker's settings
+/// (intervals, limits, concurrency) are fixed when it is built, so they, and every other
+/// key, take effect at the next restart.
+pub(crate) const RELOADABLE: &[&str] = &["log.level"];
 
 /// Arguments of `datacap run`.
 #[derive(clap::Args)]
@@ -35,8 +48,9 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = config::load(config_path, std::env::vars())?;
-    init_logging(&config.log)?;
+    let (config, values) = config::load_with_values(config_path, std::env::vars())?;
+    let log_filter = init_logging(&config.log)?;
+    let notifier = Notifier::from_env();
     let key = config
         .encryption
         .as_ref()
@@ -61,7 +75,7 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         let connectors = connectors(&config, sink)?;
         let worker = build_worker(&config, store.clone(), connectors.clone(), key)?;
         let cancel = CancellationToken::new();
-        shutdown_on_signals(cancel.clone())?;
+        shutdown_on_signals(cancel.clone(), notifier.clone())?;
         if args.once {
             let report = worker
                 .run_once(cancel)
@@ -77,7 +91,14 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
                 .map(config::load_key)
                 .transpose()?;
             let app = crate::web::build_app(&config, store.clone(), web_key, &connectors)?;
-            serve_and_poll(&worker, &config, metrics, app, cancel).await?;
+            reload_on_sighup(
+                config_path.map(Path::to_path_buf),
+                values,
+                log_filter,
+                notifier.clone(),
+                cancel.clone(),
+            )?;
+            serve_and_poll(&worker, &config, metrics, app, cancel, notifier).await?;
         }
         store.close().await;
         Ok(ExitCode::SUCCESS)
@@ -94,13 +115,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Serves the HTTP endpoints (health, metrics, the Team members page, its API and the
-/// connect flow) and runs the daemon until `cancel` fires.
+/// connect flow) and runs the daemon until `cancel` fires; tells `notifier` (systemd) it
+/// is ready once the listener is bound (the store answered before this is called).
 pub(crate) async fn serve_and_poll(
     worker: &Worker,
     config: &Config,
     metrics: PrometheusHandle,
     app: datacap_web::App,
     cancel: CancellationToken,
+    notifier: Notifier,
 ) -> anyhow::Result<()> {
     let health = worker.health();
     let render = metrics.clone();
@@ -118,6 +141,8 @@ pub(crate) async fn serve_and_poll(
     info!(address = %bound, "serving the Team members page, /api/v1, /connect, /healthz, /readyz and /metrics");
     let web_stop = CancellationToken::new();
     let web = tokio::spawn(server.serve(web_stop.clone()));
+    notifier.ready();
+    notifier.spawn_watchdog(web_stop.clone());
     let upkeep_stop = web_stop.clone();
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -225,27 +250,128 @@ pub(crate) fn connectors(
     })
 }
 
+/// Swaps the log filter of the running subscriber (SIGHUP reload of `log.level`).
+pub(crate) type LogFilter = Box<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
+
 /// Structured logs on stderr: human by default, JSON (with the attempt's span fields on
-/// every line) when `[log] format = "json"`.
-pub(crate) fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .with_context(|| format!("log.level {:?} is not a tracing filter", log.level))?;
+/// every line) when `[log] format = "json"`. The filter can be swapped later.
+pub(crate) fn init_logging(log: &LogConfig) -> anyhow::Result<LogFilter> {
+    let filter = log_filter(&log.level)?;
     // Colours only for a person at a terminal, never in log files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let result = if log.json {
-        builder
+    let started = |result: Result<(), _>| {
+        result.map_err(|error| anyhow::anyhow!("cannot start logging: {error}"))
+    };
+    if log.json {
+        let builder = builder
             .json()
             .with_current_span(true)
             .with_span_list(true)
-            .try_init()
+            .with_filter_reloading();
+        let handle = builder.reload_handle();
+        started(builder.try_init())?;
+        Ok(Box::new(move |level| {
+            handle
+                .reload(log_filter(level)?)
+                .context("cannot swap the log filter")
+        }))
     } else {
-        builder.try_init()
+        let builder = builder.with_filter_reloading();
+        let handle = builder.reload_handle();
+        started(builder.try_init())?;
+        Ok(Box::new(move |level| {
+            handle
+                .reload(log_filter(level)?)
+                .context("cannot swap the log filter")
+        }))
+    }
+}
+
+fn log_filter(level: &str) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("log.level {level:?} is not a tracing filter"))
+}
+
+/// On SIGHUP (until `stop`): `RELOADING=1`, [`reload`], `READY=1`.
+fn reload_on_sighup(
+    config_path: Option<std::path::PathBuf>,
+    mut running: std::collections::BTreeMap<String, String>,
+    log_filter: LogFilter,
+    notifier: Notifier,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                received = hangup.recv() => if received.is_none() { break },
+            }
+            notifier.reloading();
+            reload(config_path.as_deref(), &mut running, &log_filter);
+            notifier.ready();
+        }
+    });
+    Ok(())
+}
+
+/// Re-reads and validates the config file; applies the changed [`RELOADABLE`] keys and
+/// names the other changed keys. `running` holds the effective values in use.
+fn reload(
+    config_path: Option<&Path>,
+    running: &mut std::collections::BTreeMap<String, String>,
+    log_filter: &LogFilter,
+) {
+    info!(signal = "SIGHUP", "reloading the config file");
+    let (config, values) = match config::load_with_values(config_path, std::env::vars()) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            for problem in format!("{problems:#}").lines() {
+                error!(problem, "config reload refused, the running config stays");
+            }
+            return;
+        }
     };
-    result.map_err(|error| anyhow::anyhow!("cannot start logging: {error}"))
+    let mut keys: Vec<&String> = running.keys().chain(values.keys()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let changed: Vec<String> = keys
+        .into_iter()
+        .filter(|key| running.get(*key) != values.get(*key))
+        .cloned()
+        .collect();
+    let mut pending = Vec::new();
+    for key in &changed {
+        if !RELOADABLE.contains(&key.as_str()) {
+            pending.push(key.as_str());
+            continue;
+        }
+        // log.level, the one reloadable key.
+        match log_filter(&config.log.level) {
+            Ok(()) => {
+                info!(key = %key, value = %config.log.level, "config key applied");
+                if let Some(value) = values.get(key) {
+                    running.insert(key.clone(), value.clone());
+                }
+            }
+            Err(problem) => {
+                error!(key = %key, problem = %format!("{problem:#}"), "config key not applied")
+            }
+        }
+    }
+    for key in &pending {
+        warn!(key = %key, "config key changed but needs a restart to take effect");
+    }
+    info!(
+        changed = changed.len(),
+        needs_restart = pending.len(),
+        "config reloaded"
+    );
 }
 
 /// The Prometheus recorder, with explicit buckets for the attempt duration.
@@ -260,8 +386,11 @@ pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("cannot install the metrics recorder")
 }
 
-/// Cancels `cancel` on SIGTERM or SIGINT.
-pub(crate) fn shutdown_on_signals(cancel: CancellationToken) -> anyhow::Result<()> {
+/// Cancels `cancel` on SIGTERM or SIGINT, telling systemd the daemon is stopping.
+pub(crate) fn shutdown_on_signals(
+    cancel: CancellationToken,
+    notifier: Notifier,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -270,6 +399,7 @@ pub(crate) fn shutdown_on_signals(cancel: CancellationToken) -> anyhow::Result<(
             _ = terminate.recv() => info!(signal = "SIGTERM", "shutting down"),
             _ = interrupt.recv() => info!(signal = "SIGINT", "shutting down"),
         }
+        notifier.stopping();
         cancel.cancel();
     });
     Ok(())

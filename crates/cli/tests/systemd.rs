@@ -1,0 +1,211 @@
+//! `datacap run` under systemd, as a process: the readiness protocol on a real
+//! `NOTIFY_SOCKET` (a datagram socket in a temp dir, as systemd binds one): `READY=1` once
+//! it serves, `RELOADING=1`/`READY=1` around a SIGHUP, `STOPPING=1` on SIGTERM; and the
+//! SIGHUP reload itself: a changed log filter takes effect at once, a changed worker key
+//! is named as needing a restart, and a broken file is refused with every problem logged
+//! while the daemon keeps serving.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// The next message on `socket` (systemd's side of `NOTIFY_SOCKET`).
+fn receive(socket: &UnixDatagram) -> String {
+    let mut buffer = [0_u8; 4096];
+    let size = socket
+        .recv(&mut buffer)
+        .expect("a message on NOTIFY_SOCKET in time");
+    String::from_utf8_lossy(&buffer[..size]).into_owned()
+}
+
+fn assert_state(message: &str, state: &str) {
+    assert!(
+        message.lines().any(|line| line == state),
+        "expected {state} in {message:?}"
+    );
+}
+
+/// A systemd-side notify socket in `dir`.
+fn notify_socket(dir: &Path) -> (UnixDatagram, String) {
+    let path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
+    (socket, path.display().to_string())
+}
+
+/// `datacap [--config FILE] run` with `NOTIFY_SOCKET`, logs to a file; the log level only
+/// from the config file when one is given.
+fn start(h: &Harness, notify: &str, config: Option<&Path>) -> Daemon {
+    let http = free_port();
+    let log = h.dir.path().join("run.log");
+    let listen = http.to_string();
+    let config_arg = config.map(|path| path.display().to_string());
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(path) = &config_arg {
+        args.extend(["--config", path.as_str()]);
+    }
+    args.push("run");
+    let mut command = h.command(
+        &[("DATACAP_HTTP__LISTEN", &listen), ("NOTIFY_SOCKET", notify)],
+        &args,
+    );
+    if config.is_some() {
+        command.env_remove("DATACAP_LOG__LEVEL");
+    }
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("datacap run starts");
+    Daemon { child, log, http }
+}
+
+#[test]
+fn run_reports_ready_then_stopping_on_the_notify_socket() {
+    let h = Harness::new(SCENARIO, false);
+    let (socket, path) = notify_socket(h.dir.path());
+    let mut daemon = start(&h, &path, None);
+    let ready = receive(&socket);
+    assert_state(&ready, "READY=1");
+    // Ready means the database answered and the listener is bound: it serves right away.
+    assert_eq!(
+        daemon.get("/healthz").map(|(status, _)| status),
+        Some(200),
+        "{}",
+        tail(&daemon.logs())
+    );
+    assert!(
+        h.dir.path().join("datacap.sqlite").exists(),
+        "the database was opened before READY=1"
+    );
+    daemon.signal("-TERM");
+    assert_state(&receive(&socket), "STOPPING=1");
+    let status = daemon.wait(Duration::from_secs(60)).expect("exits");
+    assert!(status.success(), "{status:?}\n{}", tail(&daemon.logs()));
+}
+
+#[test]
+fn sighup_applies_the_log_filter_names_restart_keys_and_refuses_a_broken_file() {
+    let h = Harness::new(SCENARIO, false);
+    let (socket, path) = notify_socket(h.dir.path());
+    let config = h.dir.path().join("datacap.toml");
+    std::fs::write(
+        &config,
+        "[log]\nlevel = \"warn\"\n\n[worker]\nconcurrency = 4\n",
+    )
+    .unwrap();
+    let mut daemon = start(&h, &path, Some(&config));
+    assert_state(&receive(&socket), "READY=1");
+
+    // A reloadable key (the log filter) and one that needs a restart.
+    std::fs::write(
+        &config,
+        "[log]\nlevel = \"info\"\n\n[worker]\nconcurrency = 8\n",
+    )
+    .unwrap();
+    daemon.signal("-HUP");
+    assert_state(&receive(&socket), "RELOADING=1");
+    assert_state(&receive(&socket), "READY=1");
+    eventually("the reload is logged", Duration::from_secs(30), || {
+        daemon.logs().contains("config reloaded")
+    });
+    let logs = daemon.logs();
+    // At "warn" the reload's own first info line was filtered; after the swap info shows.
+    assert!(
+        !logs.contains("reloading the config file"),
+        "the old filter was in force: {logs}"
+    );
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("config key applied") && line.contains("log.level")),
+        "{logs}"
+    );
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("needs a restart") && line.contains("worker.concurrency")),
+        "{logs}"
+    );
+    assert!(
+        !logs
+            .lines()
+            .any(|line| line.contains("needs a restart") && line.contains("log.level")),
+        "{logs}"
+    );
+
+    // A broken file: every problem logged, the daemon keeps running on the old config.
+    std::fs::write(
+        &config,
+        "[log]\nlevel = \"info\"\n\n[worker]\nconcurrency = 0\npoll_intervall = \"5m\"\n\n[wokrer]\nlease = \"1m\"\n",
+    )
+    .unwrap();
+    daemon.signal("-HUP");
+    assert_state(&receive(&socket), "RELOADING=1");
+    assert_state(&receive(&socket), "READY=1");
+    eventually("the refusal is logged", Duration::from_secs(30), || {
+        daemon.logs().contains("wokrer")
+    });
+    let logs = daemon.logs();
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("config reload refused"))
+        .collect();
+    let file = config.display().to_string();
+    for expected in [
+        format!("{file}:5: worker.concurrency: must be 1 to 10000, got 0"),
+        format!("{file}:6: worker.poll_intervall: unknown field `poll_intervall`"),
+        format!("{file}:8: wokrer: unknown section"),
+    ] {
+        assert!(
+            refused.iter().any(|line| line.contains(&expected)),
+            "no refusal names {expected:?}: {refused:#?}"
+        );
+    }
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(daemon.get("/healthz").map(|(status, _)| status), Some(200));
+
+    daemon.signal("-TERM");
+    assert_state(&receive(&socket), "STOPPING=1");
+    let status = daemon.wait(Duration::from_secs(60)).expect("exits");
+    assert!(status.success(), "{status:?}\n{}", tail(&daemon.logs()));
+}
+
+#[test]
+fn run_refuses_to_start_on_any_config_problem_and_writes_nothing() {
+    let h = Harness::new(SCENARIO, false);
+    let config = h.dir.path().join("datacap.toml");
+    std::fs::write(
+        &config,
+        "[wokrer]\nconcurrency = 4\n\n[worker]\npoll_intervall = \"5m\"\nlease = \"soon\"\n",
+    )
+    .unwrap();
+    let file = config.display().to_string();
+    let output = h
+        .command(&[], &["--config", &file, "run"])
+        .output()
+        .expect("datacap runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    for expected in [
+        format!("error: {file}:1: wokrer: unknown section"),
+        format!("error: {file}:5: worker.poll_intervall: unknown field `poll_intervall`"),
+        format!("error: {file}:6: worker.lease: \"soon\" is not a duration"),
+    ] {
+        assert!(
+            lines.iter().any(|line| line.starts_with(&expected)),
+            "no line starts with {expected:?}:\n{stderr}"
+        );
+    }
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        !h.dir.path().join("datacap.sqlite").exists(),
+        "nothing was written"
+    );
+}
