@@ -1654,6 +1654,27 @@ async fn batched_writes_keep_banners_equal_to_a_full_recount(backend: Backend) {
     }
 }
 
+/// Runs `call` until it succeeds. Only SQLite may answer busy (another handle holds the
+/// write lock past the busy timeout, which a loaded machine may see; nothing was
+/// written), and then the call is retried; any other error, a PostgreSQL deadlock
+/// included, fails the test.
+async fn retry_sqlite_busy<T, F, Fut>(backend: Backend, conflicts: &mut u32, what: &str, call: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    loop {
+        match call().await {
+            Ok(_) => return,
+            Err(error) if error.is_conflict() && matches!(backend, Backend::Sqlite) => {
+                *conflicts += 1;
+                assert!(*conflicts < 50, "sqlite stays busy: {error}");
+            }
+            Err(error) => panic!("{what} failed: {error}"),
+        }
+    }
+}
+
 async fn concurrent_writers_of_shared_companies_never_deadlock(backend: Backend) {
     let db = two_companies(backend, 20).await;
     // Two handles as two replicas would have, each with several writers at once.
@@ -1673,21 +1694,9 @@ async fn concurrent_writers_of_shared_companies_never_deadlock(backend: Backend)
             let mut conflicts = 0_u32;
             for _ in 0..15 {
                 let batch = random_batch(&mut seed, 12, 20, now - Duration::seconds(30));
-                loop {
-                    match store
-                        .record_attempts(&batch, now, &WriteOptions::default())
-                        .await
-                    {
-                        Ok(_) => break,
-                        // SQLite: another handle holds the write lock past the busy
-                        // timeout, which a loaded machine may see; nothing was written.
-                        Err(error) if error.is_conflict() && matches!(backend, Backend::Sqlite) => {
-                            conflicts += 1;
-                            assert!(conflicts < 50, "sqlite stays busy: {error}");
-                        }
-                        Err(error) => panic!("concurrent write failed: {error}"),
-                    }
-                }
+                let options = WriteOptions::default();
+                let write = || store.record_attempts(&batch, now, &options);
+                retry_sqlite_busy(backend, &mut conflicts, "concurrent write", write).await;
             }
         }));
     }
@@ -1724,16 +1733,8 @@ async fn apply_while_attempts_are_written_never_deadlocks(backend: Backend) {
         tokio::spawn(async move {
             let mut conflicts = 0_u32;
             for _ in 0..12 {
-                loop {
-                    match store.apply_tenants(&tenants, now).await {
-                        Ok(_) => break,
-                        Err(error) if error.is_conflict() && matches!(backend, Backend::Sqlite) => {
-                            conflicts += 1;
-                            assert!(conflicts < 50, "sqlite stays busy: {error}");
-                        }
-                        Err(error) => panic!("apply beside writers failed: {error}"),
-                    }
-                }
+                let apply = || store.apply_tenants(&tenants, now);
+                retry_sqlite_busy(backend, &mut conflicts, "apply beside writers", apply).await;
             }
         })
     };
@@ -1745,19 +1746,9 @@ async fn apply_while_attempts_are_written_never_deadlocks(backend: Backend) {
             let mut conflicts = 0_u32;
             for _ in 0..12 {
                 let batch = random_batch(&mut seed, 10, 20, now - Duration::seconds(30));
-                loop {
-                    match store
-                        .record_attempts(&batch, now, &WriteOptions::default())
-                        .await
-                    {
-                        Ok(_) => break,
-                        Err(error) if error.is_conflict() && matches!(backend, Backend::Sqlite) => {
-                            conflicts += 1;
-                            assert!(conflicts < 50, "sqlite stays busy: {error}");
-                        }
-                        Err(error) => panic!("write beside apply failed: {error}"),
-                    }
-                }
+                let options = WriteOptions::default();
+                let write = || store.record_attempts(&batch, now, &options);
+                retry_sqlite_busy(backend, &mut conflicts, "write beside apply", write).await;
             }
         }));
     }
