@@ -274,21 +274,24 @@ pub(crate) fn init_logging(log: &LogConfig) -> anyhow::Result<LogFilter> {
             .with_filter_reloading();
         let handle = builder.reload_handle();
         started(builder.try_init())?;
-        Ok(Box::new(move |level| {
-            handle
-                .reload(log_filter(level)?)
-                .context("cannot swap the log filter")
-        }))
+        Ok(swapper(handle))
     } else {
         let builder = builder.with_filter_reloading();
         let handle = builder.reload_handle();
         started(builder.try_init())?;
-        Ok(Box::new(move |level| {
-            handle
-                .reload(log_filter(level)?)
-                .context("cannot swap the log filter")
-        }))
+        Ok(swapper(handle))
     }
+}
+
+/// The [`LogFilter`] of a reloadable filter `handle` (of either log format).
+fn swapper<S: 'static>(
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+) -> LogFilter {
+    Box::new(move |level| {
+        handle
+            .reload(log_filter(level)?)
+            .context("cannot swap the log filter")
+    })
 }
 
 fn log_filter(level: &str) -> anyhow::Result<tracing_subscriber::EnvFilter> {
