@@ -167,6 +167,9 @@ struct Inner {
     resolver: Arc<dyn CredentialResolver>,
     key: Option<Arc<EncryptionKey>>,
     config: WorkerConfig,
+    /// `config.schedule` as swapped at run time ([`Worker::set_schedule`]); every
+    /// scheduling decision reads this one.
+    schedule: std::sync::RwLock<ScheduleConfig>,
     permits: Arc<Semaphore>,
     limits: Arc<TenantLimits>,
     member_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -178,6 +181,16 @@ struct Inner {
     /// Writes finished attempts in batches; started on the first write (inside the
     /// runtime), ends when the worker is dropped.
     writer: std::sync::OnceLock<AttemptWriter>,
+}
+
+impl Inner {
+    /// The schedule in force now (see [`Worker::set_schedule`]).
+    fn schedule(&self) -> ScheduleConfig {
+        self.schedule
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Attempts written per transaction at most.
@@ -257,9 +270,32 @@ impl Worker {
                 report: Mutex::new(CycleReport::default()),
                 writer: std::sync::OnceLock::new(),
                 members_shown: Mutex::new(std::collections::BTreeSet::new()),
+                schedule: std::sync::RwLock::new(config.schedule.clone()),
                 config,
             }),
         })
+    }
+
+    /// Swaps the intervals, jitter and backoff the next scheduling decisions use (a
+    /// config reload); due times already stored stay as they are. `max_retry_after` is
+    /// kept: the tenant limits were built with it.
+    pub fn set_schedule(&self, schedule: ScheduleConfig) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&schedule.jitter) {
+            return Err(ConfigError {
+                field: "jitter",
+                problem: "must be between 0 and 1",
+            });
+        }
+        let mut current = self
+            .inner
+            .schedule
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = ScheduleConfig {
+            max_retry_after: current.max_retry_after,
+            ..schedule
+        };
+        Ok(())
     }
 
     /// Liveness facts for `/readyz`.
@@ -603,7 +639,7 @@ impl Worker {
         let now = OffsetDateTime::now_utc();
         if !may_import(&context, job.channel, now, &inner.config.thresholds) {
             debug!("settings forbid importing: re-checked later");
-            let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+            let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
             let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
             events::skipped(job.provider, job.channel, "settings");
             return JobEnd::Skipped;
@@ -611,14 +647,14 @@ impl Worker {
         let auth = match self.job_auth(&context, &job).await {
             Ok(Some(auth)) => auth,
             Ok(None) => {
-                let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+                let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
                 let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
                 events::skipped(job.provider, job.channel, "no_grant");
                 return JobEnd::Skipped;
             }
             Err(problem) => {
                 events::own_failure_text("credentials", &problem);
-                let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+                let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
                 let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
                 return JobEnd::OwnFailure;
             }
@@ -666,7 +702,7 @@ impl Worker {
         }
 
         let next_due_at = schedule::next_due(
-            &inner.config.schedule,
+            &inner.schedule(),
             job.channel,
             attempt.outcome,
             job.consecutive_transient_failures,
