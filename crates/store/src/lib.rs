@@ -177,6 +177,15 @@ impl Store {
         dispatch!(self.release(job, owner, next_due_at))
     }
 
+    /// When the oldest due job that no live lease holds became due; `None` when nothing
+    /// waits (the worker's queue-lag gauge). One index-backed read.
+    pub async fn oldest_waiting_due_at(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        dispatch!(self.oldest_waiting_due_at(now))
+    }
+
     /// The settings and credential references a job of `member_id` runs with.
     pub async fn job_context(&self, member_id: &str) -> Result<Option<JobContext>, StoreError> {
         dispatch!(self.job_context(member_id))

@@ -1161,6 +1161,26 @@ impl Backend {
         Ok(updated > 0)
     }
 
+    /// When the oldest job that is due at `now` and held by no live lease became due (the
+    /// start of the queue lag); `None` when nothing waits. The claim's own filter, walked in
+    /// `next_due_at` order on the `sync_state_due` index and stopped at the first match.
+    pub async fn oldest_waiting_due_at(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row: Option<(DbTime,)> = sqlx::query_as(
+            "SELECT s.next_due_at FROM sync_state s JOIN members m ON m.id = s.member_id \
+             JOIN companies c ON c.id = m.company_id \
+             WHERE m.active AND c.active AND c.provider <> 'none' AND s.next_due_at <= $1 \
+             AND (s.lease_owner IS NULL OR s.lease_expires_at IS NULL OR s.lease_expires_at <= $1) \
+             ORDER BY s.next_due_at LIMIT 1",
+        )
+        .bind(DbTime::new(now))
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(|(at,)| at.0))
+    }
+
     /// Deletes attempts that finished before `older_than`, except the latest of each
     /// (member, channel), which the stall rule still needs. Status and its history stay.
     pub async fn prune_attempts(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {

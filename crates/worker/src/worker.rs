@@ -358,6 +358,7 @@ impl Worker {
         let mut next_stall_pass = Instant::now();
         let mut next_retention_pass = Instant::now();
         info!(owner = %self.owner(), concurrency = self.inner.config.concurrency, "worker started");
+        let queue_lag = self.spawn_queue_lag(cancel.clone());
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -404,7 +405,40 @@ impl Worker {
         }
         info!(owner = %self.owner(), in_flight = tracker.len(), "worker stopping: no more claims");
         self.drain(tracker, abandon, &cancel).await;
+        let _ = queue_lag.await;
         info!(owner = %self.owner(), "worker stopped");
+    }
+
+    /// Samples the queue lag every [`events::QUEUE_LAG_INTERVAL`] until `cancel` fires, in
+    /// a task of its own, so a daemon whose permits are all busy still reports its backlog.
+    fn spawn_queue_lag(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let worker = self.clone();
+        tokio::spawn(async move {
+            loop {
+                worker.sample_queue_lag().await;
+                if sleep_or_cancel(events::QUEUE_LAG_INTERVAL, &cancel).await {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Sets the queue-lag gauge: the age of the oldest due job no live lease holds (0
+    /// when none waits). One index-backed read; a failure is our own (logged, counted).
+    pub async fn sample_queue_lag(&self) {
+        let now = OffsetDateTime::now_utc();
+        match self.inner.store.oldest_waiting_due_at(now).await {
+            Ok(oldest) => {
+                let lag = oldest.map_or(Duration::ZERO, |due| {
+                    Duration::try_from(now - due).unwrap_or(Duration::ZERO)
+                });
+                events::queue_lag(lag);
+            }
+            Err(error) => {
+                self.inner.health.database_failed();
+                events::own_failure("queue_lag", &error, None);
+            }
+        }
     }
 
     /// Deletes attempts older than `attempts_max_age` (each channel keeps the attempts its
@@ -693,6 +727,7 @@ impl Worker {
         };
         let elapsed = clock.elapsed();
         let finished_at = OffsetDateTime::now_utc();
+        events::token_requests(job.provider, &attempt.token_requests);
         if let Some(request_id) = &attempt.request_id {
             tracing::Span::current().record("request_id", request_id.as_str());
         }
