@@ -521,6 +521,53 @@ async fn expired_leases_are_reclaimed(backend: Backend) {
     );
 }
 
+/// The queue lag's start: the oldest due job that no live lease holds.
+async fn oldest_waiting_due_job_skips_live_leases_and_future_jobs(backend: Backend) {
+    let db = many_members(backend, 2).await;
+    let lease = Duration::minutes(1);
+    // Before anything is due: nothing waits.
+    let before = NOW - Duration::seconds(1);
+    assert_eq!(db.store.oldest_waiting_due_at(before).await.unwrap(), None);
+    // All four jobs became due at apply time.
+    let later = NOW + Duration::seconds(30);
+    assert_eq!(
+        db.store.oldest_waiting_due_at(later).await.unwrap(),
+        Some(NOW)
+    );
+    // Three claimed: the fourth still waits since NOW.
+    let claimed = db.store.claim_due("a", later, lease, 3).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(
+        db.store.oldest_waiting_due_at(later).await.unwrap(),
+        Some(NOW)
+    );
+    // All claimed: nothing waits while the leases live.
+    let last = db.store.claim_due("a", later, lease, 3).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(db.store.oldest_waiting_due_at(later).await.unwrap(), None);
+    // One is given back due an hour from now: still nothing waits.
+    db.store
+        .release(&last[0], "a", Some(NOW + Duration::hours(1)))
+        .await
+        .unwrap();
+    assert_eq!(db.store.oldest_waiting_due_at(later).await.unwrap(), None);
+    // The other leases lapse: those jobs wait again, since NOW.
+    let expired = later + lease;
+    assert_eq!(
+        db.store.oldest_waiting_due_at(expired).await.unwrap(),
+        Some(NOW)
+    );
+    // A company no longer in the tenants file is deactivated: its lapsed jobs never wait.
+    db.store
+        .apply_tenants(&parse_tenants(TENANTS).unwrap(), NOW)
+        .await
+        .unwrap();
+    let claimable = db.store.claim_due("b", expired, lease, 100).await.unwrap();
+    assert!(!claimable.is_empty());
+    assert!(claimable.iter().all(|job| job.company_id != "big"));
+    assert_eq!(db.store.oldest_waiting_due_at(expired).await.unwrap(), None);
+}
+
 async fn attempt_write_releases_lease_and_advances_cursor(backend: Backend) {
     let db = many_members(backend, 1).await;
     let jobs = db
@@ -1990,6 +2037,7 @@ conformance!(
     apply_deactivates_absent_members_and_keeps_history,
     two_claimers_never_get_the_same_job,
     expired_leases_are_reclaimed,
+    oldest_waiting_due_job_skips_live_leases_and_future_jobs,
     attempt_write_releases_lease_and_advances_cursor,
     attempts_drive_statuses_history_and_banners,
     injected_failure_mid_write_leaves_nothing,
