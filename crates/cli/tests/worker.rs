@@ -182,6 +182,13 @@ fn refreshes(provider: &str, result: &str) -> String {
     )
 }
 
+/// The connect flow's code exchanges of `provider` that gave a grant.
+fn code_exchanges(provider: &str) -> String {
+    format!(
+        "datacap_token_requests_total{{provider=\"{provider}\",grant=\"authorization_code\",result=\"ok\"}}"
+    )
+}
+
 /// The user-by-user companies end to end: members connect through the consent screens
 /// (the daemon serves the connect flow and polls them at once, one token refresh each),
 /// then their grants break at the providers (revoked, a scope dropped, our client
@@ -223,8 +230,9 @@ fn user_by_user_cycle(postgres: bool) -> BTreeSet<String> {
             ) == 29
         },
     );
-    // Google: one refresh per member and scope (tokens are cached, so flaky's retries send
-    // none); Microsoft: one per attempt (it rotates refresh tokens).
+    // One code exchange per member who connected. Google: one refresh per member and scope
+    // (tokens are cached, so flaky's retries send none); Microsoft: one per attempt (it
+    // rotates refresh tokens).
     let microsoft_attempts =
         || h.count("SELECT COUNT(*) FROM import_attempts WHERE company_id = 'contoso'");
     let mut metrics = String::new();
@@ -234,6 +242,8 @@ fn user_by_user_cycle(postgres: bool) -> BTreeSet<String> {
             .map(|(_, text)| text)
             .unwrap_or_default();
         metric(&metrics, &refreshes("google_workspace", "ok")) == Some(17.0)
+            && metric(&metrics, &code_exchanges("google_workspace")) == Some(9.0)
+            && metric(&metrics, &code_exchanges("microsoft_365")) == Some(6.0)
             && metric(&metrics, &refreshes("microsoft_365", "ok"))
                 == Some(microsoft_attempts() as f64)
     });

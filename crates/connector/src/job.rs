@@ -149,15 +149,19 @@ pub enum GrantType {
     ClientCredentials,
     /// A member's own refresh token (user-by-user).
     RefreshToken,
+    /// The connect flow redeeming a member's authorization code (user-by-user).
+    AuthorizationCode,
 }
 
 impl GrantType {
-    /// The metric label: `jwt_bearer`, `client_credentials`, `refresh_token`.
+    /// The metric label: `jwt_bearer`, `client_credentials`, `refresh_token`,
+    /// `authorization_code`.
     pub fn as_str(self) -> &'static str {
         match self {
             GrantType::JwtBearer => "jwt_bearer",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::AuthorizationCode => "authorization_code",
         }
     }
 }

@@ -38,9 +38,10 @@ pub const RATE_LIMIT_WAIT_SECONDS: &str = "datacap_rate_limit_wait_seconds_total
 pub const TOKENS_ROTATED: &str = "datacap_refresh_tokens_rotated_total";
 /// Token failures: attempts whose outcome says a credential or grant was refused.
 pub const TOKEN_FAILURES: &str = "datacap_token_failures_total";
-/// Token requests (refreshes) sent by attempts, by provider, grant (`jwt_bearer`,
-/// `client_credentials`, `refresh_token`) and result (`ok` or the failure's outcome).
-/// Tokens served from a connector's cache send none.
+/// Token requests (refreshes) sent by attempts, and the connect flow's code exchanges, by
+/// provider, grant (`jwt_bearer`, `client_credentials`, `refresh_token`,
+/// `authorization_code`) and result (`ok` or the failure's outcome). Tokens served from a
+/// connector's cache send none.
 pub const TOKEN_REQUESTS: &str = "datacap_token_requests_total";
 /// Age in seconds of the oldest due job no live lease holds; 0 when none waits. Sampled
 /// every [`QUEUE_LAG_INTERVAL`] by the daemon.
@@ -202,6 +203,17 @@ pub(crate) fn token_requests(provider: Provider, requests: &[TokenRequest]) {
         )
         .increment(1);
     }
+}
+
+/// The connect flow redeemed a member's authorization code, with this outcome.
+pub fn code_exchanged(provider: Provider, outcome: Outcome) {
+    token_requests(
+        provider,
+        &[TokenRequest {
+            grant: datacap_connector::GrantType::AuthorizationCode,
+            outcome,
+        }],
+    );
 }
 
 /// The oldest waiting due job is `lag` old (zero when none waits).
