@@ -157,6 +157,20 @@ impl Store {
         dispatch!(self.claim_due(owner, now, lease, limit))
     }
 
+    /// Leases up to `limit` due jobs to `owner` for `lease`, companies taking turns, at
+    /// most `per_company` of one company, none of the companies in `skip`.
+    pub async fn claim_due_fair(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+        per_company: u32,
+        skip: &[String],
+    ) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self.claim_due_fair(owner, now, lease, limit, per_company, skip))
+    }
+
     /// Extends `owner`'s lease on `job` until `until`; false when the lease was lost.
     pub async fn heartbeat(
         &self,
