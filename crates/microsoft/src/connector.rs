@@ -336,6 +336,8 @@ struct GraphAnswer {
     body: Vec<u8>,
     request_id: Option<String>,
     retry_after: Option<Duration>,
+    /// The pause the tenant's gate took for this answer (its next `ready` waits it out).
+    gate_pause: Option<Duration>,
 }
 
 impl<'a> Run<'a> {
@@ -780,7 +782,12 @@ impl<'a> Run<'a> {
                     wait_ms = wait.as_millis() as u64,
                     "throttled; waiting as Retry-After asks"
                 );
-                tokio::time::sleep(wait).await;
+                // The tenant's gate paused for it (every request of the company waits,
+                // this retry in its `ready`): sleeping too would wait twice. Only a wait
+                // the gate did not take (the open gate, a capped pause) is slept here.
+                if answer.gate_pause.is_none_or(|pause| pause < wait) {
+                    tokio::time::sleep(wait).await;
+                }
                 continue;
             }
             let message = match &error {
@@ -841,7 +848,7 @@ impl<'a> Run<'a> {
             .await
             .map_err(|error| transport_failure(&error))?;
         let status = response.status().as_u16();
-        self.gate.answered(status, response.headers());
+        let gate_pause = self.gate.answered(status, response.headers());
         let request_id = datacap_connector::request_id(response.headers());
         let client_request_id = response
             .headers()
@@ -865,6 +872,7 @@ impl<'a> Run<'a> {
             body,
             request_id,
             retry_after,
+            gate_pause,
         })
     }
 }
