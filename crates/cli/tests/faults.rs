@@ -6,6 +6,9 @@
 //! connections reset mid-body. None of them may turn a member red before the threshold,
 //! crash the daemon, or keep it from resuming once the fault is gone.
 
+// The figures a run reaches are printed for the reader.
+#![allow(clippy::print_stderr)]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -279,8 +282,6 @@ fn a_429_storm_with_retry_after_stays_under_the_tenant_limit_and_turns_nobody_re
 }
 
 #[test]
-#[ignore = "fails: a slow tenant's jobs hold every worker permit and the fast tenant waits its \
-            FIFO turn (0 polls in 30 s with concurrency 4), see docs/reliability.md"]
 fn a_slow_tenant_never_starves_another() {
     let (google, microsoft) = (ids("w", 8), ids("f", 4));
     let h = Harness::two_tenants(
@@ -312,6 +313,7 @@ fn a_slow_tenant_never_starves_another() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let polled = h.count(fast) - before;
+    eprintln!("the fast tenant's 8 jobs were polled {polled} times in 30 s");
     assert!(
         polled >= 8 * 5,
         "the fast tenant's 8 jobs were polled {polled} times in 30 s"

@@ -4,7 +4,9 @@
 //!
 //! Limits, outermost first: a global semaphore (`concurrency`) caps attempts in flight,
 //! and a job is only claimed when a permit is free, so the daemon never holds leases it
-//! cannot work on; one attempt per member at a time (so with the connectors' own bounds a
+//! cannot work on; companies share the permits fairly (see `Share`: claims take turns
+//! across companies, and a company at its share of the permits is skipped, so a slow
+//! tenant's backlog never holds every permit while another tenant has work); one attempt per member at a time (so with the connectors' own bounds a
 //! mailbox never sees more than four requests in flight); a token bucket per company
 //! (`governor`, in `limits.rs`) spaces every provider request of a tenant, and a provider's
 //! `Retry-After` pauses the whole tenant. While an attempt runs, a
@@ -20,6 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -173,6 +176,12 @@ struct Inner {
     permits: Arc<Semaphore>,
     limits: Arc<TenantLimits>,
     member_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Attempts in flight per company (the claims' fair share is counted against it).
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    /// Active companies at the last look (the fair share divides the permits by it).
+    companies: AtomicUsize,
+    /// Signalled whenever an attempt's task ends (a company's share frees up).
+    job_ended: tokio::sync::Notify,
     credentials: Mutex<HashMap<String, CachedCredentials>>,
     health: Arc<Health>,
     report: Mutex<CycleReport>,
@@ -265,6 +274,9 @@ impl Worker {
                     config.schedule.max_retry_after,
                 )),
                 member_locks: Mutex::new(HashMap::new()),
+                in_flight: Arc::new(Mutex::new(HashMap::new())),
+                companies: AtomicUsize::new(1),
+                job_ended: tokio::sync::Notify::new(),
                 credentials: Mutex::new(HashMap::new()),
                 health: Arc::new(Health::new(stale_after)),
                 report: Mutex::new(CycleReport::default()),
@@ -313,6 +325,9 @@ impl Worker {
     /// (attempts in flight get the grace period).
     pub async fn run_once(&self, cancel: CancellationToken) -> Result<CycleReport, WorkerError> {
         self.take_report();
+        if let Ok(companies) = self.inner.store.active_company_ids().await {
+            self.set_companies(companies.len());
+        }
         let tracker = TaskTracker::new();
         let abandon = CancellationToken::new();
         let mut seen: HashSet<(String, Channel)> = HashSet::new();
@@ -337,7 +352,17 @@ impl Worker {
             }
             if fresh.is_empty() {
                 drop(permit);
-                break Ok(());
+                if tracker.is_empty() {
+                    break Ok(());
+                }
+                // Due jobs may be held back by their company's share (or the reserve)
+                // while attempts run: look again when one of them ends (or shortly, in
+                // case the last one ended just before we started waiting).
+                tokio::select! {
+                    () = cancel.cancelled() => break Ok(()),
+                    () = self.inner.job_ended.notified() => continue,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
             }
             self.spawn_jobs(&tracker, fresh, permit, &abandon).await;
         };
@@ -465,7 +490,10 @@ impl Worker {
     pub async fn stall_pass(&self) {
         let now = OffsetDateTime::now_utc();
         let companies = match self.inner.store.active_company_ids().await {
-            Ok(companies) => companies,
+            Ok(companies) => {
+                self.set_companies(companies.len());
+                companies
+            }
             Err(error) => {
                 self.inner.health.database_failed();
                 events::own_failure("stall_pass", &error, None);
@@ -529,26 +557,80 @@ impl Worker {
             .min(self.inner.config.claim_batch)
     }
 
+    /// Claims up to `limit` jobs (one per free permit), companies sharing the permits
+    /// (see `Share`): companies at their share are skipped and the others take turns;
+    /// when that leaves permits over, companies may borrow them beyond their share, except
+    /// `reserve` kept free for the other companies' next due jobs.
     async fn claim(&self, limit: u32) -> Result<Vec<Job>, datacap_store::StoreError> {
-        let now = OffsetDateTime::now_utc();
-        let lease =
-            time::Duration::try_from(self.inner.config.lease).unwrap_or(time::Duration::minutes(2));
-        match self
-            .inner
-            .store
-            .claim_due(self.owner(), now, lease, limit)
-            .await
-        {
+        let result = self.claim_fair(limit).await;
+        match &result {
             Ok(jobs) => {
                 self.inner.health.progress();
                 events::claimed(jobs.len());
-                Ok(jobs)
             }
-            Err(error) => {
-                self.inner.health.database_failed();
-                Err(error)
+            Err(_) => self.inner.health.database_failed(),
+        }
+        result
+    }
+
+    async fn claim_fair(&self, limit: u32) -> Result<Vec<Job>, datacap_store::StoreError> {
+        let inner = &self.inner;
+        let now = OffsetDateTime::now_utc();
+        let lease =
+            time::Duration::try_from(inner.config.lease).unwrap_or(time::Duration::minutes(2));
+        let share = Share::new(
+            inner.config.concurrency,
+            inner.companies.load(Ordering::Relaxed),
+        );
+        let in_flight = lock(&inner.in_flight).clone();
+        let skip: Vec<String> = in_flight
+            .iter()
+            .filter(|(_, running)| **running >= share.per_company)
+            .map(|(company, _)| company.clone())
+            .collect();
+        let per_company = u32::try_from(share.per_company).unwrap_or(u32::MAX);
+        let claimed = inner
+            .store
+            .claim_due_fair(self.owner(), now, lease, limit, per_company, &skip)
+            .await?;
+        // A company with attempts in flight may have been given more than its share left:
+        // the excess goes back at once (still due).
+        let mut held: HashMap<String, usize> = HashMap::new();
+        let mut jobs = Vec::with_capacity(claimed.len());
+        let mut at_share = !skip.is_empty();
+        for job in claimed {
+            let running = held
+                .entry(job.company_id.clone())
+                .or_insert_with(|| in_flight.get(&job.company_id).copied().unwrap_or(0));
+            if *running >= share.per_company {
+                at_share = true;
+                let _ = inner.store.release(&job, self.owner(), None).await;
+            } else {
+                *running += 1;
+                at_share |= *running >= share.per_company;
+                jobs.push(job);
             }
         }
+        let room = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(jobs.len());
+        if at_share && room > share.reserve {
+            // Nobody else has due work for these permits: lend them, keeping the reserve.
+            let lend = u32::try_from(room - share.reserve).unwrap_or(u32::MAX);
+            let borrowed = inner
+                .store
+                .claim_due_fair(self.owner(), now, lease, lend, lend, &[])
+                .await?;
+            jobs.extend(borrowed);
+        }
+        Ok(jobs)
+    }
+
+    /// Records how many companies are active (the fair share divides the permits by it).
+    fn set_companies(&self, companies: usize) {
+        self.inner
+            .companies
+            .store(companies.max(1), Ordering::Relaxed);
     }
 
     async fn spawn_jobs(
@@ -571,9 +653,13 @@ impl Worker {
             };
             let worker = self.clone();
             let abandon = abandon.clone();
+            // Counted before the next claim looks at the company's share.
+            let running = InFlight::start(&self.inner.in_flight, &job.company_id);
             tracker.spawn(async move {
                 let end = worker.run_job(job, abandon).await;
+                drop(running);
                 drop(permit);
+                worker.inner.job_ended.notify_one();
                 worker.count(end);
             });
         }
@@ -1021,6 +1107,60 @@ fn unreachable_connector(provider: Provider) -> Attempt {
     ))
 }
 
+/// How one worker's permits are shared among companies. A company's share is
+/// `concurrency / companies` (rounded up, at least one): a company with that many attempts
+/// in flight is skipped by the claims, and the claims take turns across the others, so a
+/// slow tenant's backlog cannot take every permit while the others have due work. Permits
+/// nobody else claims may be lent beyond a share, but `reserve` of them (one per other
+/// company, at most a share) are never lent, so a company whose jobs fall due while
+/// another's slow attempts run finds a free permit at the next claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Share {
+    per_company: usize,
+    reserve: usize,
+}
+
+impl Share {
+    fn new(concurrency: usize, companies: usize) -> Share {
+        let companies = companies.max(1);
+        let per_company = concurrency.div_ceil(companies).max(1);
+        Share {
+            per_company,
+            reserve: per_company
+                .min(companies - 1)
+                .min(concurrency.saturating_sub(1)),
+        }
+    }
+}
+
+/// One attempt in flight, counted for its company until dropped.
+struct InFlight {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    company: String,
+}
+
+impl InFlight {
+    fn start(counts: &Arc<Mutex<HashMap<String, usize>>>, company: &str) -> InFlight {
+        *lock(counts).entry(company.to_owned()).or_default() += 1;
+        InFlight {
+            counts: Arc::clone(counts),
+            company: company.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        if let Some(running) = counts.get_mut(&self.company) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                counts.remove(&self.company);
+            }
+        }
+    }
+}
+
 /// Stops a job's heartbeat task when dropped.
 struct HeartbeatGuard(CancellationToken);
 
@@ -1091,6 +1231,25 @@ mod tests {
             expected,
             "{context:?} {channel}"
         );
+    }
+
+    #[test]
+    fn permits_are_shared_among_companies() {
+        let share = |concurrency, companies| {
+            let share = Share::new(concurrency, companies);
+            (share.per_company, share.reserve)
+        };
+        // Alone, a company may use every permit.
+        assert_eq!(share(16, 1), (16, 0));
+        assert_eq!(share(16, 0), (16, 0));
+        // Two tenants, four permits: two each; one more may be lent, one stays free.
+        assert_eq!(share(4, 2), (2, 1));
+        assert_eq!(share(16, 2), (8, 1));
+        assert_eq!(share(16, 5), (4, 4));
+        // More companies than permits: one each, one permit kept for the others.
+        assert_eq!(share(16, 100), (1, 1));
+        // A single permit is never held back.
+        assert_eq!(share(1, 3), (1, 0));
     }
 
     #[test]
