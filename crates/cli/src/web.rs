@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use datacap_connector::OAuthClient;
-use datacap_core::Provider;
+use datacap_core::{Outcome, Provider};
 use datacap_store::{EncryptionKey, Store};
 use datacap_web::connect::{ConnectProvider, ExchangeFuture};
 use datacap_web::{App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, InviteKey};
@@ -327,8 +327,14 @@ impl Exchange for ConnectorExchange {
                     let client = self.google.as_ref().ok_or_else(missing)?;
                     let grant = connector
                         .exchange_code(client, code, redirect_uri, Some(verifier))
-                        .await
-                        .map_err(|error| ExchangeError(error.to_string()))?;
+                        .await;
+                    datacap_worker::events::code_exchanged(
+                        provider,
+                        grant
+                            .as_ref()
+                            .map_or_else(|e| e.0.outcome, |_| Outcome::Success),
+                    );
+                    let grant = grant.map_err(|error| ExchangeError(error.to_string()))?;
                     Ok(Exchanged {
                         refresh_token: grant.refresh_token,
                         scopes: grant.scope.split_whitespace().map(str::to_owned).collect(),
@@ -340,8 +346,15 @@ impl Exchange for ConnectorExchange {
                     let client = self.microsoft.as_ref().ok_or_else(missing)?;
                     let grant = connector
                         .exchange_code(client, code, redirect_uri, verifier)
-                        .await
-                        .map_err(|error| ExchangeError(error.to_string()))?;
+                        .await;
+                    datacap_worker::events::code_exchanged(
+                        provider,
+                        grant.as_ref().map_or_else(
+                            |e| e.outcome().unwrap_or(Outcome::ProviderError),
+                            |_| Outcome::Success,
+                        ),
+                    );
+                    let grant = grant.map_err(|error| ExchangeError(error.to_string()))?;
                     let refresh_token = grant.refresh_token.ok_or_else(|| {
                         ExchangeError("the answer carries no refresh token".to_owned())
                     })?;

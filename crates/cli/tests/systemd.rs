@@ -1,9 +1,10 @@
 //! `datacap run` under systemd, as a process: the readiness protocol on a real
 //! `NOTIFY_SOCKET` (a datagram socket in a temp dir, as systemd binds one): `READY=1` once
 //! it serves, `RELOADING=1`/`READY=1` around a SIGHUP, `STOPPING=1` on SIGTERM; and the
-//! SIGHUP reload itself: a changed log filter takes effect at once, a changed worker key
-//! is named as needing a restart, and a broken file is refused with every problem logged
-//! while the daemon keeps serving.
+//! SIGHUP reload itself: a changed log filter takes effect at once, a changed poll
+//! interval schedules the next attempts, a changed worker key that needs a restart is
+//! named, and a broken file is refused with every problem logged while the daemon keeps
+//! serving.
 
 mod common;
 
@@ -40,8 +41,8 @@ fn notify_socket(dir: &Path) -> (UnixDatagram, String) {
 }
 
 /// `datacap [--config FILE] run` with `NOTIFY_SOCKET`, logs to a file; the log level only
-/// from the config file when one is given.
-fn start(h: &Harness, notify: &str, config: Option<&Path>) -> Daemon {
+/// from the config file when one is given, and without the variables `unset`.
+fn start(h: &Harness, notify: &str, config: Option<&Path>, unset: &[&str]) -> Daemon {
     let http = free_port();
     let log = h.dir.path().join("run.log");
     let listen = http.to_string();
@@ -58,6 +59,9 @@ fn start(h: &Harness, notify: &str, config: Option<&Path>) -> Daemon {
     if config.is_some() {
         command.env_remove("DATACAP_LOG__LEVEL");
     }
+    for name in unset {
+        command.env_remove(name);
+    }
     let child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -70,7 +74,7 @@ fn start(h: &Harness, notify: &str, config: Option<&Path>) -> Daemon {
 fn run_reports_ready_then_stopping_on_the_notify_socket() {
     let h = Harness::new(SCENARIO, false);
     let (socket, path) = notify_socket(h.dir.path());
-    let mut daemon = start(&h, &path, None);
+    let mut daemon = start(&h, &path, None, &[]);
     let ready = receive(&socket);
     assert_state(&ready, "READY=1");
     // Ready means the database answered and the listener is bound: it serves right away.
@@ -100,7 +104,7 @@ fn sighup_applies_the_log_filter_names_restart_keys_and_refuses_a_broken_file() 
         "[log]\nlevel = \"warn\"\n\n[worker]\nconcurrency = 4\n",
     )
     .unwrap();
-    let mut daemon = start(&h, &path, Some(&config));
+    let mut daemon = start(&h, &path, Some(&config), &[]);
     assert_state(&receive(&socket), "READY=1");
 
     // A reloadable key (the log filter) and one that needs a restart.
@@ -170,6 +174,65 @@ fn sighup_applies_the_log_filter_names_restart_keys_and_refuses_a_broken_file() 
     assert!(daemon.child.try_wait().unwrap().is_none(), "still running");
     assert_eq!(daemon.get("/healthz").map(|(status, _)| status), Some(200));
 
+    daemon.signal("-TERM");
+    assert_state(&receive(&socket), "STOPPING=1");
+    let status = daemon.wait(Duration::from_secs(60)).expect("exits");
+    assert!(status.success(), "{status:?}\n{}", tail(&daemon.logs()));
+}
+
+/// Email channels due later than `minutes` from now (the database's clock).
+fn email_due_beyond(h: &Harness, minutes: u32) -> i64 {
+    h.count(&format!(
+        "SELECT COUNT(*) FROM sync_state WHERE channel = 'email' \
+         AND next_due_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+{minutes} minutes')"
+    ))
+}
+
+#[test]
+fn sighup_applies_a_new_poll_interval_to_the_next_attempts() {
+    let h = Harness::new(SCENARIO, false);
+    h.apply();
+    let (socket, path) = notify_socket(h.dir.path());
+    let config = h.dir.path().join("datacap.toml");
+    let interval = |email: &str| {
+        format!("[log]\nlevel = \"info\"\n\n[worker]\nemail_interval = \"{email}\"\n")
+    };
+    std::fs::write(&config, interval("1s")).unwrap();
+    // The interval comes from the file alone (the harness sets it in the environment).
+    let mut daemon = start(
+        &h,
+        &path,
+        Some(&config),
+        &["DATACAP_WORKER__EMAIL_INTERVAL"],
+    );
+    assert_state(&receive(&socket), "READY=1");
+    let successes =
+        "SELECT COUNT(*) FROM import_attempts WHERE channel = 'email' AND outcome = 'success'";
+    eventually(
+        "healthy mailboxes are polled every second",
+        Duration::from_secs(60),
+        || h.count(successes) >= 8,
+    );
+    // No schedule reaches 90 minutes out: 1s on success, 30m (± 10%) re-checks.
+    assert_eq!(email_due_beyond(&h, 90), 0);
+
+    std::fs::write(&config, interval("2h")).unwrap();
+    daemon.signal("-HUP");
+    assert_state(&receive(&socket), "RELOADING=1");
+    assert_state(&receive(&socket), "READY=1");
+    // The next successful email attempt is scheduled two hours (± 10%) later.
+    eventually(
+        "an email channel is scheduled two hours out",
+        Duration::from_secs(60),
+        || email_due_beyond(&h, 90) > 0,
+    );
+    let logs = daemon.logs();
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("config key applied")
+                && line.contains("worker.email_interval")),
+        "{logs}"
+    );
     daemon.signal("-TERM");
     assert_state(&receive(&socket), "STOPPING=1");
     let status = daemon.wait(Duration::from_secs(60)).expect("exits");

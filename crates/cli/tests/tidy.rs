@@ -68,3 +68,27 @@ fn no_stubs_are_left() {
         .collect();
     assert!(offenders.is_empty(), "stubs in: {offenders:?}");
 }
+
+/// Every metric the worker defines has its row in docs/operations.md's Metrics table
+/// (name, type, labels, meaning), so operators never meet an undocumented series.
+#[test]
+fn every_metric_is_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let events = std::fs::read_to_string(root.join("crates/worker/src/events.rs")).unwrap();
+    let docs = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    let names: Vec<&str> = events
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|text| text.starts_with("datacap_"))
+        .collect();
+    assert!(names.len() >= 15, "found the metric names: {names:?}");
+    let undocumented: Vec<&&str> = names
+        .iter()
+        .filter(|name| !docs.contains(&format!("| `{name}` |")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "metrics without a row in docs/operations.md: {undocumented:?}"
+    );
+}

@@ -1,19 +1,22 @@
 //! `datacap run` end to end: the real binary against the real sim over loopback and a real
 //! database (a SQLite file, or a fresh PostgreSQL database per test), going through
-//! `apply` → `run --once` → `status --format json` and checking the reasons that real
-//! provider answers produce, that a second run imports nothing twice, recovery, stall
-//! detection, graceful shutdown, two daemons sharing PostgreSQL, a database that drops its
-//! connections mid-run, and `datacap demo --once`.
+//! `apply` → `run --once` → `status --format json` for a company per provider and
+//! connection mode (user-by-user members connect through the consent screens) and checking
+//! the reasons that real provider answers produce (together every reason code), that a
+//! second run imports nothing twice, recovery, stall detection, graceful shutdown, two
+//! daemons sharing PostgreSQL, a database that drops its connections mid-run, `/metrics`
+//! (queue lag, token requests by result) and `datacap demo --once`.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
-fn check_first_cycle(h: &Harness) {
+fn check_first_cycle(h: &Harness, seen: &mut BTreeSet<String>) {
     h.apply();
     let output = h.command(&[], &["run", "--once"]).output().unwrap();
     let summary = ok(&output);
@@ -23,6 +26,7 @@ fn check_first_cycle(h: &Harness) {
         tail(&String::from_utf8_lossy(&output.stderr))
     );
     let status = h.status();
+    seen.extend(reasons_seen(&status));
     for (member, email, calendar) in [
         ("admin", "importing", "importing"),
         ("ada", "importing", "importing"),
@@ -80,9 +84,11 @@ fn check_first_cycle(h: &Harness) {
     );
 }
 
-fn company_wide_cycle(postgres: bool) {
+/// The company-wide companies end to end; the reasons their members showed on the way.
+fn company_wide_cycle(postgres: bool) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
     let h = Harness::new(SCENARIO, postgres);
-    check_first_cycle(&h);
+    check_first_cycle(&h, &mut seen);
     let items = h.count("SELECT COUNT(*) FROM email_items");
     assert_eq!(items, 6 + 9 + 7, "every healthy member's mail, once");
 
@@ -125,7 +131,9 @@ fn company_wide_cycle(postgres: bool) {
     // Transients in a row turn red; the backoff is 1 s here.
     eventually("flaky turns red", Duration::from_secs(30), || {
         h.datacap(&[], &["run", "--once"]);
-        email_reason(&h.status(), "globex", "flaky") == "technical_failure"
+        let status = h.status();
+        seen.extend(reasons_seen(&status));
+        email_reason(&status, "globex", "flaky") == "technical_failure"
     });
 
     // Recovery: the fault is removed at the provider → green on the next run.
@@ -146,18 +154,341 @@ fn company_wide_cycle(postgres: bool) {
     ];
     eventually("admin's email stalls", Duration::from_secs(30), || {
         h.datacap(&stalled, &["run", "--once"]);
-        email_reason(&h.status(), "globex", "admin") == "import_stalled"
+        let status = h.status();
+        seen.extend(reasons_seen(&status));
+        email_reason(&status, "globex", "admin") == "import_stalled"
     });
+    seen
+}
+
+/// The members of the user-by-user companies who connect.
+const INITECH_CONNECTS: [&str; 9] = [
+    "peter",
+    "revoked",
+    "scopeless",
+    "badclient",
+    "policy",
+    "nomail",
+    "flaky",
+    "singer",
+    "nonrec",
+];
+const CONTOSO_CONNECTS: [&str; 6] = ["megan", "rex", "nora", "sam", "pat", "nolicence"];
+
+/// The refresh-token requests of `provider` that ended in `result`, as `/metrics` shows.
+fn refreshes(provider: &str, result: &str) -> String {
+    format!(
+        "datacap_token_requests_total{{provider=\"{provider}\",grant=\"refresh_token\",result=\"{result}\"}}"
+    )
+}
+
+/// The connect flow's code exchanges of `provider` that gave a grant.
+fn code_exchanges(provider: &str) -> String {
+    format!(
+        "datacap_token_requests_total{{provider=\"{provider}\",grant=\"authorization_code\",result=\"ok\"}}"
+    )
+}
+
+/// The user-by-user companies end to end: members connect through the consent screens
+/// (the daemon serves the connect flow and polls them at once, one token refresh each),
+/// then their grants break at the providers (revoked, a scope dropped, our client
+/// refused) and `run --once` records what the token endpoints answer; the reasons seen.
+fn user_by_user_cycle(postgres: bool) -> BTreeSet<String> {
+    let u = UserByUser::new(postgres);
+    let h = &u.h;
+    let mut seen = BTreeSet::new();
+    // Each job runs once after its member connects, and not again in this phase.
+    let once = [
+        ("DATACAP_WORKER__EMAIL_INTERVAL", "1h"),
+        ("DATACAP_WORKER__CALENDAR_INTERVAL", "1h"),
+    ];
+    let mut daemon = u.daemon("connect", &once);
+    eventually("the daemon is ready", Duration::from_secs(30), || {
+        daemon
+            .get("/readyz")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let status = h.status();
+    seen.extend(reasons_seen(&status));
+    assert_eq!(
+        reasons(&status, "contoso", "megan"),
+        (
+            "member_not_connected".to_owned(),
+            "member_not_connected".to_owned()
+        )
+    );
+    u.connect("initech", &INITECH_CONNECTS);
+    u.connect("contoso", &CONTOSO_CONNECTS);
+    // Every connected member's channels are polled at once (nonrec's calendar is off by
+    // the company's settings).
+    eventually(
+        "every connected member is polled",
+        Duration::from_secs(60),
+        || {
+            h.count(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT member_id, channel FROM import_attempts) AS jobs",
+            ) == 29
+        },
+    );
+    // One code exchange per member who connected. Google: one refresh per member and scope
+    // (tokens are cached, so flaky's retries send none); Microsoft: one per attempt (it
+    // rotates refresh tokens).
+    let microsoft_attempts =
+        || h.count("SELECT COUNT(*) FROM import_attempts WHERE company_id = 'contoso'");
+    let mut metrics = String::new();
+    eventually("the refreshes are counted", Duration::from_secs(30), || {
+        metrics = daemon
+            .get("/metrics")
+            .map(|(_, text)| text)
+            .unwrap_or_default();
+        metric(&metrics, &refreshes("google_workspace", "ok")) == Some(17.0)
+            && metric(&metrics, &code_exchanges("google_workspace")) == Some(9.0)
+            && metric(&metrics, &code_exchanges("microsoft_365")) == Some(6.0)
+            && metric(&metrics, &refreshes("microsoft_365", "ok"))
+                == Some(microsoft_attempts() as f64)
+    });
+    assert_eq!(microsoft_attempts(), 12);
+    assert!(
+        !metrics
+            .lines()
+            .any(|line| line.starts_with("datacap_token_requests_total")
+                && !line.contains("result=\"ok\"")),
+        "no refresh was refused yet:\n{metrics}"
+    );
+    daemon.signal("-TERM");
+    assert!(
+        daemon
+            .wait(Duration::from_secs(30))
+            .is_some_and(|exit| exit.success()),
+        "{}",
+        tail(&daemon.logs())
+    );
+
+    // The grants break at the providers: real token endpoint answers from now on.
+    let broken = [
+        ("initech", "revoked", "invalid_grant_revoked"),
+        ("initech", "scopeless", "refresh_scope_missing"),
+        ("initech", "badclient", "invalid_client"),
+        ("contoso", "rex", "grant_expired_or_revoked"),
+        ("contoso", "nora", "consent_required"),
+        ("contoso", "sam", "invalid_client_secret"),
+    ];
+    for (tenant, user, fault) in broken {
+        h.control(
+            "faults",
+            json!({"tenant": tenant, "user": format!("{user}@{tenant}.example"), "fault": fault}),
+        );
+    }
+    for member in INITECH_CONNECTS.iter().chain(&CONTOSO_CONNECTS) {
+        h.datacap(&[], &["poll", "--member", member]);
+    }
+    let output = h.command(&[], &["run", "--once"]).output().unwrap();
+    let summary = ok(&output);
+    assert!(
+        summary.starts_with("polled 29 member-channels"),
+        "{summary}\n{}",
+        tail(&String::from_utf8_lossy(&output.stderr))
+    );
+    let status = h.status();
+    seen.extend(reasons_seen(&status));
+    for (company, member, email, calendar) in [
+        ("initech", "peter", "importing", "importing"),
+        (
+            "initech",
+            "newbie",
+            "member_not_connected",
+            "member_not_connected",
+        ),
+        // Refresh `invalid_grant` "Token has been expired or revoked." → grant_invalid.
+        (
+            "initech",
+            "revoked",
+            "member_connection_invalid",
+            "member_connection_invalid",
+        ),
+        // A refresh answer whose `scope` lacks Gmail and Calendar → not_authorized.
+        (
+            "initech",
+            "scopeless",
+            "member_connection_invalid",
+            "member_connection_invalid",
+        ),
+        // `invalid_client` on the refresh → credential_rejected.
+        (
+            "initech",
+            "badclient",
+            "app_credential_invalid",
+            "app_credential_invalid",
+        ),
+        // Gmail 403 domainPolicy → access_denied.
+        (
+            "initech",
+            "policy",
+            "provider_permission_denied",
+            "importing",
+        ),
+        ("initech", "singer", "importing", "importing"),
+        (
+            "initech",
+            "nonrec",
+            "importing",
+            "company_non_recorded_import_disabled",
+        ),
+        ("initech", "quiet", "disabled", "disabled"),
+        ("contoso", "megan", "importing", "importing"),
+        (
+            "contoso",
+            "adele",
+            "member_not_connected",
+            "member_not_connected",
+        ),
+        // AADSTS70008 (bad_token) → grant_invalid.
+        (
+            "contoso",
+            "rex",
+            "member_connection_invalid",
+            "member_connection_invalid",
+        ),
+        // AADSTS65001 consent_required → not_authorized.
+        (
+            "contoso",
+            "nora",
+            "member_connection_invalid",
+            "member_connection_invalid",
+        ),
+        // AADSTS7000215 → credential_rejected.
+        (
+            "contoso",
+            "sam",
+            "app_credential_invalid",
+            "app_credential_invalid",
+        ),
+        (
+            "hooli",
+            "gavin",
+            "company_permission_missing",
+            "company_permission_missing",
+        ),
+        (
+            "umbrella",
+            "alice",
+            "provider_not_connected",
+            "provider_not_connected",
+        ),
+    ] {
+        assert_eq!(
+            reasons(&status, company, member),
+            (email.to_owned(), calendar.to_owned()),
+            "{company}/{member}"
+        );
+    }
+    for (company, member, email) in [
+        // Gmail 400 failedPrecondition "Mail service not enabled" → mailbox_unavailable.
+        ("initech", "nomail", "mailbox_unavailable"),
+        // Graph 403 with the application access policy's text → access_denied.
+        ("contoso", "pat", "provider_permission_denied"),
+        // Graph 404 MailboxNotEnabledForRESTAPI → mailbox_unavailable.
+        ("contoso", "nolicence", "mailbox_unavailable"),
+    ] {
+        assert_eq!(
+            email_reason(&status, company, member),
+            email,
+            "{company}/{member}"
+        );
+    }
+    assert_eq!(capture_reason(&status, "initech", "singer"), "seat_missing");
+    assert_eq!(capture_reason(&status, "initech", "peter"), "importing");
+    // `remind` lists the members whose grant broke, to reconnect.
+    let listed: Value = serde_json::from_str(
+        &h.datacap(&[], &["remind", "--company", "contoso", "--format", "json"]),
+    )
+    .unwrap();
+    let to_remind: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["member_id"].as_str().unwrap(),
+                row["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        to_remind,
+        [
+            ("adele", "member_not_connected"),
+            ("nora", "member_connection_invalid"),
+            ("rex", "member_connection_invalid")
+        ]
+    );
+    // Transients in a row turn red (the backoff is 1 s here).
+    eventually("flaky turns red", Duration::from_secs(60), || {
+        h.datacap(&[], &["run", "--once"]);
+        email_reason(&h.status(), "initech", "flaky") == "technical_failure"
+    });
+
+    // A daemon polls the broken grants again: each refused refresh is counted by result.
+    for (_, member, _) in broken {
+        h.datacap(&[], &["poll", "--member", member]);
+    }
+    let daemon = u.daemon("refused", &once);
+    eventually(
+        "the refused refreshes are counted",
+        Duration::from_secs(60),
+        || {
+            let text = daemon
+                .get("/metrics")
+                .map(|(_, text)| text)
+                .unwrap_or_default();
+            ["google_workspace", "microsoft_365"]
+                .iter()
+                .all(|provider| {
+                    ["grant_invalid", "not_authorized", "credential_rejected"]
+                        .iter()
+                        .all(|result| metric(&text, &refreshes(provider, result)) == Some(2.0))
+                })
+        },
+    );
+    drop(daemon);
+
+    // The company switches its calendar import off: every calendar says so.
+    u.apply_tenants(false);
+    h.datacap(&[], &["run", "--once"]);
+    let status = h.status();
+    seen.extend(reasons_seen(&status));
+    assert_eq!(
+        reasons(&status, "initech", "peter").1,
+        "company_calendar_import_disabled"
+    );
+    seen
+}
+
+/// Both connection modes of both providers end to end, at once; together their members
+/// reach every reason code of STATUS_MODEL.md.
+fn every_mode_and_reason(postgres: bool) {
+    let by_user = std::thread::spawn(move || user_by_user_cycle(postgres));
+    let mut seen = company_wide_cycle(postgres);
+    seen.extend(by_user.join().expect("the user-by-user cycle passed"));
+    let missing: Vec<&str> = EVERY_REASON
+        .into_iter()
+        .filter(|reason| !seen.contains(*reason))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never reached: {missing:?} (seen {seen:?})"
+    );
+    assert_eq!(seen.len(), EVERY_REASON.len(), "unknown reasons: {seen:?}");
 }
 
 #[test]
-fn company_wide_google_and_microsoft_on_sqlite() {
-    company_wide_cycle(false);
+fn both_connection_modes_of_google_and_microsoft_reach_every_reason_on_sqlite() {
+    every_mode_and_reason(false);
 }
 
 #[test]
-fn company_wide_google_and_microsoft_on_postgres() {
-    company_wide_cycle(true);
+fn both_connection_modes_of_google_and_microsoft_reach_every_reason_on_postgres() {
+    every_mode_and_reason(true);
 }
 
 /// Every reason code of STATUS_MODEL.md, as the status table prints them.
@@ -561,4 +892,103 @@ fn a_retry_after_from_one_member_holds_back_the_company() {
         requests <= 2,
         "a token request at most, then the throttled call: {requests}"
     );
+}
+
+/// Issue 7's `/metrics`: the queue lag while a backlog waits (one job at a time, every
+/// Gmail answer of globex slow), back to 0 once it is done; company-wide token requests by
+/// grant and result.
+fn queue_lag_and_company_wide_tokens(postgres: bool) {
+    let scenario = SCENARIO.replacen(
+        "\n[[tenant.user]]\nemail = \"admin@globex.example\"",
+        "\n[[tenant.fault]]\nfault = \"latency\"\nlatency_ms = 1500\nendpoint = \"gmail\"\n\n\
+         [[tenant.user]]\nemail = \"admin@globex.example\"",
+        1,
+    );
+    assert_ne!(scenario, SCENARIO);
+    let h = Harness::new(&scenario, postgres);
+    h.apply();
+    let daemon = h.daemon(
+        "lag",
+        &[
+            ("DATACAP_WORKER__CONCURRENCY", "1"),
+            ("DATACAP_WORKER__CLAIM_BATCH", "1"),
+            ("DATACAP_WORKER__EMAIL_INTERVAL", "1h"),
+            ("DATACAP_WORKER__CALENDAR_INTERVAL", "1h"),
+        ],
+    );
+    let scrape = || {
+        daemon
+            .get("/metrics")
+            .map(|(_, text)| text)
+            .unwrap_or_default()
+    };
+    let lag = "datacap_queue_lag_seconds";
+    let mut text = String::new();
+    eventually("the queue lag grows", Duration::from_secs(40), || {
+        text = scrape();
+        metric(&text, lag).is_some_and(|seconds| seconds >= 2.0)
+    });
+    let waiting = h.count(
+        "SELECT COUNT(*) FROM sync_state WHERE last_attempt_at IS NULL AND lease_owner IS NULL",
+    );
+    assert!(waiting > 0, "a backlog is due: {text}");
+    eventually("every job has run once", Duration::from_secs(120), || {
+        h.count("SELECT COUNT(*) FROM (SELECT DISTINCT member_id, channel FROM import_attempts) AS jobs") == 20
+    });
+    // Only flaky comes due again (its backoff is 1 s, and one job at a time keeps one of
+    // its channels waiting): once it recovers nothing is due and the lag drops back to 0.
+    h.control(
+        "faults/clear",
+        json!({"tenant": "globex", "user": "flaky@globex.example"}),
+    );
+    eventually(
+        "the queue lag is back to 0",
+        Duration::from_secs(60),
+        || {
+            text = scrape();
+            metric(&text, lag) == Some(0.0)
+        },
+    );
+    for (series, what) in [
+        (
+            "datacap_token_requests_total{provider=\"google_workspace\",grant=\"jwt_bearer\",result=\"ok\"}",
+            "delegation tokens",
+        ),
+        // nodwd: `unauthorized_client` on the delegation grant.
+        (
+            "datacap_token_requests_total{provider=\"google_workspace\",grant=\"jwt_bearer\",result=\"not_authorized\"}",
+            "a delegation refused",
+        ),
+        // badsig: "Invalid JWT Signature."
+        (
+            "datacap_token_requests_total{provider=\"google_workspace\",grant=\"jwt_bearer\",result=\"credential_rejected\"}",
+            "a key refused",
+        ),
+        (
+            "datacap_token_requests_total{provider=\"microsoft_365\",grant=\"client_credentials\",result=\"ok\"}",
+            "app tokens",
+        ),
+    ] {
+        assert!(
+            metric(&text, series).is_some_and(|count| count >= 1.0),
+            "{what}: {series}\n{text}"
+        );
+    }
+    // Microsoft caches the tenant's app token: fewer requests than its six attempts.
+    let app_tokens = metric(
+        &text,
+        "datacap_token_requests_total{provider=\"microsoft_365\",grant=\"client_credentials\",result=\"ok\"}",
+    )
+    .unwrap();
+    assert!(app_tokens < 6.0, "{app_tokens} app token requests");
+}
+
+#[test]
+fn metrics_show_the_queue_lag_and_token_requests_on_sqlite() {
+    queue_lag_and_company_wide_tokens(false);
+}
+
+#[test]
+fn metrics_show_the_queue_lag_and_token_requests_on_postgres() {
+    queue_lag_and_company_wide_tokens(true);
 }

@@ -28,8 +28,9 @@ pub trait RequestGate: Send + Sync {
     fn ready(&self) -> GateFuture<'_>;
 
     /// A provider answer asked the tenant to wait `wait` (`429` or `503` with
-    /// `Retry-After`). The implementation caps it.
-    fn pause(&self, wait: Duration);
+    /// `Retry-After`). The implementation caps it, and returns how long from now its
+    /// `ready` will hold every request of the tenant (`None`: it took no pause).
+    fn pause(&self, wait: Duration) -> Option<Duration>;
 }
 
 /// What a connector awaits before each provider request. Cheap to clone; the default is
@@ -57,14 +58,15 @@ impl Gate {
     }
 
     /// Reports an answer: a `429` or `503` carrying a valid `Retry-After` pauses the
-    /// tenant; anything else is ignored.
-    pub fn answered(&self, status: u16, headers: &HeaderMap) {
-        if let Some(policy) = &self.0
-            && (status == 429 || status == 503)
-            && let Some(wait) = crate::http::retry_after(headers, SystemTime::now())
-        {
-            policy.pause(wait);
+    /// tenant; anything else is ignored. Returns the pause the gate took: the next
+    /// [`Gate::ready`] waits it out, so a connector that retries after a `Retry-After`
+    /// must not also sleep it (only a wait longer than the gate's is the connector's own).
+    pub fn answered(&self, status: u16, headers: &HeaderMap) -> Option<Duration> {
+        let policy = self.0.as_ref()?;
+        if status != 429 && status != 503 {
+            return None;
         }
+        policy.pause(crate::http::retry_after(headers, SystemTime::now())?)
     }
 }
 
@@ -99,8 +101,9 @@ mod tests {
             })
         }
 
-        fn pause(&self, wait: Duration) {
+        fn pause(&self, wait: Duration) -> Option<Duration> {
             self.pauses.lock().expect("lock").push(wait);
+            Some(wait)
         }
     }
 
@@ -113,12 +116,12 @@ mod tests {
         assert_eq!(*recorder.readies.lock().expect("lock"), 2);
 
         let mut headers = HeaderMap::new();
-        gate.answered(429, &headers); // no Retry-After
+        assert_eq!(gate.answered(429, &headers), None); // no Retry-After
         headers.insert("retry-after", HeaderValue::from_static("7"));
-        gate.answered(200, &headers);
-        gate.answered(403, &headers);
-        gate.answered(429, &headers);
-        gate.answered(503, &headers);
+        assert_eq!(gate.answered(200, &headers), None);
+        assert_eq!(gate.answered(403, &headers), None);
+        assert_eq!(gate.answered(429, &headers), Some(Duration::from_secs(7)));
+        assert_eq!(gate.answered(503, &headers), Some(Duration::from_secs(7)));
         assert_eq!(
             *recorder.pauses.lock().expect("lock"),
             [Duration::from_secs(7), Duration::from_secs(7)]
@@ -127,7 +130,11 @@ mod tests {
         // The open gate never waits and ignores everything.
         let open = Gate::open();
         open.ready().await;
-        open.answered(429, &headers);
+        assert_eq!(
+            open.answered(429, &headers),
+            None,
+            "the open gate takes no pause"
+        );
         assert_eq!(format!("{open:?}"), "Gate(open)");
         assert_eq!(format!("{gate:?}"), "Gate(tenant)");
     }

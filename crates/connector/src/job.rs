@@ -135,6 +135,44 @@ pub struct Attempt {
     pub rotated_refresh_token: Option<RotatedToken>,
     /// HTTP requests this attempt made.
     pub requests: u32,
+    /// The token requests this attempt sent (a token from the connector's cache sends
+    /// none), each with how it ended, for the token metrics.
+    pub token_requests: Vec<TokenRequest>,
+}
+
+/// The OAuth grant a token request used: it tells the connection mode apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GrantType {
+    /// Google domain-wide delegation: a JWT-bearer assertion per member (company-wide).
+    JwtBearer,
+    /// Microsoft app-only client credentials (company-wide).
+    ClientCredentials,
+    /// A member's own refresh token (user-by-user).
+    RefreshToken,
+    /// The connect flow redeeming a member's authorization code (user-by-user).
+    AuthorizationCode,
+}
+
+impl GrantType {
+    /// The metric label: `jwt_bearer`, `client_credentials`, `refresh_token`,
+    /// `authorization_code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::JwtBearer => "jwt_bearer",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::AuthorizationCode => "authorization_code",
+        }
+    }
+}
+
+/// One token request of an attempt and how it ended: `Success` when it gave a usable
+/// access token, else the outcome the answer maps to (a Google refresh answer without the
+/// needed scope is `NotAuthorized`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub grant: GrantType,
+    pub outcome: Outcome,
 }
 
 /// A refresh token the provider handed back in place of the one we sent.
@@ -169,6 +207,7 @@ impl Attempt {
             retry_after: None,
             rotated_refresh_token: None,
             requests: 0,
+            token_requests: Vec::new(),
         }
     }
 

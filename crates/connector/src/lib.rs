@@ -11,6 +11,6 @@ pub mod job;
 pub use gate::{Gate, GateFuture, RequestGate};
 pub use http::{HttpLimits, build_client, read_body, request_id, retry_after, transport_failure};
 pub use job::{
-    Attempt, Connector, Failure, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
-    RotatedToken, ServiceAccountKey,
+    Attempt, Connector, Failure, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
+    OAuthClient, RotatedToken, ServiceAccountKey, TokenRequest,
 };

@@ -169,6 +169,7 @@ impl GoogleConnector {
             Err(failure) => Attempt::failed(failure),
         };
         attempt.requests = session.requests();
+        attempt.token_requests = session.token_requests();
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if attempt.outcome == Outcome::Success {
             tracing::info!(

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
 
 use datacap_connector::{
-    Failure, Gate, ImportJob, JobAuth, OAuthClient, read_body, request_id, retry_after,
-    transport_failure,
+    Failure, Gate, GrantType, ImportJob, JobAuth, OAuthClient, TokenRequest, read_body, request_id,
+    retry_after, transport_failure,
 };
 use datacap_core::Outcome;
 use secrecy::{ExposeSecret, SecretString};
@@ -159,6 +159,8 @@ pub(crate) struct Session<'a> {
     pub job: &'a ImportJob,
     /// HTTP requests made so far (calls may run concurrently).
     requests: AtomicU32,
+    /// The token requests sent so far and how each ended.
+    token_requests: std::sync::Mutex<Vec<TokenRequest>>,
     quota_user: String,
 }
 
@@ -168,6 +170,7 @@ impl<'a> Session<'a> {
             inner,
             job,
             requests: AtomicU32::new(0),
+            token_requests: std::sync::Mutex::new(Vec::new()),
             quota_user: quota_user(&job.member_id),
         }
     }
@@ -175,6 +178,26 @@ impl<'a> Session<'a> {
     /// HTTP requests made so far.
     pub(crate) fn requests(&self) -> u32 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The token requests sent so far, in order.
+    pub(crate) fn token_requests(&self) -> Vec<TokenRequest> {
+        self.token_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes a token request that was sent and how it ended.
+    fn token_request(&self, grant: GrantType, result: &Result<Minted, Failure>) {
+        let outcome = match result {
+            Ok(_) => Outcome::Success,
+            Err(failure) => failure.outcome,
+        };
+        self.token_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(TokenRequest { grant, outcome });
     }
 
     pub(crate) fn now(&self) -> OffsetDateTime {
@@ -250,14 +273,16 @@ impl<'a> Session<'a> {
                     &self.inner.config.token_url,
                     self.now(),
                 )?;
-                post_token(
+                let minted = post_token(
                     self.inner,
                     Grant::Delegation,
                     &[("grant_type", auth::JWT_BEARER), ("assertion", &assertion)],
                     &self.requests,
                     &self.job.gate,
                 )
-                .await
+                .await;
+                self.token_request(GrantType::JwtBearer, &minted);
+                minted
             }
             JobAuth::Member {
                 client,
@@ -270,28 +295,34 @@ impl<'a> Session<'a> {
                     &self.requests,
                     &self.job.gate,
                 )
-                .await?;
-                // providers/google.md §3: users can untick scopes; check what was granted.
-                let granted = minted.scope.as_deref().unwrap_or_default();
-                if !purpose.satisfied_by(granted) {
-                    return Err(Failure::new(
-                        Outcome::NotAuthorized,
-                        format!(
-                            "the member's grant does not include {} (granted: {})",
-                            purpose.scope(),
-                            if granted.is_empty() {
-                                "nothing"
-                            } else {
-                                granted
-                            }
-                        ),
-                    )
-                    .with_code("scope_missing"));
-                }
-                Ok(minted)
+                .await
+                .and_then(|minted| Self::check_scope(purpose, minted));
+                self.token_request(GrantType::RefreshToken, &minted);
+                minted
             }
             JobAuth::MicrosoftApp(_) => Err(wrong_auth()),
         }
+    }
+
+    /// providers/google.md §3: users can untick scopes; check what was granted.
+    fn check_scope(purpose: Purpose, minted: Minted) -> Result<Minted, Failure> {
+        let granted = minted.scope.as_deref().unwrap_or_default();
+        if !purpose.satisfied_by(granted) {
+            return Err(Failure::new(
+                Outcome::NotAuthorized,
+                format!(
+                    "the member's grant does not include {} (granted: {})",
+                    purpose.scope(),
+                    if granted.is_empty() {
+                        "nothing"
+                    } else {
+                        granted
+                    }
+                ),
+            )
+            .with_code("scope_missing"));
+        }
+        Ok(minted)
     }
 
     /// GET an API, refreshing the token once on a 401. A second 401 is `grant_invalid`

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use datacap_connector::{
-    Attempt, Connector, Failure, Gate, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
-    RotatedToken, build_client, read_body, transport_failure,
+    Attempt, Connector, Failure, Gate, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
+    OAuthClient, RotatedToken, TokenRequest, build_client, read_body, transport_failure,
 };
 use datacap_core::{Channel, Outcome, Provider};
 use reqwest::Url;
@@ -321,6 +321,8 @@ struct Run<'a> {
     member: Option<(String, String)>,
     auth: Auth,
     requests: u32,
+    /// The token requests sent and how each ended.
+    token_requests: Vec<TokenRequest>,
     rotated: Option<SecretString>,
     last_status: Option<u16>,
     last_request_id: Option<String>,
@@ -334,6 +336,8 @@ struct GraphAnswer {
     body: Vec<u8>,
     request_id: Option<String>,
     retry_after: Option<Duration>,
+    /// The pause the tenant's gate took for this answer (its next `ready` waits it out).
+    gate_pause: Option<Duration>,
 }
 
 impl<'a> Run<'a> {
@@ -345,6 +349,7 @@ impl<'a> Run<'a> {
             member: None,
             auth: Auth::None,
             requests: 0,
+            token_requests: Vec::new(),
             rotated: None,
             last_status: None,
             last_request_id: None,
@@ -426,6 +431,7 @@ impl<'a> Run<'a> {
             }
         };
         attempt.requests = self.requests;
+        attempt.token_requests = self.token_requests;
         // Entra may have rotated the member's refresh token even if the attempt failed
         // later: always hand the new one back so it is persisted.
         attempt.rotated_refresh_token = self.rotated.map(RotatedToken);
@@ -485,6 +491,7 @@ impl<'a> Run<'a> {
             &self.gate,
         )
         .await;
+        self.token_request(GrantType::ClientCredentials, &grant);
         let grant = match grant {
             Ok(grant) => grant,
             Err(failure) => {
@@ -531,7 +538,9 @@ impl<'a> Run<'a> {
             self.attempt_id,
             &self.gate,
         )
-        .await?;
+        .await;
+        self.token_request(GrantType::RefreshToken, &grant);
+        let grant = grant?;
         let current = match grant.refresh_token {
             Some(rotated) => {
                 self.rotated = Some(rotated.clone());
@@ -547,6 +556,14 @@ impl<'a> Run<'a> {
             token: grant.access_token,
         };
         Ok(())
+    }
+
+    /// Notes a token request that was sent and how it ended.
+    fn token_request(&mut self, grant: GrantType, result: &Result<TokenGrant, Failure>) {
+        let outcome = result
+            .as_ref()
+            .map_or_else(|failure| failure.outcome, |_| Outcome::Success);
+        self.token_requests.push(TokenRequest { grant, outcome });
     }
 
     async fn save_rotated(&self, token: &SecretString) {
@@ -765,7 +782,12 @@ impl<'a> Run<'a> {
                     wait_ms = wait.as_millis() as u64,
                     "throttled; waiting as Retry-After asks"
                 );
-                tokio::time::sleep(wait).await;
+                // The tenant's gate paused for it (every request of the company waits,
+                // this retry in its `ready`): sleeping too would wait twice. Only a wait
+                // the gate did not take (the open gate, a capped pause) is slept here.
+                if answer.gate_pause.is_none_or(|pause| pause < wait) {
+                    tokio::time::sleep(wait).await;
+                }
                 continue;
             }
             let message = match &error {
@@ -826,7 +848,7 @@ impl<'a> Run<'a> {
             .await
             .map_err(|error| transport_failure(&error))?;
         let status = response.status().as_u16();
-        self.gate.answered(status, response.headers());
+        let gate_pause = self.gate.answered(status, response.headers());
         let request_id = datacap_connector::request_id(response.headers());
         let client_request_id = response
             .headers()
@@ -850,6 +872,7 @@ impl<'a> Run<'a> {
             body,
             request_id,
             retry_after,
+            gate_pause,
         })
     }
 }

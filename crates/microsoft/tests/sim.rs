@@ -1812,8 +1812,10 @@ impl datacap_connector::RequestGate for CountingGate {
         Box::pin(async {})
     }
 
-    fn pause(&self, wait: Duration) {
+    /// Records the pause but holds nothing back (`None`: the connector waits itself).
+    fn pause(&self, wait: Duration) -> Option<Duration> {
         self.pauses.lock().expect("pauses").push(wait);
+        None
     }
 }
 

@@ -157,6 +157,20 @@ impl Store {
         dispatch!(self.claim_due(owner, now, lease, limit))
     }
 
+    /// Leases up to `limit` due jobs to `owner` for `lease`, companies taking turns, at
+    /// most `per_company` of one company, none of the companies in `skip`.
+    pub async fn claim_due_fair(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+        per_company: u32,
+        skip: &[String],
+    ) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self.claim_due_fair(owner, now, lease, limit, per_company, skip))
+    }
+
     /// Extends `owner`'s lease on `job` until `until`; false when the lease was lost.
     pub async fn heartbeat(
         &self,
@@ -175,6 +189,15 @@ impl Store {
         next_due_at: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError> {
         dispatch!(self.release(job, owner, next_due_at))
+    }
+
+    /// When the oldest due job that no live lease holds became due; `None` when nothing
+    /// waits (the worker's queue-lag gauge). One index-backed read.
+    pub async fn oldest_waiting_due_at(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        dispatch!(self.oldest_waiting_due_at(now))
     }
 
     /// The settings and credential references a job of `member_id` runs with.

@@ -55,15 +55,20 @@ macro_rules! member_context_select {
     };
 }
 
-macro_rules! claim_select {
+/// The due, unleased jobs a claim ranks: the oldest first, from companies not skipped.
+macro_rules! claim_candidates {
     () => {
-        "SELECT s.member_id, s.channel, s.cursor, s.consecutive_transient_failures, \
-         m.company_id, c.provider, c.connection_mode, m.email \
+        "SELECT s.member_id, s.channel, s.next_due_at, m.company_id \
          FROM sync_state s JOIN members m ON m.id = s.member_id \
          JOIN companies c ON c.id = m.company_id \
-         WHERE m.active AND c.active AND c.provider <> 'none' AND s.next_due_at <= $1 \
-         AND (s.lease_owner IS NULL OR s.lease_expires_at IS NULL OR s.lease_expires_at <= $1) \
-         ORDER BY s.next_due_at, s.member_id, s.channel LIMIT $2"
+         WHERE m.active AND c.active AND c.provider <> 'none' AND s.next_due_at <= "
+    };
+}
+
+/// A due job's lease is free (never taken, released, or expired).
+macro_rules! lease_free {
+    () => {
+        "(s.lease_owner IS NULL OR s.lease_expires_at IS NULL OR s.lease_expires_at <= "
     };
 }
 
@@ -1058,7 +1063,8 @@ impl Backend {
     }
 
     /// Leases up to `limit` due (member, channel) jobs to `owner` until `now + lease`.
-    /// A job whose lease expired is due again.
+    /// A job whose lease expired is due again. Companies take turns (see
+    /// [`Self::claim_due_fair`], with no company skipped and `limit` per company).
     pub async fn claim_due(
         &self,
         owner: &str,
@@ -1066,21 +1072,67 @@ impl Backend {
         lease: time::Duration,
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
+        self.claim_due_fair(owner, now, lease, limit, limit, &[])
+            .await
+    }
+
+    /// Leases up to `limit` due jobs to `owner` until `now + lease`, round-robin across
+    /// companies: each company's oldest due job first, then each one's second, and so on,
+    /// at most `per_company` of any one company, none of the companies in `skip` (the
+    /// worker's companies already at their share of its permits). Only the oldest due jobs
+    /// (a few times `limit`) are ranked, so a claim costs the same whatever the backlog; a
+    /// company whose backlog fills them is skipped by the next claim once it has its share.
+    pub async fn claim_due_fair(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+        per_company: u32,
+        skip: &[String],
+    ) -> Result<Vec<Job>, StoreError> {
         let at = DbTime::new(now);
         let expires = DbTime::new(now + lease);
+        let candidates = i64::from(limit.saturating_mul(4).max(64));
         let mut tx = self.begin_write().await?;
-        // PostgreSQL: replicas share the database, so skip rows another claimer is taking.
+        let mut select = QueryBuilder::<Db>::new(
+            "SELECT s.member_id, s.channel, s.cursor, s.consecutive_transient_failures, \
+             m.company_id, c.provider, c.connection_mode, m.email \
+             FROM sync_state s JOIN members m ON m.id = s.member_id \
+             JOIN companies c ON c.id = m.company_id JOIN (SELECT d.member_id, d.channel, \
+             d.next_due_at, row_number() OVER (PARTITION BY d.company_id \
+             ORDER BY d.next_due_at, d.member_id, d.channel) AS turn FROM (",
+        );
+        select.push(claim_candidates!()).push_bind(at);
+        select
+            .push(concat!(" AND ", lease_free!()))
+            .push_bind(at)
+            .push(")");
+        if !skip.is_empty() {
+            select.push(" AND m.company_id NOT IN (");
+            let mut companies = select.separated(", ");
+            for company in skip {
+                companies.push_bind(company.as_str());
+            }
+            select.push(")");
+        }
+        select
+            .push(" ORDER BY s.next_due_at, s.member_id, s.channel LIMIT ")
+            .push_bind(candidates)
+            .push(") d) r ON r.member_id = s.member_id AND r.channel = s.channel WHERE r.turn <= ")
+            .push_bind(i64::from(per_company))
+            // Checked again on the locked row: another replica may have leased it since.
+            .push(concat!(" AND ", lease_free!()))
+            .push_bind(at)
+            .push(") ORDER BY r.turn, r.next_due_at, s.member_id, s.channel LIMIT ")
+            .push_bind(i64::from(limit));
+        // PostgreSQL: replicas share the database, so skip rows another claimer is taking
+        // (only `s` is locked; the ranking is a plain subquery).
         // SQLite: the single writer transaction already serializes claimers.
-        let select = if POSTGRES {
-            concat!(claim_select!(), " FOR UPDATE OF s SKIP LOCKED")
-        } else {
-            claim_select!()
-        };
-        let rows: Vec<ClaimRow> = sqlx::query_as(select)
-            .bind(at)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
+        if POSTGRES {
+            select.push(" FOR UPDATE OF s SKIP LOCKED");
+        }
+        let rows: Vec<ClaimRow> = select.build_query_as().fetch_all(&mut *tx).await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for (member_id, channel, cursor, failures, company_id, provider, mode, member_email) in rows
         {
@@ -1159,6 +1211,26 @@ impl Backend {
         .rows_affected();
         tx.commit().await?;
         Ok(updated > 0)
+    }
+
+    /// When the oldest job that is due at `now` and held by no live lease became due (the
+    /// start of the queue lag); `None` when nothing waits. The claim's own filter, walked in
+    /// `next_due_at` order on the `sync_state_due` index and stopped at the first match.
+    pub async fn oldest_waiting_due_at(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row: Option<(DbTime,)> = sqlx::query_as(
+            "SELECT s.next_due_at FROM sync_state s JOIN members m ON m.id = s.member_id \
+             JOIN companies c ON c.id = m.company_id \
+             WHERE m.active AND c.active AND c.provider <> 'none' AND s.next_due_at <= $1 \
+             AND (s.lease_owner IS NULL OR s.lease_expires_at IS NULL OR s.lease_expires_at <= $1) \
+             ORDER BY s.next_due_at LIMIT 1",
+        )
+        .bind(DbTime::new(now))
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(|(at,)| at.0))
     }
 
     /// Deletes attempts that finished before `older_than`, except the latest of each

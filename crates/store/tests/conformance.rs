@@ -431,6 +431,85 @@ async fn many_members(backend: Backend, count: usize) -> TestDb {
     db
 }
 
+/// A tenants file of Google companies with `members` members each (`{company}{i}`).
+fn companies_text(companies: &[(&str, usize)]) -> String {
+    let mut text = String::new();
+    for (company, members) in companies {
+        text.push_str(&format!(
+            "[[companies]]\nid = \"{company}\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\nsettings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}\n"
+        ));
+        for i in 0..*members {
+            text.push_str(&format!(
+                "[[companies.members]]\nid = \"{company}{i:02}\"\nemail = \"m{i}@{company}.test\"\n"
+            ));
+        }
+    }
+    text
+}
+
+async fn claims_take_turns_across_companies(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    // `big` has 40 jobs due an hour before `small`'s 4: oldest-first would give big only.
+    let big = parse_tenants(&companies_text(&[("big", 20)])).unwrap();
+    db.store
+        .apply_tenants(&big, NOW - Duration::hours(1))
+        .await
+        .unwrap();
+    let both = parse_tenants(&companies_text(&[("big", 20), ("small", 2)])).unwrap();
+    db.store.apply_tenants(&both, NOW).await.unwrap();
+    let lease = Duration::minutes(5);
+    let by_company = |jobs: &[Job]| {
+        let mut counts = std::collections::BTreeMap::new();
+        for job in jobs {
+            *counts.entry(job.company_id.clone()).or_insert(0) += 1;
+        }
+        counts.into_iter().collect::<Vec<(String, i32)>>()
+    };
+
+    // Turns: each company's oldest, then each one's second, … at most 3 of one company.
+    let first = db
+        .store
+        .claim_due_fair("w", NOW, lease, 6, 3, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_company(&first),
+        [("big".to_owned(), 3), ("small".to_owned(), 3)]
+    );
+    assert_eq!(
+        first[0].company_id, "big",
+        "the older company's turn comes first"
+    );
+    assert!(first.iter().all(|job| job.lease_owner == "w"));
+    let big_ids: Vec<&str> = first
+        .iter()
+        .filter(|job| job.company_id == "big")
+        .map(|job| job.member_id.as_str())
+        .collect();
+    assert_eq!(
+        big_ids,
+        ["big00", "big00", "big01"],
+        "oldest first within a company"
+    );
+
+    // A skipped company (at its share of the worker's permits) gets nothing.
+    let second = db
+        .store
+        .claim_due_fair("w", NOW, lease, 5, 5, &["big".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(by_company(&second), [("small".to_owned(), 1)]);
+
+    // The plain claim takes turns too; with only one company due it takes its backlog.
+    let third = db.store.claim_due("w", NOW, lease, 4).await.unwrap();
+    assert_eq!(by_company(&third), [("big".to_owned(), 4)]);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM sync_state WHERE lease_owner = 'w'")
+            .await,
+        11
+    );
+}
+
 async fn two_claimers_never_get_the_same_job(backend: Backend) {
     let db = many_members(backend, 30).await;
     // A second store on the same database, as a second replica would have.
@@ -519,6 +598,53 @@ async fn expired_leases_are_reclaimed(backend: Backend) {
         (third[0].member_id.as_str(), third[0].channel),
         (second[0].member_id.as_str(), second[0].channel)
     );
+}
+
+/// The queue lag's start: the oldest due job that no live lease holds.
+async fn oldest_waiting_due_job_skips_live_leases_and_future_jobs(backend: Backend) {
+    let db = many_members(backend, 2).await;
+    let lease = Duration::minutes(1);
+    // Before anything is due: nothing waits.
+    let before = NOW - Duration::seconds(1);
+    assert_eq!(db.store.oldest_waiting_due_at(before).await.unwrap(), None);
+    // All four jobs became due at apply time.
+    let later = NOW + Duration::seconds(30);
+    assert_eq!(
+        db.store.oldest_waiting_due_at(later).await.unwrap(),
+        Some(NOW)
+    );
+    // Three claimed: the fourth still waits since NOW.
+    let claimed = db.store.claim_due("a", later, lease, 3).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(
+        db.store.oldest_waiting_due_at(later).await.unwrap(),
+        Some(NOW)
+    );
+    // All claimed: nothing waits while the leases live.
+    let last = db.store.claim_due("a", later, lease, 3).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(db.store.oldest_waiting_due_at(later).await.unwrap(), None);
+    // One is given back due an hour from now: still nothing waits.
+    db.store
+        .release(&last[0], "a", Some(NOW + Duration::hours(1)))
+        .await
+        .unwrap();
+    assert_eq!(db.store.oldest_waiting_due_at(later).await.unwrap(), None);
+    // The other leases lapse: those jobs wait again, since NOW.
+    let expired = later + lease;
+    assert_eq!(
+        db.store.oldest_waiting_due_at(expired).await.unwrap(),
+        Some(NOW)
+    );
+    // A company no longer in the tenants file is deactivated: its lapsed jobs never wait.
+    db.store
+        .apply_tenants(&parse_tenants(TENANTS).unwrap(), NOW)
+        .await
+        .unwrap();
+    let claimable = db.store.claim_due("b", expired, lease, 100).await.unwrap();
+    assert!(!claimable.is_empty());
+    assert!(claimable.iter().all(|job| job.company_id != "big"));
+    assert_eq!(db.store.oldest_waiting_due_at(expired).await.unwrap(), None);
 }
 
 async fn attempt_write_releases_lease_and_advances_cursor(backend: Backend) {
@@ -1989,7 +2115,9 @@ conformance!(
     apply_is_idempotent,
     apply_deactivates_absent_members_and_keeps_history,
     two_claimers_never_get_the_same_job,
+    claims_take_turns_across_companies,
     expired_leases_are_reclaimed,
+    oldest_waiting_due_job_skips_live_leases_and_future_jobs,
     attempt_write_releases_lease_and_advances_cursor,
     attempts_drive_statuses_history_and_banners,
     injected_failure_mid_write_leaves_nothing,

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use datacap_connector::TokenRequest;
 use datacap_core::{Channel, Icon, Outcome, Provider, Reason};
 use metrics::{counter, gauge, histogram};
 use tracing::{info, warn};
@@ -37,6 +38,16 @@ pub const RATE_LIMIT_WAIT_SECONDS: &str = "datacap_rate_limit_wait_seconds_total
 pub const TOKENS_ROTATED: &str = "datacap_refresh_tokens_rotated_total";
 /// Token failures: attempts whose outcome says a credential or grant was refused.
 pub const TOKEN_FAILURES: &str = "datacap_token_failures_total";
+/// Token requests (refreshes) sent by attempts, and the connect flow's code exchanges, by
+/// provider, grant (`jwt_bearer`, `client_credentials`, `refresh_token`,
+/// `authorization_code`) and result (`ok` or the failure's outcome). Tokens served from a
+/// connector's cache send none.
+pub const TOKEN_REQUESTS: &str = "datacap_token_requests_total";
+/// Age in seconds of the oldest due job no live lease holds; 0 when none waits. Sampled
+/// every [`QUEUE_LAG_INTERVAL`] by the daemon.
+pub const QUEUE_LAG: &str = "datacap_queue_lag_seconds";
+/// How often the daemon samples [`QUEUE_LAG`] (one index-backed read).
+pub const QUEUE_LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// Members by icon, colour and reason (a gauge, set by each stall pass).
 pub const MEMBERS: &str = "datacap_members";
 /// Stall passes completed.
@@ -175,6 +186,39 @@ pub(crate) fn rate_limit_wait(provider: Provider, cause: WaitCause, waited: Dura
 pub(crate) fn token_rotated(provider: Provider) {
     counter!(TOKENS_ROTATED, "provider" => provider.as_str()).increment(1);
     info!("rotated refresh token stored");
+}
+
+/// The token requests an attempt sent.
+pub(crate) fn token_requests(provider: Provider, requests: &[TokenRequest]) {
+    for request in requests {
+        let result = match request.outcome {
+            Outcome::Success => "ok",
+            failure => failure.as_str(),
+        };
+        counter!(
+            TOKEN_REQUESTS,
+            "provider" => provider.as_str(),
+            "grant" => request.grant.as_str(),
+            "result" => result
+        )
+        .increment(1);
+    }
+}
+
+/// The connect flow redeemed a member's authorization code, with this outcome.
+pub fn code_exchanged(provider: Provider, outcome: Outcome) {
+    token_requests(
+        provider,
+        &[TokenRequest {
+            grant: datacap_connector::GrantType::AuthorizationCode,
+            outcome,
+        }],
+    );
+}
+
+/// The oldest waiting due job is `lag` old (zero when none waits).
+pub(crate) fn queue_lag(lag: Duration) {
+    gauge!(QUEUE_LAG).set(lag.as_secs_f64());
 }
 
 pub(crate) fn stall_pass() {

@@ -30,6 +30,9 @@ pub(crate) struct TenantLimits {
     bucket: DefaultKeyedRateLimiter<String>,
     paused: Mutex<HashMap<String, Instant>>,
     max_pause: Duration,
+    /// How long requests waited in the gates for pauses (what the tests check).
+    #[cfg(test)]
+    pause_waited: Mutex<Duration>,
 }
 
 impl TenantLimits {
@@ -38,6 +41,8 @@ impl TenantLimits {
             bucket: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
             paused: Mutex::new(HashMap::new()),
             max_pause,
+            #[cfg(test)]
+            pause_waited: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -105,6 +110,14 @@ impl RequestGate for TenantGate {
             while let Some(left) = self.limits.paused_for(&self.company) {
                 tokio::time::sleep(left).await;
                 events::rate_limit_wait(self.provider, events::WaitCause::RetryAfter, left);
+                #[cfg(test)]
+                {
+                    *self
+                        .limits
+                        .pause_waited
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) += left;
+                }
             }
             if self.limits.bucket.check_key(&self.company).is_err() {
                 let started = Instant::now();
@@ -118,15 +131,14 @@ impl RequestGate for TenantGate {
         })
     }
 
-    fn pause(&self, wait: Duration) {
-        let Some(wait) = self.limits.pause(&self.company, wait) else {
-            return;
-        };
+    fn pause(&self, wait: Duration) -> Option<Duration> {
+        let wait = self.limits.pause(&self.company, wait)?;
         info!(
             company = %self.company,
             pause_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "provider asked to wait: every request of the company paused"
         );
+        Some(wait)
     }
 }
 
@@ -170,6 +182,98 @@ mod tests {
         let (buckets, pauses) = limits.tracked();
         assert_eq!(pauses, 1);
         assert!(buckets <= 1);
+    }
+
+    const SCENARIO: &str = r#"
+seed = 7
+
+[[tenant]]
+name = "contoso"
+provider = "microsoft"
+domain = "contoso.example"
+tenant_id = "8f3e1c52-2d4a-4c1e-9b7a-3f5d6e7a8b9c"
+[tenant.app]
+client_id = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+client_secret = "sim-microsoft-secret"
+roles = ["User.Read.All", "Mail.Read", "Calendars.Read"]
+[[tenant.user]]
+email = "row@contoso.example"
+messages = 4
+events = 2
+[[tenant.user.fault]]
+fault = "application_throttled"
+retry_after = 1
+times = 1
+"#;
+
+    /// A Graph 429 with `Retry-After: 1` inside an attempt, through the worker's own gate:
+    /// the retry waits once, in the gate (which holds the whole company), not in a sleep
+    /// of the connector's followed by the gate's pause.
+    #[tokio::test]
+    async fn a_microsoft_retry_after_a_429_waits_once_in_the_gate() {
+        use datacap_connector::{Connector, ImportJob, JobAuth, MicrosoftAppCredential};
+        use datacap_microsoft::{MicrosoftConfig, MicrosoftConnector};
+        use secrecy::SecretString;
+
+        let scenario =
+            datacap_sim::Scenario::from_toml(SCENARIO, "limits-tests", std::path::Path::new("."))
+                .expect("scenario");
+        let sim = datacap_sim::Sim::start(scenario, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("sim starts");
+        datacap_connector::http::install_crypto_provider();
+        let endpoints = sim.endpoints();
+        let mut config =
+            MicrosoftConfig::with_bases(&endpoints.microsoft_login_base, &endpoints.graph_base);
+        config.throttle_retries = 1;
+        config.max_retry_wait = Duration::from_secs(5);
+        let connector = MicrosoftConnector::new(config).expect("connector");
+        let limits = limits(1000, 1000, Duration::from_secs(60));
+        let job = ImportJob {
+            attempt_id: uuid::Uuid::new_v4(),
+            company_id: "contoso".into(),
+            member_id: "row".into(),
+            member_address: "row@contoso.example".into(),
+            channel: datacap_core::Channel::Email,
+            auth: JobAuth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
+                tenant: "8f3e1c52-2d4a-4c1e-9b7a-3f5d6e7a8b9c".into(),
+                client_id: "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b".into(),
+                client_secret: SecretString::from("sim-microsoft-secret"),
+            })),
+            cursor: None,
+            now: time::OffsetDateTime::now_utc(),
+            gate: limits.gate("contoso", Provider::Microsoft365),
+        };
+        let started = Instant::now();
+        let attempt = connector.import(&job).await;
+        let elapsed = started.elapsed();
+        assert_eq!(
+            attempt.outcome,
+            datacap_core::Outcome::Success,
+            "{:?} {:?}",
+            attempt.http_status,
+            attempt.error_message
+        );
+        assert_eq!(attempt.requests, 3, "a token, the 429, one retry");
+        assert!(
+            elapsed >= Duration::from_millis(950),
+            "Retry-After honoured: {elapsed:?}"
+        );
+        // Before, the connector slept the second itself and the gate, whose pause had run
+        // out meanwhile, waited nothing.
+        let in_gate = *limits
+            .pause_waited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        assert!(
+            in_gate >= Duration::from_millis(900),
+            "the retry waited {in_gate:?} in the gate (of {elapsed:?} in all)"
+        );
+        assert!(
+            elapsed < in_gate + Duration::from_millis(900),
+            "waited {elapsed:?} in all, {in_gate:?} of it in the gate: the connector slept too"
+        );
+        sim.shutdown().await;
     }
 
     #[tokio::test]

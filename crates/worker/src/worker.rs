@@ -4,7 +4,9 @@
 //!
 //! Limits, outermost first: a global semaphore (`concurrency`) caps attempts in flight,
 //! and a job is only claimed when a permit is free, so the daemon never holds leases it
-//! cannot work on; one attempt per member at a time (so with the connectors' own bounds a
+//! cannot work on; companies share the permits fairly (see `Share`: claims take turns
+//! across companies, and a company at its share of the permits is skipped, so a slow
+//! tenant's backlog never holds every permit while another tenant has work); one attempt per member at a time (so with the connectors' own bounds a
 //! mailbox never sees more than four requests in flight); a token bucket per company
 //! (`governor`, in `limits.rs`) spaces every provider request of a tenant, and a provider's
 //! `Retry-After` pauses the whole tenant. While an attempt runs, a
@@ -20,6 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -167,9 +170,18 @@ struct Inner {
     resolver: Arc<dyn CredentialResolver>,
     key: Option<Arc<EncryptionKey>>,
     config: WorkerConfig,
+    /// `config.schedule` as swapped at run time ([`Worker::set_schedule`]); every
+    /// scheduling decision reads this one.
+    schedule: std::sync::RwLock<ScheduleConfig>,
     permits: Arc<Semaphore>,
     limits: Arc<TenantLimits>,
     member_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Attempts in flight per company (the claims' fair share is counted against it).
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    /// Active companies at the last look (the fair share divides the permits by it).
+    companies: AtomicUsize,
+    /// Signalled whenever an attempt's task ends (a company's share frees up).
+    job_ended: tokio::sync::Notify,
     credentials: Mutex<HashMap<String, CachedCredentials>>,
     health: Arc<Health>,
     report: Mutex<CycleReport>,
@@ -178,6 +190,16 @@ struct Inner {
     /// Writes finished attempts in batches; started on the first write (inside the
     /// runtime), ends when the worker is dropped.
     writer: std::sync::OnceLock<AttemptWriter>,
+}
+
+impl Inner {
+    /// The schedule in force now (see [`Worker::set_schedule`]).
+    fn schedule(&self) -> ScheduleConfig {
+        self.schedule
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Attempts written per transaction at most.
@@ -252,14 +274,40 @@ impl Worker {
                     config.schedule.max_retry_after,
                 )),
                 member_locks: Mutex::new(HashMap::new()),
+                in_flight: Arc::new(Mutex::new(HashMap::new())),
+                companies: AtomicUsize::new(1),
+                job_ended: tokio::sync::Notify::new(),
                 credentials: Mutex::new(HashMap::new()),
                 health: Arc::new(Health::new(stale_after)),
                 report: Mutex::new(CycleReport::default()),
                 writer: std::sync::OnceLock::new(),
                 members_shown: Mutex::new(std::collections::BTreeSet::new()),
+                schedule: std::sync::RwLock::new(config.schedule.clone()),
                 config,
             }),
         })
+    }
+
+    /// Swaps the intervals, jitter and backoff the next scheduling decisions use (a
+    /// config reload); due times already stored stay as they are. `max_retry_after` is
+    /// kept: the tenant limits were built with it.
+    pub fn set_schedule(&self, schedule: ScheduleConfig) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&schedule.jitter) {
+            return Err(ConfigError {
+                field: "jitter",
+                problem: "must be between 0 and 1",
+            });
+        }
+        let mut current = self
+            .inner
+            .schedule
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = ScheduleConfig {
+            max_retry_after: current.max_retry_after,
+            ..schedule
+        };
+        Ok(())
     }
 
     /// Liveness facts for `/readyz`.
@@ -277,6 +325,9 @@ impl Worker {
     /// (attempts in flight get the grace period).
     pub async fn run_once(&self, cancel: CancellationToken) -> Result<CycleReport, WorkerError> {
         self.take_report();
+        if let Ok(companies) = self.inner.store.active_company_ids().await {
+            self.set_companies(companies.len());
+        }
         let tracker = TaskTracker::new();
         let abandon = CancellationToken::new();
         let mut seen: HashSet<(String, Channel)> = HashSet::new();
@@ -301,7 +352,17 @@ impl Worker {
             }
             if fresh.is_empty() {
                 drop(permit);
-                break Ok(());
+                if tracker.is_empty() {
+                    break Ok(());
+                }
+                // Due jobs may be held back by their company's share (or the reserve)
+                // while attempts run: look again when one of them ends (or shortly, in
+                // case the last one ended just before we started waiting).
+                tokio::select! {
+                    () = cancel.cancelled() => break Ok(()),
+                    () = self.inner.job_ended.notified() => continue,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
             }
             self.spawn_jobs(&tracker, fresh, permit, &abandon).await;
         };
@@ -322,6 +383,7 @@ impl Worker {
         let mut next_stall_pass = Instant::now();
         let mut next_retention_pass = Instant::now();
         info!(owner = %self.owner(), concurrency = self.inner.config.concurrency, "worker started");
+        let queue_lag = self.spawn_queue_lag(cancel.clone());
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -368,7 +430,40 @@ impl Worker {
         }
         info!(owner = %self.owner(), in_flight = tracker.len(), "worker stopping: no more claims");
         self.drain(tracker, abandon, &cancel).await;
+        let _ = queue_lag.await;
         info!(owner = %self.owner(), "worker stopped");
+    }
+
+    /// Samples the queue lag every [`events::QUEUE_LAG_INTERVAL`] until `cancel` fires, in
+    /// a task of its own, so a daemon whose permits are all busy still reports its backlog.
+    fn spawn_queue_lag(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let worker = self.clone();
+        tokio::spawn(async move {
+            loop {
+                worker.sample_queue_lag().await;
+                if sleep_or_cancel(events::QUEUE_LAG_INTERVAL, &cancel).await {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Sets the queue-lag gauge: the age of the oldest due job no live lease holds (0
+    /// when none waits). One index-backed read; a failure is our own (logged, counted).
+    pub async fn sample_queue_lag(&self) {
+        let now = OffsetDateTime::now_utc();
+        match self.inner.store.oldest_waiting_due_at(now).await {
+            Ok(oldest) => {
+                let lag = oldest.map_or(Duration::ZERO, |due| {
+                    Duration::try_from(now - due).unwrap_or(Duration::ZERO)
+                });
+                events::queue_lag(lag);
+            }
+            Err(error) => {
+                self.inner.health.database_failed();
+                events::own_failure("queue_lag", &error, None);
+            }
+        }
     }
 
     /// Deletes attempts older than `attempts_max_age` (each channel keeps the attempts its
@@ -395,7 +490,10 @@ impl Worker {
     pub async fn stall_pass(&self) {
         let now = OffsetDateTime::now_utc();
         let companies = match self.inner.store.active_company_ids().await {
-            Ok(companies) => companies,
+            Ok(companies) => {
+                self.set_companies(companies.len());
+                companies
+            }
             Err(error) => {
                 self.inner.health.database_failed();
                 events::own_failure("stall_pass", &error, None);
@@ -459,26 +557,80 @@ impl Worker {
             .min(self.inner.config.claim_batch)
     }
 
+    /// Claims up to `limit` jobs (one per free permit), companies sharing the permits
+    /// (see `Share`): companies at their share are skipped and the others take turns;
+    /// when that leaves permits over, companies may borrow them beyond their share, except
+    /// `reserve` kept free for the other companies' next due jobs.
     async fn claim(&self, limit: u32) -> Result<Vec<Job>, datacap_store::StoreError> {
-        let now = OffsetDateTime::now_utc();
-        let lease =
-            time::Duration::try_from(self.inner.config.lease).unwrap_or(time::Duration::minutes(2));
-        match self
-            .inner
-            .store
-            .claim_due(self.owner(), now, lease, limit)
-            .await
-        {
+        let result = self.claim_fair(limit).await;
+        match &result {
             Ok(jobs) => {
                 self.inner.health.progress();
                 events::claimed(jobs.len());
-                Ok(jobs)
             }
-            Err(error) => {
-                self.inner.health.database_failed();
-                Err(error)
+            Err(_) => self.inner.health.database_failed(),
+        }
+        result
+    }
+
+    async fn claim_fair(&self, limit: u32) -> Result<Vec<Job>, datacap_store::StoreError> {
+        let inner = &self.inner;
+        let now = OffsetDateTime::now_utc();
+        let lease =
+            time::Duration::try_from(inner.config.lease).unwrap_or(time::Duration::minutes(2));
+        let share = Share::new(
+            inner.config.concurrency,
+            inner.companies.load(Ordering::Relaxed),
+        );
+        let in_flight = lock(&inner.in_flight).clone();
+        let skip: Vec<String> = in_flight
+            .iter()
+            .filter(|(_, running)| **running >= share.per_company)
+            .map(|(company, _)| company.clone())
+            .collect();
+        let per_company = u32::try_from(share.per_company).unwrap_or(u32::MAX);
+        let claimed = inner
+            .store
+            .claim_due_fair(self.owner(), now, lease, limit, per_company, &skip)
+            .await?;
+        // A company with attempts in flight may have been given more than its share left:
+        // the excess goes back at once (still due).
+        let mut held: HashMap<String, usize> = HashMap::new();
+        let mut jobs = Vec::with_capacity(claimed.len());
+        let mut at_share = !skip.is_empty();
+        for job in claimed {
+            let running = held
+                .entry(job.company_id.clone())
+                .or_insert_with(|| in_flight.get(&job.company_id).copied().unwrap_or(0));
+            if *running >= share.per_company {
+                at_share = true;
+                let _ = inner.store.release(&job, self.owner(), None).await;
+            } else {
+                *running += 1;
+                at_share |= *running >= share.per_company;
+                jobs.push(job);
             }
         }
+        let room = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(jobs.len());
+        if at_share && room > share.reserve {
+            // Nobody else has due work for these permits: lend them, keeping the reserve.
+            let lend = u32::try_from(room - share.reserve).unwrap_or(u32::MAX);
+            let borrowed = inner
+                .store
+                .claim_due_fair(self.owner(), now, lease, lend, lend, &[])
+                .await?;
+            jobs.extend(borrowed);
+        }
+        Ok(jobs)
+    }
+
+    /// Records how many companies are active (the fair share divides the permits by it).
+    fn set_companies(&self, companies: usize) {
+        self.inner
+            .companies
+            .store(companies.max(1), Ordering::Relaxed);
     }
 
     async fn spawn_jobs(
@@ -501,9 +653,13 @@ impl Worker {
             };
             let worker = self.clone();
             let abandon = abandon.clone();
+            // Counted before the next claim looks at the company's share.
+            let running = InFlight::start(&self.inner.in_flight, &job.company_id);
             tracker.spawn(async move {
                 let end = worker.run_job(job, abandon).await;
+                drop(running);
                 drop(permit);
+                worker.inner.job_ended.notify_one();
                 worker.count(end);
             });
         }
@@ -603,7 +759,7 @@ impl Worker {
         let now = OffsetDateTime::now_utc();
         if !may_import(&context, job.channel, now, &inner.config.thresholds) {
             debug!("settings forbid importing: re-checked later");
-            let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+            let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
             let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
             events::skipped(job.provider, job.channel, "settings");
             return JobEnd::Skipped;
@@ -611,14 +767,14 @@ impl Worker {
         let auth = match self.job_auth(&context, &job).await {
             Ok(Some(auth)) => auth,
             Ok(None) => {
-                let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+                let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
                 let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
                 events::skipped(job.provider, job.channel, "no_grant");
                 return JobEnd::Skipped;
             }
             Err(problem) => {
                 events::own_failure_text("credentials", &problem);
-                let recheck = schedule::recheck_at(&inner.config.schedule, now, fastrand::f64());
+                let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
                 let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
                 return JobEnd::OwnFailure;
             }
@@ -657,6 +813,7 @@ impl Worker {
         };
         let elapsed = clock.elapsed();
         let finished_at = OffsetDateTime::now_utc();
+        events::token_requests(job.provider, &attempt.token_requests);
         if let Some(request_id) = &attempt.request_id {
             tracing::Span::current().record("request_id", request_id.as_str());
         }
@@ -666,7 +823,7 @@ impl Worker {
         }
 
         let next_due_at = schedule::next_due(
-            &inner.config.schedule,
+            &inner.schedule(),
             job.channel,
             attempt.outcome,
             job.consecutive_transient_failures,
@@ -950,6 +1107,60 @@ fn unreachable_connector(provider: Provider) -> Attempt {
     ))
 }
 
+/// How one worker's permits are shared among companies. A company's share is
+/// `concurrency / companies` (rounded up, at least one): a company with that many attempts
+/// in flight is skipped by the claims, and the claims take turns across the others, so a
+/// slow tenant's backlog cannot take every permit while the others have due work. Permits
+/// nobody else claims may be lent beyond a share, but `reserve` of them (one per other
+/// company, at most a share) are never lent, so a company whose jobs fall due while
+/// another's slow attempts run finds a free permit at the next claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Share {
+    per_company: usize,
+    reserve: usize,
+}
+
+impl Share {
+    fn new(concurrency: usize, companies: usize) -> Share {
+        let companies = companies.max(1);
+        let per_company = concurrency.div_ceil(companies).max(1);
+        Share {
+            per_company,
+            reserve: per_company
+                .min(companies - 1)
+                .min(concurrency.saturating_sub(1)),
+        }
+    }
+}
+
+/// One attempt in flight, counted for its company until dropped.
+struct InFlight {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    company: String,
+}
+
+impl InFlight {
+    fn start(counts: &Arc<Mutex<HashMap<String, usize>>>, company: &str) -> InFlight {
+        *lock(counts).entry(company.to_owned()).or_default() += 1;
+        InFlight {
+            counts: Arc::clone(counts),
+            company: company.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        if let Some(running) = counts.get_mut(&self.company) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                counts.remove(&self.company);
+            }
+        }
+    }
+}
+
 /// Stops a job's heartbeat task when dropped.
 struct HeartbeatGuard(CancellationToken);
 
@@ -1020,6 +1231,25 @@ mod tests {
             expected,
             "{context:?} {channel}"
         );
+    }
+
+    #[test]
+    fn permits_are_shared_among_companies() {
+        let share = |concurrency, companies| {
+            let share = Share::new(concurrency, companies);
+            (share.per_company, share.reserve)
+        };
+        // Alone, a company may use every permit.
+        assert_eq!(share(16, 1), (16, 0));
+        assert_eq!(share(16, 0), (16, 0));
+        // Two tenants, four permits: two each; one more may be lent, one stays free.
+        assert_eq!(share(4, 2), (2, 1));
+        assert_eq!(share(16, 2), (8, 1));
+        assert_eq!(share(16, 5), (4, 4));
+        // More companies than permits: one each, one permit kept for the others.
+        assert_eq!(share(16, 100), (1, 1));
+        // A single permit is never held back.
+        assert_eq!(share(1, 3), (1, 0));
     }
 
     #[test]

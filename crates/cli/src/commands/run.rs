@@ -8,8 +8,8 @@
 //! listener is bound, and `STOPPING=1` at shutdown ([`crate::notify`]). On SIGHUP it
 //! re-reads and fully validates its config file: a file with any problem is refused (every
 //! problem logged, the running config kept); otherwise the keys that can change at run
-//! time ([`RELOADABLE`]: the log filter) are applied and every other changed key is logged
-//! by name as needing a restart.
+//! time ([`RELOADABLE`]: the log filter and the worker's schedule) are applied and every
+//! other changed key is logged by name as needing a restart.
 //!
 //! Also home of what `datacap demo` shares with it: building the worker, logging, metrics
 //! and the signal handling.
@@ -33,10 +33,20 @@ use crate::config::{self, Config, LogConfig};
 use crate::credentials::FileAndEnvResolver;
 use crate::notify::Notifier;
 
-/// The config keys a SIGHUP applies to the running daemon. The worker's settings
-/// (intervals, limits, concurrency) are fixed when it is built, so they, and every other
-/// key, take effect at the next restart.
-pub(crate) const RELOADABLE: &[&str] = &["log.level"];
+/// The config keys a SIGHUP applies to the running daemon: the log filter and the
+/// worker's schedule (intervals, jitter, backoff; the next scheduling decisions use them,
+/// due times already stored stay). Concurrency, the tenant limits, leases and
+/// `max_retry_after` are fixed when the worker is built (its semaphore, rate limiter and
+/// claim loop hold them), so they, and every other key, take effect at the next restart.
+pub(crate) const RELOADABLE: &[&str] = &[
+    "log.level",
+    "worker.email_interval",
+    "worker.calendar_interval",
+    "worker.jitter",
+    "worker.backoff_base",
+    "worker.backoff_cap",
+    "worker.recheck_interval",
+];
 
 /// Arguments of `datacap run`.
 #[derive(clap::Args)]
@@ -95,6 +105,7 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
                 config_path.map(Path::to_path_buf),
                 values,
                 log_filter,
+                worker.clone(),
                 notifier.clone(),
                 cancel.clone(),
             )?;
@@ -304,6 +315,7 @@ fn reload_on_sighup(
     config_path: Option<std::path::PathBuf>,
     mut running: std::collections::BTreeMap<String, String>,
     log_filter: LogFilter,
+    worker: Worker,
     notifier: Notifier,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -316,7 +328,7 @@ fn reload_on_sighup(
                 received = hangup.recv() => if received.is_none() { break },
             }
             notifier.reloading();
-            reload(config_path.as_deref(), &mut running, &log_filter);
+            reload(config_path.as_deref(), &mut running, &log_filter, &worker);
             notifier.ready();
         }
     });
@@ -329,6 +341,7 @@ fn reload(
     config_path: Option<&Path>,
     running: &mut std::collections::BTreeMap<String, String>,
     log_filter: &LogFilter,
+    worker: &Worker,
 ) {
     info!(signal = "SIGHUP", "reloading the config file");
     let (config, values) = match config::load_with_values(config_path, std::env::vars()) {
@@ -348,22 +361,36 @@ fn reload(
         .filter(|key| running.get(*key) != values.get(*key))
         .cloned()
         .collect();
-    let mut pending = Vec::new();
-    for key in &changed {
-        if !RELOADABLE.contains(&key.as_str()) {
-            pending.push(key.as_str());
-            continue;
-        }
-        // log.level, the one reloadable key.
-        match log_filter(&config.log.level) {
+    let (reloadable, pending): (Vec<&String>, Vec<&String>) = changed
+        .iter()
+        .partition(|key| RELOADABLE.contains(&key.as_str()));
+    // Each group of reloadable keys is applied at once: the log filter, the schedule.
+    let log_result = if reloadable.iter().any(|key| key.starts_with("log.")) {
+        log_filter(&config.log.level)
+    } else {
+        Ok(())
+    };
+    let schedule_result = if reloadable.iter().any(|key| key.starts_with("worker.")) {
+        worker
+            .set_schedule(worker_config(&config).schedule)
+            .map_err(anyhow::Error::from)
+    } else {
+        Ok(())
+    };
+    for key in reloadable {
+        let result = if key.starts_with("log.") {
+            &log_result
+        } else {
+            &schedule_result
+        };
+        match result {
             Ok(()) => {
-                info!(key = %key, value = %config.log.level, "config key applied");
-                if let Some(value) = values.get(key) {
-                    running.insert(key.clone(), value.clone());
-                }
+                let value = values.get(key).cloned().unwrap_or_default();
+                info!(key = %key, value = %value, "config key applied");
+                running.insert(key.clone(), value);
             }
             Err(problem) => {
-                error!(key = %key, problem = %format!("{problem:#}"), "config key not applied")
+                error!(key = %key, problem = %format!("{problem:#}"), "config key not applied");
             }
         }
     }

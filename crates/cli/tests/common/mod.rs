@@ -405,24 +405,37 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (
     (status, body)
 }
 
-/// The (email, calendar) reasons of `member` of `company`.
-pub fn reasons(status: &Value, company: &str, member: &str) -> (String, String) {
+/// `member` of `company` in a status report.
+pub fn member_status<'a>(status: &'a Value, company: &str, member: &str) -> &'a Value {
     let company = status["companies"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["id"] == company)
         .unwrap_or_else(|| panic!("company {company}"));
-    let member = company["members"]
+    company["members"]
         .as_array()
         .unwrap()
         .iter()
         .find(|m| m["id"] == member)
-        .unwrap_or_else(|| panic!("member {member}"));
+        .unwrap_or_else(|| panic!("member {member}"))
+}
+
+/// The (email, calendar) reasons of `member` of `company`.
+pub fn reasons(status: &Value, company: &str, member: &str) -> (String, String) {
+    let member = member_status(status, company, member);
     (
         member["email"]["reason"].as_str().unwrap().to_owned(),
         member["calendar"]["reason"].as_str().unwrap().to_owned(),
     )
+}
+
+/// The microphone icon's reason of `member` of `company`.
+pub fn capture_reason(status: &Value, company: &str, member: &str) -> String {
+    member_status(status, company, member)["capture"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 pub fn email_reason(status: &Value, company: &str, member: &str) -> String {
@@ -455,7 +468,11 @@ pub fn free_port() -> SocketAddr {
 
 impl Harness {
     pub fn daemon(&self, name: &str, extra_env: &[(&str, &str)]) -> Daemon {
-        let http = free_port();
+        self.daemon_at(name, free_port(), extra_env)
+    }
+
+    /// A daemon serving HTTP at `http`.
+    pub fn daemon_at(&self, name: &str, http: SocketAddr, extra_env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join(format!("{name}.log"));
         let listen = http.to_string();
         let mut env: Vec<(&str, &str)> = vec![
@@ -655,4 +672,385 @@ impl Daemon {
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+}
+
+/// Google and Microsoft tenants whose members connect one by one (our OAuth clients), one
+/// member per member-level answer. Faults on API calls are here; faults at the token
+/// endpoint are added once the members have connected (they would refuse the code
+/// exchange of the connect flow too).
+pub const USER_BY_USER_SCENARIO: &str = r#"
+seed = 13
+
+[[tenant]]
+name = "initech"
+provider = "google"
+domain = "initech.example"
+
+[tenant.oauth_client]
+client_id = "initech-client.apps.googleusercontent.com"
+client_secret = "initech-secret"
+
+[[tenant.user]]
+email = "peter@initech.example"
+messages = 3
+events = 1
+
+[[tenant.user]]
+email = "newbie@initech.example"
+
+[[tenant.user]]
+email = "revoked@initech.example"
+
+[[tenant.user]]
+email = "scopeless@initech.example"
+
+[[tenant.user]]
+email = "badclient@initech.example"
+
+[[tenant.user]]
+email = "policy@initech.example"
+[[tenant.user.fault]]
+fault = "domain_policy"
+
+[[tenant.user]]
+email = "nomail@initech.example"
+[[tenant.user.fault]]
+fault = "mailbox_not_enabled"
+
+[[tenant.user]]
+email = "flaky@initech.example"
+messages = 2
+[[tenant.user.fault]]
+fault = "server_error"
+
+[[tenant.user]]
+email = "singer@initech.example"
+messages = 1
+
+[[tenant.user]]
+email = "nonrec@initech.example"
+messages = 1
+
+[[tenant.user]]
+email = "quiet@initech.example"
+
+[[tenant]]
+name = "contoso"
+provider = "microsoft"
+domain = "contoso.example"
+tenant_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
+
+[tenant.app]
+client_id = "cc11dd22-ee33-4f44-8a55-bb6677889900"
+client_secret = "contoso-secret"
+roles = []
+
+[[tenant.user]]
+email = "megan@contoso.example"
+messages = 4
+events = 2
+
+[[tenant.user]]
+email = "adele@contoso.example"
+
+[[tenant.user]]
+email = "rex@contoso.example"
+
+[[tenant.user]]
+email = "nora@contoso.example"
+
+[[tenant.user]]
+email = "sam@contoso.example"
+
+[[tenant.user]]
+email = "pat@contoso.example"
+[[tenant.user.fault]]
+fault = "application_access_policy"
+
+[[tenant.user]]
+email = "nolicence@contoso.example"
+[[tenant.user.fault]]
+fault = "mailbox_not_enabled"
+"#;
+
+/// The tenants file of [`USER_BY_USER_SCENARIO`], plus a company whose permission is not
+/// given and one without a provider (the reasons settings give).
+pub const USER_BY_USER_TENANTS: &str = r#"
+[[companies]]
+id = "initech"
+provider = "google_workspace"
+connection_mode = "user_by_user"
+settings = { permission_given = true, import_calendar = @IMPORT_CALENDAR@ }
+credentials = { client_id = "initech-client.apps.googleusercontent.com", client_secret_env = "INITECH_SECRET" }
+
+[[companies.members]]
+id = "peter"
+email = "peter@initech.example"
+seat = true
+recording_enabled = true
+
+[[companies.members]]
+id = "newbie"
+email = "newbie@initech.example"
+
+[[companies.members]]
+id = "revoked"
+email = "revoked@initech.example"
+
+[[companies.members]]
+id = "scopeless"
+email = "scopeless@initech.example"
+
+[[companies.members]]
+id = "badclient"
+email = "badclient@initech.example"
+
+[[companies.members]]
+id = "policy"
+email = "policy@initech.example"
+
+[[companies.members]]
+id = "nomail"
+email = "nomail@initech.example"
+
+[[companies.members]]
+id = "flaky"
+email = "flaky@initech.example"
+
+[[companies.members]]
+id = "singer"
+email = "singer@initech.example"
+recording_enabled = true
+
+[[companies.members]]
+id = "nonrec"
+email = "nonrec@initech.example"
+import_non_recorded_meetings = true
+
+[[companies.members]]
+id = "quiet"
+email = "quiet@initech.example"
+email_import = false
+calendar_import = false
+
+[[companies]]
+id = "contoso"
+provider = "microsoft_365"
+connection_mode = "user_by_user"
+settings = { permission_given = true }
+credentials = { tenant_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", client_id = "cc11dd22-ee33-4f44-8a55-bb6677889900", client_secret_env = "CONTOSO_SECRET" }
+
+[[companies.members]]
+id = "megan"
+email = "megan@contoso.example"
+
+[[companies.members]]
+id = "adele"
+email = "adele@contoso.example"
+
+[[companies.members]]
+id = "rex"
+email = "rex@contoso.example"
+
+[[companies.members]]
+id = "nora"
+email = "nora@contoso.example"
+
+[[companies.members]]
+id = "sam"
+email = "sam@contoso.example"
+
+[[companies.members]]
+id = "pat"
+email = "pat@contoso.example"
+
+[[companies.members]]
+id = "nolicence"
+email = "nolicence@contoso.example"
+
+[[companies]]
+id = "hooli"
+provider = "microsoft_365"
+connection_mode = "user_by_user"
+settings = { permission_given = false }
+
+[[companies.members]]
+id = "gavin"
+email = "gavin@hooli.example"
+
+[[companies]]
+id = "umbrella"
+provider = "none"
+connection_mode = "user_by_user"
+
+[[companies.members]]
+id = "alice"
+email = "alice@umbrella.example"
+"#;
+
+/// A user-by-user harness: [`USER_BY_USER_SCENARIO`] and its tenants file, applied, with
+/// the encryption key, our OAuth clients and the connect flow configured; `web` is where
+/// the daemon that serves the connect flow must listen (the links point there).
+pub struct UserByUser {
+    pub h: Harness,
+    pub web: SocketAddr,
+}
+
+impl UserByUser {
+    pub fn new(postgres: bool) -> UserByUser {
+        let mut h = Harness::new(USER_BY_USER_SCENARIO, postgres);
+        let web = free_port();
+        let dir = h.dir.path().to_owned();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let e = h.sim.as_ref().unwrap().endpoints().clone();
+        let env = [
+            (
+                "DATACAP_ENCRYPTION__KEY_ENV",
+                "TEST_ENCRYPTION_KEY".to_owned(),
+            ),
+            ("TEST_ENCRYPTION_KEY", "42".repeat(32)),
+            ("DATACAP_GOOGLE__AUTHORIZE_URL", e.google_authorize_url),
+            (
+                "DATACAP_GOOGLE__OAUTH_CLIENT_ID",
+                "initech-client.apps.googleusercontent.com".to_owned(),
+            ),
+            (
+                "DATACAP_GOOGLE__OAUTH_CLIENT_SECRET_FILE",
+                file("google-secret", "initech-secret"),
+            ),
+            (
+                "DATACAP_MICROSOFT__OAUTH_CLIENT_ID",
+                "cc11dd22-ee33-4f44-8a55-bb6677889900".to_owned(),
+            ),
+            (
+                "DATACAP_MICROSOFT__OAUTH_CLIENT_SECRET_ENV",
+                "CONTOSO_SECRET".to_owned(),
+            ),
+            (
+                "DATACAP_WEB__OPERATOR_TOKEN_FILE",
+                file("operator-token", "operator-token-of-the-user-by-user-test"),
+            ),
+            (
+                "DATACAP_WEB__SIGNING_KEY_FILE",
+                file(
+                    "signing-key",
+                    "signing-key-of-the-user-by-user-test-0123456789",
+                ),
+            ),
+            ("DATACAP_WEB__PUBLIC_URL", format!("http://{web}")),
+            ("INITECH_SECRET", "initech-secret".to_owned()),
+            ("CONTOSO_SECRET", "contoso-secret".to_owned()),
+        ];
+        h.env
+            .extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let ubu = UserByUser { h, web };
+        ubu.apply_tenants(true);
+        ubu
+    }
+
+    /// Applies the tenants file, with initech's calendar import on or off.
+    pub fn apply_tenants(&self, import_calendar: bool) {
+        let text = USER_BY_USER_TENANTS.replace("@IMPORT_CALENDAR@", &import_calendar.to_string());
+        std::fs::write(&self.h.tenants, text).unwrap();
+        self.h.apply();
+    }
+
+    /// A daemon that serves the connect flow at `web`.
+    pub fn daemon(&self, name: &str, extra_env: &[(&str, &str)]) -> Daemon {
+        self.h.daemon_at(name, self.web, extra_env)
+    }
+
+    /// Connects `members` of `company` the way members do, through a running daemon: the
+    /// personal link `datacap remind` lists, the sim's consent screen, the callback.
+    pub fn connect(&self, company: &str, members: &[&str]) {
+        let listed: Value = serde_json::from_str(
+            &self
+                .h
+                .datacap(&[], &["remind", "--company", company, "--format", "json"]),
+        )
+        .expect("remind json");
+        for member in members {
+            let link = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|row| row["member_id"] == *member)
+                .unwrap_or_else(|| panic!("{member} is not listed to connect: {listed}"))["link"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let (addr, path) = split_url(&link);
+            let (status, location, body) = get_redirect(addr, &path);
+            assert_eq!(status, 303, "{member} start: {body}");
+            let (sim, path) = split_url(&location);
+            let (status, location, body) = get_redirect(sim, &path);
+            assert_eq!(status, 302, "{member} at the consent screen: {body}");
+            let (addr, path) = split_url(&location);
+            let (status, body) = http(addr, "GET", &path, None);
+            assert_eq!(status, 200, "{member} callback: {body}");
+        }
+    }
+}
+
+/// Splits an absolute `http://host:port/path?query` URL.
+pub fn split_url(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (host.parse().expect("host:port"), format!("/{path}"))
+}
+
+/// A GET whose answer is a redirect: status, `Location` (empty when absent) and body.
+pub fn get_redirect(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let location = head
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .find(|(name, _)| name.eq_ignore_ascii_case("location"))
+        .map(|(_, value)| value.trim().to_owned())
+        .unwrap_or_default();
+    (status, location, body.to_owned())
+}
+
+/// One sample of `/metrics` text: the value of the series written exactly as `series`
+/// (name and labels in the exporter's order); `None` when absent.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Every reason (email, calendar and capture) of every member in a status report.
+pub fn reasons_seen(status: &Value) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for company in status["companies"].as_array().unwrap() {
+        for member in company["members"].as_array().unwrap() {
+            for icon in ["capture", "email", "calendar"] {
+                if let Some(reason) = member[icon]["reason"].as_str() {
+                    seen.insert(reason.to_owned());
+                }
+            }
+        }
+    }
+    seen
 }
