@@ -269,7 +269,7 @@ fn tenants(members: usize) -> Tenants {
                 .map(|index| TenantMember {
                     id: format!("u{index}"),
                     email: format!("u{index}@{DOMAIN}"),
-                    settings: member_settings.clone(),
+                    settings: member_settings,
                     active: true,
                 })
                 .collect(),
