@@ -429,3 +429,29 @@ async fn insert_changes(tx: &mut Tx, rows: Vec<ChangeRow>, at: DbTime) -> Result
     .await?;
     Ok(())
 }
+
+/// Leases the claimed (member, channel) rows to `owner` until `expires`: one statement,
+/// the keys as two arrays.
+async fn lease_rows(
+    tx: &mut Tx,
+    keys: Vec<(String, String)>,
+    owner: &str,
+    expires: DbTime,
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (member_id, channel): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+    sqlx::query(
+        "UPDATE sync_state SET lease_owner = $3, lease_expires_at = $4 \
+         FROM UNNEST($1::text[], $2::text[]) AS k(member_id, channel) \
+         WHERE sync_state.member_id = k.member_id AND sync_state.channel = k.channel",
+    )
+    .bind(member_id)
+    .bind(channel)
+    .bind(owner)
+    .bind(expires)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -7,8 +7,9 @@
 //! drift apart. The few places where the dialects differ branch on `POSTGRES`.
 
 use super::{
-    Backend, Db, MIGRATOR, POSTGRES, RECOMPUTE_CHUNK, Tx, insert_attempts, insert_changes, push_in,
-    recent_attempts, update_sync_state, upsert_calendar_items, upsert_email_items, upsert_icons,
+    Backend, Db, MIGRATOR, POSTGRES, RECOMPUTE_CHUNK, Tx, insert_attempts, insert_changes,
+    lease_rows, push_in, recent_attempts, update_sync_state, upsert_calendar_items,
+    upsert_email_items, upsert_icons,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -1061,19 +1062,15 @@ impl Backend {
             select.push(" FOR UPDATE OF s SKIP LOCKED");
         }
         let rows: Vec<ClaimRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+        // Every claimed row's lease in one statement, not one round trip per job.
+        let keys = rows
+            .iter()
+            .map(|row| (row.0.clone(), row.1.clone()))
+            .collect();
+        lease_rows(&mut tx, keys, owner, expires).await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for (member_id, channel, cursor, failures, company_id, provider, mode, member_email) in rows
         {
-            sqlx::query(
-                "UPDATE sync_state SET lease_owner = $3, lease_expires_at = $4 \
-                 WHERE member_id = $1 AND channel = $2",
-            )
-            .bind(&member_id)
-            .bind(&channel)
-            .bind(owner)
-            .bind(expires)
-            .execute(&mut *tx)
-            .await?;
             jobs.push(Job {
                 channel: parse_channel(&channel)?,
                 provider: parse_provider(&provider)?,

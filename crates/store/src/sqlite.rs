@@ -344,3 +344,28 @@ async fn insert_changes(tx: &mut Tx, rows: Vec<ChangeRow>, at: DbTime) -> Result
     }
     Ok(())
 }
+
+/// Leases the claimed (member, channel) rows to `owner` until `expires`: multi-row
+/// `VALUES`, one statement per [`ROWS`] keys.
+async fn lease_rows(
+    tx: &mut Tx,
+    keys: Vec<(String, String)>,
+    owner: &str,
+    expires: DbTime,
+) -> Result<(), StoreError> {
+    for chunk in keys.chunks(ROWS) {
+        let mut update = QueryBuilder::<Sqlite>::new("UPDATE sync_state SET lease_owner = ");
+        update.push_bind(owner.to_owned());
+        update.push(", lease_expires_at = ");
+        update.push_bind(expires);
+        update.push(" FROM (");
+        update.push_values(chunk, |mut row, (member_id, channel)| {
+            row.push_bind(member_id.clone()).push_bind(channel.clone());
+        });
+        update.push(
+            ") AS v WHERE sync_state.member_id = v.column1 AND sync_state.channel = v.column2",
+        );
+        update.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
