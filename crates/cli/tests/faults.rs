@@ -465,7 +465,18 @@ fn a_429_storm_with_retry_after_stays_under_the_tenant_limit_and_turns_nobody_re
         requests <= burst + rate * elapsed + 1.0,
         "{requests} requests in {elapsed:.1} s: over the tenant limit of {rate}/s (burst {burst})"
     );
-    assert_eq!(h.turned_red(), 0, "a short storm turned a member red");
+    let reds = h.texts(
+        "SELECT member_id || ' ' || channel || ': ' || outcome || ' at ' || started_at \
+         FROM import_attempts WHERE (member_id, channel) IN \
+         (SELECT member_id, icon FROM status_changes WHERE to_color = 'red') \
+         ORDER BY member_id, channel, started_at",
+    );
+    assert_eq!(
+        h.turned_red(),
+        0,
+        "a short storm turned a member red; their attempts:\n{}",
+        reds.join("\n")
+    );
     assert!(daemon.alive(), "{}", tail(&daemon.logs()));
 }
 

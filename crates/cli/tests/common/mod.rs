@@ -350,6 +350,35 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// One text column of every row from the database the binary uses (for failure messages).
+    pub fn texts(&self, sql: &str) -> Vec<String> {
+        let url = self.database_url().to_owned();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let query = sqlx::AssertSqlSafe(sql.to_owned());
+            let rows: Vec<(String,)> = if url.starts_with("postgres") {
+                let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query_as(query)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            } else {
+                let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query_as(query)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            };
+            rows.into_iter().map(|(text,)| text).collect()
+        })
+    }
+}
+
 pub fn ok(output: &Output) -> String {
     assert!(
         output.status.success(),
