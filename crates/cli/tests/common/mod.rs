@@ -685,6 +685,13 @@ impl Harness {
         stats["requests_total"].as_u64().unwrap()
     }
 
+    /// How often the sim has fired fault `kind` (`RateLimited`, …) since it started.
+    pub fn sim_faults_fired(&self, kind: &str) -> u64 {
+        let (_, body) = self.sim_get("/_sim/stats");
+        let stats: Value = serde_json::from_str(&body).unwrap();
+        stats["faults_fired"][kind].as_u64().unwrap_or(0)
+    }
+
     /// How many members' `icon` ('email' or 'calendar') is red now.
     pub fn red(&self) -> i64 {
         self.count("SELECT COUNT(*) FROM member_status WHERE color = 'red'")
