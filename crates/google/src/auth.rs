@@ -13,11 +13,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datacap_connector::{Failure, ServiceAccountKey};
 use datacap_core::{Channel, Outcome};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -185,24 +185,39 @@ pub(crate) fn assertion(
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let signature = SigningKey::<Sha256>::new(private_key).sign(signing_input.as_bytes());
+    // ring signs RS256 several times faster than the pure-Rust `rsa` crate, which made
+    // the token exchange of a first import cost milliseconds of CPU per mailbox and scope
+    // (docs/performance.md, "Profile"); `rsa` still reads the PEM (PKCS#8 or PKCS#1).
+    let mut signature = vec![0; private_key.public().modulus_len()];
+    private_key
+        .sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            signing_input.as_bytes(),
+            &mut signature,
+        )
+        .map_err(|_| unusable_key())?;
     Ok(format!(
         "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        URL_SAFE_NO_PAD.encode(signature)
     ))
 }
 
-fn parse_private_key(pem: &SecretString) -> Result<RsaPrivateKey, Failure> {
+fn unusable_key() -> Failure {
+    // Never the parser's detail: it may quote key material.
+    Failure::new(
+        Outcome::CredentialRejected,
+        "the service account private key is not an RSA PEM key",
+    )
+}
+
+fn parse_private_key(pem: &SecretString) -> Result<RsaKeyPair, Failure> {
     let text = pem.expose_secret();
-    RsaPrivateKey::from_pkcs8_pem(text)
+    let key = RsaPrivateKey::from_pkcs8_pem(text)
         .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
-        .map_err(|_| {
-            // Never the parser's detail: it may quote key material.
-            Failure::new(
-                Outcome::CredentialRejected,
-                "the service account private key is not an RSA PEM key",
-            )
-        })
+        .map_err(|_| unusable_key())?;
+    let der = key.to_pkcs8_der().map_err(|_| unusable_key())?;
+    RsaKeyPair::from_pkcs8(der.as_bytes()).map_err(|_| unusable_key())
 }
 
 #[cfg(test)]

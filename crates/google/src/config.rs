@@ -33,6 +33,12 @@ pub struct GoogleConfig {
     pub max_pages: u32,
     /// A cached access token is replaced this long before it expires.
     pub token_refresh_margin: Duration,
+    /// Throttled answers (429 or 403 rate limits, 503) carrying a `Retry-After` that are
+    /// waited out and retried inside one attempt (google.md: "honour `Retry-After`").
+    pub throttle_retries: u32,
+    /// Longest `Retry-After` waited for inside an attempt; a longer one ends the attempt as
+    /// `rate_limited` with the wait recorded for the schedule.
+    pub max_retry_wait: Duration,
 }
 
 impl Default for GoogleConfig {
@@ -50,6 +56,8 @@ impl Default for GoogleConfig {
             page_size: 100,
             max_pages: 50,
             token_refresh_margin: Duration::from_secs(300),
+            throttle_retries: 2,
+            max_retry_wait: Duration::from_secs(10),
         }
     }
 }
@@ -119,6 +127,12 @@ impl GoogleConfig {
         if self.token_refresh_margin >= Duration::from_secs(3000) {
             return bad("token_refresh_margin", "must be under 50 minutes");
         }
+        if self.throttle_retries > 2 {
+            return bad("throttle_retries", "must be at most 2");
+        }
+        if self.max_retry_wait > Duration::from_secs(60) {
+            return bad("max_retry_wait", "must be at most 60 seconds");
+        }
         if self.http.max_body_bytes == 0 {
             return bad("http.max_body_bytes", "must be at least 1");
         }
@@ -150,6 +164,11 @@ mod tests {
         check(
             |c| c.token_refresh_margin = Duration::from_secs(3600),
             Some("token_refresh_margin"),
+        );
+        check(|c| c.throttle_retries = 3, Some("throttle_retries"));
+        check(
+            |c| c.max_retry_wait = Duration::from_secs(61),
+            Some("max_retry_wait"),
         );
     }
 }

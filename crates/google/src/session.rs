@@ -7,7 +7,7 @@
 //! are written once.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use datacap_connector::{
     Failure, Gate, GrantType, ImportJob, JobAuth, OAuthClient, TokenRequest, read_body, request_id,
@@ -28,6 +28,9 @@ use crate::models::{ApiErrorEnvelope, TokenAnswer, TokenError};
 pub(crate) struct CallFailure {
     pub verdict: Verdict,
     pub failure: Failure,
+    /// The pause the tenant's gate took for this answer's `Retry-After` (its next
+    /// `ready` waits it out).
+    pub gate_pause: Option<Duration>,
 }
 
 impl From<Failure> for CallFailure {
@@ -35,6 +38,7 @@ impl From<Failure> for CallFailure {
         CallFailure {
             verdict: Verdict::Outcome(failure.outcome),
             failure,
+            gate_pause: None,
         }
     }
 }
@@ -325,9 +329,51 @@ impl<'a> Session<'a> {
         Ok(minted)
     }
 
-    /// GET an API, refreshing the token once on a 401. A second 401 is `grant_invalid`
-    /// for a member's own grant (PROVIDERS.md) and `provider_error` under delegation.
+    /// GET an API, refreshing the token once on a 401 (a second 401 is `grant_invalid`
+    /// for a member's own grant, PROVIDERS.md, and `provider_error` under delegation), and
+    /// waiting out a throttled answer's `Retry-After` up to [`GoogleConfig::throttle_retries`]
+    /// times when it is at most [`GoogleConfig::max_retry_wait`] (google.md: rate limits are
+    /// transient, "honour `Retry-After`"); a longer or repeated one ends the call
+    /// `rate_limited` with the wait for the schedule.
+    ///
+    /// [`GoogleConfig::throttle_retries`]: crate::GoogleConfig::throttle_retries
+    /// [`GoogleConfig::max_retry_wait`]: crate::GoogleConfig::max_retry_wait
     pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        purpose: Purpose,
+        api: Api,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, CallFailure> {
+        let mut throttle_waits = 0;
+        loop {
+            match self.get_authorized(purpose, api, url, query).await {
+                Err(failure)
+                    if failure.failure.outcome == Outcome::RateLimited
+                        && throttle_waits < self.inner.config.throttle_retries
+                        && let Some(wait) = failure.failure.retry_after
+                        && wait <= self.inner.config.max_retry_wait =>
+                {
+                    throttle_waits += 1;
+                    tracing::info!(
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "throttled; waiting as Retry-After asks"
+                    );
+                    // The tenant's gate paused for it (every request of the company waits,
+                    // this retry in its `ready`): sleeping too would wait twice. Only a wait
+                    // the gate did not take (the open gate, a capped pause) is slept here.
+                    if failure.gate_pause.is_none_or(|pause| pause < wait) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Session::get`] without the throttle retries: one call, and once more with a new
+    /// token after a 401.
+    async fn get_authorized<T: DeserializeOwned>(
         &self,
         purpose: Purpose,
         api: Api,
@@ -384,7 +430,7 @@ impl<'a> Session<'a> {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        self.job.gate.answered(status, &headers);
+        let gate_pause = self.job.gate.answered(status, &headers);
         let id = request_id(&headers);
         let body = read_body(response, self.inner.config.http.max_body_bytes)
             .await
@@ -434,7 +480,11 @@ impl<'a> Session<'a> {
             failure.error_code.as_deref(),
             outcome,
         );
-        Err(CallFailure { verdict, failure })
+        Err(CallFailure {
+            verdict,
+            failure,
+            gate_pause,
+        })
     }
 }
 

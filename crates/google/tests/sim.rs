@@ -91,6 +91,9 @@ fn config_for(sim: &SimHandle) -> GoogleConfig {
     let endpoints = sim.endpoints();
     GoogleConfig {
         page_size: 5,
+        // Throttled answers end the attempt at once here; the retry inside an attempt has
+        // its own test (`a_short_retry_after_is_waited_out_inside_the_attempt`).
+        throttle_retries: 0,
         http: HttpLimits {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(2),
@@ -234,6 +237,17 @@ impl Harness {
             }
         }
         self.control("faults", body).await;
+    }
+
+    async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/stats", self.sim.control_url()))
+            .send()
+            .await
+            .expect("stats call")
+            .json()
+            .await
+            .expect("stats body")
     }
 
     async fn clear_faults(&self) {
@@ -1251,6 +1265,55 @@ async fn rate_limit_records_retry_after() {
         assert_eq!(attempt.http_status, Some(429));
         assert_eq!(attempt.error_code.as_deref(), Some("rateLimitExceeded"));
         assert_eq!(attempt.retry_after, Some(expected));
+    }
+    h.sim.shutdown().await;
+}
+
+/// google.md: rate limits are transient, "honour `Retry-After`". A short one is waited out
+/// and the call retried inside the attempt, at most `throttle_retries` times; a third 429
+/// ends the attempt `rate_limited`, and one longer than `max_retry_wait` ends it at once.
+#[tokio::test]
+async fn a_short_retry_after_is_waited_out_inside_the_attempt() {
+    let h = start().await;
+    let connector = GoogleConnector::new(GoogleConfig {
+        throttle_retries: 2,
+        max_retry_wait: Duration::from_secs(2),
+        ..config_for(&h.sim)
+    })
+    .expect("connector");
+    let fired = |stats: Value| stats["faults_fired"]["RateLimited"].as_u64().unwrap_or(0);
+    for (times, retry_after, outcome, fired_429s) in [
+        (2, 1, Outcome::Success, 2),
+        (5, 1, Outcome::RateLimited, 3),
+        (5, 3, Outcome::RateLimited, 1),
+    ] {
+        h.clear_faults().await;
+        let before = fired(h.stats().await);
+        h.fault(
+            "ada@acme.example",
+            json!({ "fault": "rate_limited", "retry_after": retry_after, "times": times }),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let attempt = connector
+            .import(&delegated("ada@acme.example", Channel::Email, None))
+            .await;
+        let label = format!("{times} 429s of Retry-After {retry_after} s");
+        assert_eq!(attempt.outcome, outcome, "{label}: {attempt:?}");
+        assert_eq!(fired(h.stats().await) - before, fired_429s, "{label}");
+        // Every 429 that was retried was waited out first (an open gate: the connector
+        // sleeps it itself); the one that ended the attempt was not.
+        let retried = if outcome == Outcome::Success {
+            fired_429s
+        } else {
+            fired_429s - 1
+        };
+        let waited = Duration::from_secs(retry_after * retried);
+        assert!(
+            started.elapsed() >= waited,
+            "{label}: {:?}",
+            started.elapsed()
+        );
     }
     h.sim.shutdown().await;
 }

@@ -520,9 +520,10 @@ fn validate(raw: RawScenario, locate: &Locator<'_>, base: &Path) -> Result<Scena
             }
         };
         let mut users: Vec<User> = Vec::with_capacity(tenant.user.len());
+        let mut seen = std::collections::HashSet::with_capacity(tenant.user.len());
         for user in tenant.user {
             let email = user.email.get_ref().to_ascii_lowercase();
-            if users.iter().any(|u| u.email == email) {
+            if !seen.insert(email.clone()) {
                 return Err(locate.at(
                     &user.email,
                     format!("field `email`: user `{email}` is declared twice"),

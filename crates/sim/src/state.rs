@@ -126,6 +126,9 @@ pub(crate) struct TenantState {
     pub cfg: Tenant,
     pub users: Vec<UserState>,
     pub faults: Vec<ActiveFault>,
+    /// Each user's position in `users` by lower-cased address and by lower-cased id, so a
+    /// request finds its mailbox in constant time however many users the tenant has.
+    by_key: HashMap<String, usize>,
 }
 
 /// An issued access token.
@@ -414,6 +417,16 @@ impl World {
                 });
             }
             let faults = activate(&tenant.faults);
+            let mut by_key = HashMap::with_capacity(users.len() * 2);
+            for (index, user) in users.iter().enumerate() {
+                // The first user wins a shared key, as the linear scan it replaces did.
+                by_key
+                    .entry(user.cfg.email.to_ascii_lowercase())
+                    .or_insert(index);
+            }
+            for (index, user) in users.iter().enumerate() {
+                by_key.entry(user.id.to_ascii_lowercase()).or_insert(index);
+            }
             tenants.push(TenantState {
                 cfg: Tenant {
                     users: Vec::new(),
@@ -422,6 +435,7 @@ impl World {
                 },
                 users,
                 faults,
+                by_key,
             });
         }
         World {
@@ -453,20 +467,23 @@ impl World {
     }
 
     pub(crate) fn user_by_email(&self, tenant: usize, email: &str) -> Option<usize> {
-        self.tenants
-            .get(tenant)?
+        let tenant = self.tenants.get(tenant)?;
+        let index = *tenant.by_key.get(&email.to_ascii_lowercase())?;
+        // The index holds ids too: only an address match counts here.
+        tenant
             .users
-            .iter()
-            .position(|u| u.cfg.email.eq_ignore_ascii_case(email))
+            .get(index)
+            .filter(|u| u.cfg.email.eq_ignore_ascii_case(email))
+            .map(|_| index)
     }
 
     /// Finds a user by object id or address (Graph accepts both in paths).
     pub(crate) fn user_by_key(&self, tenant: usize, key: &str) -> Option<usize> {
         self.tenants
             .get(tenant)?
-            .users
-            .iter()
-            .position(|u| u.id.eq_ignore_ascii_case(key) || u.cfg.email.eq_ignore_ascii_case(key))
+            .by_key
+            .get(&key.to_ascii_lowercase())
+            .copied()
     }
 
     pub(crate) fn user(&self, tenant: usize, user: usize) -> Option<&UserState> {

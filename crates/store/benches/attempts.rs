@@ -2,6 +2,10 @@
 //! items, sync-state update, the member's status recomputation and history, the company's
 //! banners), on SQLite and PostgreSQL, one attempt per transaction and 100 per transaction.
 //!
+//! The database holds several companies of thousands of members each (`COMPANIES` ×
+//! `MEMBERS_PER_COMPANY`); attempts go to members picked at random across all of them, so
+//! a batch spans companies and statuses and banners really change, as in the worker.
+//!
 //! Not a test: run with `cargo bench -p datacap-store --bench attempts`. PostgreSQL comes
 //! from `DATACAP_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! a throwaway database is created and dropped. `RUST_LOG=sqlx::query=debug` prints every
@@ -18,20 +22,36 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-const MEMBERS: usize = 200;
-const ATTEMPTS: usize = 2_000;
+const COMPANIES: usize = 5;
+const MEMBERS_PER_COMPANY: usize = 2_000;
+const MEMBERS: usize = COMPANIES * MEMBERS_PER_COMPANY;
+/// Attempts written per batch size: fewer one by one (each is a whole transaction).
+const ATTEMPTS: [(usize, usize); 2] = [(1, 2_000), (100, 20_000)];
 const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
 
 fn tenants() -> String {
-    let mut text = String::from(
-        "[[companies]]\nid = \"bench\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\nsettings = { permission_given = true, email_authorized = true, calendar_authorized = true }\n",
-    );
-    for i in 0..MEMBERS {
+    let mut text = String::new();
+    for c in 0..COMPANIES {
         text.push_str(&format!(
-            "[[companies.members]]\nid = \"m{i}\"\nemail = \"m{i}@bench.test\"\n"
+            "[[companies]]\nid = \"bench{c}\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\nsettings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}\n",
         ));
+        for m in 0..MEMBERS_PER_COMPANY {
+            let i = c * MEMBERS_PER_COMPANY + m;
+            text.push_str(&format!(
+                "[[companies.members]]\nid = \"m{i}\"\nemail = \"m{i}@bench{c}.test\"\n"
+            ));
+        }
     }
     text
+}
+
+/// A member picked at random (a fixed-seed xorshift, so every run writes the same).
+fn member_of(i: usize) -> usize {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x % MEMBERS as u64) as usize
 }
 
 fn attempt(i: usize) -> AttemptRecord {
@@ -45,7 +65,7 @@ fn attempt(i: usize) -> AttemptRecord {
     };
     AttemptRecord {
         attempt_id: Uuid::now_v7(),
-        member_id: format!("m{}", i % MEMBERS),
+        member_id: format!("m{}", member_of(i)),
         channel: if i.is_multiple_of(2) {
             Channel::Email
         } else {
@@ -79,7 +99,7 @@ fn attempt(i: usize) -> AttemptRecord {
 }
 
 async fn run(label: &str, url: &str) {
-    for batch in [1usize, 100] {
+    for (batch, count) in ATTEMPTS {
         let store = Store::connect(url, StoreOptions::default())
             .await
             .expect("connect");
@@ -88,7 +108,7 @@ async fn run(label: &str, url: &str) {
             .apply_tenants(&parse_tenants(&tenants()).expect("tenants"), NOW)
             .await
             .expect("apply");
-        let attempts: Vec<_> = (0..ATTEMPTS).map(attempt).collect();
+        let attempts: Vec<_> = (0..count).map(attempt).collect();
         let now = NOW + Duration::seconds(10);
         let started = Instant::now();
         for chunk in attempts.chunks(batch) {
@@ -99,8 +119,9 @@ async fn run(label: &str, url: &str) {
         }
         let seconds = started.elapsed().as_secs_f64();
         println!(
-            "{label:<10} batch {batch:>3}: {ATTEMPTS} attempts in {seconds:.2} s = {:.0} attempts/s",
-            ATTEMPTS as f64 / seconds
+            "{label:<10} batch {batch:>3}: {count} attempts in {seconds:.2} s = {:.0} attempts/s ({:.0} µs/attempt; {MEMBERS} members in {COMPANIES} companies)",
+            count as f64 / seconds,
+            seconds * 1e6 / count as f64
         );
         store.close().await;
         reset(label, url).await;

@@ -7,17 +7,20 @@
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Pool, Postgres};
+use sqlx::{Pool, Postgres, QueryBuilder};
 
 use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
-use crate::rows::{AttemptRow, IconRow, RecentRow};
+use crate::rows::{AttemptRow, ChangeRow, EmailRow, EventRow, IconRow, RecentRow, SyncRow};
 
 pub(crate) type Db = Postgres;
 pub(crate) type Backend = PostgresStore;
 pub(crate) type Tx = sqlx::Transaction<'static, Postgres>;
 const POSTGRES: bool = true;
+/// Members recomputed per round of statuses: ids go as one array parameter, so a round
+/// can be large.
+const RECOMPUTE_CHUNK: usize = 1_000;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// A store on a PostgreSQL database.
@@ -217,4 +220,238 @@ async fn recent_attempts(
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?)
+}
+
+/// `column = ANY($n)` with the ids as one array: the statement's text, and so its prepared
+/// plan, is the same whatever the number of ids.
+fn push_in(query: &mut QueryBuilder<Postgres>, column: &str, ids: Vec<String>) {
+    query.push(column).push(" = ANY(").push_bind(ids).push(")");
+}
+
+/// The batch's sync-state updates as one array per column; returns the (member, channel)
+/// pairs whose row was updated (free, expired, or leased by the attempt's owner).
+async fn update_sync_state(
+    tx: &mut Tx,
+    rows: Vec<SyncRow>,
+    at: DbTime,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let count = rows.len();
+    let (mut member_id, mut channel, mut cursor, mut next_due_at) = (
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+    );
+    let (mut last_attempt_at, mut restart, mut transients, mut lease_owner) = (
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+    );
+    for row in rows {
+        member_id.push(row.member_id);
+        channel.push(row.channel);
+        cursor.push(row.cursor);
+        next_due_at.push(row.next_due_at.0);
+        last_attempt_at.push(row.last_attempt_at.0);
+        restart.push(row.restart);
+        transients.push(row.transients);
+        lease_owner.push(row.lease_owner);
+    }
+    Ok(sqlx::query_as(
+        "UPDATE sync_state SET cursor = COALESCE(v.cursor, sync_state.cursor), \
+         next_due_at = v.next_due_at, last_attempt_at = v.last_attempt_at, \
+         consecutive_transient_failures = CASE WHEN v.restart THEN v.transients \
+         ELSE sync_state.consecutive_transient_failures + v.transients END, \
+         lease_owner = NULL, lease_expires_at = NULL \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
+         $5::timestamptz[], $6::bool[], $7::int8[], $8::text[]) \
+         AS v(member_id, channel, cursor, next_due_at, last_attempt_at, restart, transients, \
+         lease_owner) \
+         WHERE sync_state.member_id = v.member_id AND sync_state.channel = v.channel \
+         AND (sync_state.lease_owner IS NULL OR sync_state.lease_owner = v.lease_owner \
+         OR sync_state.lease_expires_at IS NULL OR sync_state.lease_expires_at <= $9) \
+         RETURNING sync_state.member_id, sync_state.channel",
+    )
+    .bind(member_id)
+    .bind(channel)
+    .bind(cursor)
+    .bind(next_due_at)
+    .bind(last_attempt_at)
+    .bind(restart)
+    .bind(transients)
+    .bind(lease_owner)
+    .bind(at)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Email items as one array per column and `UNNEST`, upserted on (member, provider id).
+async fn upsert_email_items(
+    tx: &mut Tx,
+    rows: Vec<EmailRow>,
+    at: DbTime,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut columns: (
+        Vec<_>,
+        Vec<_>,
+        Vec<_>,
+        Vec<_>,
+        Vec<_>,
+        Vec<_>,
+        Vec<_>,
+        Vec<_>,
+    ) = Default::default();
+    for row in rows {
+        columns.0.push(row.member_id);
+        columns.1.push(row.provider_id);
+        columns.2.push(row.thread_id);
+        columns.3.push(row.sent_at.map(|at| at.0));
+        columns.4.push(row.sender);
+        columns.5.push(row.participants);
+        columns.6.push(row.subject);
+        columns.7.push(row.attempt_id);
+    }
+    sqlx::query(
+        "INSERT INTO email_items (member_id, provider_id, thread_id, sent_at, sender, \
+         participants, subject, attempt_id, imported_at) \
+         SELECT *, $9 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
+         $5::text[], $6::text[], $7::text[], $8::text[]) \
+         ON CONFLICT (member_id, provider_id) DO UPDATE SET \
+         thread_id = excluded.thread_id, sent_at = excluded.sent_at, \
+         sender = excluded.sender, participants = excluded.participants, \
+         subject = excluded.subject, attempt_id = excluded.attempt_id, \
+         imported_at = excluded.imported_at",
+    )
+    .bind(columns.0)
+    .bind(columns.1)
+    .bind(columns.2)
+    .bind(columns.3)
+    .bind(columns.4)
+    .bind(columns.5)
+    .bind(columns.6)
+    .bind(columns.7)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Calendar items as one array per column and `UNNEST`, upserted on (member, provider id).
+async fn upsert_calendar_items(
+    tx: &mut Tx,
+    rows: Vec<EventRow>,
+    at: DbTime,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (mut member_id, mut provider_id, mut starts_at, mut ends_at, mut organizer) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut participants, mut subject, mut link, mut cancelled, mut attempt_id) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        member_id.push(row.member_id);
+        provider_id.push(row.provider_id);
+        starts_at.push(row.starts_at.map(|at| at.0));
+        ends_at.push(row.ends_at.map(|at| at.0));
+        organizer.push(row.organizer);
+        participants.push(row.participants);
+        subject.push(row.subject);
+        link.push(row.conference_link);
+        cancelled.push(row.cancelled);
+        attempt_id.push(row.attempt_id);
+    }
+    sqlx::query(
+        "INSERT INTO calendar_items (member_id, provider_id, starts_at, ends_at, organizer, \
+         participants, subject, conference_link, cancelled, attempt_id, imported_at) \
+         SELECT *, $11 FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], \
+         $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], \
+         $10::text[]) \
+         ON CONFLICT (member_id, provider_id) DO UPDATE SET \
+         starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
+         organizer = excluded.organizer, participants = excluded.participants, \
+         subject = excluded.subject, conference_link = excluded.conference_link, \
+         cancelled = excluded.cancelled, attempt_id = excluded.attempt_id, \
+         imported_at = excluded.imported_at",
+    )
+    .bind(member_id)
+    .bind(provider_id)
+    .bind(starts_at)
+    .bind(ends_at)
+    .bind(organizer)
+    .bind(participants)
+    .bind(subject)
+    .bind(link)
+    .bind(cancelled)
+    .bind(attempt_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Status history rows as one array per column and `UNNEST`.
+async fn insert_changes(tx: &mut Tx, rows: Vec<ChangeRow>, at: DbTime) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (mut member_id, mut icon, mut from_color, mut from_reason) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut to_color, mut to_reason, mut attempt_id) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        member_id.push(row.member_id);
+        icon.push(row.icon);
+        from_color.push(row.from_color);
+        from_reason.push(row.from_reason);
+        to_color.push(row.to_color);
+        to_reason.push(row.to_reason);
+        attempt_id.push(row.attempt_id);
+    }
+    sqlx::query(
+        "INSERT INTO status_changes (member_id, icon, from_color, from_reason, to_color, \
+         to_reason, attempt_id, changed_at) \
+         SELECT *, $8 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::text[], $7::text[])",
+    )
+    .bind(member_id)
+    .bind(icon)
+    .bind(from_color)
+    .bind(from_reason)
+    .bind(to_color)
+    .bind(to_reason)
+    .bind(attempt_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Leases the claimed (member, channel) rows to `owner` until `expires`: one statement,
+/// the keys as two arrays.
+async fn lease_rows(
+    tx: &mut Tx,
+    keys: Vec<(String, String)>,
+    owner: &str,
+    expires: DbTime,
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (member_id, channel): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+    sqlx::query(
+        "UPDATE sync_state SET lease_owner = $3, lease_expires_at = $4 \
+         FROM UNNEST($1::text[], $2::text[]) AS k(member_id, channel) \
+         WHERE sync_state.member_id = k.member_id AND sync_state.channel = k.channel",
+    )
+    .bind(member_id)
+    .bind(channel)
+    .bind(owner)
+    .bind(expires)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -39,3 +39,57 @@ pub(crate) struct IconRow {
 /// One recent attempt as the classifier reads it: member id, attempt id, channel,
 /// finished at, outcome.
 pub(crate) type RecentRow = (String, String, String, DbTime, String);
+
+/// One `sync_state` update: a (member, channel)'s latest attempt of the batch.
+pub(crate) struct SyncRow {
+    pub member_id: String,
+    pub channel: &'static str,
+    /// `None` keeps the stored cursor.
+    pub cursor: Option<String>,
+    pub next_due_at: DbTime,
+    pub last_attempt_at: DbTime,
+    /// The run of transient failures restarts at `transients` (a non-transient outcome
+    /// was among the attempts) instead of adding to the stored one.
+    pub restart: bool,
+    pub transients: i64,
+    pub lease_owner: Option<String>,
+}
+
+/// One `email_items` upsert.
+pub(crate) struct EmailRow {
+    pub member_id: String,
+    pub provider_id: String,
+    pub thread_id: Option<String>,
+    pub sent_at: Option<DbTime>,
+    pub sender: Option<String>,
+    /// A JSON list of addresses.
+    pub participants: String,
+    pub subject: Option<String>,
+    pub attempt_id: String,
+}
+
+/// One `calendar_items` upsert.
+pub(crate) struct EventRow {
+    pub member_id: String,
+    pub provider_id: String,
+    pub starts_at: Option<DbTime>,
+    pub ends_at: Option<DbTime>,
+    pub organizer: Option<String>,
+    /// A JSON list of addresses.
+    pub participants: String,
+    pub subject: Option<String>,
+    pub conference_link: Option<String>,
+    pub cancelled: bool,
+    pub attempt_id: String,
+}
+
+/// One `status_changes` row.
+pub(crate) struct ChangeRow {
+    pub member_id: String,
+    pub icon: &'static str,
+    pub from_color: Option<String>,
+    pub from_reason: Option<String>,
+    pub to_color: &'static str,
+    pub to_reason: &'static str,
+    pub attempt_id: Option<String>,
+}

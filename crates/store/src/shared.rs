@@ -6,7 +6,11 @@
 //! concrete, non-generic sqlx code (no higher-ranked executor bounds), and the two cannot
 //! drift apart. The few places where the dialects differ branch on `POSTGRES`.
 
-use super::{Backend, Db, MIGRATOR, POSTGRES, Tx, insert_attempts, recent_attempts, upsert_icons};
+use super::{
+    Backend, Db, MIGRATOR, POSTGRES, RECOMPUTE_CHUNK, Tx, insert_attempts, insert_changes,
+    lease_rows, push_in, recent_attempts, update_sync_state, upsert_calendar_items,
+    upsert_email_items, upsert_icons,
+};
 use std::collections::{HashMap, HashSet};
 
 use datacap_core::{
@@ -25,7 +29,7 @@ use crate::model::{
     ApplySummary, AttemptRecord, BannerReport, CompanyReport, DueReport, FailPoint, IconReport,
     Job, KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
 };
-use crate::rows::{AttemptRow, IconRow};
+use crate::rows::{AttemptRow, ChangeRow, EmailRow, EventRow, IconRow, SyncRow};
 use crate::tenants::Tenants;
 
 /// The (company id, member id) a key-check canary is sealed for; tenant ids are never
@@ -148,17 +152,13 @@ fn banner_delta(before: [Reason; 2], after: [Reason; 2]) -> [i64; BANNERS] {
     delta
 }
 
-/// Rows per multi-row statement: far below both databases' bind-parameter limits.
-const CHUNK: usize = 400;
+/// Members per multi-row statement of `apply` (12 parameters each): below both
+/// databases' bind-parameter limits (SQLite 32,766, PostgreSQL 65,535).
+const APPLY_CHUNK: usize = 1_000;
 
-/// One `status_changes` row.
-struct ChangeWrite {
-    member_id: String,
-    icon: Icon,
-    from: Option<(String, String)>,
-    to: Reason,
-    attempt_id: Option<String>,
-}
+/// Ids per `IN` list on SQLite (PostgreSQL binds one array whatever the count; see each
+/// backend's `push_in`): far below SQLite's bind-parameter limit.
+const CHUNK: usize = 400;
 
 /// PostgreSQL: the suffix that locks the selected members' rows (in the statement's
 /// `ORDER BY m.id` order) until the transaction ends. Every write that recomputes a
@@ -181,13 +181,13 @@ async fn member_contexts_in(
 ) -> Result<Vec<MemberContext>, StoreError> {
     let mut contexts = Vec::with_capacity(member_ids.len());
     for chunk in member_ids.chunks(CHUNK) {
-        let mut query =
-            QueryBuilder::<Db>::new(concat!(member_context_select!(), " WHERE m.id IN ("));
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(id.to_string());
-        }
-        query.push(") ORDER BY m.id");
+        let mut query = QueryBuilder::<Db>::new(concat!(member_context_select!(), " WHERE "));
+        push_in(
+            &mut query,
+            "m.id",
+            chunk.iter().map(|id| (*id).to_owned()).collect(),
+        );
+        query.push(" ORDER BY m.id");
         query.push(LOCK_MEMBERS);
         for row in query.build().fetch_all(&mut **tx).await? {
             contexts.push(member_context(&row)?);
@@ -206,24 +206,14 @@ async fn sync_state_in(
     attempts: &[AttemptRecord],
     at: DbTime,
 ) -> Result<HashSet<(String, String)>, StoreError> {
-    struct SyncWrite<'a> {
-        member_id: &'a str,
-        channel: Channel,
-        cursor: Option<&'a str>,
-        next_due_at: DbTime,
-        last_attempt_at: DbTime,
-        restart: bool,
-        transients: i64,
-        lease_owner: Option<&'a str>,
-    }
-    let mut writes: Vec<SyncWrite<'_>> = Vec::new();
+    let mut writes: Vec<SyncRow> = Vec::new();
     let mut index: HashMap<(&str, Channel), usize> = HashMap::new();
     for attempt in attempts {
         let key = (attempt.member_id.as_str(), attempt.channel);
         let position = *index.entry(key).or_insert_with(|| {
-            writes.push(SyncWrite {
-                member_id: &attempt.member_id,
-                channel: attempt.channel,
+            writes.push(SyncRow {
+                member_id: attempt.member_id.clone(),
+                channel: attempt.channel.as_str(),
                 cursor: None,
                 next_due_at: DbTime::new(attempt.next_due_at),
                 last_attempt_at: DbTime::new(attempt.finished_at),
@@ -235,11 +225,11 @@ async fn sync_state_in(
         });
         let write = &mut writes[position];
         if attempt.next_cursor.is_some() {
-            write.cursor = attempt.next_cursor.as_deref();
+            write.cursor.clone_from(&attempt.next_cursor);
         }
         write.next_due_at = DbTime::new(attempt.next_due_at);
         write.last_attempt_at = DbTime::new(attempt.finished_at);
-        write.lease_owner = attempt.lease_owner.as_deref();
+        write.lease_owner.clone_from(&attempt.lease_owner);
         if attempt.outcome.is_transient() {
             write.transients += 1;
         } else {
@@ -247,31 +237,10 @@ async fn sync_state_in(
             write.transients = 0;
         }
     }
-    let mut updated = HashSet::new();
-    for chunk in writes.chunks(CHUNK) {
-        // `VALUES` columns are column1, column2, … on both databases.
-        let mut update = QueryBuilder::<Db>::new(
-            "UPDATE sync_state SET cursor = COALESCE(v.column3, sync_state.cursor),              next_due_at = v.column4, last_attempt_at = v.column5,              consecutive_transient_failures = CASE WHEN v.column6 THEN v.column7              ELSE sync_state.consecutive_transient_failures + v.column7 END,              lease_owner = NULL, lease_expires_at = NULL FROM (",
-        );
-        update.push_values(chunk, |mut row, write| {
-            row.push_bind(write.member_id.to_owned())
-                .push_bind(write.channel.as_str())
-                .push_bind(write.cursor.map(str::to_owned))
-                .push_bind(write.next_due_at)
-                .push_bind(write.last_attempt_at)
-                .push_bind(write.restart)
-                .push_bind(write.transients)
-                .push_bind(write.lease_owner.map(str::to_owned));
-        });
-        update.push(
-            ") AS v WHERE sync_state.member_id = v.column1 AND sync_state.channel = v.column2              AND (sync_state.lease_owner IS NULL OR sync_state.lease_owner = v.column8              OR sync_state.lease_expires_at IS NULL OR sync_state.lease_expires_at <= ",
-        );
-        update.push_bind(at);
-        update.push(") RETURNING sync_state.member_id, sync_state.channel");
-        let rows: Vec<(String, String)> = update.build_query_as().fetch_all(&mut **tx).await?;
-        updated.extend(rows);
-    }
-    Ok(updated)
+    Ok(update_sync_state(tx, writes, at)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 fn fail_point(options: &WriteOptions, point: FailPoint) -> Result<(), StoreError> {
@@ -379,14 +348,33 @@ impl Backend {
                     });
                 }
                 declared_members.insert(member.id.as_str());
-                let settings = &member.settings;
-                sqlx::query(
+            }
+            // Multi-row statements: a file of half a million members is a few thousand
+            // statements, not a million.
+            for chunk in company.members.chunks(APPLY_CHUNK) {
+                let mut upsert = QueryBuilder::<Db>::new(
                     "INSERT INTO members (id, company_id, email, has_recording_seat, \
                      recording_enabled, email_import, calendar_import, \
                      import_non_recorded_meetings, active, created_at, updated_at, \
-                     deactivated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
-                     ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
+                     deactivated_at) ",
+                );
+                upsert.push_values(chunk, |mut row, member| {
+                    let settings = &member.settings;
+                    row.push_bind(member.id.clone())
+                        .push_bind(company.id.clone())
+                        .push_bind(member.email.clone())
+                        .push_bind(settings.has_recording_seat)
+                        .push_bind(settings.recording_enabled)
+                        .push_bind(settings.email_import)
+                        .push_bind(settings.calendar_import)
+                        .push_bind(settings.import_non_recorded_meetings)
+                        .push_bind(member.active)
+                        .push_bind(at)
+                        .push_bind(at)
+                        .push_bind((!member.active).then_some(at));
+                });
+                upsert.push(
+                    " ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
                      has_recording_seat = excluded.has_recording_seat, \
                      recording_enabled = excluded.recording_enabled, \
                      email_import = excluded.email_import, \
@@ -396,30 +384,24 @@ impl Backend {
                      deactivated_at = CASE WHEN excluded.active THEN NULL \
                      WHEN members.active THEN excluded.updated_at \
                      ELSE members.deactivated_at END",
-                )
-                .bind(&member.id)
-                .bind(&company.id)
-                .bind(&member.email)
-                .bind(settings.has_recording_seat)
-                .bind(settings.recording_enabled)
-                .bind(settings.email_import)
-                .bind(settings.calendar_import)
-                .bind(settings.import_non_recorded_meetings)
-                .bind(member.active)
-                .bind(at)
-                .bind((!member.active).then_some(at))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO sync_state (member_id, channel, next_due_at) \
-                     VALUES ($1, 'email', $2), ($1, 'calendar', $2) \
-                     ON CONFLICT (member_id, channel) DO NOTHING",
-                )
-                .bind(&member.id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                summary.members += 1;
+                );
+                upsert.build().execute(&mut *tx).await?;
+                let mut sync = QueryBuilder::<Db>::new(
+                    "INSERT INTO sync_state (member_id, channel, next_due_at) ",
+                );
+                sync.push_values(
+                    chunk
+                        .iter()
+                        .flat_map(|member| [(member, Channel::Email), (member, Channel::Calendar)]),
+                    |mut row, (member, channel)| {
+                        row.push_bind(member.id.clone())
+                            .push_bind(channel.as_str())
+                            .push_bind(at);
+                    },
+                );
+                sync.push(" ON CONFLICT (member_id, channel) DO NOTHING");
+                sync.build().execute(&mut *tx).await?;
+                summary.members += chunk.len();
             }
         }
 
@@ -578,63 +560,36 @@ impl Backend {
                 );
             }
         }
-        let emails: Vec<_> = emails.into_iter().collect();
-        for chunk in emails.chunks(CHUNK) {
-            let mut upsert = QueryBuilder::<Db>::new(
-                "INSERT INTO email_items (member_id, provider_id, thread_id, sent_at, sender, \
-                 participants, subject, attempt_id, imported_at) ",
-            );
-            upsert.push_values(chunk, |mut row, ((member_id, _), (item, attempt_id))| {
-                row.push_bind(member_id.to_string())
-                    .push_bind(item.provider_id.clone())
-                    .push_bind(item.thread_id.clone())
-                    .push_bind(item.sent_at.map(DbTime::new))
-                    .push_bind(item.sender.clone())
-                    .push_bind(json_list(&item.participants))
-                    .push_bind(item.subject.clone())
-                    .push_bind(attempt_id.clone())
-                    .push_bind(at);
-            });
-            upsert.push(
-                " ON CONFLICT (member_id, provider_id) DO UPDATE SET \
-                 thread_id = excluded.thread_id, sent_at = excluded.sent_at, \
-                 sender = excluded.sender, participants = excluded.participants, \
-                 subject = excluded.subject, attempt_id = excluded.attempt_id, \
-                 imported_at = excluded.imported_at",
-            );
-            upsert.build().execute(&mut **tx).await?;
-        }
-        let events: Vec<_> = events.into_iter().collect();
-        for chunk in events.chunks(CHUNK) {
-            let mut upsert = QueryBuilder::<Db>::new(
-                "INSERT INTO calendar_items (member_id, provider_id, starts_at, ends_at, \
-                 organizer, participants, subject, conference_link, cancelled, attempt_id, \
-                 imported_at) ",
-            );
-            upsert.push_values(chunk, |mut row, ((member_id, _), (item, attempt_id))| {
-                row.push_bind(member_id.to_string())
-                    .push_bind(item.provider_id.clone())
-                    .push_bind(item.starts_at.map(DbTime::new))
-                    .push_bind(item.ends_at.map(DbTime::new))
-                    .push_bind(item.organizer.clone())
-                    .push_bind(json_list(&item.participants))
-                    .push_bind(item.subject.clone())
-                    .push_bind(item.conference_link.clone())
-                    .push_bind(item.cancelled)
-                    .push_bind(attempt_id.clone())
-                    .push_bind(at);
-            });
-            upsert.push(
-                " ON CONFLICT (member_id, provider_id) DO UPDATE SET \
-                 starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
-                 organizer = excluded.organizer, participants = excluded.participants, \
-                 subject = excluded.subject, conference_link = excluded.conference_link, \
-                 cancelled = excluded.cancelled, attempt_id = excluded.attempt_id, \
-                 imported_at = excluded.imported_at",
-            );
-            upsert.build().execute(&mut **tx).await?;
-        }
-        Ok(())
+        let emails = emails
+            .into_iter()
+            .map(|((member_id, _), (item, attempt_id))| EmailRow {
+                member_id: member_id.to_owned(),
+                provider_id: item.provider_id.clone(),
+                thread_id: item.thread_id.clone(),
+                sent_at: item.sent_at.map(DbTime::new),
+                sender: item.sender.clone(),
+                participants: json_list(&item.participants),
+                subject: item.subject.clone(),
+                attempt_id,
+            })
+            .collect();
+        upsert_email_items(tx, emails, at).await?;
+        let events = events
+            .into_iter()
+            .map(|((member_id, _), (item, attempt_id))| EventRow {
+                member_id: member_id.to_owned(),
+                provider_id: item.provider_id.clone(),
+                starts_at: item.starts_at.map(DbTime::new),
+                ends_at: item.ends_at.map(DbTime::new),
+                organizer: item.organizer.clone(),
+                participants: json_list(&item.participants),
+                subject: item.subject.clone(),
+                conference_link: item.conference_link.clone(),
+                cancelled: item.cancelled,
+                attempt_id,
+            })
+            .collect();
+        upsert_calendar_items(tx, events, at).await
     }
 
     /// Recomputes every active member's status and the banners of one company, as of
@@ -704,7 +659,7 @@ impl Backend {
         // (red) or the latest non-transient one is among them.
         let limit = i64::from(thresholds.red_after_consecutive_failures.max(1));
         let at = DbTime::new(now);
-        for chunk in contexts.chunks(CHUNK / 4) {
+        for chunk in contexts.chunks(RECOMPUTE_CHUNK) {
             let member_ids: Vec<String> = chunk.iter().map(|c| c.member_id.clone()).collect();
             let rows = recent_attempts(tx, &member_ids, limit).await?;
             let mut attempts_of: HashMap<String, Vec<(String, Channel, DbTime, Outcome)>> =
@@ -720,14 +675,9 @@ impl Backend {
             }
 
             let mut previous_query = QueryBuilder::<Db>::new(
-                "SELECT member_id, icon, color, reason, since FROM member_status \
-                 WHERE member_id IN (",
+                "SELECT member_id, icon, color, reason, since FROM member_status WHERE ",
             );
-            let mut list = previous_query.separated(", ");
-            for context in chunk {
-                list.push_bind(context.member_id.clone());
-            }
-            previous_query.push(")");
+            push_in(&mut previous_query, "member_id", member_ids.clone());
             let previous_rows: Vec<(String, String, String, String, DbTime)> =
                 previous_query.build_query_as().fetch_all(&mut **tx).await?;
             let previous: HashMap<(String, String), (String, String, DbTime)> = previous_rows
@@ -738,7 +688,7 @@ impl Backend {
                 .collect();
 
             let mut icon_rows: Vec<IconRow> = Vec::with_capacity(chunk.len() * 3);
-            let mut changes: Vec<ChangeWrite> = Vec::new();
+            let mut changes: Vec<ChangeRow> = Vec::new();
             for context in chunk {
                 let recent = attempts_of
                     .get(&context.member_id)
@@ -819,11 +769,13 @@ impl Backend {
                         _ => at,
                     };
                     if !unchanged {
-                        changes.push(ChangeWrite {
+                        changes.push(ChangeRow {
                             member_id: context.member_id.clone(),
-                            icon,
-                            from: before.map(|(color, reason, _)| (color.clone(), reason.clone())),
-                            to: reason,
+                            icon: icon.as_str(),
+                            from_color: before.map(|(color, _, _)| color.clone()),
+                            from_reason: before.map(|(_, reason, _)| reason.clone()),
+                            to_color: reason.color().as_str(),
+                            to_reason: reason.as_str(),
                             attempt_id: last_attempt_id.clone(),
                         });
                     }
@@ -843,24 +795,7 @@ impl Backend {
 
             upsert_icons(tx, icon_rows, at).await?;
 
-            if !changes.is_empty() {
-                let mut history = QueryBuilder::<Db>::new(
-                    "INSERT INTO status_changes (member_id, icon, from_color, from_reason, \
-                     to_color, to_reason, attempt_id, changed_at) ",
-                );
-                history.push_values(changes, |mut row, change| {
-                    let (from_color, from_reason) = change.from.unzip();
-                    row.push_bind(change.member_id)
-                        .push_bind(change.icon.as_str())
-                        .push_bind(from_color)
-                        .push_bind(from_reason)
-                        .push_bind(change.to.color().as_str())
-                        .push_bind(change.to.as_str())
-                        .push_bind(change.attempt_id)
-                        .push_bind(at);
-                });
-                history.build().execute(&mut **tx).await?;
-            }
+            insert_changes(tx, changes, at).await?;
         }
         Ok(deltas)
     }
@@ -883,24 +818,18 @@ impl Backend {
         let mut current: HashMap<(String, String), i64> = HashMap::new();
         let companies: Vec<&String> = deltas.keys().collect();
         for chunk in companies.chunks(CHUNK) {
-            let mut lock = QueryBuilder::<Db>::new("SELECT id FROM companies WHERE id IN (");
-            let mut list = lock.separated(", ");
-            for id in chunk {
-                list.push_bind((*id).clone());
-            }
-            lock.push(") ORDER BY id");
+            let ids: Vec<String> = chunk.iter().map(|id| (*id).clone()).collect();
+            let mut lock = QueryBuilder::<Db>::new("SELECT id FROM companies WHERE ");
+            push_in(&mut lock, "id", ids.clone());
+            lock.push(" ORDER BY id");
             if POSTGRES {
                 lock.push(" FOR NO KEY UPDATE");
             }
             lock.build().fetch_all(&mut **tx).await?;
             let mut read = QueryBuilder::<Db>::new(
-                "SELECT company_id, code, count FROM company_banners WHERE company_id IN (",
+                "SELECT company_id, code, count FROM company_banners WHERE ",
             );
-            let mut list = read.separated(", ");
-            for id in chunk {
-                list.push_bind((*id).clone());
-            }
-            read.push(")");
+            push_in(&mut read, "company_id", ids);
             let rows: Vec<(String, String, i64)> =
                 read.build_query_as().fetch_all(&mut **tx).await?;
             current.extend(
@@ -1133,19 +1062,15 @@ impl Backend {
             select.push(" FOR UPDATE OF s SKIP LOCKED");
         }
         let rows: Vec<ClaimRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+        // Every claimed row's lease in one statement, not one round trip per job.
+        let keys = rows
+            .iter()
+            .map(|row| (row.0.clone(), row.1.clone()))
+            .collect();
+        lease_rows(&mut tx, keys, owner, expires).await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for (member_id, channel, cursor, failures, company_id, provider, mode, member_email) in rows
         {
-            sqlx::query(
-                "UPDATE sync_state SET lease_owner = $3, lease_expires_at = $4 \
-                 WHERE member_id = $1 AND channel = $2",
-            )
-            .bind(&member_id)
-            .bind(&channel)
-            .bind(owner)
-            .bind(expires)
-            .execute(&mut *tx)
-            .await?;
             jobs.push(Job {
                 channel: parse_channel(&channel)?,
                 provider: parse_provider(&provider)?,

@@ -15,12 +15,14 @@ use sqlx::{Pool, QueryBuilder, Sqlite};
 use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
-use crate::rows::{AttemptRow, IconRow, RecentRow};
+use crate::rows::{AttemptRow, ChangeRow, EmailRow, EventRow, IconRow, RecentRow, SyncRow};
 
 pub(crate) type Db = Sqlite;
 pub(crate) type Backend = SqliteStore;
 pub(crate) type Tx = sqlx::Transaction<'static, Sqlite>;
 const POSTGRES: bool = false;
+/// Members recomputed per round of statuses (each is a bound id and two indexed queries).
+const RECOMPUTE_CHUNK: usize = 100;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// A store on a SQLite file.
@@ -117,7 +119,7 @@ const ICON_CONFLICT: &str = " ON CONFLICT (member_id, icon) DO UPDATE SET color 
 
 /// Multi-row `VALUES`, in chunks below SQLite's bind-parameter limit.
 async fn insert_attempts(tx: &mut Tx, rows: Vec<AttemptRow>) -> Result<(), StoreError> {
-    for chunk in rows.chunks(400) {
+    for chunk in rows.chunks(ROWS) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO import_attempts (id, member_id, company_id, channel, provider, \
              started_at, finished_at, outcome, http_status, provider_error_code, \
@@ -145,7 +147,7 @@ async fn insert_attempts(tx: &mut Tx, rows: Vec<AttemptRow>) -> Result<(), Store
 
 /// Multi-row upsert of icons, in chunks below SQLite's bind-parameter limit.
 async fn upsert_icons(tx: &mut Tx, rows: Vec<IconRow>, at: DbTime) -> Result<(), StoreError> {
-    for chunk in rows.chunks(400) {
+    for chunk in rows.chunks(ROWS) {
         let mut upsert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO member_status (member_id, icon, color, reason, message, resolution, \
              since, last_attempt_id, evaluated_at) ",
@@ -193,4 +195,177 @@ async fn recent_attempts(
         }
     }
     Ok(rows)
+}
+
+/// Rows per multi-row statement: 400 rows of up to 11 columns stay below SQLite's
+/// bind-parameter limit (32,766).
+const ROWS: usize = 400;
+
+/// `column IN (?, ?, …)`: SQLite has no arrays; callers keep lists below [`ROWS`].
+fn push_in(query: &mut QueryBuilder<Sqlite>, column: &str, ids: Vec<String>) {
+    query.push(column).push(" IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    query.push(")");
+}
+
+/// The batch's sync-state updates as multi-row `VALUES`; returns the (member, channel)
+/// pairs whose row was updated (free, expired, or leased by the attempt's owner).
+async fn update_sync_state(
+    tx: &mut Tx,
+    rows: Vec<SyncRow>,
+    at: DbTime,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut updated = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS) {
+        // `VALUES` columns are column1, column2, ….
+        let mut update = QueryBuilder::<Sqlite>::new(
+            "UPDATE sync_state SET cursor = COALESCE(v.column3, sync_state.cursor), \
+             next_due_at = v.column4, last_attempt_at = v.column5, \
+             consecutive_transient_failures = CASE WHEN v.column6 THEN v.column7 \
+             ELSE sync_state.consecutive_transient_failures + v.column7 END, \
+             lease_owner = NULL, lease_expires_at = NULL FROM (",
+        );
+        update.push_values(chunk, |mut row, write| {
+            row.push_bind(write.member_id.clone())
+                .push_bind(write.channel)
+                .push_bind(write.cursor.clone())
+                .push_bind(write.next_due_at)
+                .push_bind(write.last_attempt_at)
+                .push_bind(write.restart)
+                .push_bind(write.transients)
+                .push_bind(write.lease_owner.clone());
+        });
+        update.push(
+            ") AS v WHERE sync_state.member_id = v.column1 AND sync_state.channel = v.column2 \
+             AND (sync_state.lease_owner IS NULL OR sync_state.lease_owner = v.column8 \
+             OR sync_state.lease_expires_at IS NULL OR sync_state.lease_expires_at <= ",
+        );
+        update.push_bind(at);
+        update.push(") RETURNING sync_state.member_id, sync_state.channel");
+        let rows: Vec<(String, String)> = update.build_query_as().fetch_all(&mut **tx).await?;
+        updated.extend(rows);
+    }
+    Ok(updated)
+}
+
+/// Email items as multi-row `VALUES`, upserted on (member, provider id).
+async fn upsert_email_items(
+    tx: &mut Tx,
+    rows: Vec<EmailRow>,
+    at: DbTime,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS) {
+        let mut upsert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO email_items (member_id, provider_id, thread_id, sent_at, sender, \
+             participants, subject, attempt_id, imported_at) ",
+        );
+        upsert.push_values(chunk, |mut row, item| {
+            row.push_bind(item.member_id.clone())
+                .push_bind(item.provider_id.clone())
+                .push_bind(item.thread_id.clone())
+                .push_bind(item.sent_at)
+                .push_bind(item.sender.clone())
+                .push_bind(item.participants.clone())
+                .push_bind(item.subject.clone())
+                .push_bind(item.attempt_id.clone())
+                .push_bind(at);
+        });
+        upsert.push(
+            " ON CONFLICT (member_id, provider_id) DO UPDATE SET \
+             thread_id = excluded.thread_id, sent_at = excluded.sent_at, \
+             sender = excluded.sender, participants = excluded.participants, \
+             subject = excluded.subject, attempt_id = excluded.attempt_id, \
+             imported_at = excluded.imported_at",
+        );
+        upsert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Calendar items as multi-row `VALUES`, upserted on (member, provider id).
+async fn upsert_calendar_items(
+    tx: &mut Tx,
+    rows: Vec<EventRow>,
+    at: DbTime,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS) {
+        let mut upsert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO calendar_items (member_id, provider_id, starts_at, ends_at, \
+             organizer, participants, subject, conference_link, cancelled, attempt_id, \
+             imported_at) ",
+        );
+        upsert.push_values(chunk, |mut row, item| {
+            row.push_bind(item.member_id.clone())
+                .push_bind(item.provider_id.clone())
+                .push_bind(item.starts_at)
+                .push_bind(item.ends_at)
+                .push_bind(item.organizer.clone())
+                .push_bind(item.participants.clone())
+                .push_bind(item.subject.clone())
+                .push_bind(item.conference_link.clone())
+                .push_bind(item.cancelled)
+                .push_bind(item.attempt_id.clone())
+                .push_bind(at);
+        });
+        upsert.push(
+            " ON CONFLICT (member_id, provider_id) DO UPDATE SET \
+             starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
+             organizer = excluded.organizer, participants = excluded.participants, \
+             subject = excluded.subject, conference_link = excluded.conference_link, \
+             cancelled = excluded.cancelled, attempt_id = excluded.attempt_id, \
+             imported_at = excluded.imported_at",
+        );
+        upsert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Status history rows as multi-row `VALUES`.
+async fn insert_changes(tx: &mut Tx, rows: Vec<ChangeRow>, at: DbTime) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO status_changes (member_id, icon, from_color, from_reason, \
+             to_color, to_reason, attempt_id, changed_at) ",
+        );
+        insert.push_values(chunk, |mut row, change| {
+            row.push_bind(change.member_id.clone())
+                .push_bind(change.icon)
+                .push_bind(change.from_color.clone())
+                .push_bind(change.from_reason.clone())
+                .push_bind(change.to_color)
+                .push_bind(change.to_reason)
+                .push_bind(change.attempt_id.clone())
+                .push_bind(at);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Leases the claimed (member, channel) rows to `owner` until `expires`: multi-row
+/// `VALUES`, one statement per [`ROWS`] keys.
+async fn lease_rows(
+    tx: &mut Tx,
+    keys: Vec<(String, String)>,
+    owner: &str,
+    expires: DbTime,
+) -> Result<(), StoreError> {
+    for chunk in keys.chunks(ROWS) {
+        let mut update = QueryBuilder::<Sqlite>::new("UPDATE sync_state SET lease_owner = ");
+        update.push_bind(owner.to_owned());
+        update.push(", lease_expires_at = ");
+        update.push_bind(expires);
+        update.push(" FROM (");
+        update.push_values(chunk, |mut row, (member_id, channel)| {
+            row.push_bind(member_id.clone()).push_bind(channel.clone());
+        });
+        update.push(
+            ") AS v WHERE sync_state.member_id = v.column1 AND sync_state.channel = v.column2",
+        );
+        update.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

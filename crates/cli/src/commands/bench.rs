@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use datacap_connector::ServiceAccountKey;
 use datacap_connector::http::{HttpLimits, build_client, install_crypto_provider};
+use datacap_core::{CompanySettings, ConnectionMode, MemberSettings, Provider};
 use datacap_google::{GMAIL_SCOPE, GoogleConfig, GoogleConnector};
-use datacap_store::{Store, StoreOptions};
+use datacap_store::{Store, StoreOptions, TenantCompany, TenantMember, Tenants};
 use datacap_worker::{
     CompanyAuth, CompanyCredentials, Connectors, CredentialError, CredentialResolver,
     ScheduleConfig, Worker, WorkerConfig,
@@ -236,18 +237,44 @@ fn scenario_text(members: usize, items: usize) -> String {
     text
 }
 
-fn tenants_text(members: usize) -> String {
-    let mut text = String::from(
-        "[[companies]]\nid = \"bench\"\nprovider = \"google_workspace\"\nconnection_mode = \"company_wide\"\n\
-         settings = { permission_given = true, email_authorized = true, calendar_authorized = true }\n\
-         credentials = { service_account_key_file = \"/unused\" }\n",
-    );
-    for index in 0..members {
-        text.push_str(&format!(
-            "[[companies.members]]\nid = \"u{index}\"\nemail = \"u{index}@{DOMAIN}\"\n"
-        ));
+/// The company of the sim's mailboxes, built directly (no tenants file to parse: at
+/// half a million members that would cost seconds and hundreds of MiB of peak RSS that
+/// the worker's figure would then include).
+fn tenants(members: usize) -> Tenants {
+    // The tenants file's defaults (no seat, recording off, both imports on).
+    let member_settings = MemberSettings {
+        has_recording_seat: false,
+        recording_enabled: false,
+        email_import: true,
+        calendar_import: true,
+        import_non_recorded_meetings: false,
+        connection: None,
+    };
+    Tenants {
+        companies: vec![TenantCompany {
+            id: "bench".to_owned(),
+            name: "bench".to_owned(),
+            settings: CompanySettings {
+                provider: Provider::GoogleWorkspace,
+                connection_mode: ConnectionMode::CompanyWide,
+                permission_given: true,
+                email_authorized: true,
+                calendar_authorized: true,
+                import_email: true,
+                import_calendar: true,
+                import_non_recorded_meetings: false,
+            },
+            credentials: [("service_account_key_file".to_owned(), "/unused".to_owned())].into(),
+            members: (0..members)
+                .map(|index| TenantMember {
+                    id: format!("u{index}"),
+                    email: format!("u{index}@{DOMAIN}"),
+                    settings: member_settings,
+                    active: true,
+                })
+                .collect(),
+        }],
     }
-    text
 }
 
 fn service_account() -> ServiceAccountKey {
@@ -400,9 +427,8 @@ async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow::Result<Rep
     .await
     .context("cannot open the bench database")?;
     store.migrate().await?;
-    let tenants = datacap_store::parse_tenants(&tenants_text(args.members))?;
     store
-        .apply_tenants(&tenants, time::OffsetDateTime::now_utc())
+        .apply_tenants(&tenants(args.members), time::OffsetDateTime::now_utc())
         .await?;
     let raw = if url.starts_with("sqlite") {
         Raw::Sqlite(sqlx::SqlitePool::connect(url).await?)

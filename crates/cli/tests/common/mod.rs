@@ -350,6 +350,35 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// One text column of every row from the database the binary uses (for failure messages).
+    pub fn texts(&self, sql: &str) -> Vec<String> {
+        let url = self.database_url().to_owned();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let query = sqlx::AssertSqlSafe(sql.to_owned());
+            let rows: Vec<(String,)> = if url.starts_with("postgres") {
+                let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query_as(query)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            } else {
+                let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query_as(query)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            };
+            rows.into_iter().map(|(text,)| text).collect()
+        })
+    }
+}
+
 pub fn ok(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -654,6 +683,13 @@ impl Harness {
         let (_, body) = self.sim_get("/_sim/stats");
         let stats: Value = serde_json::from_str(&body).unwrap();
         stats["requests_total"].as_u64().unwrap()
+    }
+
+    /// How often the sim has fired fault `kind` (`RateLimited`, …) since it started.
+    pub fn sim_faults_fired(&self, kind: &str) -> u64 {
+        let (_, body) = self.sim_get("/_sim/stats");
+        let stats: Value = serde_json::from_str(&body).unwrap();
+        stats["faults_fired"][kind].as_u64().unwrap_or(0)
     }
 
     /// How many members' `icon` ('email' or 'calendar') is red now.
