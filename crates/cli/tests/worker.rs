@@ -790,18 +790,35 @@ fn a_daemon_killed_mid_attempt_leaves_its_job_to_another_after_the_lease() {
     );
     first.signal("-KILL");
     first.wait(Duration::from_secs(10)).expect("killed");
-    let started = Instant::now();
+    // The dead daemon's lease, as it left it.
+    let expires = h.texts(
+        "SELECT lease_expires_at::text FROM sync_state WHERE member_id = 'ada' \
+         AND channel = 'email' AND lease_owner = 'first'",
+    );
+    assert_eq!(expires.len(), 1, "the killed daemon's lease is still there");
     let second = h.daemon("second", &env);
     eventually(
         "the second daemon imports ada's email",
         Duration::from_secs(60),
         || email_reason(&h.status(), "globex", "ada") == "importing",
     );
-    // Not before the first daemon's lease ran out.
+    // Not before the first daemon's lease ran out (a wall-clock bound from the test's side
+    // would race the kill and the start-up on a loaded machine).
+    assert_eq!(
+        h.count(&format!(
+            "SELECT COUNT(*) FROM import_attempts WHERE member_id = 'ada' AND channel = 'email' \
+             AND started_at >= '{}'::timestamptz",
+            expires[0]
+        )),
+        1,
+        "ada's email was polled before the lease of {} expired",
+        expires[0]
+    );
+    // And the survivor counts the reclaim.
+    let (_, metrics) = second.get("/metrics").expect("metrics");
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
+        metric(&metrics, "datacap_lease_reclaims_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
     );
     assert_eq!(
         h.count(

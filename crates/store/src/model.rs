@@ -102,6 +102,9 @@ pub struct Job {
     pub consecutive_transient_failures: u32,
     pub lease_owner: String,
     pub lease_expires_at: OffsetDateTime,
+    /// The owner whose lease on the job had expired when this claim took it over (a daemon
+    /// that died or stalled mid-attempt); `None` when the job was free.
+    pub reclaimed_from: Option<String>,
 }
 
 /// What a claimed job runs with: the settings that decide whether it may import at all

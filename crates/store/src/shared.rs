@@ -1026,7 +1026,7 @@ impl Backend {
         let mut tx = self.begin_write().await?;
         let mut select = QueryBuilder::<Db>::new(
             "SELECT s.member_id, s.channel, s.cursor, s.consecutive_transient_failures, \
-             m.company_id, c.provider, c.connection_mode, m.email \
+             m.company_id, c.provider, c.connection_mode, m.email, s.lease_owner \
              FROM sync_state s JOIN members m ON m.id = s.member_id \
              JOIN companies c ON c.id = m.company_id JOIN (SELECT d.member_id, d.channel, \
              d.next_due_at, row_number() OVER (PARTITION BY d.company_id \
@@ -1069,7 +1069,17 @@ impl Backend {
             .collect();
         lease_rows(&mut tx, keys, owner, expires).await?;
         let mut jobs = Vec::with_capacity(rows.len());
-        for (member_id, channel, cursor, failures, company_id, provider, mode, member_email) in rows
+        for (
+            member_id,
+            channel,
+            cursor,
+            failures,
+            company_id,
+            provider,
+            mode,
+            member_email,
+            expired_owner,
+        ) in rows
         {
             jobs.push(Job {
                 channel: parse_channel(&channel)?,
@@ -1083,6 +1093,7 @@ impl Backend {
                 consecutive_transient_failures: to_u32(failures),
                 lease_owner: owner.to_owned(),
                 lease_expires_at: expires.0,
+                reclaimed_from: expired_owner,
             });
         }
         tx.commit().await?;
@@ -1524,7 +1535,7 @@ async fn read_canary(tx: &mut Tx, key: &EncryptionKey) -> Result<Option<Vec<u8>>
 /// recording_enabled, has_recording_seat, capture, email and calendar reasons.
 type BannerInputRow = (bool, bool, Option<String>, Option<String>, Option<String>);
 /// member_id, channel, cursor, consecutive failures, company_id, provider, connection_mode,
-/// member email.
+/// member email, the owner of the lease that had expired (none when the job was free).
 type ClaimRow = (
     String,
     String,
@@ -1534,6 +1545,7 @@ type ClaimRow = (
     String,
     String,
     String,
+    Option<String>,
 );
 /// company_id, state, scopes, ciphertext, key_id.
 type GrantRow = (String, String, String, Option<Vec<u8>>, Option<String>);

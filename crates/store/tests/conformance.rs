@@ -577,6 +577,13 @@ async fn expired_leases_are_reclaimed(backend: Backend) {
     let second = db.store.claim_due("b", later, lease, 10).await.unwrap();
     assert_eq!(second.len(), 3);
     assert!(second.iter().all(|job| job.lease_owner == "b"));
+    // Each says whose expired lease it took over (the daemon's reclaim metric).
+    assert!(first.iter().all(|job| job.reclaimed_from.is_none()));
+    assert!(
+        second
+            .iter()
+            .all(|job| job.reclaimed_from.as_deref() == Some("a"))
+    );
     // a lost those: its heartbeat and release say so.
     assert!(
         !db.store
@@ -594,6 +601,8 @@ async fn expired_leases_are_reclaimed(backend: Backend) {
     );
     let third = db.store.claim_due("c", later, lease, 10).await.unwrap();
     assert_eq!(third.len(), 1);
+    // Released, not expired: a free job, no reclaim.
+    assert_eq!(third[0].reclaimed_from, None);
     assert_eq!(
         (third[0].member_id.as_str(), third[0].channel),
         (second[0].member_id.as_str(), second[0].channel)

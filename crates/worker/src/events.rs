@@ -27,6 +27,9 @@ pub const OWN_FAILURES: &str = "datacap_own_failures_total";
 pub const LEASE_CLAIMS: &str = "datacap_lease_claims_total";
 /// Leases lost while an attempt ran (expired and reclaimed by another worker).
 pub const LEASE_LOST: &str = "datacap_lease_lost_total";
+/// Jobs claimed whose previous lease had expired: another worker (or this one before a
+/// restart) died or stalled mid-attempt, and its job was reclaimed.
+pub const LEASE_RECLAIMS: &str = "datacap_lease_reclaims_total";
 /// Attempts abandoned at shutdown or because their lease was lost.
 pub const ABANDONED: &str = "datacap_attempts_abandoned_total";
 /// Requests (and jobs) that waited for their company's token bucket or for a
@@ -99,9 +102,12 @@ pub(crate) fn attempt(
     }
 }
 
-pub(crate) fn claimed(count: usize) {
+pub(crate) fn claimed(count: usize, reclaimed: usize) {
     if count > 0 {
         counter!(LEASE_CLAIMS).increment(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+    if reclaimed > 0 {
+        counter!(LEASE_RECLAIMS).increment(u64::try_from(reclaimed).unwrap_or(u64::MAX));
     }
 }
 

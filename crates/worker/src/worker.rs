@@ -566,7 +566,17 @@ impl Worker {
         match &result {
             Ok(jobs) => {
                 self.inner.health.progress();
-                events::claimed(jobs.len());
+                let reclaimed = jobs.iter().filter(|job| job.reclaimed_from.is_some());
+                for job in reclaimed.clone() {
+                    info!(
+                        company = %job.company_id,
+                        member = %job.member_id,
+                        channel = job.channel.as_str(),
+                        expired_owner = job.reclaimed_from.as_deref().unwrap_or_default(),
+                        "reclaimed a job whose lease had expired"
+                    );
+                }
+                events::claimed(jobs.len(), reclaimed.count());
             }
             Err(_) => self.inner.health.database_failed(),
         }
