@@ -11,72 +11,37 @@ use std::collections::BTreeMap;
 use datacap_core::{CompanySettings, ConnectionMode, MemberConnection, MemberSettings, Provider};
 use sqlx::Row;
 
-use super::Backend;
+use super::{Backend, Db};
 use crate::error::{StoreError, corrupt};
 use crate::model::JobContext;
+
+/// The columns [`context_from_row`] reads, in its order, from `members m`, `companies c`
+/// and `member_grants g` (left joined): the job context's query and the claim's.
+macro_rules! context_columns {
+    () => {
+        "m.id, m.company_id, m.email, m.has_recording_seat, m.recording_enabled, \
+         m.email_import, m.calendar_import, m.import_non_recorded_meetings, c.provider, \
+         c.connection_mode, c.permission_given, c.email_authorized, c.calendar_authorized, \
+         c.import_email, c.import_calendar, c.import_non_recorded_meetings, \
+         c.credential_refs, g.state, m.active, c.active"
+    };
+}
+pub(super) use context_columns;
 
 impl Backend {
     /// The settings and credential references a job of `member_id` runs with; `None`
     /// when the member is unknown.
     pub async fn job_context(&self, member_id: &str) -> Result<Option<JobContext>, StoreError> {
-        let row = sqlx::query(
-            "SELECT m.id, m.company_id, m.email, m.has_recording_seat, m.recording_enabled, \
-             m.email_import, m.calendar_import, m.import_non_recorded_meetings, c.provider, \
-             c.connection_mode, c.permission_given, c.email_authorized, c.calendar_authorized, \
-             c.import_email, c.import_calendar, c.import_non_recorded_meetings, \
-             c.credential_refs, g.state, m.active, c.active \
-             FROM members m JOIN companies c ON c.id = m.company_id \
-             LEFT JOIN member_grants g ON g.member_id = m.id WHERE m.id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            context_columns!(),
+            " FROM members m JOIN companies c ON c.id = m.company_id \
+             LEFT JOIN member_grants g ON g.member_id = m.id WHERE m.id = $1"
+        ))
         .bind(member_id)
         .fetch_optional(self.reader())
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let provider: String = row.try_get(8)?;
-        let mode: String = row.try_get(9)?;
-        let refs: Option<String> = row.try_get(16)?;
-        let state: Option<String> = row.try_get(17)?;
-        let connection = match state {
-            Some(state) => Some(
-                MemberConnection::parse(&state)
-                    .ok_or_else(|| corrupt("member_grants", "state", &state))?,
-            ),
-            None => None,
-        };
-        let credential_refs: BTreeMap<String, String> = match refs.as_deref() {
-            None | Some("") => BTreeMap::new(),
-            Some(text) => serde_json::from_str(text)
-                .map_err(|_| corrupt("companies", "credential_refs", "(not a json object)"))?,
-        };
-        Ok(Some(JobContext {
-            member_id: row.try_get(0)?,
-            company_id: row.try_get(1)?,
-            member_email: row.try_get(2)?,
-            member: MemberSettings {
-                has_recording_seat: row.try_get(3)?,
-                recording_enabled: row.try_get(4)?,
-                email_import: row.try_get(5)?,
-                calendar_import: row.try_get(6)?,
-                import_non_recorded_meetings: row.try_get(7)?,
-                connection,
-            },
-            company: CompanySettings {
-                provider: Provider::parse(&provider)
-                    .ok_or_else(|| corrupt("companies", "provider", &provider))?,
-                connection_mode: ConnectionMode::parse(&mode)
-                    .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
-                permission_given: row.try_get(10)?,
-                email_authorized: row.try_get(11)?,
-                calendar_authorized: row.try_get(12)?,
-                import_email: row.try_get(13)?,
-                import_calendar: row.try_get(14)?,
-                import_non_recorded_meetings: row.try_get(15)?,
-            },
-            credential_refs,
-            active: row.try_get::<bool, _>(18)? && row.try_get::<bool, _>(19)?,
-        }))
+        row.map(|row| context_from_row(&row, 0)).transpose()
     }
 
     /// The ids of every active company, sorted.
@@ -93,4 +58,54 @@ impl Backend {
         sqlx::query("SELECT 1").execute(self.reader()).await?;
         Ok(())
     }
+}
+
+/// A [`JobContext`] from [`context_columns`], the first of them at index `at` of `row`.
+pub(super) fn context_from_row(
+    row: &<Db as sqlx::Database>::Row,
+    at: usize,
+) -> Result<JobContext, StoreError> {
+    let provider: String = row.try_get(at + 8)?;
+    let mode: String = row.try_get(at + 9)?;
+    let refs: Option<String> = row.try_get(at + 16)?;
+    let state: Option<String> = row.try_get(at + 17)?;
+    let connection = match state {
+        Some(state) => Some(
+            MemberConnection::parse(&state)
+                .ok_or_else(|| corrupt("member_grants", "state", &state))?,
+        ),
+        None => None,
+    };
+    let credential_refs: BTreeMap<String, String> = match refs.as_deref() {
+        None | Some("") => BTreeMap::new(),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|_| corrupt("companies", "credential_refs", "(not a json object)"))?,
+    };
+    Ok(JobContext {
+        member_id: row.try_get(at)?,
+        company_id: row.try_get(at + 1)?,
+        member_email: row.try_get(at + 2)?,
+        member: MemberSettings {
+            has_recording_seat: row.try_get(at + 3)?,
+            recording_enabled: row.try_get(at + 4)?,
+            email_import: row.try_get(at + 5)?,
+            calendar_import: row.try_get(at + 6)?,
+            import_non_recorded_meetings: row.try_get(at + 7)?,
+            connection,
+        },
+        company: CompanySettings {
+            provider: Provider::parse(&provider)
+                .ok_or_else(|| corrupt("companies", "provider", &provider))?,
+            connection_mode: ConnectionMode::parse(&mode)
+                .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
+            permission_given: row.try_get(at + 10)?,
+            email_authorized: row.try_get(at + 11)?,
+            calendar_authorized: row.try_get(at + 12)?,
+            import_email: row.try_get(at + 13)?,
+            import_calendar: row.try_get(at + 14)?,
+            import_non_recorded_meetings: row.try_get(at + 15)?,
+        },
+        credential_refs,
+        active: row.try_get::<bool, _>(at + 18)? && row.try_get::<bool, _>(at + 19)?,
+    })
 }

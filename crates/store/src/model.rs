@@ -105,6 +105,10 @@ pub struct Job {
     /// The owner whose lease on the job had expired when this claim took it over (a daemon
     /// that died or stalled mid-attempt); `None` when the job was free.
     pub reclaimed_from: Option<String>,
+    /// The member's and company's settings and credential references as the claim read
+    /// them (what [`crate::Store::job_context`] returns), so running the job needs no
+    /// other read.
+    pub context: JobContext,
 }
 
 /// What a claimed job runs with: the settings that decide whether it may import at all

@@ -1025,12 +1025,18 @@ impl Backend {
         let candidates = i64::from(limit.saturating_mul(4).max(64));
         let mut tx = self.begin_write().await?;
         let mut select = QueryBuilder::<Db>::new(
-            "SELECT s.member_id, s.channel, s.cursor, s.consecutive_transient_failures, \
-             m.company_id, c.provider, c.connection_mode, m.email, s.lease_owner \
-             FROM sync_state s JOIN members m ON m.id = s.member_id \
-             JOIN companies c ON c.id = m.company_id JOIN (SELECT d.member_id, d.channel, \
+            // The job's context (settings, grant state, credential references) comes
+            // with it, so the worker reads nothing more before it runs the job.
+            concat!(
+                "SELECT s.member_id, s.channel, s.cursor, s.consecutive_transient_failures, \
+                 s.lease_owner, ",
+                super::context::context_columns!(),
+                " FROM sync_state s JOIN members m ON m.id = s.member_id \
+             JOIN companies c ON c.id = m.company_id \
+             LEFT JOIN member_grants g ON g.member_id = m.id JOIN (SELECT d.member_id, d.channel, \
              d.next_due_at, row_number() OVER (PARTITION BY d.company_id \
-             ORDER BY d.next_due_at, d.member_id, d.channel) AS turn FROM (",
+             ORDER BY d.next_due_at, d.member_id, d.channel) AS turn FROM ("
+            ),
         );
         select.push(claim_candidates!()).push_bind(at);
         select
@@ -1061,41 +1067,33 @@ impl Backend {
         if POSTGRES {
             select.push(" FOR UPDATE OF s SKIP LOCKED");
         }
-        let rows: Vec<ClaimRow> = select.build_query_as().fetch_all(&mut *tx).await?;
-        // Every claimed row's lease in one statement, not one round trip per job.
-        let keys = rows
-            .iter()
-            .map(|row| (row.0.clone(), row.1.clone()))
-            .collect();
-        lease_rows(&mut tx, keys, owner, expires).await?;
+        let rows = select.build().fetch_all(&mut *tx).await?;
         let mut jobs = Vec::with_capacity(rows.len());
-        for (
-            member_id,
-            channel,
-            cursor,
-            failures,
-            company_id,
-            provider,
-            mode,
-            member_email,
-            expired_owner,
-        ) in rows
-        {
+        for row in &rows {
+            let channel: String = row.try_get(1)?;
+            let failures: i64 = row.try_get(3)?;
+            let context = super::context::context_from_row(row, 5)?;
             jobs.push(Job {
                 channel: parse_channel(&channel)?,
-                provider: parse_provider(&provider)?,
-                connection_mode: ConnectionMode::parse(&mode)
-                    .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
-                company_id,
-                member_id,
-                member_email,
-                cursor,
+                provider: context.company.provider,
+                connection_mode: context.company.connection_mode,
+                company_id: context.company_id.clone(),
+                member_id: row.try_get(0)?,
+                member_email: context.member_email.clone(),
+                cursor: row.try_get(2)?,
                 consecutive_transient_failures: to_u32(failures),
                 lease_owner: owner.to_owned(),
                 lease_expires_at: expires.0,
-                reclaimed_from: expired_owner,
+                reclaimed_from: row.try_get(4)?,
+                context,
             });
         }
+        // Every claimed row's lease in one statement, not one round trip per job.
+        let keys = jobs
+            .iter()
+            .map(|job| (job.member_id.clone(), job.channel.as_str().to_owned()))
+            .collect();
+        lease_rows(&mut tx, keys, owner, expires).await?;
         tx.commit().await?;
         Ok(jobs)
     }
@@ -1534,19 +1532,6 @@ async fn read_canary(tx: &mut Tx, key: &EncryptionKey) -> Result<Option<Vec<u8>>
 
 /// recording_enabled, has_recording_seat, capture, email and calendar reasons.
 type BannerInputRow = (bool, bool, Option<String>, Option<String>, Option<String>);
-/// member_id, channel, cursor, consecutive failures, company_id, provider, connection_mode,
-/// member email, the owner of the lease that had expired (none when the job was free).
-type ClaimRow = (
-    String,
-    String,
-    Option<String>,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-);
 /// company_id, state, scopes, ciphertext, key_id.
 type GrantRow = (String, String, String, Option<Vec<u8>>, Option<String>);
 /// member id, email, icon, color, reason, message, resolution, since, last attempt, evaluated.

@@ -577,6 +577,16 @@ async fn expired_leases_are_reclaimed(backend: Backend) {
     let second = db.store.claim_due("b", later, lease, 10).await.unwrap();
     assert_eq!(second.len(), 3);
     assert!(second.iter().all(|job| job.lease_owner == "b"));
+    // Each comes with the context the worker runs it with: what `job_context` reads.
+    for job in &first {
+        assert_eq!(
+            Some(&job.context),
+            db.store.job_context(&job.member_id).await.unwrap().as_ref(),
+            "{}",
+            job.member_id
+        );
+        assert_eq!(job.context.company_id, job.company_id);
+    }
     // Each says whose expired lease it took over (the daemon's reclaim metric).
     assert!(first.iter().all(|job| job.reclaimed_from.is_none()));
     assert!(

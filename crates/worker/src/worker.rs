@@ -754,18 +754,9 @@ impl Worker {
             guard = member_lock.lock_owned() => guard,
             () = abandon.cancelled() => return self.abandon(&job).await,
         };
-        let context = match inner.store.job_context(&job.member_id).await {
-            Ok(Some(context)) => context,
-            Ok(None) => {
-                let _ = inner.store.release(&job, self.owner(), None).await;
-                return JobEnd::Skipped;
-            }
-            Err(error) => {
-                inner.health.database_failed();
-                events::own_failure("job_context", &error, None);
-                return JobEnd::OwnFailure;
-            }
-        };
+        // The claim read the job's context with it (one query for the batch, not one
+        // per job); settings that change meanwhile apply from the next claim.
+        let context = job.context.clone();
         let now = OffsetDateTime::now_utc();
         if !may_import(&context, job.channel, now, &inner.config.thresholds) {
             debug!("settings forbid importing: re-checked later");
