@@ -1149,7 +1149,7 @@ impl Backend {
 
     /// When the oldest job that is due at `now` and held by no live lease became due (the
     /// start of the queue lag); `None` when nothing waits. The claim's own filter, walked in
-    /// `next_due_at` order on the `sync_state_due` index and stopped at the first match.
+    /// `next_due_at` order on the `sync_state_due_order` index and stopped at the first match.
     pub async fn oldest_waiting_due_at(
         &self,
         now: OffsetDateTime,
