@@ -17,7 +17,7 @@ mod rows;
 mod sqlite;
 mod tenants;
 
-use datacap_core::MemberConnection;
+use datacap_core::{Icon, MemberConnection, Reason};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
@@ -137,13 +137,25 @@ impl Store {
         dispatch!(self.record_attempts(attempts, now, options))
     }
 
-    /// Recomputes a company's member statuses and banners as of `now` (stall detection).
+    /// Recomputes a company's member statuses and banners as of `now`, a chunk of members
+    /// per transaction (the daemon's first stall pass).
     pub async fn recompute_company(
         &self,
         company_id: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         dispatch!(self.recompute_company(company_id, now))
+    }
+
+    /// Recomputes only the members whose status may have turned `import_stalled` since it
+    /// was last evaluated (the stall pass); returns how many.
+    pub async fn recompute_stale(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self.recompute_stale(now))
+    }
+
+    /// How many active members' icons show each (icon, reason).
+    pub async fn status_counts(&self) -> Result<Vec<(Icon, Reason, u64)>, StoreError> {
+        dispatch!(self.status_counts())
     }
 
     /// Leases up to `limit` due jobs to `owner` for `lease`.

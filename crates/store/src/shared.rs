@@ -593,16 +593,102 @@ impl Backend {
     }
 
     /// Recomputes every active member's status and the banners of one company, as of
-    /// `now` (how the worker notices stalled imports).
+    /// `now` (the daemon's first stall pass, so statuses follow thresholds changed while
+    /// it was down). Members go `RECOMPUTE_CHUNK` per transaction, each chunk with its
+    /// banner changes, so attempt writes of a large company wait for one chunk at most,
+    /// not for the whole company; a final recount makes the banners exact.
     pub async fn recompute_company(
         &self,
         company_id: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT m.id FROM members m JOIN companies c ON c.id = m.company_id \
+             WHERE c.id = $1 AND m.active ORDER BY m.id",
+        )
+        .bind(company_id)
+        .fetch_all(self.reader())
+        .await?;
+        let ids: Vec<&str> = ids.iter().map(|(id,)| id.as_str()).collect();
+        self.recompute_members_chunked(&ids, now).await?;
         let mut tx = self.begin_write().await?;
-        self.recompute_company_in(&mut tx, company_id, now).await?;
+        self.write_banners_in(&mut tx, company_id, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Recomputes the members whose status time alone may have changed since it was last
+    /// evaluated, as of `now`, and returns how many there were. STATUS_MODEL.md's rule 10
+    /// (`import_stalled`) is the only rule that reads `now`: a channel's status can change
+    /// without a write only when its latest attempt is older than `now - stall_after` and
+    /// the status was evaluated before that attempt became that old. Channels evaluated
+    /// since then either show `import_stalled` already or an earlier rule (a setting)
+    /// decides them, which only a write changes. So a pass reads one row per (member,
+    /// channel) whose latest attempt is old — none while imports run on schedule — and
+    /// recomputes only those members, in chunks.
+    pub async fn recompute_stale(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let stall_after = self.options().thresholds.stall_after;
+        let cutoff = DbTime::new(now - stall_after);
+        let rows: Vec<(String, DbTime, Option<DbTime>)> = sqlx::query_as(
+            "SELECT s.member_id, s.last_attempt_at, ms.evaluated_at FROM sync_state s \
+             JOIN members m ON m.id = s.member_id JOIN companies c ON c.id = m.company_id \
+             LEFT JOIN member_status ms ON ms.member_id = s.member_id AND ms.icon = s.channel \
+             WHERE m.active AND c.active AND s.last_attempt_at < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(self.reader())
+        .await?;
+        let mut ids: Vec<&str> = rows
+            .iter()
+            .filter(|(_, last, evaluated)| {
+                evaluated.is_none_or(|evaluated| evaluated.0 - last.0 <= stall_after)
+            })
+            .map(|(member_id, _, _)| member_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.recompute_members_chunked(&ids, now).await?;
+        Ok(ids.len() as u64)
+    }
+
+    /// Recomputes `member_ids` (sorted) `RECOMPUTE_CHUNK` per transaction, each chunk's
+    /// banner changes with it (members locked first, then companies, as every write does).
+    async fn recompute_members_chunked(
+        &self,
+        member_ids: &[&str],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        for chunk in member_ids.chunks(RECOMPUTE_CHUNK) {
+            let mut tx = self.begin_write().await?;
+            let contexts = member_contexts_in(&mut tx, chunk).await?;
+            let deltas = self.recompute_members_in(&mut tx, &contexts, now).await?;
+            self.apply_banner_deltas_in(&mut tx, &deltas, now).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// How many active members' icons show each (icon, reason): the members gauge, one
+    /// grouped read instead of the whole status report.
+    pub async fn status_counts(&self) -> Result<Vec<(Icon, Reason, u64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT s.icon, s.reason, COUNT(*) FROM member_status s \
+             JOIN members m ON m.id = s.member_id JOIN companies c ON c.id = m.company_id \
+             WHERE m.active AND c.active GROUP BY s.icon, s.reason",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        rows.into_iter()
+            .map(|(icon, reason, count)| {
+                let icon =
+                    Icon::parse(&icon).ok_or_else(|| corrupt("member_status", "icon", &icon))?;
+                Ok((
+                    icon,
+                    parse_reason("member_status", &reason)?,
+                    u64::try_from(count).unwrap_or(0),
+                ))
+            })
+            .collect()
     }
 
     async fn recompute_company_in(

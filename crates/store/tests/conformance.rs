@@ -1079,6 +1079,94 @@ async fn recompute_company_notices_stalled_imports(backend: Backend) {
     assert!(matches!(error, StoreError::UnknownCompany { .. }));
 }
 
+/// The stall pass's targeted recompute: only members whose latest attempt became older
+/// than `stall_after` since their status was evaluated are recomputed, once.
+async fn recompute_stale_recomputes_only_what_time_changed(backend: Backend) {
+    let db = applied(backend).await;
+    for (member, at) in [("ana", NOW), ("bob", NOW + Duration::minutes(90))] {
+        db.store
+            .record_attempt(
+                &attempt(member, Channel::Email, Outcome::Success, at),
+                at,
+                &WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    // Nothing is older than an hour yet.
+    let recomputed = db.store.recompute_stale(NOW + Duration::minutes(30)).await;
+    assert_eq!(recomputed.unwrap(), 0);
+    // Two hours on, ana's email (latest attempt at NOW) is stalled; bob's (30 min old)
+    // is not looked at. Calendars without attempts never change with time.
+    let later = NOW + Duration::hours(2);
+    assert_eq!(db.store.recompute_stale(later).await.unwrap(), 1);
+    let report = db.store.status(Some("acme")).await.unwrap();
+    assert_eq!(icon(&report, "ana").email.reason, Reason::ImportStalled);
+    assert_eq!(icon(&report, "bob").email.reason, Reason::Importing);
+    let banner = report.companies[0]
+        .banners
+        .iter()
+        .find(|b| b.code.as_str() == "members_technical_problem")
+        .expect("the stalled member is counted");
+    assert_eq!(banner.count, 1);
+    // ana was evaluated after her attempt became old: the next pass leaves her alone.
+    let again = db.store.recompute_stale(later + Duration::minutes(1)).await;
+    assert_eq!(again.unwrap(), 0);
+    // bob's turn comes once his attempt is an hour old; then both are stalled.
+    let last = NOW + Duration::minutes(151);
+    assert_eq!(db.store.recompute_stale(last).await.unwrap(), 1);
+    let report = db.store.status(Some("acme")).await.unwrap();
+    assert_eq!(icon(&report, "bob").email.reason, Reason::ImportStalled);
+    // A new attempt makes ana current again, and a full recompute agrees with the passes.
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, last),
+            last,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let before = db.store.status(None).await.unwrap();
+    db.store.recompute_company("acme", last).await.unwrap();
+    let after = db.store.status(None).await.unwrap();
+    assert_eq!(icon(&after, "ana").email.reason, Reason::Importing);
+    assert_eq!(
+        serde_json::to_value(&before.companies[0].banners).unwrap(),
+        serde_json::to_value(&after.companies[0].banners).unwrap(),
+    );
+    // The members gauge's grouped counts match the report's icons.
+    let mut expected: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for member in after.companies.iter().flat_map(|c| &c.members) {
+        for (name, shown) in [
+            ("capture", &member.capture),
+            ("email", &member.email),
+            ("calendar", &member.calendar),
+        ] {
+            *expected
+                .entry((name.to_owned(), shown.reason.as_str().to_owned()))
+                .or_default() += 1;
+        }
+    }
+    let counted: std::collections::BTreeMap<(String, String), u64> = db
+        .store
+        .status_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(icon, reason, count)| {
+            (
+                (icon.as_str().to_owned(), reason.as_str().to_owned()),
+                count,
+            )
+        })
+        .collect();
+    assert_eq!(counted, expected);
+    assert_eq!(
+        counted.get(&("email".to_owned(), "import_stalled".to_owned())),
+        Some(&1)
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // encryption
 
@@ -2141,6 +2229,7 @@ conformance!(
     attempts_drive_statuses_history_and_banners,
     injected_failure_mid_write_leaves_nothing,
     recompute_company_notices_stalled_imports,
+    recompute_stale_recomputes_only_what_time_changed,
     refresh_tokens_are_sealed_per_row,
     rotate_key_reseals_every_secret_in_one_transaction,
     make_due_polls_a_member_again_unless_leased,

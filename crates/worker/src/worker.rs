@@ -185,6 +185,8 @@ struct Inner {
     credentials: Mutex<HashMap<String, CachedCredentials>>,
     health: Arc<Health>,
     report: Mutex<CycleReport>,
+    /// The daemon's first stall pass (a full recompute) has been done.
+    full_pass_done: std::sync::atomic::AtomicBool,
     /// The (icon, reason) pairs the members gauge was last set for.
     members_shown: Mutex<std::collections::BTreeSet<(Icon, Reason)>>,
     /// Writes finished attempts in batches; started on the first write (inside the
@@ -204,6 +206,11 @@ impl Inner {
 
 /// Attempts written per transaction at most.
 const WRITE_BATCH: usize = 100;
+
+/// How long a claim waits for more permits to free up at most (see
+/// [`Worker::gather_permits`]): short against an attempt's duration, long enough for a
+/// busy daemon's attempts to end by the dozen.
+const CLAIM_GATHER: Duration = Duration::from_millis(5);
 
 /// A company's resolved credentials (or why not) and when they were resolved.
 type CachedCredentials = (Instant, Result<CompanyAuth, CredentialError>);
@@ -282,6 +289,7 @@ impl Worker {
                 report: Mutex::new(CycleReport::default()),
                 writer: std::sync::OnceLock::new(),
                 members_shown: Mutex::new(std::collections::BTreeSet::new()),
+                full_pass_done: std::sync::atomic::AtomicBool::new(false),
                 schedule: std::sync::RwLock::new(config.schedule.clone()),
                 config,
             }),
@@ -338,6 +346,7 @@ impl Worker {
             let Some(permit) = self.first_permit(&cancel).await else {
                 break Ok(());
             };
+            self.gather_permits(&cancel).await;
             let limit = self.claim_limit();
             let jobs = match self.claim(limit).await {
                 Ok(jobs) => jobs,
@@ -368,7 +377,7 @@ impl Worker {
         };
         self.drain(tracker, abandon, &cancel).await;
         if result.is_ok() {
-            self.stall_pass().await;
+            self.stall_pass_of(false).await;
         }
         result.map(|()| self.take_report())
     }
@@ -380,17 +389,13 @@ impl Worker {
         let tracker = TaskTracker::new();
         let abandon = CancellationToken::new();
         let mut own_failures: u32 = 0;
-        let mut next_stall_pass = Instant::now();
         let mut next_retention_pass = Instant::now();
         info!(owner = %self.owner(), concurrency = self.inner.config.concurrency, "worker started");
         let queue_lag = self.spawn_queue_lag(cancel.clone());
+        let stall_passes = self.spawn_stall_passes(cancel.clone());
         loop {
             if cancel.is_cancelled() {
                 break;
-            }
-            if Instant::now() >= next_stall_pass {
-                self.stall_pass().await;
-                next_stall_pass = Instant::now() + self.inner.config.stall_pass_interval;
             }
             if Instant::now() >= next_retention_pass {
                 self.retention_pass().await;
@@ -399,6 +404,7 @@ impl Worker {
             let Some(permit) = self.first_permit(&cancel).await else {
                 break;
             };
+            self.gather_permits(&cancel).await;
             let limit = self.claim_limit();
             match self.claim(limit).await {
                 Err(error) => {
@@ -431,7 +437,26 @@ impl Worker {
         info!(owner = %self.owner(), in_flight = tracker.len(), "worker stopping: no more claims");
         self.drain(tracker, abandon, &cancel).await;
         let _ = queue_lag.await;
+        let _ = stall_passes.await;
         info!(owner = %self.owner(), "worker stopped");
+    }
+
+    /// Runs a stall pass every `stall_pass_interval` (the first at once, in full) until
+    /// `cancel` fires, in a task of its own: claims never wait for a pass, and a pass
+    /// over a large company never holds up the poll loop.
+    fn spawn_stall_passes(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let worker = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = worker.stall_pass() => {}
+                }
+                if sleep_or_cancel(worker.inner.config.stall_pass_interval, &cancel).await {
+                    break;
+                }
+            }
+        })
     }
 
     /// Samples the queue lag every [`events::QUEUE_LAG_INTERVAL`] until `cancel` fires, in
@@ -485,9 +510,18 @@ impl Worker {
         }
     }
 
-    /// Re-evaluates every active company's statuses against `now`, so a channel that
-    /// nothing polls turns `import_stalled`. Failures are our own: logged, not fatal.
+    /// Re-evaluates statuses against `now`, so a channel that nothing polls turns
+    /// `import_stalled`. The daemon's first pass recomputes every active member (statuses
+    /// then follow thresholds changed while it was down); later passes, and
+    /// [`Worker::run_once`]'s, recompute only the members time may have changed
+    /// ([`Store::recompute_stale`]), so a pass costs nothing while imports run on schedule,
+    /// whatever the number of members. Failures are our own: logged, not fatal.
     pub async fn stall_pass(&self) {
+        let full = !self.inner.full_pass_done.load(Ordering::Relaxed);
+        self.stall_pass_of(full).await;
+    }
+
+    async fn stall_pass_of(&self, full: bool) {
         let now = OffsetDateTime::now_utc();
         let companies = match self.inner.store.active_company_ids().await {
             Ok(companies) => {
@@ -500,8 +534,27 @@ impl Worker {
                 return;
             }
         };
-        for company_id in companies {
-            if let Err(error) = self.inner.store.recompute_company(&company_id, now).await {
+        let recomputed = if full {
+            let mut failed = None;
+            for company_id in &companies {
+                if let Err(error) = self.inner.store.recompute_company(company_id, now).await {
+                    failed = Some(error);
+                    break;
+                }
+            }
+            match failed {
+                None => {
+                    self.inner.full_pass_done.store(true, Ordering::Relaxed);
+                    Ok(None)
+                }
+                Some(error) => Err(error),
+            }
+        } else {
+            self.inner.store.recompute_stale(now).await.map(Some)
+        };
+        match recomputed {
+            Ok(members) => debug!(full, members = ?members, "stall pass done"),
+            Err(error) => {
                 self.inner.health.database_failed();
                 events::own_failure("stall_pass", &error, None);
                 return;
@@ -510,17 +563,11 @@ impl Worker {
         self.inner.health.progress();
         self.inner.limits.prune();
         events::stall_pass();
-        match self.inner.store.status(None).await {
-            Ok(report) => {
+        match self.inner.store.status_counts().await {
+            Ok(rows) => {
                 let mut counts: BTreeMap<(Icon, Reason), u64> = BTreeMap::new();
-                for member in report.companies.iter().flat_map(|c| &c.members) {
-                    for (icon, shown) in [
-                        (Icon::Capture, &member.capture),
-                        (Icon::Email, &member.email),
-                        (Icon::Calendar, &member.calendar),
-                    ] {
-                        *counts.entry((icon, shown.reason)).or_default() += 1;
-                    }
+                for (icon, reason, count) in rows {
+                    *counts.entry((icon, reason)).or_default() += count;
                 }
                 let mut shown = lock(&self.inner.members_shown);
                 for gone in shown.iter().filter(|key| !counts.contains_key(key)) {
@@ -546,6 +593,25 @@ impl Worker {
             biased;
             () = cancel.cancelled() => None,
             permit = self.inner.permits.clone().acquire_owned() => permit.ok(),
+        }
+    }
+
+    /// With one permit held and attempts in flight, waits up to [`CLAIM_GATHER`] for a
+    /// quarter of the permits to be free (attempts end one by one), so a busy daemon claims
+    /// a batch per round trip instead of a job or two, and still never claims a job it has
+    /// no permit for. An idle daemon (most permits free) does not wait.
+    async fn gather_permits(&self, cancel: &CancellationToken) {
+        let config = &self.inner.config;
+        let want = (config.concurrency / 4)
+            .clamp(1, usize::try_from(config.claim_batch).unwrap_or(usize::MAX));
+        let deadline = tokio::time::Instant::now() + CLAIM_GATHER;
+        // One permit is held by the caller.
+        while self.inner.permits.available_permits() + 1 < want {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.inner.job_ended.notified() => {}
+                () = tokio::time::sleep_until(deadline) => return,
+            }
         }
     }
 
