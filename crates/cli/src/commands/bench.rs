@@ -92,6 +92,10 @@ struct CycleFigures {
     polls_per_second: f64,
     worker_cpu_us_per_poll: f64,
     sim_cpu_us_per_poll: f64,
+    /// PostgreSQL's CPU per poll (every `postgres` process on this machine: the server
+    /// must be local and otherwise idle); `None` on SQLite (it runs inside the worker, so
+    /// the worker's figure includes it) or when no local server process is readable.
+    database_cpu_us_per_poll: Option<f64>,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     rows_written: i64,
@@ -136,13 +140,16 @@ fn print_table(report: &Report) -> anyhow::Result<()> {
     ))?;
     for cycle in &report.cycles {
         say(&format!(
-            "{:<12} {:>7} polls in {:>6.1} s = {:>6.0} polls/s; worker CPU {:>5.0} µs/poll; sim CPU {:>5.0} µs/poll; latency p50 {:.1} ms p99 {:.1} ms; {:.0} rows/s; {:.1} sim requests/poll; own failures {}",
+            "{:<12} {:>7} polls in {:>6.1} s = {:>6.0} polls/s; worker CPU {:>5.0} µs/poll; sim CPU {:>5.0} µs/poll; database CPU {} µs/poll; latency p50 {:.1} ms p99 {:.1} ms; {:.0} rows/s; {:.1} sim requests/poll; own failures {}",
             cycle.cycle,
             cycle.polls,
             cycle.seconds,
             cycle.polls_per_second,
             cycle.worker_cpu_us_per_poll,
             cycle.sim_cpu_us_per_poll,
+            cycle
+                .database_cpu_us_per_poll
+                .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.0}")),
             cycle.latency_p50_ms,
             cycle.latency_p99_ms,
             cycle.rows_per_second,
@@ -479,10 +486,12 @@ async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow::Result<Rep
         let rows_before = raw.rows().await?;
         let last_before = raw.last_attempt_id().await?;
         let (own_before, sim_before) = (cpu_seconds_of("/proc/self/stat"), sim.cpu_seconds());
+        let database_before = postgres_cpu_seconds(url);
         let started = Instant::now();
         let report = worker.run_once(CancellationToken::new()).await?;
         let seconds = started.elapsed().as_secs_f64();
         let (own_after, sim_after) = (cpu_seconds_of("/proc/self/stat"), sim.cpu_seconds());
+        let database_after = postgres_cpu_seconds(url);
         let requests = sim_requests(&client, base).await - requests_before;
         let rows = raw.rows().await? - rows_before;
         let latencies = raw.latencies(&last_before).await?;
@@ -495,6 +504,9 @@ async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow::Result<Rep
             polls_per_second: polls as f64 / seconds,
             worker_cpu_us_per_poll: per_poll((own_after - own_before) * 1e6),
             sim_cpu_us_per_poll: per_poll((sim_after - sim_before) * 1e6),
+            database_cpu_us_per_poll: database_before
+                .zip(database_after)
+                .map(|(before, after)| per_poll((after - before) * 1e6)),
             latency_p50_ms: percentile_ms(&latencies, 0.5),
             latency_p99_ms: percentile_ms(&latencies, 0.99),
             rows_written: rows,
@@ -627,6 +639,25 @@ fn cpu_seconds_of(path: &str) -> f64 {
             .unwrap_or(0.0)
     };
     (field(11) + field(12)) / ticks
+}
+
+/// CPU seconds of every `postgres` process on this machine (the server's backends,
+/// writers and checkpointer), when `url` is a PostgreSQL one and any is readable.
+fn postgres_cpu_seconds(url: &str) -> Option<f64> {
+    if url.starts_with("sqlite") {
+        return None;
+    }
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let path = entry.path();
+        let is_postgres = std::fs::read_to_string(path.join("comm"))
+            .is_ok_and(|comm| comm.trim_end() == "postgres");
+        if is_postgres {
+            let stat = path.join("stat");
+            *total.get_or_insert(0.0) += cpu_seconds_of(&stat.to_string_lossy());
+        }
+    }
+    total
 }
 
 fn peak_rss_mib() -> f64 {
