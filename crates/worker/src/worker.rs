@@ -33,7 +33,7 @@ use datacap_core::{
 };
 use datacap_google::GoogleConnector;
 use datacap_microsoft::MicrosoftConnector;
-use datacap_store::{AttemptRecord, EncryptionKey, Job, JobContext, Store};
+use datacap_store::{AttemptRecord, BackendKind, EncryptionKey, Job, JobContext, Store};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -174,6 +174,9 @@ struct Inner {
     /// scheduling decision reads this one.
     schedule: std::sync::RwLock<ScheduleConfig>,
     permits: Arc<Semaphore>,
+    /// Attempts done at the provider and waiting for their write, at most `concurrency`
+    /// (the write backlog; see [`JobSlot`]).
+    write_slots: Arc<Semaphore>,
     limits: Arc<TenantLimits>,
     member_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Attempts in flight per company (the claims' fair share is counted against it).
@@ -206,6 +209,9 @@ impl Inner {
 
 /// Attempts written per transaction at most.
 const WRITE_BATCH: usize = 100;
+
+/// Batches written at once on PostgreSQL (see [`AttemptWriter`]).
+const POSTGRES_WRITERS: usize = 2;
 
 /// How long a claim waits for more permits to free up at most (see
 /// [`Worker::gather_permits`]): short against an attempt's duration, long enough for a
@@ -275,6 +281,7 @@ impl Worker {
                 resolver,
                 key: key.map(Arc::new),
                 permits: Arc::new(Semaphore::new(config.concurrency)),
+                write_slots: Arc::new(Semaphore::new(config.concurrency)),
                 limits: Arc::new(TenantLimits::new(
                     rate,
                     burst,
@@ -730,12 +737,13 @@ impl Worker {
             let worker = self.clone();
             let abandon = abandon.clone();
             // Counted before the next claim looks at the company's share.
-            let running = InFlight::start(&self.inner.in_flight, &job.company_id);
+            let mut slot = JobSlot {
+                permit: Some(permit),
+                running: Some(InFlight::start(&self.inner.in_flight, &job.company_id)),
+            };
             tracker.spawn(async move {
-                let end = worker.run_job(job, abandon).await;
-                drop(running);
-                drop(permit);
-                worker.inner.job_ended.notify_one();
+                let end = worker.run_job(job, abandon, &mut slot).await;
+                slot.release(&worker.inner.job_ended);
                 worker.count(end);
             });
         }
@@ -792,7 +800,7 @@ impl Worker {
     /// Runs one claimed job to its end. Never panics; every path gives the lease back
     /// (by the attempt write, an explicit release, or — when the database is gone — by
     /// letting it expire).
-    async fn run_job(&self, job: Job, abandon: CancellationToken) -> JobEnd {
+    async fn run_job(&self, job: Job, abandon: CancellationToken, slot: &mut JobSlot) -> JobEnd {
         let attempt_id = Uuid::now_v7();
         let span = info_span!(
             "attempt",
@@ -803,7 +811,7 @@ impl Worker {
             attempt_id = %attempt_id,
             request_id = tracing::field::Empty,
         );
-        self.run_job_in_span(job, attempt_id, abandon)
+        self.run_job_in_span(job, attempt_id, abandon, slot)
             .instrument(span)
             .await
     }
@@ -813,6 +821,7 @@ impl Worker {
         job: Job,
         attempt_id: Uuid,
         abandon: CancellationToken,
+        slot: &mut JobSlot,
     ) -> JobEnd {
         let inner = &self.inner;
         let member_lock = self.member_lock(&job.member_id);
@@ -879,6 +888,12 @@ impl Worker {
             return self.abandon(&job).await;
         };
         let elapsed = clock.elapsed();
+        // The provider's part is done. Once the write backlog has room, the permit goes
+        // back, so the next jobs' provider calls overlap this write instead of waiting
+        // for its batch to commit. The member's lock and the lease stay held until the
+        // attempt is written.
+        let _write_slot = inner.write_slots.clone().acquire_owned().await.ok();
+        slot.release(&inner.job_ended);
         let finished_at = OffsetDateTime::now_utc();
         events::token_requests(job.provider, &attempt.token_requests);
         if let Some(request_id) = &attempt.request_id {
@@ -958,10 +973,14 @@ impl Worker {
         record: AttemptRecord,
         now: OffsetDateTime,
     ) -> Result<datacap_store::RecordResult, WriteError> {
-        let writer = self
-            .inner
-            .writer
-            .get_or_init(|| AttemptWriter::start(self.inner.store.clone(), WRITE_BATCH));
+        let writer = self.inner.writer.get_or_init(|| {
+            let writers = match self.inner.store.kind() {
+                BackendKind::Postgres => POSTGRES_WRITERS,
+                // One writer at a time is all SQLite allows.
+                BackendKind::Sqlite => 1,
+            };
+            AttemptWriter::start(self.inner.store.clone(), WRITE_BATCH, writers)
+        });
         writer.write(record, now).await
     }
 
@@ -1201,6 +1220,25 @@ impl Share {
 }
 
 /// One attempt in flight, counted for its company until dropped.
+/// What a running job holds of the worker's limits: a permit and its company's count of
+/// attempts in flight. Given back as soon as the provider's part of the job is done (the
+/// write that follows holds a write slot instead), or when the job ends.
+struct JobSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    running: Option<InFlight>,
+}
+
+impl JobSlot {
+    /// Gives the permit and the company's count back (once) and wakes a claim waiting
+    /// for them.
+    fn release(&mut self, ended: &tokio::sync::Notify) {
+        if self.permit.take().is_some() {
+            self.running.take();
+            ended.notify_one();
+        }
+    }
+}
+
 struct InFlight {
     counts: Arc<Mutex<HashMap<String, usize>>>,
     company: String,

@@ -49,10 +49,15 @@ pub(crate) struct AttemptWriter {
 }
 
 impl AttemptWriter {
-    /// Starts the writer task on the current runtime.
-    pub(crate) fn start(store: Store, max_batch: usize) -> AttemptWriter {
+    /// Starts `writers` writer tasks on the current runtime, sharing one queue: while one
+    /// writes its batch, the next gathers and writes beside it (each batch is its own
+    /// transaction; the store's lock order keeps concurrent batches from deadlocking).
+    pub(crate) fn start(store: Store, max_batch: usize, writers: usize) -> AttemptWriter {
         let (queue, requests) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, requests, max_batch.max(1)));
+        let requests = Arc::new(tokio::sync::Mutex::new(requests));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(store.clone(), requests.clone(), max_batch.max(1)));
+        }
         AttemptWriter { queue }
     }
 
@@ -72,9 +77,18 @@ impl AttemptWriter {
 
 /// The task: every wake-up writes what has queued up since the last batch. Jobs are
 /// bounded by the worker's concurrency, so the queue is too.
-async fn run(store: Store, mut requests: mpsc::UnboundedReceiver<Request>, max_batch: usize) {
+async fn run(
+    store: Store,
+    requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>>,
+    max_batch: usize,
+) {
     let mut batch = Vec::with_capacity(max_batch);
-    while requests.recv_many(&mut batch, max_batch).await > 0 {
+    loop {
+        // The queue is held only while taking a batch, not while writing it.
+        let taken = requests.lock().await.recv_many(&mut batch, max_batch).await;
+        if taken == 0 {
+            break;
+        }
         write_batch(&store, std::mem::take(&mut batch)).await;
     }
 }
