@@ -4,10 +4,11 @@
 //! server and dropped after), runs the worker for a full cycle (first import of every
 //! mailbox) and an incremental cycle, and measures, per cycle: polls/s, the worker's CPU
 //! per poll, p50/p99 attempt latency (connector start to finish, from the attempt rows),
-//! database rows written per second, and the sim's CPU per poll. Then a plain HTTP load
-//! loop (as many connections as the worker's concurrency) against one sim endpoint, the
-//! Gmail profile, gives the sim's raw request rate, and the ratio worker polls/s ÷ raw
-//! requests/s. Peak RSS is this process's (the worker; the load loop adds little).
+//! database rows written per second, and the sim's and (on a local server) PostgreSQL's
+//! CPU per poll. Then a plain HTTP load loop (as many connections as the worker's
+//! concurrency) repeating the requests an incremental poll makes (Gmail `history.list`,
+//! Calendar `events.list` with a sync token) gives the sim's raw request rate, and the
+//! ratio worker polls/s ÷ raw requests/s. Peak RSS is this process's (the worker; the load loop adds little).
 //! Figures go to stdout and, with `--out`, to a JSON file. docs/performance.md says how
 //! to run it and what the figures were.
 
@@ -21,7 +22,7 @@ use anyhow::Context;
 use datacap_connector::ServiceAccountKey;
 use datacap_connector::http::{HttpLimits, build_client, install_crypto_provider};
 use datacap_core::{CompanySettings, ConnectionMode, MemberSettings, Provider};
-use datacap_google::{GMAIL_SCOPE, GoogleConfig, GoogleConnector};
+use datacap_google::{CALENDAR_SCOPE, GMAIL_SCOPE, GoogleConfig, GoogleConnector};
 use datacap_store::{Store, StoreOptions, TenantCompany, TenantMember, Tenants};
 use datacap_worker::{
     CompanyAuth, CompanyCredentials, Connectors, CredentialError, CredentialResolver,
@@ -158,7 +159,7 @@ fn print_table(report: &Report) -> anyhow::Result<()> {
         ))?;
     }
     say(&format!(
-        "sim raw rate {:.0} requests/s (Gmail profile, {} connections); ratio polls/s ÷ raw: full {:.2}, incremental {:.2}; peak RSS {:.0} MiB",
+        "sim raw rate {:.0} requests/s (an incremental poll's requests, {} connections); ratio polls/s ÷ raw: full {:.2}, incremental {:.2}; peak RSS {:.0} MiB",
         report.sim_raw_requests_per_second,
         report.concurrency,
         report.ratio_full,
@@ -559,20 +560,19 @@ async fn sim_requests(client: &reqwest::Client, base: &str) -> u64 {
     stats["requests_total"].as_u64().unwrap_or(0)
 }
 
-/// The sim's raw rate: `concurrency` connections each asking for one mailbox's Gmail
-/// profile in a loop (one access token, fetched first) for `load_seconds`.
-async fn raw_request_rate(
+/// Asks the sim for an access token for `subject` and `scope` (JWT bearer, as the
+/// connector does).
+async fn sim_token(
     client: &reqwest::Client,
     base: &str,
-    args: &Args,
-) -> anyhow::Result<f64> {
-    install_crypto_provider();
+    subject: &str,
+    scope: &str,
+) -> anyhow::Result<String> {
     let token_url = format!("{base}/google/token");
-    let subject = format!("u0@{DOMAIN}");
     let assertion = datacap_google::service_account_assertion(
         &service_account(),
-        &subject,
-        GMAIL_SCOPE,
+        subject,
+        scope,
         &token_url,
         time::OffsetDateTime::now_utc(),
     )
@@ -587,25 +587,125 @@ async fn raw_request_rate(
         .await?
         .json()
         .await?;
-    let access = token["access_token"]
+    Ok(token["access_token"]
         .as_str()
         .context("the sim gave no access token")?
-        .to_owned();
-    let url = format!("{base}/google/gmail/v1/users/{subject}/profile");
+        .to_owned())
+}
+
+/// One load-loop connection's request: the URL and its bearer token.
+struct LoadRequest {
+    url: String,
+    query: Vec<(&'static str, String)>,
+    access: String,
+}
+
+/// The request an incremental poll of `channel` makes for mailbox `subject`, with the
+/// cursor a first pass gives: Gmail `history.list` from the profile's history id, or
+/// Calendar `events.list` with the sync token of a full listing.
+async fn incremental_request(
+    client: &reqwest::Client,
+    base: &str,
+    subject: &str,
+    email: bool,
+) -> anyhow::Result<LoadRequest> {
+    let page_size = GoogleConfig::default().page_size.to_string();
+    if email {
+        let access = sim_token(client, base, subject, GMAIL_SCOPE).await?;
+        let gmail = format!("{base}/google/gmail/v1/users/{subject}");
+        let profile: serde_json::Value = client
+            .get(format!("{gmail}/profile"))
+            .bearer_auth(&access)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let history_id = profile["historyId"]
+            .as_str()
+            .context("the sim's profile has no historyId")?
+            .to_owned();
+        return Ok(LoadRequest {
+            url: format!("{gmail}/history"),
+            query: vec![
+                ("startHistoryId", history_id),
+                ("historyTypes", "messageAdded".to_owned()),
+                ("maxResults", page_size),
+            ],
+            access,
+        });
+    }
+    let access = sim_token(client, base, subject, CALENDAR_SCOPE).await?;
+    let url = format!("{base}/google/calendar/v3/calendars/primary/events");
+    let mut page_token: Option<String> = None;
+    // A first pass, page by page (bounded), to its sync token.
+    for _ in 0..1_000 {
+        let mut query = vec![
+            ("maxResults", page_size.clone()),
+            ("singleEvents", "true".to_owned()),
+        ];
+        if let Some(token) = &page_token {
+            query.push(("pageToken", token.clone()));
+        }
+        let page: serde_json::Value = client
+            .get(&url)
+            .query(&query)
+            .bearer_auth(&access)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(sync_token) = page["nextSyncToken"].as_str() {
+            return Ok(LoadRequest {
+                url,
+                query: vec![
+                    ("maxResults", page_size),
+                    ("singleEvents", "true".to_owned()),
+                    ("syncToken", sync_token.to_owned()),
+                ],
+                access,
+            });
+        }
+        page_token = Some(
+            page["nextPageToken"]
+                .as_str()
+                .context("a calendar page with neither nextPageToken nor nextSyncToken")?
+                .to_owned(),
+        );
+    }
+    anyhow::bail!("the sim's calendar listing did not end within 1,000 pages")
+}
+
+/// The sim's raw rate: `concurrency` connections, each repeating the request an
+/// incremental poll makes (Gmail `history.list` or Calendar `events.list` with a sync
+/// token, half the connections each, as a cycle polls both channels) for its own mailbox
+/// with its own access token, for `load_seconds`. The same requests as the worker's
+/// incremental cycle, with nothing else around them.
+async fn raw_request_rate(
+    client: &reqwest::Client,
+    base: &str,
+    args: &Args,
+) -> anyhow::Result<f64> {
+    install_crypto_provider();
+    let mut requests = Vec::with_capacity(args.concurrency);
+    for connection in 0..args.concurrency {
+        let subject = format!("u{}@{DOMAIN}", connection % args.members);
+        requests.push(incremental_request(client, base, &subject, connection % 2 == 0).await?);
+    }
     let answered = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.load_seconds.max(1));
     let started = Instant::now();
     let mut loops = Vec::new();
-    for _ in 0..args.concurrency {
-        let (client, url, access, answered) = (
-            client.clone(),
-            url.clone(),
-            access.clone(),
-            answered.clone(),
-        );
+    for request in requests {
+        let (client, answered) = (client.clone(), answered.clone());
         loops.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let ok = match client.get(&url).bearer_auth(&access).send().await {
+                let sent = client
+                    .get(&request.url)
+                    .query(&request.query)
+                    .bearer_auth(&request.access)
+                    .send()
+                    .await;
+                let ok = match sent {
                     Ok(response) => {
                         response.status().is_success() && response.bytes().await.is_ok()
                     }
