@@ -41,7 +41,7 @@ run() {
 }
 
 # One markdown table row from a run's JSON (columns as in `header`).
-header='| member-channels | database | items | setup s | polls/s full / incr | worker CPU µs/poll full / incr | latency p50 / p99 ms (incr) | rows/s full / incr | peak RSS MiB | sim raw req/s | ratio full / incr |'
+header='| member-channels | database | items | setup s | polls/s full / incr | worker CPU µs/poll full / incr | PostgreSQL CPU µs/poll full / incr | latency p50 / p99 ms (incr) | rows/s full / incr | peak RSS MiB | sim raw req/s | ratio full / incr |'
 row() {
   jq -r '
     def f0: . * 1 | round | tostring;
@@ -51,6 +51,8 @@ row() {
     "| \(.member_channels) | \(.database) | \(.items_per_mailbox) | \(.setup_seconds | f1)"
     + " | \($c[0].polls_per_second | f0) / \($c[1].polls_per_second | f0)"
     + " | \($c[0].worker_cpu_us_per_poll | f0) / \($c[1].worker_cpu_us_per_poll | f0)"
+    + " | \($c[0].database_cpu_us_per_poll // "-" | if type == "number" then f0 else . end)"
+    + " / \($c[1].database_cpu_us_per_poll // "-" | if type == "number" then f0 else . end)"
     + " | \($c[1].latency_p50_ms | f1) / \($c[1].latency_p99_ms | f1)"
     + " | \($c[0].rows_per_second | f0) / \($c[1].rows_per_second | f0)"
     + " | \(.peak_rss_mib | f0) | \(.sim_raw_requests_per_second | f0)"
@@ -66,5 +68,5 @@ if $with_1m; then
 fi
 
 echo "$header"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

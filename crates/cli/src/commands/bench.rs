@@ -725,6 +725,17 @@ async fn raw_request_rate(
 
 /// User plus system CPU seconds from a `/proc/…/stat` file (0 when unreadable).
 fn cpu_seconds_of(path: &str) -> f64 {
+    stat_seconds(path, &[11, 12])
+}
+
+/// User plus system CPU seconds of a process and of its children it has waited for.
+fn cpu_seconds_with_children(path: &str) -> f64 {
+    stat_seconds(path, &[11, 12, 13, 14])
+}
+
+/// The sum of clock-tick fields of a `/proc/…/stat` file, counted from the field after the
+/// command name (`utime` is 11, `stime` 12, `cutime` 13, `cstime` 14), in seconds.
+fn stat_seconds(path: &str, indexes: &[usize]) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
     let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
@@ -738,11 +749,13 @@ fn cpu_seconds_of(path: &str) -> f64 {
             .and_then(|value| value.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (field(11) + field(12)) / ticks
+    indexes.iter().map(|index| field(*index)).sum::<f64>() / ticks
 }
 
 /// CPU seconds of every `postgres` process on this machine (the server's backends,
-/// writers and checkpointer), when `url` is a PostgreSQL one and any is readable.
+/// writers and checkpointer), when `url` is a PostgreSQL one and any is readable. Each
+/// process counts its children that ended too (the postmaster's reaped backends: a pool
+/// that closes a connection mid-cycle must not take its CPU out of the total).
 fn postgres_cpu_seconds(url: &str) -> Option<f64> {
     if url.starts_with("sqlite") {
         return None;
@@ -754,7 +767,7 @@ fn postgres_cpu_seconds(url: &str) -> Option<f64> {
             .is_ok_and(|comm| comm.trim_end() == "postgres");
         if is_postgres {
             let stat = path.join("stat");
-            *total.get_or_insert(0.0) += cpu_seconds_of(&stat.to_string_lossy());
+            *total.get_or_insert(0.0) += cpu_seconds_with_children(&stat.to_string_lossy());
         }
     }
     total
