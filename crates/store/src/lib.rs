@@ -222,6 +222,23 @@ impl Store {
         dispatch!(self.active_company_ids())
     }
 
+    /// PostgreSQL's settings that matter at scale (`autovacuum`, `shared_buffers`,
+    /// `max_wal_size`, …), by name; empty on SQLite.
+    pub async fn server_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self.server_settings())
+    }
+
+    /// Whether PostgreSQL's autovacuum is off: then nothing removes the dead row versions
+    /// every poll leaves in `sync_state`, and each claim reads more of them (a full
+    /// `VACUUM` or turning it on fixes it). `false` on SQLite and when unreadable.
+    pub async fn autovacuum_off(&self) -> bool {
+        self.server_settings().await.is_ok_and(|settings| {
+            settings
+                .iter()
+                .any(|(name, value)| name == "autovacuum" && value == "off")
+        })
+    }
+
     /// One cheap query: is the database reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self.ping())

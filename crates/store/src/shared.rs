@@ -152,6 +152,16 @@ fn banner_delta(before: [Reason; 2], after: [Reason; 2]) -> [i64; BANNERS] {
     delta
 }
 
+/// The PostgreSQL settings [`Backend::server_settings`] reads.
+const SERVER_SETTINGS: [&str; 6] = [
+    "autovacuum",
+    "checkpoint_timeout",
+    "max_wal_size",
+    "server_version",
+    "shared_buffers",
+    "synchronous_commit",
+];
+
 /// Members per multi-row statement of `apply` (12 parameters each): below both
 /// databases' bind-parameter limits (SQLite 32,766, PostgreSQL 65,535).
 const APPLY_CHUNK: usize = 1_000;
@@ -666,6 +676,23 @@ impl Backend {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// PostgreSQL's settings that decide how the store performs at scale, by name (empty
+    /// on SQLite): the daemon warns about the ones that hurt, the benchmark records them.
+    pub async fn server_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        if !POSTGRES {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = SERVER_SETTINGS
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
+        let mut query =
+            QueryBuilder::<Db>::new("SELECT name, current_setting(name) FROM pg_settings WHERE ");
+        push_in(&mut query, "name", names);
+        query.push(" ORDER BY name");
+        Ok(query.build_query_as().fetch_all(self.reader()).await?)
     }
 
     /// How many active members' icons show each (icon, reason): the members gauge, one

@@ -68,6 +68,13 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         .transpose()?;
     runtime()?.block_on(async {
         let store = open(&config).await?;
+        if store.autovacuum_off().await {
+            tracing::warn!(
+                "PostgreSQL's autovacuum is off: every poll leaves a dead row version in \
+                 sync_state that nothing removes, and each claim reads more of them; turn \
+                 autovacuum on (docs/database.md)"
+            );
+        }
         if let Some(key) = &key {
             store
                 .verify_key(key, time::OffsetDateTime::now_utc())
