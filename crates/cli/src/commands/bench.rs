@@ -83,6 +83,8 @@ struct Report {
     /// Incremental-cycle polls/s ÷ the sim's raw request rate.
     ratio_incremental: f64,
     peak_rss_mib: f64,
+    /// The PostgreSQL server's settings that matter at scale (empty on SQLite).
+    database_settings: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -139,6 +141,14 @@ fn print_table(report: &Report) -> anyhow::Result<()> {
         report.concurrency,
         report.setup_seconds
     ))?;
+    if !report.database_settings.is_empty() {
+        let settings: Vec<String> = report
+            .database_settings
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        say(&format!("server: {}", settings.join(" ")))?;
+    }
     for cycle in &report.cycles {
         say(&format!(
             "{:<12} {:>7} polls in {:>6.1} s = {:>6.0} polls/s; worker CPU {:>5.0} µs/poll; sim CPU {:>5.0} µs/poll; database CPU {} µs/poll; latency p50 {:.1} ms p99 {:.1} ms; {:.0} rows/s; {:.1} sim requests/poll; own failures {}",
@@ -444,6 +454,12 @@ async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow::Result<Rep
         Raw::Postgres(sqlx::PgPool::connect(url).await?)
     };
     let setup_seconds = setup.elapsed().as_secs_f64();
+    let database_settings = store
+        .server_settings()
+        .await
+        .context("cannot read the server's settings")?
+        .into_iter()
+        .collect();
 
     let base = &sim.base;
     let google = GoogleConnector::new(GoogleConfig::default().with_endpoints(
@@ -546,6 +562,7 @@ async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow::Result<Rep
         cycles,
         sim_raw_requests_per_second: raw_rate,
         peak_rss_mib: peak_rss_mib(),
+        database_settings,
     })
 }
 
