@@ -1167,6 +1167,44 @@ async fn recompute_stale_recomputes_only_what_time_changed(backend: Backend) {
     );
 }
 
+/// The server settings the daemon warns about and the benchmark records, and migration 4's
+/// vacuum trigger on `sync_state` (PostgreSQL only; SQLite keeps no dead row versions).
+async fn postgres_settings_and_the_queue_vacuum(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let settings = db.store.server_settings().await.unwrap();
+    match backend {
+        Backend::Sqlite => {
+            assert!(settings.is_empty());
+            assert!(!db.store.autovacuum_off().await);
+        }
+        Backend::Postgres => {
+            let names: Vec<&str> = settings.iter().map(|(name, _)| name.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "autovacuum",
+                    "checkpoint_timeout",
+                    "max_wal_size",
+                    "server_version",
+                    "shared_buffers",
+                    "synchronous_commit"
+                ]
+            );
+            let autovacuum = &settings[0].1;
+            assert!(autovacuum == "on" || autovacuum == "off", "{autovacuum}");
+            assert_eq!(db.store.autovacuum_off().await, autovacuum == "off");
+            let tuned = db
+                .count(
+                    "SELECT COUNT(*) FROM pg_class WHERE relname = 'sync_state' \
+                     AND 'autovacuum_vacuum_threshold=10000' = ANY(reloptions) \
+                     AND 'autovacuum_vacuum_scale_factor=0' = ANY(reloptions)",
+                )
+                .await;
+            assert_eq!(tuned, 1);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // encryption
 
@@ -2230,6 +2268,7 @@ conformance!(
     injected_failure_mid_write_leaves_nothing,
     recompute_company_notices_stalled_imports,
     recompute_stale_recomputes_only_what_time_changed,
+    postgres_settings_and_the_queue_vacuum,
     refresh_tokens_are_sealed_per_row,
     rotate_key_reseals_every_secret_in_one_transaction,
     make_due_polls_a_member_again_unless_leased,
