@@ -542,20 +542,14 @@ impl Worker {
             }
         };
         let recomputed = if full {
-            let mut failed = None;
-            for company_id in &companies {
-                if let Err(error) = self.inner.store.recompute_company(company_id, now).await {
-                    failed = Some(error);
-                    break;
+            async {
+                for company_id in &companies {
+                    self.inner.store.recompute_company(company_id, now).await?;
                 }
+                self.inner.full_pass_done.store(true, Ordering::Relaxed);
+                Ok(None)
             }
-            match failed {
-                None => {
-                    self.inner.full_pass_done.store(true, Ordering::Relaxed);
-                    Ok(None)
-                }
-                Some(error) => Err(error),
-            }
+            .await
         } else {
             self.inner.store.recompute_stale(now).await.map(Some)
         };
