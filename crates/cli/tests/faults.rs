@@ -566,3 +566,197 @@ fn connections_reset_mid_body_are_transient_and_never_red_before_the_threshold()
         tail(&daemon.logs())
     );
 }
+
+/// Attempt start times (ms since the epoch) of `member`'s `channel` since `since_ms`
+/// (SQLite).
+fn attempt_times(h: &Harness, member: &str, channel: &str, since_ms: i64) -> Vec<i64> {
+    h.texts(&format!(
+        "SELECT CAST(CAST((julianday(started_at) - 2440587.5) * 86400000 AS INTEGER) AS TEXT) \
+         FROM import_attempts WHERE member_id = '{member}' AND channel = '{channel}' \
+         AND (julianday(started_at) - 2440587.5) * 86400000 >= {since_ms} ORDER BY started_at"
+    ))
+    .iter()
+    .map(|text| text.parse().unwrap())
+    .collect()
+}
+
+/// The longest wait between `since_ms`, each attempt and `until_ms`.
+fn longest_gap(since_ms: i64, times: &[i64], until_ms: i64) -> i64 {
+    let mut points = vec![since_ms];
+    points.extend_from_slice(times);
+    points.push(until_ms);
+    points.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+}
+
+/// Issue 21 §1: one hot mailbox throttled on every call holds back what the provider's
+/// limit covers and nobody else of the tenant: the others keep their one-second schedule.
+/// Asserted on the attempts' start times; before, the company's pause held every member
+/// for the whole Retry-After (20 s).
+fn throttled_mailbox(google: bool) {
+    let members = ids(if google { "w" } else { "f" }, 4);
+    let hot = &members[0];
+    let (h, fault, scope) = if google {
+        // Gmail's per-user concurrency limit: that member's Gmail only.
+        let h = Harness::two_tenants(&members, &[], DATA, DATA, false);
+        let fault = json!({"tenant": "globex", "user": format!("{hot}@globex.example"),
+            "fault": "too_many_concurrent_requests", "endpoint": "gmail", "retry_after": 20,
+            "times": 100000});
+        (h, fault, "google_workspace\",scope=\"member_channel")
+    } else {
+        // Outlook's per app and mailbox limit ("MailboxConcurrency"): both of its channels.
+        let h = Harness::two_tenants(&[], &members, DATA, DATA, false);
+        let fault = json!({"tenant": "fabrikam", "user": format!("{hot}@fabrikam.example"),
+            "fault": "application_throttled", "endpoint": "graph_mail", "retry_after": 20,
+            "times": 100000});
+        (h, fault, "microsoft_365\",scope=\"mailbox")
+    };
+    let now_ms =
+        || -> i64 { h.count("SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)") };
+    let daemon = h.daemon("hot", &[]);
+    eventually("every member is imported", Duration::from_secs(120), || {
+        h.count(
+            "SELECT COUNT(*) FROM member_status WHERE icon IN ('email', 'calendar') \
+             AND reason = 'importing'",
+        ) == 8
+    });
+    // The hot member's mail answers 429 Retry-After: 20 on every call; its calendar
+    // answers normally.
+    let fired_before = h.sim_faults_fired(if google {
+        "TooManyConcurrentRequests"
+    } else {
+        "ApplicationThrottled"
+    });
+    h.control("faults", fault);
+    let since = now_ms();
+    eventually(
+        "the others are polled for 30 s",
+        Duration::from_secs(120),
+        || now_ms() - since >= 30_000,
+    );
+    let until = now_ms();
+    for member in &members[1..] {
+        for channel in ["email", "calendar"] {
+            let times = attempt_times(&h, member, channel, since);
+            let gap = longest_gap(since, &times, until);
+            assert!(
+                gap < 10_000,
+                "{member}'s {channel} waited {gap} ms between attempts while {hot} was \
+                 throttled (due every second): {times:?}\n{}",
+                tail(&daemon.logs())
+            );
+        }
+    }
+    let calendar = attempt_times(&h, hot, "calendar", since);
+    let calendar_gap = longest_gap(since, &calendar, until);
+    if google {
+        // Gmail's per-user quota is not Calendar's: the calendar kept its schedule.
+        assert!(
+            calendar_gap < 10_000,
+            "{hot}'s calendar waited {calendar_gap} ms for its Gmail quota: {calendar:?}"
+        );
+    } else {
+        // The mailbox's limit is both channels': the calendar waited out the pause too.
+        assert!(
+            calendar_gap >= 15_000,
+            "{hot}'s calendar was not held back by its mailbox's 20 s pause: {calendar:?}"
+        );
+    }
+    let email = attempt_times(&h, hot, "email", since);
+    assert!(
+        longest_gap(since, &email, until) >= 15_000,
+        "{hot}'s mail was not held back by its own 20 s pause: {email:?}"
+    );
+    assert!(
+        h.count(&format!(
+            "SELECT COUNT(*) FROM import_attempts WHERE member_id = '{hot}' \
+             AND channel = 'email' AND outcome = 'rate_limited'"
+        )) >= 1,
+        "{hot}'s mail ended no attempt rate_limited"
+    );
+    assert!(
+        h.sim_faults_fired(if google {
+            "TooManyConcurrentRequests"
+        } else {
+            "ApplicationThrottled"
+        }) > fired_before
+    );
+    let metrics = daemon.get("/metrics").expect("metrics").1;
+    assert!(
+        metric(
+            &metrics,
+            &format!("datacap_throttle_pauses_total{{provider=\"{scope}\"}}")
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_throttled_outlook_mailbox_holds_back_only_its_mailbox() {
+    throttled_mailbox(false);
+}
+
+#[test]
+fn a_throttled_gmail_user_holds_back_only_its_gmail() {
+    throttled_mailbox(true);
+}
+
+/// Issue 21 §3, end to end: the Directory admin is refused by Directory (the subject is no
+/// Directory admin: "Not Authorized to access this resource/api"), Gmail and Calendar
+/// work. `apply` → `run --once` → `status`: every member is green, and the refusal is
+/// logged once for the company with the provider's answer, not once per attempt.
+fn refused_directory_check(postgres: bool) {
+    let members = ids("g", 3);
+    let h = Harness::two_tenants(&members, &[], DATA, DATA, postgres);
+    h.control(
+        "faults",
+        json!({"tenant": "globex", "user": "g00@globex.example",
+               "fault": "directory_not_authorized", "times": 1000}),
+    );
+    let output = h.command(&[], &["run", "--once"]).output().unwrap();
+    let summary = ok(&output);
+    let logs = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        summary.starts_with("polled 6 member-channels"),
+        "{summary}\n{}",
+        tail(&logs)
+    );
+    let status = h.status();
+    for member in &members {
+        assert_eq!(
+            reasons(&status, "globex", member),
+            ("importing".to_owned(), "importing".to_owned()),
+            "globex/{member}: a refused Directory check must not block working imports"
+        );
+    }
+    assert!(
+        h.sim_faults_fired("DirectoryNotAuthorized") >= 2,
+        "the check was refused"
+    );
+    let refusals: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("optional check refused"))
+        .collect();
+    assert_eq!(
+        refusals.len(),
+        1,
+        "logged once per company:\n{}",
+        refusals.join("\n")
+    );
+    assert!(
+        refusals[0].contains("google_directory") && refusals[0].contains("http_status=403"),
+        "{}",
+        refusals[0]
+    );
+}
+
+#[test]
+fn a_refused_directory_check_turns_nobody_red_on_sqlite() {
+    refused_directory_check(false);
+}
+
+#[test]
+fn a_refused_directory_check_turns_nobody_red_on_postgres() {
+    refused_directory_check(true);
+}

@@ -138,6 +138,19 @@ pub struct Attempt {
     /// The token requests this attempt sent (a token from the connector's cache sends
     /// none), each with how it ended, for the token metrics.
     pub token_requests: Vec<TokenRequest>,
+    /// Optional checks (not the import itself) that failed and were passed over: the
+    /// import went on without them (issue 21: an optional check never blocks working
+    /// imports). The worker logs and counts them.
+    pub refused_checks: Vec<RefusedCheck>,
+}
+
+/// An optional check the provider refused or could not answer, and what it said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedCheck {
+    /// The check's name for logs and metrics (`google_directory`).
+    pub check: &'static str,
+    /// The provider's answer, as a failure of that one call.
+    pub failure: Failure,
 }
 
 /// The OAuth grant a token request used: it tells the connection mode apart.
@@ -208,6 +221,7 @@ impl Attempt {
             rotated_refresh_token: None,
             requests: 0,
             token_requests: Vec::new(),
+            refused_checks: Vec::new(),
         }
     }
 

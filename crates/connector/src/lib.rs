@@ -8,9 +8,9 @@ pub mod gate;
 pub mod http;
 pub mod job;
 
-pub use gate::{Gate, GateFuture, RequestGate};
+pub use gate::{Gate, GateFuture, RequestGate, ThrottleScope};
 pub use http::{HttpLimits, build_client, read_body, request_id, retry_after, transport_failure};
 pub use job::{
     Attempt, Connector, Failure, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
-    OAuthClient, RotatedToken, ServiceAccountKey, TokenRequest,
+    OAuthClient, RefusedCheck, RotatedToken, ServiceAccountKey, TokenRequest,
 };

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use datacap_connector::http::ClientError;
 use datacap_connector::{
-    Attempt, Connector, Failure, ImportJob, JobAuth, OAuthClient, build_client,
+    Attempt, Connector, Failure, ImportJob, JobAuth, OAuthClient, RefusedCheck, build_client,
 };
 use datacap_core::{Channel, Outcome, Provider};
 use secrecy::{ExposeSecret, SecretString};
@@ -197,12 +197,27 @@ impl GoogleConnector {
 
 async fn run_channel(session: &session::Session<'_>) -> Result<Attempt, Failure> {
     let job = session.job;
+    let mut refused = None;
     if let JobAuth::GoogleServiceAccount(key) = &job.auth
         && key.directory_admin.is_some()
     {
-        directory::check_member(session).await?;
+        // The Directory check is optional: only its word that the member has no mailbox
+        // ends the attempt. A refusal (the subject is no Directory admin, the scope is not
+        // delegated, the Admin SDK is off) or any other failure of the check lets Gmail
+        // and Calendar decide for themselves (issue 21 §3).
+        match directory::check_member(session).await {
+            Ok(()) => {}
+            Err(directory::Check::Unavailable(failure)) => return Err(failure),
+            Err(directory::Check::Refused(failure)) => {
+                refused = Some(RefusedCheck {
+                    check: directory::CHECK_NAME,
+                    failure,
+                });
+            }
+        }
     }
     let mut attempt = Attempt::success();
+    attempt.refused_checks.extend(refused);
     match job.channel {
         Channel::Email => {
             let pass = gmail::import(session).await?;

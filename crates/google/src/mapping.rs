@@ -6,6 +6,7 @@
 //! limits and for permission problems alike, so 403s are told apart by reason
 //! (`errors[0].reason`, then ErrorInfo `details[].reason`, then `status`), never by status.
 
+use datacap_connector::ThrottleScope;
 use datacap_core::Outcome;
 
 use crate::models::{ApiError, TokenError};
@@ -152,6 +153,51 @@ pub fn api_verdict(api: Api, http_status: u16, error: Option<&ApiError>) -> Verd
         _ => Outcome::ProviderError,
     };
     Verdict::Outcome(outcome)
+}
+
+/// What a Google throttling answer (`429`, or `503` with `Retry-After`) holds back
+/// (docs/throttling.md, Google rows). Gmail's and Calendar's per-user quotas are per
+/// member and API ("Queries per minute per user", `userRateLimitExceeded`, "Too many
+/// concurrent requests for user", "User-rate limit exceeded"); the per-project ones
+/// ("Queries per minute" without "per user", Gmail's `rateLimitExceeded` "Rate Limit
+/// Exceeded", `dailyLimitExceeded`) hold for every company on our Google project.
+/// Calendar's `rateLimitExceeded` is "per calendar or per authenticated user" and its
+/// `quotaExceeded` is the user's usage limit, so both stay the member's. A 5xx names
+/// nothing: the narrowest scope, so one mailbox's backend never stalls its colleagues.
+pub fn throttle_scope(api: Api, http_status: u16, error: Option<&ApiError>) -> ThrottleScope {
+    let reason = error.and_then(ApiError::reason).unwrap_or_default();
+    let message = error
+        .and_then(ApiError::best_message)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let per_user = ["per user", "for user", "user-rate", "user rate"]
+        .iter()
+        .any(|needle| message.contains(needle));
+    if http_status >= 500 || per_user {
+        return ThrottleScope::MemberChannel;
+    }
+    if message.contains("quota exceeded for quota metric") || message.contains("project") {
+        return ThrottleScope::App;
+    }
+    match reason {
+        "userRateLimitExceeded" | "quotaExceeded" => ThrottleScope::MemberChannel,
+        "dailyLimitExceeded" => ThrottleScope::App,
+        "rateLimitExceeded" | "RATE_LIMIT_EXCEEDED" if api == Api::CalendarEvents => {
+            ThrottleScope::MemberChannel
+        }
+        "rateLimitExceeded" | "RATE_LIMIT_EXCEEDED" if message.starts_with("rate limit") => {
+            ThrottleScope::App
+        }
+        // A bare 429 ("Resource has been exhausted (e.g. check quota).") names no
+        // quota: the member's own, the narrowest reading.
+        _ => ThrottleScope::MemberChannel,
+    }
+}
+
+/// What a token endpoint's throttling answer holds back: the company's token requests
+/// with our client (the endpoint limits per client and subject set, not per API).
+pub const fn token_throttle_scope() -> ThrottleScope {
+    ThrottleScope::Tenant
 }
 
 #[cfg(test)]
@@ -383,6 +429,118 @@ mod tests {
             expected,
             "{api:?} {status} {reason:?} {message}"
         );
+    }
+
+    #[track_caller]
+    fn check_scope(
+        api: Api,
+        status: u16,
+        reason: Option<&str>,
+        message: &str,
+        want: ThrottleScope,
+    ) {
+        let error = envelope(status, reason, message, None, None);
+        assert_eq!(
+            throttle_scope(api, status, Some(&error)),
+            want,
+            "{api:?} {status} {reason:?} {message}"
+        );
+    }
+
+    #[test]
+    fn throttle_scope_rows() {
+        use Api::*;
+        use ThrottleScope::*;
+        // inbox-zero#480, gmail-cleaner#5, got-your-back#309: the per-user quota, 403.
+        check_scope(
+            GmailMessageGet,
+            403,
+            Some("rateLimitExceeded"),
+            "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service 'gmail.googleapis.com' for consumer 'project_number:528509232048'.",
+            MemberChannel,
+        );
+        // The same message for the project's limit (no "per user"): every company.
+        check_scope(
+            GmailHistory,
+            429,
+            Some("rateLimitExceeded"),
+            "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'gmail.googleapis.com' for consumer 'project_number:528509232048'.",
+            App,
+        );
+        // gmail-cleaner#5: a bare 429 names no quota.
+        check_scope(
+            GmailMessageGet,
+            429,
+            Some("rateLimitExceeded"),
+            "Resource has been exhausted (e.g. check quota).",
+            MemberChannel,
+        );
+        // GAMADV-XTD3#337, gmail-tester#23: Gmail's per-user rate, with its Retry after.
+        check_scope(
+            GmailMessagesList,
+            429,
+            Some("rateLimitExceeded"),
+            "User-rate limit exceeded.  Retry after 2023-03-07T18:03:15.961Z",
+            MemberChannel,
+        );
+        // google.md §4 (twenty fixtures): concurrent requests per user.
+        check_scope(
+            GmailHistory,
+            429,
+            Some("rateLimitExceeded"),
+            "Too many concurrent requests for user",
+            MemberChannel,
+        );
+        // passport-google-oauth#75; Gmail/Calendar handle-errors docs.
+        check_scope(
+            CalendarEvents,
+            403,
+            Some("userRateLimitExceeded"),
+            "User Rate Limit Exceeded",
+            MemberChannel,
+        );
+        // Gmail handle-errors: "Rate Limit Exceeded" is the project-wide limit.
+        check_scope(
+            GmailHistory,
+            429,
+            Some("rateLimitExceeded"),
+            "Rate Limit Exceeded",
+            App,
+        );
+        // Calendar errors guide: per calendar or per authenticated user.
+        check_scope(
+            CalendarEvents,
+            429,
+            Some("rateLimitExceeded"),
+            "Rate Limit Exceeded",
+            MemberChannel,
+        );
+        // Calendar errors guide: the user's usage limits.
+        check_scope(
+            CalendarEvents,
+            403,
+            Some("quotaExceeded"),
+            "Calendar usage limits exceeded.",
+            MemberChannel,
+        );
+        // Gmail handle-errors: the project's daily cap.
+        check_scope(
+            GmailMessageGet,
+            403,
+            Some("dailyLimitExceeded"),
+            "Daily Limit Exceeded",
+            App,
+        );
+        // A 503 backendError with Retry-After names nothing.
+        check_scope(
+            CalendarEvents,
+            503,
+            Some("backendError"),
+            "Backend Error",
+            MemberChannel,
+        );
+        assert_eq!(throttle_scope(DirectoryUsers, 429, None), MemberChannel);
+        assert_eq!(token_throttle_scope(), Tenant);
     }
 
     #[test]

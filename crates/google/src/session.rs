@@ -77,7 +77,7 @@ pub(crate) async fn post_token(
     };
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    gate.answered(status, &headers);
+    gate.answered(status, &headers, mapping::token_throttle_scope());
     let id = request_id(&headers);
     let body = read_body(response, inner.config.http.max_body_bytes)
         .await
@@ -430,7 +430,6 @@ impl<'a> Session<'a> {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let gate_pause = self.job.gate.answered(status, &headers);
         let id = request_id(&headers);
         let body = read_body(response, self.inner.config.http.max_body_bytes)
             .await
@@ -455,6 +454,10 @@ impl<'a> Session<'a> {
         let parsed = serde_json::from_slice::<ApiErrorEnvelope>(&body)
             .ok()
             .map(|envelope| envelope.error);
+        // The pause holds back what the answer names (a member's quota, the project's),
+        // read from its body: the gate is told only now.
+        let scope = mapping::throttle_scope(api, status, parsed.as_ref());
+        let gate_pause = self.job.gate.answered(status, &headers, scope);
         let verdict = mapping::api_verdict(api, status, parsed.as_ref());
         let outcome = match verdict {
             Verdict::Outcome(outcome) => outcome,

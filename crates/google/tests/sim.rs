@@ -1131,13 +1131,15 @@ async fn every_google_fault_maps_to_its_outcome() {
             Some(404),
             "google.md §6 404 on primary; PROVIDERS.md any answer not listed",
         ),
+        // Issue 21 §3: the Directory pre-check is optional; its refusal lets Gmail decide
+        // (a_refused_directory_check_lets_gmail_and_calendar_decide has the variants).
         row(
             json!({"fault": "directory_not_authorized"}),
             Email,
             DelegationWithDirectory,
-            ProviderError,
-            Some(403),
-            "google.md §8 Directory 403 forbidden; PROVIDERS.md any answer not listed",
+            Success,
+            None,
+            "google.md §8 Directory 403 forbidden: an optional check, passed over",
         ),
         row(
             json!({"fault": "truncated_json", "endpoint": "gmail"}),
@@ -1530,7 +1532,7 @@ async fn code_exchange_checks_pkce_and_single_use() {
 #[derive(Default)]
 struct CountingGate {
     ready: std::sync::atomic::AtomicU64,
-    pauses: Mutex<Vec<Duration>>,
+    pauses: Mutex<Vec<(Duration, datacap_connector::ThrottleScope)>>,
 }
 
 impl datacap_connector::RequestGate for CountingGate {
@@ -1540,8 +1542,8 @@ impl datacap_connector::RequestGate for CountingGate {
     }
 
     /// Records the pause but holds nothing back (`None`: the connector waits itself).
-    fn pause(&self, wait: Duration) -> Option<Duration> {
-        self.pauses.lock().expect("pauses").push(wait);
+    fn pause(&self, wait: Duration, scope: datacap_connector::ThrottleScope) -> Option<Duration> {
+        self.pauses.lock().expect("pauses").push((wait, scope));
         None
     }
 }
@@ -1600,9 +1602,85 @@ async fn every_request_awaits_the_gate_and_reports_retry_after() {
         gate.ready.load(std::sync::atomic::Ordering::SeqCst),
         requests_total().await
     );
+    // The sim's 429 is Gmail's "Rate Limit Exceeded": the project-wide limit, which
+    // holds back every company on our Google project (docs/throttling.md).
     assert_eq!(
         *gate.pauses.lock().expect("pauses"),
-        [Duration::from_secs(3)]
+        [(
+            Duration::from_secs(3),
+            datacap_connector::ThrottleScope::App
+        )]
     );
+    h.sim.shutdown().await;
+}
+
+/// Issue 21 §3: a Directory pre-check that is refused (the subject is no Directory admin,
+/// the Directory scope is not delegated, the Admin SDK API is off) or fails never blocks
+/// a working import: Gmail and Calendar run and decide, and the refusal travels on the
+/// attempt for the worker to log and count.
+#[tokio::test]
+async fn a_refused_directory_check_lets_gmail_and_calendar_decide() {
+    let h = start().await;
+    // (fault on the Directory admin's calls, HTTP status the refusal carries, its code)
+    let refusals = [
+        // google.md §8: "Not Authorized to access this resource/api" (no Directory admin).
+        (json!({"fault": "directory_not_authorized"}), Some(403)),
+        // google.md §8 / reseller "Directory API common errors": the Admin SDK is off.
+        (
+            json!({"fault": "access_not_configured", "endpoint": "directory"}),
+            Some(403),
+        ),
+        // google.md §2: the Directory scope is not on the delegation allow-list.
+        (
+            json!({"fault": "delegation_unauthorized_client", "endpoint": "token"}),
+            Some(401),
+        ),
+        // A Directory backend error is no word about the member either.
+        (
+            json!({"fault": "server_error", "endpoint": "directory"}),
+            Some(500),
+        ),
+    ];
+    for (fault, status) in refusals {
+        for channel in [Channel::Email, Channel::Calendar] {
+            h.clear_faults().await;
+            h.fault("admin@acme.example", fault.clone()).await;
+            let connector = GoogleConnector::new(config_for(&h.sim)).expect("connector");
+            let attempt = connector
+                .import(&job(
+                    "ada@acme.example",
+                    channel,
+                    JobAuth::GoogleServiceAccount(service_account(true)),
+                    None,
+                ))
+                .await;
+            assert_eq!(
+                attempt.outcome,
+                Outcome::Success,
+                "{fault} {channel:?}: {attempt:?}"
+            );
+            assert!(
+                !attempt.email_items.is_empty() || !attempt.calendar_items.is_empty(),
+                "{fault} {channel:?}: nothing imported"
+            );
+            assert_eq!(attempt.refused_checks.len(), 1, "{fault} {channel:?}");
+            let refused = &attempt.refused_checks[0];
+            assert_eq!(refused.check, "google_directory");
+            assert_eq!(refused.failure.http_status, status, "{fault}: {refused:?}");
+        }
+    }
+    // The Directory's own word about the member still ends the attempt.
+    h.clear_faults().await;
+    let connector = GoogleConnector::new(config_for(&h.sim)).expect("connector");
+    let attempt = connector
+        .import(&job(
+            "nobody@acme.example",
+            Channel::Email,
+            JobAuth::GoogleServiceAccount(service_account(true)),
+            None,
+        ))
+        .await;
+    assert_eq!(attempt.outcome, Outcome::MailboxUnavailable, "{attempt:?}");
+    assert!(attempt.refused_checks.is_empty());
     h.sim.shutdown().await;
 }

@@ -8,6 +8,7 @@
 //! message text is read only for the application-access-policy denial, which has no code
 //! of its own (providers/microsoft.md §2.2, §6).
 
+use datacap_connector::ThrottleScope;
 use datacap_core::Outcome;
 use serde::Deserialize;
 
@@ -250,6 +251,33 @@ pub fn classify_graph_error(
     GraphVerdict::Fail(Outcome::ProviderError)
 }
 
+/// What a Graph throttling answer (`429`, or `503` with `Retry-After`) holds back
+/// (docs/throttling.md, Microsoft rows). Outlook's limits (10,000 requests per 10
+/// minutes, 4 concurrent, `ApplicationThrottled` "MailboxConcurrency") are per app and
+/// mailbox, mail and calendar alike; the directory's (`/users`) are per tenant and app.
+/// A message that names its scope decides over the endpoint.
+pub fn graph_throttle_scope(need: Need, error: Option<&GraphErrorInfo>) -> ThrottleScope {
+    let message = error
+        .map(|e| e.message.to_ascii_lowercase())
+        .unwrap_or_default();
+    if message.contains("mailbox") {
+        return ThrottleScope::Mailbox;
+    }
+    if message.contains("tenant") {
+        return ThrottleScope::Tenant;
+    }
+    match need {
+        Need::Users => ThrottleScope::Tenant,
+        Need::Mail | Need::Calendar => ThrottleScope::Mailbox,
+    }
+}
+
+/// The identity platform throttles token requests per tenant and app (AADSTS90055,
+/// 50196; PROVIDERS.md): a token endpoint's `429` holds back the company.
+pub const fn token_throttle_scope() -> ThrottleScope {
+    ThrottleScope::Tenant
+}
+
 /// The permission a call needs, read from the token's `roles` or `scp` claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
@@ -431,6 +459,78 @@ mod tests {
         serde_json::json!({"error": {"code": code, "message": message,
             "innerError": {"date": "2026-11-29T10:00:00", "request-id": "r", "client-request-id": "c"}}})
         .to_string()
+    }
+
+    /// One row per throttling answer: what its pause holds back (docs/throttling.md).
+    #[test]
+    fn graph_throttle_scopes() {
+        use ThrottleScope::{Mailbox, Tenant};
+        let rows: Vec<(Need, String, ThrottleScope)> = vec![
+            // microsoft.md §2.2 (magodo/terraform-provider-outlook#21, alcionai/corso#3695,
+            // Microsoft Q&A 2143058): the Outlook limits are per app and mailbox.
+            (
+                Need::Mail,
+                graph(
+                    "ApplicationThrottled",
+                    "Application is over its MailboxConcurrency limit.",
+                ),
+                Mailbox,
+            ),
+            (
+                Need::Calendar,
+                graph(
+                    "ApplicationThrottled",
+                    "Application is over its RequestRate limit.",
+                ),
+                Mailbox,
+            ),
+            (
+                Need::Mail,
+                graph(
+                    "ApplicationThrottled",
+                    "Application is over its IncomingBytes limit.",
+                ),
+                Mailbox,
+            ),
+            // concepts/throttling.md's sample on a mailbox endpoint: Outlook's limit.
+            (
+                Need::Calendar,
+                graph("TooManyRequests", "Please retry again later."),
+                Mailbox,
+            ),
+            // The same on /users: the directory limits per tenant and app.
+            (
+                Need::Users,
+                graph("TooManyRequests", "Please retry again later."),
+                Tenant,
+            ),
+            // A message that names the tenant decides over the endpoint.
+            (
+                Need::Mail,
+                graph(
+                    "TooManyRequests",
+                    "The tenant has exceeded its request limit.",
+                ),
+                Tenant,
+            ),
+            // 503 ServiceUnavailable names nothing: the mailbox, the narrowest.
+            (
+                Need::Mail,
+                graph("ServiceUnavailable", "Service unavailable"),
+                Mailbox,
+            ),
+            // No envelope at all.
+            (Need::Users, "Too Many Requests".to_owned(), Tenant),
+        ];
+        for (need, body, want) in rows {
+            let info = GraphErrorInfo::parse(body.as_bytes());
+            assert_eq!(
+                graph_throttle_scope(need, info.as_ref()),
+                want,
+                "{need:?} {body}"
+            );
+        }
+        assert_eq!(token_throttle_scope(), Tenant);
     }
 
     /// One row per Graph answer of PROVIDERS.md's table; comments name the

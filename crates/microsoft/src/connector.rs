@@ -27,7 +27,9 @@ use tracing::{Instrument, debug, info, warn};
 use uuid::Uuid;
 
 use crate::MicrosoftError;
-use crate::classify::{GraphErrorInfo, GraphVerdict, Need, classify_graph_error};
+use crate::classify::{
+    GraphErrorInfo, GraphVerdict, Need, classify_graph_error, graph_throttle_scope,
+};
 use crate::config::MicrosoftConfig;
 use crate::delta::{CalendarSink, DeltaSink, MAIL_SELECT, MailSink};
 use crate::limiter::MailboxLimiter;
@@ -848,7 +850,7 @@ impl<'a> Run<'a> {
             .await
             .map_err(|error| transport_failure(&error))?;
         let status = response.status().as_u16();
-        let gate_pause = self.gate.answered(status, response.headers());
+        let headers = response.headers().clone();
         let request_id = datacap_connector::request_id(response.headers());
         let client_request_id = response
             .headers()
@@ -859,6 +861,14 @@ impl<'a> Run<'a> {
         self.last_status = Some(status);
         self.last_request_id = request_id.clone();
         let body = read_body(response, config.http.max_body_bytes).await?;
+        // The pause holds back what the answer names (the mailbox, the tenant), read
+        // from its body and endpoint: the gate is told once the body is in.
+        let gate_pause = if status == 429 || status == 503 {
+            let scope = graph_throttle_scope(need, GraphErrorInfo::parse(&body).as_ref());
+            self.gate.answered(status, &headers, scope)
+        } else {
+            None
+        };
         debug!(
             http_status = status,
             request_id = request_id.as_deref().unwrap_or(""),

@@ -87,7 +87,11 @@ pub(crate) async fn request_token(
         .await
         .map_err(|error| transport_failure(&error))?;
     let status = response.status().as_u16();
-    gate.answered(status, response.headers());
+    gate.answered(
+        status,
+        response.headers(),
+        crate::classify::token_throttle_scope(),
+    );
     let header_request_id = datacap_connector::request_id(response.headers());
     let retry_after =
         datacap_connector::retry_after(response.headers(), std::time::SystemTime::now());

@@ -1803,7 +1803,7 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
 #[derive(Default)]
 struct CountingGate {
     ready: std::sync::atomic::AtomicU32,
-    pauses: Mutex<Vec<Duration>>,
+    pauses: Mutex<Vec<(Duration, datacap_connector::ThrottleScope)>>,
 }
 
 impl datacap_connector::RequestGate for CountingGate {
@@ -1813,8 +1813,8 @@ impl datacap_connector::RequestGate for CountingGate {
     }
 
     /// Records the pause but holds nothing back (`None`: the connector waits itself).
-    fn pause(&self, wait: Duration) -> Option<Duration> {
-        self.pauses.lock().expect("pauses").push(wait);
+    fn pause(&self, wait: Duration, scope: datacap_connector::ThrottleScope) -> Option<Duration> {
+        self.pauses.lock().expect("pauses").push((wait, scope));
         None
     }
 }
@@ -1853,9 +1853,13 @@ async fn every_request_awaits_the_gate_and_reports_retry_after() {
     );
     assert_eq!(u64::from(through_gate), served, "{stats}");
     assert_eq!(through_gate, attempt.requests);
+    // "Application is over its MailboxConcurrency limit.": the mailbox's, no more.
     assert_eq!(
         *gate.pauses.lock().expect("pauses"),
-        [Duration::from_millis(200)]
+        [(
+            Duration::from_millis(200),
+            datacap_connector::ThrottleScope::Mailbox
+        )]
     );
 
     // A member's grant: the token endpoint goes through the gate too.

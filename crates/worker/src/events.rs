@@ -37,6 +37,12 @@ pub const ABANDONED: &str = "datacap_attempts_abandoned_total";
 /// time.
 pub const RATE_LIMIT_WAITS: &str = "datacap_rate_limit_waits_total";
 pub const RATE_LIMIT_WAIT_SECONDS: &str = "datacap_rate_limit_wait_seconds_total";
+/// Pauses a provider's `Retry-After` put on requests, by provider and the scope the
+/// answer named (`member_channel`, `mailbox`, `tenant`, `app`; docs/throttling.md).
+pub const THROTTLE_PAUSES: &str = "datacap_throttle_pauses_total";
+/// Optional checks (the Google Directory pre-check) the provider refused, by provider
+/// and check; the import went on without them (docs/runbook.md).
+pub const OPTIONAL_CHECKS_REFUSED: &str = "datacap_optional_checks_refused_total";
 /// Refresh tokens rotated by the provider and stored.
 pub const TOKENS_ROTATED: &str = "datacap_refresh_tokens_rotated_total";
 /// Token failures: attempts whose outcome says a credential or grant was refused.
@@ -187,6 +193,49 @@ pub(crate) fn rate_limit_wait(provider: Provider, cause: WaitCause, waited: Dura
     let total = totals.entry((provider, cause.as_str())).or_default();
     *total = total.saturating_add(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
     counter!(RATE_LIMIT_WAIT_SECONDS, &labels).absolute(*total / 1_000_000);
+}
+
+/// An optional check was refused and passed over; `log` for the first time per company
+/// and check in [`OPTIONAL_CHECK_LOG_EVERY`], so the answer is in the logs without
+/// repeating it on every poll.
+pub(crate) fn optional_check_refused(
+    provider: Provider,
+    company: &str,
+    check: &datacap_connector::RefusedCheck,
+    log: bool,
+) {
+    counter!(
+        OPTIONAL_CHECKS_REFUSED,
+        "provider" => provider.as_str(),
+        "check" => check.check
+    )
+    .increment(1);
+    if log {
+        let failure = &check.failure;
+        warn!(
+            company,
+            check = check.check,
+            outcome = failure.outcome.as_str(),
+            http_status = failure.http_status,
+            error_code = failure.error_code.as_deref(),
+            error_message = failure.error_message.as_deref(),
+            request_id = failure.request_id.as_deref(),
+            "optional check refused: the import went on without it (logged once an hour per company; docs/runbook.md)"
+        );
+    }
+}
+
+/// How often a company's refused optional check is logged again.
+pub const OPTIONAL_CHECK_LOG_EVERY: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` paused what `scope` names.
+pub(crate) fn throttle_pause(provider: Provider, scope: datacap_connector::ThrottleScope) {
+    counter!(
+        THROTTLE_PAUSES,
+        "provider" => provider.as_str(),
+        "scope" => scope.as_str()
+    )
+    .increment(1);
 }
 
 pub(crate) fn token_rotated(provider: Provider) {

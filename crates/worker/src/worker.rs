@@ -9,7 +9,8 @@
 //! tenant's backlog never holds every permit while another tenant has work); one attempt per member at a time (so with the connectors' own bounds a
 //! mailbox never sees more than four requests in flight); a token bucket per company
 //! (`governor`, in `limits.rs`) spaces every provider request of a tenant, and a provider's
-//! `Retry-After` pauses the whole tenant. While an attempt runs, a
+//! `Retry-After` pauses what its answer names (a member's channel, a mailbox, the tenant or
+//! our app; docs/throttling.md). While an attempt runs, a
 //! heartbeat extends its lease outside the attempt's transaction (underway/apalis style).
 //!
 //! Failures of our own (the database unreachable, a full disk, a key file missing) are
@@ -45,7 +46,7 @@ use uuid::Uuid;
 use crate::credentials::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
 use crate::events;
 use crate::health::Health;
-use crate::limits::TenantLimits;
+use crate::limits::{Holder, TenantLimits, app_key};
 use crate::schedule::{self, ScheduleConfig};
 use crate::writer::{AttemptWriter, WriteError};
 
@@ -195,6 +196,8 @@ struct Inner {
     /// Writes finished attempts in batches; started on the first write (inside the
     /// runtime), ends when the worker is dropped.
     writer: std::sync::OnceLock<AttemptWriter>,
+    /// When each (company, optional check) refusal was last logged.
+    refusals_logged: Mutex<HashMap<(String, &'static str), Instant>>,
 }
 
 impl Inner {
@@ -295,6 +298,7 @@ impl Worker {
                 health: Arc::new(Health::new(stale_after)),
                 report: Mutex::new(CycleReport::default()),
                 writer: std::sync::OnceLock::new(),
+                refusals_logged: Mutex::new(HashMap::new()),
                 members_shown: Mutex::new(std::collections::BTreeSet::new()),
                 full_pass_done: std::sync::atomic::AtomicBool::new(false),
                 schedule: std::sync::RwLock::new(config.schedule.clone()),
@@ -850,14 +854,20 @@ impl Worker {
             }
         };
 
-        // A provider's Retry-After paused the whole company: give the job back until the
-        // pause is over instead of holding a permit (requests already under way wait in
-        // their gate).
-        if let Some(left) = inner.limits.paused_for(&job.company_id) {
+        // A provider's Retry-After paused what holds this job back (its channel, its
+        // mailbox, its company or our app): give the job back until the pause is over
+        // instead of holding a permit (requests already under way wait in their gate).
+        let holder = Holder {
+            company: job.company_id.clone(),
+            member: job.member_id.clone(),
+            channel: job.channel,
+            app: app_key(job.provider, &auth),
+        };
+        if let Some(left) = inner.limits.paused_for(&holder) {
             let due = now + time::Duration::try_from(left).unwrap_or(time::Duration::ZERO);
             let _ = inner.store.release(&job, self.owner(), Some(due)).await;
             events::rate_limit_wait(job.provider, events::WaitCause::RetryAfter, left);
-            events::skipped(job.provider, job.channel, "tenant_paused");
+            events::skipped(job.provider, job.channel, "paused");
             return JobEnd::Skipped;
         }
 
@@ -871,7 +881,7 @@ impl Worker {
             auth,
             cursor: job.cursor.clone(),
             now: started_at,
-            gate: inner.limits.gate(&job.company_id, job.provider),
+            gate: inner.limits.gate(holder, job.provider),
         };
         let clock = Instant::now();
         // Abandoned at shutdown, or as soon as the heartbeat finds the lease taken over.
@@ -890,6 +900,10 @@ impl Worker {
         slot.release(&inner.job_ended);
         let finished_at = OffsetDateTime::now_utc();
         events::token_requests(job.provider, &attempt.token_requests);
+        for check in &attempt.refused_checks {
+            let log = self.first_refusal_this_hour(&job.company_id, check.check);
+            events::optional_check_refused(job.provider, &job.company_id, check, log);
+        }
         if let Some(request_id) = &attempt.request_id {
             tracing::Span::current().record("request_id", request_id.as_str());
         }
@@ -1041,6 +1055,21 @@ impl Worker {
             .instrument(span),
         );
         HeartbeatGuard(stop)
+    }
+
+    /// Whether `company`'s refusal of `check` is the first in
+    /// [`events::OPTIONAL_CHECK_LOG_EVERY`] (then it is logged with the answer).
+    fn first_refusal_this_hour(&self, company: &str, check: &'static str) -> bool {
+        let mut logged = lock(&self.inner.refusals_logged);
+        let now = Instant::now();
+        logged.retain(|_, at| now.duration_since(*at) < events::OPTIONAL_CHECK_LOG_EVERY);
+        match logged.entry((company.to_owned(), check)) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(now);
+                true
+            }
+        }
     }
 
     async fn import(&self, provider: Provider, job: &ImportJob) -> Attempt {
