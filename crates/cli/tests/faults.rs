@@ -760,3 +760,53 @@ fn a_refused_directory_check_turns_nobody_red_on_sqlite() {
 fn a_refused_directory_check_turns_nobody_red_on_postgres() {
     refused_directory_check(true);
 }
+
+/// Issue 21 §2: `run --once` polls everything that was due when it started. One worker
+/// slot, and the tenant's first token request answers 429 AADSTS90055 with Retry-After:
+/// 4 (the identity platform throttles per tenant and app): every other job of the tenant
+/// is held back by the pause, waits for it and is then polled. With a bound shorter than
+/// the pause they are left for the next run, and the summary says why, never "by
+/// settings".
+#[test]
+fn run_once_polls_what_a_pause_held_back() {
+    let members = ids("f", 4);
+    let h = Harness::two_tenants(&[], &members, DATA, DATA, false);
+    let throttle = json!({"tenant": "fabrikam", "fault": "tenant_throttled", "endpoint": "token",
+                          "retry_after": 4, "times": 1});
+    let one_slot = ("DATACAP_WORKER__CONCURRENCY", "1");
+
+    h.control("faults", throttle.clone());
+    let output = h.command(&[one_slot], &["run", "--once"]).output().unwrap();
+    let summary = ok(&output);
+    assert!(h.sim_faults_fired("TenantThrottled") >= 1, "{summary}");
+    assert!(
+        summary.starts_with("polled 8 member-channels")
+            && summary.contains("not polled: 0 by settings, 0 without a grant, 0 paused"),
+        "{summary}\n{}",
+        tail(&String::from_utf8_lossy(&output.stderr))
+    );
+    assert_eq!(
+        h.count("SELECT COUNT(DISTINCT member_id || channel) FROM import_attempts"),
+        8,
+        "every member-channel due at the start has an attempt"
+    );
+
+    // The same pause with a bound of one second: what it still holds is counted as such.
+    let before = h.count("SELECT COUNT(*) FROM import_attempts");
+    h.control("faults", throttle);
+    for member in &members {
+        h.datacap(&[], &["poll", "--member", member]);
+    }
+    let short_bound = [one_slot, ("DATACAP_WORKER__ONCE_PAUSE_WAIT", "1s")];
+    let output = h
+        .command(&short_bound, &["run", "--once"])
+        .output()
+        .unwrap();
+    let summary = ok(&output);
+    let polled = h.count("SELECT COUNT(*) FROM import_attempts") - before;
+    assert!(
+        polled < 8 && summary.contains(&format!("{} paused by the provider", 8 - polled)),
+        "{polled} polled: {summary}"
+    );
+    assert!(summary.contains("0 by settings"), "{summary}");
+}

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,10 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// With nothing due the loop looks again after this long.
     pub idle_wait: Duration,
+    /// [`Worker::run_once`] waits for a provider's pause on a job that was due for at
+    /// most this long after it started; a job still paused then is left for the next run
+    /// and counted in [`CycleReport::paused_past_bound`].
+    pub once_pause_wait: Duration,
     /// Every status is re-evaluated against `now` this often (stall detection).
     pub stall_pass_interval: Duration,
     /// The daemon deletes attempts older than this (each channel keeps what the
@@ -101,6 +105,7 @@ impl Default for WorkerConfig {
             heartbeat: Duration::from_secs(30),
             grace: Duration::from_secs(20),
             idle_wait: Duration::from_secs(1),
+            once_pause_wait: Duration::from_secs(120),
             stall_pass_interval: Duration::from_secs(60),
             attempts_max_age: None,
             retention_pass_interval: Duration::from_secs(3600),
@@ -146,6 +151,13 @@ pub struct CycleReport {
     pub attempts: BTreeMap<Outcome, u32>,
     /// Jobs skipped because the settings forbid importing (re-checked later).
     pub skipped_by_settings: u32,
+    /// User-by-user jobs skipped because the member has no usable grant (re-checked
+    /// later).
+    pub skipped_no_grant: u32,
+    /// Jobs a provider's pause still held back when `run_once`'s wait for pauses
+    /// (`once_pause_wait`) ran out: left for the next run. (A paused job that was polled
+    /// once its pause ended counts as its attempt.)
+    pub paused_past_bound: u32,
     /// Jobs not run because of a failure of our own (credentials, database).
     pub own_failures: u32,
     /// Jobs abandoned at shutdown.
@@ -190,7 +202,7 @@ struct Inner {
     health: Arc<Health>,
     report: Mutex<CycleReport>,
     /// The daemon's first stall pass (a full recompute) has been done.
-    full_pass_done: std::sync::atomic::AtomicBool,
+    full_pass_done: AtomicBool,
     /// The (icon, reason) pairs the members gauge was last set for.
     members_shown: Mutex<std::collections::BTreeSet<(Icon, Reason)>>,
     /// Writes finished attempts in batches; started on the first write (inside the
@@ -198,6 +210,11 @@ struct Inner {
     writer: std::sync::OnceLock<AttemptWriter>,
     /// When each (company, optional check) refusal was last logged.
     refusals_logged: Mutex<HashMap<(String, &'static str), Instant>>,
+    /// Set while [`Worker::run_once`] runs: paused jobs are noted in `deferred`.
+    deferring: AtomicBool,
+    /// Jobs of this `run_once` given back because of a provider's pause, and when the
+    /// pause ends.
+    deferred: Mutex<HashMap<(String, Channel), Instant>>,
 }
 
 impl Inner {
@@ -227,9 +244,18 @@ type CachedCredentials = (Instant, Result<CompanyAuth, CredentialError>);
 /// How one job ended.
 enum JobEnd {
     Written(Outcome),
-    Skipped,
+    Skipped(Skip),
     OwnFailure,
     Abandoned,
+}
+
+/// Why a claimed job was given back without an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Skip {
+    Settings,
+    NoGrant,
+    /// A provider's pause holds the job back.
+    Paused,
 }
 
 impl Worker {
@@ -299,8 +325,10 @@ impl Worker {
                 report: Mutex::new(CycleReport::default()),
                 writer: std::sync::OnceLock::new(),
                 refusals_logged: Mutex::new(HashMap::new()),
+                deferring: AtomicBool::new(false),
+                deferred: Mutex::new(HashMap::new()),
                 members_shown: Mutex::new(std::collections::BTreeSet::new()),
-                full_pass_done: std::sync::atomic::AtomicBool::new(false),
+                full_pass_done: AtomicBool::new(false),
                 schedule: std::sync::RwLock::new(config.schedule.clone()),
                 config,
             }),
@@ -350,6 +378,10 @@ impl Worker {
         let tracker = TaskTracker::new();
         let abandon = CancellationToken::new();
         let mut seen: HashSet<(String, Channel)> = HashSet::new();
+        // Jobs held back by a provider's pause are polled once it is over, up to this.
+        let pause_deadline = Instant::now() + self.inner.config.once_pause_wait;
+        lock(&self.inner.deferred).clear();
+        self.inner.deferring.store(true, Ordering::Relaxed);
         let result = loop {
             if cancel.is_cancelled() {
                 break Ok(());
@@ -373,7 +405,17 @@ impl Worker {
             if fresh.is_empty() {
                 drop(permit);
                 if tracker.is_empty() {
-                    break Ok(());
+                    // Everything due has run, except jobs a pause gave back: wait for the
+                    // first pause to end (within the bound) and claim them again.
+                    match self.next_deferred(&mut seen, pause_deadline) {
+                        Some(until) => {
+                            tokio::select! {
+                                () = cancel.cancelled() => break Ok(()),
+                                () = tokio::time::sleep_until(until.into()) => continue,
+                            }
+                        }
+                        None => break Ok(()),
+                    }
                 }
                 // Due jobs may be held back by their company's share (or the reserve)
                 // while attempts run: look again when one of them ends (or shortly, in
@@ -387,10 +429,34 @@ impl Worker {
             self.spawn_jobs(&tracker, fresh, permit, &abandon).await;
         };
         self.drain(tracker, abandon, &cancel).await;
+        self.inner.deferring.store(false, Ordering::Relaxed);
+        let past_bound = std::mem::take(&mut *lock(&self.inner.deferred)).len();
+        lock(&self.inner.report).paused_past_bound += u32::try_from(past_bound).unwrap_or(u32::MAX);
         if result.is_ok() {
             self.stall_pass_of(false).await;
         }
         result.map(|()| self.take_report())
+    }
+
+    /// The end of the earliest pause among `run_once`'s deferred jobs, if it ends by
+    /// `deadline`; those jobs may be claimed again (they leave `seen`). `None`: nothing
+    /// to wait for (the jobs still deferred are paused past the bound).
+    fn next_deferred(
+        &self,
+        seen: &mut HashSet<(String, Channel)>,
+        deadline: Instant,
+    ) -> Option<Instant> {
+        let deferred = lock(&self.inner.deferred);
+        let until = deferred
+            .values()
+            .copied()
+            .filter(|until| *until <= deadline)
+            .min()?;
+        for key in deferred.keys() {
+            seen.remove(key);
+        }
+        // The released job's due time is the pause's end; look a moment after it.
+        Some(until + Duration::from_millis(50))
     }
 
     /// The daemon: polls until `cancel` fires, then drains within the grace period and
@@ -751,7 +817,11 @@ impl Worker {
         let mut report = lock(&self.inner.report);
         match end {
             JobEnd::Written(outcome) => *report.attempts.entry(outcome).or_default() += 1,
-            JobEnd::Skipped => report.skipped_by_settings += 1,
+            JobEnd::Skipped(Skip::Settings) => report.skipped_by_settings += 1,
+            JobEnd::Skipped(Skip::NoGrant) => report.skipped_no_grant += 1,
+            // `run_once` polls it again once the pause is over, or counts it as paused
+            // past the bound at its end.
+            JobEnd::Skipped(Skip::Paused) => {}
             JobEnd::OwnFailure => report.own_failures += 1,
             JobEnd::Abandoned => report.abandoned += 1,
         }
@@ -827,6 +897,11 @@ impl Worker {
             guard = member_lock.lock_owned() => guard,
             () = abandon.cancelled() => return self.abandon(&job).await,
         };
+        if inner.deferring.load(Ordering::Relaxed) {
+            // Claimed again after its pause: no longer waiting (noted again if still
+            // paused).
+            lock(&inner.deferred).remove(&(job.member_id.clone(), job.channel));
+        }
         // The claim read the job's context with it (one query for the batch, not one
         // per job); settings that change meanwhile apply from the next claim.
         let context = job.context.clone();
@@ -836,7 +911,7 @@ impl Worker {
             let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
             let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
             events::skipped(job.provider, job.channel, "settings");
-            return JobEnd::Skipped;
+            return JobEnd::Skipped(Skip::Settings);
         }
         let auth = match self.job_auth(&context, &job).await {
             Ok(Some(auth)) => auth,
@@ -844,7 +919,7 @@ impl Worker {
                 let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
                 let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
                 events::skipped(job.provider, job.channel, "no_grant");
-                return JobEnd::Skipped;
+                return JobEnd::Skipped(Skip::NoGrant);
             }
             Err(problem) => {
                 events::own_failure_text("credentials", &problem);
@@ -868,7 +943,11 @@ impl Worker {
             let _ = inner.store.release(&job, self.owner(), Some(due)).await;
             events::rate_limit_wait(job.provider, events::WaitCause::RetryAfter, left);
             events::skipped(job.provider, job.channel, "paused");
-            return JobEnd::Skipped;
+            if inner.deferring.load(Ordering::Relaxed) {
+                lock(&inner.deferred)
+                    .insert((job.member_id.clone(), job.channel), Instant::now() + left);
+            }
+            return JobEnd::Skipped(Skip::Paused);
         }
 
         let started_at = OffsetDateTime::now_utc();

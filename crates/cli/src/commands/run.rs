@@ -207,6 +207,7 @@ pub(crate) fn worker_config(config: &Config) -> WorkerConfig {
         heartbeat: section.heartbeat,
         grace: section.grace,
         idle_wait: section.idle_wait,
+        once_pause_wait: section.once_pause_wait,
         stall_pass_interval: section.stall_pass_interval,
         attempts_max_age: std::time::Duration::try_from(config.retention.attempts_max_age).ok(),
         tenant_rate_per_second: section.tenant_rate_per_second,
@@ -450,11 +451,13 @@ pub(crate) fn summary(report: &CycleReport) -> String {
         .map(|(outcome, count)| format!("{count} {outcome}"))
         .collect();
     format!(
-        "polled {} member-channels{}{}; {} skipped by settings, {} not run (failures of our own), {} abandoned",
+        "polled {} member-channels{}{}; not polled: {} by settings, {} without a grant, {} paused by the provider past worker.once_pause_wait; {} not run (failures of our own), {} abandoned",
         report.total_attempts(),
         if outcomes.is_empty() { "" } else { ": " },
         outcomes.join(", "),
         report.skipped_by_settings,
+        report.skipped_no_grant,
+        report.paused_past_bound,
         report.own_failures,
         report.abandoned
     )
