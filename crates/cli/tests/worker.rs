@@ -698,6 +698,82 @@ fn two_daemons_on_postgres_share_the_work_and_never_poll_the_same_job_at_once() 
     }
 }
 
+/// Issue 21 §6: a lease is never lost by a live daemon. Three daemons on one PostgreSQL
+/// database; m01's Gmail answers after 6 s (its email attempt outlasts the 3 s lease)
+/// while its calendar is due every second. A daemon that claims the calendar while it runs
+/// the email waits for the member's lock: the lease is heartbeated from the claim on, so
+/// no other daemon can take the job meanwhile and poll the same member-channel beside it.
+#[test]
+fn three_daemons_never_lose_a_lease_to_a_member_s_slow_channel() {
+    let ids = ids("m", 6);
+    let h = Harness::two_tenants(&ids, &[], "messages = 3\nevents = 2\n", "", true);
+    h.control(
+        "faults",
+        json!({"tenant": "globex", "user": "m01@globex.example", "fault": "latency",
+               "endpoint": "gmail", "latency_ms": 6000, "times": 100000}),
+    );
+    let env = [
+        ("DATACAP_WORKER__LEASE", "3s"),
+        ("DATACAP_WORKER__HEARTBEAT", "1s"),
+        ("DATACAP_WORKER__TENANT_RATE_PER_SECOND", "1000"),
+        ("DATACAP_WORKER__TENANT_BURST", "1000"),
+    ];
+    let daemons = [
+        h.daemon("lease-a", &env),
+        h.daemon("lease-b", &env),
+        h.daemon("lease-c", &env),
+    ];
+    eventually(
+        "m01's slow email is polled four times",
+        Duration::from_secs(180),
+        || {
+            h.count(
+                "SELECT COUNT(*) FROM import_attempts WHERE member_id = 'm01' \
+                 AND channel = 'email'",
+            ) >= 4
+        },
+    );
+    let calendar = h.count(
+        "SELECT COUNT(*) FROM import_attempts WHERE member_id = 'm01' AND channel = 'calendar'",
+    );
+    let logs: Vec<(String, String)> = daemons
+        .iter()
+        .map(|daemon| {
+            (
+                daemon.logs(),
+                daemon.get("/metrics").map(|m| m.1).unwrap_or_default(),
+            )
+        })
+        .collect();
+    drop(daemons);
+    assert!(calendar >= 4, "m01's calendar was polled {calendar} times");
+    let overlaps = h.count(
+        "SELECT COUNT(*) FROM import_attempts x JOIN import_attempts y \
+         ON x.member_id = y.member_id AND x.channel = y.channel AND x.id < y.id \
+         AND x.started_at < y.finished_at AND y.started_at < x.finished_at",
+    );
+    assert_eq!(
+        overlaps, 0,
+        "a member-channel was polled by two daemons at once"
+    );
+    for (log, metrics) in &logs {
+        let lost: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("lease lost") || line.contains("lease was taken over"))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "a live daemon lost a lease:\n{}",
+            lost.join("\n")
+        );
+        assert_eq!(
+            metric(metrics, "datacap_lease_reclaims_total").unwrap_or(0.0),
+            0.0,
+            "no daemon died, yet a lease expired and was reclaimed"
+        );
+    }
+}
+
 #[test]
 fn a_database_outage_is_never_a_member_failure_and_the_daemon_resumes() {
     let h = Harness::new(SCENARIO, true);

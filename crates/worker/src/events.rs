@@ -25,7 +25,9 @@ pub const SKIPPED: &str = "datacap_jobs_skipped_total";
 pub const OWN_FAILURES: &str = "datacap_own_failures_total";
 /// Jobs claimed under a lease.
 pub const LEASE_CLAIMS: &str = "datacap_lease_claims_total";
-/// Leases lost while an attempt ran (expired and reclaimed by another worker).
+/// Leases a live worker found taken over while it held the job (waiting for its member's
+/// lock or running it); the reclaims of dead workers' leases are the rest of
+/// [`LEASE_RECLAIMS`].
 pub const LEASE_LOST: &str = "datacap_lease_lost_total";
 /// Jobs claimed whose previous lease had expired: another worker (or this one before a
 /// restart) died or stalled mid-attempt, and its job was reclaimed.

@@ -892,10 +892,31 @@ impl Worker {
         slot: &mut JobSlot,
     ) -> JobEnd {
         let inner = &self.inner;
+        // The lease is kept alive from the claim on (issue 21 §6): a job that waits for
+        // its member's lock (the member's other channel is running) must not let it expire
+        // for another daemon to claim the same member-channel meanwhile. `stop` fires at
+        // shutdown, or as soon as the heartbeat finds the lease taken over.
+        let stop = abandon.child_token();
+        let heartbeat = self.start_heartbeat(&job, stop.clone());
         let member_lock = self.member_lock(&job.member_id);
-        let _member_guard = tokio::select! {
-            guard = member_lock.lock_owned() => guard,
-            () = abandon.cancelled() => return self.abandon(&job).await,
+        let _member_guard = match Arc::clone(&member_lock).try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let guard = tokio::select! {
+                    guard = member_lock.lock_owned() => guard,
+                    () = stop.cancelled() => {
+                        drop(heartbeat);
+                        return self.abandon(&job).await;
+                    }
+                };
+                // It waited: before the first provider call, make sure the lease is
+                // still ours (a heartbeat that failed meanwhile could have let it go).
+                if !self.lease_still_held(&job).await {
+                    drop(heartbeat);
+                    return self.abandon(&job).await;
+                }
+                guard
+            }
         };
         if inner.deferring.load(Ordering::Relaxed) {
             // Claimed again after its pause: no longer waiting (noted again if still
@@ -908,6 +929,7 @@ impl Worker {
         let now = OffsetDateTime::now_utc();
         if !may_import(&context, job.channel, now, &inner.config.thresholds) {
             debug!("settings forbid importing: re-checked later");
+            drop(heartbeat);
             let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
             let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
             events::skipped(job.provider, job.channel, "settings");
@@ -916,6 +938,7 @@ impl Worker {
         let auth = match self.job_auth(&context, &job).await {
             Ok(Some(auth)) => auth,
             Ok(None) => {
+                drop(heartbeat);
                 let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
                 let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
                 events::skipped(job.provider, job.channel, "no_grant");
@@ -923,6 +946,7 @@ impl Worker {
             }
             Err(problem) => {
                 events::own_failure_text("credentials", &problem);
+                drop(heartbeat);
                 let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
                 let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
                 return JobEnd::OwnFailure;
@@ -940,6 +964,7 @@ impl Worker {
         };
         if let Some(left) = inner.limits.paused_for(&holder) {
             let due = now + time::Duration::try_from(left).unwrap_or(time::Duration::ZERO);
+            drop(heartbeat);
             let _ = inner.store.release(&job, self.owner(), Some(due)).await;
             events::rate_limit_wait(job.provider, events::WaitCause::RetryAfter, left);
             events::skipped(job.provider, job.channel, "paused");
@@ -963,9 +988,6 @@ impl Worker {
             gate: inner.limits.gate(holder, job.provider),
         };
         let clock = Instant::now();
-        // Abandoned at shutdown, or as soon as the heartbeat finds the lease taken over.
-        let stop = abandon.child_token();
-        let heartbeat = self.start_heartbeat(&job, stop.clone());
         let Some(attempt) = self.import_or_abandon(&job, &import_job, &stop).await else {
             drop(heartbeat);
             return self.abandon(&job).await;
@@ -1084,6 +1106,28 @@ impl Worker {
         }
     }
 
+    /// Whether this worker still holds `job`'s lease (extending it). A lease found taken
+    /// over is logged and counted as lost by a live holder; a database failure counts as
+    /// not held (the attempt cannot be written either).
+    async fn lease_still_held(&self, job: &Job) -> bool {
+        let inner = &self.inner;
+        let until = OffsetDateTime::now_utc()
+            + time::Duration::try_from(inner.config.lease).unwrap_or(time::Duration::minutes(2));
+        match inner.store.heartbeat(job, self.owner(), until).await {
+            Ok(true) => true,
+            Ok(false) => {
+                warn!("lease lost while the job waited for its member: not polling");
+                events::lease_lost();
+                false
+            }
+            Err(error) => {
+                inner.health.database_failed();
+                events::own_failure("heartbeat", &error, None);
+                false
+            }
+        }
+    }
+
     /// Extends `job`'s lease every `heartbeat` until the returned guard is dropped. The
     /// heartbeat runs as its own task, outside the attempt's transaction: a heartbeat
     /// that waits on the row the attempt's write is updating never holds the write up.
@@ -1119,7 +1163,7 @@ impl Worker {
                     match result {
                         Ok(true) => debug!("lease extended"),
                         Ok(false) => {
-                            warn!("lease lost while the attempt runs: stopping it");
+                            warn!("lease lost while the job was held: stopping it");
                             events::lease_lost();
                             lost.cancel();
                             break;
