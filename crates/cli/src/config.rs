@@ -55,6 +55,7 @@ pub struct WorkerSection {
     pub grace: std::time::Duration,
     pub idle_wait: std::time::Duration,
     pub once_pause_wait: std::time::Duration,
+    pub invalid_grant_recheck: std::time::Duration,
     pub stall_pass_interval: std::time::Duration,
     pub tenant_rate_per_second: u32,
     pub tenant_burst: u32,
@@ -200,6 +201,7 @@ raw_section!(RawWorker {
     grace: String = "20s".to_owned(),
     idle_wait: String = "1s".to_owned(),
     once_pause_wait: String = "2m".to_owned(),
+    invalid_grant_recheck: String = "24h".to_owned(),
     stall_pass_interval: String = "1m".to_owned(),
     tenant_rate_per_second: i64 = 50,
     tenant_burst: i64 = 100,
@@ -758,6 +760,10 @@ fn validate_worker(raw: &RawWorker) -> Result<WorkerSection, (&'static str, Stri
         grace: std_duration("worker.grace", &raw.grace)?,
         idle_wait: std_duration("worker.idle_wait", &raw.idle_wait)?,
         once_pause_wait: std_duration("worker.once_pause_wait", &raw.once_pause_wait)?,
+        invalid_grant_recheck: std_duration(
+            "worker.invalid_grant_recheck",
+            &raw.invalid_grant_recheck,
+        )?,
         stall_pass_interval: std_duration("worker.stall_pass_interval", &raw.stall_pass_interval)?,
         tenant_rate_per_second: bounded(
             "worker.tenant_rate_per_second",
@@ -1033,7 +1039,7 @@ mod tests {
             "[wokrer]\nconcurrency = 4\n\n[worker]\npoll_intervall = \"5m\"\nlease = \"soon\"\n",
             &[("DATACAP_WROKER__LEASE", "1m")],
             "datacap.toml:1: wokrer: unknown section, ignored by datacap (its keys would fall back to defaults); expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp\n\
-             datacap.toml:5: worker.poll_intervall: unknown field `poll_intervall`, expected one of `owner`, `concurrency`, `claim_batch`, `email_interval`, `calendar_interval`, `jitter`, `backoff_base`, `backoff_cap`, `recheck_interval`, `max_retry_after`, `lease`, `heartbeat`, `grace`, `idle_wait`, `once_pause_wait`, `stall_pass_interval`, `tenant_rate_per_second`, `tenant_burst`, `red_after_consecutive_failures`, `stall_after`\n\
+             datacap.toml:5: worker.poll_intervall: unknown field `poll_intervall`, expected one of `owner`, `concurrency`, `claim_batch`, `email_interval`, `calendar_interval`, `jitter`, `backoff_base`, `backoff_cap`, `recheck_interval`, `max_retry_after`, `lease`, `heartbeat`, `grace`, `idle_wait`, `once_pause_wait`, `invalid_grant_recheck`, `stall_pass_interval`, `tenant_rate_per_second`, `tenant_burst`, `red_after_consecutive_failures`, `stall_after`\n\
              datacap.toml:6: worker.lease: \"soon\" is not a duration like \"30d\", \"12h\", \"45m\" or \"90s\"\n\
              env DATACAP_WROKER__LEASE: wroker: unknown section; expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp",
         );

@@ -132,6 +132,8 @@ pub struct MemberGrant {
     pub state: MemberConnection,
     pub scopes: Vec<String>,
     pub refresh_token: Option<secrecy::SecretString>,
+    /// When the grant was stored or its state last changed.
+    pub updated_at: OffsetDateTime,
 }
 
 /// What `make_due` did: channels now due, and channels left alone because an attempt

@@ -207,6 +207,59 @@ async fn member_contexts_in(
     Ok(contexts)
 }
 
+/// A member's grant follows what its attempts proved (issue 21 §5): an attempt that ended
+/// `grant_invalid` (the provider declared the refresh token dead) marks a `connected`
+/// grant `invalid` at once, so the dead token is no longer sent on every poll (the worker
+/// rechecks an invalid grant only every `invalid_grant_recheck`); a recheck that worked
+/// makes it `connected` again. A grant stored after the attempt started (the member
+/// connected again meanwhile) is never touched. `contexts` get the new states, so the
+/// statuses computed in this transaction see them.
+async fn grant_states_in(
+    tx: &mut Tx,
+    attempts: &[AttemptRecord],
+    contexts: &mut [MemberContext],
+    at: DbTime,
+) -> Result<(), StoreError> {
+    for attempt in attempts {
+        let Ok(index) = contexts.binary_search_by(|c| c.member_id.cmp(&attempt.member_id)) else {
+            continue;
+        };
+        let context = &mut contexts[index];
+        if context.company.connection_mode != ConnectionMode::UserByUser {
+            continue;
+        }
+        let (from, to) = match (attempt.outcome, context.member.connection) {
+            (Outcome::GrantInvalid, Some(MemberConnection::Connected)) => {
+                (MemberConnection::Connected, MemberConnection::Invalid)
+            }
+            // A failed recheck: the next one is `invalid_grant_recheck` from now.
+            (Outcome::GrantInvalid, Some(MemberConnection::Invalid)) => {
+                (MemberConnection::Invalid, MemberConnection::Invalid)
+            }
+            (Outcome::Success, Some(MemberConnection::Invalid)) => {
+                (MemberConnection::Invalid, MemberConnection::Connected)
+            }
+            _ => continue,
+        };
+        let updated = sqlx::query(
+            "UPDATE member_grants SET state = $1, updated_at = $2 \
+             WHERE member_id = $3 AND state = $4 AND updated_at <= $5",
+        )
+        .bind(to.as_str())
+        .bind(at)
+        .bind(&attempt.member_id)
+        .bind(from.as_str())
+        .bind(DbTime::new(attempt.started_at))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if updated > 0 {
+            context.member.connection = Some(to);
+        }
+    }
+    Ok(())
+}
+
 /// Updates each (member, channel) of the batch once: the cursor and due time of its
 /// latest attempt, the transient-failure run carried over or restarted, the lease
 /// released. Only rows whose lease is the latest attempt's owner's, free or expired are
@@ -473,7 +526,7 @@ impl Backend {
         let mut member_ids: Vec<&str> = attempts.iter().map(|a| a.member_id.as_str()).collect();
         member_ids.sort_unstable();
         member_ids.dedup();
-        let contexts = member_contexts_in(&mut tx, &member_ids).await?;
+        let mut contexts = member_contexts_in(&mut tx, &member_ids).await?;
         if let Some(missing) = member_ids.iter().find(|id| {
             contexts
                 .binary_search_by(|c| c.member_id.as_str().cmp(id))
@@ -483,6 +536,7 @@ impl Backend {
                 member_id: (*missing).to_owned(),
             });
         }
+        grant_states_in(&mut tx, attempts, &mut contexts, at).await?;
         let context_of = |member_id: &str| {
             contexts
                 .binary_search_by(|c| c.member_id.as_str().cmp(member_id))
@@ -1435,13 +1489,13 @@ impl Backend {
         key: Option<&EncryptionKey>,
     ) -> Result<Option<MemberGrant>, StoreError> {
         let row: Option<GrantRow> = sqlx::query_as(
-            "SELECT company_id, state, scopes, refresh_token_ciphertext, key_id \
+            "SELECT company_id, state, scopes, refresh_token_ciphertext, key_id, updated_at \
                  FROM member_grants WHERE member_id = $1",
         )
         .bind(member_id)
         .fetch_optional(self.reader())
         .await?;
-        let Some((company_id, state, scopes, ciphertext, key_id)) = row else {
+        let Some((company_id, state, scopes, ciphertext, key_id, updated_at)) = row else {
             return Ok(None);
         };
         let refresh_token = match ciphertext {
@@ -1462,6 +1516,7 @@ impl Backend {
                 .ok_or_else(|| corrupt("member_grants", "state", &state))?,
             scopes: scopes.split_whitespace().map(str::to_owned).collect(),
             refresh_token,
+            updated_at: updated_at.0,
         }))
     }
 
@@ -1646,7 +1701,14 @@ async fn read_canary(tx: &mut Tx, key: &EncryptionKey) -> Result<Option<Vec<u8>>
 /// recording_enabled, has_recording_seat, capture, email and calendar reasons.
 type BannerInputRow = (bool, bool, Option<String>, Option<String>, Option<String>);
 /// company_id, state, scopes, ciphertext, key_id.
-type GrantRow = (String, String, String, Option<Vec<u8>>, Option<String>);
+type GrantRow = (
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<String>,
+    DbTime,
+);
 /// member id, email, icon, color, reason, message, resolution, since, last attempt, evaluated.
 type IconReadRow = (
     String,

@@ -1310,6 +1310,117 @@ async fn refresh_tokens_are_sealed_per_row(backend: Backend) {
     );
 }
 
+/// Issue 21 §5: an attempt that meets a dead grant marks it invalid in its own
+/// transaction (the icon computed there sees it); a grant stored after the attempt
+/// started (the member connected again meanwhile) is left alone; a recheck that works
+/// makes it connected again; company-wide members have no grant to touch.
+async fn dead_grants_are_marked_invalid_by_the_attempt_that_met_them(backend: Backend) {
+    let db = applied(backend).await;
+    let k1 = key("k1", 1);
+    db.store.verify_key(&k1, NOW).await.unwrap();
+    let token = SecretString::from("1//refresh-token-gil");
+    let scopes = vec!["Mail.Read".to_owned()];
+    let put = |at: OffsetDateTime| {
+        let (store, token, scopes, k1) = (&db.store, &token, &scopes, &k1);
+        async move {
+            store
+                .put_member_grant(
+                    "gil",
+                    MemberConnection::Connected,
+                    scopes,
+                    Some(token),
+                    k1,
+                    at,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let state = || async {
+        db.store
+            .member_grant("gil", Some(&k1))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+
+    put(NOW).await;
+    let first = NOW + Duration::minutes(1);
+    db.store
+        .record_attempt(
+            &attempt("gil", Channel::Email, Outcome::GrantInvalid, first),
+            first,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let grant = state().await;
+    assert_eq!(grant.state, MemberConnection::Invalid);
+    assert_eq!(
+        grant.updated_at, first,
+        "the recheck clock starts at the write"
+    );
+    assert!(
+        grant.refresh_token.is_some(),
+        "the token is kept for the recheck"
+    );
+
+    // A recheck that works: connected again.
+    let recheck = NOW + Duration::hours(25);
+    db.store
+        .record_attempt(
+            &attempt("gil", Channel::Calendar, Outcome::Success, recheck),
+            recheck,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state().await.state, MemberConnection::Connected);
+
+    // The member connects again while an attempt with the old token runs: its
+    // grant_invalid must not undo the new grant.
+    let started = recheck + Duration::minutes(10);
+    let mut stale = attempt(
+        "gil",
+        Channel::Email,
+        Outcome::GrantInvalid,
+        started + Duration::minutes(1),
+    );
+    stale.started_at = started;
+    put(started + Duration::seconds(30)).await;
+    db.store
+        .record_attempt(
+            &stale,
+            started + Duration::minutes(1),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state().await.state,
+        MemberConnection::Connected,
+        "the new grant stays"
+    );
+
+    // Company-wide members have no grant; a grant_invalid there writes none.
+    let later = started + Duration::minutes(5);
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::GrantInvalid, later),
+            later,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        db.store
+            .member_grant("ana", Some(&k1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 async fn rotate_key_reseals_every_secret_in_one_transaction(backend: Backend) {
     let db = applied(backend).await;
     let (old, new) = (key("k1", 1), key("k2", 2));
@@ -2270,6 +2381,7 @@ conformance!(
     recompute_stale_recomputes_only_what_time_changed,
     postgres_settings_and_the_queue_vacuum,
     refresh_tokens_are_sealed_per_row,
+    dead_grants_are_marked_invalid_by_the_attempt_that_met_them,
     rotate_key_reseals_every_secret_in_one_transaction,
     make_due_polls_a_member_again_unless_leased,
     retention_prunes_old_attempts_and_keeps_status,

@@ -72,6 +72,9 @@ pub struct WorkerConfig {
     /// most this long after it started; a job still paused then is left for the next run
     /// and counted in [`CycleReport::paused_past_bound`].
     pub once_pause_wait: Duration,
+    /// A user-by-user grant the provider declared dead (`member_grants.state` =
+    /// `invalid`) is tried again at most this often, until the member connects again.
+    pub invalid_grant_recheck: Duration,
     /// Every status is re-evaluated against `now` this often (stall detection).
     pub stall_pass_interval: Duration,
     /// The daemon deletes attempts older than this (each channel keeps what the
@@ -106,6 +109,7 @@ impl Default for WorkerConfig {
             grace: Duration::from_secs(20),
             idle_wait: Duration::from_secs(1),
             once_pause_wait: Duration::from_secs(120),
+            invalid_grant_recheck: Duration::from_secs(24 * 3600),
             stall_pass_interval: Duration::from_secs(60),
             attempts_max_age: None,
             retention_pass_interval: Duration::from_secs(3600),
@@ -925,7 +929,15 @@ impl Worker {
         }
         // The claim read the job's context with it (one query for the batch, not one
         // per job); settings that change meanwhile apply from the next claim.
-        let context = job.context.clone();
+        let mut context = job.context.clone();
+        // A grant the provider declared dead is judged by the settings as if connected:
+        // whether it is tried (a slow recheck) is `job_auth`'s decision, and a skip is
+        // counted as "without a grant", not "by settings".
+        let dead_grant = context.company.connection_mode == ConnectionMode::UserByUser
+            && context.member.connection == Some(MemberConnection::Invalid);
+        if dead_grant {
+            context.member.connection = Some(MemberConnection::Connected);
+        }
         let now = OffsetDateTime::now_utc();
         if !may_import(&context, job.channel, now, &inner.config.thresholds) {
             debug!("settings forbid importing: re-checked later");
@@ -935,7 +947,7 @@ impl Worker {
             events::skipped(job.provider, job.channel, "settings");
             return JobEnd::Skipped(Skip::Settings);
         }
-        let auth = match self.job_auth(&context, &job).await {
+        let auth = match self.job_auth(&context, &job, dead_grant).await {
             Ok(Some(auth)) => auth,
             Ok(None) => {
                 drop(heartbeat);
@@ -1218,7 +1230,12 @@ impl Worker {
     /// How the job authenticates: the company's credentials, plus the member's refresh
     /// token for user-by-user. `Ok(None)`: the member has no usable grant (re-checked
     /// later). `Err`: a failure of our own (credentials unreadable, no connector, no key).
-    async fn job_auth(&self, context: &JobContext, job: &Job) -> Result<Option<JobAuth>, String> {
+    async fn job_auth(
+        &self,
+        context: &JobContext,
+        job: &Job,
+        dead_grant: bool,
+    ) -> Result<Option<JobAuth>, String> {
         let inner = &self.inner;
         let connector_missing = match job.provider {
             Provider::GoogleWorkspace => inner.connectors.google.is_none(),
@@ -1249,7 +1266,22 @@ impl Worker {
                         }
                         error.to_string()
                     })?;
-                match grant.and_then(|grant| grant.refresh_token) {
+                let Some(grant) = grant else {
+                    return Ok(None);
+                };
+                // A grant the provider declared dead is not sent on every poll: only a
+                // slow recheck, in case the member's admin restored it (issue 21 §5). The
+                // claim's view of the grant decides, so both channels of a batch claimed
+                // while it was connected are tried alike.
+                if dead_grant && grant.state == MemberConnection::Invalid {
+                    let recheck = time::Duration::try_from(inner.config.invalid_grant_recheck)
+                        .unwrap_or(time::Duration::DAY);
+                    if OffsetDateTime::now_utc() < grant.updated_at + recheck {
+                        return Ok(None);
+                    }
+                    info!("rechecking a grant the provider declared dead");
+                }
+                match grant.refresh_token {
                     Some(refresh_token) => Ok(Some(JobAuth::Member {
                         client,
                         refresh_token,

@@ -208,6 +208,7 @@ pub(crate) fn worker_config(config: &Config) -> WorkerConfig {
         grace: section.grace,
         idle_wait: section.idle_wait,
         once_pause_wait: section.once_pause_wait,
+        invalid_grant_recheck: section.invalid_grant_recheck,
         stall_pass_interval: section.stall_pass_interval,
         attempts_max_age: std::time::Duration::try_from(config.retention.attempts_max_age).ok(),
         tenant_rate_per_second: section.tenant_rate_per_second,
