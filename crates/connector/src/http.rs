@@ -128,6 +128,67 @@ pub fn transport_failure(error: &reqwest::Error) -> Failure {
     Failure::new(Outcome::NetworkError, format!("{kind}: {detail}"))
 }
 
+/// The longest body [`redacted_body`] keeps.
+pub const LOGGED_BODY_MAX: usize = 2048;
+
+/// An error answer's body for a log line, when no mapping row knew it (issue 21 §4: the
+/// answer stays transient and is logged whole so that a row can be added): cut to
+/// [`LOGGED_BODY_MAX`] bytes, every JSON value under a key that names a secret
+/// (`access_token`, `refresh_token`, `id_token`, `client_secret`, `assertion`,
+/// `password`) and every JWT-shaped word (`eyJ…`) replaced by `[redacted]`.
+pub fn redacted_body(body: &[u8]) -> String {
+    const SECRET_KEYS: &[&str] = &[
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "assertion",
+        "password",
+    ];
+    fn scrub(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map.iter_mut() {
+                    let lower = key.to_ascii_lowercase();
+                    if SECRET_KEYS.iter().any(|secret| lower.contains(secret)) {
+                        *inner = serde_json::Value::String("[redacted]".to_owned());
+                    } else {
+                        scrub(inner);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(scrub),
+            serde_json::Value::String(text) => *text = scrub_words(text),
+            _ => {}
+        }
+    }
+    fn scrub_words(text: &str) -> String {
+        text.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .map(|word| {
+                if word.trim_start().starts_with("eyJ") {
+                    let end =
+                        word.trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'');
+                    format!("[redacted]{}", &word[end.len()..])
+                } else {
+                    word.to_owned()
+                }
+            })
+            .collect()
+    }
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            scrub(&mut value);
+            value.to_string()
+        }
+        Err(_) => scrub_words(&String::from_utf8_lossy(body)),
+    };
+    let mut cut = text.len().min(LOGGED_BODY_MAX);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text[..cut].to_owned()
+}
+
 /// The provider's request id of an answer: Graph's `request-id`, else `x-request-id`,
 /// else Google's `x-guploader-uploadid`-style ids are not request ids and are ignored.
 pub fn request_id(headers: &HeaderMap) -> Option<String> {
@@ -155,6 +216,23 @@ pub fn retry_after(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Du
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn logged_bodies_keep_the_answer_and_lose_the_secrets() {
+        let body = br#"{"error":"weird","error_description":"AADSTS99999: new","refresh_token":"1//secret-r","nested":{"Access_Token":"ya29.secret"},"hint":"token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln was bad"}"#;
+        let logged = redacted_body(body);
+        assert!(
+            logged.contains("AADSTS99999: new") && logged.contains("weird"),
+            "{logged}"
+        );
+        for secret in ["1//secret-r", "ya29.secret", "eyJhbGci"] {
+            assert!(!logged.contains(secret), "{secret} in {logged}");
+        }
+        let plain = redacted_body(b"<html>Bearer eyJabc.def.ghi denied</html>");
+        assert_eq!(plain, "<html>Bearer [redacted] denied</html>");
+        let long = redacted_body("\u{e9}".repeat(3000).as_bytes());
+        assert!(long.len() <= LOGGED_BODY_MAX);
+    }
     use super::*;
     use reqwest::header::HeaderValue;
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -9,7 +9,9 @@ pub mod http;
 pub mod job;
 
 pub use gate::{Gate, GateFuture, RequestGate, ThrottleScope};
-pub use http::{HttpLimits, build_client, read_body, request_id, retry_after, transport_failure};
+pub use http::{
+    HttpLimits, build_client, read_body, redacted_body, request_id, retry_after, transport_failure,
+};
 pub use job::{
     Attempt, Connector, Failure, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
     OAuthClient, RefusedCheck, RotatedToken, ServiceAccountKey, TokenRequest,

@@ -72,8 +72,16 @@ pub fn token_outcome(grant: Grant, http_status: u16, error: &TokenError) -> Outc
         // a scope)". The refresh grant's 400 `unauthorized_client` (token of another
         // client) is not listed, so it stays a provider_error.
         "unauthorized_client" if http_status == 401 => Outcome::NotAuthorized,
-        "admin_policy_enforced" => Outcome::AccessDenied,
-        "invalid_client" | "deleted_client" => Outcome::CredentialRejected,
+        // An admin's policy: Workspace API access control (admin_policy_enforced), an
+        // app limited to its own organisation (org_internal), "Requested client not
+        // authorized." (google.md §2, GAM token-error list).
+        "admin_policy_enforced" | "org_internal" => Outcome::AccessDenied,
+        "access_denied" if description.starts_with("Account restricted") => {
+            Outcome::MailboxUnavailable
+        }
+        "access_denied" => Outcome::AccessDenied,
+        // Google OAuth errors: the client was deleted or disabled in its project.
+        "invalid_client" | "deleted_client" | "disabled_client" => Outcome::CredentialRejected,
         "invalid_grant" => invalid_grant(grant, description, error.error_subtype.as_deref()),
         _ => Outcome::ProviderError,
     }
@@ -100,8 +108,12 @@ fn invalid_grant(grant: Grant, description: &str, subtype: Option<&str>) -> Outc
         Grant::Delegation if starts(MAILBOX) => Outcome::MailboxUnavailable,
         Grant::Delegation if starts(CREDENTIAL) => Outcome::CredentialRejected,
         Grant::Delegation => Outcome::ProviderError,
-        // Every refresh/code `invalid_grant` ("Token has been expired or revoked.",
-        // `invalid_rapt`, a redeemed or malformed code) means the member's grant is dead.
+        // The member's account itself is gone ("Account has been deleted", google.md §2,
+        // FlowCrypt/flowcrypt-browser#2269): no new grant brings it back.
+        Grant::Refresh | Grant::Code if starts(MAILBOX) => Outcome::MailboxUnavailable,
+        // Every other refresh/code `invalid_grant` ("Token has been expired or revoked.",
+        // `invalid_rapt`, "Bad Request", a redeemed or malformed code) means the member's
+        // grant is dead: they connect again.
         Grant::Refresh | Grant::Code => {
             let _ = subtype;
             Outcome::GrantInvalid
@@ -137,7 +149,9 @@ pub fn api_verdict(api: Api, http_status: u16, error: Option<&ApiError>) -> Verd
     }
     let outcome = match reason {
         "insufficientPermissions" | "ACCESS_TOKEN_SCOPE_INSUFFICIENT" => Outcome::NotAuthorized,
-        "domainPolicy" => Outcome::AccessDenied,
+        // Workspace admin switched API access off for the domain (Directory API common
+        // errors: `403:domainCannotUseApis`).
+        "domainPolicy" | "domainCannotUseApis" => Outcome::AccessDenied,
         "failedPrecondition" if message.starts_with("Mail service not enabled") => {
             Outcome::MailboxUnavailable
         }
@@ -153,6 +167,25 @@ pub fn api_verdict(api: Api, http_status: u16, error: Option<&ApiError>) -> Verd
         _ => Outcome::ProviderError,
     };
     Verdict::Outcome(outcome)
+}
+
+/// Reasons whose `provider_error` is a row of the table (our bug or the project's
+/// configuration), not a guess: such answers are not logged as unknown.
+pub fn is_known_provider_error(reason: &str) -> bool {
+    matches!(
+        reason,
+        "accessNotConfigured"
+            | "SERVICE_DISABLED"
+            | "forbidden"
+            | "failedPrecondition"
+            | "FAILED_PRECONDITION"
+            | "backendError"
+            | "badRequest"
+            | "invalidArgument"
+            | "INVALID_ARGUMENT"
+            | "notFound"
+            | "NOT_FOUND"
+    )
 }
 
 /// What a Google throttling answer (`429`, or `503` with `Retry-After`) holds back
@@ -382,6 +415,41 @@ mod tests {
         );
         // 429 at the token endpoint.
         check_token(Refresh, 429, "rate_limit_exceeded", "", RateLimited);
+        // Issue 21 §4/§5: the rest of Google's published OAuth answers.
+        // google.md §2 (FlowCrypt/flowcrypt-browser#2269): the account itself is gone.
+        check_token(
+            Refresh,
+            400,
+            "invalid_grant",
+            "Account has been deleted",
+            MailboxUnavailable,
+        );
+        check_token(Refresh, 400, "invalid_grant", "Bad Request", GrantInvalid);
+        // Google OAuth 2.0 errors: a client disabled in its project.
+        check_token(
+            Refresh,
+            401,
+            "disabled_client",
+            "The OAuth client was disabled.",
+            CredentialRejected,
+        );
+        // Google OAuth 2.0 errors: an app limited to its own organisation.
+        check_token(Code, 400, "org_internal", "", AccessDenied);
+        // google.md §2 (GAM-team/GAM#1766, GAM token-error list).
+        check_token(
+            Delegation,
+            400,
+            "access_denied",
+            "Requested client not authorized.",
+            AccessDenied,
+        );
+        check_token(
+            Delegation,
+            400,
+            "access_denied",
+            "Account restricted",
+            MailboxUnavailable,
+        );
     }
 
     fn envelope(
@@ -573,6 +641,16 @@ mod tests {
             403,
             Some("domainPolicy"),
             "The domain administrators have disabled Gmail apps.",
+            None,
+            None,
+            out(AccessDenied),
+        );
+        // google.md §8 (reseller "Directory API common errors": 403:domainCannotUseApis).
+        check_api(
+            DirectoryUsers,
+            403,
+            Some("domainCannotUseApis"),
+            "Domain cannot use apis.",
             None,
             None,
             out(AccessDenied),

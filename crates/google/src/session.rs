@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::Inner;
 use crate::auth::{self, CachedToken, Purpose, TokenKey};
 use crate::mapping::{self, Api, Grant, Verdict};
-use crate::models::{ApiErrorEnvelope, TokenAnswer, TokenError};
+use crate::models::{ApiError, ApiErrorEnvelope, TokenAnswer, TokenError};
 
 /// An API call that did not give a usable answer.
 #[derive(Debug)]
@@ -114,6 +114,7 @@ pub(crate) async fn post_token(
         None if status == 429 => Outcome::RateLimited,
         None => Outcome::ProviderError,
     };
+    log_unmapped(outcome, status, &body);
     let mut failure = Failure {
         outcome,
         http_status: Some(status),
@@ -135,6 +136,18 @@ pub(crate) async fn post_token(
         outcome,
     );
     Err(failure)
+}
+
+/// A 4xx that no mapping row knows ends as `provider_error` (transient) and is logged
+/// whole, secrets cut, so that a row can be added (issue 21 §4).
+fn log_unmapped(outcome: Outcome, http_status: u16, body: &[u8]) {
+    if outcome == Outcome::ProviderError && (400..500).contains(&http_status) {
+        tracing::warn!(
+            http_status,
+            body = %datacap_connector::redacted_body(body),
+            "google answer no mapping row knows: kept as provider_error"
+        );
+    }
 }
 
 fn log_call(endpoint: &str, http_status: Option<u16>, error_code: Option<&str>, outcome: Outcome) {
@@ -463,6 +476,13 @@ impl<'a> Session<'a> {
             Verdict::Outcome(outcome) => outcome,
             _ => Outcome::ProviderError,
         };
+        if !parsed
+            .as_ref()
+            .and_then(ApiError::reason)
+            .is_some_and(mapping::is_known_provider_error)
+        {
+            log_unmapped(outcome, status, &body);
+        }
         let failure = Failure {
             outcome,
             http_status: Some(status),

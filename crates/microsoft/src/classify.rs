@@ -50,22 +50,153 @@ impl TokenErrorBody {
             .unwrap_or(text.len());
         text.get(..cut).unwrap_or(text).trim()
     }
-
-    fn has_code(&self, codes: &[u64]) -> bool {
-        self.error_codes.iter().any(|code| codes.contains(code))
-    }
 }
 
 /// AADSTS codes by outcome (PROVIDERS.md answer → outcome, Entra rows).
-const NOT_AUTHORIZED_CODES: &[u64] = &[65001, 90094, 700016];
-const ACCESS_DENIED_CODES: &[u64] = &[53003, 530032, 50105, 7000112];
-const MAILBOX_UNAVAILABLE_CODES: &[u64] = &[50057, 50053, 50034];
-const CREDENTIAL_REJECTED_CODES: &[u64] = &[7000215, 7000222, 70002];
-const RATE_LIMITED_CODES: &[u64] = &[90055, 50196];
-const GRANT_INVALID_CODES: &[u64] = &[700082, 70008, 50173, 70000, 50076, 50079];
+/// One AADSTS code of Microsoft's catalogue and the outcome its meaning gives
+/// (STATUS_MODEL.md's outcome definitions). Sources: "Microsoft Entra authentication and
+/// authorization error codes" (learn.microsoft.com/entra/identity-platform/
+/// reference-error-codes, "the catalogue" below) for every row; providers/microsoft.md
+/// §1.2 and the issues it cites where a real body was seen.
+pub struct EntraCode {
+    pub code: u64,
+    pub outcome: Outcome,
+    /// The catalogue's name of the code.
+    pub name: &'static str,
+    /// Where the row comes from.
+    pub source: &'static str,
+}
+
+const CATALOGUE: &str = "Entra error codes reference";
+
+macro_rules! entra_codes {
+    ($($code:literal $outcome:ident $name:literal $source:expr;)*) => {
+        /// Microsoft's sign-in and token error codes, mapped whole (issue 21 §4). A code
+        /// not listed falls back on the answer's `suberror` and `error`.
+        pub const ENTRA_CODES: &[EntraCode] = &[
+            $(EntraCode { code: $code, outcome: Outcome::$outcome, name: $name, source: $source },)*
+        ];
+    };
+}
+
+entra_codes! {
+    // -- tenant: the company's tenant id names no usable tenant (its configuration) ------
+    90002 CredentialRejected "InvalidTenantName: the tenant was not found (or has no active subscription)" "catalogue; MicrosoftDocs/azure-docs#21690";
+    900023 CredentialRejected "InvalidTenantIdentifier: the tenant identifier is not valid" CATALOGUE;
+    900971 CredentialRejected "NoReplyAddress / tenant identifier missing" CATALOGUE;
+    500021 AccessDenied "Access to the tenant is denied (tenant restrictions)" CATALOGUE;
+    // -- the app in the tenant: consent and registration --------------------------------
+    65001 NotAuthorized "DelegationDoesNotExist: the user or admin has not consented" "catalogue; microsoft.md §1.2";
+    65004 NotAuthorized "UserDeclinedConsent" CATALOGUE;
+    65005 NotAuthorized "MisconfiguredApplication: required resource access not granted" CATALOGUE;
+    90094 NotAuthorized "AdminConsentRequired" "catalogue; microsoft.md §1.2";
+    90095 NotAuthorized "AdminConsentRequiredDueToRiskyApp" CATALOGUE;
+    700016 NotAuthorized "UnauthorizedClient_DoesNotMatchRequest: the app is not in the tenant" "catalogue; MicrosoftDocs/azure-docs#35244";
+    500011 NotAuthorized "InvalidResourceServicePrincipalNotFound: the resource is not in the tenant" CATALOGUE;
+    50001 NotAuthorized "InvalidResource: the resource is disabled or does not exist" CATALOGUE;
+    // -- the app's own credential --------------------------------------------------------
+    70002 CredentialRejected "InvalidClient: client credentials are not valid" "catalogue; microsoft.md §1.2";
+    7000215 CredentialRejected "InvalidClientSecretProvided" "catalogue; microsoft.md §1.2";
+    7000222 CredentialRejected "InvalidClientSecretExpiredKeysProvided" "catalogue; microsoft.md §1.2";
+    7000218 CredentialRejected "The request needs client_assertion or client_secret" CATALOGUE;
+    700024 CredentialRejected "Client assertion is not within its valid time range" CATALOGUE;
+    700027 CredentialRejected "Client assertion failed signature validation" CATALOGUE;
+    50012 CredentialRejected "AuthenticationFailed: client assertion invalid" CATALOGUE;
+    50013 CredentialRejected "InvalidAssertion: signature or lifetime" CATALOGUE;
+    50027 CredentialRejected "InvalidJwtToken" CATALOGUE;
+    // -- admin policy refuses the app or the member ---------------------------------------
+    70001 AccessDenied "UnauthorizedClient: the application is disabled" CATALOGUE;
+    7000112 AccessDenied "UnauthorizedClientApplicationDisabled" "catalogue; microsoft.md §1.2";
+    50105 AccessDenied "EntitlementGrantsNotFound: the member is not assigned to the app" "catalogue; microsoft.md §1.2";
+    53000 AccessDenied "DeviceNotCompliant (Conditional Access)" CATALOGUE;
+    53001 AccessDenied "DeviceNotDomainJoined (Conditional Access)" CATALOGUE;
+    53002 AccessDenied "ApplicationUsedIsNotAnApprovedApp (Conditional Access)" CATALOGUE;
+    53003 AccessDenied "BlockedByConditionalAccess" "catalogue; microsoft.md §1.2";
+    53004 AccessDenied "ProofUpBlockedDueToRisk" CATALOGUE;
+    53011 AccessDenied "User blocked due to risk on home tenant" CATALOGUE;
+    530032 AccessDenied "BlockedByConditionalAccessOnSecurityPolicy" "catalogue; microsoft.md §1.2";
+    530035 AccessDenied "Access blocked by security defaults" CATALOGUE;
+    50097 AccessDenied "DeviceAuthenticationRequired" CATALOGUE;
+    50005 AccessDenied "DevicePolicyError: platform not supported by Conditional Access" CATALOGUE;
+    50131 AccessDenied "ConditionalAccessFailed" CATALOGUE;
+    // -- the member's account is gone -----------------------------------------------------
+    50034 MailboxUnavailable "UserAccountNotFound" "catalogue; microsoft.md §1.2";
+    50053 MailboxUnavailable "IdsLocked: the account is locked" "catalogue; microsoft.md §1.2";
+    50057 MailboxUnavailable "UserDisabled" "catalogue; microsoft.md §1.2";
+    50020 MailboxUnavailable "UserUnauthorized: the account does not exist in the tenant" "catalogue; microsoft.md §1.2";
+    51004 MailboxUnavailable "UserAccountNotInDirectory" CATALOGUE;
+    // -- throttling -----------------------------------------------------------------------
+    90055 RateLimited "TenantThrottled" "catalogue; PROVIDERS.md";
+    50196 RateLimited "LoopDetected" "catalogue; PROVIDERS.md";
+    // -- the member's grant must be renewed (they sign in again) -------------------------
+    70000 GrantInvalid "InvalidGrant: the refresh token is not valid" "catalogue; microsoft.md §1.2";
+    70008 GrantInvalid "ExpiredOrRevokedGrant" "catalogue; microsoft.md §1.2";
+    700082 GrantInvalid "ExpiredOrRevokedGrantInactiveToken: unused for 90 days" "catalogue; microsoft.md §1.2";
+    700084 GrantInvalid "The refresh token has expired (single-page app lifetime)" CATALOGUE;
+    700003 GrantInvalid "Device object not found: the device was deleted" CATALOGUE;
+    70043 GrantInvalid "BadTokenDueToSignInFrequency (Conditional Access sign-in frequency)" "catalogue; microsoft.md §1.2";
+    50173 GrantInvalid "FreshTokenNeeded: the password changed" "catalogue; microsoft.md §1.2";
+    50133 GrantInvalid "SsoArtifactInvalidOrExpired: session ended (password change or expiry)" CATALOGUE;
+    50055 GrantInvalid "InvalidPasswordExpiredPassword" CATALOGUE;
+    50144 GrantInvalid "InvalidPasswordExpiredOnPremPassword" CATALOGUE;
+    50135 GrantInvalid "PasswordChangeCompromisedPassword" CATALOGUE;
+    50076 GrantInvalid "UserStrongAuthClientAuthNRequired: MFA required" "catalogue; microsoft.md §1.2";
+    50079 GrantInvalid "UserStrongAuthEnrollmentRequiredInterrupt: MFA registration" "catalogue; microsoft.md §1.2";
+    50072 GrantInvalid "UserStrongAuthEnrollmentRequiredInterrupt" CATALOGUE;
+    50074 GrantInvalid "UserStrongAuthClientAuthNRequiredInterrupt" CATALOGUE;
+    50078 GrantInvalid "UserStrongAuthExpired" CATALOGUE;
+    50158 GrantInvalid "ExternalSecurityChallenge" CATALOGUE;
+    50143 GrantInvalid "Session mismatch" CATALOGUE;
+    54005 GrantInvalid "OAuth2 authorization code was already redeemed" CATALOGUE;
+    70012 ProviderError "MsaServerError" CATALOGUE;
+    50033 ProviderError "RetryableError: a transient error" CATALOGUE;
+    90033 ProviderError "MsodsServiceUnavailable" CATALOGUE;
+    // -- our own request is wrong (an engineer's fix; transient by the model) -------------
+    70011 ProviderError "InvalidScope" CATALOGUE;
+    90014 ProviderError "MissingRequiredField" CATALOGUE;
+    50011 ProviderError "InvalidReplyTo: redirect URI mismatch" CATALOGUE;
+    50194 ProviderError "Application not configured as multi-tenant" CATALOGUE;
+}
+
+/// MSAL's `suberror` values and the outcome they give when no code of the catalogue
+/// decided (MSAL "handle errors and exceptions": `consent_required`, `basic_action`,
+/// `additional_action`, `message_only`, `user_password_expired`, `bad_token`,
+/// `client_mismatch`, `protection_policy_required`).
+const SUBERRORS: &[(&str, Outcome)] = &[
+    ("consent_required", Outcome::NotAuthorized),
+    ("basic_action", Outcome::GrantInvalid),
+    ("additional_action", Outcome::GrantInvalid),
+    ("message_only", Outcome::GrantInvalid),
+    ("user_password_expired", Outcome::GrantInvalid),
+    ("bad_token", Outcome::GrantInvalid),
+    ("client_mismatch", Outcome::CredentialRejected),
+    ("protection_policy_required", Outcome::AccessDenied),
+];
+
+/// The catalogue row of `code`, if any.
+pub fn entra_code(code: u64) -> Option<&'static EntraCode> {
+    ENTRA_CODES.iter().find(|row| row.code == code)
+}
+
+/// Whether an answer was decided by a row of the catalogue or a known `error`/`suberror`
+/// (`false`: the fallback guessed, and the connector logs the whole body to add a row).
+pub fn token_error_known(body: &TokenErrorBody) -> bool {
+    body.error_codes
+        .iter()
+        .any(|code| entra_code(*code).is_some())
+        || body
+            .suberror
+            .as_deref()
+            .is_some_and(|sub| SUBERRORS.iter().any(|(s, _)| s.eq_ignore_ascii_case(sub)))
+        || matches!(
+            body.error.to_ascii_lowercase().as_str(),
+            "invalid_client" | "deleted_client" | "invalid_grant" | "interaction_required"
+        )
+}
 
 /// The outcome of a token-endpoint error answer. `body` is `None` when the answer was not
-/// the documented envelope.
+/// the documented envelope. The first code of `error_codes` the catalogue knows decides;
+/// then the `suberror`; then the `error` class.
 pub fn classify_token_error(status: u16, body: Option<&TokenErrorBody>) -> Outcome {
     let Some(body) = body else {
         return if status == 429 {
@@ -74,42 +205,26 @@ pub fn classify_token_error(status: u16, body: Option<&TokenErrorBody>) -> Outco
             Outcome::ProviderError
         };
     };
-    let error = body.error.to_ascii_lowercase();
-    let suberror = body
-        .suberror
-        .as_deref()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if error == "invalid_client"
-        || error == "deleted_client"
-        || body.has_code(CREDENTIAL_REJECTED_CODES)
+    if let Some(row) = body.error_codes.iter().find_map(|code| entra_code(*code)) {
+        return row.outcome;
+    }
+    if let Some(sub) = &body.suberror
+        && let Some((_, outcome)) = SUBERRORS.iter().find(|(s, _)| s.eq_ignore_ascii_case(sub))
     {
-        return Outcome::CredentialRejected;
+        return *outcome;
     }
-    if suberror == "consent_required" || body.has_code(NOT_AUTHORIZED_CODES) {
-        return Outcome::NotAuthorized;
-    }
-    if body.has_code(ACCESS_DENIED_CODES) {
-        return Outcome::AccessDenied;
-    }
-    if body.has_code(MAILBOX_UNAVAILABLE_CODES) {
-        return Outcome::MailboxUnavailable;
-    }
-    if status == 429 || body.has_code(RATE_LIMITED_CODES) {
+    if status == 429 {
         return Outcome::RateLimited;
     }
-    if body.has_code(GRANT_INVALID_CODES)
-        || suberror == "bad_token"
-        || error == "invalid_grant"
-        || error == "interaction_required"
-    {
+    match body.error.to_ascii_lowercase().as_str() {
+        "invalid_client" | "deleted_client" => Outcome::CredentialRejected,
         // providers/microsoft.md §1.2 fallback: an `invalid_grant` with an unknown code
         // still says the member's grant no longer works.
-        return Outcome::GrantInvalid;
+        "invalid_grant" | "interaction_required" => Outcome::GrantInvalid,
+        // `temporarily_unavailable`, `server_error`, 5xx, `invalid_request`,
+        // `invalid_scope`, `unsupported_grant_type`, and anything not listed.
+        _ => Outcome::ProviderError,
     }
-    // `temporarily_unavailable`, `server_error`, 5xx, `invalid_request` (90002),
-    // `invalid_scope`, `unsupported_grant_type`, and anything not listed: provider_error.
-    Outcome::ProviderError
 }
 
 // ---- Graph ----------------------------------------------------------------------------
@@ -195,7 +310,13 @@ pub enum GraphVerdict {
 }
 
 const RESYNC_CODES: &[&str] = &["SyncStateNotFound", "resyncRequired", "SyncStateInvalid"];
-const RATE_LIMIT_CODES: &[&str] = &["TooManyRequests", "ApplicationThrottled"];
+/// Graph's throttling codes; `activityLimitReached` is the documented top-level code
+/// ("the app or user has been throttled", Graph errors reference).
+const RATE_LIMIT_CODES: &[&str] = &[
+    "TooManyRequests",
+    "ApplicationThrottled",
+    "activityLimitReached",
+];
 const MAILBOX_CODES: &[&str] = &[
     "MailboxNotEnabledForRESTAPI",
     "MailboxNotSupportedForRESTAPI",
@@ -236,7 +357,9 @@ pub fn classify_graph_error(
         if error.has_code(&["Authorization_RequestDenied"]) {
             return GraphVerdict::Fail(Outcome::NotAuthorized);
         }
-        if error.has_code(&["ErrorAccessDenied"]) {
+        // `accessDenied` is the documented top-level spelling (Graph errors reference),
+        // `ErrorAccessDenied` the Exchange one.
+        if error.has_code(&["ErrorAccessDenied", "accessDenied"]) {
             return GraphVerdict::Fail(if token_grants == Some(true) {
                 Outcome::AccessDenied
             } else {
@@ -409,7 +532,7 @@ mod tests {
             (429, "temporarily_unavailable", 90055, None, RateLimited), // tenant throttled
             (400, "temporarily_unavailable", 50196, None, RateLimited), // loop detected
             (503, "temporarily_unavailable", 50033, None, ProviderError), // transient STS
-            (400, "invalid_request", 90002, None, ProviderError), // tenant not found
+            (400, "invalid_request", 90002, None, CredentialRejected), // tenant not found
             (400, "invalid_scope", 1002012, None, ProviderError), // our scope
             (400, "invalid_grant", 54005, None, GrantInvalid),  // code redeemed (fallback)
             (400, "unsupported_grant_type", 70003, None, ProviderError),
@@ -431,6 +554,53 @@ mod tests {
         check_token(400, "[]", ProviderError);
         check_token(502, "<html>bad gateway</html>", ProviderError);
         check_token(429, "", RateLimited);
+    }
+
+    /// The catalogue, whole: every row classifies to its outcome whatever `error` class
+    /// and `suberror` come with it (the code is the most specific), no code is listed
+    /// twice, every row names its source.
+    #[test]
+    fn every_catalogue_code_gives_its_outcome() {
+        let mut seen = std::collections::BTreeSet::new();
+        for row in ENTRA_CODES {
+            assert!(seen.insert(row.code), "AADSTS{} listed twice", row.code);
+            assert!(
+                !row.source.is_empty() && !row.name.is_empty(),
+                "AADSTS{}",
+                row.code
+            );
+            for (error, suberror) in [
+                ("invalid_grant", None),
+                ("interaction_required", Some("basic_action")),
+                ("invalid_request", None),
+            ] {
+                let body = entra(error, row.code, suberror);
+                let parsed = TokenErrorBody::parse(body.as_bytes()).expect("parses");
+                assert!(token_error_known(&parsed));
+                assert_eq!(
+                    classify_token_error(400, Some(&parsed)),
+                    row.outcome,
+                    "AADSTS{} {} ({error})",
+                    row.code,
+                    row.name
+                );
+            }
+        }
+        assert!(ENTRA_CODES.len() >= 60, "{} codes", ENTRA_CODES.len());
+        // A code the catalogue does not know: the suberror, then the class decide, and the
+        // answer is flagged for the log.
+        let unknown = TokenErrorBody::parse(entra("invalid_request", 99999, None).as_bytes())
+            .expect("parses");
+        assert!(!token_error_known(&unknown));
+        assert_eq!(classify_token_error(400, Some(&unknown)), ProviderError);
+        let unknown_sub = TokenErrorBody::parse(
+            entra("invalid_request", 99999, Some("client_mismatch")).as_bytes(),
+        )
+        .expect("parses");
+        assert_eq!(
+            classify_token_error(400, Some(&unknown_sub)),
+            CredentialRejected
+        );
     }
 
     #[test]
@@ -540,6 +710,14 @@ mod tests {
         use GraphVerdict::{Fail, RenewToken, Resync};
         let policy = r#"{"error":{"code":"ErrorAccessDenied","message":"Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings."}}"#;
         let rows: Vec<(u16, String, Option<bool>, GraphVerdict)> = vec![
+            // Graph errors reference (issue 21 §4): the documented top-level spellings.
+            (403, graph("accessDenied", "The caller doesn't have permission to perform the action."), Some(true), Fail(AccessDenied)),
+            (403, graph("accessDenied", "The caller doesn't have permission to perform the action."), Some(false), Fail(NotAuthorized)),
+            (429, graph("activityLimitReached", "The app or user has been throttled."), None, Fail(RateLimited)),
+            (403, graph("activityLimitReached", "The app or user has been throttled."), None, Fail(RateLimited)),
+            // Exchange: the mailbox is moving or its store is down (transient).
+            (503, graph("ErrorMailboxStoreUnavailable", "The mailbox database is temporarily unavailable."), None, Fail(ProviderError)),
+            (400, graph("ErrorMailboxMoveInProgress", "Mailbox move in progress. Try again later."), None, Fail(ProviderError)),
             // §2.2 scope/app-role missing: the token lacks the permission
             (403, graph("ErrorAccessDenied", "Access is denied. Check credentials and try again."), Some(false), Fail(NotAuthorized)),
             // same body, unreadable token: the documented fallback (403 → NA)

@@ -749,6 +749,17 @@ impl<'a> Run<'a> {
             let grants = self.token_grants(need);
             let verdict = classify_graph_error(answer.status, error.as_ref(), grants);
             let code = error.as_ref().and_then(GraphErrorInfo::code).unwrap_or("");
+            if verdict == GraphVerdict::Fail(Outcome::ProviderError)
+                && (400..500).contains(&answer.status)
+            {
+                // A 4xx no row knows: kept transient, logged whole (secrets cut) so that
+                // a row can be added (issue 21 §4).
+                warn!(
+                    http_status = answer.status,
+                    body = %datacap_connector::redacted_body(&answer.body),
+                    "graph answer no mapping row knows: kept as provider_error"
+                );
+            }
             warn!(
                 http_status = answer.status,
                 error_code = code,

@@ -13,7 +13,7 @@ use datacap_connector::{Failure, Gate, read_body, transport_failure};
 use datacap_core::Outcome;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tracing::debug;
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::classify::{TokenErrorBody, classify_token_error};
@@ -115,6 +115,20 @@ pub(crate) async fn request_token(
     }
     let parsed = TokenErrorBody::parse(&body);
     let outcome = classify_token_error(status, parsed.as_ref());
+    if (400..500).contains(&status)
+        && status != 429
+        && !parsed
+            .as_ref()
+            .is_some_and(crate::classify::token_error_known)
+    {
+        // No row of the catalogue knew it: kept as provider_error, logged whole (secrets
+        // cut) so that a row can be added (issue 21 §4).
+        warn!(
+            http_status = status,
+            body = %datacap_connector::redacted_body(&body),
+            "entra answer no mapping row knows: kept as provider_error"
+        );
+    }
     let mut failure = match &parsed {
         Some(error) => {
             let mut message = error.summary().to_owned();

@@ -1503,8 +1503,8 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
         row(
             "invalid_tenant",
             App,
-            ProviderError,
-            "AADSTS90002 invalid_request: any answer not listed; §1.2",
+            CredentialRejected,
+            "AADSTS90002 InvalidTenantName: the company's tenant id names no tenant (issue 21 §4, Entra error codes reference)",
         ),
         with(
             row(
