@@ -539,7 +539,7 @@ pub(crate) fn google_token_error(status: u16, error: &str, description: &str) ->
 }
 
 /// One `errors[]` item in the order Google's quotes show it: domain, reason, message.
-fn item(domain: &str, reason: &str, message: &str) -> J {
+pub(crate) fn item(domain: &str, reason: &str, message: &str) -> J {
     obj! { "domain" => domain, "reason" => reason, "message" => message }
 }
 

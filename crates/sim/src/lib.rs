@@ -46,6 +46,7 @@ mod jwt;
 mod microsoft;
 mod paging;
 mod scenario;
+mod search;
 mod server;
 mod state;
 

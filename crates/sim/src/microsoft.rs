@@ -52,12 +52,24 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/microsoft/{tenant}/oauth2/v2.0/token", post(token))
         .route("/microsoft/{tenant}/oauth2/v2.0/authorize", get(authorize))
         .route("/graph/v1.0/users", get(users))
+        // Graph serves each delta function both as `…/delta` and in OData function form
+        // `…/delta()`, which is what msgraph-sdk's URL templates send.
+        .route("/graph/v1.0/users/delta", get(users_delta))
+        .route("/graph/v1.0/users/delta()", get(users_delta))
         .route(
             "/graph/v1.0/users/{id}/mailFolders/{folder}/messages/delta",
             get(mail_delta),
         )
         .route(
+            "/graph/v1.0/users/{id}/mailFolders/{folder}/messages/delta()",
+            get(mail_delta),
+        )
+        .route(
             "/graph/v1.0/users/{id}/calendarView/delta",
+            get(calendar_delta),
+        )
+        .route(
+            "/graph/v1.0/users/{id}/calendarView/delta()",
             get(calendar_delta),
         )
 }
@@ -874,6 +886,67 @@ async fn users(
     deliver(reply).await
 }
 
+/// `GET /users/delta` (learn.microsoft.com/graph/api/user-delta): every user on the first
+/// round, paged with `$skiptoken`, then a `$deltatoken` link. Sim users never change
+/// while it runs, so a later round answers an empty page and a fresh delta link.
+async fn users_delta(
+    State(shared): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params = Params::from_query(query.as_deref());
+    let link_base = format!("{}/users/delta", shared.urls.graph_base);
+    let reply = graph(
+        &shared,
+        &headers,
+        Endpoint::GraphUsers,
+        None,
+        false,
+        |world, call, ctx| {
+            let Some(tenant) = world.tenants.get(call.tenant) else {
+                return Answer::new(200, J::Null);
+            };
+            let state = match read_delta(&params, "ud", 0, 1, ctx) {
+                Ok(Some(state)) => state,
+                Ok(None) => DeltaState {
+                    epoch: 0,
+                    since: 0,
+                    snapshot: 1,
+                    at: PageAt::default(),
+                    size: None,
+                    window: None,
+                    options: params.get("$select").unwrap_or_default().to_owned(),
+                },
+                Err(answer) => return answer,
+            };
+            let select: Vec<&str> = if state.options.is_empty() {
+                DEFAULT_USER_FIELDS.to_vec()
+            } else {
+                state.options.split(',').map(str::trim).collect()
+            };
+            let items: Vec<J> = if state.since > 0 {
+                Vec::new()
+            } else {
+                tenant
+                    .users
+                    .iter()
+                    .filter(|u| !u.cfg.deleted)
+                    .map(|u| graph_user(u, &tenant.cfg.domain).select(&select, &["id"]))
+                    .collect()
+            };
+            delta_page(
+                &link_base,
+                "ud",
+                "https://graph.microsoft.com/v1.0/$metadata#users",
+                &state,
+                items,
+                call,
+            )
+        },
+    );
+    deliver(reply).await
+}
+
 /// The state a delta link carries.
 struct DeltaState {
     epoch: u32,
@@ -882,6 +955,128 @@ struct DeltaState {
     at: PageAt,
     size: Option<usize>,
     window: Option<(i64, i64)>,
+    /// The round's query options (message delta's `$filter`, `$orderby`, `changeType`,
+    /// `$top`), encoded by [`MailOptions::encode`]: Graph keeps them inside its links,
+    /// so a client follows a link without re-adding them.
+    options: String,
+}
+
+/// Message delta's query options (learn.microsoft.com/graph/delta-query-messages).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct MailOptions {
+    /// `$filter=receivedDateTime ge|gt …`: (seconds, strict).
+    received: Option<(i64, bool)>,
+    /// `$orderby=receivedDateTime desc`.
+    newest_first: bool,
+    change_type: Option<crate::search::ChangeType>,
+    top: Option<usize>,
+}
+
+impl MailOptions {
+    /// Reads the options of a round's first request; `Err` is Graph's 400.
+    fn from_params(params: &Params, ctx: &AnswerCtx) -> Result<MailOptions, Answer> {
+        let refuse = |message: &str| {
+            Err(graph_error(
+                ctx,
+                400,
+                "ErrorInvalidUrlQuery",
+                message,
+                false,
+            ))
+        };
+        let mut options = MailOptions::default();
+        if let Some(filter) = params.get("$filter") {
+            match crate::search::graph_received_filter(filter) {
+                Some(received) => options.received = Some(received),
+                // The live text (msgraph-sdk-dotnet#1512, microsoft-graph-docs#18636).
+                None => {
+                    return refuse(
+                        "The '$filter' parameter value is not supported for 'Messages' resource; only a value of 'receivedDateTime ge value' is supported.",
+                    );
+                }
+            }
+        }
+        if let Some(orderby) = params.get("$orderby") {
+            if !crate::search::graph_orderby_ok(orderby) {
+                return refuse(
+                    "The '$orderby' parameter value is not supported for 'Messages' resource; only a value of 'receivedDateTime desc' is supported.",
+                );
+            }
+            options.newest_first = true;
+        }
+        if let Some(change_type) = params.get("changeType") {
+            match crate::search::ChangeType::parse(change_type) {
+                Some(kind) => options.change_type = Some(kind),
+                None => {
+                    return refuse(
+                        "The 'changeType' parameter value is not supported; supported values are 'created', 'updated' and 'deleted'.",
+                    );
+                }
+            }
+        }
+        if let Some(top) = params.get("$top") {
+            match top.parse::<usize>() {
+                Ok(n) if n > 0 => options.top = Some(n.min(1000)),
+                _ => return refuse("The query parameter '$top' is invalid."),
+            }
+        }
+        Ok(options)
+    }
+
+    fn encode(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((at, strict)) = self.received {
+            parts.push(format!("f={}:{at}", if strict { "gt" } else { "ge" }));
+        }
+        if self.newest_first {
+            parts.push("o=desc".to_owned());
+        }
+        if let Some(kind) = self.change_type {
+            parts.push(format!("c={}", kind.name()));
+        }
+        if let Some(top) = self.top {
+            parts.push(format!("t={top}"));
+        }
+        parts.join(";")
+    }
+
+    fn decode(text: &str) -> MailOptions {
+        let mut options = MailOptions::default();
+        for part in text.split(';') {
+            match part.split_once('=') {
+                Some(("f", value)) => {
+                    options.received = value
+                        .split_once(':')
+                        .and_then(|(op, at)| Some((at.parse().ok()?, op == "gt")));
+                }
+                Some(("o", _)) => options.newest_first = true,
+                Some(("c", kind)) => options.change_type = crate::search::ChangeType::parse(kind),
+                Some(("t", top)) => options.top = top.parse().ok(),
+                _ => {}
+            }
+        }
+        options
+    }
+
+    fn keeps(&self, message: &crate::state::MailMessage) -> bool {
+        use crate::search::ChangeType;
+        let received = message.received.unix_timestamp();
+        let in_filter = self.received.is_none_or(|(at, strict)| {
+            if strict {
+                received > at
+            } else {
+                received >= at
+            }
+        });
+        // Sim messages are only ever added or deleted, never updated in place.
+        let kind = match self.change_type {
+            None => true,
+            Some(ChangeType::Created) => !message.deleted,
+            Some(ChangeType::Updated) => false,
+            Some(ChangeType::Deleted) => message.deleted,
+        };
+        in_filter && kind
+    }
 }
 
 /// Reads `$deltatoken` / `$skiptoken`; `Err` is the answer for a stale or broken link.
@@ -926,6 +1121,7 @@ fn read_delta(
             at,
             size,
             window,
+            options: fields.get(9).cloned().unwrap_or_default(),
         }))
     } else {
         Ok(Some(DeltaState {
@@ -935,6 +1131,7 @@ fn read_delta(
             at: PageAt::default(),
             size: None,
             window,
+            options: fields.get(5).cloned().unwrap_or_default(),
         }))
     }
 }
@@ -948,7 +1145,8 @@ fn delta_page(
     items: Vec<J>,
     call: &Call,
 ) -> Answer {
-    let size = call.page_size.or(state.size).unwrap_or(10);
+    let top = MailOptions::decode(&state.options).top;
+    let size = top.or(call.page_size).or(state.size).unwrap_or(10);
     let (range, next) = paging::cut(items.len(), size, state.at, call.quirks);
     let (start, end) = state.window.unwrap_or((0, 0));
     let common = [
@@ -976,6 +1174,7 @@ fn delta_page(
                 offset.as_str(),
                 empty.as_str(),
                 size.as_str(),
+                state.options.as_str(),
             ]);
             body.push(
                 "@odata.nextLink",
@@ -986,6 +1185,7 @@ fn delta_page(
             let mut fields: Vec<&str> = common.iter().map(String::as_str).collect();
             let snapshot = state.snapshot.to_string();
             fields.push(&snapshot);
+            fields.push(&state.options);
             body.push(
                 "@odata.deltaLink",
                 format!("{link_base}?$deltatoken={}", paging::encode(&fields)),
@@ -1068,16 +1268,24 @@ async fn mail_delta(
             let mail = &user.mail;
             let state = match read_delta(&params, "m", mail.epoch, mail.history_id, ctx) {
                 Ok(Some(state)) => state,
-                Ok(None) => DeltaState {
-                    epoch: mail.epoch,
-                    since: 0,
-                    snapshot: mail.history_id,
-                    at: PageAt::default(),
-                    size: None,
-                    window: None,
-                },
+                Ok(None) => {
+                    let options = match MailOptions::from_params(&params, ctx) {
+                        Ok(options) => options,
+                        Err(answer) => return answer,
+                    };
+                    DeltaState {
+                        epoch: mail.epoch,
+                        since: 0,
+                        snapshot: mail.history_id,
+                        at: PageAt::default(),
+                        size: None,
+                        window: None,
+                        options: options.encode(),
+                    }
+                }
                 Err(answer) => return answer,
             };
+            let options = MailOptions::decode(&state.options);
             let select: Vec<&str> = params
                 .get("$select")
                 .map(|s| s.split(',').map(str::trim).collect())
@@ -1087,8 +1295,13 @@ async fn mail_delta(
                 .iter()
                 .filter(|m| m.changed > state.since && m.changed <= state.snapshot)
                 .filter(|m| state.since > 0 || !m.deleted)
+                .filter(|m| options.keeps(m))
                 .collect();
-            changed.sort_by_key(|m| m.changed);
+            if options.newest_first {
+                changed.sort_by_key(|m| (std::cmp::Reverse(m.received), m.changed));
+            } else {
+                changed.sort_by_key(|m| m.changed);
+            }
             let items: Vec<J> = changed
                 .iter()
                 .map(|m| {
@@ -1210,6 +1423,7 @@ async fn calendar_delta(
                         at: PageAt::default(),
                         size: None,
                         window: Some((start.unix_timestamp(), end.unix_timestamp())),
+                        options: String::new(),
                     }
                 }
                 Err(answer) => return answer,

@@ -3018,3 +3018,418 @@ async fn graph_mailbox_concurrency_limit() {
     assert_eq!(env.get(&url, &token).await.status, 200);
     env.sim.shutdown().await;
 }
+
+// ---- strictness: what the providers filter and refuse (issue 16) -------------------------
+
+/// Gmail `q` and `labelIds` filter `messages.list`; an unknown label is a 400.
+#[tokio::test]
+async fn gmail_filters_by_q_and_label_ids() {
+    let env = start("small.toml").await;
+    let token = env.google_access(SA_SMALL, "ada@acme.example").await;
+    let base = format!("{}/users/me/messages", env.e.gmail_base);
+    let ids = |got: &Got| -> Vec<String> {
+        got.body["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["id"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let all = env.get(&base, &token).await;
+    let all_ids = ids(&all);
+    assert_eq!(all_ids.len(), 12);
+    // The fourth newest message's internalDate (milliseconds) bounds `after:` (seconds).
+    let fourth = env
+        .get(&format!("{base}/{}?format=minimal", all_ids[3]), &token)
+        .await;
+    let at: i64 = fourth.body["internalDate"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let after = env
+        .get(&format!("{base}?q=after:{}", at / 1000), &token)
+        .await;
+    assert_eq!(
+        ids(&after),
+        all_ids[..4].to_vec(),
+        "after: is inclusive, newest first"
+    );
+    assert_eq!(after.body["resultSizeEstimate"], 4);
+    let before = env
+        .get(&format!("{base}?q=before:{}", at / 1000), &token)
+        .await;
+    assert_eq!(ids(&before).len(), 8);
+    let check = async |query: &str, expected: usize| {
+        let got = env.get(&format!("{base}?{query}"), &token).await;
+        assert_eq!(got.status, 200, "{query}: {}", got.text);
+        assert_eq!(ids(&got).len(), expected, "{query}");
+    };
+    check("q=in:inbox", 12).await;
+    check("q=in:sent", 0).await;
+    check("q=from:nobody@nowhere.example", 0).await;
+    check("q=to:ada@acme.example%20is:unread", 12).await;
+    check("labelIds=INBOX&labelIds=UNREAD", 12).await;
+    check("labelIds=SENT", 0).await;
+    // GAM-team/GAM#365: "Invalid label: …", invalidArgument.
+    let got = env.get(&format!("{base}?labelIds=Label_42"), &token).await;
+    assert_eq!(got.status, 400);
+    assert_eq!(
+        got.body,
+        json!({"error": {"code": 400, "message": "Invalid label: Label_42", "errors": [{"message": "Invalid label: Label_42", "domain": "global", "reason": "invalidArgument"}], "status": "INVALID_ARGUMENT"}})
+    );
+    // history.list takes `labelId` the same way.
+    let profile = env
+        .get(&format!("{}/users/me/profile", env.e.gmail_base), &token)
+        .await;
+    let start = profile.body["historyId"].as_str().unwrap().to_owned();
+    env.control(
+        "mail",
+        json!({"tenant": "acme", "user": "ada@acme.example", "add": 1}),
+    )
+    .await;
+    let history = format!(
+        "{}/users/me/history?startHistoryId={start}",
+        env.e.gmail_base
+    );
+    let inbox = env.get(&format!("{history}&labelId=INBOX"), &token).await;
+    assert_eq!(inbox.body["history"].as_array().unwrap().len(), 1);
+    let sent = env.get(&format!("{history}&labelId=SENT"), &token).await;
+    assert!(sent.body.get("history").is_none(), "{}", sent.text);
+    let bad = env
+        .get(&format!("{history}&labelId=Label_42"), &token)
+        .await;
+    assert_eq!(bad.status, 400);
+    env.sim.shutdown().await;
+}
+
+/// Directory `query` filters `users.list`; a field the Directory does not search is a 400.
+#[tokio::test]
+async fn directory_filters_by_query() {
+    let env = start("faults.toml").await;
+    let admin = env.google_access(SA_FAULTS, "admin@globex.example").await;
+    let url = format!("{}/users?customer=my_customer", env.e.directory_base);
+    let emails = |got: &Got| -> Vec<String> {
+        got.body["users"]
+            .as_array()
+            .map(|u| {
+                u.iter()
+                    .map(|u| u["primaryEmail"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let one = env
+        .get(
+            &format!("{url}&query=email:suspended@globex.example"),
+            &admin,
+        )
+        .await;
+    assert_eq!(emails(&one), vec!["suspended@globex.example"]);
+    let admins = env
+        .get(&format!("{url}&query=isAdmin%3Dtrue"), &admin)
+        .await;
+    assert_eq!(emails(&admins), vec!["admin@globex.example"]);
+    let nobody = env
+        .get(&format!("{url}&query=email:nobody@globex.example"), &admin)
+        .await;
+    assert_eq!(nobody.status, 200);
+    assert!(nobody.body.get("users").is_none(), "{}", nobody.text);
+    let all = emails(&env.get(&url, &admin).await);
+    let suspended = emails(
+        &env.get(&format!("{url}&query=isSuspended%3Dtrue"), &admin)
+            .await,
+    );
+    let active = emails(
+        &env.get(&format!("{url}&query=isSuspended%3Dfalse"), &admin)
+            .await,
+    );
+    assert_eq!(suspended, vec!["suspended@globex.example"]);
+    assert_eq!(active.len() + suspended.len(), all.len());
+    // google-api-java-client#1020: "Invalid Input: query".
+    let got = env.get(&format!("{url}&query=colour:blue"), &admin).await;
+    assert_eq!(got.status, 400);
+    assert_eq!(
+        got.body,
+        json!({"error": {"code": 400, "message": "Invalid Input: query", "errors": [{"message": "Invalid Input: query", "domain": "global", "reason": "invalid"}]}})
+    );
+    env.sim.shutdown().await;
+}
+
+/// `events.list` refuses the parameter combinations Google refuses, filters by `q` and
+/// `updatedMin`, and writes timestamps with milliseconds.
+#[tokio::test]
+async fn calendar_refuses_what_google_refuses() {
+    let env = start("small.toml").await;
+    let token = env.google_access(SA_SMALL, "ada@acme.example").await;
+    let url = format!("{}/calendars/primary/events", env.e.calendar_base);
+    let full = env.get(&url, &token).await;
+    assert_eq!(full.status, 200);
+    let sync = full.body["nextSyncToken"].as_str().unwrap().to_owned();
+    let event = &full.body["items"][0];
+    for key in ["created", "updated"] {
+        let text = event[key].as_str().unwrap();
+        // 2024-01-18T14:52:12.409Z: three fractional digits, UTC.
+        assert_eq!(text.len(), 24, "{key} = {text}");
+        assert_eq!(&text[19..20], ".");
+        assert!(text.ends_with('Z'));
+    }
+    assert_eq!(event["start"]["dateTime"].as_str().unwrap().len(), 20);
+    // Sync tokens do not combine with restrictions (events.list reference).
+    let restricted = json!({"error": {"code": 400, "message": "Sync token cannot be used with other request restrictions.", "errors": [{"domain": "calendar", "reason": "syncTokenWithRequestRestrictions", "message": "Sync token cannot be used with other request restrictions."}]}});
+    for extra in [
+        "timeMin=2026-01-01T00:00:00Z",
+        "timeMax=2026-01-01T00:00:00Z",
+        "orderBy=updated",
+        "q=standup",
+        "updatedMin=2026-01-01T00:00:00Z",
+        "iCalUID=x%40google.com",
+        "showDeleted=false",
+    ] {
+        let got = env
+            .get(&format!("{url}?syncToken={sync}&{extra}"), &token)
+            .await;
+        assert_eq!(got.status, 400, "{extra}");
+        assert_eq!(got.body, restricted, "{extra}");
+    }
+    let ok = env
+        .get(
+            &format!("{url}?syncToken={sync}&singleEvents=true&showDeleted=true"),
+            &token,
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    // A time without offset: google-api-python-client#779.
+    let got = env
+        .get(&format!("{url}?timeMin=2026-01-01T00:00:00"), &token)
+        .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(
+        got.body,
+        json!({"error": {"code": 400, "message": "Bad Request", "errors": [{"domain": "global", "reason": "badRequest", "message": "Bad Request"}]}})
+    );
+    // orderBy=startTime needs singleEvents=true: googleworkspace/java-samples#52.
+    let got = env.get(&format!("{url}?orderBy=startTime"), &token).await;
+    assert_eq!(got.status, 400);
+    assert_eq!(
+        got.body,
+        json!({"error": {"code": 400, "message": "The requested ordering is not available for the particular query.", "errors": [{"domain": "global", "reason": "invalid", "message": "The requested ordering is not available for the particular query.", "locationType": "parameter", "location": "orderBy"}]}})
+    );
+    let ordered = env
+        .get(
+            &format!("{url}?orderBy=startTime&singleEvents=true"),
+            &token,
+        )
+        .await;
+    assert_eq!(ordered.status, 200);
+    // An empty range: the Calendar errors guide's timeRangeEmpty.
+    let got = env
+        .get(
+            &format!("{url}?timeMin=2026-01-02T00:00:00Z&timeMax=2026-01-01T00:00:00Z"),
+            &token,
+        )
+        .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.body["error"]["errors"][0]["reason"], "timeRangeEmpty");
+    // q and updatedMin filter.
+    let summary = event["summary"].as_str().unwrap().to_owned();
+    let by_text = env
+        .get(
+            &format!(
+                "{url}?q={}",
+                summary.replace(' ', "%20").replace('#', "%23")
+            ),
+            &token,
+        )
+        .await;
+    let found = by_text.body["items"].as_array().unwrap();
+    assert!(!found.is_empty() && found.iter().all(|e| e["summary"] == summary.as_str()));
+    let future = env
+        .get(&format!("{url}?updatedMin=2100-01-01T00:00:00Z"), &token)
+        .await;
+    assert_eq!(future.body["items"].as_array().unwrap().len(), 0);
+    env.sim.shutdown().await;
+}
+
+/// Message delta's `$filter`, `$orderby`, `changeType` and `$top`, kept inside its links,
+/// and the `delta()` function form msgraph-sdk sends.
+#[tokio::test]
+async fn graph_mail_delta_query_options() {
+    let env = start("small.toml").await;
+    let token = env.ms_access().await;
+    let alan = env.graph_user_id("alan@contoso.example").await;
+    let base = format!(
+        "{}/users/{alan}/mailFolders/inbox/messages/delta",
+        env.e.graph_base
+    );
+    let (all, _, _) = delta_round::<graph_models::Message>(&env, &base, &token, 5).await;
+    assert_eq!(all.len(), 12);
+    let mut received: Vec<String> = all
+        .iter()
+        .map(|m| m.received_date_time.clone().unwrap())
+        .collect();
+    received.sort();
+    let cut = &received[8];
+    // receivedDateTime ge: the four newest, on pages of 3 whose links keep the filter.
+    let filtered = format!("{base}?$filter=receivedDateTime%20ge%20{cut}");
+    let (newest, delta, _) = delta_round::<graph_models::Message>(&env, &filtered, &token, 3).await;
+    assert_eq!(newest.len(), 4);
+    assert!(
+        newest
+            .iter()
+            .all(|m| m.received_date_time.as_deref() >= Some(cut.as_str()))
+    );
+    let strict = format!("{base}?$filter=receivedDateTime%20gt%20{cut}");
+    let (three, _, _) = delta_round::<graph_models::Message>(&env, &strict, &token, 3).await;
+    assert_eq!(three.len(), 3);
+    // $orderby=receivedDateTime desc: newest first.
+    let ordered = format!("{base}?$orderby=receivedDateTime%20desc");
+    let (desc, _, _) = delta_round::<graph_models::Message>(&env, &ordered, &token, 20).await;
+    let got: Vec<_> = desc
+        .iter()
+        .map(|m| m.received_date_time.clone().unwrap())
+        .collect();
+    let mut want = got.clone();
+    want.sort_by(|a, b| b.cmp(a));
+    assert_eq!(got, want);
+    // $top sets the page size.
+    let page = env.get(&format!("{base}?$top=2"), &token).await;
+    assert_eq!(page.body["value"].as_array().unwrap().len(), 2);
+    let next = page.body["@odata.nextLink"].as_str().unwrap();
+    let second = env.get(next, &token).await;
+    assert_eq!(
+        second.body["value"].as_array().unwrap().len(),
+        2,
+        "the link keeps $top"
+    );
+    // changeType on the next round: created only, or deleted only.
+    let gone = all[0].id.clone();
+    env.control(
+        "mail",
+        json!({"tenant": "contoso", "user": "alan@contoso.example", "add": 2, "remove": [gone]}),
+    )
+    .await;
+    let created = format!("{base}?changeType=created");
+    let (_, created_delta, _) =
+        delta_round::<graph_models::Message>(&env, &created, &token, 50).await;
+    let deleted = format!("{base}?changeType=deleted");
+    let (initial, deleted_delta, _) =
+        delta_round::<graph_models::Message>(&env, &deleted, &token, 50).await;
+    assert!(initial.is_empty(), "nothing is deleted in an initial round");
+    env.control("mail", json!({"tenant": "contoso", "user": "alan@contoso.example", "add": 1, "remove": [all[1].id]})).await;
+    let (new, _, _) = delta_round::<graph_models::Message>(&env, &created_delta, &token, 50).await;
+    assert_eq!(new.len(), 1);
+    assert!(new[0].removed.is_none());
+    let (removed, _, _) =
+        delta_round::<graph_models::Message>(&env, &deleted_delta, &token, 50).await;
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].id, all[1].id);
+    // The filter survives into the delta link: new mail is older than nothing, so it shows.
+    let (after, _, _) = delta_round::<graph_models::Message>(&env, &delta, &token, 3).await;
+    assert!(after.iter().filter(|m| m.removed.is_none()).count() >= 3);
+    // Refusals: the live $filter text (msgraph-sdk-dotnet#1512), no innerError.
+    let got = env
+        .get(&format!("{base}?$filter=subject%20eq%20'x'"), &token)
+        .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(
+        got.body,
+        json!({"error": {"code": "ErrorInvalidUrlQuery", "message": "The '$filter' parameter value is not supported for 'Messages' resource; only a value of 'receivedDateTime ge value' is supported."}})
+    );
+    for bad in ["$orderby=subject", "changeType=moved", "$top=zero"] {
+        let got = env.get(&format!("{base}?{bad}"), &token).await;
+        assert_eq!(got.status, 400, "{bad}");
+        assert_eq!(got.body["error"]["code"], "ErrorInvalidUrlQuery", "{bad}");
+    }
+    // The OData function form.
+    let function = format!("{base}()?$top=50");
+    let got = env.get(&function, &token).await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert!(got.body["@odata.deltaLink"].is_string());
+    let calendar = format!(
+        "{}/users/{alan}/calendarView/delta()?startDateTime=2000-01-01T00:00:00Z&endDateTime=2100-01-01T00:00:00Z",
+        env.e.graph_base
+    );
+    let (events, _, _) = delta_round::<graph_models::Event>(&env, &calendar, &token, 50).await;
+    assert_eq!(events.len(), 6);
+    env.sim.shutdown().await;
+}
+
+/// `GET /users/delta` (and `delta()`): every user, paged, then an empty round.
+#[tokio::test]
+async fn graph_users_delta() {
+    let env = start("small.toml").await;
+    let token = env.ms_access().await;
+    for path in ["users/delta", "users/delta()"] {
+        let first = format!(
+            "{}/{path}?$select=id,userPrincipalName,accountEnabled",
+            env.e.graph_base
+        );
+        let (users, delta, _) = delta_round::<graph_models::User>(&env, &first, &token, 2).await;
+        let listed = env
+            .http
+            .get(format!("{}/users", env.e.control_url))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["tenant"] == "contoso")
+            .count();
+        assert_eq!(users.len(), listed, "{path}");
+        assert!(users.iter().all(|u| u.user_principal_name.is_some()));
+        let (none, _, _) = delta_round::<graph_models::User>(&env, &delta, &token, 2).await;
+        assert!(none.is_empty());
+    }
+    env.sim.shutdown().await;
+}
+
+/// A path the sim does not serve answers each provider's envelope, not plain text.
+#[tokio::test]
+async fn unknown_paths_answer_provider_envelopes() {
+    let env = start("small.toml").await;
+    let ms = env.ms_access().await;
+    let got = env
+        .get_with(
+            &format!("{}/users/x/contacts", env.e.graph_base),
+            &ms,
+            &[("client-request-id", "c-1")],
+        )
+        .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.body["error"]["code"], "BadRequest");
+    assert_eq!(
+        got.body["error"]["message"],
+        "Resource not found for the segment 'contacts'."
+    );
+    assert_eq!(got.body["error"]["innerError"]["client-request-id"], "c-1");
+    assert_eq!(got.header("client-request-id"), "c-1");
+    let got = env.get(&format!("{}/teams", env.e.graph_base), &ms).await;
+    assert_eq!(
+        got.body["error"]["message"],
+        "Resource not found for the segment 'teams'."
+    );
+    let google = env.google_access(SA_SMALL, "ada@acme.example").await;
+    let got = env
+        .get(&format!("{}/users/me/labels", env.e.gmail_base), &google)
+        .await;
+    assert_eq!(got.status, 404);
+    assert_eq!(
+        got.header("content-type"),
+        "application/json; charset=UTF-8"
+    );
+    assert_eq!(
+        got.body,
+        json!({"error": {"code": 404, "message": "Not Found", "errors": [{"domain": "global", "reason": "notFound", "message": "Not Found"}]}})
+    );
+    let got = env.get(&format!("{}/nothing", env.e.control_url), "").await;
+    assert_eq!(got.status, 404);
+    assert!(got.body["error"].is_string());
+    env.sim.shutdown().await;
+}
