@@ -106,13 +106,17 @@ fn token_reply(answer: Answer, transport: Option<crate::scenario::FaultSpec>) ->
 
 async fn token(State(shared): State<AppState>, body: Bytes) -> Response {
     let params = Params::parse(&body);
+    let oidc = Oidc {
+        key: shared.id_key.as_deref(),
+        issuer: crate::oidc::google_issuer(&shared),
+    };
     let reply = {
         let mut world = shared.lock();
         world.count(Endpoint::Token);
         match params.get("grant_type") {
             Some(JWT_BEARER) => jwt_bearer(&mut world, &shared.urls.google_token_url, &params),
-            Some("refresh_token") => refresh(&mut world, &params),
-            Some("authorization_code") => code(&mut world, &params),
+            Some("refresh_token") => refresh(&mut world, &params, &oidc),
+            Some("authorization_code") => code(&mut world, &params, &oidc),
             Some(other) => token_reply(
                 google_token_error(
                     400,
@@ -305,7 +309,55 @@ fn without_mail_and_calendar(scopes: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn refresh(world: &mut World, params: &Params) -> Reply {
+/// What the token endpoint needs to add an `id_token` to a code or refresh answer.
+struct Oidc<'a> {
+    key: Option<&'a crate::oidc::IdKey>,
+    issuer: String,
+}
+
+impl Oidc<'_> {
+    /// The `id_token` of a grant whose scopes hold `openid` (providers/google.md §3: the
+    /// refresh answer has one "if openid"), else `None`.
+    fn id_token(
+        &self,
+        world: &World,
+        tenant: usize,
+        user: usize,
+        client_id: &str,
+        scopes: &[String],
+        nonce: Option<&str>,
+    ) -> Option<String> {
+        if !scopes.iter().any(|s| s == "openid") {
+            return None;
+        }
+        let user = world.user(tenant, user)?;
+        // Google accepts both the short and the URL form of the profile scopes.
+        let scopes: Vec<String> = scopes
+            .iter()
+            .map(|s| match s.as_str() {
+                "https://www.googleapis.com/auth/userinfo.email" => "email".to_owned(),
+                "https://www.googleapis.com/auth/userinfo.profile" => "profile".to_owned(),
+                other => other.to_owned(),
+            })
+            .collect();
+        crate::oidc::google_id_token(
+            self.key?,
+            &crate::oidc::IdTokenFor {
+                issuer: &self.issuer,
+                client_id,
+                subject: &user.id,
+                email: &user.cfg.email,
+                name: &user.cfg.name,
+                scopes: &scopes,
+                nonce,
+                lifetime: world.token_lifetime,
+            },
+            now(),
+        )
+    }
+}
+
+fn refresh(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
     let tenant = match client_auth(world, params) {
         Ok(tenant) => tenant,
         Err(answer) => return token_reply(answer, None),
@@ -345,19 +397,25 @@ fn refresh(world: &mut World, params: &Params) -> Reply {
         scopes = without_mail_and_calendar(&scopes);
     }
     let scope = scopes.join(" ");
+    let id_token = oidc.id_token(
+        world,
+        tenant,
+        grant.user,
+        &grant.client_id,
+        &grant.scopes,
+        None,
+    );
     let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
-    token_reply(
-        Answer::new(
-            200,
-            obj! {
-                "access_token" => access,
-                "expires_in" => lifetime,
-                "scope" => scope,
-                "token_type" => "Bearer",
-            },
-        ),
-        transport,
-    )
+    let mut body = obj! {
+        "access_token" => access,
+        "expires_in" => lifetime,
+        "scope" => scope,
+        "token_type" => "Bearer",
+    };
+    if let Some(id_token) = id_token {
+        body.push("id_token", id_token);
+    }
+    token_reply(Answer::new(200, body), transport)
 }
 
 /// Checks a PKCE verifier against the challenge stored with a code.
@@ -375,7 +433,7 @@ pub(crate) fn pkce_ok(challenge: Option<&(String, String)>, verifier: Option<&st
     }
 }
 
-fn code(world: &mut World, params: &Params) -> Reply {
+fn code(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
     let tenant = match client_auth(world, params) {
         Ok(tenant) => tenant,
         Err(answer) => return token_reply(answer, None),
@@ -449,20 +507,26 @@ fn code(world: &mut World, params: &Params) -> Reply {
         },
     );
     let scope = scopes.join(" ");
+    let id_token = oidc.id_token(
+        world,
+        tenant,
+        grant.user,
+        &grant.client_id,
+        &grant.scopes,
+        grant.nonce.as_deref(),
+    );
     let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
-    token_reply(
-        Answer::new(
-            200,
-            obj! {
-                "access_token" => access,
-                "expires_in" => lifetime,
-                "refresh_token" => refresh_token,
-                "scope" => scope,
-                "token_type" => "Bearer",
-            },
-        ),
-        transport,
-    )
+    let mut body = obj! {
+        "access_token" => access,
+        "expires_in" => lifetime,
+        "refresh_token" => refresh_token,
+        "scope" => scope,
+        "token_type" => "Bearer",
+    };
+    if let Some(id_token) = id_token {
+        body.push("id_token", id_token);
+    }
+    token_reply(Answer::new(200, body), transport)
 }
 
 // ---- authorize ------------------------------------------------------------------------
@@ -596,6 +660,7 @@ async fn authorize(State(shared): State<AppState>, RawQuery(query): RawQuery) ->
             redirect_uri: redirect_uri.clone(),
             scopes: consent.scopes,
             challenge,
+            nonce: params.get("nonce").map(str::to_owned),
             used: false,
         },
     );

@@ -210,9 +210,14 @@ async fn token(
     reply.answer = {
         let mut world = shared.lock();
         world.count(Endpoint::Token);
+        let keys = Keys {
+            access: &shared.token_key,
+            id: shared.id_key.as_deref(),
+            login_base: &shared.urls.microsoft_login_base,
+        };
         token_answer(
             &mut world,
-            &shared.token_key,
+            &keys,
             &tenant_segment,
             &client_id,
             &params,
@@ -223,9 +228,19 @@ async fn token(
     deliver(reply).await
 }
 
+/// The keys a token answer is signed with.
+struct Keys<'a> {
+    /// HS256 key of the access tokens.
+    access: &'a [u8],
+    /// RS256 key of the `id_token`s.
+    id: Option<&'a crate::oidc::IdKey>,
+    /// `{base}/microsoft`, where the `iss` of an `id_token` lives.
+    login_base: &'a str,
+}
+
 fn token_answer(
     world: &mut World,
-    key: &[u8],
+    keys: &Keys<'_>,
     tenant_segment: &str,
     client_id: &str,
     params: &Params,
@@ -314,7 +329,7 @@ fn token_answer(
                     None,
                 );
             }
-            let (token, lifetime) = mint(world, key, tenant, None, client_id, &[]);
+            let (token, lifetime) = mint(world, keys.access, tenant, None, client_id, &[]);
             Answer::new(
                 200,
                 obj! {
@@ -349,7 +364,15 @@ fn token_answer(
             {
                 token.rotated = true;
             }
-            delegated_success(world, key, tenant, grant.user, client_id, grant.scopes)
+            delegated_success(
+                world,
+                keys,
+                tenant,
+                grant.user,
+                client_id,
+                grant.scopes,
+                None,
+            )
         }
         "authorization_code" => {
             let Some(grant) = code else {
@@ -394,7 +417,15 @@ fn token_answer(
             if let Some(code) = params.get("code").and_then(|c| world.codes.get_mut(c)) {
                 code.used = true;
             }
-            delegated_success(world, key, tenant, grant.user, client_id, grant.scopes)
+            delegated_success(
+                world,
+                keys,
+                tenant,
+                grant.user,
+                client_id,
+                grant.scopes,
+                grant.nonce.as_deref(),
+            )
         }
         "" => entra_error(
             ctx,
@@ -415,15 +446,52 @@ fn token_answer(
     }
 }
 
+/// The Entra v2.0 `id_token` of a delegated grant whose scopes hold `openid`.
+fn id_token_of(
+    world: &World,
+    keys: &Keys<'_>,
+    tenant: usize,
+    user: usize,
+    client_id: &str,
+    scopes: &[String],
+    nonce: Option<&str>,
+) -> Option<String> {
+    if !scopes.iter().any(|s| s == "openid") {
+        return None;
+    }
+    let tid = world.tenants.get(tenant)?.cfg.tenant_id.clone();
+    let user = world.user(tenant, user)?;
+    let issuer = format!("{}/{tid}/v2.0", keys.login_base);
+    crate::oidc::microsoft_id_token(
+        keys.id?,
+        &crate::oidc::IdTokenFor {
+            issuer: &issuer,
+            client_id,
+            subject: &user.id,
+            email: &user.cfg.email,
+            name: &user.cfg.name,
+            scopes,
+            nonce,
+            lifetime: world.token_lifetime,
+        },
+        &tid,
+        &user.id,
+        now(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn delegated_success(
     world: &mut World,
-    key: &[u8],
+    keys: &Keys<'_>,
     tenant: usize,
     user: usize,
     client_id: &str,
     scopes: Vec<String>,
+    nonce: Option<&str>,
 ) -> Answer {
-    let (token, lifetime) = mint(world, key, tenant, Some(user), client_id, &scopes);
+    let id_token = id_token_of(world, keys, tenant, user, client_id, &scopes, nonce);
+    let (token, lifetime) = mint(world, keys.access, tenant, Some(user), client_id, &scopes);
     let scope = scopes
         .iter()
         .map(|s| {
@@ -455,6 +523,9 @@ fn delegated_success(
             },
         );
         body.push("refresh_token", refresh_token);
+    }
+    if let Some(id_token) = id_token {
+        body.push("id_token", id_token);
     }
     Answer::new(200, body)
 }
@@ -549,6 +620,7 @@ async fn authorize(
             redirect_uri: redirect_uri.clone(),
             scopes: consent.scopes,
             challenge,
+            nonce: params.get("nonce").map(str::to_owned),
             used: false,
         },
     );

@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub urls: Endpoints,
     /// HS256 key of the Microsoft access tokens the sim mints.
     pub token_key: [u8; 32],
+    /// RS256 key of the `id_token`s both providers' token endpoints issue.
+    pub id_key: Option<Arc<crate::oidc::IdKey>>,
 }
 
 impl Shared {
@@ -32,10 +34,15 @@ impl Shared {
         let mut token_key = [0u8; 32];
         token_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         token_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let id_key = crate::oidc::IdKey::load();
+        if id_key.is_none() {
+            tracing::warn!("datacap-sim: the id_token key does not parse; no id_tokens");
+        }
         Shared {
             world: Mutex::new(world),
             urls,
             token_key,
+            id_key,
         }
     }
 
@@ -314,6 +321,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::google::routes())
         .merge(crate::microsoft::routes())
+        .merge(crate::oidc::routes())
         .merge(crate::control::routes())
         .fallback(unknown_path)
         .layer(axum::middleware::from_fn_with_state(

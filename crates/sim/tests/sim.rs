@@ -3433,3 +3433,315 @@ async fn unknown_paths_answer_provider_envelopes() {
     assert!(got.body["error"].is_string());
     env.sim.shutdown().await;
 }
+
+// ---- OpenID Connect: discovery, JWKS, id_tokens (issue 16, for issue 17's verifier) ------
+
+/// Verifies an RS256 JWT against the JWKS at `jwks_url` (with ring, the workspace's crypto)
+/// and returns its header and claims.
+async fn verify_id_token(env: &Env, jwks_url: &str, token: &str) -> (Value, Value) {
+    let jwks = env.get(jwks_url, "").await;
+    assert_eq!(jwks.status, 200, "{}", jwks.text);
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["typ"], "JWT");
+    let key = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the JWKS publishes the token's kid")
+        .clone();
+    assert_eq!((key["kty"].as_str(), key["use"].as_str()), (Some("RSA"), Some("sig")));
+    let b64 = |field: &str| URL_SAFE_NO_PAD.decode(key[field].as_str().unwrap()).unwrap();
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    ring::signature::RsaPublicKeyComponents { n: b64("n"), e: b64("e") }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            input.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+        )
+        .expect("the id_token verifies against the published key");
+    (header, jwt_claims(token))
+}
+
+#[tokio::test]
+async fn google_openid_discovery_and_id_token() {
+    let env = start("small.toml").await;
+    let issuer = env.e.google_issuer();
+    let config = env.get(&env.e.google_openid_configuration_url(), "").await;
+    assert_eq!(config.status, 200);
+    assert_eq!(config.body["issuer"], issuer.as_str());
+    assert_eq!(config.body["jwks_uri"], env.e.google_jwks_url().as_str());
+    assert_eq!(config.body["token_endpoint"], env.e.google_token_url.as_str());
+    assert_eq!(
+        config.body["authorization_endpoint"],
+        env.e.google_authorize_url.as_str()
+    );
+    assert_eq!(config.body["id_token_signing_alg_values_supported"], json!(["RS256"]));
+    let jwks = env.get(&env.e.google_jwks_url(), "").await;
+    assert_eq!(jwks.body["keys"][0]["alg"], "RS256");
+    // Authorization code with openid + nonce: the id_token carries Google's claims.
+    let redirect = "http://127.0.0.1:8080/oauth/google/callback";
+    let client = "sim-google-client.apps.googleusercontent.com";
+    let response = env
+        .http
+        .get(&env.e.google_authorize_url)
+        .query(&[
+            ("client_id", client),
+            ("redirect_uri", redirect),
+            ("response_type", "code"),
+            ("scope", &format!("openid email profile {GMAIL}")),
+            ("state", "s"),
+            ("nonce", "n-0S6_WzA2Mj"),
+            ("login_hint", "grace@acme.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    let got = env
+        .form(
+            &env.e.google_token_url,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &query["code"]),
+                ("client_id", client),
+                ("client_secret", "sim-google-secret"),
+                ("redirect_uri", redirect),
+            ],
+        )
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    let (_, claims) =
+        verify_id_token(&env, &env.e.google_jwks_url(), got.body["id_token"].as_str().unwrap()).await;
+    let users: Value = env
+        .http
+        .get(format!("{}/users", env.e.control_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grace_id = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "grace@acme.example")
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert_eq!(claims["aud"], client);
+    assert_eq!(claims["azp"], client);
+    assert_eq!(claims["sub"], grace_id);
+    assert_eq!(claims["hd"], "acme.example");
+    assert_eq!(claims["email"], "grace@acme.example");
+    assert_eq!(claims["email_verified"], true);
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    assert!(claims["name"].is_string());
+    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    assert!(iat <= now() + 1 && exp > now());
+    // A refresh answer carries an id_token too (without the nonce); no openid, none.
+    let refreshed = env
+        .form(
+            &env.e.google_token_url,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", got.body["refresh_token"].as_str().unwrap()),
+                ("client_id", client),
+                ("client_secret", "sim-google-secret"),
+            ],
+        )
+        .await;
+    let (_, claims) = verify_id_token(
+        &env,
+        &env.e.google_jwks_url(),
+        refreshed.body["id_token"].as_str().unwrap(),
+    )
+    .await;
+    assert!(claims.get("nonce").is_none());
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn microsoft_openid_discovery_and_id_token() {
+    let env = start("small.toml").await;
+    let issuer = env.e.microsoft_issuer(MS_TENANT);
+    for segment in [MS_TENANT, "contoso.example"] {
+        let config = env
+            .get(&env.e.microsoft_openid_configuration_url(segment), "")
+            .await;
+        assert_eq!(config.status, 200, "{segment}: {}", config.text);
+        assert_eq!(config.body["issuer"], issuer.as_str());
+        assert_eq!(
+            config.body["token_endpoint"],
+            env.e.microsoft_token_url(MS_TENANT).as_str()
+        );
+        assert_eq!(
+            config.body["authorization_endpoint"],
+            env.e.microsoft_authorize_url(MS_TENANT).as_str()
+        );
+        assert_eq!(
+            config.body["jwks_uri"],
+            env.e.microsoft_jwks_url(MS_TENANT).as_str()
+        );
+    }
+    let common = env
+        .get(&env.e.microsoft_openid_configuration_url("common"), "")
+        .await;
+    assert_eq!(
+        common.body["issuer"],
+        env.e.microsoft_issuer("{tenantid}").as_str()
+    );
+    // AADSTS90002 with the real body shape (Azure/azure-cli#22145).
+    let got = env
+        .get_with(
+            &env.e.microsoft_openid_configuration_url("nosuch.example"),
+            "",
+            &[("client-request-id", "corr-1")],
+        )
+        .await;
+    assert_eq!(got.status, 400);
+    let keys: Vec<&str> = got.body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys.iter().copied().collect::<BTreeSet<_>>(),
+        ["correlation_id", "error", "error_codes", "error_description", "error_uri", "timestamp", "trace_id"]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(got.body["error"], "invalid_tenant");
+    assert_eq!(got.body["error_codes"], json!([90002]));
+    assert_eq!(got.body["correlation_id"], "corr-1");
+    assert!(
+        got.body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS90002: Tenant 'nosuch.example' not found. Check to make sure you have the correct tenant ID")
+    );
+    assert_eq!(
+        env.get(&env.e.microsoft_jwks_url("nosuch.example"), "").await.status,
+        400
+    );
+    // Authorization code with openid + nonce.
+    let redirect = "http://127.0.0.1:8080/oauth/microsoft/callback";
+    let response = env
+        .http
+        .get(env.e.microsoft_authorize_url(MS_TENANT))
+        .query(&[
+            ("client_id", MS_CLIENT),
+            ("redirect_uri", redirect),
+            ("response_type", "code"),
+            ("scope", "openid profile email offline_access Mail.Read"),
+            ("state", "s"),
+            ("nonce", "nonce-42"),
+            ("login_hint", "katherine@contoso.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    let got = env
+        .form(
+            &env.e.microsoft_token_url(MS_TENANT),
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", MS_CLIENT),
+                ("client_secret", "sim-microsoft-secret"),
+                ("code", &query["code"]),
+                ("redirect_uri", redirect),
+            ],
+        )
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    let jwks = env.e.microsoft_jwks_url(MS_TENANT);
+    let (_, claims) = verify_id_token(&env, &jwks, got.body["id_token"].as_str().unwrap()).await;
+    let oid = env.graph_user_id("katherine@contoso.example").await;
+    assert_eq!(claims["aud"], MS_CLIENT);
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert_eq!(claims["tid"], MS_TENANT);
+    assert_eq!(claims["oid"], oid.as_str());
+    assert_eq!(claims["preferred_username"], "katherine@contoso.example");
+    assert_eq!(claims["email"], "katherine@contoso.example");
+    assert_eq!(claims["nonce"], "nonce-42");
+    assert_eq!(claims["ver"], "2.0");
+    assert!(claims["sub"].is_string() && claims["sub"] != oid.as_str(), "sub is pairwise");
+    assert!(claims["exp"].as_i64().unwrap() > now());
+    let jwk = env.get(&jwks, "").await;
+    assert_eq!(jwk.body["keys"][0]["issuer"], issuer.as_str());
+    // Refresh: a new id_token without the nonce; the same pairwise sub.
+    let refreshed = env
+        .form(
+            &env.e.microsoft_token_url(MS_TENANT),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", MS_CLIENT),
+                ("client_secret", "sim-microsoft-secret"),
+                ("refresh_token", got.body["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    let (_, again) =
+        verify_id_token(&env, &jwks, refreshed.body["id_token"].as_str().unwrap()).await;
+    assert_eq!(again["sub"], claims["sub"]);
+    assert!(again.get("nonce").is_none());
+    // Client credentials never carry an id_token.
+    assert!(env.ms_app_token(MS_TENANT, MS_CLIENT, "sim-microsoft-secret").await.body.get("id_token").is_none());
+    env.sim.shutdown().await;
+}
+
+/// The https listener: a client that trusts only the shipped test CA gets a token and a
+/// Graph page over TLS.
+#[tokio::test]
+async fn https_listener_with_the_test_certificate() {
+    let scenario = Scenario::from_file(&config_dir().join("small.toml")).expect("scenario loads");
+    let sim = Sim::start_https(scenario, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sim starts over https");
+    let e = sim.endpoints().clone();
+    assert!(e.base.starts_with("https://127.0.0.1:"), "{}", e.base);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(datacap_sim::TEST_CA_PEM.as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .expect("client");
+    let token: Value = http
+        .post(e.microsoft_token_url(MS_TENANT))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", MS_CLIENT),
+            ("client_secret", "sim-microsoft-secret"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("https token request")
+        .json()
+        .await
+        .unwrap();
+    let page = http
+        .get(format!("{}/users", e.graph_base))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let body: Value = page.json().await.unwrap();
+    assert!(!body["value"].as_array().unwrap().is_empty());
+    // A client without the CA refuses the certificate; the sim keeps serving.
+    let stranger = reqwest::Client::builder()
+        .tls_certs_only(Vec::<reqwest::Certificate>::new())
+        .build()
+        .unwrap();
+    assert!(stranger.get(&e.graph_base).send().await.is_err());
+    let again = http.get(format!("{}/_sim/stats", e.base)).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    sim.shutdown().await;
+}
