@@ -98,7 +98,8 @@ pub enum SimError {
 /// The CA certificate (PEM) that signed the https listener's certificate: hand it to a
 /// client as its only trust anchor. **Fake and test-only** (config/sim/keys/; the CA's key
 /// was discarded after signing, so nothing else can be issued under it).
-pub const TEST_CA_PEM: &str = include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls-ca.pem");
+pub const TEST_CA_PEM: &str =
+    include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls-ca.pem");
 const TLS_CERT_PEM: &str = include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls.pem");
 const TLS_KEY_PEM: &str = include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls.key.pem");
 
@@ -179,10 +180,7 @@ impl Endpoints {
 
     /// Entra's v2.0 JWKS of `tenant`.
     pub fn microsoft_jwks_url(&self, tenant: &str) -> String {
-        format!(
-            "{}/{tenant}/discovery/v2.0/keys",
-            self.microsoft_login_base
-        )
+        format!("{}/{tenant}/discovery/v2.0/keys", self.microsoft_login_base)
     }
 
     /// Microsoft authorize endpoint of `tenant`.
@@ -314,8 +312,7 @@ impl axum::serve::Listener for TlsListener {
                     continue;
                 }
             };
-            match tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(stream)).await
-            {
+            match tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => return (tls, addr),
                 Ok(Err(error)) => tracing::debug!(%error, "datacap-sim: TLS handshake failed"),
                 Err(_) => tracing::debug!("datacap-sim: TLS handshake timed out"),

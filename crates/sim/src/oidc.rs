@@ -70,7 +70,12 @@ impl IdKey {
         );
         let mut signature = vec![0u8; self.pair.public().modulus_len()];
         self.pair
-            .sign(&RSA_PKCS1_SHA256, &self.rng, input.as_bytes(), &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &self.rng,
+                input.as_bytes(),
+                &mut signature,
+            )
             .ok()?;
         Some(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }

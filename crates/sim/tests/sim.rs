@@ -3456,16 +3456,26 @@ async fn verify_id_token(env: &Env, jwks_url: &str, token: &str) -> (Value, Valu
         .find(|k| k["kid"] == header["kid"])
         .expect("the JWKS publishes the token's kid")
         .clone();
-    assert_eq!((key["kty"].as_str(), key["use"].as_str()), (Some("RSA"), Some("sig")));
-    let b64 = |field: &str| URL_SAFE_NO_PAD.decode(key[field].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (key["kty"].as_str(), key["use"].as_str()),
+        (Some("RSA"), Some("sig"))
+    );
+    let b64 = |field: &str| {
+        URL_SAFE_NO_PAD
+            .decode(key[field].as_str().unwrap())
+            .unwrap()
+    };
     let (input, signature) = token.rsplit_once('.').unwrap();
-    ring::signature::RsaPublicKeyComponents { n: b64("n"), e: b64("e") }
-        .verify(
-            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            input.as_bytes(),
-            &URL_SAFE_NO_PAD.decode(signature).unwrap(),
-        )
-        .expect("the id_token verifies against the published key");
+    ring::signature::RsaPublicKeyComponents {
+        n: b64("n"),
+        e: b64("e"),
+    }
+    .verify(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        input.as_bytes(),
+        &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+    )
+    .expect("the id_token verifies against the published key");
     (header, jwt_claims(token))
 }
 
@@ -3477,12 +3487,18 @@ async fn google_openid_discovery_and_id_token() {
     assert_eq!(config.status, 200);
     assert_eq!(config.body["issuer"], issuer.as_str());
     assert_eq!(config.body["jwks_uri"], env.e.google_jwks_url().as_str());
-    assert_eq!(config.body["token_endpoint"], env.e.google_token_url.as_str());
+    assert_eq!(
+        config.body["token_endpoint"],
+        env.e.google_token_url.as_str()
+    );
     assert_eq!(
         config.body["authorization_endpoint"],
         env.e.google_authorize_url.as_str()
     );
-    assert_eq!(config.body["id_token_signing_alg_values_supported"], json!(["RS256"]));
+    assert_eq!(
+        config.body["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
     let jwks = env.get(&env.e.google_jwks_url(), "").await;
     assert_eq!(jwks.body["keys"][0]["alg"], "RS256");
     // Authorization code with openid + nonce: the id_token carries Google's claims.
@@ -3518,8 +3534,12 @@ async fn google_openid_discovery_and_id_token() {
         )
         .await;
     assert_eq!(got.status, 200, "{}", got.text);
-    let (_, claims) =
-        verify_id_token(&env, &env.e.google_jwks_url(), got.body["id_token"].as_str().unwrap()).await;
+    let (_, claims) = verify_id_token(
+        &env,
+        &env.e.google_jwks_url(),
+        got.body["id_token"].as_str().unwrap(),
+    )
+    .await;
     let users: Value = env
         .http
         .get(format!("{}/users", env.e.control_url))
@@ -3545,7 +3565,10 @@ async fn google_openid_discovery_and_id_token() {
     assert_eq!(claims["email_verified"], true);
     assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
     assert!(claims["name"].is_string());
-    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
     assert!(iat <= now() + 1 && exp > now());
     // A refresh answer carries an id_token too (without the nonce); no openid, none.
     let refreshed = env
@@ -3608,12 +3631,26 @@ async fn microsoft_openid_discovery_and_id_token() {
         )
         .await;
     assert_eq!(got.status, 400);
-    let keys: Vec<&str> = got.body.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = got
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys.iter().copied().collect::<BTreeSet<_>>(),
-        ["correlation_id", "error", "error_codes", "error_description", "error_uri", "timestamp", "trace_id"]
-            .into_iter()
-            .collect()
+        [
+            "correlation_id",
+            "error",
+            "error_codes",
+            "error_description",
+            "error_uri",
+            "timestamp",
+            "trace_id"
+        ]
+        .into_iter()
+        .collect()
     );
     assert_eq!(got.body["error"], "invalid_tenant");
     assert_eq!(got.body["error_codes"], json!([90002]));
@@ -3625,7 +3662,9 @@ async fn microsoft_openid_discovery_and_id_token() {
             .starts_with("AADSTS90002: Tenant 'nosuch.example' not found. Check to make sure you have the correct tenant ID")
     );
     assert_eq!(
-        env.get(&env.e.microsoft_jwks_url("nosuch.example"), "").await.status,
+        env.get(&env.e.microsoft_jwks_url("nosuch.example"), "")
+            .await
+            .status,
         400
     );
     // Authorization code with openid + nonce.
@@ -3671,7 +3710,10 @@ async fn microsoft_openid_discovery_and_id_token() {
     assert_eq!(claims["email"], "katherine@contoso.example");
     assert_eq!(claims["nonce"], "nonce-42");
     assert_eq!(claims["ver"], "2.0");
-    assert!(claims["sub"].is_string() && claims["sub"] != oid.as_str(), "sub is pairwise");
+    assert!(
+        claims["sub"].is_string() && claims["sub"] != oid.as_str(),
+        "sub is pairwise"
+    );
     assert!(claims["exp"].as_i64().unwrap() > now());
     let jwk = env.get(&jwks, "").await;
     assert_eq!(jwk.body["keys"][0]["issuer"], issuer.as_str());
@@ -3692,7 +3734,13 @@ async fn microsoft_openid_discovery_and_id_token() {
     assert_eq!(again["sub"], claims["sub"]);
     assert!(again.get("nonce").is_none());
     // Client credentials never carry an id_token.
-    assert!(env.ms_app_token(MS_TENANT, MS_CLIENT, "sim-microsoft-secret").await.body.get("id_token").is_none());
+    assert!(
+        env.ms_app_token(MS_TENANT, MS_CLIENT, "sim-microsoft-secret")
+            .await
+            .body
+            .get("id_token")
+            .is_none()
+    );
     env.sim.shutdown().await;
 }
 
@@ -3741,7 +3789,94 @@ async fn https_listener_with_the_test_certificate() {
         .build()
         .unwrap();
     assert!(stranger.get(&e.graph_base).send().await.is_err());
-    let again = http.get(format!("{}/_sim/stats", e.base)).send().await.unwrap();
+    let again = http
+        .get(format!("{}/_sim/stats", e.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 200);
+    sim.shutdown().await;
+}
+
+// ---- the providers' own Python clients (tests/conformance/) -----------------------------
+
+/// The conformance venv's python: `DATACAP_CONFORMANCE_VENV` or
+/// `/var/tmp/datacap-conformance-venv` (.ci/run creates it from
+/// tests/conformance/requirements.txt). Missing: under `CI=true` the test fails, else it is
+/// skipped with a note.
+fn conformance_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("DATACAP_CONFORMANCE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/datacap-conformance-venv"));
+    let python = venv.join("bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but the conformance venv {} is missing (.ci/run creates it: python3 -m venv + pip install -r tests/conformance/requirements.txt)",
+        venv.display()
+    );
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "python_conformance_suite skipped: no venv at {} (see tests/conformance/requirements.txt)",
+            venv.display()
+        );
+    }
+    None
+}
+
+/// google-auth, google-api-python-client, msal and msgraph-sdk against the sim over https.
+#[tokio::test]
+async fn python_conformance_suite() {
+    let Some(python) = conformance_python() else {
+        return;
+    };
+    let scenario = Scenario::from_file(&config_dir().join("small.toml")).expect("scenario loads");
+    let sim = Sim::start_https(scenario, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sim starts over https");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("sim-ca.pem");
+    std::fs::write(&ca, datacap_sim::TEST_CA_PEM).unwrap();
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg("run.py")
+        .args(
+            std::env::var("DATACAP_CONFORMANCE_SUITES")
+                .ok()
+                .as_deref()
+                .map(str::split_whitespace)
+                .into_iter()
+                .flatten(),
+        )
+        .current_dir(&suite)
+        .env("SIM_BASE", &sim.endpoints().base)
+        .env("SIM_CA", &ca)
+        .env("SIM_CONFIG_DIR", config_dir())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        // Nothing leaves loopback: no proxy, and the CA is the only trust anchor.
+        .env("NO_PROXY", "*")
+        .env("REQUESTS_CA_BUNDLE", &ca)
+        .env("SSL_CERT_FILE", &ca)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(300), command.output())
+        .await
+        .expect("the suite finishes within 5 minutes")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "conformance suite failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    // Each case's line, for the CI log (`cargo test` shows it with --nocapture).
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{stdout}");
+    }
     sim.shutdown().await;
 }
