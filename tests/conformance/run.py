@@ -1,14 +1,14 @@
 """Runs every conformance case against a running sim; exit status 0 only if all pass.
 
 Usage (the Rust test does this): SIM_BASE=… SIM_CA=… SIM_CONFIG_DIR=… python run.py
-[suite …]. Suites: google.
+[suite …]. Suites: google, msal.
 """
 
 import importlib
 import sys
 import traceback
 
-SUITES = ["google"]
+SUITES = ["google", "msal"]
 
 
 def main(names):
