@@ -1,14 +1,14 @@
 """Runs every conformance case against a running sim; exit status 0 only if all pass.
 
 Usage (the Rust test does this): SIM_BASE=… SIM_CA=… SIM_CONFIG_DIR=… python run.py
-[suite …]. Suites: google, msal.
+[suite …]. Suites: google, msal, msgraph.
 """
 
 import importlib
 import sys
 import traceback
 
-SUITES = ["google", "msal"]
+SUITES = ["google", "msal", "msgraph"]
 
 
 def main(names):
