@@ -357,7 +357,7 @@ fn unknown_graph_segment(path: &str) -> String {
         !after_id && !KNOWN.contains(s)
     });
     unknown
-        .or(segments.iter().enumerate().last())
+        .or(segments.iter().enumerate().next_back())
         .map(|(_, s)| (*s).to_owned())
         .unwrap_or_default()
 }
