@@ -250,6 +250,8 @@ pub(crate) enum Endpoint {
     CalendarEvents,
     Directory,
     GraphUsers,
+    /// Graph `/me` (delegated tokens only).
+    GraphMe,
     GraphMail,
     GraphCalendar,
 }
@@ -267,6 +269,7 @@ impl Endpoint {
             Endpoint::CalendarEvents => "calendar.events.list",
             Endpoint::Directory => "directory.users.list",
             Endpoint::GraphUsers => "graph.users",
+            Endpoint::GraphMe => "graph.me",
             Endpoint::GraphMail => "graph.messages.delta",
             Endpoint::GraphCalendar => "graph.calendarView.delta",
         }
@@ -308,7 +311,9 @@ impl EndpointSel {
             EndpointSel::GmailHistory => endpoint == Endpoint::GmailHistory,
             EndpointSel::Calendar => endpoint == Endpoint::CalendarEvents,
             EndpointSel::Directory => endpoint == Endpoint::Directory,
-            EndpointSel::GraphUsers => endpoint == Endpoint::GraphUsers,
+            EndpointSel::GraphUsers => {
+                matches!(endpoint, Endpoint::GraphUsers | Endpoint::GraphMe)
+            }
             EndpointSel::GraphMail => endpoint == Endpoint::GraphMail,
             EndpointSel::GraphCalendar => endpoint == Endpoint::GraphCalendar,
             EndpointSel::Mailbox => endpoint.is_mailbox(),

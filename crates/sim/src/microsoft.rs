@@ -44,6 +44,16 @@ const USER_PERMISSIONS: &[&str] = &[
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
+/// What `/me` accepts (learn.microsoft.com/graph/api/user-get: User.Read and up).
+const ME_PERMISSIONS: &[&str] = &[
+    "User.Read",
+    "User.ReadWrite",
+    "User.ReadBasic.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
 /// OpenID scopes that never appear in `scp`.
 const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
@@ -52,6 +62,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/microsoft/{tenant}/oauth2/v2.0/token", post(token))
         .route("/microsoft/{tenant}/oauth2/v2.0/authorize", get(authorize))
         .route("/graph/v1.0/users", get(users))
+        .route("/graph/v1.0/me", get(me))
         // Graph serves each delta function both as `…/delta` and in OData function form
         // `…/delta()`, which is what msgraph-sdk's URL templates send.
         .route("/graph/v1.0/users/delta", get(users_delta))
@@ -643,6 +654,9 @@ struct Call {
     user: Option<usize>,
     quirks: Quirks,
     page_size: Option<usize>,
+    /// The token's own user (delegated tokens) and whether it is app-only.
+    token_user: Option<usize>,
+    app_only: bool,
 }
 
 /// `Prefer: odata.maxpagesize=N`, if sent.
@@ -740,6 +754,7 @@ fn graph(
     let needed = match endpoint {
         Endpoint::GraphMail => MAIL_PERMISSIONS,
         Endpoint::GraphCalendar => CALENDAR_PERMISSIONS,
+        Endpoint::GraphMe => ME_PERMISSIONS,
         _ => USER_PERMISSIONS,
     };
     let held = if grant.app_only {
@@ -752,7 +767,7 @@ fn graph(
         .any(|p| needed.iter().any(|n| n.eq_ignore_ascii_case(p)));
     let own_mailbox = grant.app_only || user.is_none() || grant.user == user;
     if !permitted || !own_mailbox {
-        let kind = if endpoint == Endpoint::GraphUsers {
+        let kind = if matches!(endpoint, Endpoint::GraphUsers | Endpoint::GraphMe) {
             FaultKind::AuthorizationRequestDenied
         } else {
             FaultKind::AccessDenied
@@ -801,6 +816,8 @@ fn graph(
         user,
         quirks: world.quirks(tenant, user, endpoint),
         page_size: max_page_size(headers),
+        token_user: grant.user,
+        app_only: grant.app_only,
     };
     reply.answer = body(&mut world, &call, &ctx);
     if let Some(size) = call.page_size {
@@ -952,6 +969,53 @@ async fn users(
                 body.push("@odata.nextLink", format!("{base}/users?{}", link.finish()));
             }
             body.push("value", value);
+            Answer::new(200, body)
+        },
+    );
+    deliver(reply).await
+}
+
+/// `GET /me`: the signed-in user of a delegated token (what a connect flow may ask to learn
+/// whose mailbox a grant reaches); an app-only token answers Graph's 400 (microsoft.md
+/// §2.2 "App-only token used with `/me`").
+async fn me(
+    State(shared): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params = Params::from_query(query.as_deref());
+    let reply = graph(
+        &shared,
+        &headers,
+        Endpoint::GraphMe,
+        None,
+        false,
+        |world, call, ctx| {
+            let user = call
+                .token_user
+                .filter(|_| !call.app_only)
+                .and_then(|u| world.user(call.tenant, u));
+            let (Some(user), Some(tenant)) = (user, world.tenants.get(call.tenant)) else {
+                return graph_error(
+                    ctx,
+                    400,
+                    "BadRequest",
+                    "/me request is only valid with delegated authentication flow.",
+                    true,
+                );
+            };
+            let select: Vec<&str> = params
+                .get("$select")
+                .map(|s| s.split(',').map(str::trim).collect())
+                .unwrap_or_else(|| DEFAULT_USER_FIELDS.to_vec());
+            let mut body = obj! {
+                "@odata.context" => "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+            };
+            if let J::Obj(fields) = graph_user(user, &tenant.cfg.domain).select(&select, &["id"]) {
+                for (key, value) in fields {
+                    body.push(&key, value);
+                }
+            }
             Answer::new(200, body)
         },
     );

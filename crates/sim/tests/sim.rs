@@ -3676,7 +3676,10 @@ async fn microsoft_openid_discovery_and_id_token() {
             ("client_id", MS_CLIENT),
             ("redirect_uri", redirect),
             ("response_type", "code"),
-            ("scope", "openid profile email offline_access Mail.Read"),
+            (
+                "scope",
+                "openid profile email offline_access Mail.Read User.Read",
+            ),
             ("state", "s"),
             ("nonce", "nonce-42"),
             ("login_hint", "katherine@contoso.example"),
@@ -3733,13 +3736,34 @@ async fn microsoft_openid_discovery_and_id_token() {
         verify_id_token(&env, &jwks, refreshed.body["id_token"].as_str().unwrap()).await;
     assert_eq!(again["sub"], claims["sub"]);
     assert!(again.get("nonce").is_none());
+    // Graph /me names the signed-in user of a delegated token; an app token gets Graph's 400.
+    let me = env
+        .get(
+            &format!("{}/me?$select=id,userPrincipalName,mail", env.e.graph_base),
+            got.body["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(
+        me.body,
+        json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity", "mail": "katherine@contoso.example", "userPrincipalName": "katherine@contoso.example", "id": oid})
+    );
+    let app = env
+        .ms_app_token(MS_TENANT, MS_CLIENT, "sim-microsoft-secret")
+        .await;
     // Client credentials never carry an id_token.
-    assert!(
-        env.ms_app_token(MS_TENANT, MS_CLIENT, "sim-microsoft-secret")
-            .await
-            .body
-            .get("id_token")
-            .is_none()
+    assert!(app.body.get("id_token").is_none());
+    let me = env
+        .get(
+            &format!("{}/me", env.e.graph_base),
+            app.body["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(me.status, 400);
+    assert_eq!(me.body["error"]["code"], "BadRequest");
+    assert_eq!(
+        me.body["error"]["message"],
+        "/me request is only valid with delegated authentication flow."
     );
     env.sim.shutdown().await;
 }
