@@ -940,8 +940,57 @@ async fn users(
                 .or(call.page_size)
                 .unwrap_or(100)
                 .clamp(1, 999);
-            let listed: Vec<&crate::state::UserState> =
-                tenant.users.iter().filter(|u| !u.cfg.deleted).collect();
+            // `ConsistencyLevel: eventual` with `$count=true` turns on advanced queries
+            // (`ne`, `endsWith`); learn.microsoft.com/graph/aad-advanced-queries.
+            let advanced = headers
+                .get("consistencylevel")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("eventual"))
+                && params.get("$count") == Some("true");
+            let filter = match params.get("$filter") {
+                None => None,
+                Some(text) => match crate::search::UserFilter::parse(text, advanced) {
+                    Ok(filter) => Some(filter),
+                    // MicrosoftDocs/azure-docs#38560, microsoft/botframework-components#1108.
+                    Err(property) => {
+                        return graph_error(
+                            ctx,
+                            400,
+                            "Request_UnsupportedQuery",
+                            &format!(
+                                "Unsupported or invalid query filter clause specified for property '{property}' of resource 'User'."
+                            ),
+                            true,
+                        );
+                    }
+                },
+            };
+            let text = |body: &J, key: &str| match body.get(key) {
+                Some(J::Str(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let listed: Vec<&crate::state::UserState> = tenant
+                .users
+                .iter()
+                .filter(|u| !u.cfg.deleted)
+                .filter(|u| {
+                    let Some(filter) = &filter else {
+                        return true;
+                    };
+                    let body = graph_user(u, &tenant.cfg.domain);
+                    let mail = text(&body, "mail");
+                    filter.matches(&crate::search::DirectoryUserView {
+                        id: &text(&body, "id"),
+                        user_principal_name: &text(&body, "userPrincipalName"),
+                        mail: (!mail.is_empty()).then_some(mail.as_str()),
+                        display_name: &text(&body, "displayName"),
+                        given_name: &text(&body, "givenName"),
+                        surname: &text(&body, "surname"),
+                        account_enabled: body.get("accountEnabled") == Some(&J::Bool(true)),
+                        user_type: &text(&body, "userType"),
+                    })
+                })
+                .collect();
             let (range, next) = paging::cut(listed.len(), size, at, call.quirks);
             let value: Vec<J> = listed
                 .get(range)
@@ -963,6 +1012,9 @@ async fn users(
                 let mut link = form_urlencoded::Serializer::new(String::new());
                 if !select.is_empty() {
                     link.append_pair("$select", &select.join(","));
+                }
+                if let Some(filter) = params.get("$filter") {
+                    link.append_pair("$filter", filter);
                 }
                 link.append_pair("$top", &size.to_string());
                 link.append_pair("$skiptoken", &paging::encode(&["u", &offset, &empty]));
