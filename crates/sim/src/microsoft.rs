@@ -1158,6 +1158,8 @@ struct MailOptions {
     newest_first: bool,
     change_type: Option<crate::search::ChangeType>,
     top: Option<usize>,
+    /// `$select`, comma-separated as sent.
+    select: Option<String>,
 }
 
 impl MailOptions {
@@ -1208,6 +1210,14 @@ impl MailOptions {
                 _ => return refuse("The query parameter '$top' is invalid."),
             }
         }
+        // Property names only: nothing that could break the option record's separators.
+        options.select = params
+            .get("$select")
+            .filter(|s| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ',' || c == ' ')
+            })
+            .map(|s| s.replace(' ', ""));
         Ok(options)
     }
 
@@ -1225,6 +1235,9 @@ impl MailOptions {
         if let Some(top) = self.top {
             parts.push(format!("t={top}"));
         }
+        if let Some(select) = &self.select {
+            parts.push(format!("s={select}"));
+        }
         parts.join(";")
     }
 
@@ -1240,6 +1253,7 @@ impl MailOptions {
                 Some(("o", _)) => options.newest_first = true,
                 Some(("c", kind)) => options.change_type = crate::search::ChangeType::parse(kind),
                 Some(("t", top)) => options.top = top.parse().ok(),
+                Some(("s", select)) => options.select = Some(select.to_owned()),
                 _ => {}
             }
         }
@@ -1474,9 +1488,16 @@ async fn mail_delta(
                 Err(answer) => return answer,
             };
             let options = MailOptions::decode(&state.options);
+            // The round's `$select` lives in its links; one sent again with a link wins.
             let select: Vec<&str> = params
                 .get("$select")
-                .map(|s| s.split(',').map(str::trim).collect())
+                .or(options.select.as_deref())
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|f| !f.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut changed: Vec<&crate::state::MailMessage> = mail
                 .messages

@@ -2504,6 +2504,17 @@ async fn graph_mail_delta_full_incremental_expiry_and_quirks() {
             .iter()
             .all(|m| m.subject.is_some() && m.is_read.is_none())
     );
+    // ... and stays in the round's links: the next page is selected too.
+    let next = page.next_link.expect("12 messages in pages of 10");
+    let page: graph_models::Page<graph_models::Message> =
+        conforms(&env.get(&next, &token).await.body);
+    assert!(
+        !page.value.is_empty()
+            && page
+                .value
+                .iter()
+                .all(|m| m.subject.is_some() && m.is_read.is_none())
+    );
     // Expiry: 410 SyncStateNotFound (microsoft.md §2.2, §3), then a full resync works.
     env.control(
         "expire",
