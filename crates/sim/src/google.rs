@@ -326,6 +326,7 @@ impl Oidc<'_> {
         client_id: &str,
         scopes: &[String],
         nonce: Option<&str>,
+        access_token: &str,
     ) -> Option<String> {
         if !scopes.iter().any(|s| s == "openid") {
             return None;
@@ -351,6 +352,7 @@ impl Oidc<'_> {
                 scopes: &scopes,
                 nonce,
                 lifetime: world.token_lifetime,
+                access_token: Some(access_token),
             },
             now(),
         )
@@ -397,6 +399,7 @@ fn refresh(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
         scopes = without_mail_and_calendar(&scopes);
     }
     let scope = scopes.join(" ");
+    let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
     let id_token = oidc.id_token(
         world,
         tenant,
@@ -404,8 +407,8 @@ fn refresh(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
         &grant.client_id,
         &grant.scopes,
         None,
+        &access,
     );
-    let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
     let mut body = obj! {
         "access_token" => access,
         "expires_in" => lifetime,
@@ -507,6 +510,7 @@ fn code(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
         },
     );
     let scope = scopes.join(" ");
+    let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
     let id_token = oidc.id_token(
         world,
         tenant,
@@ -514,8 +518,8 @@ fn code(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
         &grant.client_id,
         &grant.scopes,
         grant.nonce.as_deref(),
+        &access,
     );
-    let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
     let mut body = obj! {
         "access_token" => access,
         "expires_in" => lifetime,

@@ -484,6 +484,7 @@ fn id_token_of(
             scopes,
             nonce,
             lifetime: world.token_lifetime,
+            access_token: None,
         },
         &tid,
         &user.id,

@@ -315,6 +315,8 @@ pub(crate) struct IdTokenFor<'a> {
     pub scopes: &'a [String],
     pub nonce: Option<&'a str>,
     pub lifetime: i64,
+    /// The access token issued beside it, for Google's `at_hash`.
+    pub access_token: Option<&'a str>,
 }
 
 fn has(scopes: &[String], scope: &str) -> bool {
@@ -323,7 +325,7 @@ fn has(scopes: &[String], scope: &str) -> bool {
 
 /// A Google `id_token` (developers.google.com/identity/openid-connect/openid-connect
 /// "An ID token's payload"): `iss`, `azp`, `aud`, `sub`, `hd` (Workspace domain),
-/// `email` + `email_verified` with the `email` scope, `name` / `given_name` /
+/// `email` + `email_verified` with the `email` scope, `at_hash` of the access token, `name` / `given_name` /
 /// `family_name` with `profile`, `nonce` if the authorization request had one, `iat`,
 /// `exp`.
 pub(crate) fn google_id_token(key: &IdKey, who: &IdTokenFor<'_>, now: i64) -> Option<String> {
@@ -339,6 +341,11 @@ pub(crate) fn google_id_token(key: &IdKey, who: &IdTokenFor<'_>, now: i64) -> Op
     if has(who.scopes, "email") {
         claims.push("email", who.email);
         claims.push("email_verified", true);
+    }
+    if let Some(access) = who.access_token {
+        // OpenID Connect Core §3.1.3.6: base64url of the left half of SHA-256(token).
+        let digest = Sha256::digest(access.as_bytes());
+        claims.push("at_hash", URL_SAFE_NO_PAD.encode(&digest[..16]));
     }
     if has(who.scopes, "profile") {
         claims.push("name", who.name);

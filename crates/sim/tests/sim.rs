@@ -3575,6 +3575,9 @@ async fn google_openid_discovery_and_id_token() {
     assert_eq!(claims["email"], "grace@acme.example");
     assert_eq!(claims["email_verified"], true);
     assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    // at_hash: base64url of the left half of SHA-256(access_token) (OIDC Core §3.1.3.6).
+    let digest = <Sha256 as sha2::Digest>::digest(got.body["access_token"].as_str().unwrap());
+    assert_eq!(claims["at_hash"], URL_SAFE_NO_PAD.encode(&digest[..16]));
     assert!(claims["name"].is_string());
     let (iat, exp) = (
         claims["iat"].as_i64().unwrap(),
