@@ -309,6 +309,15 @@ fn without_mail_and_calendar(scopes: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The grant an `id_token` is minted for.
+struct IdGrant<'a> {
+    user: usize,
+    client_id: &'a str,
+    scopes: &'a [String],
+    nonce: Option<&'a str>,
+    access_token: &'a str,
+}
+
 /// What the token endpoint needs to add an `id_token` to a code or refresh answer.
 struct Oidc<'a> {
     key: Option<&'a crate::oidc::IdKey>,
@@ -318,16 +327,14 @@ struct Oidc<'a> {
 impl Oidc<'_> {
     /// The `id_token` of a grant whose scopes hold `openid` (providers/google.md §3: the
     /// refresh answer has one "if openid"), else `None`.
-    fn id_token(
-        &self,
-        world: &World,
-        tenant: usize,
-        user: usize,
-        client_id: &str,
-        scopes: &[String],
-        nonce: Option<&str>,
-        access_token: &str,
-    ) -> Option<String> {
+    fn id_token(&self, world: &World, tenant: usize, grant: IdGrant<'_>) -> Option<String> {
+        let IdGrant {
+            user,
+            client_id,
+            scopes,
+            nonce,
+            access_token,
+        } = grant;
         if !scopes.iter().any(|s| s == "openid") {
             return None;
         }
@@ -403,11 +410,13 @@ fn refresh(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
     let id_token = oidc.id_token(
         world,
         tenant,
-        grant.user,
-        &grant.client_id,
-        &grant.scopes,
-        None,
-        &access,
+        IdGrant {
+            user: grant.user,
+            client_id: &grant.client_id,
+            scopes: &grant.scopes,
+            nonce: None,
+            access_token: &access,
+        },
     );
     let mut body = obj! {
         "access_token" => access,
@@ -514,11 +523,13 @@ fn code(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
     let id_token = oidc.id_token(
         world,
         tenant,
-        grant.user,
-        &grant.client_id,
-        &grant.scopes,
-        grant.nonce.as_deref(),
-        &access,
+        IdGrant {
+            user: grant.user,
+            client_id: &grant.client_id,
+            scopes: &grant.scopes,
+            nonce: grant.nonce.as_deref(),
+            access_token: &access,
+        },
     );
     let mut body = obj! {
         "access_token" => access,
