@@ -250,6 +250,8 @@ pub(crate) enum Endpoint {
     CalendarEvents,
     Directory,
     GraphUsers,
+    /// Graph `/me` (delegated tokens only).
+    GraphMe,
     GraphMail,
     GraphCalendar,
 }
@@ -267,6 +269,7 @@ impl Endpoint {
             Endpoint::CalendarEvents => "calendar.events.list",
             Endpoint::Directory => "directory.users.list",
             Endpoint::GraphUsers => "graph.users",
+            Endpoint::GraphMe => "graph.me",
             Endpoint::GraphMail => "graph.messages.delta",
             Endpoint::GraphCalendar => "graph.calendarView.delta",
         }
@@ -308,7 +311,9 @@ impl EndpointSel {
             EndpointSel::GmailHistory => endpoint == Endpoint::GmailHistory,
             EndpointSel::Calendar => endpoint == Endpoint::CalendarEvents,
             EndpointSel::Directory => endpoint == Endpoint::Directory,
-            EndpointSel::GraphUsers => endpoint == Endpoint::GraphUsers,
+            EndpointSel::GraphUsers => {
+                matches!(endpoint, Endpoint::GraphUsers | Endpoint::GraphMe)
+            }
             EndpointSel::GraphMail => endpoint == Endpoint::GraphMail,
             EndpointSel::GraphCalendar => endpoint == Endpoint::GraphCalendar,
             EndpointSel::Mailbox => endpoint.is_mailbox(),
@@ -539,7 +544,7 @@ pub(crate) fn google_token_error(status: u16, error: &str, description: &str) ->
 }
 
 /// One `errors[]` item in the order Google's quotes show it: domain, reason, message.
-fn item(domain: &str, reason: &str, message: &str) -> J {
+pub(crate) fn item(domain: &str, reason: &str, message: &str) -> J {
     obj! { "domain" => domain, "reason" => reason, "message" => message }
 }
 

@@ -72,8 +72,23 @@ fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+/// Google's resource timestamps: UTC with milliseconds (`2024-01-18T14:52:12.409Z`), as
+/// Calendar's `created` / `updated` and Directory's `creationTime` are written.
+pub(crate) fn google_time(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
+        .unwrap_or_default()
+}
+
+/// An event's `start` / `end` `dateTime` in a UTC calendar: whole seconds, `Z`.
+fn google_seconds(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default()
 }
 
 fn token_reply(answer: Answer, transport: Option<crate::scenario::FaultSpec>) -> Reply {
@@ -91,13 +106,17 @@ fn token_reply(answer: Answer, transport: Option<crate::scenario::FaultSpec>) ->
 
 async fn token(State(shared): State<AppState>, body: Bytes) -> Response {
     let params = Params::parse(&body);
+    let oidc = Oidc {
+        key: shared.id_key.as_deref(),
+        issuer: crate::oidc::google_issuer(&shared),
+    };
     let reply = {
         let mut world = shared.lock();
         world.count(Endpoint::Token);
         match params.get("grant_type") {
             Some(JWT_BEARER) => jwt_bearer(&mut world, &shared.urls.google_token_url, &params),
-            Some("refresh_token") => refresh(&mut world, &params),
-            Some("authorization_code") => code(&mut world, &params),
+            Some("refresh_token") => refresh(&mut world, &params, &oidc),
+            Some("authorization_code") => code(&mut world, &params, &oidc),
             Some(other) => token_reply(
                 google_token_error(
                     400,
@@ -290,7 +309,64 @@ fn without_mail_and_calendar(scopes: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn refresh(world: &mut World, params: &Params) -> Reply {
+/// The grant an `id_token` is minted for.
+struct IdGrant<'a> {
+    user: usize,
+    client_id: &'a str,
+    scopes: &'a [String],
+    nonce: Option<&'a str>,
+    access_token: &'a str,
+}
+
+/// What the token endpoint needs to add an `id_token` to a code or refresh answer.
+struct Oidc<'a> {
+    key: Option<&'a crate::oidc::IdKey>,
+    issuer: String,
+}
+
+impl Oidc<'_> {
+    /// The `id_token` of a grant whose scopes hold `openid` (providers/google.md §3: the
+    /// refresh answer has one "if openid"), else `None`.
+    fn id_token(&self, world: &World, tenant: usize, grant: IdGrant<'_>) -> Option<String> {
+        let IdGrant {
+            user,
+            client_id,
+            scopes,
+            nonce,
+            access_token,
+        } = grant;
+        if !scopes.iter().any(|s| s == "openid") {
+            return None;
+        }
+        let user = world.user(tenant, user)?;
+        // Google accepts both the short and the URL form of the profile scopes.
+        let scopes: Vec<String> = scopes
+            .iter()
+            .map(|s| match s.as_str() {
+                "https://www.googleapis.com/auth/userinfo.email" => "email".to_owned(),
+                "https://www.googleapis.com/auth/userinfo.profile" => "profile".to_owned(),
+                other => other.to_owned(),
+            })
+            .collect();
+        crate::oidc::google_id_token(
+            self.key?,
+            &crate::oidc::IdTokenFor {
+                issuer: &self.issuer,
+                client_id,
+                subject: &user.id,
+                email: &user.cfg.email,
+                name: &user.cfg.name,
+                scopes: &scopes,
+                nonce,
+                lifetime: world.token_lifetime,
+                access_token: Some(access_token),
+            },
+            now(),
+        )
+    }
+}
+
+fn refresh(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
     let tenant = match client_auth(world, params) {
         Ok(tenant) => tenant,
         Err(answer) => return token_reply(answer, None),
@@ -331,18 +407,27 @@ fn refresh(world: &mut World, params: &Params) -> Reply {
     }
     let scope = scopes.join(" ");
     let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
-    token_reply(
-        Answer::new(
-            200,
-            obj! {
-                "access_token" => access,
-                "expires_in" => lifetime,
-                "scope" => scope,
-                "token_type" => "Bearer",
-            },
-        ),
-        transport,
-    )
+    let id_token = oidc.id_token(
+        world,
+        tenant,
+        IdGrant {
+            user: grant.user,
+            client_id: &grant.client_id,
+            scopes: &grant.scopes,
+            nonce: None,
+            access_token: &access,
+        },
+    );
+    let mut body = obj! {
+        "access_token" => access,
+        "expires_in" => lifetime,
+        "scope" => scope,
+        "token_type" => "Bearer",
+    };
+    if let Some(id_token) = id_token {
+        body.push("id_token", id_token);
+    }
+    token_reply(Answer::new(200, body), transport)
 }
 
 /// Checks a PKCE verifier against the challenge stored with a code.
@@ -360,7 +445,7 @@ pub(crate) fn pkce_ok(challenge: Option<&(String, String)>, verifier: Option<&st
     }
 }
 
-fn code(world: &mut World, params: &Params) -> Reply {
+fn code(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
     let tenant = match client_auth(world, params) {
         Ok(tenant) => tenant,
         Err(answer) => return token_reply(answer, None),
@@ -435,19 +520,28 @@ fn code(world: &mut World, params: &Params) -> Reply {
     );
     let scope = scopes.join(" ");
     let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
-    token_reply(
-        Answer::new(
-            200,
-            obj! {
-                "access_token" => access,
-                "expires_in" => lifetime,
-                "refresh_token" => refresh_token,
-                "scope" => scope,
-                "token_type" => "Bearer",
-            },
-        ),
-        transport,
-    )
+    let id_token = oidc.id_token(
+        world,
+        tenant,
+        IdGrant {
+            user: grant.user,
+            client_id: &grant.client_id,
+            scopes: &grant.scopes,
+            nonce: grant.nonce.as_deref(),
+            access_token: &access,
+        },
+    );
+    let mut body = obj! {
+        "access_token" => access,
+        "expires_in" => lifetime,
+        "refresh_token" => refresh_token,
+        "scope" => scope,
+        "token_type" => "Bearer",
+    };
+    if let Some(id_token) = id_token {
+        body.push("id_token", id_token);
+    }
+    token_reply(Answer::new(200, body), transport)
 }
 
 // ---- authorize ------------------------------------------------------------------------
@@ -581,6 +675,7 @@ async fn authorize(State(shared): State<AppState>, RawQuery(query): RawQuery) ->
             redirect_uri: redirect_uri.clone(),
             scopes: consent.scopes,
             challenge,
+            nonce: params.get("nonce").map(str::to_owned),
             used: false,
         },
     );
@@ -807,6 +902,16 @@ async fn messages_list(
                     None => return bad_request("invalid", "Invalid pageToken", Some("pageToken")),
                 },
             };
+            // `labelIds` must name labels the mailbox has (sim mailboxes have only the
+            // system labels); each one must be on a listed message.
+            let label_ids = params.all("labelIds");
+            if let Some(unknown) = label_ids
+                .iter()
+                .find(|l| !crate::search::GMAIL_SYSTEM_LABELS.contains(l))
+            {
+                return invalid_label(unknown);
+            }
+            let query = crate::search::GmailQuery::parse(params.get("q").unwrap_or(""), now());
             // Newest first, as Gmail lists.
             let live: Vec<&crate::state::MailMessage> = user
                 .mail
@@ -814,6 +919,16 @@ async fn messages_list(
                 .iter()
                 .rev()
                 .filter(|m| !m.deleted)
+                .filter(|m| {
+                    label_ids.iter().all(|l| MESSAGE_LABELS.contains(l))
+                        && query.matches(&crate::search::MailView {
+                            received: m.received.unix_timestamp(),
+                            labels: MESSAGE_LABELS,
+                            from: &m.from_address,
+                            to: &user.cfg.email,
+                            subject: &m.subject,
+                        })
+                })
                 .collect();
             let (range, next) =
                 paging::cut(live.len(), page_size(&params, 100, 500), at, call.quirks);
@@ -836,6 +951,24 @@ async fn messages_list(
         },
     );
     deliver(reply).await
+}
+
+/// The labels every generated message carries.
+const MESSAGE_LABELS: &[&str] = &["UNREAD", "INBOX"];
+
+/// Gmail's 400 for a `labelIds` / `labelId` it does not know (GAM-team/GAM#365,
+/// GAM-team/got-your-back#135: "Invalid label: …", reason `invalidArgument`).
+fn invalid_label(label: &str) -> Answer {
+    let message = format!("Invalid label: {label}");
+    crate::fault::google_error(
+        400,
+        &message,
+        Some(vec![
+            obj! { "message" => message.as_str(), "domain" => "global", "reason" => "invalidArgument" },
+        ]),
+        Some("INVALID_ARGUMENT"),
+        None,
+    )
 }
 
 fn gmail_message(
@@ -975,6 +1108,12 @@ async fn history_list(
                     None => return bad_request("invalid", "Invalid pageToken", Some("pageToken")),
                 },
             };
+            let label = params.get("labelId");
+            if let Some(label) = label.filter(|l| !crate::search::GMAIL_SYSTEM_LABELS.contains(l)) {
+                return invalid_label(label);
+            }
+            // Every generated message carries the same labels, deleted or not.
+            let labelled = |_added: bool| label.is_none_or(|l| MESSAGE_LABELS.contains(&l));
             let types = params.all("historyTypes");
             let wants = |added: bool| {
                 types.is_empty()
@@ -990,7 +1129,7 @@ async fn history_list(
                 .mail
                 .history
                 .iter()
-                .filter(|r| r.id > start && wants(r.added))
+                .filter(|r| r.id > start && wants(r.added) && labelled(r.added))
                 .collect();
             let (range, next) =
                 paging::cut(records.len(), page_size(&params, 100, 500), at, call.quirks);
@@ -1051,13 +1190,13 @@ fn calendar_event(event: &crate::state::CalEvent, owner: &str) -> J {
         "id" => event.id.as_str(),
         "status" => "confirmed",
         "htmlLink" => format!("https://www.google.com/calendar/event?eid={}", event.id),
-        "created" => rfc3339(event.created),
-        "updated" => rfc3339(event.updated),
+        "created" => google_time(event.created),
+        "updated" => google_time(event.updated),
         "summary" => event.summary.as_str(),
         "creator" => obj! { "email" => owner, "self" => true },
         "organizer" => obj! { "email" => owner, "self" => true },
-        "start" => obj! { "dateTime" => rfc3339(event.start), "timeZone" => "UTC" },
-        "end" => obj! { "dateTime" => rfc3339(event.end), "timeZone" => "UTC" },
+        "start" => obj! { "dateTime" => google_seconds(event.start), "timeZone" => "UTC" },
+        "end" => obj! { "dateTime" => google_seconds(event.end), "timeZone" => "UTC" },
         "iCalUID" => format!("{}@google.com", event.id),
         "sequence" => 0i64,
         "reminders" => obj! { "useDefault" => true },
@@ -1083,6 +1222,9 @@ async fn events_list(
             let Some(user) = world.user(call.tenant, call.user) else {
                 return Answer::new(200, J::Null);
             };
+            if let Err(answer) = calendar_params(&params) {
+                return answer;
+            }
             let cal = &user.cal;
             let epoch = cal.epoch.to_string();
             // Mode: full (since 0, no cancelled) or incremental (since the sync token).
@@ -1141,13 +1283,17 @@ async fn events_list(
                 (None, None) => (0, cal.seq, PageAt::default()),
             };
             let full = since == 0;
-            let show_deleted = !full || params.get("showDeleted") == Some("true");
-            let time_min = params
-                .get("timeMin")
-                .and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok());
-            let time_max = params
-                .get("timeMax")
-                .and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok());
+            let time = |key: &str| {
+                params
+                    .get(key)
+                    .and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
+            };
+            let (time_min, time_max, updated_min) =
+                (time("timeMin"), time("timeMax"), time("updatedMin"));
+            // Entries deleted since `updatedMin` are always included (events.list reference).
+            let show_deleted =
+                !full || updated_min.is_some() || params.get("showDeleted") == Some("true");
+            let text = params.get("q").map(str::to_lowercase);
             let mut items: Vec<&crate::state::CalEvent> = cal
                 .events
                 .iter()
@@ -1156,9 +1302,17 @@ async fn events_list(
                 .filter(|e| {
                     time_min.is_none_or(|t| e.end > t) && time_max.is_none_or(|t| e.start < t)
                 })
+                .filter(|e| updated_min.is_none_or(|t| e.updated >= t))
+                .filter(|e| {
+                    text.as_deref()
+                        .is_none_or(|q| e.summary.to_lowercase().contains(q))
+                })
                 .collect();
-            if full {
-                items.sort_by_key(|e| (e.start, e.seq));
+            match params.get("orderBy") {
+                Some("updated") => items.sort_by_key(|e| (e.updated, e.seq)),
+                Some(_) => items.sort_by_key(|e| (e.start, e.seq)),
+                None if full => items.sort_by_key(|e| (e.start, e.seq)),
+                None => {}
             }
             let (range, next) =
                 paging::cut(items.len(), page_size(&params, 250, 2500), at, call.quirks);
@@ -1179,7 +1333,7 @@ async fn events_list(
                 "etag" => format!("\"{}\"", 3_000_000_000_000_000u64 + cal.seq),
                 "summary" => user.cfg.email.as_str(),
                 "description" => "",
-                "updated" => rfc3339(updated),
+                "updated" => google_time(updated),
                 "timeZone" => "UTC",
                 "accessRole" => "owner",
                 "defaultReminders" => vec![obj! { "method" => "popup", "minutes" => 10i64 }],
@@ -1211,6 +1365,111 @@ async fn events_list(
     deliver(reply).await
 }
 
+/// Parameters `syncToken` may not be combined with (events.list reference: "There are
+/// several query parameters that cannot be specified together with nextSyncToken").
+const NOT_WITH_SYNC_TOKEN: &[&str] = &[
+    "iCalUID",
+    "orderBy",
+    "privateExtendedProperty",
+    "q",
+    "sharedExtendedProperty",
+    "timeMin",
+    "timeMax",
+    "updatedMin",
+];
+
+/// The 400s `events.list` answers before looking at any event (docs/sim.md, "What the sim
+/// refuses").
+fn calendar_params(params: &Params) -> Result<(), Answer> {
+    let with_token = params.get("syncToken").is_some();
+    if with_token
+        && (NOT_WITH_SYNC_TOKEN.iter().any(|k| params.get(k).is_some())
+            || params.get("showDeleted") == Some("false"))
+    {
+        // Observed text and reason (qiita.com/shiraily/items/6762046f041551c269da).
+        let message = "Sync token cannot be used with other request restrictions.";
+        return Err(crate::fault::google_error(
+            400,
+            message,
+            Some(vec![
+                obj! { "domain" => "calendar", "reason" => "syncTokenWithRequestRestrictions", "message" => message },
+            ]),
+            None,
+            None,
+        ));
+    }
+    // RFC 3339 "with mandatory time zone offset" (events.list reference); without one
+    // Google answers a bare "Bad Request" (google-api-python-client#779).
+    let mut times = Vec::new();
+    for key in ["timeMin", "timeMax", "updatedMin"] {
+        if let Some(value) = params.get(key) {
+            match OffsetDateTime::parse(value, &Rfc3339) {
+                Ok(t) => times.push((key, t)),
+                Err(_) => {
+                    return Err(crate::fault::google_error(
+                        400,
+                        "Bad Request",
+                        Some(vec![crate::fault::item(
+                            "global",
+                            "badRequest",
+                            "Bad Request",
+                        )]),
+                        None,
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    let find = |key: &str| times.iter().find(|(k, _)| *k == key).map(|(_, t)| *t);
+    if let (Some(min), Some(max)) = (find("timeMin"), find("timeMax"))
+        && max <= min
+    {
+        // The Calendar errors guide's example.
+        let message = "The specified time range is empty.";
+        return Err(crate::fault::google_error(
+            400,
+            message,
+            Some(vec![obj! {
+                "domain" => "calendar",
+                "reason" => "timeRangeEmpty",
+                "message" => message,
+                "locationType" => "parameter",
+                "location" => "timeMax",
+            }]),
+            None,
+            None,
+        ));
+    }
+    match params.get("orderBy") {
+        None | Some("updated") => Ok(()),
+        Some("startTime") if params.get("singleEvents") == Some("true") => Ok(()),
+        Some(other) => {
+            // googleworkspace/java-samples#52, google-api-nodejs-client#771.
+            let message = if other == "startTime" {
+                "The requested ordering is not available for the particular query.".to_owned()
+            } else {
+                format!(
+                    "Invalid value '{other}'. Values must match the following regular expression: '(startTime|updated)'"
+                )
+            };
+            Err(crate::fault::google_error(
+                400,
+                &message,
+                Some(vec![obj! {
+                    "domain" => "global",
+                    "reason" => "invalid",
+                    "message" => message.as_str(),
+                    "locationType" => "parameter",
+                    "location" => "orderBy",
+                }]),
+                None,
+                None,
+            ))
+        }
+    }
+}
+
 fn directory_user(user: &crate::state::UserState, customer: &str) -> J {
     let cfg = &user.cfg;
     let mut names = cfg.name.splitn(2, ' ');
@@ -1225,7 +1484,7 @@ fn directory_user(user: &crate::state::UserState, customer: &str) -> J {
         "isAdmin" => cfg.admin,
         "isDelegatedAdmin" => false,
         "lastLoginTime" => "1970-01-01T00:00:00.000Z",
-        "creationTime" => rfc3339(cfg.created_at),
+        "creationTime" => google_time(cfg.created_at),
         "agreedToTerms" => true,
         "suspended" => cfg.suspended,
     };
@@ -1299,13 +1558,33 @@ async fn directory_users(
                 }
                 _ => {}
             }
-            let only_active = params
-                .get("query")
-                .is_some_and(|q| q.replace(' ', "").contains("isSuspended=false"));
+            let Ok(query) = crate::search::DirectoryQuery::parse(params.get("query").unwrap_or(""))
+            else {
+                // google-api-java-client#1020: a query the Directory cannot read.
+                return crate::fault::google_error(
+                    400,
+                    "Invalid Input: query",
+                    Some(vec![
+                        obj! { "message" => "Invalid Input: query", "domain" => "global", "reason" => "invalid" },
+                    ]),
+                    None,
+                    None,
+                );
+            };
             let mut users: Vec<&crate::state::UserState> = tenant
                 .users
                 .iter()
-                .filter(|u| !(u.cfg.deleted || u.cfg.guest || (only_active && u.cfg.suspended)))
+                .filter(|u| !(u.cfg.deleted || u.cfg.guest))
+                .filter(|u| {
+                    let (given, family) = u.cfg.name.split_once(' ').unwrap_or((&u.cfg.name, ""));
+                    query.matches(&crate::search::PersonView {
+                        email: &u.cfg.email,
+                        given_name: given,
+                        family_name: family,
+                        admin: u.cfg.admin,
+                        suspended: u.cfg.suspended,
+                    })
+                })
                 .collect();
             users.sort_by(|a, b| a.cfg.email.cmp(&b.cfg.email));
             let at = match params.get("pageToken") {

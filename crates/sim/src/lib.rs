@@ -44,8 +44,10 @@ mod google;
 mod json;
 mod jwt;
 mod microsoft;
+mod oidc;
 mod paging;
 mod scenario;
+mod search;
 mod server;
 mod state;
 
@@ -85,7 +87,21 @@ pub enum SimError {
         /// Why.
         source: std::io::Error,
     },
+    /// The https listener's certificate or key does not load.
+    #[error("cannot set up https: {message}")]
+    Tls {
+        /// What is wrong.
+        message: String,
+    },
 }
+
+/// The CA certificate (PEM) that signed the https listener's certificate: hand it to a
+/// client as its only trust anchor. **Fake and test-only** (config/sim/keys/; the CA's key
+/// was discarded after signing, so nothing else can be issued under it).
+pub const TEST_CA_PEM: &str =
+    include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls-ca.pem");
+const TLS_CERT_PEM: &str = include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls.pem");
+const TLS_KEY_PEM: &str = include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls.key.pem");
 
 /// Every base URL a connector configuration needs, without trailing slashes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +148,41 @@ impl Endpoints {
         format!("{}/{tenant}/oauth2/v2.0/token", self.microsoft_login_base)
     }
 
+    /// Google's OpenID issuer as the sim mirrors `https://accounts.google.com`: the `iss`
+    /// of its `id_token`s and the base of its discovery document.
+    pub fn google_issuer(&self) -> String {
+        format!("{}/google", self.base)
+    }
+
+    /// Google's discovery document (`{issuer}/.well-known/openid-configuration`).
+    pub fn google_openid_configuration_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.google_issuer())
+    }
+
+    /// Google's JWKS (`https://www.googleapis.com/oauth2/v3/certs`).
+    pub fn google_jwks_url(&self) -> String {
+        format!("{}/oauth2/v3/certs", self.google_issuer())
+    }
+
+    /// Entra's v2.0 issuer of the tenant with GUID `tid`
+    /// (`https://login.microsoftonline.com/{tid}/v2.0`).
+    pub fn microsoft_issuer(&self, tid: &str) -> String {
+        format!("{}/{tid}/v2.0", self.microsoft_login_base)
+    }
+
+    /// Entra's v2.0 discovery document of `tenant` (id, domain, `common`, …).
+    pub fn microsoft_openid_configuration_url(&self, tenant: &str) -> String {
+        format!(
+            "{}/{tenant}/v2.0/.well-known/openid-configuration",
+            self.microsoft_login_base
+        )
+    }
+
+    /// Entra's v2.0 JWKS of `tenant`.
+    pub fn microsoft_jwks_url(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/discovery/v2.0/keys", self.microsoft_login_base)
+    }
+
     /// Microsoft authorize endpoint of `tenant`.
     pub fn microsoft_authorize_url(&self, tenant: &str) -> String {
         format!(
@@ -145,9 +196,28 @@ impl Endpoints {
 pub struct Sim;
 
 impl Sim {
-    /// Binds `listen` (port 0 picks a free port) and serves `scenario` on the current tokio
-    /// runtime until [`SimHandle::shutdown`] (or until the handle is dropped).
+    /// Binds `listen` (port 0 picks a free port) and serves `scenario` over plain http on
+    /// the current tokio runtime until [`SimHandle::shutdown`] (or until the handle is
+    /// dropped).
     pub async fn start(scenario: Scenario, listen: SocketAddr) -> Result<SimHandle, SimError> {
+        Sim::serve(scenario, listen, None).await
+    }
+
+    /// Like [`Sim::start`], over https with the shipped test certificate (for `127.0.0.1`,
+    /// `::1` and `localhost`, signed by [`TEST_CA_PEM`]); the endpoints are `https://…`.
+    /// Clients that insist on https (msal) can then be pointed at the sim.
+    pub async fn start_https(
+        scenario: Scenario,
+        listen: SocketAddr,
+    ) -> Result<SimHandle, SimError> {
+        Sim::serve(scenario, listen, Some(tls_config()?)).await
+    }
+
+    async fn serve(
+        scenario: Scenario,
+        listen: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<SimHandle, SimError> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| SimError::Bind {
@@ -158,19 +228,34 @@ impl Sim {
             addr: listen,
             source,
         })?;
-        let endpoints = Endpoints::at(&format!("http://{local_addr}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoints = Endpoints::at(&format!("{scheme}://{local_addr}"));
         let shared = Arc::new(server::Shared::new(
             state::World::new(scenario),
             endpoints.clone(),
         ));
         let app = server::router(shared);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
+            let served = match tls {
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+                Some(config) => {
+                    let listener = TlsListener {
+                        tcp: listener,
+                        acceptor: tokio_rustls::TlsAcceptor::from(config),
+                    };
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+            };
             if let Err(error) = served {
                 tracing::warn!(%error, "datacap-sim stopped with an error");
             }
@@ -181,6 +266,62 @@ impl Sim {
             stop: Some(stop),
             task: Some(task),
         })
+    }
+}
+
+/// The https listener's rustls configuration (ring, the workspace's one provider).
+fn tls_config() -> Result<Arc<rustls::ServerConfig>, SimError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = |message: String| SimError::Tls { message };
+    let certs = CertificateDer::pem_slice_iter(TLS_CERT_PEM.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls(format!("test certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(TLS_KEY_PEM.as_bytes())
+        .map_err(|e| tls(format!("test key: {e}")))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A TCP listener that hands axum only connections whose TLS handshake completed (within
+/// 5 s); a failed handshake is dropped and accepting goes on.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.tcp.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "datacap-sim: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            match tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                Ok(Err(error)) => tracing::debug!(%error, "datacap-sim: TLS handshake failed"),
+                Err(_) => tracing::debug!("datacap-sim: TLS handshake timed out"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 

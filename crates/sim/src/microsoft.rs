@@ -44,6 +44,16 @@ const USER_PERMISSIONS: &[&str] = &[
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
+/// What `/me` accepts (learn.microsoft.com/graph/api/user-get: User.Read and up).
+const ME_PERMISSIONS: &[&str] = &[
+    "User.Read",
+    "User.ReadWrite",
+    "User.ReadBasic.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
 /// OpenID scopes that never appear in `scp`.
 const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
@@ -52,12 +62,25 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/microsoft/{tenant}/oauth2/v2.0/token", post(token))
         .route("/microsoft/{tenant}/oauth2/v2.0/authorize", get(authorize))
         .route("/graph/v1.0/users", get(users))
+        .route("/graph/v1.0/me", get(me))
+        // Graph serves each delta function both as `…/delta` and in OData function form
+        // `…/delta()`, which is what msgraph-sdk's URL templates send.
+        .route("/graph/v1.0/users/delta", get(users_delta))
+        .route("/graph/v1.0/users/delta()", get(users_delta))
         .route(
             "/graph/v1.0/users/{id}/mailFolders/{folder}/messages/delta",
             get(mail_delta),
         )
         .route(
+            "/graph/v1.0/users/{id}/mailFolders/{folder}/messages/delta()",
+            get(mail_delta),
+        )
+        .route(
             "/graph/v1.0/users/{id}/calendarView/delta",
+            get(calendar_delta),
+        )
+        .route(
+            "/graph/v1.0/users/{id}/calendarView/delta()",
             get(calendar_delta),
         )
 }
@@ -198,9 +221,14 @@ async fn token(
     reply.answer = {
         let mut world = shared.lock();
         world.count(Endpoint::Token);
+        let keys = Keys {
+            access: &shared.token_key,
+            id: shared.id_key.as_deref(),
+            login_base: &shared.urls.microsoft_login_base,
+        };
         token_answer(
             &mut world,
-            &shared.token_key,
+            &keys,
             &tenant_segment,
             &client_id,
             &params,
@@ -211,9 +239,19 @@ async fn token(
     deliver(reply).await
 }
 
+/// The keys a token answer is signed with.
+struct Keys<'a> {
+    /// HS256 key of the access tokens.
+    access: &'a [u8],
+    /// RS256 key of the `id_token`s.
+    id: Option<&'a crate::oidc::IdKey>,
+    /// `{base}/microsoft`, where the `iss` of an `id_token` lives.
+    login_base: &'a str,
+}
+
 fn token_answer(
     world: &mut World,
-    key: &[u8],
+    keys: &Keys<'_>,
     tenant_segment: &str,
     client_id: &str,
     params: &Params,
@@ -302,7 +340,7 @@ fn token_answer(
                     None,
                 );
             }
-            let (token, lifetime) = mint(world, key, tenant, None, client_id, &[]);
+            let (token, lifetime) = mint(world, keys.access, tenant, None, client_id, &[]);
             Answer::new(
                 200,
                 obj! {
@@ -337,7 +375,15 @@ fn token_answer(
             {
                 token.rotated = true;
             }
-            delegated_success(world, key, tenant, grant.user, client_id, grant.scopes)
+            delegated_success(
+                world,
+                keys,
+                tenant,
+                grant.user,
+                client_id,
+                grant.scopes,
+                None,
+            )
         }
         "authorization_code" => {
             let Some(grant) = code else {
@@ -382,7 +428,15 @@ fn token_answer(
             if let Some(code) = params.get("code").and_then(|c| world.codes.get_mut(c)) {
                 code.used = true;
             }
-            delegated_success(world, key, tenant, grant.user, client_id, grant.scopes)
+            delegated_success(
+                world,
+                keys,
+                tenant,
+                grant.user,
+                client_id,
+                grant.scopes,
+                grant.nonce.as_deref(),
+            )
         }
         "" => entra_error(
             ctx,
@@ -403,15 +457,53 @@ fn token_answer(
     }
 }
 
+/// The Entra v2.0 `id_token` of a delegated grant whose scopes hold `openid`.
+fn id_token_of(
+    world: &World,
+    keys: &Keys<'_>,
+    tenant: usize,
+    user: usize,
+    client_id: &str,
+    scopes: &[String],
+    nonce: Option<&str>,
+) -> Option<String> {
+    if !scopes.iter().any(|s| s == "openid") {
+        return None;
+    }
+    let tid = world.tenants.get(tenant)?.cfg.tenant_id.clone();
+    let user = world.user(tenant, user)?;
+    let issuer = format!("{}/{tid}/v2.0", keys.login_base);
+    crate::oidc::microsoft_id_token(
+        keys.id?,
+        &crate::oidc::IdTokenFor {
+            issuer: &issuer,
+            client_id,
+            subject: &user.id,
+            email: &user.cfg.email,
+            name: &user.cfg.name,
+            scopes,
+            nonce,
+            lifetime: world.token_lifetime,
+            access_token: None,
+        },
+        &tid,
+        &user.id,
+        now(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn delegated_success(
     world: &mut World,
-    key: &[u8],
+    keys: &Keys<'_>,
     tenant: usize,
     user: usize,
     client_id: &str,
     scopes: Vec<String>,
+    nonce: Option<&str>,
 ) -> Answer {
-    let (token, lifetime) = mint(world, key, tenant, Some(user), client_id, &scopes);
+    let id_token = id_token_of(world, keys, tenant, user, client_id, &scopes, nonce);
+    let (token, lifetime) = mint(world, keys.access, tenant, Some(user), client_id, &scopes);
     let scope = scopes
         .iter()
         .map(|s| {
@@ -443,6 +535,9 @@ fn delegated_success(
             },
         );
         body.push("refresh_token", refresh_token);
+    }
+    if let Some(id_token) = id_token {
+        body.push("id_token", id_token);
     }
     Answer::new(200, body)
 }
@@ -537,6 +632,7 @@ async fn authorize(
             redirect_uri: redirect_uri.clone(),
             scopes: consent.scopes,
             challenge,
+            nonce: params.get("nonce").map(str::to_owned),
             used: false,
         },
     );
@@ -559,6 +655,9 @@ struct Call {
     user: Option<usize>,
     quirks: Quirks,
     page_size: Option<usize>,
+    /// The token's own user (delegated tokens) and whether it is app-only.
+    token_user: Option<usize>,
+    app_only: bool,
 }
 
 /// `Prefer: odata.maxpagesize=N`, if sent.
@@ -656,6 +755,7 @@ fn graph(
     let needed = match endpoint {
         Endpoint::GraphMail => MAIL_PERMISSIONS,
         Endpoint::GraphCalendar => CALENDAR_PERMISSIONS,
+        Endpoint::GraphMe => ME_PERMISSIONS,
         _ => USER_PERMISSIONS,
     };
     let held = if grant.app_only {
@@ -668,7 +768,7 @@ fn graph(
         .any(|p| needed.iter().any(|n| n.eq_ignore_ascii_case(p)));
     let own_mailbox = grant.app_only || user.is_none() || grant.user == user;
     if !permitted || !own_mailbox {
-        let kind = if endpoint == Endpoint::GraphUsers {
+        let kind = if matches!(endpoint, Endpoint::GraphUsers | Endpoint::GraphMe) {
             FaultKind::AuthorizationRequestDenied
         } else {
             FaultKind::AccessDenied
@@ -717,6 +817,8 @@ fn graph(
         user,
         quirks: world.quirks(tenant, user, endpoint),
         page_size: max_page_size(headers),
+        token_user: grant.user,
+        app_only: grant.app_only,
     };
     reply.answer = body(&mut world, &call, &ctx);
     if let Some(size) = call.page_size {
@@ -839,8 +941,57 @@ async fn users(
                 .or(call.page_size)
                 .unwrap_or(100)
                 .clamp(1, 999);
-            let listed: Vec<&crate::state::UserState> =
-                tenant.users.iter().filter(|u| !u.cfg.deleted).collect();
+            // `ConsistencyLevel: eventual` with `$count=true` turns on advanced queries
+            // (`ne`, `endsWith`); learn.microsoft.com/graph/aad-advanced-queries.
+            let advanced = headers
+                .get("consistencylevel")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("eventual"))
+                && params.get("$count") == Some("true");
+            let filter = match params.get("$filter") {
+                None => None,
+                Some(text) => match crate::search::UserFilter::parse(text, advanced) {
+                    Ok(filter) => Some(filter),
+                    // MicrosoftDocs/azure-docs#38560, microsoft/botframework-components#1108.
+                    Err(property) => {
+                        return graph_error(
+                            ctx,
+                            400,
+                            "Request_UnsupportedQuery",
+                            &format!(
+                                "Unsupported or invalid query filter clause specified for property '{property}' of resource 'User'."
+                            ),
+                            true,
+                        );
+                    }
+                },
+            };
+            let text = |body: &J, key: &str| match body.get(key) {
+                Some(J::Str(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let listed: Vec<&crate::state::UserState> = tenant
+                .users
+                .iter()
+                .filter(|u| !u.cfg.deleted)
+                .filter(|u| {
+                    let Some(filter) = &filter else {
+                        return true;
+                    };
+                    let body = graph_user(u, &tenant.cfg.domain);
+                    let mail = text(&body, "mail");
+                    filter.matches(&crate::search::DirectoryUserView {
+                        id: &text(&body, "id"),
+                        user_principal_name: &text(&body, "userPrincipalName"),
+                        mail: (!mail.is_empty()).then_some(mail.as_str()),
+                        display_name: &text(&body, "displayName"),
+                        given_name: &text(&body, "givenName"),
+                        surname: &text(&body, "surname"),
+                        account_enabled: body.get("accountEnabled") == Some(&J::Bool(true)),
+                        user_type: &text(&body, "userType"),
+                    })
+                })
+                .collect();
             let (range, next) = paging::cut(listed.len(), size, at, call.quirks);
             let value: Vec<J> = listed
                 .get(range)
@@ -863,12 +1014,123 @@ async fn users(
                 if !select.is_empty() {
                     link.append_pair("$select", &select.join(","));
                 }
+                if let Some(filter) = params.get("$filter") {
+                    link.append_pair("$filter", filter);
+                }
                 link.append_pair("$top", &size.to_string());
                 link.append_pair("$skiptoken", &paging::encode(&["u", &offset, &empty]));
                 body.push("@odata.nextLink", format!("{base}/users?{}", link.finish()));
             }
             body.push("value", value);
             Answer::new(200, body)
+        },
+    );
+    deliver(reply).await
+}
+
+/// `GET /me`: the signed-in user of a delegated token (what a connect flow may ask to learn
+/// whose mailbox a grant reaches); an app-only token answers Graph's 400 (microsoft.md
+/// §2.2 "App-only token used with `/me`").
+async fn me(
+    State(shared): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params = Params::from_query(query.as_deref());
+    let reply = graph(
+        &shared,
+        &headers,
+        Endpoint::GraphMe,
+        None,
+        false,
+        |world, call, ctx| {
+            let user = call
+                .token_user
+                .filter(|_| !call.app_only)
+                .and_then(|u| world.user(call.tenant, u));
+            let (Some(user), Some(tenant)) = (user, world.tenants.get(call.tenant)) else {
+                return graph_error(
+                    ctx,
+                    400,
+                    "BadRequest",
+                    "/me request is only valid with delegated authentication flow.",
+                    true,
+                );
+            };
+            let select: Vec<&str> = params
+                .get("$select")
+                .map(|s| s.split(',').map(str::trim).collect())
+                .unwrap_or_else(|| DEFAULT_USER_FIELDS.to_vec());
+            let mut body = obj! {
+                "@odata.context" => "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+            };
+            if let J::Obj(fields) = graph_user(user, &tenant.cfg.domain).select(&select, &["id"]) {
+                for (key, value) in fields {
+                    body.push(&key, value);
+                }
+            }
+            Answer::new(200, body)
+        },
+    );
+    deliver(reply).await
+}
+
+/// `GET /users/delta` (learn.microsoft.com/graph/api/user-delta): every user on the first
+/// round, paged with `$skiptoken`, then a `$deltatoken` link. Sim users never change
+/// while it runs, so a later round answers an empty page and a fresh delta link.
+async fn users_delta(
+    State(shared): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params = Params::from_query(query.as_deref());
+    let link_base = format!("{}/users/delta", shared.urls.graph_base);
+    let reply = graph(
+        &shared,
+        &headers,
+        Endpoint::GraphUsers,
+        None,
+        false,
+        |world, call, ctx| {
+            let Some(tenant) = world.tenants.get(call.tenant) else {
+                return Answer::new(200, J::Null);
+            };
+            let state = match read_delta(&params, "ud", 0, 1, ctx) {
+                Ok(Some(state)) => state,
+                Ok(None) => DeltaState {
+                    epoch: 0,
+                    since: 0,
+                    snapshot: 1,
+                    at: PageAt::default(),
+                    size: None,
+                    window: None,
+                    options: params.get("$select").unwrap_or_default().to_owned(),
+                },
+                Err(answer) => return answer,
+            };
+            let select: Vec<&str> = if state.options.is_empty() {
+                DEFAULT_USER_FIELDS.to_vec()
+            } else {
+                state.options.split(',').map(str::trim).collect()
+            };
+            let items: Vec<J> = if state.since > 0 {
+                Vec::new()
+            } else {
+                tenant
+                    .users
+                    .iter()
+                    .filter(|u| !u.cfg.deleted)
+                    .map(|u| graph_user(u, &tenant.cfg.domain).select(&select, &["id"]))
+                    .collect()
+            };
+            delta_page(
+                &link_base,
+                "ud",
+                "https://graph.microsoft.com/v1.0/$metadata#users",
+                &state,
+                items,
+                call,
+            )
         },
     );
     deliver(reply).await
@@ -882,6 +1144,142 @@ struct DeltaState {
     at: PageAt,
     size: Option<usize>,
     window: Option<(i64, i64)>,
+    /// The round's query options (message delta's `$filter`, `$orderby`, `changeType`,
+    /// `$top`), encoded by [`MailOptions::encode`]: Graph keeps them inside its links,
+    /// so a client follows a link without re-adding them.
+    options: String,
+}
+
+/// Message delta's query options (learn.microsoft.com/graph/delta-query-messages).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct MailOptions {
+    /// `$filter=receivedDateTime ge|gt …`: (seconds, strict).
+    received: Option<(i64, bool)>,
+    /// `$orderby=receivedDateTime desc`.
+    newest_first: bool,
+    change_type: Option<crate::search::ChangeType>,
+    top: Option<usize>,
+    /// `$select`, comma-separated as sent.
+    select: Option<String>,
+}
+
+impl MailOptions {
+    /// Reads the options of a round's first request; `Err` is Graph's 400.
+    fn from_params(params: &Params, ctx: &AnswerCtx) -> Result<MailOptions, Answer> {
+        let refuse = |message: &str| {
+            Err(graph_error(
+                ctx,
+                400,
+                "ErrorInvalidUrlQuery",
+                message,
+                false,
+            ))
+        };
+        let mut options = MailOptions::default();
+        if let Some(filter) = params.get("$filter") {
+            match crate::search::graph_received_filter(filter) {
+                Some(received) => options.received = Some(received),
+                // The live text (msgraph-sdk-dotnet#1512, microsoft-graph-docs#18636).
+                None => {
+                    return refuse(
+                        "The '$filter' parameter value is not supported for 'Messages' resource; only a value of 'receivedDateTime ge value' is supported.",
+                    );
+                }
+            }
+        }
+        if let Some(orderby) = params.get("$orderby") {
+            if !crate::search::graph_orderby_ok(orderby) {
+                return refuse(
+                    "The '$orderby' parameter value is not supported for 'Messages' resource; only a value of 'receivedDateTime desc' is supported.",
+                );
+            }
+            options.newest_first = true;
+        }
+        if let Some(change_type) = params.get("changeType") {
+            match crate::search::ChangeType::parse(change_type) {
+                Some(kind) => options.change_type = Some(kind),
+                None => {
+                    return refuse(
+                        "The 'changeType' parameter value is not supported; supported values are 'created', 'updated' and 'deleted'.",
+                    );
+                }
+            }
+        }
+        if let Some(top) = params.get("$top") {
+            match top.parse::<usize>() {
+                Ok(n) if n > 0 => options.top = Some(n.min(1000)),
+                _ => return refuse("The query parameter '$top' is invalid."),
+            }
+        }
+        // Property names only: nothing that could break the option record's separators.
+        options.select = params
+            .get("$select")
+            .filter(|s| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ',' || c == ' ')
+            })
+            .map(|s| s.replace(' ', ""));
+        Ok(options)
+    }
+
+    fn encode(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((at, strict)) = self.received {
+            parts.push(format!("f={}:{at}", if strict { "gt" } else { "ge" }));
+        }
+        if self.newest_first {
+            parts.push("o=desc".to_owned());
+        }
+        if let Some(kind) = self.change_type {
+            parts.push(format!("c={}", kind.name()));
+        }
+        if let Some(top) = self.top {
+            parts.push(format!("t={top}"));
+        }
+        if let Some(select) = &self.select {
+            parts.push(format!("s={select}"));
+        }
+        parts.join(";")
+    }
+
+    fn decode(text: &str) -> MailOptions {
+        let mut options = MailOptions::default();
+        for part in text.split(';') {
+            match part.split_once('=') {
+                Some(("f", value)) => {
+                    options.received = value
+                        .split_once(':')
+                        .and_then(|(op, at)| Some((at.parse().ok()?, op == "gt")));
+                }
+                Some(("o", _)) => options.newest_first = true,
+                Some(("c", kind)) => options.change_type = crate::search::ChangeType::parse(kind),
+                Some(("t", top)) => options.top = top.parse().ok(),
+                Some(("s", select)) => options.select = Some(select.to_owned()),
+                _ => {}
+            }
+        }
+        options
+    }
+
+    fn keeps(&self, message: &crate::state::MailMessage) -> bool {
+        use crate::search::ChangeType;
+        let received = message.received.unix_timestamp();
+        let in_filter = self.received.is_none_or(|(at, strict)| {
+            if strict {
+                received > at
+            } else {
+                received >= at
+            }
+        });
+        // Sim messages are only ever added or deleted, never updated in place.
+        let kind = match self.change_type {
+            None => true,
+            Some(ChangeType::Created) => !message.deleted,
+            Some(ChangeType::Updated) => false,
+            Some(ChangeType::Deleted) => message.deleted,
+        };
+        in_filter && kind
+    }
 }
 
 /// Reads `$deltatoken` / `$skiptoken`; `Err` is the answer for a stale or broken link.
@@ -926,6 +1324,7 @@ fn read_delta(
             at,
             size,
             window,
+            options: fields.get(9).cloned().unwrap_or_default(),
         }))
     } else {
         Ok(Some(DeltaState {
@@ -935,6 +1334,7 @@ fn read_delta(
             at: PageAt::default(),
             size: None,
             window,
+            options: fields.get(5).cloned().unwrap_or_default(),
         }))
     }
 }
@@ -948,7 +1348,8 @@ fn delta_page(
     items: Vec<J>,
     call: &Call,
 ) -> Answer {
-    let size = call.page_size.or(state.size).unwrap_or(10);
+    let top = MailOptions::decode(&state.options).top;
+    let size = top.or(call.page_size).or(state.size).unwrap_or(10);
     let (range, next) = paging::cut(items.len(), size, state.at, call.quirks);
     let (start, end) = state.window.unwrap_or((0, 0));
     let common = [
@@ -976,6 +1377,7 @@ fn delta_page(
                 offset.as_str(),
                 empty.as_str(),
                 size.as_str(),
+                state.options.as_str(),
             ]);
             body.push(
                 "@odata.nextLink",
@@ -986,6 +1388,7 @@ fn delta_page(
             let mut fields: Vec<&str> = common.iter().map(String::as_str).collect();
             let snapshot = state.snapshot.to_string();
             fields.push(&snapshot);
+            fields.push(&state.options);
             body.push(
                 "@odata.deltaLink",
                 format!("{link_base}?$deltatoken={}", paging::encode(&fields)),
@@ -1068,27 +1471,47 @@ async fn mail_delta(
             let mail = &user.mail;
             let state = match read_delta(&params, "m", mail.epoch, mail.history_id, ctx) {
                 Ok(Some(state)) => state,
-                Ok(None) => DeltaState {
-                    epoch: mail.epoch,
-                    since: 0,
-                    snapshot: mail.history_id,
-                    at: PageAt::default(),
-                    size: None,
-                    window: None,
-                },
+                Ok(None) => {
+                    let options = match MailOptions::from_params(&params, ctx) {
+                        Ok(options) => options,
+                        Err(answer) => return answer,
+                    };
+                    DeltaState {
+                        epoch: mail.epoch,
+                        since: 0,
+                        snapshot: mail.history_id,
+                        at: PageAt::default(),
+                        size: None,
+                        window: None,
+                        options: options.encode(),
+                    }
+                }
                 Err(answer) => return answer,
             };
+            let options = MailOptions::decode(&state.options);
+            // The round's `$select` lives in its links; one sent again with a link wins.
             let select: Vec<&str> = params
                 .get("$select")
-                .map(|s| s.split(',').map(str::trim).collect())
+                .or(options.select.as_deref())
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|f| !f.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut changed: Vec<&crate::state::MailMessage> = mail
                 .messages
                 .iter()
                 .filter(|m| m.changed > state.since && m.changed <= state.snapshot)
                 .filter(|m| state.since > 0 || !m.deleted)
+                .filter(|m| options.keeps(m))
                 .collect();
-            changed.sort_by_key(|m| m.changed);
+            if options.newest_first {
+                changed.sort_by_key(|m| (std::cmp::Reverse(m.received), m.changed));
+            } else {
+                changed.sort_by_key(|m| m.changed);
+            }
             let items: Vec<J> = changed
                 .iter()
                 .map(|m| {
@@ -1210,6 +1633,7 @@ async fn calendar_delta(
                         at: PageAt::default(),
                         size: None,
                         window: Some((start.unix_timestamp(), end.unix_timestamp())),
+                        options: String::new(),
                     }
                 }
                 Err(answer) => return answer,

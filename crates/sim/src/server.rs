@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub urls: Endpoints,
     /// HS256 key of the Microsoft access tokens the sim mints.
     pub token_key: [u8; 32],
+    /// RS256 key of the `id_token`s both providers' token endpoints issue.
+    pub id_key: Option<Arc<crate::oidc::IdKey>>,
 }
 
 impl Shared {
@@ -32,10 +34,15 @@ impl Shared {
         let mut token_key = [0u8; 32];
         token_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         token_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let id_key = crate::oidc::IdKey::load();
+        if id_key.is_none() {
+            tracing::warn!("datacap-sim: the id_token key does not parse; no id_tokens");
+        }
         Shared {
             world: Mutex::new(world),
             urls,
             token_key,
+            id_key,
         }
     }
 
@@ -314,18 +321,103 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::google::routes())
         .merge(crate::microsoft::routes())
+        .merge(crate::oidc::routes())
         .merge(crate::control::routes())
-        .fallback(|| async {
-            error_page(
-                StatusCode::NOT_FOUND,
-                "datacap-sim: no such endpoint (see docs/sim.md)",
-            )
-        })
+        .fallback(unknown_path)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_quota_user,
         ))
         .with_state(state)
+}
+
+/// The segment Graph names in "Resource not found for the segment '…'": the first one
+/// after `users/{id}` (or after the version) that the sim does not serve.
+fn unknown_graph_segment(path: &str) -> String {
+    const KNOWN: &[&str] = &[
+        "users",
+        "mailFolders",
+        "messages",
+        "calendarView",
+        "delta",
+        "delta()",
+    ];
+    let segments: Vec<&str> = path
+        .trim_start_matches("/graph/")
+        .split('/')
+        .skip(1)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let unknown = segments.iter().enumerate().find(|(i, s)| {
+        // `users/{id}` and `mailFolders/{folder}`: the segment after them is an id.
+        let after_id = *i > 0
+            && matches!(segments.get(i - 1), Some(&"users") | Some(&"mailFolders"))
+            && **s != "delta"
+            && **s != "delta()";
+        !after_id && !KNOWN.contains(s)
+    });
+    unknown
+        .or(segments.iter().enumerate().next_back())
+        .map(|(_, s)| (*s).to_owned())
+        .unwrap_or_default()
+}
+
+/// What a path the sim does not serve answers: each provider's own error envelope, so a
+/// client that builds a wrong URL fails the way it would against the real host.
+async fn unknown_path(uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let path = uri.path();
+    let (style, answer, request_id, client_request_id) = if path.starts_with("/graph/") {
+        // microsoft-graph-docs#21648, msgraph-beta-sdk-python#764: 400 `BadRequest`.
+        let (request_id, client_request_id) = request_ids(&headers);
+        let ctx = AnswerCtx {
+            request_id: request_id.clone(),
+            client_request_id: client_request_id.clone(),
+            ..AnswerCtx::default()
+        };
+        let message = format!(
+            "Resource not found for the segment '{}'.",
+            unknown_graph_segment(path)
+        );
+        (
+            Style::Graph,
+            fault::graph_error(&ctx, 400, "BadRequest", &message, true),
+            request_id,
+            client_request_id,
+        )
+    } else if path.starts_with("/google/") {
+        // The Google envelope's 404 (providers/google.md §6 "Calendar/resource not found").
+        (
+            Style::GoogleApi,
+            fault::answer(
+                FaultKind::CalendarNotFound,
+                Provider::Google,
+                &AnswerCtx::default(),
+            ),
+            String::new(),
+            String::new(),
+        )
+    } else if path.starts_with("/_sim/") {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": format!("no control call at {path}") })),
+        )
+            .into_response();
+    } else {
+        // Entra's login host answers an unknown path with an HTML error page, not JSON.
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "datacap-sim: no such endpoint (see docs/sim.md)",
+        );
+    };
+    deliver(Reply {
+        style,
+        answer,
+        transport: None,
+        request_id,
+        client_request_id,
+        in_flight: None,
+    })
+    .await
 }
 
 /// Counts Gmail and Calendar calls by their `quotaUser` parameter, so tests can check that

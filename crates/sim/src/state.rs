@@ -161,6 +161,8 @@ pub(crate) struct CodeGrant {
     pub redirect_uri: String,
     pub scopes: Vec<String>,
     pub challenge: Option<(String, String)>,
+    /// The authorization request's `nonce`, echoed in the `id_token`.
+    pub nonce: Option<String>,
     pub used: bool,
 }
 

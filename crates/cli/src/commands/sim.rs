@@ -21,6 +21,10 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8085")]
     listen: SocketAddr,
+    /// Serve https with the sim's fake, test-only certificate; its CA is
+    /// config/sim/keys/FAKE-TEST-ONLY-sim-tls-ca.pem (clients such as msal refuse http).
+    #[arg(long)]
+    https: bool,
 }
 
 /// Runs the command.
@@ -32,9 +36,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let snippet = snippet(&scenario);
-        let sim = Sim::start(scenario, args.listen)
-            .await
-            .context("cannot start the sim")?;
+        let sim = if args.https {
+            Sim::start_https(scenario, args.listen).await
+        } else {
+            Sim::start(scenario, args.listen).await
+        }
+        .context("cannot start the sim")?;
         let text = format!("{}{snippet}", urls(sim.endpoints()));
         let mut stdout = std::io::stdout().lock();
         stdout
