@@ -939,6 +939,31 @@ async fn every_google_fault_maps_to_its_outcome() {
             Some(400),
             "PROVIDERS.md token admin_policy_enforced; google.md §3",
         ),
+        // Issue 21 §4/§5: the account itself is gone, on the member's refresh.
+        row(
+            json!({"fault": "account_deleted"}),
+            Email,
+            Member,
+            MailboxUnavailable,
+            Some(400),
+            "google.md §2 \"The account has been deleted\" (GAM#1171, flowcrypt-browser#2269): an account that is gone",
+        ),
+        row(
+            json!({"fault": "disabled_client"}),
+            Email,
+            Delegation,
+            CredentialRejected,
+            Some(401),
+            "Google OAuth 2.0 errors: disabled_client \"The OAuth client was disabled.\"",
+        ),
+        row(
+            json!({"fault": "domain_cannot_use_apis", "endpoint": "gmail"}),
+            Email,
+            Delegation,
+            AccessDenied,
+            Some(403),
+            "Directory API common errors 403:domainCannotUseApis (the Workspace admin turned API access off)",
+        ),
         row(
             json!({"fault": "invalid_grant_revoked"}),
             Email,

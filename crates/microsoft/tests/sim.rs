@@ -1452,6 +1452,25 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
             GrantInvalid,
             "refresh invalid_grant AADSTS50076; §1.2 MFA required",
         ),
+        // Issue 21 §4/§5: more of the Entra catalogue on the member's refresh.
+        row(
+            "password_expired",
+            Member,
+            GrantInvalid,
+            "AADSTS50055 password expired (user_password_expired); Entra error codes reference",
+        ),
+        row(
+            "sign_in_frequency",
+            Member,
+            GrantInvalid,
+            "AADSTS70043 Conditional Access sign-in frequency; Entra error codes reference",
+        ),
+        row(
+            "device_not_compliant",
+            Member,
+            AccessDenied,
+            "AADSTS53000 device not compliant (an admin's Conditional Access policy); Entra error codes reference",
+        ),
         row(
             "mfa_registration_required",
             Member,
@@ -1620,6 +1639,21 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
                 "Graph ApplicationThrottled MailboxConcurrency; §2.2 (terraform-provider-outlook#21)",
             ),
             json!({ "retry_after": 1 }),
+        ),
+        with(
+            row(
+                "activity_limit_reached",
+                AppMailbox,
+                RateLimited,
+                "Graph 429 activityLimitReached; Graph errors reference",
+            ),
+            json!({ "retry_after": 1 }),
+        ),
+        row(
+            "access_denied_documented",
+            AppMailbox,
+            AccessDenied,
+            "Graph 403 accessDenied (documented spelling) while the token holds the role; Graph errors reference",
         ),
         calendar(with(
             row(

@@ -74,6 +74,10 @@ pub enum FaultKind {
     AccountNotFound,
     /// 401 `deleted_client` "The OAuth client was deleted.".
     DeletedClient,
+    /// 401 `disabled_client` "The OAuth client was disabled." (Google OAuth 2.0 errors).
+    DisabledClient,
+    /// 403 `domainCannotUseApis` "Domain cannot use apis." (Directory API common errors).
+    DomainCannotUseApis,
     /// 500 `internal_failure`.
     InternalFailure,
     /// Quirk: refresh and code answers leave the Gmail and Calendar scopes out of `scope`.
@@ -162,6 +166,12 @@ pub enum FaultKind {
     LoopDetected,
     /// AADSTS50033 `temporarily_unavailable` (503).
     TemporarilyUnavailable,
+    /// AADSTS50055 the password is expired (`user_password_expired`).
+    PasswordExpired,
+    /// AADSTS70043 the refresh token expired by Conditional Access sign-in frequency.
+    SignInFrequency,
+    /// AADSTS53000 the device is not compliant (Conditional Access).
+    DeviceNotCompliant,
 
     // ---- Microsoft Graph (providers/microsoft.md §2.2, §6) --------------------------------
     /// 403 `ErrorAccessDenied` "Access is denied. Check credentials and try again.".
@@ -195,6 +205,10 @@ pub enum FaultKind {
     ApplicationThrottled,
     /// 401 `InvalidAuthenticationToken` "Access token validation failure.".
     InvalidAuthenticationToken,
+    /// 429 `activityLimitReached` (Graph errors reference), `retry_after` sets the header.
+    ActivityLimitReached,
+    /// 403 `accessDenied`, the documented top-level spelling (Graph errors reference).
+    AccessDeniedDocumented,
 }
 
 /// How a fault acts on a request.
@@ -358,6 +372,8 @@ impl FaultKind {
             | F::JwtNotShortLived
             | F::AccountNotFound
             | F::DeletedClient
+            | F::DisabledClient
+            | F::DomainCannotUseApis
             | F::InternalFailure
             | F::RefreshScopeMissing
             | F::InsufficientPermissions
@@ -434,6 +450,7 @@ impl FaultKind {
             | F::JwtNotShortLived
             | F::AccountNotFound
             | F::DeletedClient
+            | F::DisabledClient
             | F::InternalFailure
             | F::RefreshScopeMissing
             | F::ConsentRequired
@@ -457,7 +474,10 @@ impl FaultKind {
             | F::InvalidTenant
             | F::TenantThrottled
             | F::LoopDetected
-            | F::TemporarilyUnavailable => EndpointSel::Token,
+            | F::TemporarilyUnavailable
+            | F::PasswordExpired
+            | F::SignInFrequency
+            | F::DeviceNotCompliant => EndpointSel::Token,
             F::ConsentDenied => EndpointSel::Authorize,
             F::MailboxNotEnabled
             | F::MailboxNotEnabledLegacy
@@ -467,7 +487,9 @@ impl FaultKind {
             | F::AccessDenied
             | F::ApplicationAccessPolicy
             | F::ApplicationAccessPolicyDocumented
-            | F::ApplicationThrottled => EndpointSel::Mailbox,
+            | F::ApplicationThrottled
+            | F::ActivityLimitReached
+            | F::AccessDeniedDocumented => EndpointSel::Mailbox,
             F::DomainPolicy | F::PreconditionFailed | F::DelegationDenied => EndpointSel::Gmail,
             F::HistoryNotFound => EndpointSel::GmailHistory,
             F::NotACalendarUser
@@ -742,6 +764,9 @@ fn google_answer(kind: FaultKind, ctx: &AnswerCtx) -> Answer {
         F::DeletedClient => {
             google_token_error(401, "deleted_client", "The OAuth client was deleted.")
         }
+        F::DisabledClient => {
+            google_token_error(401, "disabled_client", "The OAuth client was disabled.")
+        }
         F::InternalFailure => google_token_error(500, "internal_failure", "Backend Error"),
         F::ConsentDenied => google_token_error(400, "access_denied", "The user denied access."),
 
@@ -762,6 +787,17 @@ fn google_answer(kind: FaultKind, ctx: &AnswerCtx) -> Answer {
         ),
         F::InsufficientPermissions => google_insufficient_scope(ctx, true),
         F::InsufficientPermissionsNoErrors => google_insufficient_scope(ctx, false),
+        F::DomainCannotUseApis => google_error(
+            403,
+            "Domain cannot use apis.",
+            Some(vec![item(
+                "global",
+                "domainCannotUseApis",
+                "Domain cannot use apis.",
+            )]),
+            Some("PERMISSION_DENIED"),
+            None,
+        ),
         F::DomainPolicy => google_error(
             403,
             "The domain administrators have disabled Gmail apps.",
@@ -1237,6 +1273,30 @@ fn microsoft_answer(kind: FaultKind, ctx: &AnswerCtx) -> Answer {
             None,
         )
         .retry_after(ctx),
+        F::PasswordExpired => entra_error(
+            ctx,
+            400,
+            "invalid_grant",
+            50055,
+            "The password is expired.",
+            Some("user_password_expired"),
+        ),
+        F::SignInFrequency => entra_error(
+            ctx,
+            400,
+            "invalid_grant",
+            70043,
+            "The refresh token has expired or is invalid due to sign-in frequency checks by conditional access. The token was issued on 2026-11-20T10:00:00.0000000Z and the maximum allowed lifetime for this request is 86400.",
+            Some("bad_token"),
+        ),
+        F::DeviceNotCompliant => entra_error(
+            ctx,
+            400,
+            "invalid_grant",
+            53000,
+            "Device is not in required device state: compliant. Conditional Access policy requires a compliant device, and the device is not compliant. The user must enroll their device with an approved MDM provider like Intune.",
+            None,
+        ),
         F::ConsentDenied => entra_error(
             ctx,
             400,
@@ -1378,6 +1438,21 @@ fn microsoft_answer(kind: FaultKind, ctx: &AnswerCtx) -> Answer {
             false,
         )
         .retry_after(ctx),
+        F::ActivityLimitReached => graph_error(
+            ctx,
+            429,
+            "activityLimitReached",
+            "The app or user has been throttled.",
+            true,
+        )
+        .retry_after(ctx),
+        F::AccessDeniedDocumented => graph_error(
+            ctx,
+            403,
+            "accessDenied",
+            "The caller doesn't have permission to perform the action.",
+            true,
+        ),
         F::ServiceUnavailable => {
             graph_error(ctx, 503, "ServiceUnavailable", "Service Unavailable", true)
                 .retry_after(ctx)
