@@ -686,6 +686,19 @@ fn sigterm_drains_within_the_grace_period_and_writes_nothing_partial() {
     );
 }
 
+/// No two attempts of one (member, channel) overlap in time.
+fn assert_no_overlapping_attempts(h: &Harness) {
+    let overlaps = h.count(
+        "SELECT COUNT(*) FROM import_attempts x JOIN import_attempts y \
+         ON x.member_id = y.member_id AND x.channel = y.channel AND x.id < y.id \
+         AND x.started_at < y.finished_at AND y.started_at < x.finished_at",
+    );
+    assert_eq!(
+        overlaps, 0,
+        "a member-channel was polled by two daemons at once"
+    );
+}
+
 #[test]
 fn two_daemons_on_postgres_share_the_work_and_never_poll_the_same_job_at_once() {
     let (scenario, ids) = many_members_scenario(30);
@@ -725,16 +738,7 @@ fn two_daemons_on_postgres_share_the_work_and_never_poll_the_same_job_at_once() 
     });
     drop(a);
     drop(b);
-    // No two attempts of one (member, channel) overlap in time.
-    let overlaps = h.count(
-        "SELECT COUNT(*) FROM import_attempts x JOIN import_attempts y \
-         ON x.member_id = y.member_id AND x.channel = y.channel AND x.id < y.id \
-         AND x.started_at < y.finished_at AND y.started_at < x.finished_at",
-    );
-    assert_eq!(
-        overlaps, 0,
-        "a member-channel was polled by two daemons at once"
-    );
+    assert_no_overlapping_attempts(&h);
     assert_eq!(
         h.count("SELECT COUNT(*) FROM member_status WHERE color = 'red'"),
         0
@@ -799,15 +803,7 @@ fn three_daemons_never_lose_a_lease_to_a_member_s_slow_channel() {
         .collect();
     drop(daemons);
     assert!(calendar >= 4, "m01's calendar was polled {calendar} times");
-    let overlaps = h.count(
-        "SELECT COUNT(*) FROM import_attempts x JOIN import_attempts y \
-         ON x.member_id = y.member_id AND x.channel = y.channel AND x.id < y.id \
-         AND x.started_at < y.finished_at AND y.started_at < x.finished_at",
-    );
-    assert_eq!(
-        overlaps, 0,
-        "a member-channel was polled by two daemons at once"
-    );
+    assert_no_overlapping_attempts(&h);
     for (log, metrics) in &logs {
         let lost: Vec<&str> = log
             .lines()
