@@ -65,12 +65,22 @@ impl Backend {
     }
 
     /// Takes (reads and deletes) the pending sign-in of `state_hash`, expired or not;
-    /// `None` when there is none (never issued, or already taken).
+    /// `None` when there is none (never issued, or already taken). An unknown state costs
+    /// one read: the write transaction (SQLite's only writer) is taken only for a state
+    /// that exists, so random states from anyone cannot queue up behind the write lock.
     pub async fn take_connect_state(
         &self,
         state_hash: &str,
         key: &EncryptionKey,
     ) -> Result<Option<ConnectState>, StoreError> {
+        let known: Option<(String,)> =
+            sqlx::query_as("SELECT state_hash FROM connect_states WHERE state_hash = $1")
+                .bind(state_hash)
+                .fetch_optional(self.reader())
+                .await?;
+        if known.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.begin_write().await?;
         let row: Option<(String, String, String, Vec<u8>, String, DbTime)> = sqlx::query_as(
             "DELETE FROM connect_states WHERE state_hash = $1 RETURNING provider, company_id, \
