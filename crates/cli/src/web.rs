@@ -11,14 +11,19 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use datacap_connector::OAuthClient;
+use datacap_core::ConnectionMode;
 use datacap_core::{Outcome, Provider};
 use datacap_store::{EncryptionKey, Store};
 use datacap_web::connect::{ConnectProvider, ExchangeFuture};
-use datacap_web::{App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, InviteKey};
+use datacap_web::{
+    App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn,
+};
+use datacap_worker::{CompanyAuth, CompanyCredentials, CredentialResolver};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::{Config, KeySource, parse_duration, read_secret};
+use crate::credentials::FileAndEnvResolver;
 
 /// `[web]` as written.
 #[derive(Deserialize, serde::Serialize)]
@@ -224,10 +229,12 @@ pub(crate) fn build_app(
         auth,
         refresh_seconds: web.refresh_seconds,
         connect,
+        public_url: Some(web.public_url.clone()),
     })
 }
 
-/// The connect flow's OAuth clients: `[google]`/`[microsoft]` `oauth_client_id` and secret.
+/// The config's OAuth clients (`[google]`/`[microsoft]` `oauth_client_id` and secret):
+/// the connect flow's fallback for companies without a client of their own.
 fn clients(config: &Config) -> anyhow::Result<(Option<OAuthClient>, Option<OAuthClient>)> {
     let client = |oauth: &Option<crate::config::OAuthClientRef>, what: &str, tenant| {
         oauth
@@ -251,19 +258,27 @@ fn clients(config: &Config) -> anyhow::Result<(Option<OAuthClient>, Option<OAuth
     ))
 }
 
+fn microsoft_authorize_url(config: &Config, tenant: &str) -> String {
+    format!(
+        "{}/{tenant}/oauth2/v2.0/authorize",
+        config.microsoft.login_base.trim_end_matches('/'),
+    )
+}
+
 fn connect_setup(
     config: &Config,
     signing: [u8; 32],
     key: EncryptionKey,
     connectors: &datacap_worker::Connectors,
 ) -> anyhow::Result<Option<ConnectSetup>> {
+    // Read once so a missing secret stops the start-up with its key's name.
     let (google_client, microsoft_client) = clients(config)?;
-    if google_client.is_none() && microsoft_client.is_none() {
-        return Ok(None);
-    }
-    let google = google_client.as_ref().map(|client| ConnectProvider {
+    let google = ConnectProvider {
         authorize_url: config.google.authorize_url.clone(),
-        client_id: client.client_id.clone(),
+        client_id: google_client
+            .as_ref()
+            .map(|c| c.client_id.clone())
+            .unwrap_or_default(),
         scope: format!(
             "{} {}",
             datacap_google::GMAIL_SCOPE,
@@ -277,56 +292,144 @@ fn connect_setup(
             ("access_type".to_owned(), "offline".to_owned()),
             ("prompt".to_owned(), "consent".to_owned()),
         ],
-    });
-    let microsoft = microsoft_client.as_ref().map(|client| ConnectProvider {
-        authorize_url: format!(
-            "{}/{}/oauth2/v2.0/authorize",
-            config.microsoft.login_base.trim_end_matches('/'),
-            config.microsoft.oauth_tenant
-        ),
-        client_id: client.client_id.clone(),
+    };
+    let microsoft = ConnectProvider {
+        authorize_url: microsoft_authorize_url(config, &config.microsoft.oauth_tenant),
+        client_id: microsoft_client
+            .as_ref()
+            .map(|c| c.client_id.clone())
+            .unwrap_or_default(),
         scope: datacap_microsoft::MicrosoftConfig::default().delegated_scope,
         required_scopes: vec!["Mail.Read".to_owned(), "Calendars.Read".to_owned()],
         extra: Vec::new(),
-    });
+    };
+    let http = datacap_connector::build_client(&datacap_connector::HttpLimits::default())
+        .map_err(|error| anyhow::anyhow!("cannot build the connect flow's http client: {error}"))?;
     Ok(Some(ConnectSetup {
         public_url: config.web.public_url.clone(),
         invites: InviteKey::new(signing),
         state_ttl: config.web.connect_state_ttl,
         key,
-        google,
-        microsoft,
+        google: Some(google),
+        microsoft: Some(microsoft),
         exchange: Arc::new(ConnectorExchange {
             connectors: connectors.clone(),
-            google: google_client,
-            microsoft: microsoft_client,
+            resolver: FileAndEnvResolver::new(config),
+            http,
+            gmail_base: config.google.gmail_base.trim_end_matches('/').to_owned(),
+            graph_base: config.microsoft.graph_base.trim_end_matches('/').to_owned(),
+            authorize: (
+                config.google.authorize_url.clone(),
+                config.microsoft.login_base.trim_end_matches('/').to_owned(),
+            ),
         }),
     }))
 }
 
-/// Redeems codes through the same connectors the worker polls with.
+/// Redeems codes through the same connectors the worker polls with, with the client the
+/// worker refreshes with (the company's own from the tenants file, else the config's), then
+/// asks the provider whose mailbox the new token opens.
 struct ConnectorExchange {
     connectors: datacap_worker::Connectors,
-    google: Option<OAuthClient>,
-    microsoft: Option<OAuthClient>,
+    resolver: FileAndEnvResolver,
+    http: reqwest::Client,
+    gmail_base: String,
+    graph_base: String,
+    /// Google's authorize URL; Microsoft's login base.
+    authorize: (String, String),
+}
+
+impl ConnectorExchange {
+    /// The company's OAuth client, as the worker resolves it for refreshes.
+    fn client(
+        &self,
+        provider: Provider,
+        refs: &BTreeMap<String, String>,
+    ) -> Result<Arc<OAuthClient>, ExchangeError> {
+        let company = CompanyCredentials {
+            company_id: "",
+            provider,
+            connection_mode: ConnectionMode::UserByUser,
+            refs,
+        };
+        match self.resolver.resolve(&company) {
+            Ok(CompanyAuth::OAuthClient(client)) => Ok(client),
+            Ok(_) => Err(ExchangeError("this company has no oauth client".to_owned())),
+            Err(error) => Err(ExchangeError(error.detail)),
+        }
+    }
+
+    /// GET `url` with the new access token; the JSON answer.
+    async fn identity_call(
+        &self,
+        url: &str,
+        token: &SecretString,
+        what: &str,
+    ) -> Result<serde_json::Value, ExchangeError> {
+        let failed = |detail: String| ExchangeError(format!("{what} could not be read: {detail}"));
+        let answer = self
+            .http
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|error| failed(error.without_url().to_string()))?;
+        let status = answer.status();
+        if !status.is_success() {
+            return Err(failed(format!("http {}", status.as_u16())));
+        }
+        let bytes = datacap_connector::read_body(answer, 1024 * 1024)
+            .await
+            .map_err(|_| failed("the answer could not be read".to_owned()))?;
+        serde_json::from_slice(&bytes).map_err(|_| failed("the answer is not json".to_owned()))
+    }
+}
+
+/// The `tid` claim of a Microsoft access token (read, not verified: the token came over
+/// TLS from the token endpoint a moment ago, and Graph itself checks it on `/me`).
+fn token_tenant(token: &SecretString) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.expose_secret().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["tid"].as_str().map(str::to_owned)
 }
 
 impl Exchange for ConnectorExchange {
+    fn sign_in(&self, provider: Provider, refs: &BTreeMap<String, String>) -> Option<SignIn> {
+        let client = self.client(provider, refs).ok()?;
+        let authorize_url = match provider {
+            Provider::Microsoft365 => format!(
+                "{}/{}/oauth2/v2.0/authorize",
+                self.authorize.1,
+                client.tenant.as_deref().unwrap_or("organizations")
+            ),
+            _ => self.authorize.0.clone(),
+        };
+        Some(SignIn {
+            client_id: client.client_id.clone(),
+            authorize_url,
+        })
+    }
+
     fn exchange<'a>(
         &'a self,
         provider: Provider,
+        refs: &'a BTreeMap<String, String>,
         code: &'a str,
         redirect_uri: &'a str,
         verifier: &'a SecretString,
     ) -> ExchangeFuture<'a> {
         Box::pin(async move {
             let missing = || ExchangeError("this provider is not set up".to_owned());
+            let client = self.client(provider, refs)?;
             match provider {
                 Provider::GoogleWorkspace => {
                     let connector = self.connectors.google.as_ref().ok_or_else(missing)?;
-                    let client = self.google.as_ref().ok_or_else(missing)?;
                     let grant = connector
-                        .exchange_code(client, code, redirect_uri, Some(verifier))
+                        .exchange_code(&client, code, redirect_uri, Some(verifier))
                         .await;
                     datacap_worker::events::code_exchanged(
                         provider,
@@ -335,17 +438,30 @@ impl Exchange for ConnectorExchange {
                             .map_or_else(|e| e.0.outcome, |_| Outcome::Success),
                     );
                     let grant = grant.map_err(|error| ExchangeError(error.to_string()))?;
+                    let profile = self
+                        .identity_call(
+                            &format!("{}/users/me/profile", self.gmail_base),
+                            &grant.access_token,
+                            "gmail's profile of the signed-in account",
+                        )
+                        .await?;
                     Ok(Exchanged {
                         refresh_token: grant.refresh_token,
                         scopes: grant.scope.split_whitespace().map(str::to_owned).collect(),
-                        account: None,
+                        identity: Identity {
+                            addresses: profile["emailAddress"]
+                                .as_str()
+                                .map(str::to_owned)
+                                .into_iter()
+                                .collect(),
+                            tenant_id: None,
+                        },
                     })
                 }
                 Provider::Microsoft365 => {
                     let connector = self.connectors.microsoft.as_ref().ok_or_else(missing)?;
-                    let client = self.microsoft.as_ref().ok_or_else(missing)?;
                     let grant = connector
-                        .exchange_code(client, code, redirect_uri, verifier)
+                        .exchange_code(&client, code, redirect_uri, verifier)
                         .await;
                     datacap_worker::events::code_exchanged(
                         provider,
@@ -358,6 +474,18 @@ impl Exchange for ConnectorExchange {
                     let refresh_token = grant.refresh_token.ok_or_else(|| {
                         ExchangeError("the answer carries no refresh token".to_owned())
                     })?;
+                    let me = self
+                        .identity_call(
+                            &format!("{}/me?$select=mail,userPrincipalName", self.graph_base),
+                            &grant.access_token,
+                            "graph's /me of the signed-in account",
+                        )
+                        .await?;
+                    let addresses = ["mail", "userPrincipalName"]
+                        .iter()
+                        .filter_map(|field| me[*field].as_str())
+                        .map(str::to_owned)
+                        .collect();
                     Ok(Exchanged {
                         refresh_token,
                         scopes: grant
@@ -366,7 +494,10 @@ impl Exchange for ConnectorExchange {
                             .split_whitespace()
                             .map(str::to_owned)
                             .collect(),
-                        account: None,
+                        identity: Identity {
+                            addresses,
+                            tenant_id: token_tenant(&grant.access_token),
+                        },
                     })
                 }
                 Provider::None => Err(missing()),

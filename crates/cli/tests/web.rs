@@ -42,6 +42,10 @@ endpoint = "authorize"
 email = "partial@initech.example"
 granted_scopes = ["https://www.googleapis.com/auth/gmail.readonly"]
 
+# A colleague with an account but no datacap member: signs in on someone else's link.
+[[tenant.user]]
+email = "mallory@initech.example"
+
 [[tenant]]
 name = "contoso"
 provider = "microsoft"
@@ -57,6 +61,9 @@ roles = []
 email = "megan@contoso.example"
 messages = 4
 events = 2
+
+[[tenant.user]]
+email = "mallory@contoso.example"
 "#;
 
 const TENANTS: &str = r#"
@@ -222,9 +229,11 @@ impl Web {
             ("DATACAP_GOOGLE__GMAIL_BASE", e.gmail_base.clone()),
             ("DATACAP_GOOGLE__CALENDAR_BASE", e.calendar_base.clone()),
             ("DATACAP_GOOGLE__DIRECTORY_BASE", e.directory_base.clone()),
+            // Not initech's client: the flow must sign initech's members in with the
+            // company's own client from the tenants file.
             (
                 "DATACAP_GOOGLE__OAUTH_CLIENT_ID",
-                "initech-client.apps.googleusercontent.com".to_owned(),
+                "config-default-client.apps.googleusercontent.com".to_owned(),
             ),
             (
                 "DATACAP_GOOGLE__OAUTH_CLIENT_SECRET_FILE",
@@ -364,16 +373,30 @@ impl Web {
         format!("/connect/{provider}/start?invite={invite}")
     }
 
-    /// Follows a connect link through the sim's consent screen; the callback URL the sim
-    /// sends the browser to.
-    fn consent(&self, link: &str) -> String {
+    /// Follows a connect link through the sim's consent screen; the callback the sim
+    /// sends the browser to, with the browser's binding cookie.
+    fn consent(&self, link: &str) -> Callback {
+        self.consent_as(link, None)
+    }
+
+    /// [`Web::consent`], with `someone` (an address) signing in at the consent screen
+    /// instead of the member (the sim's `sim_sign_in_as`).
+    fn consent_as(&self, link: &str, someone: Option<&str>) -> Callback {
         let (status, headers, body) = http(self.http, link, &[]);
         assert_eq!(status, 303, "start: {body}");
-        let authorize = location(&headers);
+        let mut authorize = location(&headers);
         assert!(
             authorize.contains("code_challenge_method=S256"),
             "{authorize}"
         );
+        let cookie = headers
+            .iter()
+            .find(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.split(';').next().unwrap_or_default().to_owned())
+            .expect("the binding cookie");
+        if let Some(someone) = someone {
+            authorize.push_str(&format!("&sim_sign_in_as={someone}"));
+        }
         let (sim, path) = split_url(&authorize);
         let (status, headers, body) = http(sim, &path, &[]);
         assert_eq!(status, 302, "the sim's consent screen: {body}");
@@ -382,8 +405,26 @@ impl Web {
             callback.starts_with(&format!("http://{}/connect/", self.http)),
             "{callback}"
         );
-        split_url(&callback).1
+        Callback {
+            path: split_url(&callback).1,
+            cookie,
+            authorize,
+        }
     }
+
+    /// The browser lands on the callback.
+    fn finish(&self, callback: &Callback) -> (u16, Vec<(String, String)>, String) {
+        http(self.http, &callback.path, &[("Cookie", &callback.cookie)])
+    }
+}
+
+/// Where the consent screen sent the browser back to, and what the browser holds.
+struct Callback {
+    path: String,
+    /// `datacap_connect=…`, as the start page set it.
+    cookie: String,
+    /// The authorize URL the start page sent the browser to.
+    authorize: String,
 }
 
 #[test]
@@ -394,8 +435,12 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
 
     // Declined at Google's consent screen: a clear page, nothing stored.
     let declined = web.consent(&web.link("google", "initech", "denier"));
-    assert!(declined.contains("error=access_denied"), "{declined}");
-    let (status, _, body) = http(web.http, &declined, &[]);
+    assert!(
+        declined.path.contains("error=access_denied"),
+        "{}",
+        declined.path
+    );
+    let (status, _, body) = web.finish(&declined);
     assert_eq!(status, 400);
     assert!(
         body.contains("You declined access at Google Workspace"),
@@ -405,19 +450,27 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
 
     // Consented without the calendar scope: refused, nothing stored.
     let partial = web.consent(&web.link("google", "initech", "partial"));
-    let (status, _, body) = http(web.http, &partial, &[]);
+    let (status, _, body) = web.finish(&partial);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("calendar.readonly"), "{body}");
     assert!(web.grants().is_empty());
 
     // Google: peter connects, is polled at once, and turns green.
     let peter = web.consent(&web.link("google", "initech", "peter"));
-    let (status, _, body) = http(web.http, &peter, &[]);
+    // The company's own OAuth client from the tenants file, not the config's.
+    assert!(
+        peter
+            .authorize
+            .contains("client_id=initech-client.apps.googleusercontent.com"),
+        "{}",
+        peter.authorize
+    );
+    let (status, _, body) = web.finish(&peter);
     assert_eq!(status, 200, "{body}\n{}", web.logs());
     assert!(body.contains("peter@initech.example is connected to Google Workspace"));
     assert_eq!(web.grants(), ["peter:connected"]);
     // The same callback again: the state was single use.
-    let (status, _, body) = http(web.http, &peter, &[]);
+    let (status, _, body) = web.finish(&peter);
     assert_eq!(status, 400);
     assert!(body.contains("already completed"), "{body}");
     web.eventually("peter's email imports", || {
@@ -426,7 +479,15 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
 
     // Microsoft: megan connects the same way.
     let megan = web.consent(&web.link("microsoft", "contoso", "megan"));
-    let (status, _, body) = http(web.http, &megan, &[]);
+    // Signed in at the company's own tenant, not `organizations`.
+    assert!(
+        megan
+            .authorize
+            .contains("/5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d/oauth2/v2.0/authorize?"),
+        "{}",
+        megan.authorize
+    );
+    let (status, _, body) = web.finish(&megan);
     assert_eq!(status, 200, "{body}\n{}", web.logs());
     assert_eq!(web.grants(), ["megan:connected", "peter:connected"]);
     web.eventually("megan's email imports", || {
@@ -437,6 +498,66 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
         !logs.contains(OPERATOR) && !logs.contains(SIGNING),
         "no secret in the logs"
     );
+    assert!(!logs.contains("1//sim-"), "no refresh token in the logs");
+}
+
+#[test]
+fn a_consent_by_someone_else_is_refused_on_both_providers() {
+    let web = Web::start();
+    for (provider, company, member, address, someone) in [
+        (
+            "google",
+            "initech",
+            "peter",
+            "peter@initech.example",
+            "mallory@initech.example",
+        ),
+        (
+            "microsoft",
+            "contoso",
+            "megan",
+            "megan@contoso.example",
+            "mallory@contoso.example",
+        ),
+    ] {
+        // The invite holder's link, but a colleague consents at the provider.
+        let wrong = web.consent_as(&web.link(provider, company, member), Some(someone));
+        let (status, headers, body) = web.finish(&wrong);
+        assert_eq!(status, 403, "{provider}: {body}\n{}", web.logs());
+        assert!(
+            body.contains(&format!(
+                "You signed in as {someone}, but this link is for {address}"
+            )),
+            "{provider}: {body}"
+        );
+        assert!(body.contains("Nothing was stored"), "{body}");
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "cache-control" && v == "no-store"),
+            "{headers:?}"
+        );
+        assert!(web.grants().is_empty(), "{provider}: nothing stored");
+        assert_eq!(web.email_reason(company, member), "member_not_connected");
+        // The log says who tried, on whose link.
+        web.eventually("the refusal is logged", || {
+            web.logs().lines().any(|line| {
+                line.contains("the account that signed in is not the member's")
+                    && line.contains(someone)
+                    && line.contains(member)
+            })
+        });
+    }
+    // The callback from another browser (without the start page's cookie) is refused
+    // before anything is read; the member's own consent from their browser still works.
+    let peter = web.consent(&web.link("google", "initech", "peter"));
+    let (status, _, body) = http(web.http, &peter.path, &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not started in this browser"), "{body}");
+    let (status, _, body) = web.finish(&peter);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(web.grants(), ["peter:connected"]);
+    let logs = web.logs();
     assert!(!logs.contains("1//sim-"), "no refresh token in the logs");
 }
 
@@ -585,7 +706,7 @@ fn remind_lists_members_to_connect_with_working_links_and_mails_them() {
     );
     // The listed link works: peter connects with it.
     let callback = web.consent(&split_url(peter).1);
-    let (status, _, body) = http(web.http, &callback, &[]);
+    let (status, _, body) = web.finish(&callback);
     assert_eq!(status, 200, "{body}");
     let csv = web.datacap(&["remind", "--company", "initech", "--format", "csv"]);
     let mut lines = csv.lines();

@@ -473,7 +473,13 @@ pub(crate) struct Consent {
 pub(crate) fn consent(world: &World, tenant: usize, params: &Params) -> Option<Consent> {
     let tenant_state = world.tenants.get(tenant)?;
     let hint = params.get("login_hint");
-    let by_hint = hint.and_then(|h| world.user_by_email(tenant, h));
+    // The test knob `sim_sign_in_as=ADDRESS` (added to the authorize URL by a test, never
+    // by datacap) signs in that user of the tenant whatever the hint says: someone other
+    // than the member consenting on the member's link (docs/sim.md).
+    let by_override = params
+        .get("sim_sign_in_as")
+        .and_then(|address| world.user_by_email(tenant, address));
+    let by_hint = by_override.or_else(|| hint.and_then(|h| world.user_by_email(tenant, h)));
     let by_config = tenant_state
         .cfg
         .client

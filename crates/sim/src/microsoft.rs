@@ -52,6 +52,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/microsoft/{tenant}/oauth2/v2.0/token", post(token))
         .route("/microsoft/{tenant}/oauth2/v2.0/authorize", get(authorize))
         .route("/graph/v1.0/users", get(users))
+        .route("/graph/v1.0/me", get(me))
         .route(
             "/graph/v1.0/users/{id}/mailFolders/{folder}/messages/delta",
             get(mail_delta),
@@ -784,6 +785,68 @@ const DEFAULT_USER_FIELDS: &[&str] = &[
     "userPrincipalName",
     "id",
 ];
+
+/// `GET /me`: the signed-in user of a delegated token (what the connect flow reads to learn
+/// whose mailbox it was given). Needs `User.Read` (or a broader user permission); an
+/// app-only token has no "me" (Graph answers 400 `BadRequest`).
+async fn me(State(shared): State<AppState>, headers: HeaderMap) -> Response {
+    let (request_id, client_request_id) = request_ids(&headers);
+    let ctx = AnswerCtx {
+        request_id: request_id.clone(),
+        client_request_id: client_request_id.clone(),
+        ..AnswerCtx::default()
+    };
+    let answer = {
+        let world = shared.lock();
+        let grant = bearer(&headers).and_then(|token| world.tokens.get(token));
+        match grant {
+            None => crate::fault::answer(
+                FaultKind::InvalidAuthenticationToken,
+                Provider::Microsoft,
+                &ctx,
+            ),
+            Some(grant) if grant.expires_at <= now() => {
+                crate::fault::answer(FaultKind::TokenExpired, Provider::Microsoft, &ctx)
+            }
+            Some(grant) => match grant.user.and_then(|u| world.user(grant.tenant, u)) {
+                None => graph_error(
+                    &ctx,
+                    400,
+                    "BadRequest",
+                    "/me request is only valid with delegated authentication flow.",
+                    true,
+                ),
+                Some(_)
+                    if !grant.scopes.iter().any(|scope| {
+                        scope.eq_ignore_ascii_case("User.Read")
+                            || USER_PERMISSIONS
+                                .iter()
+                                .any(|p| p.eq_ignore_ascii_case(scope))
+                    }) =>
+                {
+                    crate::fault::answer(FaultKind::AccessDenied, Provider::Microsoft, &ctx)
+                }
+                Some(user) => {
+                    let domain = world
+                        .tenants
+                        .get(grant.tenant)
+                        .map(|t| t.cfg.domain.clone())
+                        .unwrap_or_default();
+                    Answer::new(200, graph_user(user, &domain))
+                }
+            },
+        }
+    };
+    deliver(Reply {
+        style: Style::Graph,
+        answer,
+        transport: None,
+        request_id,
+        client_request_id,
+        in_flight: None,
+    })
+    .await
+}
 
 async fn users(
     State(shared): State<AppState>,
