@@ -122,6 +122,24 @@ fn probes_hit_routes_the_web_crate_serves() {
             .find(|entry| entry["name"] == "http")
             .unwrap_or_else(|| panic!("{file}: a port named http"));
         assert_eq!(http_port["containerPort"], port, "{file}: http port");
+        // Probes and Prometheus go to [http] metrics_listen when it is set (then the page's
+        // port serves no /metrics), else to listen.
+        let (probe_port_name, probe_port) = match config["http"].get("metrics_listen") {
+            Some(metrics) => {
+                let metrics = metrics.as_str().expect("metrics_listen is text");
+                let metrics_port: u64 = metrics
+                    .rsplit_once(':')
+                    .and_then(|(_, port)| port.parse().ok())
+                    .expect("metrics_listen has a port");
+                let named = array(&daemon["ports"])
+                    .iter()
+                    .find(|entry| entry["name"] == "metrics")
+                    .unwrap_or_else(|| panic!("{file}: a port named metrics"));
+                assert_eq!(named["containerPort"], metrics_port, "{file}: metrics port");
+                ("metrics", metrics_port)
+            }
+            None => ("http", port),
+        };
         for (probe, path) in [
             ("livenessProbe", datacap_web::HEALTHZ_PATH),
             ("readinessProbe", datacap_web::READYZ_PATH),
@@ -129,7 +147,7 @@ fn probes_hit_routes_the_web_crate_serves() {
             let get = &daemon[probe]["httpGet"];
             assert_eq!(text(&get["path"]), path, "{file}: {probe} path");
             assert!(
-                get["port"] == "http" || get["port"] == port,
+                get["port"] == probe_port_name || get["port"] == probe_port,
                 "{file}: {probe} port"
             );
         }
@@ -150,10 +168,63 @@ fn probes_hit_routes_the_web_crate_serves() {
         );
         assert_eq!(
             text(&annotations["prometheus.io/port"]),
-            port.to_string(),
+            probe_port.to_string(),
             "{file}"
         );
     }
+}
+
+#[test]
+fn a_network_policy_admits_only_the_page_port_and_the_monitoring_port() {
+    let documents = manifests();
+    let policies = of_kind(&documents, "NetworkPolicy");
+    let (file, policy) = policies
+        .first()
+        .expect("a NetworkPolicy in deploy/kubernetes");
+    let spec = &policy["spec"];
+    assert_eq!(
+        spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "datacap",
+        "{file}: it selects datacap's pods"
+    );
+    let types: BTreeSet<&str> = array(&spec["policyTypes"]).iter().map(text).collect();
+    assert_eq!(types, BTreeSet::from(["Ingress", "Egress"]), "{file}");
+    // Every ingress rule names its sources and ports: nothing is open to all.
+    let mut admitted = BTreeSet::new();
+    for rule in array(&spec["ingress"]) {
+        assert!(
+            !array(&rule["from"]).is_empty(),
+            "{file}: an ingress rule from anywhere"
+        );
+        for port in array(&rule["ports"]) {
+            admitted.insert(port["port"].as_u64().expect("numeric port"));
+        }
+    }
+    let (_, deployment) = of_kind(&documents, "Deployment")[0];
+    let config = mounted_config(&documents, &deployment["spec"]["template"]);
+    let port_of = |key: &str| {
+        config["http"][key]
+            .as_str()
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("[http] {key} has a port"))
+    };
+    assert_eq!(
+        admitted,
+        BTreeSet::from([port_of("listen"), port_of("metrics_listen")]),
+        "{file}: exactly the page's and the metrics listener's ports"
+    );
+    // Egress is limited to named ports.
+    for rule in array(&spec["egress"]) {
+        assert!(
+            !array(&rule["ports"]).is_empty(),
+            "{file}: an egress rule to every port"
+        );
+    }
+    // And the public URL the config gives is https.
+    let public_url = config["web"]["public_url"]
+        .as_str()
+        .expect("[web] public_url");
+    assert!(public_url.starts_with("https://"), "{file}: {public_url}");
 }
 
 #[test]
