@@ -51,6 +51,8 @@ enum Command {
     /// Run the daemon: poll every member's email and calendar until SIGTERM/SIGINT
     /// (`--once`: poll what is due now and exit).
     Run(commands::run::Args),
+    /// Make a 256-bit web token or signing key (stdout, or a new 0600 file with --out).
+    Token(commands::token::Args),
     /// Run the provider sim (a fake Google Workspace and Microsoft 365) on loopback.
     Sim(commands::sim::Args),
     /// Measure throughput: the sim with N members, the worker on SQLite or PostgreSQL,
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Poll(args) => commands::poll::run(args, cli.config.as_deref()),
         Command::Remind(args) => commands::remind::run(args, cli.config.as_deref()),
         Command::Run(args) => commands::run::run(args, cli.config.as_deref()),
+        Command::Token(args) => commands::token::run(args),
     };
     match result {
         Ok(code) => code,

@@ -55,7 +55,7 @@ impl Default for RawWeb {
             public_url: "http://127.0.0.1:9464".to_owned(),
             refresh: "30s".to_owned(),
             session_ttl: "12h".to_owned(),
-            invite_ttl: "14d".to_owned(),
+            invite_ttl: "3d".to_owned(),
             connect_state_ttl: "10m".to_owned(),
             secure_cookie: false,
         }
@@ -99,6 +99,23 @@ pub(crate) fn validate(raw: RawWeb) -> Result<WebSection, (&'static str, String)
             format!("{:?} must be an http:// or https:// URL", raw.public_url),
         ));
     }
+    if public_url.starts_with("http://") && !loopback(&public_url) {
+        return Err((
+            "web.public_url",
+            format!(
+                "{:?} must be https:// (sessions, tokens and connect codes would cross the network in clear text); http:// is accepted only for a loopback host (127.0.0.1, [::1], localhost)",
+                raw.public_url
+            ),
+        ));
+    }
+    let invite_ttl = parse_duration(&raw.invite_ttl).map_err(|d| ("web.invite_ttl", d))?;
+    if invite_ttl <= time::Duration::ZERO || invite_ttl > time::Duration::days(7) {
+        return Err((
+            "web.invite_ttl",
+            "must be more than 0s and at most 7d (a connect link is a credential: days, not weeks)"
+                .to_owned(),
+        ));
+    }
     let refresh = parse_duration(&raw.refresh).map_err(|detail| ("web.refresh", detail))?;
     let refresh_seconds = u32::try_from(refresh.whole_seconds())
         .ok()
@@ -120,14 +137,69 @@ pub(crate) fn validate(raw: RawWeb) -> Result<WebSection, (&'static str, String)
             raw.signing_key_file,
             raw.signing_key_env,
         )?,
-        public_url,
         refresh_seconds,
         session_ttl: parse_duration(&raw.session_ttl).map_err(|d| ("web.session_ttl", d))?,
-        invite_ttl: parse_duration(&raw.invite_ttl).map_err(|d| ("web.invite_ttl", d))?,
+        invite_ttl,
         connect_state_ttl: parse_duration(&raw.connect_state_ttl)
             .map_err(|d| ("web.connect_state_ttl", d))?,
-        secure_cookie: raw.secure_cookie,
+        // Secure whenever the server is reached over https, whatever the key says.
+        secure_cookie: raw.secure_cookie || public_url.starts_with("https://"),
+        public_url,
     })
+}
+
+/// Whether an `http://` URL's host is loopback (`127.0.0.0/8`, `[::1]`, `localhost`).
+fn loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The shortest token accepted, and the strength a token must have: 128 bits, estimated
+/// as its length times the bits per character of the alphabet its characters come from
+/// (hex 4, base64 6, ...). `datacap token` makes 256-bit ones.
+const MIN_TOKEN_BITS: f64 = 128.0;
+
+/// Whether `token` has at least 128 bits of entropy by that estimate; the problem if not.
+pub(crate) fn check_token_strength(token: &str, what: &str) -> anyhow::Result<()> {
+    let token = token.trim();
+    let mut alphabet = 0_u32;
+    if token.chars().any(|c| c.is_ascii_digit()) {
+        alphabet += 10;
+    }
+    if token.chars().any(|c| c.is_ascii_lowercase()) {
+        alphabet += 26;
+    }
+    if token.chars().any(|c| c.is_ascii_uppercase()) {
+        alphabet += 26;
+    }
+    if token.chars().any(|c| !c.is_ascii_alphanumeric()) {
+        alphabet += 32;
+    }
+    // A hex token is lower-case letters a-f and digits: 16 symbols, not 36.
+    if token.chars().all(|c| c.is_ascii_hexdigit()) && !token.is_empty() {
+        alphabet = 16;
+    }
+    let distinct = token
+        .chars()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let bits = f64::from(alphabet.max(1)).log2() * token.chars().count() as f64;
+    if bits < MIN_TOKEN_BITS || distinct < 8 {
+        anyhow::bail!(
+            "{what} is too weak (about {bits:.0} bits; at least 128 are needed): make one with `datacap token`"
+        );
+    }
+    Ok(())
 }
 
 /// Company id → token, from `company_tokens_file` (a TOML table `acme = "TOKEN"`) or
@@ -167,9 +239,10 @@ fn company_tokens(source: &KeySource) -> anyhow::Result<BTreeMap<String, SecretS
         }
     }
     for (company, token) in &tokens {
-        if token.expose_secret().len() < 16 {
-            anyhow::bail!("web company token of {company} is shorter than 16 characters");
-        }
+        check_token_strength(
+            token.expose_secret(),
+            &format!("web company token of {company}"),
+        )?;
     }
     Ok(tokens)
 }
@@ -188,11 +261,8 @@ pub(crate) fn build_app(
         .as_ref()
         .map(|source| read_secret(source, "web operator token"))
         .transpose()?;
-    if operator
-        .as_ref()
-        .is_some_and(|token| token.expose_secret().len() < 16)
-    {
-        anyhow::bail!("web operator token is shorter than 16 characters");
+    if let Some(token) = &operator {
+        check_token_strength(token.expose_secret(), "web operator token")?;
     }
     let companies = match &web.company_tokens {
         Some(source) => company_tokens(source)?,
@@ -222,7 +292,19 @@ pub(crate) fn build_app(
     );
     let connect = match (signing, key) {
         (Some(signing), Some(key)) => connect_setup(config, signing, key, connectors)?,
-        _ => None,
+        // Never silently off: the log says which key the flow lacks.
+        (None, _) => {
+            tracing::warn!(
+                "the connect flow is off: set [web] signing_key_file or signing_key_env (and [encryption]) for members to connect"
+            );
+            None
+        }
+        (Some(_), None) => {
+            tracing::warn!(
+                "the connect flow is off: set [encryption] key_file or key_env for members to connect"
+            );
+            None
+        }
     };
     Ok(App {
         store,
@@ -503,5 +585,96 @@ impl Exchange for ConnectorExchange {
                 Provider::None => Err(missing()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(public_url: &str, invite_ttl: &str) -> RawWeb {
+        RawWeb {
+            public_url: public_url.to_owned(),
+            invite_ttl: invite_ttl.to_owned(),
+            ..RawWeb::default()
+        }
+    }
+
+    #[test]
+    fn the_public_url_is_https_unless_loopback() {
+        for (url, ok) in [
+            ("https://datacap.example.com", true),
+            ("https://10.0.0.5:9464", true),
+            ("http://127.0.0.1:9464", true),
+            ("http://127.8.0.1", true),
+            ("http://[::1]:9464/", true),
+            ("http://localhost:9464", true),
+            ("http://datacap.example.com", false),
+            ("http://10.0.0.5:9464", false),
+            ("http://0.0.0.0:9464", false),
+            ("http://localhost.evil.example", false),
+            ("ftp://127.0.0.1", false),
+        ] {
+            let checked = validate(raw(url, "3d"));
+            assert_eq!(checked.is_ok(), ok, "{url}: {checked:?}");
+            if !ok {
+                assert_eq!(checked.unwrap_err().0, "web.public_url");
+            }
+        }
+    }
+
+    #[test]
+    fn cookies_are_secure_whenever_the_url_is_https() {
+        assert!(
+            validate(raw("https://datacap.example.com", "3d"))
+                .unwrap()
+                .secure_cookie
+        );
+        assert!(
+            !validate(raw("http://127.0.0.1:9464", "3d"))
+                .unwrap()
+                .secure_cookie
+        );
+    }
+
+    #[test]
+    fn invites_expire_in_days_not_weeks() {
+        assert_eq!(
+            validate(RawWeb::default()).unwrap().invite_ttl,
+            time::Duration::days(3)
+        );
+        assert!(validate(raw("http://127.0.0.1", "7d")).is_ok());
+        for ttl in ["8d", "14d", "0s"] {
+            assert_eq!(
+                validate(raw("http://127.0.0.1", ttl)).unwrap_err().0,
+                "web.invite_ttl"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_need_128_bits() {
+        for (token, ok) in [
+            // `datacap token`: 43 base64url characters, 256 bits.
+            ("q7Zk3V9xP2mW8rT4yB6nC1dF5gH0jK-L_sA2eU7iO9w", true),
+            // 32 hex digits: 128 bits exactly.
+            ("0f1e2d3c4b5a69788796a5b4c3d2e1f0", true),
+            ("operator-token-for-the-web-test", true),
+            // 16 characters, the old minimum: about 95 bits at best.
+            ("acme-token-12345", false),
+            ("0123456789abcdef", false),
+            ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
+            ("", false),
+        ] {
+            let checked = check_token_strength(token, "web operator token");
+            assert_eq!(checked.is_ok(), ok, "{token}: {checked:?}");
+        }
+        let message = check_token_strength("short", "web operator token")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("datacap token") && !message.contains("short"),
+            "{message}"
+        );
     }
 }

@@ -191,6 +191,11 @@ fn ok(output: &Output) -> String {
 
 impl Web {
     fn start() -> Web {
+        Web::start_with(&[])
+    }
+
+    /// [`Web::start`] with more (or overriding) environment for the daemon.
+    fn start_with(extra: &[(&str, String)]) -> Web {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -264,6 +269,11 @@ impl Web {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let mut env: Vec<(String, String)> = env;
+        for (name, value) in extra {
+            env.retain(|(k, _)| k != name);
+            env.push(((*name).to_owned(), value.clone()));
+        }
         let mut web = Web {
             _runtime: runtime,
             sim: Some(sim),
@@ -274,18 +284,36 @@ impl Web {
         };
         let tenants = web.dir.path().join("tenants.toml").display().to_string();
         web.datacap(&["apply", &tenants]);
-        let log = std::fs::File::create(web.dir.path().join("run.log")).unwrap();
-        let child = web
+        web.spawn();
+        web
+    }
+
+    /// Starts `datacap run` (logging to run.log) and waits for its listener.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("run.log"))
+            .unwrap();
+        let child = self
             .command(&["run"])
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .expect("datacap run starts");
-        web.child = Some(child);
-        web.eventually("the daemon serves HTTP", || {
-            std::net::TcpStream::connect(web.http).is_ok()
+        self.child = Some(child);
+        self.eventually("the daemon serves HTTP", || {
+            std::net::TcpStream::connect(self.http).is_ok()
         });
-        web
+    }
+
+    /// Stops the daemon and starts it again (with the environment as it is now).
+    fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -613,6 +641,154 @@ fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
         "{body}"
     );
     assert!(body.contains("aria-label=\"Email: yellow, member not connected\""));
+}
+
+/// A raw HTTP/1.1 request (method, path, headers, body) and the whole answer as text.
+fn raw_request(addr: SocketAddr, text: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn idle_connections_do_not_take_the_daemon_and_metrics_has_its_own_listener() {
+    let metrics = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let web = Web::start_with(&[
+        ("DATACAP_HTTP__HEADER_READ_TIMEOUT", "1s".to_owned()),
+        ("DATACAP_HTTP__MAX_CONNECTIONS", "16".to_owned()),
+        ("DATACAP_HTTP__METRICS_LISTEN", metrics.to_string()),
+    ]);
+    web.eventually("the metrics listener serves", || {
+        std::net::TcpStream::connect(metrics).is_ok()
+    });
+    // 100 connections that never finish a request head: silent ones and slow lorises.
+    let mut idle = Vec::new();
+    for n in 0..100 {
+        let mut stream = std::net::TcpStream::connect(web.http).expect("connect");
+        if n % 2 == 1 {
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+        }
+        idle.push(stream);
+    }
+    // A real request is answered all the same (read timeout 60 s: a generous bound, an
+    // answer is what this asserts).
+    let bearer = format!("Bearer {OPERATOR}");
+    let (status, headers, body) = http(
+        web.http,
+        "/api/v1/companies/initech/status",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(status, 200, "{body}");
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        assert!(
+            headers.iter().any(|(k, v)| k == name && v == value),
+            "{name}: {headers:?}"
+        );
+    }
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-security-policy" && v.contains("frame-ancestors 'none'")),
+        "{headers:?}"
+    );
+    // The idle connections were closed by the daemon.
+    for mut stream in idle.drain(..5) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut buffer = Vec::new();
+        let _ = stream.read_to_end(&mut buffer);
+        assert!(
+            buffer.is_empty() || buffer.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&buffer)
+        );
+    }
+    drop(idle);
+    // /metrics moved to its own listener, which serves only the probes and metrics.
+    let (status, _, _) = http(web.http, "/metrics", &[]);
+    assert_eq!(status, 404);
+    let (status, _, body) = http(metrics, "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert!(body.contains("datacap_"), "{body}");
+    assert_eq!(http(metrics, "/readyz", &[]).0, 200);
+    assert_eq!(http(metrics, "/companies/initech/members", &[]).0, 404);
+    assert_eq!(
+        http(
+            metrics,
+            "/api/v1/companies/initech/status",
+            &[("Authorization", &bearer)]
+        )
+        .0,
+        404
+    );
+}
+
+#[test]
+fn sign_in_refuses_cross_site_posts_and_a_changed_token_ends_its_sessions() {
+    let mut web = Web::start();
+    let body = format!("token={OPERATOR}");
+    let post = |origin: &str| {
+        raw_request(
+            web.http,
+            &format!(
+                "POST /login HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                web.http,
+                body.len()
+            ),
+        )
+    };
+    let cross = post("Origin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n");
+    assert!(cross.starts_with("HTTP/1.1 403"), "{cross}");
+    assert!(
+        !cross.to_ascii_lowercase().contains("set-cookie"),
+        "{cross}"
+    );
+    let own = post(&format!(
+        "Origin: http://{}\r\nSec-Fetch-Site: same-origin\r\n",
+        web.http
+    ));
+    assert!(own.starts_with("HTTP/1.1 303"), "{own}");
+    let cookie = own
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = |web: &Web| {
+        http(
+            web.http,
+            "/companies/initech/members",
+            &[("Cookie", &cookie)],
+        )
+        .0
+    };
+    assert_eq!(page(&web), 200);
+    // The same token after a restart: the session holds (the signing key is the same).
+    web.restart();
+    assert_eq!(page(&web), 200);
+    // The operator's token is rotated: the session it opened ends at its next request.
+    std::fs::write(
+        web.dir.path().join("operator-token"),
+        "a-rotated-operator-token-0123456789",
+    )
+    .unwrap();
+    web.restart();
+    assert_eq!(page(&web), 401);
 }
 
 /// What a minimal SMTP receiver on loopback recorded: each mail's recipients and DATA.

@@ -12,3 +12,4 @@ pub mod rotate_key;
 pub mod run;
 pub mod sim;
 pub mod status;
+pub mod token;
