@@ -905,8 +905,11 @@ pub fn thresholds(config: &Config) -> datacap_core::Thresholds {
 /// secret itself never appears).
 pub fn read_secret(source: &KeySource, what: &str) -> anyhow::Result<SecretString> {
     let text = match source {
-        KeySource::File(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {what} file {}", path.display()))?,
+        KeySource::File(path) => {
+            warn_if_shared(path, what);
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {what} file {}", path.display()))?
+        }
         KeySource::Env(name) => {
             std::env::var(name).with_context(|| format!("{what} env var {name} is not set"))?
         }
@@ -969,12 +972,40 @@ fn http_section(raw: RawHttp) -> Result<HttpConfig, (&'static str, String)> {
     })
 }
 
+/// The permission bits that make a secret file readable (or writable) by someone other
+/// than its owner.
+const SHARED_MODE_BITS: u32 = 0o077;
+
+/// Warns (once per read, naming the file and its mode, never its content) when a secret
+/// file is readable or writable by its group or others: `chmod 600` it. Kubernetes
+/// secret volumes with `defaultMode: 0400` and systemd's `LoadCredential=` pass.
+pub fn warn_if_shared(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & SHARED_MODE_BITS != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = %format!("{mode:04o}"),
+                    secret = what,
+                    "a secret file is readable by its group or others; chmod 600 it"
+                );
+            }
+        }
+    }
+}
+
 /// Reads the encryption key from the file or env var the config names. A missing file,
 /// an unset variable or a malformed key is an error; the key text is never printed.
 pub fn load_key(encryption: &EncryptionConfig) -> anyhow::Result<EncryptionKey> {
     let text = match &encryption.source {
-        KeySource::File(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read encryption key file {}", path.display()))?,
+        KeySource::File(path) => {
+            warn_if_shared(path, "encryption key");
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read encryption key file {}", path.display()))?
+        }
         KeySource::Env(name) => std::env::var(name)
             .with_context(|| format!("encryption key env var {name} is not set"))?,
     };

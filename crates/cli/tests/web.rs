@@ -778,9 +778,38 @@ fn sign_in_refuses_cross_site_posts_and_a_changed_token_ends_its_sessions() {
         .0
     };
     assert_eq!(page(&web), 200);
-    // The same token after a restart: the session holds (the signing key is the same).
+    // Secret files readable by the group: the daemon says so at start, naming the file,
+    // never its content; at 0600 it says nothing.
+    let shared = |logs: &str| {
+        logs.lines()
+            .filter(|line| line.contains("a secret file is readable by its group or others"))
+            .filter(|line| line.contains("operator-token") || line.contains("signing-key"))
+            .count()
+    };
+    let state_dir = web.dir.path().to_path_buf();
+    let chmod = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        for name in ["operator-token", "signing-key", "google-secret"] {
+            std::fs::set_permissions(
+                state_dir.join(name),
+                std::fs::Permissions::from_mode(mode),
+            )
+            .unwrap();
+        }
+    };
+    chmod(0o640);
+    let before = shared(&web.logs());
+    web.restart();
+    assert!(shared(&web.logs()) >= before + 2, "{}", web.logs());
+    assert!(!web.logs().contains(SIGNING) && !web.logs().contains(OPERATOR));
+    assert_eq!(page(&web), 200);
+    chmod(0o600);
+    let before = shared(&web.logs());
+    // The same token after a restart: the session holds (the signing key is the same),
+    // and 0600 files draw no warning.
     web.restart();
     assert_eq!(page(&web), 200);
+    assert_eq!(shared(&web.logs()), before, "{}", web.logs());
     // The operator's token is rotated: the session it opened ends at its next request.
     std::fs::write(
         web.dir.path().join("operator-token"),
