@@ -972,20 +972,18 @@ fn http_section(raw: RawHttp) -> Result<HttpConfig, (&'static str, String)> {
     })
 }
 
-/// The permission bits that make a secret file readable (or writable) by someone other
-/// than its owner.
-const SHARED_MODE_BITS: u32 = 0o077;
-
-/// Warns (once per read, naming the file and its mode, never its content) when a secret
-/// file is readable or writable by its group or others: `chmod 600` it. Kubernetes
-/// secret volumes with `defaultMode: 0400` and systemd's `LoadCredential=` pass.
+/// Warns (naming the file and its mode, never its content) when a secret file is
+/// readable or writable by others, or by a group other than the process's own: `chmod 600`
+/// it. A group bit for the process's own group passes: Kubernetes mounts secret volumes
+/// as `0440` owned by the pod's `fsGroup`, which is the daemon's group and nobody else's.
 pub fn warn_if_shared(path: &Path, what: &str) {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::fs::MetadataExt as _;
         if let Ok(metadata) = std::fs::metadata(path) {
-            let mode = metadata.permissions().mode() & 0o777;
-            if mode & SHARED_MODE_BITS != 0 {
+            let mode = metadata.mode() & 0o777;
+            let foreign_group = own_group() != Some(metadata.gid());
+            if mode & 0o007 != 0 || (mode & 0o070 != 0 && foreign_group) {
                 tracing::warn!(
                     file = %path.display(),
                     mode = %format!("{mode:04o}"),
@@ -995,6 +993,13 @@ pub fn warn_if_shared(path: &Path, what: &str) {
             }
         }
     }
+}
+
+/// The process's effective group id (Linux: `/proc/self/status`), if it can be read.
+fn own_group() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("Gid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Reads the encryption key from the file or env var the config names. A missing file,

@@ -270,6 +270,8 @@ fn names_a_secret(name: &str) -> bool {
     let refers = ["_ENV", "_FILE", "_ID"]
         .iter()
         .any(|suffix| upper.ends_with(suffix));
+    // PGPASSFILE names the PostgreSQL driver's password file, like a `*_FILE` key.
+    let refers = refers || upper == "PGPASSFILE";
     !refers
         && ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PGPASS"]
             .iter()
@@ -303,7 +305,22 @@ fn no_secret_value_is_inline() {
                 let name = text(&entry["name"]);
                 assert!(
                     !(names_a_secret(name) && entry.get("value").is_some()),
-                    "{file}: env {name} has an inline value: use valueFrom.secretKeyRef"
+                    "{file}: env {name} has an inline value: mount its Secret as a file"
+                );
+                // Secrets reach the pods as files (0400), never as variables that any
+                // child process, crash dump or `env` listing would carry.
+                assert!(
+                    entry["valueFrom"]["secretKeyRef"].is_null(),
+                    "{file}: env {name} comes from a Secret: mount it as a file instead"
+                );
+            }
+        }
+        for volume in array(&template["spec"]["volumes"]) {
+            if volume["secret"].is_object() {
+                assert_eq!(
+                    volume["secret"]["defaultMode"], 0o400,
+                    "{file}: secret volume {} is not mode 0400",
+                    volume["name"]
                 );
             }
         }
@@ -516,4 +533,48 @@ fn systemd_analyze_verify_passes() {
         .filter(|line| line.contains("datacap.service"))
         .collect();
     assert!(about_ours.is_empty(), "warnings: {about_ours:?}");
+}
+
+#[test]
+fn the_image_holds_only_the_binary_and_the_default_config() {
+    let containerfile =
+        std::fs::read_to_string(repo().join("deploy/container/Containerfile")).unwrap();
+    // The runtime stage: everything after the last FROM.
+    let runtime = containerfile
+        .rsplit_once("\nFROM ")
+        .map(|(_, stage)| stage)
+        .expect("a runtime stage");
+    let copies: Vec<&str> = runtime
+        .lines()
+        .filter(|line| line.trim_start().starts_with("COPY"))
+        .collect();
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    for copy in &copies {
+        assert!(copy.contains("--from=builder"), "{copy}: only built files");
+    }
+    assert!(
+        !containerfile.contains("cp -r config") && !containerfile.contains("/usr/share/datacap"),
+        "the sim's fake keys and example files stay out of the image"
+    );
+    assert!(
+        containerfile
+            .contains("install -D -m 0644 config/datacap.toml /staging/etc/datacap/datacap.toml")
+    );
+    // The build context is an allowlist.
+    let ignore =
+        std::fs::read_to_string(repo().join("deploy/container/Containerfile.dockerignore"))
+            .unwrap();
+    let rules: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    assert_eq!(rules.first(), Some(&"*"), "everything is ignored first");
+    for admitted in rules.iter().filter_map(|rule| rule.strip_prefix('!')) {
+        assert!(
+            ["Cargo.toml", "Cargo.lock", "crates/", "migrations/"].contains(&admitted)
+                || admitted.starts_with("config/"),
+            "{admitted}: the context admits only sources"
+        );
+    }
 }

@@ -778,7 +778,7 @@ fn sign_in_refuses_cross_site_posts_and_a_changed_token_ends_its_sessions() {
         .0
     };
     assert_eq!(page(&web), 200);
-    // Secret files readable by the group: the daemon says so at start, naming the file,
+    // Secret files readable by others: the daemon says so at start, naming the file,
     // never its content; at 0600 it says nothing.
     let shared = |logs: &str| {
         logs.lines()
@@ -790,14 +790,11 @@ fn sign_in_refuses_cross_site_posts_and_a_changed_token_ends_its_sessions() {
     let chmod = |mode: u32| {
         use std::os::unix::fs::PermissionsExt as _;
         for name in ["operator-token", "signing-key", "google-secret"] {
-            std::fs::set_permissions(
-                state_dir.join(name),
-                std::fs::Permissions::from_mode(mode),
-            )
-            .unwrap();
+            std::fs::set_permissions(state_dir.join(name), std::fs::Permissions::from_mode(mode))
+                .unwrap();
         }
     };
-    chmod(0o640);
+    chmod(0o644);
     let before = shared(&web.logs());
     web.restart();
     assert!(shared(&web.logs()) >= before + 2, "{}", web.logs());
