@@ -910,6 +910,28 @@ fn remind_lists_members_to_connect_with_working_links_and_mails_them() {
     let callback = web.consent(&split_url(peter).1);
     let (status, _, body) = web.finish(&callback);
     assert_eq!(status, 200, "{body}");
+    // A link connects once.
+    let (status, _, body) = http(web.http, &split_url(peter).1, &[]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked or has been used"), "{body}");
+    // An admin voids denier's listed link; the next reminder's link works.
+    let denier = rows[0]["link"].as_str().unwrap();
+    assert_eq!(http(web.http, &split_url(denier).1, &[]).0, 303);
+    let revoked = web.datacap(&["revoke-invites", "--member", "denier"]);
+    assert!(
+        revoked.contains("revoked every connect link of member denier"),
+        "{revoked}"
+    );
+    assert_eq!(http(web.http, &split_url(denier).1, &[]).0, 403);
+    // (Invites carry their issue time in seconds: wait for the next second.)
+    std::thread::sleep(Duration::from_millis(1100));
+    let again: Value =
+        serde_json::from_str(&web.datacap(&["remind", "--company", "initech", "--format", "json"]))
+            .unwrap();
+    let fresh = again[0]["link"].as_str().unwrap();
+    assert_eq!(http(web.http, &split_url(fresh).1, &[]).0, 303);
+    let unknown = web.datacap_with(&[], &["revoke-invites", "--member", "nobody"]);
+    assert!(!unknown.status.success());
     let csv = web.datacap(&["remind", "--company", "initech", "--format", "csv"]);
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("member_id,email_address,reason,link"));

@@ -137,13 +137,26 @@ impl InviteKey {
         }
     }
 
-    /// An invite for (`company`, `member`) valid until `expires_at`.
+    /// An invite for (`company`, `member`) issued now and valid until `expires_at`.
     pub fn invite(&self, company: &str, member: &str, expires_at: OffsetDateTime) -> String {
+        self.invite_issued(company, member, OffsetDateTime::now_utc(), expires_at)
+    }
+
+    /// An invite for (`company`, `member`) issued at `issued_at` (a revocation voids the
+    /// invites issued before it) and valid until `expires_at`.
+    pub fn invite_issued(
+        &self,
+        company: &str,
+        member: &str,
+        issued_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> String {
         let payload = format!(
-            "{}.{}.{}",
+            "{}.{}.{}.{}",
             b64(company.as_bytes()),
             b64(member.as_bytes()),
-            expires_at.unix_timestamp()
+            expires_at.unix_timestamp(),
+            issued_at.unix_timestamp()
         );
         let signature = sign(self.key.expose_secret(), "invite", &payload);
         format!("{payload}.{}", b64(&signature))
@@ -189,6 +202,18 @@ impl InviteKey {
         invite: &str,
         now: OffsetDateTime,
     ) -> Result<(String, String), InviteProblem> {
+        self.check_issued(invite, now)
+            .map(|(company, member, _)| (company, member))
+    }
+
+    /// The (company, member, issue time in Unix seconds) of a valid invite; links made
+    /// before invites carried their issue time count as issued at the beginning of time,
+    /// so any revocation voids them.
+    pub fn check_issued(
+        &self,
+        invite: &str,
+        now: OffsetDateTime,
+    ) -> Result<(String, String, i64), InviteProblem> {
         let (payload, signature) = invite.rsplit_once('.').ok_or(InviteProblem::Malformed)?;
         let signature = unb64(signature).ok_or(InviteProblem::Malformed)?;
         if !verify(self.key.expose_secret(), "invite", payload, &signature) {
@@ -206,10 +231,17 @@ impl InviteKey {
             .next()
             .and_then(|e| e.parse().ok())
             .ok_or(InviteProblem::Malformed)?;
+        let issued: i64 = match parts.next() {
+            None => i64::MIN,
+            Some(text) => text.parse().map_err(|_| InviteProblem::Malformed)?,
+        };
+        if parts.next().is_some() {
+            return Err(InviteProblem::Malformed);
+        }
         if expires <= now.unix_timestamp() {
             return Err(InviteProblem::Expired);
         }
-        Ok((company, member))
+        Ok((company, member, issued))
     }
 }
 
@@ -331,7 +363,7 @@ pub(crate) async fn start(
             "This link has no invite: use the personal connect link your admin sent you.",
         );
     };
-    let (company_id, member_id) = match setup.invites.check(invite, now) {
+    let (company_id, member_id, issued) = match setup.invites.check_issued(invite, now) {
         Ok(found) => found,
         Err(InviteProblem::Expired) => {
             return refused(StatusCode::FORBIDDEN, "This connect link has expired.");
@@ -355,6 +387,20 @@ pub(crate) async fn start(
             StatusCode::BAD_REQUEST,
             "Your company connects for everyone at once: there is nothing for you to connect.",
         );
+    }
+    // A link connects once, and an admin can void a member's links (`datacap
+    // revoke-invites`): links issued before the member's revocation time, or in the same
+    // second (issue times are whole seconds), are refused.
+    match app.store.invites_not_before(&member_id).await {
+        Ok(Some(not_before)) if issued <= not_before.unix_timestamp() => {
+            tracing::info!(company = %company_id, member = %member_id, "a revoked or used connect link was refused");
+            return refused(
+                StatusCode::FORBIDDEN,
+                "This connect link was revoked or has been used already: ask your admin for a new one.",
+            );
+        }
+        Ok(_) => {}
+        Err(error) => return store_failure(&error),
     }
     if context.company.provider != provider {
         return refused(
@@ -650,6 +696,10 @@ pub(crate) async fn callback(
     if let Err(error) = app.store.make_due(member, None, now).await {
         tracing::warn!(company, member, %error, "connected, but the immediate poll could not be scheduled");
     }
+    // The link has done its job: it (and every older one) connects nobody again.
+    if let Err(error) = app.store.revoke_invites(member, now).await {
+        tracing::warn!(company, member, %error, "connected, but the used connect link could not be voided");
+    }
     tracing::info!(company, member, provider = %provider, "member connected");
     message(
         StatusCode::OK,
@@ -730,6 +780,21 @@ mod tests {
             Err(InviteProblem::BadSignature)
         );
         assert_eq!(key.check("nonsense", now), Err(InviteProblem::Malformed));
+        // The issue time travels signed with the invite.
+        let issued = key.invite_issued(
+            "acme",
+            "ana",
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        );
+        assert_eq!(
+            key.check_issued(&issued, now),
+            Ok((
+                "acme".to_owned(),
+                "ana".to_owned(),
+                (now - time::Duration::hours(1)).unix_timestamp()
+            ))
+        );
         assert!(!format!("{key:?}").contains('3'));
     }
 

@@ -1212,3 +1212,44 @@ async fn sign_in_and_the_connect_flow_are_throttled_per_client() {
     .await;
     assert_eq!(answer.status, 200);
 }
+
+#[tokio::test]
+async fn connect_links_connect_once_and_can_be_revoked() {
+    let h = harness().await;
+    let now = OffsetDateTime::now_utc();
+    let link = |issued: OffsetDateTime| {
+        format!(
+            "/connect/microsoft/start?invite={}",
+            h.invites
+                .invite_issued("globex", "gil", issued, now + Duration::days(1))
+        )
+    };
+    let older = link(now - Duration::hours(2));
+    let used = link(now - Duration::hours(1));
+    // Revoked: links issued before the revocation are refused, later ones work.
+    h.store
+        .revoke_invites("gil", now - Duration::minutes(90))
+        .await
+        .unwrap();
+    let answer = get(h.addr, &older, &[]).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(
+        answer.body.contains("revoked or has been used"),
+        "{}",
+        answer.body
+    );
+    let answer = get(h.addr, &used, &[]).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    // Connecting with it uses it up: the same link starts nothing any more.
+    let location = answer.header("location").unwrap().to_owned();
+    let state = params(&location)["state"].clone();
+    let answer = callback(
+        &h,
+        &format!("/connect/microsoft/callback?state={state}&code=code-1"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = get(h.addr, &used, &[]).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(h.store.invites_not_before("gil").await.unwrap().is_some());
+}

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod migrate;
 pub mod poll;
 pub mod remind;
+pub mod revoke_invites;
 pub mod rotate_key;
 pub mod run;
 pub mod sim;
