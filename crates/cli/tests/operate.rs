@@ -60,6 +60,19 @@ fn check_config_passes_the_shipped_files() {
         "{}",
         describe(&output)
     );
+    // The example's user-by-user companies cannot connect with the shipped config, which
+    // names no signing key: said, never silent (issue 17).
+    let said = stdout(&output);
+    if std::fs::read_to_string(&tenants)
+        .unwrap()
+        .contains("\"user_by_user\"")
+    {
+        assert!(
+            said.contains("warning: ")
+                && said.contains("the connect flow lacks web.signing_key_file"),
+            "{said}"
+        );
+    }
     // Offline: nothing was created next to it.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -493,6 +493,11 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
         "{}",
         peter.authorize
     );
+    assert!(
+        peter.authorize.contains("&hd=initech.example"),
+        "{}",
+        peter.authorize
+    );
     let (status, _, body) = web.finish(&peter);
     assert_eq!(status, 200, "{body}\n{}", web.logs());
     assert!(body.contains("peter@initech.example is connected to Google Workspace"));

@@ -452,6 +452,13 @@ pub(crate) async fn start(
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("login_hint", &context.member_email);
+    // Google: only accounts of the member's own Workspace domain on the account chooser
+    // (`hd`; a hint, checked for real after the exchange).
+    if provider == Provider::GoogleWorkspace
+        && let Some((_, domain)) = context.member_email.rsplit_once('@')
+    {
+        url.append_pair("hd", domain);
+    }
     for (name, value) in &client.extra {
         url.append_pair(name, value);
     }
