@@ -237,6 +237,76 @@ mod tests {
         assert_eq!(origin_of("http://127.0.0.1:9464"), "http://127.0.0.1:9464");
     }
 
+    /// A plain HTTP/1.1 GET over loopback; the whole answer as text.
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_and_their_time_are_bounded() {
+        use axum::routing::get as route;
+        let limits = Limits {
+            max_in_flight: 1,
+            request_timeout: std::time::Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let guard = Arc::new(Guard::new(&limits, None));
+        let (entered, mut inside) = tokio::sync::mpsc::channel::<()>(1);
+        // `/hang` never answers by itself; `/quick` answers at once.
+        let router = axum::Router::new()
+            .route(
+                "/hang",
+                route(move || {
+                    let entered = entered.clone();
+                    async move {
+                        let _ = entered.send(()).await;
+                        std::future::pending::<&'static str>().await
+                    }
+                }),
+            )
+            .route("/quick", route(|| async { "quick" }))
+            .layer(axum::middleware::from_fn_with_state(guard, bounds))
+            .layer(axum::middleware::from_fn(headers));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stop = cancel.clone();
+        let server =
+            tokio::spawn(
+                async move { crate::listener::serve(listener, router, &limits, stop).await },
+            );
+        let hanging = tokio::spawn(async move { get(addr, "/hang").await });
+        inside
+            .recv()
+            .await
+            .expect("the first request is in its handler");
+        // The one slot is taken: the next request is shed at once, with Retry-After.
+        let busy = get(addr, "/quick").await;
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        assert!(
+            busy.to_ascii_lowercase().contains("retry-after: 1"),
+            "{busy}"
+        );
+        assert!(
+            busy.contains("nosniff"),
+            "shed answers carry the headers too: {busy}"
+        );
+        // The hanging request is ended by the request timeout, and frees its slot.
+        let timed_out = hanging.await.unwrap();
+        assert!(timed_out.starts_with("HTTP/1.1 503"), "{timed_out}");
+        assert!(timed_out.contains("took too long"), "{timed_out}");
+        let quick = get(addr, "/quick").await;
+        assert!(quick.starts_with("HTTP/1.1 200"), "{quick}");
+        cancel.cancel();
+        server.await.unwrap().unwrap();
+    }
+
     #[test]
     fn throttled_paths() {
         assert!(throttled(&Method::POST, "/login"));
