@@ -361,8 +361,9 @@ fn connect_setup(
             .as_ref()
             .map(|c| c.client_id.clone())
             .unwrap_or_default(),
+        // `email`: the connect flow reads who signed in from tokeninfo.
         scope: format!(
-            "{} {}",
+            "{} {} email",
             datacap_google::GMAIL_SCOPE,
             datacap_google::CALENDAR_SCOPE
         ),
@@ -398,7 +399,7 @@ fn connect_setup(
             connectors: connectors.clone(),
             resolver: FileAndEnvResolver::new(config),
             http,
-            gmail_base: config.google.gmail_base.trim_end_matches('/').to_owned(),
+            google_tokeninfo: tokeninfo_url(&config.google.token_url),
             graph_base: config.microsoft.graph_base.trim_end_matches('/').to_owned(),
             authorize: (
                 config.google.authorize_url.clone(),
@@ -415,7 +416,8 @@ struct ConnectorExchange {
     connectors: datacap_worker::Connectors,
     resolver: FileAndEnvResolver,
     http: reqwest::Client,
-    gmail_base: String,
+    /// Google's tokeninfo endpoint, beside its token endpoint.
+    google_tokeninfo: String,
     graph_base: String,
     /// Google's authorize URL; Microsoft's login base.
     authorize: (String, String),
@@ -441,18 +443,15 @@ impl ConnectorExchange {
         }
     }
 
-    /// GET `url` with the new access token; the JSON answer.
+    /// Sends `request` (an identity read made with the new access token); the JSON answer.
+    /// Errors never show the URL or the token.
     async fn identity_call(
         &self,
-        url: &str,
-        token: &SecretString,
+        request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<serde_json::Value, ExchangeError> {
         let failed = |detail: String| ExchangeError(format!("{what} could not be read: {detail}"));
-        let answer = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose_secret())
+        let answer = request
             .send()
             .await
             .map_err(|error| failed(error.without_url().to_string()))?;
@@ -464,6 +463,16 @@ impl ConnectorExchange {
             .await
             .map_err(|_| failed("the answer could not be read".to_owned()))?;
         serde_json::from_slice(&bytes).map_err(|_| failed("the answer is not json".to_owned()))
+    }
+}
+
+/// Google's tokeninfo endpoint on the token endpoint's host: `…/token` → `…/tokeninfo`
+/// (`https://oauth2.googleapis.com/tokeninfo`; the sim's `{base}/google/tokeninfo`).
+fn tokeninfo_url(token_url: &str) -> String {
+    let base = token_url.trim_end_matches('/');
+    match base.strip_suffix("/token") {
+        Some(host) => format!("{host}/tokeninfo"),
+        None => format!("{base}info"),
     }
 }
 
@@ -520,19 +529,33 @@ impl Exchange for ConnectorExchange {
                             .map_or_else(|e| e.0.outcome, |_| Outcome::Success),
                     );
                     let grant = grant.map_err(|error| ExchangeError(error.to_string()))?;
-                    let profile = self
+                    // Who signed in: tokeninfo on the new access token (its `email`
+                    // scope). Not Gmail's own profile: a mailbox whose Gmail is off or
+                    // blocked by policy must still connect, so that its import shows why.
+                    // POSTed, so the token is in no URL.
+                    let info = self
                         .identity_call(
-                            &format!("{}/users/me/profile", self.gmail_base),
-                            &grant.access_token,
-                            "gmail's profile of the signed-in account",
+                            self.http
+                                .post(&self.google_tokeninfo)
+                                .form(&[("access_token", grant.access_token.expose_secret())]),
+                            "google's tokeninfo of the signed-in account",
                         )
                         .await?;
+                    // The token must be ours: issued to the client that signed in.
+                    if info["aud"].as_str() != Some(client.client_id.as_str()) {
+                        return Err(ExchangeError(
+                            "google issued the token to another oauth client".to_owned(),
+                        ));
+                    }
+                    let verified =
+                        info["email_verified"] == "true" || info["email_verified"] == true;
                     Ok(Exchanged {
                         refresh_token: grant.refresh_token,
                         scopes: grant.scope.split_whitespace().map(str::to_owned).collect(),
                         identity: Identity {
-                            addresses: profile["emailAddress"]
+                            addresses: info["email"]
                                 .as_str()
+                                .filter(|_| verified)
                                 .map(str::to_owned)
                                 .into_iter()
                                 .collect(),
@@ -558,8 +581,12 @@ impl Exchange for ConnectorExchange {
                     })?;
                     let me = self
                         .identity_call(
-                            &format!("{}/me?$select=mail,userPrincipalName", self.graph_base),
-                            &grant.access_token,
+                            self.http
+                                .get(format!(
+                                    "{}/me?$select=mail,userPrincipalName",
+                                    self.graph_base
+                                ))
+                                .bearer_auth(grant.access_token.expose_secret()),
                             "graph's /me of the signed-in account",
                         )
                         .await?;

@@ -43,7 +43,7 @@ pub struct Exchanged {
 }
 
 /// The account a code exchange signed in, as the mailbox itself reports it with the new
-/// access token (Gmail `users.getProfile`; Graph `/me` and the token's `tid`).
+/// access token (Google `tokeninfo`'s verified `email`; Graph `/me` and the token's `tid`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
     /// Its addresses: Gmail's `emailAddress`; Graph's `mail` and `userPrincipalName`.
@@ -443,6 +443,16 @@ pub(crate) async fn start(
             client_id: client.client_id.clone(),
             authorize_url: client.authorize_url.clone(),
         });
+    if sign_in.client_id.is_empty() {
+        tracing::warn!(company = %company_id, provider = %provider, "connect flow has no oauth client for this company");
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "Connecting to {} is not set up for your company yet: your admin must configure its OAuth client.",
+                provider.display_name()
+            ),
+        );
+    }
     let mut url = form_urlencoded::Serializer::new(String::new());
     url.append_pair("client_id", &sign_in.client_id)
         .append_pair("redirect_uri", &redirect_uri)

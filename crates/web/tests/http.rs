@@ -12,8 +12,8 @@ use datacap_core::{Channel, MemberConnection, Outcome, Provider};
 use datacap_store::{AttemptRecord, EncryptionKey, Store, StoreOptions, WriteOptions};
 use datacap_web::connect::{ConnectProvider, ExchangeFuture};
 use datacap_web::{
-    App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, WebServer,
-    WebState,
+    App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn,
+    WebServer, WebState,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest;
@@ -64,11 +64,17 @@ struct Recorded {
     scopes: Vec<String>,
     account: Option<String>,
     fail: bool,
+    /// What `sign_in` answers (the company's own client), if set.
+    sign_in: Option<SignIn>,
 }
 
 struct RecordingExchange(Arc<Mutex<Recorded>>);
 
 impl Exchange for RecordingExchange {
+    fn sign_in(&self, _provider: Provider, _refs: &BTreeMap<String, String>) -> Option<SignIn> {
+        self.0.lock().unwrap().sign_in.clone()
+    }
+
     fn exchange<'a>(
         &'a self,
         provider: Provider,
@@ -1252,4 +1258,42 @@ async fn connect_links_connect_once_and_can_be_revoked() {
     let answer = get(h.addr, &used, &[]).await;
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(h.store.invites_not_before("gil").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn connect_start_signs_in_with_the_companys_own_client() {
+    let h = harness().await;
+    h.exchange.lock().unwrap().sign_in = Some(SignIn {
+        client_id: "globex-own-client".to_owned(),
+        authorize_url: "http://idp.test/globex-tenant/authorize".to_owned(),
+    });
+    let location = start(&h).await;
+    assert!(
+        location.starts_with("http://idp.test/globex-tenant/authorize?"),
+        "{location}"
+    );
+    assert_eq!(params(&location)["client_id"], "globex-own-client");
+    // No client at all for the company: refused, nothing started.
+    h.exchange.lock().unwrap().sign_in = Some(SignIn {
+        client_id: String::new(),
+        authorize_url: "http://idp.test/x".to_owned(),
+    });
+    let invite = h.invites.invite(
+        "globex",
+        "gil",
+        OffsetDateTime::now_utc() + Duration::days(1),
+    );
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/start?invite={invite}"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer.body.contains("not set up for your company"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.header("location").is_none());
 }
