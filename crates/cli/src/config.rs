@@ -108,10 +108,15 @@ pub struct LogConfig {
     pub level: String,
 }
 
-/// `[http]`: where `datacap run` serves `/healthz`, `/readyz` and `/metrics`.
+/// `[http]`: where `datacap run` serves `/healthz`, `/readyz` and `/metrics`, and the
+/// listener's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpConfig {
     pub listen: std::net::SocketAddr,
+    /// `/healthz`, `/readyz` and `/metrics` on a listener of their own (then `/metrics` is
+    /// not served on `listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub limits: datacap_web::Limits,
 }
 
 /// `[database]`.
@@ -245,6 +250,13 @@ raw_section!(RawLog {
 
 raw_section!(RawHttp {
     listen: String = "127.0.0.1:9464".to_owned(),
+    metrics_listen: Option<String> = None,
+    header_read_timeout: String = "10s".to_owned(),
+    request_timeout: String = "30s".to_owned(),
+    max_connections: i64 = 512,
+    max_in_flight: i64 = 64,
+    max_body_bytes: i64 = 16384,
+    sign_in_attempts_per_minute: i64 = 30,
 });
 
 #[derive(Deserialize, serde::Serialize)]
@@ -685,17 +697,7 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
             ));
         }
     };
-    let http = HttpConfig {
-        listen: raw.http.listen.parse().map_err(|_| {
-            (
-                "http.listen",
-                format!(
-                    "{:?} is not an address like 127.0.0.1:9464",
-                    raw.http.listen
-                ),
-            )
-        })?,
-    };
+    let http = http_section(raw.http)?;
     let web = crate::web::validate(raw.web)?;
     let smtp = crate::smtp::validate(raw.smtp)?;
     Ok(Config {
@@ -912,8 +914,11 @@ pub fn thresholds(config: &Config) -> datacap_core::Thresholds {
 /// secret itself never appears).
 pub fn read_secret(source: &KeySource, what: &str) -> anyhow::Result<SecretString> {
     let text = match source {
-        KeySource::File(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {what} file {}", path.display()))?,
+        KeySource::File(path) => {
+            warn_if_shared(path, what);
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {what} file {}", path.display()))?
+        }
         KeySource::Env(name) => {
             std::env::var(name).with_context(|| format!("{what} env var {name} is not set"))?
         }
@@ -921,12 +926,100 @@ pub fn read_secret(source: &KeySource, what: &str) -> anyhow::Result<SecretStrin
     Ok(SecretString::from(text.trim().to_owned()))
 }
 
+/// Checks `[http]`.
+fn http_section(raw: RawHttp) -> Result<HttpConfig, (&'static str, String)> {
+    let address = |key: &'static str, text: &str| {
+        text.parse::<std::net::SocketAddr>().map_err(|_| {
+            (
+                key,
+                format!("{text:?} is not an address like 127.0.0.1:9464"),
+            )
+        })
+    };
+    let listen = address("http.listen", &raw.listen)?;
+    let metrics_listen = raw
+        .metrics_listen
+        .as_deref()
+        .map(|text| address("http.metrics_listen", text))
+        .transpose()?;
+    if metrics_listen == Some(listen) {
+        return Err((
+            "http.metrics_listen",
+            "must differ from http.listen".to_owned(),
+        ));
+    }
+    let seconds = |key: &'static str, text: &str| {
+        let duration = parse_duration(text).map_err(|detail| (key, detail))?;
+        u64::try_from(duration.whole_seconds())
+            .ok()
+            .filter(|s| (1..=3600).contains(s))
+            .map(std::time::Duration::from_secs)
+            .ok_or((key, "must be 1s to 1h".to_owned()))
+    };
+    let count = |key: &'static str, value: i64, max: i64| {
+        usize::try_from(value)
+            .ok()
+            .filter(|v| *v >= 1 && i64::try_from(*v).is_ok_and(|v| v <= max))
+            .ok_or((key, format!("must be 1 to {max}")))
+    };
+    Ok(HttpConfig {
+        listen,
+        metrics_listen,
+        limits: datacap_web::Limits {
+            header_read_timeout: seconds("http.header_read_timeout", &raw.header_read_timeout)?,
+            request_timeout: seconds("http.request_timeout", &raw.request_timeout)?,
+            max_connections: count("http.max_connections", raw.max_connections, 100_000)?,
+            max_in_flight: count("http.max_in_flight", raw.max_in_flight, 10_000)?,
+            body_limit: count("http.max_body_bytes", raw.max_body_bytes, 16 * 1024 * 1024)?,
+            throttle_per_minute: u32::try_from(count(
+                "http.sign_in_attempts_per_minute",
+                raw.sign_in_attempts_per_minute,
+                100_000,
+            )?)
+            .unwrap_or(u32::MAX),
+        },
+    })
+}
+
+/// Warns (naming the file and its mode, never its content) when a secret file is
+/// readable or writable by others, or by a group other than the process's own: `chmod 600`
+/// it. A group bit for the process's own group passes: Kubernetes mounts secret volumes
+/// as `0440` owned by the pod's `fsGroup`, which is the daemon's group and nobody else's.
+pub fn warn_if_shared(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.mode() & 0o777;
+            let foreign_group = own_group() != Some(metadata.gid());
+            if mode & 0o007 != 0 || (mode & 0o070 != 0 && foreign_group) {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = %format!("{mode:04o}"),
+                    secret = what,
+                    "a secret file is readable by its group or others; chmod 600 it"
+                );
+            }
+        }
+    }
+}
+
+/// The process's effective group id (Linux: `/proc/self/status`), if it can be read.
+fn own_group() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("Gid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// Reads the encryption key from the file or env var the config names. A missing file,
 /// an unset variable or a malformed key is an error; the key text is never printed.
 pub fn load_key(encryption: &EncryptionConfig) -> anyhow::Result<EncryptionKey> {
     let text = match &encryption.source {
-        KeySource::File(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read encryption key file {}", path.display()))?,
+        KeySource::File(path) => {
+            warn_if_shared(path, "encryption key");
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read encryption key file {}", path.display()))?
+        }
         KeySource::Env(name) => std::env::var(name)
             .with_context(|| format!("encryption key env var {name} is not set"))?,
     };

@@ -48,9 +48,13 @@ enum Command {
     /// List the members who must (re)connect with their personal connect links; --send
     /// mails them through the [smtp] relay.
     Remind(commands::remind::Args),
+    /// Void every personal connect link of a member issued until now.
+    RevokeInvites(commands::revoke_invites::Args),
     /// Run the daemon: poll every member's email and calendar until SIGTERM/SIGINT
     /// (`--once`: poll what is due now and exit).
     Run(commands::run::Args),
+    /// Make a 256-bit web token or signing key (stdout, or a new 0600 file with --out).
+    Token(commands::token::Args),
     /// Run the provider sim (a fake Google Workspace and Microsoft 365) on loopback.
     Sim(commands::sim::Args),
     /// Measure throughput: the sim with N members, the worker on SQLite or PostgreSQL,
@@ -72,7 +76,9 @@ fn main() -> ExitCode {
         Command::RotateKey(args) => commands::rotate_key::run(args, cli.config.as_deref()),
         Command::Poll(args) => commands::poll::run(args, cli.config.as_deref()),
         Command::Remind(args) => commands::remind::run(args, cli.config.as_deref()),
+        Command::RevokeInvites(args) => commands::revoke_invites::run(args, cli.config.as_deref()),
         Command::Run(args) => commands::run::run(args, cli.config.as_deref()),
+        Command::Token(args) => commands::token::run(args),
     };
     match result {
         Ok(code) => code,

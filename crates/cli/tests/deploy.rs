@@ -122,6 +122,24 @@ fn probes_hit_routes_the_web_crate_serves() {
             .find(|entry| entry["name"] == "http")
             .unwrap_or_else(|| panic!("{file}: a port named http"));
         assert_eq!(http_port["containerPort"], port, "{file}: http port");
+        // Probes and Prometheus go to [http] metrics_listen when it is set (then the page's
+        // port serves no /metrics), else to listen.
+        let (probe_port_name, probe_port) = match config["http"].get("metrics_listen") {
+            Some(metrics) => {
+                let metrics = metrics.as_str().expect("metrics_listen is text");
+                let metrics_port: u64 = metrics
+                    .rsplit_once(':')
+                    .and_then(|(_, port)| port.parse().ok())
+                    .expect("metrics_listen has a port");
+                let named = array(&daemon["ports"])
+                    .iter()
+                    .find(|entry| entry["name"] == "metrics")
+                    .unwrap_or_else(|| panic!("{file}: a port named metrics"));
+                assert_eq!(named["containerPort"], metrics_port, "{file}: metrics port");
+                ("metrics", metrics_port)
+            }
+            None => ("http", port),
+        };
         for (probe, path) in [
             ("livenessProbe", datacap_web::HEALTHZ_PATH),
             ("readinessProbe", datacap_web::READYZ_PATH),
@@ -129,7 +147,7 @@ fn probes_hit_routes_the_web_crate_serves() {
             let get = &daemon[probe]["httpGet"];
             assert_eq!(text(&get["path"]), path, "{file}: {probe} path");
             assert!(
-                get["port"] == "http" || get["port"] == port,
+                get["port"] == probe_port_name || get["port"] == probe_port,
                 "{file}: {probe} port"
             );
         }
@@ -150,10 +168,63 @@ fn probes_hit_routes_the_web_crate_serves() {
         );
         assert_eq!(
             text(&annotations["prometheus.io/port"]),
-            port.to_string(),
+            probe_port.to_string(),
             "{file}"
         );
     }
+}
+
+#[test]
+fn a_network_policy_admits_only_the_page_port_and_the_monitoring_port() {
+    let documents = manifests();
+    let policies = of_kind(&documents, "NetworkPolicy");
+    let (file, policy) = policies
+        .first()
+        .expect("a NetworkPolicy in deploy/kubernetes");
+    let spec = &policy["spec"];
+    assert_eq!(
+        spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "datacap",
+        "{file}: it selects datacap's pods"
+    );
+    let types: BTreeSet<&str> = array(&spec["policyTypes"]).iter().map(text).collect();
+    assert_eq!(types, BTreeSet::from(["Ingress", "Egress"]), "{file}");
+    // Every ingress rule names its sources and ports: nothing is open to all.
+    let mut admitted = BTreeSet::new();
+    for rule in array(&spec["ingress"]) {
+        assert!(
+            !array(&rule["from"]).is_empty(),
+            "{file}: an ingress rule from anywhere"
+        );
+        for port in array(&rule["ports"]) {
+            admitted.insert(port["port"].as_u64().expect("numeric port"));
+        }
+    }
+    let (_, deployment) = of_kind(&documents, "Deployment")[0];
+    let config = mounted_config(&documents, &deployment["spec"]["template"]);
+    let port_of = |key: &str| {
+        config["http"][key]
+            .as_str()
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("[http] {key} has a port"))
+    };
+    assert_eq!(
+        admitted,
+        BTreeSet::from([port_of("listen"), port_of("metrics_listen")]),
+        "{file}: exactly the page's and the metrics listener's ports"
+    );
+    // Egress is limited to named ports.
+    for rule in array(&spec["egress"]) {
+        assert!(
+            !array(&rule["ports"]).is_empty(),
+            "{file}: an egress rule to every port"
+        );
+    }
+    // And the public URL the config gives is https.
+    let public_url = config["web"]["public_url"]
+        .as_str()
+        .expect("[web] public_url");
+    assert!(public_url.starts_with("https://"), "{file}: {public_url}");
 }
 
 #[test]
@@ -199,6 +270,8 @@ fn names_a_secret(name: &str) -> bool {
     let refers = ["_ENV", "_FILE", "_ID"]
         .iter()
         .any(|suffix| upper.ends_with(suffix));
+    // PGPASSFILE names the PostgreSQL driver's password file, like a `*_FILE` key.
+    let refers = refers || upper == "PGPASSFILE";
     !refers
         && ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PGPASS"]
             .iter()
@@ -232,7 +305,22 @@ fn no_secret_value_is_inline() {
                 let name = text(&entry["name"]);
                 assert!(
                     !(names_a_secret(name) && entry.get("value").is_some()),
-                    "{file}: env {name} has an inline value: use valueFrom.secretKeyRef"
+                    "{file}: env {name} has an inline value: mount its Secret as a file"
+                );
+                // Secrets reach the pods as files (0400), never as variables that any
+                // child process, crash dump or `env` listing would carry.
+                assert!(
+                    entry["valueFrom"]["secretKeyRef"].is_null(),
+                    "{file}: env {name} comes from a Secret: mount it as a file instead"
+                );
+            }
+        }
+        for volume in array(&template["spec"]["volumes"]) {
+            if volume["secret"].is_object() {
+                assert_eq!(
+                    volume["secret"]["defaultMode"], 0o400,
+                    "{file}: secret volume {} is not mode 0400",
+                    volume["name"]
                 );
             }
         }
@@ -445,4 +533,48 @@ fn systemd_analyze_verify_passes() {
         .filter(|line| line.contains("datacap.service"))
         .collect();
     assert!(about_ours.is_empty(), "warnings: {about_ours:?}");
+}
+
+#[test]
+fn the_image_holds_only_the_binary_and_the_default_config() {
+    let containerfile =
+        std::fs::read_to_string(repo().join("deploy/container/Containerfile")).unwrap();
+    // The runtime stage: everything after the last FROM.
+    let runtime = containerfile
+        .rsplit_once("\nFROM ")
+        .map(|(_, stage)| stage)
+        .expect("a runtime stage");
+    let copies: Vec<&str> = runtime
+        .lines()
+        .filter(|line| line.trim_start().starts_with("COPY"))
+        .collect();
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    for copy in &copies {
+        assert!(copy.contains("--from=builder"), "{copy}: only built files");
+    }
+    assert!(
+        !containerfile.contains("cp -r config") && !containerfile.contains("/usr/share/datacap"),
+        "the sim's fake keys and example files stay out of the image"
+    );
+    assert!(
+        containerfile
+            .contains("install -D -m 0644 config/datacap.toml /staging/etc/datacap/datacap.toml")
+    );
+    // The build context is an allowlist.
+    let ignore =
+        std::fs::read_to_string(repo().join("deploy/container/Containerfile.dockerignore"))
+            .unwrap();
+    let rules: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    assert_eq!(rules.first(), Some(&"*"), "everything is ignored first");
+    for admitted in rules.iter().filter_map(|rule| rule.strip_prefix('!')) {
+        assert!(
+            ["Cargo.toml", "Cargo.lock", "crates/", "migrations/"].contains(&admitted)
+                || admitted.starts_with("config/"),
+            "{admitted}: the context admits only sources"
+        );
+    }
 }

@@ -3,7 +3,8 @@
 //! `datacap rotate-key` re-encrypting stored refresh tokens on a real SQLite file and a
 //! fresh PostgreSQL database (`DATACAP_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`; it fails without one, never skips), and
-//! `datacap poll --member` making a member due again.
+//! `datacap poll --member` making a member due again, and `datacap token` making tokens the
+//! daemon accepts while it refuses guessable ones.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -59,6 +60,19 @@ fn check_config_passes_the_shipped_files() {
         "{}",
         describe(&output)
     );
+    // The example's user-by-user companies cannot connect with the shipped config, which
+    // names no signing key: said, never silent (issue 17).
+    let said = stdout(&output);
+    if std::fs::read_to_string(&tenants)
+        .unwrap()
+        .contains("\"user_by_user\"")
+    {
+        assert!(
+            said.contains("warning: ")
+                && said.contains("the connect flow lacks web.signing_key_file"),
+            "{said}"
+        );
+    }
     // Offline: nothing was created next to it.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
@@ -441,4 +455,102 @@ fn operations_md_documents_every_config_key() {
         .collect();
     assert!(missing.is_empty(), "docs/operations.md lacks {missing:?}");
     assert!(docs.contains("`DATACAP_WORKER__CONCURRENCY`"));
+}
+
+// ---------------------------------------------------------------------------------------
+// token
+
+#[test]
+fn token_makes_256_bit_tokens_and_the_daemon_refuses_weak_ones() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let first = datacap(dir.path(), &[], &["token"]);
+    let second = datacap(dir.path(), &[], &["token"]);
+    assert!(first.status.success(), "{}", describe(&first));
+    let (first, second) = (stdout(&first), stdout(&second));
+    for token in [&first, &second] {
+        let token = token.trim();
+        assert_eq!(token.len(), 43, "{token}: 32 bytes as unpadded base64url");
+        assert!(
+            token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{token}"
+        );
+    }
+    assert_ne!(first, second);
+    // --out: a new 0600 file, never an overwrite, and only its path printed.
+    let path = dir.path().join("operator-token");
+    let path_text = path.display().to_string();
+    let written = datacap(dir.path(), &[], &["token", "--out", &path_text]);
+    assert!(written.status.success(), "{}", describe(&written));
+    let token = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(token.trim().len(), 43);
+    assert!(
+        !stdout(&written).contains(token.trim()),
+        "the token is not printed"
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let again = datacap(dir.path(), &[], &["token", "--out", &path_text]);
+    assert!(!again.status.success(), "{}", describe(&again));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), token, "untouched");
+
+    // The daemon refuses to start with a guessable token, naming it, never printing it.
+    let database = format!("sqlite://{}", dir.path().join("d.sqlite").display());
+    let mut run = Command::new(env!("CARGO_BIN_EXE_datacap"));
+    run.current_dir(dir.path())
+        .env_clear()
+        .env("DATACAP_DATABASE__URL", &database)
+        .env("DATACAP_HTTP__LISTEN", "127.0.0.1:0")
+        .env("DATACAP_WEB__OPERATOR_TOKEN_ENV", "WEAK")
+        .env("WEAK", "acme-token-12345")
+        .arg("run")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = run.spawn().expect("datacap run starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("datacap run started with a 16-character token");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("web operator token is too weak") && stderr.contains("datacap token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("acme-token-12345"), "{stderr}");
+    // And serves with the one `datacap token` made.
+    let listen = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut good = Command::new(env!("CARGO_BIN_EXE_datacap"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATACAP_DATABASE__URL", &database)
+        .env("DATACAP_HTTP__LISTEN", listen.to_string())
+        .env("DATACAP_WEB__OPERATOR_TOKEN_FILE", &path_text)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("datacap run starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut serving = false;
+    while std::time::Instant::now() < deadline && good.try_wait().unwrap().is_none() {
+        if std::net::TcpStream::connect(listen).is_ok() {
+            serving = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = good.kill();
+    let _ = good.wait();
+    assert!(serving, "datacap run serves with a generated token");
 }

@@ -42,6 +42,10 @@ endpoint = "authorize"
 email = "partial@initech.example"
 granted_scopes = ["https://www.googleapis.com/auth/gmail.readonly"]
 
+# A colleague with an account but no datacap member: signs in on someone else's link.
+[[tenant.user]]
+email = "mallory@initech.example"
+
 [[tenant]]
 name = "contoso"
 provider = "microsoft"
@@ -57,6 +61,9 @@ roles = []
 email = "megan@contoso.example"
 messages = 4
 events = 2
+
+[[tenant.user]]
+email = "mallory@contoso.example"
 "#;
 
 const TENANTS: &str = r#"
@@ -184,6 +191,11 @@ fn ok(output: &Output) -> String {
 
 impl Web {
     fn start() -> Web {
+        Web::start_with(&[])
+    }
+
+    /// [`Web::start`] with more (or overriding) environment for the daemon.
+    fn start_with(extra: &[(&str, String)]) -> Web {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -222,9 +234,11 @@ impl Web {
             ("DATACAP_GOOGLE__GMAIL_BASE", e.gmail_base.clone()),
             ("DATACAP_GOOGLE__CALENDAR_BASE", e.calendar_base.clone()),
             ("DATACAP_GOOGLE__DIRECTORY_BASE", e.directory_base.clone()),
+            // Not initech's client: the flow must sign initech's members in with the
+            // company's own client from the tenants file.
             (
                 "DATACAP_GOOGLE__OAUTH_CLIENT_ID",
-                "initech-client.apps.googleusercontent.com".to_owned(),
+                "config-default-client.apps.googleusercontent.com".to_owned(),
             ),
             (
                 "DATACAP_GOOGLE__OAUTH_CLIENT_SECRET_FILE",
@@ -255,6 +269,11 @@ impl Web {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let mut env: Vec<(String, String)> = env;
+        for (name, value) in extra {
+            env.retain(|(k, _)| k != name);
+            env.push(((*name).to_owned(), value.clone()));
+        }
         let mut web = Web {
             _runtime: runtime,
             sim: Some(sim),
@@ -265,18 +284,36 @@ impl Web {
         };
         let tenants = web.dir.path().join("tenants.toml").display().to_string();
         web.datacap(&["apply", &tenants]);
-        let log = std::fs::File::create(web.dir.path().join("run.log")).unwrap();
-        let child = web
+        web.spawn();
+        web
+    }
+
+    /// Starts `datacap run` (logging to run.log) and waits for its listener.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("run.log"))
+            .unwrap();
+        let child = self
             .command(&["run"])
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .expect("datacap run starts");
-        web.child = Some(child);
-        web.eventually("the daemon serves HTTP", || {
-            std::net::TcpStream::connect(web.http).is_ok()
+        self.child = Some(child);
+        self.eventually("the daemon serves HTTP", || {
+            std::net::TcpStream::connect(self.http).is_ok()
         });
-        web
+    }
+
+    /// Stops the daemon and starts it again (with the environment as it is now).
+    fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -364,16 +401,30 @@ impl Web {
         format!("/connect/{provider}/start?invite={invite}")
     }
 
-    /// Follows a connect link through the sim's consent screen; the callback URL the sim
-    /// sends the browser to.
-    fn consent(&self, link: &str) -> String {
+    /// Follows a connect link through the sim's consent screen; the callback the sim
+    /// sends the browser to, with the browser's binding cookie.
+    fn consent(&self, link: &str) -> Callback {
+        self.consent_as(link, None)
+    }
+
+    /// [`Web::consent`], with `someone` (an address) signing in at the consent screen
+    /// instead of the member (the sim's `sim_sign_in_as`).
+    fn consent_as(&self, link: &str, someone: Option<&str>) -> Callback {
         let (status, headers, body) = http(self.http, link, &[]);
         assert_eq!(status, 303, "start: {body}");
-        let authorize = location(&headers);
+        let mut authorize = location(&headers);
         assert!(
             authorize.contains("code_challenge_method=S256"),
             "{authorize}"
         );
+        let cookie = headers
+            .iter()
+            .find(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.split(';').next().unwrap_or_default().to_owned())
+            .expect("the binding cookie");
+        if let Some(someone) = someone {
+            authorize.push_str(&format!("&sim_sign_in_as={someone}"));
+        }
         let (sim, path) = split_url(&authorize);
         let (status, headers, body) = http(sim, &path, &[]);
         assert_eq!(status, 302, "the sim's consent screen: {body}");
@@ -382,8 +433,26 @@ impl Web {
             callback.starts_with(&format!("http://{}/connect/", self.http)),
             "{callback}"
         );
-        split_url(&callback).1
+        Callback {
+            path: split_url(&callback).1,
+            cookie,
+            authorize,
+        }
     }
+
+    /// The browser lands on the callback.
+    fn finish(&self, callback: &Callback) -> (u16, Vec<(String, String)>, String) {
+        http(self.http, &callback.path, &[("Cookie", &callback.cookie)])
+    }
+}
+
+/// Where the consent screen sent the browser back to, and what the browser holds.
+struct Callback {
+    path: String,
+    /// `datacap_connect=…`, as the start page set it.
+    cookie: String,
+    /// The authorize URL the start page sent the browser to.
+    authorize: String,
 }
 
 #[test]
@@ -394,8 +463,12 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
 
     // Declined at Google's consent screen: a clear page, nothing stored.
     let declined = web.consent(&web.link("google", "initech", "denier"));
-    assert!(declined.contains("error=access_denied"), "{declined}");
-    let (status, _, body) = http(web.http, &declined, &[]);
+    assert!(
+        declined.path.contains("error=access_denied"),
+        "{}",
+        declined.path
+    );
+    let (status, _, body) = web.finish(&declined);
     assert_eq!(status, 400);
     assert!(
         body.contains("You declined access at Google Workspace"),
@@ -405,19 +478,32 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
 
     // Consented without the calendar scope: refused, nothing stored.
     let partial = web.consent(&web.link("google", "initech", "partial"));
-    let (status, _, body) = http(web.http, &partial, &[]);
+    let (status, _, body) = web.finish(&partial);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("calendar.readonly"), "{body}");
     assert!(web.grants().is_empty());
 
     // Google: peter connects, is polled at once, and turns green.
     let peter = web.consent(&web.link("google", "initech", "peter"));
-    let (status, _, body) = http(web.http, &peter, &[]);
+    // The company's own OAuth client from the tenants file, not the config's.
+    assert!(
+        peter
+            .authorize
+            .contains("client_id=initech-client.apps.googleusercontent.com"),
+        "{}",
+        peter.authorize
+    );
+    assert!(
+        peter.authorize.contains("&hd=initech.example"),
+        "{}",
+        peter.authorize
+    );
+    let (status, _, body) = web.finish(&peter);
     assert_eq!(status, 200, "{body}\n{}", web.logs());
     assert!(body.contains("peter@initech.example is connected to Google Workspace"));
     assert_eq!(web.grants(), ["peter:connected"]);
     // The same callback again: the state was single use.
-    let (status, _, body) = http(web.http, &peter, &[]);
+    let (status, _, body) = web.finish(&peter);
     assert_eq!(status, 400);
     assert!(body.contains("already completed"), "{body}");
     web.eventually("peter's email imports", || {
@@ -426,7 +512,15 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
 
     // Microsoft: megan connects the same way.
     let megan = web.consent(&web.link("microsoft", "contoso", "megan"));
-    let (status, _, body) = http(web.http, &megan, &[]);
+    // Signed in at the company's own tenant, not `organizations`.
+    assert!(
+        megan
+            .authorize
+            .contains("/5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d/oauth2/v2.0/authorize?"),
+        "{}",
+        megan.authorize
+    );
+    let (status, _, body) = web.finish(&megan);
     assert_eq!(status, 200, "{body}\n{}", web.logs());
     assert_eq!(web.grants(), ["megan:connected", "peter:connected"]);
     web.eventually("megan's email imports", || {
@@ -437,6 +531,66 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
         !logs.contains(OPERATOR) && !logs.contains(SIGNING),
         "no secret in the logs"
     );
+    assert!(!logs.contains("1//sim-"), "no refresh token in the logs");
+}
+
+#[test]
+fn a_consent_by_someone_else_is_refused_on_both_providers() {
+    let web = Web::start();
+    for (provider, company, member, address, someone) in [
+        (
+            "google",
+            "initech",
+            "peter",
+            "peter@initech.example",
+            "mallory@initech.example",
+        ),
+        (
+            "microsoft",
+            "contoso",
+            "megan",
+            "megan@contoso.example",
+            "mallory@contoso.example",
+        ),
+    ] {
+        // The invite holder's link, but a colleague consents at the provider.
+        let wrong = web.consent_as(&web.link(provider, company, member), Some(someone));
+        let (status, headers, body) = web.finish(&wrong);
+        assert_eq!(status, 403, "{provider}: {body}\n{}", web.logs());
+        assert!(
+            body.contains(&format!(
+                "You signed in as {someone}, but this link is for {address}"
+            )),
+            "{provider}: {body}"
+        );
+        assert!(body.contains("Nothing was stored"), "{body}");
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "cache-control" && v == "no-store"),
+            "{headers:?}"
+        );
+        assert!(web.grants().is_empty(), "{provider}: nothing stored");
+        assert_eq!(web.email_reason(company, member), "member_not_connected");
+        // The log says who tried, on whose link.
+        web.eventually("the refusal is logged", || {
+            web.logs().lines().any(|line| {
+                line.contains("the account that signed in is not the member's")
+                    && line.contains(someone)
+                    && line.contains(member)
+            })
+        });
+    }
+    // The callback from another browser (without the start page's cookie) is refused
+    // before anything is read; the member's own consent from their browser still works.
+    let peter = web.consent(&web.link("google", "initech", "peter"));
+    let (status, _, body) = http(web.http, &peter.path, &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not started in this browser"), "{body}");
+    let (status, _, body) = web.finish(&peter);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(web.grants(), ["peter:connected"]);
+    let logs = web.logs();
     assert!(!logs.contains("1//sim-"), "no refresh token in the logs");
 }
 
@@ -492,6 +646,180 @@ fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
         "{body}"
     );
     assert!(body.contains("aria-label=\"Email: yellow, member not connected\""));
+}
+
+/// A raw HTTP/1.1 request (method, path, headers, body) and the whole answer as text.
+fn raw_request(addr: SocketAddr, text: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn idle_connections_do_not_take_the_daemon_and_metrics_has_its_own_listener() {
+    let metrics = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let web = Web::start_with(&[
+        ("DATACAP_HTTP__HEADER_READ_TIMEOUT", "1s".to_owned()),
+        ("DATACAP_HTTP__MAX_CONNECTIONS", "16".to_owned()),
+        ("DATACAP_HTTP__METRICS_LISTEN", metrics.to_string()),
+    ]);
+    web.eventually("the metrics listener serves", || {
+        std::net::TcpStream::connect(metrics).is_ok()
+    });
+    // 100 connections that never finish a request head: silent ones and slow lorises.
+    let mut idle = Vec::new();
+    for n in 0..100 {
+        let mut stream = std::net::TcpStream::connect(web.http).expect("connect");
+        if n % 2 == 1 {
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+        }
+        idle.push(stream);
+    }
+    // A real request is answered all the same (read timeout 60 s: a generous bound, an
+    // answer is what this asserts).
+    let bearer = format!("Bearer {OPERATOR}");
+    let (status, headers, body) = http(
+        web.http,
+        "/api/v1/companies/initech/status",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(status, 200, "{body}");
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        assert!(
+            headers.iter().any(|(k, v)| k == name && v == value),
+            "{name}: {headers:?}"
+        );
+    }
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-security-policy" && v.contains("frame-ancestors 'none'")),
+        "{headers:?}"
+    );
+    // The idle connections were closed by the daemon.
+    for mut stream in idle.drain(..5) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut buffer = Vec::new();
+        let _ = stream.read_to_end(&mut buffer);
+        assert!(
+            buffer.is_empty() || buffer.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&buffer)
+        );
+    }
+    drop(idle);
+    // /metrics moved to its own listener, which serves only the probes and metrics.
+    let (status, _, _) = http(web.http, "/metrics", &[]);
+    assert_eq!(status, 404);
+    let (status, _, body) = http(metrics, "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert!(body.contains("datacap_"), "{body}");
+    assert_eq!(http(metrics, "/readyz", &[]).0, 200);
+    assert_eq!(http(metrics, "/companies/initech/members", &[]).0, 404);
+    assert_eq!(
+        http(
+            metrics,
+            "/api/v1/companies/initech/status",
+            &[("Authorization", &bearer)]
+        )
+        .0,
+        404
+    );
+}
+
+#[test]
+fn sign_in_refuses_cross_site_posts_and_a_changed_token_ends_its_sessions() {
+    let mut web = Web::start();
+    let body = format!("token={OPERATOR}");
+    let post = |origin: &str| {
+        raw_request(
+            web.http,
+            &format!(
+                "POST /login HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                web.http,
+                body.len()
+            ),
+        )
+    };
+    let cross = post("Origin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n");
+    assert!(cross.starts_with("HTTP/1.1 403"), "{cross}");
+    assert!(
+        !cross.to_ascii_lowercase().contains("set-cookie"),
+        "{cross}"
+    );
+    let own = post(&format!(
+        "Origin: http://{}\r\nSec-Fetch-Site: same-origin\r\n",
+        web.http
+    ));
+    assert!(own.starts_with("HTTP/1.1 303"), "{own}");
+    let cookie = own
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = |web: &Web| {
+        http(
+            web.http,
+            "/companies/initech/members",
+            &[("Cookie", &cookie)],
+        )
+        .0
+    };
+    assert_eq!(page(&web), 200);
+    // Secret files readable by others: the daemon says so at start, naming the file,
+    // never its content; at 0600 it says nothing.
+    let shared = |logs: &str| {
+        logs.lines()
+            .filter(|line| line.contains("a secret file is readable by its group or others"))
+            .filter(|line| line.contains("operator-token") || line.contains("signing-key"))
+            .count()
+    };
+    let state_dir = web.dir.path().to_path_buf();
+    let chmod = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        for name in ["operator-token", "signing-key", "google-secret"] {
+            std::fs::set_permissions(state_dir.join(name), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        }
+    };
+    chmod(0o644);
+    let before = shared(&web.logs());
+    web.restart();
+    assert!(shared(&web.logs()) >= before + 2, "{}", web.logs());
+    assert!(!web.logs().contains(SIGNING) && !web.logs().contains(OPERATOR));
+    assert_eq!(page(&web), 200);
+    chmod(0o600);
+    let before = shared(&web.logs());
+    // The same token after a restart: the session holds (the signing key is the same),
+    // and 0600 files draw no warning.
+    web.restart();
+    assert_eq!(page(&web), 200);
+    assert_eq!(shared(&web.logs()), before, "{}", web.logs());
+    // The operator's token is rotated: the session it opened ends at its next request.
+    std::fs::write(
+        web.dir.path().join("operator-token"),
+        "a-rotated-operator-token-0123456789",
+    )
+    .unwrap();
+    web.restart();
+    assert_eq!(page(&web), 401);
 }
 
 /// What a minimal SMTP receiver on loopback recorded: each mail's recipients and DATA.
@@ -585,8 +913,30 @@ fn remind_lists_members_to_connect_with_working_links_and_mails_them() {
     );
     // The listed link works: peter connects with it.
     let callback = web.consent(&split_url(peter).1);
-    let (status, _, body) = http(web.http, &callback, &[]);
+    let (status, _, body) = web.finish(&callback);
     assert_eq!(status, 200, "{body}");
+    // A link connects once.
+    let (status, _, body) = http(web.http, &split_url(peter).1, &[]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked or has been used"), "{body}");
+    // An admin voids denier's listed link; the next reminder's link works.
+    let denier = rows[0]["link"].as_str().unwrap();
+    assert_eq!(http(web.http, &split_url(denier).1, &[]).0, 303);
+    let revoked = web.datacap(&["revoke-invites", "--member", "denier"]);
+    assert!(
+        revoked.contains("revoked every connect link of member denier"),
+        "{revoked}"
+    );
+    assert_eq!(http(web.http, &split_url(denier).1, &[]).0, 403);
+    // (Invites carry their issue time in seconds: wait for the next second.)
+    std::thread::sleep(Duration::from_millis(1100));
+    let again: Value =
+        serde_json::from_str(&web.datacap(&["remind", "--company", "initech", "--format", "json"]))
+            .unwrap();
+    let fresh = again[0]["link"].as_str().unwrap();
+    assert_eq!(http(web.http, &split_url(fresh).1, &[]).0, 303);
+    let unknown = web.datacap_with(&[], &["revoke-invites", "--member", "nobody"]);
+    assert!(!unknown.status.success());
     let csv = web.datacap(&["remind", "--company", "initech", "--format", "csv"]);
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("member_id,email_address,reason,link"));

@@ -69,12 +69,16 @@ pub struct CodeGrant {
     pub refresh_token: SecretString,
     /// The scopes the member granted, space separated.
     pub scope: String,
+    /// The access token issued with it: the connect flow asks Gmail whose mailbox it
+    /// opens (`users.getProfile`) before it stores anything.
+    pub access_token: SecretString,
 }
 
 impl std::fmt::Debug for CodeGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CodeGrant")
             .field("refresh_token", &"[redacted]")
+            .field("access_token", &"[redacted]")
             .field("scope", &self.scope)
             .finish()
     }
@@ -157,6 +161,7 @@ impl GoogleConnector {
         Ok(CodeGrant {
             refresh_token,
             scope: minted.scope.unwrap_or_default(),
+            access_token: minted.access_token,
         })
     }
 

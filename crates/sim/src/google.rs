@@ -47,6 +47,7 @@ const DIRECTORY_SCOPES: &[&str] = &[
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/google/token", post(token))
+        .route("/google/tokeninfo", get(tokeninfo).post(tokeninfo_form))
         .route("/google/authorize", get(authorize))
         .route("/google/gmail/v1/users/{user_id}/profile", get(profile))
         .route(
@@ -100,6 +101,69 @@ fn token_reply(answer: Answer, transport: Option<crate::scenario::FaultSpec>) ->
         client_request_id: String::new(),
         in_flight: None,
     }
+}
+
+// ---- tokeninfo ------------------------------------------------------------------------
+
+/// Sign-in scopes Google's consent screen never lets a user untick (and no client
+/// restricts): with `email`, `tokeninfo` names the account.
+pub(crate) const BASIC_SCOPES: &[&str] = &[
+    "openid",
+    "email",
+    "profile",
+    "https://www.googleapis.com/auth/userinfo.email",
+    "https://www.googleapis.com/auth/userinfo.profile",
+];
+
+/// `GET /tokeninfo?access_token=…` (oauth2.googleapis.com): what an access token is,
+/// including the account's `email` when the token carries the `email` scope. Faults do
+/// not apply (it answers for a token, not for a mailbox).
+async fn tokeninfo(State(shared): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let params = Params::from_query(query.as_deref());
+    tokeninfo_answer(&shared, params.get("access_token").unwrap_or_default()).await
+}
+
+async fn tokeninfo_form(State(shared): State<AppState>, body: Bytes) -> Response {
+    let params = Params::parse(&body);
+    tokeninfo_answer(&shared, params.get("access_token").unwrap_or_default()).await
+}
+
+async fn tokeninfo_answer(shared: &AppState, token: &str) -> Response {
+    let answer = {
+        let world = shared.lock();
+        let invalid = || google_token_error(400, "invalid_token", "Invalid Value");
+        match world.tokens.get(token) {
+            Some(grant) if grant.expires_at > now() => {
+                let tenant = world.tenants.get(grant.tenant);
+                let client_id = tenant
+                    .and_then(|t| t.cfg.client.as_ref())
+                    .map(|c| c.client_id.clone())
+                    .unwrap_or_default();
+                let mut body = obj! {
+                    "azp" => client_id.as_str(),
+                    "aud" => client_id.as_str(),
+                    "scope" => grant.scopes.join(" "),
+                    "exp" => grant.expires_at.to_string(),
+                    "expires_in" => (grant.expires_at - now()).to_string(),
+                    "access_type" => "offline",
+                };
+                let with_email = grant
+                    .scopes
+                    .iter()
+                    .any(|s| s == "email" || s == "https://www.googleapis.com/auth/userinfo.email");
+                if let Some(user) = grant.user.and_then(|u| world.user(grant.tenant, u)) {
+                    body.push("sub", user.id.as_str());
+                    if with_email {
+                        body.push("email", user.cfg.email.as_str());
+                        body.push("email_verified", "true");
+                    }
+                }
+                Answer::new(200, body)
+            }
+            _ => invalid(),
+        }
+    };
+    deliver(token_reply(answer, None)).await
 }
 
 // ---- token endpoint -------------------------------------------------------------------
@@ -567,7 +631,13 @@ pub(crate) struct Consent {
 pub(crate) fn consent(world: &World, tenant: usize, params: &Params) -> Option<Consent> {
     let tenant_state = world.tenants.get(tenant)?;
     let hint = params.get("login_hint");
-    let by_hint = hint.and_then(|h| world.user_by_email(tenant, h));
+    // The test knob `sim_sign_in_as=ADDRESS` (added to the authorize URL by a test, never
+    // by datacap) signs in that user of the tenant whatever the hint says: someone other
+    // than the member consenting on the member's link (docs/sim.md).
+    let by_override = params
+        .get("sim_sign_in_as")
+        .and_then(|address| world.user_by_email(tenant, address));
+    let by_hint = by_override.or_else(|| hint.and_then(|h| world.user_by_email(tenant, h)));
     let by_config = tenant_state
         .cfg
         .client
@@ -587,13 +657,16 @@ pub(crate) fn consent(world: &World, tenant: usize, params: &Params) -> Option<C
         .get("scope")
         .unwrap_or_default()
         .split_whitespace()
-        .filter(|s| allowed.is_empty() || allowed.iter().any(|a| a == s))
         .filter(|s| {
-            user_state
-                .cfg
-                .granted_scopes
-                .as_ref()
-                .is_none_or(|granted| granted.iter().any(|g| g == s))
+            allowed.is_empty() || allowed.iter().any(|a| a == s) || BASIC_SCOPES.contains(s)
+        })
+        .filter(|s| {
+            BASIC_SCOPES.contains(s)
+                || user_state
+                    .cfg
+                    .granted_scopes
+                    .as_ref()
+                    .is_none_or(|granted| granted.iter().any(|g| g == s))
         })
         .map(str::to_owned)
         .collect();

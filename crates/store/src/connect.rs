@@ -65,12 +65,22 @@ impl Backend {
     }
 
     /// Takes (reads and deletes) the pending sign-in of `state_hash`, expired or not;
-    /// `None` when there is none (never issued, or already taken).
+    /// `None` when there is none (never issued, or already taken). An unknown state costs
+    /// one read: the write transaction (SQLite's only writer) is taken only for a state
+    /// that exists, so random states from anyone cannot queue up behind the write lock.
     pub async fn take_connect_state(
         &self,
         state_hash: &str,
         key: &EncryptionKey,
     ) -> Result<Option<ConnectState>, StoreError> {
+        let known: Option<(String,)> =
+            sqlx::query_as("SELECT state_hash FROM connect_states WHERE state_hash = $1")
+                .bind(state_hash)
+                .fetch_optional(self.reader())
+                .await?;
+        if known.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.begin_write().await?;
         let row: Option<(String, String, String, Vec<u8>, String, DbTime)> = sqlx::query_as(
             "DELETE FROM connect_states WHERE state_hash = $1 RETURNING provider, company_id, \
@@ -93,5 +103,48 @@ impl Backend {
             verifier,
             expires_at: expires_at.0,
         }))
+    }
+
+    /// Voids every connect link of `member_id` issued before `now` (a later revocation
+    /// wins; an earlier one never moves the line back).
+    pub async fn revoke_invites(
+        &self,
+        member_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let member: Option<(String,)> = sqlx::query_as("SELECT id FROM members WHERE id = $1")
+            .bind(member_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if member.is_none() {
+            return Err(StoreError::UnknownMember {
+                member_id: member_id.to_owned(),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO invite_revocations (member_id, not_before) VALUES ($1, $2) \
+             ON CONFLICT (member_id) DO UPDATE SET not_before = excluded.not_before \
+             WHERE invite_revocations.not_before < excluded.not_before",
+        )
+        .bind(member_id)
+        .bind(DbTime::new(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The time before which `member_id`'s connect links are void, if any were revoked.
+    pub async fn invites_not_before(
+        &self,
+        member_id: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row: Option<(DbTime,)> =
+            sqlx::query_as("SELECT not_before FROM invite_revocations WHERE member_id = $1")
+                .bind(member_id)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(row.map(|(at,)| at.0))
     }
 }

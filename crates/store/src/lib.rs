@@ -344,6 +344,23 @@ impl Store {
         dispatch!(self.take_connect_state(state_hash, key))
     }
 
+    /// Voids every connect link of `member_id` issued before `now`.
+    pub async fn revoke_invites(
+        &self,
+        member_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.revoke_invites(member_id, now))
+    }
+
+    /// The time before which `member_id`'s connect links are void, if any were revoked.
+    pub async fn invites_not_before(
+        &self,
+        member_id: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        dispatch!(self.invites_not_before(member_id))
+    }
+
     /// Closes the connection pools.
     pub async fn close(&self) {
         match self {

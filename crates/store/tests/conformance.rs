@@ -2254,6 +2254,31 @@ async fn member_attempts_are_newest_first_bounded_and_scoped(backend: Backend) {
     assert_eq!(by_id[0].outcome, Outcome::Success);
 }
 
+async fn invite_revocations_only_move_forward(backend: Backend) {
+    let db = applied(backend).await;
+    assert_eq!(
+        db.store.invites_not_before("gil").await.expect("read"),
+        None
+    );
+    db.store.revoke_invites("gil", NOW).await.expect("revoke");
+    assert_eq!(
+        db.store.invites_not_before("gil").await.expect("read"),
+        Some(NOW)
+    );
+    // A later revocation wins, an earlier one never moves the line back.
+    let later = NOW + Duration::hours(1);
+    db.store.revoke_invites("gil", later).await.expect("later");
+    db.store.revoke_invites("gil", NOW).await.expect("earlier");
+    assert_eq!(
+        db.store.invites_not_before("gil").await.expect("read"),
+        Some(later)
+    );
+    assert!(matches!(
+        db.store.revoke_invites("nobody", NOW).await,
+        Err(StoreError::UnknownMember { .. })
+    ));
+}
+
 async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
     let db = applied(backend).await;
     let key = key("primary", 7);
@@ -2395,4 +2420,5 @@ conformance!(
     concurrent_first_opens_agree_on_the_key_canary,
     member_attempts_are_newest_first_bounded_and_scoped,
     connect_states_are_single_use_sealed_and_bound,
+    invite_revocations_only_move_forward,
 );

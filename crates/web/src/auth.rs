@@ -179,13 +179,26 @@ impl Auth {
         found
     }
 
-    /// Whether `principal` still has a configured token (a session outlives nothing that
-    /// was removed from the configuration).
-    fn still_configured(&self, principal: &Principal) -> bool {
+    /// The digest of `principal`'s configured token, if it still has one.
+    fn token_digest(&self, principal: &Principal) -> Option<&[u8; 32]> {
         match principal {
-            Principal::Operator => self.operator.is_some(),
-            Principal::Company(id) => self.companies.contains_key(id),
+            Principal::Operator => self.operator.as_ref(),
+            Principal::Company(id) => self.companies.get(id),
         }
+    }
+
+    /// What a session remembers of the token it was opened with: 16 bytes of an HMAC of
+    /// the token's digest (under the session key, so a cookie reveals nothing about the
+    /// token). A removed or rotated token changes it, which ends the sessions it opened at
+    /// their next request.
+    fn fingerprint(&self, principal: &Principal) -> Option<String> {
+        let digest = self.token_digest(principal)?;
+        let mac = sign(
+            self.session_key.expose_secret(),
+            "token-fingerprint",
+            &hex::encode(digest),
+        );
+        Some(b64(&mac[..16]))
     }
 
     /// The principal of an `Authorization: Bearer` header; `Err` when there is a header
@@ -219,16 +232,18 @@ impl Auth {
             .ok_or(Denied::Unauthenticated)
     }
 
-    /// A signed session for `principal`, valid for the session lifetime from `now`.
+    /// A signed session for `principal`, valid for the session lifetime from `now` and
+    /// while `principal`'s token stays what it is now.
     pub fn session(&self, principal: &Principal, now: OffsetDateTime) -> String {
         let expires = (now + self.session_ttl).unix_timestamp();
-        let payload = format!("{}|{expires}", principal.encode());
+        let fingerprint = self.fingerprint(principal).unwrap_or_default();
+        let payload = format!("{}|{expires}|{fingerprint}", principal.encode());
         let signature = sign(self.session_key.expose_secret(), "session", &payload);
         format!("{}.{}", b64(payload.as_bytes()), b64(&signature))
     }
 
     /// The principal of a session cookie value, if its signature holds, it has not
-    /// expired and the principal still has a token.
+    /// expired and the principal still has the token the session was opened with.
     pub fn open_session(&self, value: &str, now: OffsetDateTime) -> Option<Principal> {
         let (payload, signature) = value.split_once('.')?;
         let payload = String::from_utf8(unb64(payload)?).ok()?;
@@ -241,12 +256,14 @@ impl Auth {
         ) {
             return None;
         }
-        let (who, expires) = payload.rsplit_once('|')?;
+        let (rest, fingerprint) = payload.rsplit_once('|')?;
+        let (who, expires) = rest.rsplit_once('|')?;
         if expires.parse::<i64>().ok()? <= now.unix_timestamp() {
             return None;
         }
         let principal = Principal::decode(who)?;
-        self.still_configured(&principal).then_some(principal)
+        let current = self.fingerprint(&principal)?;
+        bool::from(current.as_bytes().ct_eq(fingerprint.as_bytes())).then_some(principal)
     }
 
     /// The `Set-Cookie` value that starts a session.
@@ -269,7 +286,7 @@ impl Auth {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -351,6 +368,28 @@ mod tests {
             false,
         );
         assert_eq!(removed.open_session(&session, NOW), None);
+        // So does one whose token was rotated (same session key, new token)...
+        let rotated = Auth::new(
+            None,
+            &BTreeMap::from([("acme".to_owned(), SecretString::from("acme-token-2"))]),
+            [7; 32],
+            time::Duration::hours(1),
+            false,
+        );
+        assert_eq!(rotated.open_session(&session, NOW), None);
+        // ...while a session of the new token opens, and the old configuration's sessions
+        // of other principals are untouched.
+        let fresh = rotated.session(&acme, NOW);
+        assert_eq!(rotated.open_session(&fresh, NOW), Some(acme.clone()));
+        assert_eq!(auth.open_session(&fresh, NOW), None);
+        // A session without a fingerprint (or a forged one) does not open.
+        let payload = format!("company:acme|{}", NOW.unix_timestamp() + 60);
+        let unfingerprinted = format!(
+            "{}.{}",
+            b64(payload.as_bytes()),
+            b64(&sign(&[7; 32], "session", &payload))
+        );
+        assert_eq!(auth.open_session(&unfingerprinted, NOW), None);
         assert!(
             auth.session_cookie(&acme, NOW)
                 .contains("HttpOnly; SameSite=Strict")

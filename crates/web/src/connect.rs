@@ -20,13 +20,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use datacap_core::{ConnectionMode, MemberConnection, Provider};
 use datacap_store::{EncryptionKey, NewConnectState};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 
 use crate::WebState;
@@ -38,8 +38,26 @@ pub struct Exchanged {
     pub refresh_token: SecretString,
     /// The scopes the member granted.
     pub scopes: Vec<String>,
-    /// The account that signed in, when the provider says (an ID token's email).
-    pub account: Option<String>,
+    /// Who signed in, as the provider's own identity endpoint says with the new token.
+    pub identity: Identity,
+}
+
+/// The account a code exchange signed in, as the mailbox itself reports it with the new
+/// access token (Google `tokeninfo`'s verified `email`; Graph `/me` and the token's `tid`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Its addresses: Gmail's `emailAddress`; Graph's `mail` and `userPrincipalName`.
+    pub addresses: Vec<String>,
+    /// Microsoft: the tenant (`tid`) of the access token.
+    pub tenant_id: Option<String>,
+}
+
+/// The client the connect flow signs a company's members in with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignIn {
+    pub client_id: String,
+    /// The provider's authorize endpoint (Microsoft: the company's tenant when known).
+    pub authorize_url: String,
 }
 
 /// A code exchange the provider refused or that failed; the text is for the log and the
@@ -52,12 +70,27 @@ pub struct ExchangeError(pub String);
 pub type ExchangeFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Exchanged, ExchangeError>> + Send + 'a>>;
 
-/// Redeems an authorization code with its PKCE verifier (the binary implements it with
-/// the Google and Microsoft connectors; tests with the sim behind them).
+/// Redeems an authorization code with its PKCE verifier and learns who signed in (the
+/// binary implements it with the Google and Microsoft connectors and the providers'
+/// identity endpoints; tests with the sim behind them).
 pub trait Exchange: Send + Sync {
+    /// The client a company signs in with, from its credential references (the tenants
+    /// file): its own OAuth client and (Microsoft) tenant when it has them; `None` keeps
+    /// the [`ConnectProvider`]'s defaults.
+    fn sign_in(
+        &self,
+        _provider: Provider,
+        _credential_refs: &BTreeMap<String, String>,
+    ) -> Option<SignIn> {
+        None
+    }
+
+    /// Redeems `code` with the client [`Exchange::sign_in`] chose for the company, then
+    /// asks the provider whose mailbox the new token opens.
     fn exchange<'a>(
         &'a self,
         provider: Provider,
+        credential_refs: &'a BTreeMap<String, String>,
         code: &'a str,
         redirect_uri: &'a str,
         verifier: &'a SecretString,
@@ -104,16 +137,46 @@ impl InviteKey {
         }
     }
 
-    /// An invite for (`company`, `member`) valid until `expires_at`.
+    /// An invite for (`company`, `member`) issued now and valid until `expires_at`.
     pub fn invite(&self, company: &str, member: &str, expires_at: OffsetDateTime) -> String {
+        self.invite_issued(company, member, OffsetDateTime::now_utc(), expires_at)
+    }
+
+    /// An invite for (`company`, `member`) issued at `issued_at` (a revocation voids the
+    /// invites issued before it) and valid until `expires_at`.
+    pub fn invite_issued(
+        &self,
+        company: &str,
+        member: &str,
+        issued_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> String {
         let payload = format!(
-            "{}.{}.{}",
+            "{}.{}.{}.{}",
             b64(company.as_bytes()),
             b64(member.as_bytes()),
-            expires_at.unix_timestamp()
+            expires_at.unix_timestamp(),
+            issued_at.unix_timestamp()
         );
         let signature = sign(self.key.expose_secret(), "invite", &payload);
         format!("{payload}.{}", b64(&signature))
+    }
+
+    /// The value of the connect cookie that binds `state` to the browser that started the
+    /// flow: an HMAC of the state, so the callback checks it without reading anything.
+    pub fn binding(&self, state: &str) -> String {
+        b64(&sign(self.key.expose_secret(), "connect-binding", state))
+    }
+
+    fn binding_holds(&self, state: &str, cookie: &str) -> bool {
+        unb64(cookie).is_some_and(|signature| {
+            verify(
+                self.key.expose_secret(),
+                "connect-binding",
+                state,
+                &signature,
+            )
+        })
     }
 
     /// A member's personal connect link on the server at `public_url`.
@@ -139,6 +202,18 @@ impl InviteKey {
         invite: &str,
         now: OffsetDateTime,
     ) -> Result<(String, String), InviteProblem> {
+        self.check_issued(invite, now)
+            .map(|(company, member, _)| (company, member))
+    }
+
+    /// The (company, member, issue time in Unix seconds) of a valid invite; links made
+    /// before invites carried their issue time count as issued at the beginning of time,
+    /// so any revocation voids them.
+    pub fn check_issued(
+        &self,
+        invite: &str,
+        now: OffsetDateTime,
+    ) -> Result<(String, String, i64), InviteProblem> {
         let (payload, signature) = invite.rsplit_once('.').ok_or(InviteProblem::Malformed)?;
         let signature = unb64(signature).ok_or(InviteProblem::Malformed)?;
         if !verify(self.key.expose_secret(), "invite", payload, &signature) {
@@ -156,10 +231,17 @@ impl InviteKey {
             .next()
             .and_then(|e| e.parse().ok())
             .ok_or(InviteProblem::Malformed)?;
+        let issued: i64 = match parts.next() {
+            None => i64::MIN,
+            Some(text) => text.parse().map_err(|_| InviteProblem::Malformed)?,
+        };
+        if parts.next().is_some() {
+            return Err(InviteProblem::Malformed);
+        }
         if expires <= now.unix_timestamp() {
             return Err(InviteProblem::Expired);
         }
-        Ok((company, member))
+        Ok((company, member, issued))
     }
 }
 
@@ -213,6 +295,9 @@ impl ConnectSetup {
         )
     }
 }
+
+/// The cookie that binds a pending sign-in to the browser that started it.
+pub const CONNECT_COOKIE: &str = "datacap_connect";
 
 fn state_hash(state: &str) -> String {
     hex::encode(Sha256::digest(state.as_bytes()))
@@ -278,7 +363,7 @@ pub(crate) async fn start(
             "This link has no invite: use the personal connect link your admin sent you.",
         );
     };
-    let (company_id, member_id) = match setup.invites.check(invite, now) {
+    let (company_id, member_id, issued) = match setup.invites.check_issued(invite, now) {
         Ok(found) => found,
         Err(InviteProblem::Expired) => {
             return refused(StatusCode::FORBIDDEN, "This connect link has expired.");
@@ -302,6 +387,20 @@ pub(crate) async fn start(
             StatusCode::BAD_REQUEST,
             "Your company connects for everyone at once: there is nothing for you to connect.",
         );
+    }
+    // A link connects once, and an admin can void a member's links (`datacap
+    // revoke-invites`): links issued before the member's revocation time, or in the same
+    // second (issue times are whole seconds), are refused.
+    match app.store.invites_not_before(&member_id).await {
+        Ok(Some(not_before)) if issued <= not_before.unix_timestamp() => {
+            tracing::info!(company = %company_id, member = %member_id, "a revoked or used connect link was refused");
+            return refused(
+                StatusCode::FORBIDDEN,
+                "This connect link was revoked or has been used already: ask your admin for a new one.",
+            );
+        }
+        Ok(_) => {}
+        Err(error) => return store_failure(&error),
     }
     if context.company.provider != provider {
         return refused(
@@ -337,8 +436,25 @@ pub(crate) async fn start(
         return store_failure(&error);
     }
     let redirect_uri = setup.redirect_uri(provider);
+    let sign_in = setup
+        .exchange
+        .sign_in(provider, &context.credential_refs)
+        .unwrap_or_else(|| SignIn {
+            client_id: client.client_id.clone(),
+            authorize_url: client.authorize_url.clone(),
+        });
+    if sign_in.client_id.is_empty() {
+        tracing::warn!(company = %company_id, provider = %provider, "connect flow has no oauth client for this company");
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "Connecting to {} is not set up for your company yet: your admin must configure its OAuth client.",
+                provider.display_name()
+            ),
+        );
+    }
     let mut url = form_urlencoded::Serializer::new(String::new());
-    url.append_pair("client_id", &client.client_id)
+    url.append_pair("client_id", &sign_in.client_id)
         .append_pair("redirect_uri", &redirect_uri)
         .append_pair("response_type", "code")
         .append_pair("scope", &client.scope)
@@ -346,21 +462,41 @@ pub(crate) async fn start(
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("login_hint", &context.member_email);
+    // Google: only accounts of the member's own Workspace domain on the account chooser
+    // (`hd`; a hint, checked for real after the exchange).
+    if provider == Provider::GoogleWorkspace
+        && let Some((_, domain)) = context.member_email.rsplit_once('@')
+    {
+        url.append_pair("hd", domain);
+    }
     for (name, value) in &client.extra {
         url.append_pair(name, value);
     }
-    let separator = if client.authorize_url.contains('?') {
+    let separator = if sign_in.authorize_url.contains('?') {
         '&'
     } else {
         '?'
     };
-    let location = format!("{}{separator}{}", client.authorize_url, url.finish());
+    let location = format!("{}{separator}{}", sign_in.authorize_url, url.finish());
     tracing::info!(company = %company_id, member = %member_id, provider = %provider, "connect flow started");
+    // `SameSite=Lax`: the provider's redirect back is a cross-site top-level navigation,
+    // which a `Strict` cookie would not accompany.
+    let cookie = format!(
+        "{CONNECT_COOKIE}={}; Path=/connect/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        setup.invites.binding(&state_text),
+        setup.state_ttl.whole_seconds().max(0),
+        if setup.public_url.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
     (
         StatusCode::SEE_OTHER,
         [
             (header::LOCATION, location),
             (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::SET_COOKIE, cookie),
         ],
     )
         .into_response()
@@ -379,6 +515,7 @@ pub(crate) async fn callback(
     State(state): State<WebState>,
     Path(segment): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let app = match setup_of(&state) {
         Ok(found) => found,
@@ -399,6 +536,16 @@ pub(crate) async fn callback(
             "The provider's answer carries no state.",
         );
     };
+    // Before any read: the sign-in must have been started in this browser.
+    let bound = crate::auth::cookie(&headers, CONNECT_COOKIE)
+        .is_some_and(|cookie| setup.invites.binding_holds(state_text, &cookie));
+    if !bound {
+        tracing::warn!(provider = %provider, "connect callback without the browser's binding cookie refused");
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "This sign-in was not started in this browser: open your personal connect link here and sign in again.",
+        );
+    }
     let pending = match app
         .store
         .take_connect_state(&state_hash(state_text), &setup.key)
@@ -428,6 +575,25 @@ pub(crate) async fn callback(
         );
     }
     let (company, member) = (pending.company_id.as_str(), pending.member_id.as_str());
+    // What `start` checked may have changed meanwhile: check it again before redeeming.
+    let context = match app.store.job_context(member).await {
+        Ok(Some(context)) if context.company_id == company && context.active => context,
+        Ok(_) => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                "datacap does not know this member (any more).",
+            );
+        }
+        Err(error) => return store_failure(&error),
+    };
+    if context.company.connection_mode != ConnectionMode::UserByUser
+        || context.company.provider != provider
+    {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "Your company no longer connects member by member with this provider.",
+        );
+    }
     if let Some(error) = query.get("error") {
         tracing::info!(company, member, provider = %provider, error = %error, "connect flow refused by the provider");
         let text = if error == "access_denied" {
@@ -458,7 +624,13 @@ pub(crate) async fn callback(
     let redirect_uri = setup.redirect_uri(provider);
     let grant = match setup
         .exchange
-        .exchange(provider, code, &redirect_uri, &pending.verifier)
+        .exchange(
+            provider,
+            &context.credential_refs,
+            code,
+            &redirect_uri,
+            &pending.verifier,
+        )
         .await
     {
         Ok(grant) => grant,
@@ -473,6 +645,39 @@ pub(crate) async fn callback(
             );
         }
     };
+    if let Err(problem) = whose_mailbox(
+        &grant.identity,
+        &context.member_email,
+        context.credential_refs.get("tenant_id").map(String::as_str),
+    ) {
+        let signed_in = grant.identity.addresses.first().map_or("", String::as_str);
+        tracing::warn!(
+            company,
+            member,
+            provider = %provider,
+            signed_in,
+            signed_in_tenant = grant.identity.tenant_id.as_deref(),
+            "connect flow refused: the account that signed in is not the member's"
+        );
+        let text = match problem {
+            Mismatch::Address => format!(
+                "You signed in as {}, but this link is for {}. Sign out at {} and sign in as {}.",
+                if signed_in.is_empty() {
+                    "an account without an address"
+                } else {
+                    signed_in
+                },
+                context.member_email,
+                provider.display_name(),
+                context.member_email
+            ),
+            Mismatch::Tenant => format!(
+                "You signed in with an account of another organization than your company's. Sign in as {} with your work account.",
+                context.member_email
+            ),
+        };
+        return refused(StatusCode::FORBIDDEN, &text);
+    }
     let granted: Vec<String> = grant.scopes.iter().map(|s| normalized(s)).collect();
     let missing: Vec<&str> = client
         .required_scopes
@@ -488,22 +693,6 @@ pub(crate) async fn callback(
                 "Access was granted without {}: tick every permission on {}'s consent screen.",
                 missing.join(", "),
                 provider.display_name()
-            ),
-        );
-    }
-    let context = match app.store.job_context(member).await {
-        Ok(Some(context)) => context,
-        Ok(None) => return refused(StatusCode::NOT_FOUND, "This member no longer exists."),
-        Err(error) => return store_failure(&error),
-    };
-    if let Some(account) = &grant.account
-        && !account.eq_ignore_ascii_case(&context.member_email)
-    {
-        return refused(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "You signed in as {account}, but this link is for {}.",
-                context.member_email
             ),
         );
     }
@@ -524,6 +713,10 @@ pub(crate) async fn callback(
     if let Err(error) = app.store.make_due(member, None, now).await {
         tracing::warn!(company, member, %error, "connected, but the immediate poll could not be scheduled");
     }
+    // The link has done its job: it (and every older one) connects nobody again.
+    if let Err(error) = app.store.revoke_invites(member, now).await {
+        tracing::warn!(company, member, %error, "connected, but the used connect link could not be voided");
+    }
     tracing::info!(company, member, provider = %provider, "member connected");
     message(
         StatusCode::OK,
@@ -535,6 +728,43 @@ pub(crate) async fn callback(
         ),
         Some("You can close this page."),
     )
+}
+
+/// Why the signed-in account is not the member's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mismatch {
+    /// None of its addresses is the member's.
+    Address,
+    /// Its Microsoft tenant is not the company's.
+    Tenant,
+}
+
+/// The account that signed in must be the member's mailbox: one of its addresses is the
+/// member's address, and (Microsoft, when the company's tenant is known) its `tid` is the
+/// company's tenant.
+fn whose_mailbox(
+    identity: &Identity,
+    member_email: &str,
+    company_tenant: Option<&str>,
+) -> Result<(), Mismatch> {
+    let member_email = member_email.trim();
+    if member_email.is_empty()
+        || !identity
+            .addresses
+            .iter()
+            .any(|address| address.trim().eq_ignore_ascii_case(member_email))
+    {
+        return Err(Mismatch::Address);
+    }
+    if let Some(expected) = company_tenant
+        && !identity
+            .tenant_id
+            .as_deref()
+            .is_some_and(|tid| tid.eq_ignore_ascii_case(expected))
+    {
+        return Err(Mismatch::Tenant);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -567,7 +797,117 @@ mod tests {
             Err(InviteProblem::BadSignature)
         );
         assert_eq!(key.check("nonsense", now), Err(InviteProblem::Malformed));
+        // The issue time travels signed with the invite.
+        let issued = key.invite_issued(
+            "acme",
+            "ana",
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        );
+        assert_eq!(
+            key.check_issued(&issued, now),
+            Ok((
+                "acme".to_owned(),
+                "ana".to_owned(),
+                (now - time::Duration::hours(1)).unix_timestamp()
+            ))
+        );
         assert!(!format!("{key:?}").contains('3'));
+    }
+
+    /// One row: the identity the provider reported, the member's address and the
+    /// company's tenant, and the verdict.
+    fn check(
+        addresses: &[&str],
+        tid: Option<&str>,
+        member: &str,
+        tenant: Option<&str>,
+    ) -> Result<(), Mismatch> {
+        let identity = Identity {
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            tenant_id: tid.map(str::to_owned),
+        };
+        whose_mailbox(&identity, member, tenant)
+    }
+
+    #[test]
+    fn only_the_members_own_mailbox_in_the_companys_tenant_is_accepted() {
+        const T: &str = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d";
+        // Gmail's emailAddress, case aside.
+        assert_eq!(
+            check(
+                &["Peter@initech.example"],
+                None,
+                "peter@initech.example",
+                None
+            ),
+            Ok(())
+        );
+        // A colleague (issue 17, finding 1).
+        assert_eq!(
+            check(
+                &["mallory@initech.example"],
+                None,
+                "peter@initech.example",
+                None
+            ),
+            Err(Mismatch::Address)
+        );
+        // No address at all is never the member.
+        assert_eq!(
+            check(&[], None, "peter@initech.example", None),
+            Err(Mismatch::Address)
+        );
+        assert_eq!(check(&[""], None, "", None), Err(Mismatch::Address));
+        // Graph: mail or userPrincipalName may be the member's address.
+        assert_eq!(
+            check(
+                &["megan.b@contoso.example", "megan@contoso.example"],
+                Some(T),
+                "megan@contoso.example",
+                Some(T)
+            ),
+            Ok(())
+        );
+        // The same address from another tenant (an outsider's look-alike account).
+        assert_eq!(
+            check(
+                &["megan@contoso.example"],
+                Some("00000000-0000-0000-0000-000000000001"),
+                "megan@contoso.example",
+                Some(T)
+            ),
+            Err(Mismatch::Tenant)
+        );
+        assert_eq!(
+            check(
+                &["megan@contoso.example"],
+                None,
+                "megan@contoso.example",
+                Some(T)
+            ),
+            Err(Mismatch::Tenant)
+        );
+        // Without a known tenant only the address decides.
+        assert_eq!(
+            check(
+                &["megan@contoso.example"],
+                Some(T),
+                "megan@contoso.example",
+                None
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_binding_cookie_is_the_states_own() {
+        let key = InviteKey::new([3; 32]);
+        let cookie = key.binding("state-1");
+        assert!(key.binding_holds("state-1", &cookie));
+        assert!(!key.binding_holds("state-2", &cookie));
+        assert!(!InviteKey::new([4; 32]).binding_holds("state-1", &cookie));
+        assert!(!key.binding_holds("state-1", "garbage!"));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 pub mod api;
 pub mod auth;
 pub mod connect;
+mod guard;
+mod listener;
 mod page;
 
 use std::net::SocketAddr;
@@ -31,7 +33,9 @@ use datacap_store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, Denied, Principal};
-pub use connect::{ConnectSetup, Exchange, ExchangeError, Exchanged, InviteKey};
+pub use connect::{ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn};
+pub use guard::CONTENT_SECURITY_POLICY;
+pub use listener::Limits;
 
 /// Says whether the daemon is ready, or why not.
 pub type ReadyFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -46,6 +50,9 @@ pub struct App {
     pub refresh_seconds: u32,
     /// The connect flow; without it `/connect/…` answers that connecting is not set up.
     pub connect: Option<ConnectSetup>,
+    /// Where people reach this server (`https://datacap.example.com`): a `POST` must come
+    /// from its origin (or the `Host` it was sent to).
+    pub public_url: Option<String>,
 }
 
 /// What the endpoints read.
@@ -106,15 +113,49 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<WebState>)> {
     ]
 }
 
-/// The router of [`routes`], with a plain 404 for anything else.
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Serves {
+    /// Every route.
+    All,
+    /// Every route but `/metrics` (served on a listener of its own).
+    AllButMetrics,
+    /// `/healthz`, `/readyz` and `/metrics` only (the metrics listener).
+    Probes,
+}
+
+/// The router of [`routes`], with a plain 404 for anything else, behind the guard layers
+/// (security headers, cross-site check, throttle, in-flight bound, request timeout, body
+/// limit) with the default [`Limits`].
 pub fn router(state: WebState) -> Router {
+    guarded(state, &Limits::default(), Serves::All)
+}
+
+fn guarded(state: WebState, limits: &Limits, serves: Serves) -> Router {
+    let public_url = state.app.as_ref().and_then(|app| app.public_url.clone());
+    let guard = Arc::new(guard::Guard::new(limits, public_url.as_deref()));
     let mut router = Router::new();
     for (_, path, handler) in routes() {
-        router = router.route(path, handler);
+        let probe = matches!(path, HEALTHZ_PATH | READYZ_PATH | METRICS_PATH);
+        let wanted = match serves {
+            Serves::All => true,
+            Serves::AllButMetrics => path != METRICS_PATH,
+            Serves::Probes => probe,
+        };
+        if wanted {
+            router = router.route(path, handler);
+        }
     }
     router
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
         .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(limits.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            guard.clone(),
+            guard::checks,
+        ))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::bounds))
+        .layer(axum::middleware::from_fn(guard::headers))
 }
 
 async fn healthz() -> &'static str {
@@ -144,13 +185,39 @@ async fn metrics(State(state): State<WebState>) -> Response {
 pub struct WebServer {
     listener: tokio::net::TcpListener,
     state: WebState,
+    limits: Limits,
+    serves: Serves,
 }
 
 impl WebServer {
-    /// Binds `addr` (port 0 picks a free one).
+    /// Binds `addr` (port 0 picks a free one); serves every route with the default
+    /// [`Limits`].
     pub async fn bind(addr: SocketAddr, state: WebState) -> std::io::Result<WebServer> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        Ok(WebServer { listener, state })
+        Ok(WebServer {
+            listener,
+            state,
+            limits: Limits::default(),
+            serves: Serves::All,
+        })
+    }
+
+    /// Serves within `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> WebServer {
+        self.limits = limits;
+        self
+    }
+
+    /// Leaves `/metrics` to a listener of its own ([`WebServer::probes_only`]).
+    pub fn without_metrics(mut self) -> WebServer {
+        self.serves = Serves::AllButMetrics;
+        self
+    }
+
+    /// Serves only `/healthz`, `/readyz` and `/metrics` (the metrics listener).
+    pub fn probes_only(mut self) -> WebServer {
+        self.serves = Serves::Probes;
+        self
     }
 
     /// The address actually bound.
@@ -160,9 +227,8 @@ impl WebServer {
 
     /// Serves until `cancel` fires.
     pub async fn serve(self, cancel: CancellationToken) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await
+        let router = guarded(self.state, &self.limits, self.serves);
+        listener::serve(self.listener, router, &self.limits, cancel).await
     }
 }
 

@@ -12,7 +12,8 @@ use datacap_core::{Channel, MemberConnection, Outcome, Provider};
 use datacap_store::{AttemptRecord, EncryptionKey, Store, StoreOptions, WriteOptions};
 use datacap_web::connect::{ConnectProvider, ExchangeFuture};
 use datacap_web::{
-    App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, InviteKey, WebServer, WebState,
+    App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn,
+    WebServer, WebState,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest;
@@ -63,14 +64,21 @@ struct Recorded {
     scopes: Vec<String>,
     account: Option<String>,
     fail: bool,
+    /// What `sign_in` answers (the company's own client), if set.
+    sign_in: Option<SignIn>,
 }
 
 struct RecordingExchange(Arc<Mutex<Recorded>>);
 
 impl Exchange for RecordingExchange {
+    fn sign_in(&self, _provider: Provider, _refs: &BTreeMap<String, String>) -> Option<SignIn> {
+        self.0.lock().unwrap().sign_in.clone()
+    }
+
     fn exchange<'a>(
         &'a self,
         provider: Provider,
+        _refs: &'a BTreeMap<String, String>,
         code: &'a str,
         redirect_uri: &'a str,
         verifier: &'a SecretString,
@@ -89,7 +97,10 @@ impl Exchange for RecordingExchange {
             Ok(Exchanged {
                 refresh_token: SecretString::from("refresh-token-from-the-provider"),
                 scopes: recorded.scopes.clone(),
-                account: recorded.account.clone(),
+                identity: Identity {
+                    addresses: recorded.account.clone().into_iter().collect(),
+                    tenant_id: None,
+                },
             })
         })
     }
@@ -138,6 +149,10 @@ fn uuid_v7() -> uuid::Uuid {
 }
 
 async fn harness_with(state_ttl: Duration) -> Harness {
+    harness_limited(state_ttl, datacap_web::Limits::default()).await
+}
+
+async fn harness_limited(state_ttl: Duration, limits: datacap_web::Limits) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("web.sqlite").display());
     let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
@@ -167,6 +182,7 @@ async fn harness_with(state_ttl: Duration) -> Harness {
             "https://graph.microsoft.com/Mail.Read".to_owned(),
             "https://graph.microsoft.com/Calendars.Read".to_owned(),
         ],
+        account: Some("gil@globex.test".to_owned()),
         ..Recorded::default()
     }));
     let companies = BTreeMap::from([
@@ -209,6 +225,7 @@ async fn harness_with(state_ttl: Duration) -> Harness {
         auth,
         refresh_seconds: 30,
         connect: Some(connect),
+        public_url: Some("http://datacap.test".to_owned()),
     };
     let state = WebState {
         ready: Arc::new(|| Ok(())),
@@ -217,7 +234,8 @@ async fn harness_with(state_ttl: Duration) -> Harness {
     };
     let server = WebServer::bind("127.0.0.1:0".parse().unwrap(), state)
         .await
-        .unwrap();
+        .unwrap()
+        .with_limits(limits);
     let addr = server.local_addr().unwrap();
     let cancel = CancellationToken::new();
     tokio::spawn(server.serve(cancel.clone()));
@@ -674,7 +692,27 @@ async fn start(h: &Harness) -> String {
     )
     .await;
     assert_eq!(answer.status, 303, "{}", answer.body);
-    answer.header("location").unwrap().to_owned()
+    let location = answer.header("location").unwrap().to_owned();
+    // The state is bound to this browser by a cookie scoped to the connect flow.
+    let state = params(&location)["state"].clone();
+    let cookie = answer.header("set-cookie").unwrap();
+    assert!(
+        cookie.starts_with(&format!("datacap_connect={};", h.invites.binding(&state))),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains("Path=/connect/; HttpOnly; SameSite=Lax"),
+        "{cookie}"
+    );
+    location
+}
+
+/// The callback as the browser that started the flow sends it: with the binding cookie
+/// of the path's state.
+async fn callback(h: &Harness, path: &str) -> Answer {
+    let state = params(path).get("state").cloned().unwrap_or_default();
+    let cookie = format!("datacap_connect={}", h.invites.binding(&state));
+    get(h.addr, path, &[("Cookie", &cookie)]).await
 }
 
 #[tokio::test]
@@ -697,27 +735,20 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
     let state = query["state"].clone();
 
     // Forged state, and a state for another provider's callback.
-    let forged = get(
-        h.addr,
-        "/connect/microsoft/callback?state=forged&code=c",
-        &[],
-    )
-    .await;
+    let forged = callback(&h, "/connect/microsoft/callback?state=forged&code=c").await;
     assert_eq!(forged.status, 400);
     assert!(forged.body.contains("not started by datacap"));
-    let other = get(
-        h.addr,
+    let other = callback(
+        &h,
         &format!("/connect/google/callback?state={state}&code=c"),
-        &[],
     )
     .await;
     assert_eq!(other.status, 400);
     assert!(other.body.contains("another provider"));
     // That consumed the state: single use.
-    let replay = get(
-        h.addr,
+    let replay = callback(
+        &h,
         &format!("/connect/microsoft/callback?state={state}&code=c"),
-        &[],
     )
     .await;
     assert_eq!(replay.status, 400);
@@ -726,10 +757,9 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
 
     // The member declines.
     let declined = params(&start(&h).await)["state"].clone();
-    let answer = get(
-        h.addr,
+    let answer = callback(
+        &h,
         &format!("/connect/microsoft/callback?state={declined}&error=access_denied"),
-        &[],
     )
     .await;
     assert_eq!(answer.status, 400);
@@ -740,10 +770,9 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
     // Granted without calendars.
     h.exchange.lock().unwrap().scopes = vec!["https://graph.microsoft.com/Mail.Read".to_owned()];
     let partial = params(&start(&h).await)["state"].clone();
-    let answer = get(
-        h.addr,
+    let answer = callback(
+        &h,
         &format!("/connect/microsoft/callback?state={partial}&code=code-1"),
-        &[],
     )
     .await;
     assert_eq!(answer.status, 400);
@@ -761,23 +790,37 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
         recorded.account = Some("mallory@globex.test".to_owned());
     }
     let wrong = params(&start(&h).await)["state"].clone();
-    let answer = get(
-        h.addr,
+    let answer = callback(
+        &h,
         &format!("/connect/microsoft/callback?state={wrong}&code=code-2"),
-        &[],
     )
     .await;
-    assert_eq!(answer.status, 400);
-    assert!(answer.body.contains("mallory@globex.test"));
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains("You signed in as mallory@globex.test, but this link is for gil@globex.test"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(grant_row(&h).await, None);
+    // Without any address the provider vouches for, nothing is stored either.
+    h.exchange.lock().unwrap().account = None;
+    let nobody = params(&start(&h).await)["state"].clone();
+    let answer = callback(
+        &h,
+        &format!("/connect/microsoft/callback?state={nobody}&code=code-2b"),
+    )
+    .await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
     assert_eq!(grant_row(&h).await, None);
 
     // The provider refuses the code.
     h.exchange.lock().unwrap().fail = true;
     let refused = params(&start(&h).await)["state"].clone();
-    let answer = get(
-        h.addr,
+    let answer = callback(
+        &h,
         &format!("/connect/microsoft/callback?state={refused}&code=code-3"),
-        &[],
     )
     .await;
     assert_eq!(answer.status, 502);
@@ -791,13 +834,12 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
         recorded.account = Some("GIL@globex.test".to_owned());
     }
     let good = params(&start(&h).await);
-    let answer = get(
-        h.addr,
+    let answer = callback(
+        &h,
         &format!(
             "/connect/microsoft/callback?state={}&code=code-4",
             good["state"]
         ),
-        &[],
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -835,13 +877,12 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
         "an immediate poll is scheduled"
     );
     // The same state again: already used.
-    let again = get(
-        h.addr,
+    let again = callback(
+        &h,
         &format!(
             "/connect/microsoft/callback?state={}&code=code-4",
             good["state"]
         ),
-        &[],
     )
     .await;
     assert_eq!(again.status, 400);
@@ -914,14 +955,345 @@ async fn connect_start_refuses_bad_invites_and_expired_states() {
     // With a state lifetime already over, the callback finds it expired.
     let location = start(&h).await;
     let state = params(&location)["state"].clone();
-    let answer = get(
-        h.addr,
+    let answer = callback(
+        &h,
         &format!("/connect/microsoft/callback?state={state}&code=c"),
-        &[],
     )
     .await;
     assert_eq!(answer.status, 400);
     assert!(answer.body.contains("expired"), "{}", answer.body);
     assert_eq!(grant_row(&h).await, None);
     assert!(h.exchange.lock().unwrap().calls.is_empty());
+}
+
+#[tokio::test]
+async fn connect_callback_needs_the_browser_that_started_the_flow() {
+    let h = harness().await;
+    let state = params(&start(&h).await)["state"].clone();
+    let path = format!("/connect/microsoft/callback?state={state}&code=code-1");
+    // Another browser (no cookie), a cookie of another state, a forged cookie: refused
+    // before anything is read or written, and the state stays usable.
+    let other_state = format!("datacap_connect={}", h.invites.binding("another-state"));
+    for headers in [
+        vec![],
+        vec![("Cookie", other_state.as_str())],
+        vec![("Cookie", "datacap_connect=forged")],
+    ] {
+        let answer = get(h.addr, &path, &headers).await;
+        assert_eq!(answer.status, 400, "{headers:?}: {}", answer.body);
+        assert!(
+            answer.body.contains("not started in this browser"),
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.header("cache-control"), Some("no-store"));
+    }
+    assert!(h.exchange.lock().unwrap().calls.is_empty());
+    assert_eq!(grant_row(&h).await, None);
+    // The browser that started it completes it.
+    let answer = callback(&h, &path).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    assert!(grant_row(&h).await.is_some());
+}
+
+#[tokio::test]
+async fn connect_callback_rechecks_the_member() {
+    let h = harness().await;
+    let state = params(&start(&h).await)["state"].clone();
+    // gil leaves the company between start and callback.
+    let without_gil = TENANTS.replace(
+        "[[companies.members]]\nid = \"gil\"\nemail = \"gil@globex.test\"\n",
+        "",
+    );
+    assert_ne!(without_gil, TENANTS);
+    let tenants = datacap_store::parse_tenants(&without_gil).unwrap();
+    h.store
+        .apply_tenants(&tenants, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let answer = callback(
+        &h,
+        &format!("/connect/microsoft/callback?state={state}&code=code-1"),
+    )
+    .await;
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(
+        h.exchange.lock().unwrap().calls.is_empty(),
+        "no code redeemed"
+    );
+    assert_eq!(grant_row(&h).await, None);
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let h = harness().await;
+    let operator = bearer(OPERATOR);
+    let invite = h.invites.invite(
+        "globex",
+        "gil",
+        OffsetDateTime::now_utc() + Duration::days(1),
+    );
+    let start_path = format!("/connect/microsoft/start?invite={invite}");
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/healthz", vec![]),
+        ("/metrics", vec![]),
+        ("/login", vec![]),
+        ("/", vec![]),
+        ("/", vec![("Authorization", &operator)]),
+        (
+            "/companies/acme/members",
+            vec![("Authorization", &operator)],
+        ),
+        ("/api/v1/companies/acme/status", vec![]),
+        (
+            "/api/v1/companies/acme/status",
+            vec![("Authorization", &operator)],
+        ),
+        ("/no/such/page", vec![]),
+        (&start_path, vec![]),
+        ("/connect/microsoft/callback?state=x&code=y", vec![]),
+    ];
+    for (path, headers) in cases {
+        let answer = get(h.addr, path, &headers).await;
+        assert_eq!(
+            answer.header("content-security-policy"),
+            Some(datacap_web::CONTENT_SECURITY_POLICY),
+            "{path}"
+        );
+        assert!(datacap_web::CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            answer.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+        assert_eq!(answer.header("cache-control"), Some("no-store"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused() {
+    let h = harness().await;
+    let body = format!("token={OPERATOR}");
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    for headers in [
+        vec![form, ("Origin", "https://evil.example")],
+        vec![form, ("Sec-Fetch-Site", "cross-site")],
+        vec![
+            form,
+            ("Sec-Fetch-Site", "same-site"),
+            ("Origin", "http://datacap.test"),
+        ],
+    ] {
+        for path in ["/login", "/logout"] {
+            let answer = request(h.addr, "POST", path, &headers, &body).await;
+            assert_eq!(answer.status, 403, "{path} {headers:?}: {}", answer.body);
+            assert!(
+                answer.header("set-cookie").is_none(),
+                "no session for {headers:?}"
+            );
+        }
+    }
+    // The site's own form (its public origin, or the Host it was sent to) signs in.
+    for headers in [
+        vec![
+            form,
+            ("Origin", "http://datacap.test"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        vec![form, ("Origin", "http://x")],
+        vec![form],
+    ] {
+        let answer = request(h.addr, "POST", "/login", &headers, &body).await;
+        assert_eq!(answer.status, 303, "{headers:?}: {}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_are_bounded() {
+    let h = harness().await;
+    let body = format!("token={}", "a".repeat(17 * 1024));
+    let answer = request(
+        h.addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &body,
+    )
+    .await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn idle_and_slow_connections_do_not_take_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = datacap_web::Limits {
+        header_read_timeout: std::time::Duration::from_secs(1),
+        max_connections: 16,
+        ..datacap_web::Limits::default()
+    };
+    let h = harness_limited(Duration::minutes(10), limits).await;
+    // 100 connections: half say nothing, half send a request head that never ends
+    // (slow loris); six times the connection limit.
+    let mut idle = Vec::new();
+    for n in 0..100 {
+        let mut stream = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+        if n % 2 == 1 {
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap();
+        }
+        idle.push(stream);
+    }
+    // A real request is still answered: the idle ones are closed after the header-read
+    // timeout and the limit lets the rest wait in the backlog instead of exhausting
+    // descriptors. The deadline is generous; this asserts an answer, not a speed.
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        get(
+            h.addr,
+            "/api/v1/companies/acme/status",
+            &[("Authorization", &bearer(OPERATOR))],
+        ),
+    )
+    .await
+    .expect("a real request is answered while idle connections are held");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // And the idle connections were closed by the server, not left open.
+    for mut stream in idle.drain(..10) {
+        let mut buffer = Vec::new();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            stream.read_to_end(&mut buffer),
+        )
+        .await
+        .expect("the server closes an idle connection");
+        assert!(
+            closed.is_err() || buffer.is_empty() || buffer.starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            String::from_utf8_lossy(&buffer)
+        );
+    }
+}
+
+#[tokio::test]
+async fn sign_in_and_the_connect_flow_are_throttled_per_client() {
+    let limits = datacap_web::Limits {
+        throttle_per_minute: 3,
+        ..datacap_web::Limits::default()
+    };
+    let h = harness_limited(Duration::minutes(10), limits).await;
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    for _ in 0..3 {
+        let answer = request(
+            h.addr,
+            "POST",
+            "/login",
+            &form,
+            "token=wrong-token-0123456789",
+        )
+        .await;
+        assert_eq!(answer.status, 401);
+    }
+    // The fourth try within the minute, even with the right token: 429.
+    let body = format!("token={OPERATOR}");
+    let answer = request(h.addr, "POST", "/login", &form, &body).await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    assert_eq!(answer.header("retry-after"), Some("60"));
+    assert!(answer.header("set-cookie").is_none());
+    // The connect callback shares the client's budget; the API and page do not.
+    let answer = get(h.addr, "/connect/microsoft/callback?state=x&code=y", &[]).await;
+    assert_eq!(answer.status, 429);
+    let answer = get(
+        h.addr,
+        "/api/v1/companies/acme/status",
+        &[("Authorization", &bearer(OPERATOR))],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn connect_links_connect_once_and_can_be_revoked() {
+    let h = harness().await;
+    let now = OffsetDateTime::now_utc();
+    let link = |issued: OffsetDateTime| {
+        format!(
+            "/connect/microsoft/start?invite={}",
+            h.invites
+                .invite_issued("globex", "gil", issued, now + Duration::days(1))
+        )
+    };
+    let older = link(now - Duration::hours(2));
+    let used = link(now - Duration::hours(1));
+    // Revoked: links issued before the revocation are refused, later ones work.
+    h.store
+        .revoke_invites("gil", now - Duration::minutes(90))
+        .await
+        .unwrap();
+    let answer = get(h.addr, &older, &[]).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(
+        answer.body.contains("revoked or has been used"),
+        "{}",
+        answer.body
+    );
+    let answer = get(h.addr, &used, &[]).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    // Connecting with it uses it up: the same link starts nothing any more.
+    let location = answer.header("location").unwrap().to_owned();
+    let state = params(&location)["state"].clone();
+    let answer = callback(
+        &h,
+        &format!("/connect/microsoft/callback?state={state}&code=code-1"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = get(h.addr, &used, &[]).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(h.store.invites_not_before("gil").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn connect_start_signs_in_with_the_companys_own_client() {
+    let h = harness().await;
+    h.exchange.lock().unwrap().sign_in = Some(SignIn {
+        client_id: "globex-own-client".to_owned(),
+        authorize_url: "http://idp.test/globex-tenant/authorize".to_owned(),
+    });
+    let location = start(&h).await;
+    assert!(
+        location.starts_with("http://idp.test/globex-tenant/authorize?"),
+        "{location}"
+    );
+    assert_eq!(params(&location)["client_id"], "globex-own-client");
+    // No client at all for the company: refused, nothing started.
+    h.exchange.lock().unwrap().sign_in = Some(SignIn {
+        client_id: String::new(),
+        authorize_url: "http://idp.test/x".to_owned(),
+    });
+    let invite = h.invites.invite(
+        "globex",
+        "gil",
+        OffsetDateTime::now_utc() + Duration::days(1),
+    );
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/start?invite={invite}"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer.body.contains("not set up for your company"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.header("location").is_none());
 }

@@ -32,20 +32,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read config file {}", args.file.display()))?;
     let mut problems = config_problems(&text, &args.file.display().to_string(), env_vars());
+    let mut warnings = Vec::new();
     if let Some(path) = &args.tenants {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read tenants file {}", path.display()))?;
-        if let Err(errors) = datacap_store::parse_tenants(&text) {
-            problems.extend(
+        match datacap_store::parse_tenants(&text) {
+            Err(errors) => problems.extend(
                 errors
                     .problems
                     .iter()
                     .map(|problem| format!("{}:{problem}", path.display())),
-            );
+            ),
+            Ok(tenants) => {
+                if let Ok(config) = config::parse(
+                    &text_of(&args.file)?,
+                    &args.file.display().to_string(),
+                    env_vars(),
+                ) {
+                    warnings.extend(connect_flow_problems(
+                        &config,
+                        &tenants,
+                        &path.display().to_string(),
+                    ));
+                }
+            }
         }
     }
     for problem in &problems {
         say(problem)?;
+    }
+    // Not problems (a config may serve no connect flow on purpose), but never silent.
+    for warning in &warnings {
+        say(&format!("warning: {warning}"))?;
     }
     if problems.is_empty() {
         let checked = match &args.tenants {
@@ -57,6 +75,56 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn text_of(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))
+}
+
+/// A user-by-user company whose members could never connect: the flow is never silently
+/// off, so each key it lacks is named (offline: only whether a key is configured).
+pub(crate) fn connect_flow_problems(
+    config: &config::Config,
+    tenants: &datacap_store::Tenants,
+    source: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for company in &tenants.companies {
+        if company.settings.connection_mode != datacap_core::ConnectionMode::UserByUser {
+            continue;
+        }
+        let mut missing = Vec::new();
+        if config.web.signing_key.is_none() {
+            missing.push("web.signing_key_file (or _env)");
+        }
+        if config.encryption.is_none() {
+            missing.push("encryption.key_file (or key_env)");
+        }
+        let own_client = company.credentials.contains_key("client_id");
+        let configured = match company.settings.provider {
+            datacap_core::Provider::GoogleWorkspace => config.google.oauth.is_some(),
+            datacap_core::Provider::Microsoft365 => config.microsoft.oauth.is_some(),
+            datacap_core::Provider::None => true,
+        };
+        if !own_client && !configured {
+            missing.push(
+                if company.settings.provider == datacap_core::Provider::Microsoft365 {
+                    "microsoft.oauth_client_id (or the company's client_id)"
+                } else {
+                    "google.oauth_client_id (or the company's client_id)"
+                },
+            );
+        }
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{source}: companies[{}]: its members connect one by one, but the connect flow lacks {}",
+                company.id,
+                missing.join(", ")
+            ));
+        }
+    }
+    problems
 }
 
 fn env_vars() -> Vec<(String, String)> {

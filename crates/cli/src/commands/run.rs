@@ -150,14 +150,33 @@ pub(crate) async fn serve_and_poll(
         metrics: Arc::new(move || render.render()),
         app: Some(Arc::new(app)),
     };
-    let server = WebServer::bind(config.http.listen, state)
+    let server = WebServer::bind(config.http.listen, state.clone())
         .await
-        .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
+        .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?
+        .with_limits(config.http.limits.clone());
     let bound = server
         .local_addr()
         .context("cannot read the bound address")?;
-    info!(address = %bound, "serving the Team members page, /api/v1, /connect, /healthz, /readyz and /metrics");
     let web_stop = CancellationToken::new();
+    let (server, probes) = match config.http.metrics_listen {
+        Some(address) => {
+            let probes = WebServer::bind(address, state)
+                .await
+                .with_context(|| format!("cannot listen on http.metrics_listen {address}"))?
+                .with_limits(config.http.limits.clone())
+                .probes_only();
+            info!(address = %bound, "serving the Team members page, /api/v1, /connect, /healthz and /readyz");
+            info!(address = %address, "serving /healthz, /readyz and /metrics");
+            (
+                server.without_metrics(),
+                Some(tokio::spawn(probes.serve(web_stop.clone()))),
+            )
+        }
+        None => {
+            info!(address = %bound, "serving the Team members page, /api/v1, /connect, /healthz, /readyz and /metrics");
+            (server, None)
+        }
+    };
     let web = tokio::spawn(server.serve(web_stop.clone()));
     notifier.ready();
     notifier.spawn_watchdog(web_stop.clone());
@@ -175,6 +194,11 @@ pub(crate) async fn serve_and_poll(
     web_stop.cancel();
     if let Ok(Err(error)) = web.await {
         warn!(%error, "http server stopped with an error");
+    }
+    if let Some(probes) = probes
+        && let Ok(Err(error)) = probes.await
+    {
+        warn!(%error, "metrics listener stopped with an error");
     }
     let _ = upkeep.await;
     Ok(())

@@ -1020,13 +1020,17 @@ impl UserByUser {
                 .unwrap()
                 .to_owned();
             let (addr, path) = split_url(&link);
-            let (status, location, body) = get_redirect(addr, &path);
+            let (status, headers, body) = get_with(addr, &path, &[]);
             assert_eq!(status, 303, "{member} start: {body}");
+            let location = header(&headers, "location");
+            // The browser's binding cookie goes back with the callback.
+            let cookie = header(&headers, "set-cookie");
+            let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
             let (sim, path) = split_url(&location);
             let (status, location, body) = get_redirect(sim, &path);
             assert_eq!(status, 302, "{member} at the consent screen: {body}");
             let (addr, path) = split_url(&location);
-            let (status, body) = http(addr, "GET", &path, None);
+            let (status, _, body) = get_with(addr, &path, &[("Cookie", &cookie)]);
             assert_eq!(status, 200, "{member} callback: {body}");
         }
     }
@@ -1037,6 +1041,48 @@ pub fn split_url(url: &str) -> (SocketAddr, String) {
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     (host.parse().expect("host:port"), format!("/{path}"))
+}
+
+/// A GET with extra headers: status, headers (names lower-cased) and body.
+pub fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// The value of header `name` (lower-case) of an answer; empty when absent.
+pub fn header(headers: &[(String, String)], name: &str) -> String {
+    headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default()
 }
 
 /// A GET whose answer is a redirect: status, `Location` (empty when absent) and body.
