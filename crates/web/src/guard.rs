@@ -155,15 +155,21 @@ pub(crate) async fn checks(
     next.run(request).await
 }
 
-/// A `POST` must come from this site: `Sec-Fetch-Site` (when the browser sends it) must be
-/// `same-origin` (or `none`, typed by the user), and `Origin` (when sent) must be the
-/// public URL's origin or the origin of the `Host` the request was sent to. A request with
-/// neither header (curl, a script) passes: it carries no browser's ambient cookie that a
-/// third site could abuse, and the session cookie is `SameSite=Strict` besides.
+/// A `POST` must come from this site. `Sec-Fetch-Site` (a header pages cannot set) decides
+/// when the browser sends it: `same-origin` passes, anything but `none` (typed by the user)
+/// is refused. Otherwise `Origin` (when sent) must be the public URL's origin or the origin
+/// of the `Host` the request was sent to. (Under our `Referrer-Policy: no-referrer` a
+/// browser sends `Origin: null` even for a same-origin form, so `Origin` alone cannot
+/// vouch for it where `Sec-Fetch-Site` does.) A request with neither header (curl, a
+/// script) passes: it carries no browser's ambient cookie that a third site could abuse,
+/// and the session cookie is `SameSite=Strict` besides.
 pub(crate) fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), &'static str> {
     if let Some(site) = headers.get("sec-fetch-site") {
         let site = site.to_str().unwrap_or_default();
-        if !(site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")) {
+        if site.eq_ignore_ascii_case("same-origin") {
+            return Ok(());
+        }
+        if !site.eq_ignore_ascii_case("none") {
             return Err("sec-fetch-site is not same-origin");
         }
     }
@@ -212,6 +218,18 @@ mod tests {
         assert!(check(&[("origin", "https://datacap.example")], public));
         assert!(!check(&[("origin", "https://evil.example")], public));
         assert!(!check(&[("origin", "null")], public));
+        // Chromium's same-origin form under Referrer-Policy: no-referrer (browser.rs).
+        assert!(check(
+            &[("sec-fetch-site", "same-origin"), ("origin", "null")],
+            public
+        ));
+        assert!(!check(
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "https://datacap.example")
+            ],
+            public
+        ));
         assert!(check(
             &[
                 ("origin", "http://127.0.0.1:9464"),
