@@ -1,5 +1,8 @@
-//! The Calendar import: `events.list` on `primary`, a full pass over the calendar window
-//! on the first run (or after a 410), the saved `syncToken` afterwards.
+//! The Calendar import: `events.list` on the member's own calendar (its id is the member's
+//! primary address, never `primary`, which is whoever's token this is: a token that is not
+//! the member's can never import someone else's calendar under their name), a full pass
+//! over the calendar window on the first run (or after a 410), the saved `syncToken`
+//! afterwards.
 //!
 //! `nextSyncToken` only comes on the last page, and only then is it kept; a pass that does
 //! not reach the last page within `max_pages` saves nothing and fails, so no event between
@@ -57,11 +60,28 @@ pub(crate) async fn import(session: &Session<'_>) -> Result<CalendarPass, Failur
     }
 }
 
+/// `{calendar_base}/calendars/{member address}/events`, the address escaped as a path
+/// segment (`@` → `%40`).
+fn events_url(calendar_base: &str, member_address: &str) -> Option<String> {
+    let mut url = reqwest::Url::parse(calendar_base).ok()?;
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(["calendars", member_address, "events"]);
+    Some(url.to_string())
+}
+
 async fn pass(session: &Session<'_>, sync_token: Option<&str>) -> Result<CalendarPass, Stop> {
-    let url = format!(
-        "{}/calendars/primary/events",
-        session.inner.config.calendar_base
-    );
+    let url = events_url(
+        &session.inner.config.calendar_base,
+        &session.job.member_address,
+    )
+    .ok_or_else(|| {
+        Stop::Failed(Failure::new(
+            Outcome::ProviderError,
+            "the calendar base URL cannot carry a calendar id",
+        ))
+    })?;
     let config = &session.inner.config;
     let mut base_query = vec![
         ("maxResults", config.page_size.to_string()),
@@ -182,6 +202,19 @@ fn instant(at: &EventTime) -> Option<OffsetDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_events_url_names_the_members_calendar() {
+        assert_eq!(
+            events_url("https://www.googleapis.com/calendar/v3", "ada@acme.example").as_deref(),
+            Some("https://www.googleapis.com/calendar/v3/calendars/ada@acme.example/events")
+        );
+        assert_eq!(
+            events_url("http://127.0.0.1:9/google/calendar/v3/", "a/b c@x").as_deref(),
+            Some("http://127.0.0.1:9/google/calendar/v3/calendars/a%2Fb%20c@x/events")
+        );
+        assert_eq!(events_url("not a url", "ada@acme.example"), None);
+    }
 
     #[test]
     fn events_become_items() {

@@ -1709,3 +1709,53 @@ async fn a_refused_directory_check_lets_gmail_and_calendar_decide() {
     assert!(attempt.refused_checks.is_empty());
     h.sim.shutdown().await;
 }
+
+/// Issue 17 §1: the Calendar import reads the member's own calendar by its id (the
+/// member's address), not `primary`: a grant that is not the member's (partial's token on
+/// ada's job) imports nothing of anyone's calendar, while Gmail's path names the member
+/// too. The member's own grant imports its events.
+#[tokio::test]
+async fn a_token_that_is_not_the_members_imports_no_calendar() {
+    let h = start().await;
+    let partial = h
+        .connect_member("partial@acme.example", &[GMAIL_SCOPE, CALENDAR_SCOPE])
+        .await;
+    for channel in [Channel::Calendar, Channel::Email] {
+        let attempt = h
+            .connector
+            .import(&job(
+                "ada@acme.example",
+                channel,
+                member_auth(partial.refresh_token.clone()),
+                None,
+            ))
+            .await;
+        assert_ne!(
+            attempt.outcome,
+            Outcome::Success,
+            "{channel:?}: {attempt:?}"
+        );
+        assert!(
+            attempt.calendar_items.is_empty() && attempt.email_items.is_empty(),
+            "{channel:?}: partial's token imported something under ada's name"
+        );
+    }
+    let ada = h
+        .connect_member("ada@acme.example", &[GMAIL_SCOPE, CALENDAR_SCOPE])
+        .await;
+    let own = h
+        .connector
+        .import(&job(
+            "ada@acme.example",
+            Channel::Calendar,
+            member_auth(ada.refresh_token.clone()),
+            None,
+        ))
+        .await;
+    assert_eq!(own.outcome, Outcome::Success, "{own:?}");
+    assert!(
+        !own.calendar_items.is_empty(),
+        "ada's own events are imported"
+    );
+    h.sim.shutdown().await;
+}
