@@ -15,9 +15,8 @@ use datacap_connector::{Failure, ServiceAccountKey};
 use datacap_core::{Channel, Outcome};
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
-use rsa::RsaPrivateKey;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -212,12 +211,16 @@ fn unusable_key() -> Failure {
 }
 
 fn parse_private_key(pem: &SecretString) -> Result<RsaKeyPair, Failure> {
-    let text = pem.expose_secret();
-    let key = RsaPrivateKey::from_pkcs8_pem(text)
-        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
+    // The key file's PEM section: PKCS#8 (`BEGIN PRIVATE KEY`, what Google issues) or
+    // PKCS#1 (`BEGIN RSA PRIVATE KEY`); ring reads either DER.
+    let key = PrivateKeyDer::from_pem_slice(pem.expose_secret().as_bytes())
         .map_err(|_| unusable_key())?;
-    let der = key.to_pkcs8_der().map_err(|_| unusable_key())?;
-    RsaKeyPair::from_pkcs8(der.as_bytes()).map_err(|_| unusable_key())
+    match &key {
+        PrivateKeyDer::Pkcs8(der) => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()),
+        PrivateKeyDer::Pkcs1(der) => RsaKeyPair::from_der(der.secret_pkcs1_der()),
+        _ => return Err(unusable_key()),
+    }
+    .map_err(|_| unusable_key())
 }
 
 #[cfg(test)]
@@ -234,6 +237,36 @@ mod tests {
         assert!(!email.satisfied_by(CALENDAR_SCOPE));
         assert!(calendar.satisfied_by("https://www.googleapis.com/auth/calendar.events.readonly"));
         assert!(!calendar.satisfied_by(""));
+    }
+
+    /// Google issues PKCS#8 keys; older tools write PKCS#1 (`BEGIN RSA PRIVATE KEY`). Both
+    /// sign, and the same key gives the same RS256 signature either way (ring, no `rsa`).
+    #[test]
+    fn pkcs8_and_pkcs1_keys_sign_alike() {
+        let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sim/keys");
+        let read = |name: &str| {
+            SecretString::from(std::fs::read_to_string(keys.join(name)).expect("test key"))
+        };
+        let pkcs8 = parse_private_key(&read("FAKE-TEST-ONLY-google-service-account.key.pem"))
+            .expect("pkcs8");
+        let pkcs1 = parse_private_key(&read("FAKE-TEST-ONLY-google-service-account.pkcs1.key.pem"))
+            .expect("pkcs1");
+        let sign = |pair: &RsaKeyPair| {
+            let mut signature = vec![0; pair.public().modulus_len()];
+            pair.sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                b"input",
+                &mut signature,
+            )
+            .expect("signs");
+            signature
+        };
+        assert_eq!(
+            sign(&pkcs8),
+            sign(&pkcs1),
+            "PKCS#1 v1.5 signatures are deterministic"
+        );
     }
 
     #[test]

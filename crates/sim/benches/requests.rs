@@ -70,14 +70,14 @@ fn main() {
 
 async fn gmail_setup(http: &reqwest::Client, e: &Endpoints) -> (String, String) {
     use base64::Engine;
-    use rsa::pkcs8::DecodePrivateKey;
-    use rsa::signature::{SignatureEncoding, Signer};
-    let pem = std::fs::read_to_string(
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let key = PrivatePkcs8KeyDer::from_pem_file(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../config/sim/keys/FAKE-TEST-ONLY-google-service-account.key.pem"),
     )
     .expect("key");
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).expect("key parses");
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()).expect("key parses");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -94,8 +94,15 @@ async fn gmail_setup(http: &reqwest::Client, e: &Endpoints) -> (String, String) 
         b64.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
         b64.encode(serde_json::to_vec(&claims).expect("claims"))
     );
-    let signature = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key).sign(input.as_bytes());
-    let assertion = format!("{input}.{}", b64.encode(signature.to_bytes()));
+    let mut signature = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .expect("signs");
+    let assertion = format!("{input}.{}", b64.encode(signature));
     let token: serde_json::Value = http
         .post(&e.google_token_url)
         .form(&[

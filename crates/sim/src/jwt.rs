@@ -7,7 +7,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use sha2::{Digest, Sha256};
 
 use crate::json::{J, obj};
@@ -41,8 +40,8 @@ pub(crate) fn claims(token: &str) -> Result<serde_json::Value, JwtError> {
     serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
 }
 
-/// Verifies an RS256 JWT against `key` and returns its claims.
-pub(crate) fn verify_rs256(token: &str, key: &RsaPublicKey) -> Result<serde_json::Value, JwtError> {
+/// Verifies an RS256 JWT against `key` (PKCS#1 `RSAPublicKey` DER) and returns its claims.
+pub(crate) fn verify_rs256(token: &str, key: &[u8]) -> Result<serde_json::Value, JwtError> {
     let claims = claims(token)?;
     let (signing_input, signature) = token.rsplit_once('.').ok_or(JwtError::Malformed)?;
     let header_segment = signing_input.split('.').next().unwrap_or_default();
@@ -53,8 +52,8 @@ pub(crate) fn verify_rs256(token: &str, key: &RsaPublicKey) -> Result<serde_json
         return Err(JwtError::BadSignature);
     }
     let signature = decode_segment(signature).ok_or(JwtError::BadSignature)?;
-    let digest = Sha256::digest(signing_input.as_bytes());
-    key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, key)
+        .verify(signing_input.as_bytes(), &signature)
         .map_err(|_| JwtError::BadSignature)?;
     Ok(claims)
 }

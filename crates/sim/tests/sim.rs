@@ -16,10 +16,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datacap_sim::{Endpoints, Scenario, Sim, SimHandle};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use rsa::RsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -223,20 +219,31 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn private_key() -> RsaPrivateKey {
-    let pem = std::fs::read_to_string(
+/// Signs `input` RS256 with the fake service-account key (ring, as the connector does).
+fn rs256(input: &str) -> Vec<u8> {
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let key = PrivatePkcs8KeyDer::from_pem_file(
         config_dir().join("keys/FAKE-TEST-ONLY-google-service-account.key.pem"),
     )
     .unwrap();
-    RsaPrivateKey::from_pkcs8_pem(&pem).unwrap()
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()).unwrap();
+    let mut signature = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    signature
 }
 
 fn sign(claims: &Value) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
     let input = format!("{header}.{payload}");
-    let signature = SigningKey::<Sha256>::new(private_key()).sign(input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(rs256(&input)))
 }
 
 fn jwt_claims(token: &str) -> Value {
