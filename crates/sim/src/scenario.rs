@@ -733,7 +733,7 @@ mod tests {
     /// (`BEGIN RSA PUBLIC KEY`) PEM to the same PKCS#1 DER; anything else is refused.
     #[test]
     fn public_keys_load_from_spki_and_pkcs1_pem() {
-        let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sim/keys");
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sim/keys");
         let read = |name: &str| std::fs::read(keys.join(name)).expect("test key");
         let spki = rsa_public_key_der(&read("FAKE-TEST-ONLY-google-service-account.pub.pem"))
             .expect("spki");
