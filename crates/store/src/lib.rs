@@ -203,6 +203,17 @@ impl Store {
         dispatch!(self.release(job, owner, next_due_at))
     }
 
+    /// Releases a job that found no grant, due again at `recheck` unless the member has a
+    /// connected grant by now (then it stays due).
+    pub async fn release_without_grant(
+        &self,
+        job: &Job,
+        owner: &str,
+        recheck: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.release_without_grant(job, owner, recheck))
+    }
+
     /// When the oldest due job that no live lease holds became due; `None` when nothing
     /// waits (the worker's queue-lag gauge). One index-backed read.
     pub async fn oldest_waiting_due_at(

@@ -1314,6 +1314,37 @@ impl Backend {
         Ok(updated > 0)
     }
 
+    /// Releases a user-by-user job that found no usable grant, due again at `recheck`,
+    /// unless the member has a connected grant with a token by now: then the due time
+    /// stays (the job is claimed again at once; a grant without a token would not end the
+    /// skip, so it gets the recheck). The member may connect while the job is leased, when
+    /// `make_due` leaves it alone; without this the first import would wait for `recheck`.
+    pub async fn release_without_grant(
+        &self,
+        job: &Job,
+        owner: &str,
+        recheck: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE sync_state SET lease_owner = NULL, lease_expires_at = NULL, \
+             next_due_at = CASE WHEN EXISTS (SELECT 1 FROM member_grants g \
+                 WHERE g.member_id = $1 AND g.state = 'connected' \
+                 AND g.refresh_token_ciphertext IS NOT NULL) \
+               THEN next_due_at ELSE $4 END \
+             WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
+        )
+        .bind(&job.member_id)
+        .bind(job.channel.as_str())
+        .bind(owner)
+        .bind(DbTime::new(recheck))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated > 0)
+    }
+
     /// When the oldest job that is due at `now` and held by no live lease became due (the
     /// start of the queue lag); `None` when nothing waits. The claim's own filter, walked in
     /// `next_due_at` order on the `sync_state_due_order` index and stopped at the first match.

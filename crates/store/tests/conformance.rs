@@ -1520,6 +1520,88 @@ async fn rotate_key_reseals_every_secret_in_one_transaction(backend: Backend) {
     assert_eq!((again.resealed, again.already_new), (0, 2));
 }
 
+/// A user-by-user member connects while their job is claimed and about to be given back
+/// for want of a grant (`make_due` leaves leased rows alone): the release keeps the job
+/// due, so the first import does not wait for the recheck. Without a grant the recheck
+/// applies.
+async fn a_grant_stored_during_a_no_grant_skip_keeps_the_job_due(backend: Backend) {
+    let db = applied(backend).await;
+    let k1 = key("k1", 1);
+    db.store.verify_key(&k1, NOW).await.unwrap();
+    let claim = |owner: &'static str, at: OffsetDateTime| {
+        let store = &db.store;
+        async move {
+            store
+                .claim_due(owner, at, Duration::minutes(2), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|job| job.member_id == "gil")
+                .collect::<Vec<_>>()
+        }
+    };
+    let later = NOW + Duration::minutes(1);
+    let jobs = claim("w1", later).await;
+    assert_eq!(jobs.len(), 2, "gil's two channels were due");
+    let recheck = NOW + Duration::minutes(30);
+    // Email: nobody connected meanwhile, the recheck applies.
+    let email = jobs.iter().find(|j| j.channel == Channel::Email).unwrap();
+    assert!(
+        db.store
+            .release_without_grant(email, "w1", recheck)
+            .await
+            .unwrap()
+    );
+    // Calendar: gil connects (and the flow's make_due finds the row leased) before it is
+    // given back.
+    db.store
+        .put_member_grant(
+            "gil",
+            MemberConnection::Connected,
+            &["Calendars.Read".to_owned()],
+            Some(&SecretString::from("1//gil")),
+            &k1,
+            later,
+        )
+        .await
+        .unwrap();
+    let report = db
+        .store
+        .make_due("gil", Some(Channel::Calendar), later)
+        .await
+        .unwrap();
+    assert_eq!(report.leased, 1);
+    let calendar = jobs
+        .iter()
+        .find(|j| j.channel == Channel::Calendar)
+        .unwrap();
+    assert!(
+        db.store
+            .release_without_grant(calendar, "w1", recheck)
+            .await
+            .unwrap()
+    );
+    let again = claim("w2", later + Duration::seconds(1)).await;
+    assert_eq!(
+        again.iter().map(|j| j.channel).collect::<Vec<_>>(),
+        [Channel::Calendar],
+        "only the channel whose member connected is due at once"
+    );
+    // A connected grant without a token cannot end the skip: the recheck applies, or the
+    // job would be claimed and skipped in a loop.
+    db.store
+        .put_member_grant("gil", MemberConnection::Connected, &[], None, &k1, later)
+        .await
+        .unwrap();
+    assert!(
+        db.store
+            .release_without_grant(&again[0], "w2", recheck)
+            .await
+            .unwrap()
+    );
+    assert!(claim("w3", later + Duration::seconds(2)).await.is_empty());
+}
+
 async fn make_due_polls_a_member_again_unless_leased(backend: Backend) {
     let db = applied(backend).await;
     let later = NOW + Duration::minutes(1);
@@ -2409,6 +2491,7 @@ conformance!(
     dead_grants_are_marked_invalid_by_the_attempt_that_met_them,
     rotate_key_reseals_every_secret_in_one_transaction,
     make_due_polls_a_member_again_unless_leased,
+    a_grant_stored_during_a_no_grant_skip_keeps_the_job_due,
     retention_prunes_old_attempts_and_keeps_status,
     admin_views_show_icons_and_banners,
     status_json_has_the_design_shape,

@@ -952,7 +952,11 @@ impl Worker {
             Ok(None) => {
                 drop(heartbeat);
                 let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
-                let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
+                // A member who connects while this job is leased keeps it due.
+                let _ = inner
+                    .store
+                    .release_without_grant(&job, self.owner(), recheck)
+                    .await;
                 events::skipped(job.provider, job.channel, "no_grant");
                 return JobEnd::Skipped(Skip::NoGrant);
             }
