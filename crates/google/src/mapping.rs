@@ -147,45 +147,79 @@ pub fn api_verdict(api: Api, http_status: u16, error: Option<&ApiError>) -> Verd
     if http_status >= 500 {
         return Verdict::Outcome(Outcome::ProviderError);
     }
-    let outcome = match reason {
-        "insufficientPermissions" | "ACCESS_TOKEN_SCOPE_INSUFFICIENT" => Outcome::NotAuthorized,
-        // Workspace admin switched API access off for the domain (Directory API common
-        // errors: `403:domainCannotUseApis`).
-        "domainPolicy" | "domainCannotUseApis" => Outcome::AccessDenied,
-        "failedPrecondition" if message.starts_with("Mail service not enabled") => {
-            Outcome::MailboxUnavailable
-        }
-        "notACalendarUser" => Outcome::MailboxUnavailable,
-        "rateLimitExceeded"
-        | "userRateLimitExceeded"
-        | "dailyLimitExceeded"
-        | "quotaExceeded"
-        | "RATE_LIMIT_EXCEEDED"
-        | "RESOURCE_EXHAUSTED" => Outcome::RateLimited,
-        // accessNotConfigured / SERVICE_DISABLED, "Delegation denied" (our bug), bare
-        // failedPrecondition, Directory `forbidden`, and anything else: provider_error.
-        _ => Outcome::ProviderError,
-    };
-    Verdict::Outcome(outcome)
+    // "Mail service not enabled" is the one failedPrecondition that says something about
+    // the member; the bare "Precondition check failed." is Google's hiccup (google.md §4).
+    if reason == "failedPrecondition" && message.starts_with("Mail service not enabled") {
+        return Verdict::Outcome(Outcome::MailboxUnavailable);
+    }
+    // Every other reason by the catalogue; one no row knows is provider_error (transient),
+    // and the session logs its body so that a row can be added.
+    Verdict::Outcome(api_reason(reason).map_or(Outcome::ProviderError, |row| row.outcome))
 }
 
-/// Reasons whose `provider_error` is a row of the table (our bug or the project's
-/// configuration), not a guess: such answers are not logged as unknown.
-pub fn is_known_provider_error(reason: &str) -> bool {
-    matches!(
-        reason,
-        "accessNotConfigured"
-            | "SERVICE_DISABLED"
-            | "forbidden"
-            | "failedPrecondition"
-            | "FAILED_PRECONDITION"
-            | "backendError"
-            | "badRequest"
-            | "invalidArgument"
-            | "INVALID_ARGUMENT"
-            | "notFound"
-            | "NOT_FOUND"
-    )
+/// One reason of Google's API error catalogue (the legacy `errors[].reason`, the
+/// ErrorInfo `reason`, or the `status`) and the outcome its meaning gives by
+/// STATUS_MODEL.md's definitions, for a 4xx (401, 429 and 5xx are decided by status first).
+pub struct ApiReason {
+    pub reason: &'static str,
+    pub outcome: Outcome,
+    pub source: &'static str,
+}
+
+macro_rules! api_reasons {
+    ($($reason:literal $outcome:ident $source:literal;)*) => {
+        /// Gmail, Calendar and Directory error reasons (issue 21 §4).
+        pub const API_REASONS: &[ApiReason] = &[
+            $(ApiReason { reason: $reason, outcome: Outcome::$outcome, source: $source },)*
+        ];
+    };
+}
+
+api_reasons! {
+    // -- consent or scope missing ---------------------------------------------------------
+    "insufficientPermissions" NotAuthorized "Gmail/Calendar handle-errors; google.md §1.1 (php-samples#123)";
+    "ACCESS_TOKEN_SCOPE_INSUFFICIENT" NotAuthorized "ErrorInfo reason; google.md §1.1";
+    // -- an admin's policy refuses the member ---------------------------------------------
+    "domainPolicy" AccessDenied "Gmail handle-errors (domain administrators disabled Gmail apps); google.md §4";
+    "domainCannotUseApis" AccessDenied "Directory API common errors 403:domainCannotUseApis";
+    // -- the member has no usable mailbox or calendar -------------------------------------
+    "notACalendarUser" MailboxUnavailable "Calendar handle-errors; google.md §6";
+    // -- throttling -----------------------------------------------------------------------
+    "rateLimitExceeded" RateLimited "Gmail/Calendar handle-errors (403 or 429); google.md §4, §6";
+    "userRateLimitExceeded" RateLimited "Gmail/Calendar handle-errors; google.md §4, §6";
+    "dailyLimitExceeded" RateLimited "Gmail handle-errors; google.md §4";
+    "quotaExceeded" RateLimited "Calendar usage limits; google.md §6";
+    "RATE_LIMIT_EXCEEDED" RateLimited "ErrorInfo reason (a quota 403 whose status says PERMISSION_DENIED); google.md §1.1";
+    "RESOURCE_EXHAUSTED" RateLimited "status of a 429; google.md §1.1";
+    // -- our project's configuration or our own bug: provider_error, and known ------------
+    "accessNotConfigured" ProviderError "API disabled in the project; google.md §4 (amd/gaia#2116)";
+    "SERVICE_DISABLED" ProviderError "ErrorInfo reason of a disabled API; google.md §1.1";
+    "forbidden" ProviderError "\"Delegation denied for …\" (our token on another mailbox); Directory 403 forbidden; google.md §4, §8";
+    "failedPrecondition" ProviderError "bare \"Precondition check failed.\"; google.md §4";
+    "FAILED_PRECONDITION" ProviderError "status of the same; google.md §1.1";
+    "badRequest" ProviderError "Gmail handle-errors (bad query parameter); google.md §4";
+    "invalid" ProviderError "Calendar invalid parameter (e.g. pageToken); Calendar handle-errors";
+    "invalidArgument" ProviderError "Gmail \"Missing/invalid parameter: startHistoryId\"; google.md §4";
+    "INVALID_ARGUMENT" ProviderError "status of a 400; google.md §1.1";
+    "required" ProviderError "a required parameter missing (our bug); Calendar handle-errors";
+    "timeRangeEmpty" ProviderError "Calendar \"The specified time range is empty.\"; google.md §6";
+    "notFound" ProviderError "Calendar 404 on the member's calendar; Gmail 404 outside history/messages.get; google.md §4, §6";
+    "NOT_FOUND" ProviderError "status of a 404; google.md §1.1";
+    "deleted" ProviderError "Calendar 410 \"Resource has been deleted\"; google.md §6";
+    "conditionNotMet" ProviderError "Calendar 412 \"Precondition Failed\"; google.md §6";
+    "duplicate" ProviderError "Calendar 409 (writes only); google.md §6";
+    "forbiddenForNonOrganizer" ProviderError "Calendar 403 (writes only); google.md §6";
+}
+
+/// The catalogue row of `reason`, if any.
+pub fn api_reason(reason: &str) -> Option<&'static ApiReason> {
+    API_REASONS.iter().find(|row| row.reason == reason)
+}
+
+/// Whether an answer's reason is a row of the catalogue (`false`: the fallback guessed,
+/// and the session logs its body so that a row can be added).
+pub fn is_known_reason(reason: &str) -> bool {
+    api_reason(reason).is_some()
 }
 
 /// What a Google throttling answer (`429`, or `503` with `Retry-After`) holds back
@@ -609,6 +643,42 @@ mod tests {
         );
         assert_eq!(throttle_scope(DirectoryUsers, 429, None), MemberChannel);
         assert_eq!(token_throttle_scope(), Tenant);
+    }
+
+    /// The catalogue, whole: every reason gives its outcome on a 403 and a 400 (through
+    /// `errors[0].reason`, ErrorInfo and `status` alike), none is listed twice, each names
+    /// its source; a reason no row knows is provider_error and flagged for the log.
+    #[test]
+    fn every_catalogue_reason_gives_its_outcome() {
+        let mut seen = std::collections::BTreeSet::new();
+        for row in API_REASONS {
+            assert!(seen.insert(row.reason), "{} listed twice", row.reason);
+            assert!(!row.source.is_empty(), "{}", row.reason);
+            assert!(is_known_reason(row.reason));
+            for status in [400, 403] {
+                let legacy = envelope(status, Some(row.reason), "text", None, None);
+                let info = envelope(status, None, "text", None, Some(row.reason));
+                let named = envelope(status, None, "text", Some(row.reason), None);
+                for error in [legacy, info, named] {
+                    assert_eq!(
+                        api_verdict(Api::GmailMessagesList, status, Some(&error)),
+                        Verdict::Outcome(row.outcome),
+                        "{status} {}",
+                        row.reason
+                    );
+                }
+            }
+        }
+        assert!(API_REASONS.len() >= 25, "{} reasons", API_REASONS.len());
+        assert!(!is_known_reason("somethingNew"));
+        assert_eq!(
+            api_verdict(
+                Api::CalendarEvents,
+                403,
+                Some(&envelope(403, Some("somethingNew"), "x", None, None))
+            ),
+            Verdict::Outcome(Outcome::ProviderError)
+        );
     }
 
     #[test]

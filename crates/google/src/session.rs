@@ -479,7 +479,7 @@ impl<'a> Session<'a> {
         if !parsed
             .as_ref()
             .and_then(ApiError::reason)
-            .is_some_and(mapping::is_known_provider_error)
+            .is_some_and(mapping::is_known_reason)
         {
             log_unmapped(outcome, status, &body);
         }
