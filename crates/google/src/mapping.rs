@@ -677,7 +677,7 @@ mod tests {
                 403,
                 Some(&envelope(403, Some("somethingNew"), "x", None, None))
             ),
-            Verdict::Outcome(Outcome::ProviderError)
+            Verdict::Outcome(ProviderError)
         );
     }
 
