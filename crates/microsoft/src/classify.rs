@@ -277,10 +277,10 @@ impl GraphErrorInfo {
         Some(info)
     }
 
-    fn has_code(&self, wanted: &[&str]) -> bool {
+    fn has_rule(&self, rule: GraphRule) -> bool {
         self.codes
             .iter()
-            .any(|code| wanted.iter().any(|w| code.eq_ignore_ascii_case(w)))
+            .any(|code| graph_code(code).is_some_and(|row| row.rule == rule))
     }
 
     /// The code worth recording: the top-level one (inner codes like `"429"` add nothing).
@@ -309,27 +309,127 @@ pub enum GraphVerdict {
     Fail(Outcome),
 }
 
-const RESYNC_CODES: &[&str] = &["SyncStateNotFound", "resyncRequired", "SyncStateInvalid"];
-/// Graph's throttling codes; `activityLimitReached` is the documented top-level code
-/// ("the app or user has been throttled", Graph errors reference).
-const RATE_LIMIT_CODES: &[&str] = &[
-    "TooManyRequests",
-    "ApplicationThrottled",
-    "activityLimitReached",
-];
-const MAILBOX_CODES: &[&str] = &[
-    "MailboxNotEnabledForRESTAPI",
-    "MailboxNotSupportedForRESTAPI",
-    "ErrorInvalidUser",
-    "ErrorNonExistentMailbox",
-    "Request_ResourceNotFound",
-];
+/// What one Graph error `code` says, by STATUS_MODEL.md's outcome definitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphRule {
+    /// The delta cursor is gone (any 4xx): a full pass in the same attempt.
+    Resync,
+    /// Throttling, whatever the status.
+    RateLimited,
+    /// The app lacks the permission (403).
+    NotAuthorized,
+    /// A 403 whose meaning depends on the token: the permission is missing
+    /// (`not_authorized`) unless the token holds it, then an admin's policy refuses this
+    /// mailbox (`access_denied`).
+    PermissionOrPolicy,
+    /// An admin's policy refuses the member (403).
+    AccessDenied,
+    /// The member has no usable mailbox (any 4xx).
+    Mailbox,
+    /// The provider's failure or our own bad request: transient by the model, and known
+    /// (not logged as an answer no row knows).
+    ProviderError,
+}
+
+/// One Graph error code and what it says.
+pub struct GraphCode {
+    pub code: &'static str,
+    pub rule: GraphRule,
+    pub source: &'static str,
+}
+
+const GRAPH_REF: &str = "Graph error responses reference (learn.microsoft.com/graph/errors)";
+
+macro_rules! graph_codes {
+    ($($code:literal $rule:ident $source:expr;)*) => {
+        /// Graph's error codes for mail, calendar and users, mapped whole (issue 21 §4).
+        /// Codes are compared without case (Graph spells some both ways); the top-level
+        /// `code` and every nested `innerError` code are read.
+        pub const GRAPH_CODES: &[GraphCode] = &[
+            $(GraphCode { code: $code, rule: GraphRule::$rule, source: $source },)*
+        ];
+    };
+}
+
+graph_codes! {
+    // -- the delta cursor is gone ---------------------------------------------------------
+    "SyncStateNotFound" Resync "microsoft.md §2.2, §3 (delta: 410 with this code)";
+    "resyncRequired" Resync GRAPH_REF;
+    "SyncStateInvalid" Resync "microsoft.md §3";
+    // -- throttling -----------------------------------------------------------------------
+    "TooManyRequests" RateLimited "microsoft.md §2.2; Graph throttling guidance";
+    "ApplicationThrottled" RateLimited "microsoft.md §2.2 (\"over its MailboxConcurrency limit\")";
+    "activityLimitReached" RateLimited GRAPH_REF;
+    "ErrorServerBusy" RateLimited "Exchange throttling (EWS ErrorServerBusy, BackOffMilliseconds)";
+    "ErrorExceededConnectionCount" RateLimited "Exchange throttling policies (concurrent connections)";
+    "ErrorTooManyObjectsOpened" RateLimited "Exchange throttling policies";
+    // -- consent or permission ------------------------------------------------------------
+    "Authorization_RequestDenied" NotAuthorized "microsoft.md §2.2 (\"Insufficient privileges to complete the operation.\")";
+    "Authorization_IdentityNotFound" NotAuthorized "\"The identity of the calling application could not be established.\" (app not in the tenant; msgraph-sdk-dotnet issues)";
+    "accessDenied" PermissionOrPolicy GRAPH_REF;
+    "ErrorAccessDenied" PermissionOrPolicy "microsoft.md §2.2, §6";
+    // -- an admin's policy ----------------------------------------------------------------
+    "insufficient_claims" AccessDenied "Graph error responses reference, 403 (Conditional Access on the resource)";
+    "InsufficientClaims" AccessDenied "same, Graph's code spelling";
+    // -- the member has no usable mailbox ---------------------------------------------------
+    "MailboxNotEnabledForRESTAPI" Mailbox "microsoft.md §2.2 (inactive, soft-deleted or on-premises)";
+    "MailboxNotSupportedForRESTAPI" Mailbox "microsoft.md §2.2";
+    "ErrorInvalidUser" Mailbox "microsoft.md §2.2";
+    "ErrorNonExistentMailbox" Mailbox "microsoft.md §2.2";
+    "Request_ResourceNotFound" Mailbox "microsoft.md §2.2 (users/{id} not found)";
+    "ResourceNotFound" Mailbox "\"Resource could not be discovered.\" on users/{id}/messages for a user without a mailbox: microsoft-graph-docs#4598, #5143 (Microsoft: 'a users mailbox that does not exist')";
+    "ErrorMailboxIsNotActive" Mailbox "Exchange response codes";
+    // -- Graph or Exchange failed (transient) -------------------------------------------------
+    "generalException" ProviderError "microsoft.md §2.2; Graph error reference";
+    "serviceNotAvailable" ProviderError GRAPH_REF;
+    "ServiceUnavailable" ProviderError "microsoft.md §2.2";
+    "UnknownError" ProviderError "503/504 with an empty message on calendar delta: microsoft-graph-docs-contrib#4562, microsoft-graph-docs#6499";
+    "InternalServerError" ProviderError "\"Error while processing response.\" on delta: msgraph-beta-sdk-dotnet#34";
+    "Proxy_InternalServerError" ProviderError "503 \"Failure in forwarding request.\" on delta: microsoft-graph-docs#6493";
+    "ErrorInternalServerError" ProviderError "Exchange response codes";
+    "ErrorInternalServerTransientError" ProviderError "Exchange response codes";
+    "ErrorTimeoutExpired" ProviderError "Exchange response codes";
+    "ErrorMailboxStoreUnavailable" ProviderError "Exchange response codes (mailbox database unavailable)";
+    "ErrorMailboxMoveInProgress" ProviderError "Exchange response codes (mailbox move)";
+    "ErrorConnectionFailed" ProviderError "Exchange response codes";
+    "Directory_ConcurrencyViolation" ProviderError "Graph error responses reference, 409 (repeat after a delay)";
+    // -- our own request is wrong (an engineer's fix; transient by the model) -----------------
+    "invalidRequest" ProviderError GRAPH_REF;
+    "BadRequest" ProviderError "\"/me request is only valid with delegated authentication flow.\"";
+    "Request_BadRequest" ProviderError "Graph directory errors";
+    "Request_UnsupportedQuery" ProviderError "Graph directory errors ($filter/$orderby not supported)";
+    "ErrorInvalidUrlQuery" ProviderError "Exchange response codes";
+    "ErrorInvalidIdMalformed" ProviderError "Exchange response codes";
+    "invalidRange" ProviderError GRAPH_REF;
+    "notSupported" ProviderError GRAPH_REF;
+    "notAllowed" ProviderError GRAPH_REF;
+    "itemNotFound" ProviderError GRAPH_REF;
+    "ErrorItemNotFound" ProviderError "\"The specified object was not found in the store.\"";
+    "InvalidAuthenticationToken" ProviderError "microsoft.md §2.2 (decided by the 401 first: renew once)";
+    "unauthenticated" ProviderError "Graph error reference (decided by the 401 first)";
+}
+
+/// The catalogue row of a Graph `code` (compared without case).
+pub fn graph_code(code: &str) -> Option<&'static GraphCode> {
+    GRAPH_CODES
+        .iter()
+        .find(|row| row.code.eq_ignore_ascii_case(code))
+}
+
+/// Whether an error answer carries a code the catalogue knows (`false`: the fallback
+/// guessed, and the connector logs the whole body so that a row can be added).
+pub fn graph_error_known(error: &GraphErrorInfo) -> bool {
+    error.codes.iter().any(|code| graph_code(code).is_some())
+}
+
 /// The application-access-policy denial has no code of its own (microsoft.md §6).
 const ACCESS_POLICY_TEXT: &[&str] = &["AccessPolicy", "[RAOP]", "Access to OData is disabled"];
 
 /// The verdict on a non-2xx Graph answer. `token_grants` says whether the access token's
 /// `roles` (app) or `scp` (delegated) claim holds the permission the call needs; `None`
-/// when the token could not be read.
+/// when the token could not be read. The status decides first where it alone says enough
+/// (410, 429 and 509 Bandwidth Limit Exceeded, 401); then the codes, the rules in this
+/// order: resync, throttling, policy text, permission, policy, mailbox.
 pub fn classify_graph_error(
     status: u16,
     error: Option<&GraphErrorInfo>,
@@ -337,10 +437,11 @@ pub fn classify_graph_error(
 ) -> GraphVerdict {
     let empty = GraphErrorInfo::default();
     let error = error.unwrap_or(&empty);
-    if status == 410 || ((400..500).contains(&status) && error.has_code(RESYNC_CODES)) {
+    let client_error = (400..500).contains(&status);
+    if status == 410 || (client_error && error.has_rule(GraphRule::Resync)) {
         return GraphVerdict::Resync;
     }
-    if status == 429 || error.has_code(RATE_LIMIT_CODES) {
+    if status == 429 || status == 509 || error.has_rule(GraphRule::RateLimited) {
         return GraphVerdict::Fail(Outcome::RateLimited);
     }
     if status == 401 {
@@ -354,23 +455,24 @@ pub fn classify_graph_error(
         {
             return GraphVerdict::Fail(Outcome::AccessDenied);
         }
-        if error.has_code(&["Authorization_RequestDenied"]) {
+        if error.has_rule(GraphRule::NotAuthorized) {
             return GraphVerdict::Fail(Outcome::NotAuthorized);
         }
-        // `accessDenied` is the documented top-level spelling (Graph errors reference),
-        // `ErrorAccessDenied` the Exchange one.
-        if error.has_code(&["ErrorAccessDenied", "accessDenied"]) {
+        if error.has_rule(GraphRule::PermissionOrPolicy) {
             return GraphVerdict::Fail(if token_grants == Some(true) {
                 Outcome::AccessDenied
             } else {
                 Outcome::NotAuthorized
             });
         }
+        if error.has_rule(GraphRule::AccessDenied) || message.contains("insufficient_claims") {
+            return GraphVerdict::Fail(Outcome::AccessDenied);
+        }
     }
-    if (400..500).contains(&status) && error.has_code(MAILBOX_CODES) {
+    if client_error && error.has_rule(GraphRule::Mailbox) {
         return GraphVerdict::Fail(Outcome::MailboxUnavailable);
     }
-    // 5xx, `generalException`, `ServiceUnavailable`, and every answer not listed.
+    // 5xx, the ProviderError rows, and every answer not listed.
     GraphVerdict::Fail(Outcome::ProviderError)
 }
 
@@ -763,6 +865,61 @@ mod tests {
         for (status, body, grants, expected) in &rows {
             check_graph(*status, body, *grants, *expected);
         }
+    }
+
+    /// The Graph catalogue, whole: no code twice (without case), each with its source,
+    /// and each gives its rule's verdict at the status Graph sends it with.
+    #[test]
+    fn every_graph_code_gives_its_rule() {
+        use GraphVerdict::{Fail, RenewToken, Resync};
+        let mut seen = std::collections::BTreeSet::new();
+        for row in GRAPH_CODES {
+            assert!(
+                seen.insert(row.code.to_ascii_lowercase()),
+                "{} twice",
+                row.code
+            );
+            assert!(!row.source.is_empty(), "{}", row.code);
+            let error = GraphErrorInfo {
+                codes: vec![row.code.to_owned()],
+                message: "m".to_owned(),
+                request_id: None,
+            };
+            assert!(graph_error_known(&error));
+            let (status, expected) = match row.rule {
+                GraphRule::Resync => (400, Resync),
+                GraphRule::RateLimited => (503, Fail(RateLimited)),
+                GraphRule::NotAuthorized => (403, Fail(NotAuthorized)),
+                GraphRule::PermissionOrPolicy => (403, Fail(AccessDenied)),
+                GraphRule::AccessDenied => (403, Fail(AccessDenied)),
+                GraphRule::Mailbox => (404, Fail(MailboxUnavailable)),
+                GraphRule::ProviderError
+                    if row.code.eq_ignore_ascii_case("unauthenticated")
+                        || row.code == "InvalidAuthenticationToken" =>
+                {
+                    (401, RenewToken)
+                }
+                GraphRule::ProviderError => (400, Fail(ProviderError)),
+            };
+            assert_eq!(
+                classify_graph_error(status, Some(&error), Some(true)),
+                expected,
+                "{status} {}",
+                row.code
+            );
+        }
+        assert!(GRAPH_CODES.len() >= 40, "{}", GRAPH_CODES.len());
+        let unknown = GraphErrorInfo {
+            codes: vec!["SomethingNew".to_owned()],
+            ..GraphErrorInfo::default()
+        };
+        assert!(!graph_error_known(&unknown));
+        assert_eq!(
+            classify_graph_error(403, Some(&unknown), Some(true)),
+            Fail(ProviderError)
+        );
+        // 509 Bandwidth Limit Exceeded is throttling whatever the body.
+        assert_eq!(classify_graph_error(509, None, None), Fail(RateLimited));
     }
 
     #[test]

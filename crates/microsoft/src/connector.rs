@@ -751,6 +751,9 @@ impl<'a> Run<'a> {
             let code = error.as_ref().and_then(GraphErrorInfo::code).unwrap_or("");
             if verdict == GraphVerdict::Fail(Outcome::ProviderError)
                 && (400..500).contains(&answer.status)
+                && !error
+                    .as_ref()
+                    .is_some_and(crate::classify::graph_error_known)
             {
                 // A 4xx no row knows: kept transient, logged whole (secrets cut) so that
                 // a row can be added (issue 21 §4).
