@@ -806,6 +806,68 @@ async fn a_token_close_to_expiry_is_replaced() {
     h.sim.shutdown().await;
 }
 
+/// Issue 21 §4: every entry of the sim's copy of Google's API error catalogue (Gmail,
+/// Calendar and Directory reasons) goes through the real connector over HTTP and comes out
+/// as its mapping row says; every row of the table has a sim entry and every entry a row.
+#[tokio::test]
+async fn every_catalogue_reason_maps_through_the_connector() {
+    use datacap_google::mapping::{API_REASONS, api_reason};
+    let h = start().await;
+    let names = datacap_sim::catalogue_fault_names();
+    let mut failures = Vec::new();
+    for row in API_REASONS {
+        if !names.contains(&format!("google:{}", row.reason)) {
+            failures.push(format!("{} has a mapping row but no sim entry", row.reason));
+        }
+    }
+    let mut tried = 0;
+    for name in &names {
+        let Some(reason) = name.strip_prefix("google:") else {
+            continue;
+        };
+        let Some(row) = api_reason(reason) else {
+            failures.push(format!("{name}: no mapping row"));
+            continue;
+        };
+        tried += 1;
+        for channel in [Channel::Email, Channel::Calendar] {
+            h.clear_faults().await;
+            let endpoint = match channel {
+                Channel::Email => "gmail",
+                Channel::Calendar => "calendar",
+            };
+            h.fault(
+                "ada@acme.example",
+                json!({ "fault": name, "endpoint": endpoint }),
+            )
+            .await;
+            let connector = GoogleConnector::new(config_for(&h.sim)).expect("connector");
+            let auth = JobAuth::GoogleServiceAccount(service_account(false));
+            let attempt = connector
+                .import(&job("ada@acme.example", channel, auth, None))
+                .await;
+            if attempt.outcome != row.outcome || attempt.http_status.is_none() {
+                failures.push(format!(
+                    "{name} ({channel}): got {} {:?} {:?} {:?}, expected {} — {}",
+                    attempt.outcome,
+                    attempt.http_status,
+                    attempt.error_code,
+                    attempt.error_message,
+                    row.outcome,
+                    row.source
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "catalogue entries that map wrongly:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(tried, API_REASONS.len());
+    h.sim.shutdown().await;
+}
+
 /// How a fault-table row authenticates.
 #[derive(Clone, Copy, Debug)]
 enum Auth {

@@ -194,6 +194,32 @@ impl Env {
         self.post("faults", body).await;
     }
 
+    /// Where a fault-table row's fault goes and how its import authenticates.
+    async fn row_auth(
+        &self,
+        connector: &MicrosoftConnector,
+        who: Who,
+    ) -> (&'static str, Option<&'static str>, &'static str, JobAuth) {
+        match who {
+            Who::App => ("contoso", None, "row@contoso.example", contoso_app()),
+            Who::AppMailbox => (
+                "contoso",
+                Some("row@contoso.example"),
+                "row@contoso.example",
+                contoso_app(),
+            ),
+            Who::Member => {
+                let refresh = self.connect(connector, "row@fabrikam.example").await;
+                (
+                    "fabrikam",
+                    Some("row@fabrikam.example"),
+                    "row@fabrikam.example",
+                    member(&refresh),
+                )
+            }
+        }
+    }
+
     async fn clear(&self) {
         self.post("faults/clear", json!({})).await;
     }
@@ -1748,24 +1774,7 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
     for row in &rows {
         env.clear().await;
         let connector = env.connector(|_| {});
-        let (tenant, user, address, auth) = match row.who {
-            App => ("contoso", None, "row@contoso.example", contoso_app()),
-            AppMailbox => (
-                "contoso",
-                Some("row@contoso.example"),
-                "row@contoso.example",
-                contoso_app(),
-            ),
-            Member => {
-                let refresh = env.connect(&connector, "row@fabrikam.example").await;
-                (
-                    "fabrikam",
-                    Some("row@fabrikam.example"),
-                    "row@fabrikam.example",
-                    member(&refresh),
-                )
-            }
-        };
+        let (tenant, user, address, auth) = env.row_auth(&connector, row.who).await;
         env.fault(tenant, user, row.fault, row.extra.clone()).await;
         let job = job(address, row.channel, auth, None);
         let attempt = connector.import(&job).await;
@@ -1830,6 +1839,96 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
         "rows that map wrongly:\n{}",
         failures.join("\n")
     );
+    env.sim.shutdown().await;
+}
+
+/// Issue 21 §4: every entry of the sim's copy of Microsoft's published catalogues (Entra's
+/// AADSTS codes, Graph's error codes) goes through the real connector over HTTP and comes
+/// out as its mapping row says; every row of the mapping tables has an entry in the sim,
+/// and every entry a row (none is left to the fallback's guess).
+#[tokio::test]
+async fn every_catalogue_entry_maps_through_the_connector() {
+    use Outcome::*;
+    use Who::*;
+    use datacap_microsoft::classify::{
+        ENTRA_CODES, GRAPH_CODES, GraphRule, entra_code, graph_code,
+    };
+    let env = Env::start().await;
+    let names = datacap_sim::catalogue_fault_names();
+    let mut failures = Vec::new();
+    for code in ENTRA_CODES {
+        if !names.contains(&format!("aadsts:{}", code.code)) {
+            failures.push(format!(
+                "AADSTS{} has a mapping row but no sim entry",
+                code.code
+            ));
+        }
+    }
+    for code in GRAPH_CODES {
+        if !names.contains(&format!("graph:{}", code.code)) {
+            failures.push(format!(
+                "Graph {} has a mapping row but no sim entry",
+                code.code
+            ));
+        }
+    }
+    let mut tried = (0, 0);
+    for name in &names {
+        let (who, expected, cites) = if let Some(code) = name.strip_prefix("aadsts:") {
+            let Some(row) = code.parse().ok().and_then(entra_code) else {
+                failures.push(format!("{name}: no mapping row"));
+                continue;
+            };
+            tried.0 += 1;
+            // A member's grant is refused on the member's refresh; the rest on the app's
+            // client-credentials request.
+            let who = if row.outcome == GrantInvalid {
+                Member
+            } else {
+                App
+            };
+            (who, row.outcome, row.source)
+        } else if let Some(code) = name.strip_prefix("graph:") {
+            let Some(row) = graph_code(code) else {
+                failures.push(format!("{name}: no mapping row"));
+                continue;
+            };
+            tried.1 += 1;
+            let expected = match row.rule {
+                // cursor codes answer only incremental calls: a first pass succeeds
+                GraphRule::Resync => Success,
+                GraphRule::RateLimited => RateLimited,
+                GraphRule::NotAuthorized => NotAuthorized,
+                // contoso's app token holds Mail.Read: the mailbox is refused by policy
+                GraphRule::PermissionOrPolicy | GraphRule::AccessDenied => AccessDenied,
+                GraphRule::Mailbox => MailboxUnavailable,
+                GraphRule::ProviderError => ProviderError,
+            };
+            (AppMailbox, expected, row.source)
+        } else {
+            continue;
+        };
+        env.clear().await;
+        let connector = env.connector(|_| {});
+        let (tenant, user, address, auth) = env.row_auth(&connector, who).await;
+        env.fault(tenant, user, name, json!({})).await;
+        let job = job(address, Channel::Email, auth, None);
+        let attempt = connector.import(&job).await;
+        if attempt.outcome != expected {
+            failures.push(format!(
+                "{name} ({who:?}): got {} ({:?} {:?} {:?}), expected {expected} — {cites}",
+                attempt.outcome, attempt.http_status, attempt.error_code, attempt.error_message
+            ));
+        } else if expected != Success && attempt.http_status.is_none() {
+            failures.push(format!("{name}: no HTTP status recorded"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "catalogue entries that map wrongly:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(tried, (ENTRA_CODES.len(), GRAPH_CODES.len()));
     env.sim.shutdown().await;
 }
 

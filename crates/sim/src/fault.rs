@@ -14,8 +14,11 @@ use crate::json::{J, obj};
 use crate::scenario::Provider;
 
 /// A fault's name as written in a scenario file or sent to the control endpoint.
+///
+/// Besides the names below, every entry of the providers' published catalogues is a fault
+/// (`aadsts:<code>`, `graph:<code>`, `google:<reason>`; crate::catalogue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", remote = "Self")]
 pub enum FaultKind {
     // ---- either provider -------------------------------------------------------------
     /// 429 with the provider's rate-limit body (Google `rateLimitExceeded` /
@@ -209,6 +212,38 @@ pub enum FaultKind {
     ActivityLimitReached,
     /// 403 `accessDenied`, the documented top-level spelling (Graph errors reference).
     AccessDeniedDocumented,
+
+    // ---- the published catalogues (crate::catalogue), by index -----------------------
+    /// `aadsts:<code>`: an Entra token-endpoint error.
+    #[serde(skip)]
+    Entra(u16),
+    /// `graph:<code>`: a Graph error.
+    #[serde(skip)]
+    Graph(u16),
+    /// `google:<reason>`: a Gmail, Calendar or Directory error.
+    #[serde(skip)]
+    GoogleReason(u16),
+}
+
+impl<'de> Deserialize<'de> for FaultKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IntoDeserializer};
+        let name = String::deserialize(deserializer)?;
+        if let Some(kind) = crate::catalogue::fault_named(&name) {
+            return Ok(kind);
+        }
+        if ["aadsts:", "graph:", "google:"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            return Err(D::Error::custom(format!(
+                "`{name}` is no entry of the sim's catalogue (docs/sim.md lists them)"
+            )));
+        }
+        let plain: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            name.as_str().into_deserializer();
+        FaultKind::deserialize(plain).map_err(D::Error::custom)
+    }
 }
 
 /// How a fault acts on a request.
@@ -393,7 +428,8 @@ impl FaultKind {
             | F::FullSyncRequired
             | F::UpdatedMinTooLongAgo
             | F::CalendarNotFound
-            | F::DirectoryNotAuthorized => Family::Google,
+            | F::DirectoryNotAuthorized
+            | F::GoogleReason(_) => Family::Google,
             _ => Family::Microsoft,
         }
     }
@@ -422,6 +458,9 @@ impl FaultKind {
 
     /// Cursor faults fire only on incremental calls.
     pub(crate) fn needs_incremental(self) -> bool {
+        if let FaultKind::Graph(i) = self {
+            return crate::catalogue::GRAPH[usize::from(i)].incremental;
+        }
         matches!(
             self,
             FaultKind::CursorExpired
@@ -477,7 +516,8 @@ impl FaultKind {
             | F::TemporarilyUnavailable
             | F::PasswordExpired
             | F::SignInFrequency
-            | F::DeviceNotCompliant => EndpointSel::Token,
+            | F::DeviceNotCompliant
+            | F::Entra(_) => EndpointSel::Token,
             F::ConsentDenied => EndpointSel::Authorize,
             F::MailboxNotEnabled
             | F::MailboxNotEnabledLegacy
@@ -489,8 +529,11 @@ impl FaultKind {
             | F::ApplicationAccessPolicyDocumented
             | F::ApplicationThrottled
             | F::ActivityLimitReached
-            | F::AccessDeniedDocumented => EndpointSel::Mailbox,
-            F::DomainPolicy | F::PreconditionFailed | F::DelegationDenied => EndpointSel::Gmail,
+            | F::AccessDeniedDocumented
+            | F::Graph(_) => EndpointSel::Mailbox,
+            F::DomainPolicy | F::PreconditionFailed | F::DelegationDenied | F::GoogleReason(_) => {
+                EndpointSel::Gmail
+            }
             F::HistoryNotFound => EndpointSel::GmailHistory,
             F::NotACalendarUser
             | F::QuotaExceeded
@@ -719,6 +762,31 @@ fn google_answer(kind: FaultKind, ctx: &AnswerCtx) -> Answer {
         .retry_after(ctx)
     };
     match kind {
+        F::GoogleReason(i) => {
+            let row = &crate::catalogue::GOOGLE[usize::from(i)];
+            let (service, _, method) = google_service(ctx.endpoint);
+            let (errors, details) = if row.reason == row.status_name {
+                (None, None)
+            } else if row.domain == "googleapis.com" {
+                let info = obj! {
+                    "@type" => "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason" => row.reason,
+                    "domain" => "googleapis.com",
+                    "metadata" => obj! { "method" => method, "service" => service },
+                };
+                (None, Some(vec![info]))
+            } else {
+                (Some(vec![item(row.domain, row.reason, row.message)]), None)
+            };
+            google_error(
+                row.status,
+                row.message,
+                errors,
+                Some(row.status_name),
+                details,
+            )
+            .retry_after(ctx)
+        }
         // Token endpoint, §2 and §3.
         F::InvalidClient => {
             google_token_error(401, "invalid_client", "The OAuth client was not found.")
@@ -1064,6 +1132,20 @@ fn microsoft_answer(kind: FaultKind, ctx: &AnswerCtx) -> Answer {
     let sync_state =
         "The sync state generation is not found; generation=149;[highest=157][157][155][156].";
     match kind {
+        F::Entra(i) => {
+            let row = &crate::catalogue::ENTRA[usize::from(i)];
+            entra_error(ctx, row.status, row.error, row.code, row.text, row.suberror)
+                .retry_after(ctx)
+        }
+        F::Graph(i) => {
+            let row = &crate::catalogue::GRAPH[usize::from(i)];
+            let answer = graph_error(ctx, row.status, row.code, row.message, true).retry_after(ctx);
+            if row.status == 401 {
+                answer.header("www-authenticate", GRAPH_WWW_AUTHENTICATE)
+            } else {
+                answer
+            }
+        }
         // Token endpoint, §1.2.
         F::ConsentRequired => entra_error(
             ctx,

@@ -38,6 +38,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod catalogue;
 mod control;
 mod fault;
 mod google;
@@ -51,6 +52,7 @@ mod search;
 mod server;
 mod state;
 
+pub use catalogue::names as catalogue_fault_names;
 pub use fault::{EndpointSel, FaultKind};
 pub use scenario::{
     Client, FaultSpec, MAX_GENERATED, Provider, RetryAfter, Scenario, ServiceAccount, Tenant, User,
