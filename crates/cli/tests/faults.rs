@@ -810,3 +810,196 @@ fn run_once_polls_what_a_pause_held_back() {
     );
     assert!(summary.contains("0 by settings"), "{summary}");
 }
+
+/// Issue 21 §4, end to end: a sample of every class of the published catalogues, each on
+/// one member, through `apply` → `run --once` → `status` with the real binary and the sim
+/// (whose answers are the providers' catalogue entries): an admin's policy, a missing
+/// scope or permission, a missing mailbox (404 variants, including Graph's "Resource could
+/// not be discovered."), 5xx and 429-class answers without Retry-After (transient: no
+/// colour after one attempt), a dead delegated account; then a tenant-wide credential
+/// error (AADSTS7000222) that turns the Microsoft company red and leaves Google alone.
+fn catalogue_sample(postgres: bool) {
+    let google = ids("g", 8);
+    let microsoft = ids("f", 7);
+    let h = Harness::two_tenants(&google, &microsoft, DATA, DATA, postgres);
+    let fault = |tenant: &str, user: &str, fault: &str, endpoint: &str| {
+        let mut body = json!({"tenant": tenant, "user": user, "fault": fault, "times": 1000});
+        if !endpoint.is_empty() {
+            body["endpoint"] = endpoint.into();
+        }
+        h.control("faults", body);
+    };
+    let at = |id: &str, tenant: &str| format!("{id}@{tenant}.example");
+    // (member, fault, endpoint, expected email reason, expected calendar reason)
+    let google_rows = [
+        (
+            "g01",
+            "google:domainPolicy",
+            "gmail",
+            "provider_permission_denied",
+            "importing",
+        ),
+        (
+            "g02",
+            "google:insufficientPermissions",
+            "gmail",
+            "email_not_authorized",
+            "importing",
+        ),
+        (
+            "g03",
+            "google:notACalendarUser",
+            "calendar",
+            "importing",
+            "mailbox_unavailable",
+        ),
+        (
+            "g04",
+            "google:userRateLimitExceeded",
+            "gmail",
+            "awaiting_first_import",
+            "importing",
+        ),
+        (
+            "g05",
+            "server_error",
+            "calendar",
+            "importing",
+            "awaiting_first_import",
+        ),
+        (
+            "g06",
+            "google:failedPrecondition",
+            "gmail",
+            "awaiting_first_import",
+            "importing",
+        ),
+        (
+            "g07",
+            "invalid_email",
+            "token",
+            "mailbox_unavailable",
+            "mailbox_unavailable",
+        ),
+    ];
+    let microsoft_rows = [
+        (
+            "f01",
+            "graph:MailboxNotEnabledForRESTAPI",
+            "",
+            "mailbox_unavailable",
+            "mailbox_unavailable",
+        ),
+        (
+            "f02",
+            "graph:ErrorAccessDenied",
+            "",
+            "provider_permission_denied",
+            "provider_permission_denied",
+        ),
+        (
+            "f03",
+            "graph:ResourceNotFound",
+            "graph_mail",
+            "mailbox_unavailable",
+            "importing",
+        ),
+        (
+            "f04",
+            "graph:ErrorServerBusy",
+            "graph_mail",
+            "awaiting_first_import",
+            "importing",
+        ),
+        (
+            "f05",
+            "graph:UnknownError",
+            "graph_calendar",
+            "importing",
+            "awaiting_first_import",
+        ),
+        (
+            "f06",
+            "graph:Authorization_IdentityNotFound",
+            "graph_mail",
+            "email_not_authorized",
+            "importing",
+        ),
+    ];
+    for (member, name, endpoint, ..) in &google_rows {
+        fault("globex", &at(member, "globex"), name, endpoint);
+    }
+    for (member, name, endpoint, ..) in &microsoft_rows {
+        fault("fabrikam", &at(member, "fabrikam"), name, endpoint);
+    }
+    let output = h.command(&[], &["run", "--once"]).output().unwrap();
+    let summary = ok(&output);
+    assert!(
+        summary.starts_with("polled 30 member-channels"),
+        "{summary}\n{}",
+        tail(&String::from_utf8_lossy(&output.stderr))
+    );
+    let status = h.status();
+    let mut wrong = Vec::new();
+    let rows = google_rows
+        .iter()
+        .map(|row| ("globex", row))
+        .chain(microsoft_rows.iter().map(|row| ("fabrikam", row)))
+        .chain([("globex", &("g00", "", "", "importing", "importing"))])
+        .chain([("fabrikam", &("f00", "", "", "importing", "importing"))]);
+    for (company, (member, name, _, email, calendar)) in rows {
+        let got = reasons(&status, company, member);
+        if got != ((*email).to_owned(), (*calendar).to_owned()) {
+            wrong.push(format!(
+                "{company}/{member} ({name}): {got:?}, expected ({email}, {calendar})"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // The app's client secret expired (AADSTS7000222, a tenant-wide answer of the token
+    // endpoint): every Microsoft member turns red with the credential's reason at the next
+    // poll; Google's members are untouched.
+    h.control("faults/clear", json!({}));
+    h.control(
+        "faults",
+        json!({"tenant": "fabrikam", "fault": "aadsts:7000222", "times": 1000}),
+    );
+    for member in microsoft.iter().chain(&google) {
+        h.datacap(&[], &["poll", "--member", member]);
+    }
+    let output = h.command(&[], &["run", "--once"]).output().unwrap();
+    ok(&output);
+    let status = h.status();
+    for member in &microsoft {
+        assert_eq!(
+            reasons(&status, "fabrikam", member),
+            (
+                "app_credential_invalid".to_owned(),
+                "app_credential_invalid".to_owned()
+            ),
+            "fabrikam/{member}"
+        );
+    }
+    for member in &google {
+        assert_eq!(
+            reasons(&status, "globex", member),
+            ("importing".to_owned(), "importing".to_owned()),
+            "globex/{member}: its faults are cleared and it is polled again"
+        );
+    }
+    assert!(
+        h.sim_faults_fired("aadsts:7000222") >= 1,
+        "the catalogue entry answered"
+    );
+}
+
+#[test]
+fn a_sample_of_every_catalogue_class_reaches_its_icon_on_sqlite() {
+    catalogue_sample(false);
+}
+
+#[test]
+fn a_sample_of_every_catalogue_class_reaches_its_icon_on_postgres() {
+    catalogue_sample(true);
+}

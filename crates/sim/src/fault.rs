@@ -379,6 +379,18 @@ enum Family {
 }
 
 impl FaultKind {
+    /// The name in the sim's stats: a catalogue entry's own name (`aadsts:7000222`), else
+    /// the variant's.
+    pub(crate) fn label(self) -> String {
+        use crate::catalogue::{ENTRA, GOOGLE, GRAPH};
+        match self {
+            FaultKind::Entra(i) => format!("aadsts:{}", ENTRA[usize::from(i)].code),
+            FaultKind::Graph(i) => format!("graph:{}", GRAPH[usize::from(i)].code),
+            FaultKind::GoogleReason(i) => format!("google:{}", GOOGLE[usize::from(i)].reason),
+            other => format!("{other:?}"),
+        }
+    }
+
     fn family(self) -> Family {
         use FaultKind as F;
         match self {

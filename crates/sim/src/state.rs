@@ -581,10 +581,7 @@ impl World {
                 list.remove(position);
             }
         }
-        *self
-            .faults_fired
-            .entry(format!("{:?}", spec.fault))
-            .or_insert(0) += 1;
+        *self.faults_fired.entry(spec.fault.label()).or_insert(0) += 1;
         Some(spec)
     }
 
