@@ -156,6 +156,62 @@ fn guarded(state: WebState, limits: &Limits, serves: Serves) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(guard, guard::bounds))
         .layer(axum::middleware::from_fn(guard::headers))
+        .layer(axum::middleware::from_fn(http_metrics))
+}
+
+/// HTTP requests answered, by route template (`unmatched` for no route), method and status.
+pub const HTTP_REQUESTS: &str = "datacap_http_requests_total";
+/// Seconds from a request's arrival to its answer's head, by route template (histogram).
+pub const HTTP_DURATION: &str = "datacap_http_request_duration_seconds";
+
+/// The web side's metric families with their type and `# HELP` text.
+pub const METRIC_FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        HTTP_REQUESTS,
+        "counter",
+        "HTTP requests answered, by route template, method and status.",
+    ),
+    (
+        HTTP_DURATION,
+        "histogram",
+        "Seconds from a request's arrival to its answer, by route template.",
+    ),
+];
+
+/// Describes [`METRIC_FAMILIES`] to the installed recorder.
+pub fn describe_metrics() {
+    metrics::describe_counter!(HTTP_REQUESTS, METRIC_FAMILIES[0].2);
+    metrics::describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, METRIC_FAMILIES[1].2);
+}
+
+/// Counts every answer (the guards' refusals included: this layer is the outermost) by
+/// the route's template, never the raw path, so labels stay bounded.
+async fn http_metrics(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::counter!(
+        HTTP_REQUESTS,
+        "route" => route.clone(),
+        "method" => method,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
+    response
 }
 
 async fn healthz() -> &'static str {

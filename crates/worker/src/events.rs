@@ -292,3 +292,198 @@ pub(crate) fn members(icon: Icon, reason: Reason, count: u64) {
     )
     .set(count as f64);
 }
+
+/// Every metric family the worker exposes, with its type and `# HELP` text (docs/
+/// operations.md's table is checked against what the daemon serves).
+pub const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        ATTEMPTS,
+        "counter",
+        "Import attempts written, by provider, channel and outcome.",
+    ),
+    (
+        ATTEMPT_DURATION,
+        "histogram",
+        "An attempt's wall time in seconds, connector start to attempt end.",
+    ),
+    (
+        ITEMS,
+        "counter",
+        "Emails and events the written attempts brought back.",
+    ),
+    (
+        SKIPPED,
+        "counter",
+        "Claimed jobs not run, by reason: settings, no_grant, paused.",
+    ),
+    (
+        OWN_FAILURES,
+        "counter",
+        "Failures of datacap's own (database, credentials), never recorded on a member, by operation.",
+    ),
+    (LEASE_CLAIMS, "counter", "Jobs claimed under a lease."),
+    (
+        LEASE_LOST,
+        "counter",
+        "Leases a live daemon found taken over while it held the job.",
+    ),
+    (
+        LEASE_RECLAIMS,
+        "counter",
+        "Jobs claimed whose previous lease had expired.",
+    ),
+    (
+        ABANDONED,
+        "counter",
+        "Attempts dropped at shutdown or on a lost lease: nothing written.",
+    ),
+    (
+        RATE_LIMIT_WAITS,
+        "counter",
+        "Requests and jobs that waited for the company's token bucket or a provider's Retry-After, by cause.",
+    ),
+    (
+        RATE_LIMIT_WAIT_SECONDS,
+        "counter",
+        "Whole seconds those waits added up to.",
+    ),
+    (
+        THROTTLE_PAUSES,
+        "counter",
+        "Pauses a provider's Retry-After put on what its answer names, by scope.",
+    ),
+    (
+        OPTIONAL_CHECKS_REFUSED,
+        "counter",
+        "Optional checks the provider refused, passed over so the import went on.",
+    ),
+    (
+        TOKENS_ROTATED,
+        "counter",
+        "Refresh tokens the provider rotated and datacap stored sealed.",
+    ),
+    (
+        TOKEN_FAILURES,
+        "counter",
+        "Attempts that ended because a credential or grant was refused.",
+    ),
+    (
+        TOKEN_REQUESTS,
+        "counter",
+        "Token requests sent, by provider, grant and result (ok or the refusal's outcome).",
+    ),
+    (
+        QUEUE_LAG,
+        "gauge",
+        "Age in seconds of the oldest due job no live lease holds; 0 when none waits.",
+    ),
+    (
+        MEMBERS,
+        "gauge",
+        "Members by icon, colour and reason, set by each stall pass.",
+    ),
+    (STALL_PASSES, "counter", "Stall passes completed."),
+];
+
+/// The operations [`OWN_FAILURES`] counts.
+pub const OWN_FAILURE_OPERATIONS: &[&str] = &[
+    "claim",
+    "job_context",
+    "credentials",
+    "record_attempt",
+    "heartbeat",
+    "rotated_token",
+    "stall_pass",
+    "retention_pass",
+    "member_gauges",
+    "queue_lag",
+];
+
+/// Describes every family (`# HELP`) and registers each series whose label values are
+/// known at 0, so that an alert tells "no failures" from "not exposed": called once, right
+/// after the recorder is installed.
+pub fn describe_and_zero() {
+    use datacap_connector::{GrantType, ThrottleScope};
+    for (name, kind, help) in FAMILIES {
+        match *kind {
+            "counter" => metrics::describe_counter!(*name, *help),
+            "gauge" => metrics::describe_gauge!(*name, *help),
+            _ => metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help),
+        }
+    }
+    let providers = [Provider::GoogleWorkspace, Provider::Microsoft365];
+    for provider in providers {
+        let p = provider.as_str();
+        for channel in Channel::ALL {
+            let c = channel.as_str();
+            for outcome in Outcome::ALL {
+                counter!(ATTEMPTS, "provider" => p, "channel" => c, "outcome" => outcome.as_str())
+                    .absolute(0);
+            }
+            for outcome in [
+                Outcome::CredentialRejected,
+                Outcome::GrantInvalid,
+                Outcome::NotAuthorized,
+            ] {
+                counter!(TOKEN_FAILURES, "provider" => p, "channel" => c, "outcome" => outcome.as_str())
+                    .absolute(0);
+            }
+            counter!(ITEMS, "provider" => p, "channel" => c).absolute(0);
+            for reason in ["settings", "no_grant", "paused"] {
+                counter!(SKIPPED, "provider" => p, "channel" => c, "reason" => reason).absolute(0);
+            }
+        }
+        for cause in [WaitCause::Bucket, WaitCause::RetryAfter] {
+            counter!(RATE_LIMIT_WAITS, "provider" => p, "cause" => cause.as_str()).absolute(0);
+            counter!(RATE_LIMIT_WAIT_SECONDS, "provider" => p, "cause" => cause.as_str())
+                .absolute(0);
+        }
+        for scope in [
+            ThrottleScope::MemberChannel,
+            ThrottleScope::Mailbox,
+            ThrottleScope::Tenant,
+            ThrottleScope::App,
+        ] {
+            counter!(THROTTLE_PAUSES, "provider" => p, "scope" => scope.as_str()).absolute(0);
+        }
+        let grants = match provider {
+            Provider::GoogleWorkspace => [
+                GrantType::JwtBearer,
+                GrantType::RefreshToken,
+                GrantType::AuthorizationCode,
+            ],
+            _ => [
+                GrantType::ClientCredentials,
+                GrantType::RefreshToken,
+                GrantType::AuthorizationCode,
+            ],
+        };
+        for grant in grants {
+            for result in std::iter::once("ok").chain(
+                Outcome::ALL
+                    .iter()
+                    .filter(|outcome| **outcome != Outcome::Success)
+                    .map(|outcome| outcome.as_str()),
+            ) {
+                counter!(TOKEN_REQUESTS, "provider" => p, "grant" => grant.as_str(), "result" => result)
+                    .absolute(0);
+            }
+        }
+        counter!(TOKENS_ROTATED, "provider" => p).absolute(0);
+    }
+    counter!(OPTIONAL_CHECKS_REFUSED, "provider" => Provider::GoogleWorkspace.as_str(), "check" => "google_directory")
+        .absolute(0);
+    for operation in OWN_FAILURE_OPERATIONS {
+        counter!(OWN_FAILURES, "operation" => *operation).absolute(0);
+    }
+    for name in [
+        LEASE_CLAIMS,
+        LEASE_LOST,
+        LEASE_RECLAIMS,
+        ABANDONED,
+        STALL_PASSES,
+    ] {
+        counter!(name).absolute(0);
+    }
+    gauge!(QUEUE_LAG).set(0.0);
+}

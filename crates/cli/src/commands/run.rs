@@ -437,16 +437,30 @@ fn reload(
     );
 }
 
-/// The Prometheus recorder, with explicit buckets for the attempt duration.
+/// `datacap_build_info{version} 1`: which build a daemon runs.
+pub(crate) const BUILD_INFO: &str = "datacap_build_info";
+
+/// The Prometheus recorder, with explicit buckets for the attempt and HTTP durations,
+/// every family described (`# HELP`) and every series of known labels at 0.
 pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(datacap_worker::events::ATTEMPT_DURATION.to_owned()),
             datacap_worker::events::HISTOGRAM_BUCKETS,
         )
         .context("invalid histogram buckets")?
+        .set_buckets_for_metric(
+            Matcher::Full(datacap_web::HTTP_DURATION.to_owned()),
+            datacap_worker::events::HISTOGRAM_BUCKETS,
+        )
+        .context("invalid histogram buckets")?
         .install_recorder()
-        .context("cannot install the metrics recorder")
+        .context("cannot install the metrics recorder")?;
+    datacap_worker::events::describe_and_zero();
+    datacap_web::describe_metrics();
+    metrics::describe_gauge!(BUILD_INFO, "Always 1; the version label names the build.");
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
 }
 
 /// Cancels `cancel` on SIGTERM or SIGINT, telling systemd the daemon is stopping.
