@@ -309,6 +309,17 @@ pub enum GraphVerdict {
     Fail(Outcome),
 }
 
+impl GraphVerdict {
+    /// The log field's value: `resync`, `renew_token` or the outcome (`mailbox_unavailable`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GraphVerdict::Resync => "resync",
+            GraphVerdict::RenewToken => "renew_token",
+            GraphVerdict::Fail(outcome) => outcome.as_str(),
+        }
+    }
+}
+
 /// What one Graph error `code` says, by STATUS_MODEL.md's outcome definitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GraphRule {

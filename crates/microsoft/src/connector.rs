@@ -770,7 +770,7 @@ impl<'a> Run<'a> {
                 client_request_id = %self.attempt_id,
                 call = need_name(need),
                 retry_after_ms = answer.retry_after.map_or(0, |d| d.as_millis() as u64),
-                verdict = ?verdict,
+                verdict = verdict.as_str(),
                 "graph call refused"
             );
             let outcome = match verdict {
