@@ -156,10 +156,33 @@ pub(crate) struct LoginForm {
     token: String,
 }
 
-pub(crate) async fn login(State(state): State<WebState>, Form(form): Form<LoginForm>) -> Response {
+pub(crate) async fn login(
+    State(state): State<WebState>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
     let app = match app_of(&state) {
         Ok(app) => app,
         Err(response) => return response,
+    };
+    // Not the sign-in form (another content type, no `token` field, a body over the
+    // limit): the sign-in page again saying so, never the framework's plain text.
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            let too_large = rejection.status() == StatusCode::PAYLOAD_TOO_LARGE;
+            return login_page(
+                if too_large {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                Some(if too_large {
+                    "That was too long to be a token."
+                } else {
+                    "Sign in with the form: paste your token and press the button."
+                }),
+            );
+        }
     };
     let Some(principal) = app.auth.principal_of_token(&form.token) else {
         tracing::info!("a sign-in with a wrong token was refused");

@@ -1127,6 +1127,47 @@ async fn request_bodies_are_bounded() {
     )
     .await;
     assert_eq!(answer.status, 413, "{}", answer.body);
+    assert!(
+        answer.body.contains("too long to be a token"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+}
+
+/// Issue 20 §5: a sign-in that is not the form (JSON, no token field, no content type)
+/// gets the product's sign-in page with a 400, never axum's plain-text 415 or 422.
+#[tokio::test]
+async fn a_sign_in_that_is_not_the_form_gets_the_sign_in_page() {
+    let h = harness().await;
+    for (headers, body) in [
+        (
+            vec![("Content-Type", "application/json")],
+            r#"{"token":"x"}"#,
+        ),
+        (
+            vec![("Content-Type", "application/x-www-form-urlencoded")],
+            "nottoken=x",
+        ),
+        (vec![], "token=x"),
+    ] {
+        let answer = request(h.addr, "POST", "/login", &headers, body).await;
+        assert_eq!(answer.status, 400, "{headers:?}: {}", answer.body);
+        assert_eq!(
+            answer.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{headers:?}"
+        );
+        assert!(
+            answer.body.contains("action=\"/login\"")
+                && answer.body.contains("Sign in with the form"),
+            "{}",
+            answer.body
+        );
+    }
 }
 
 #[tokio::test]
