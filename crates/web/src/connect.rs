@@ -4,8 +4,8 @@
 //!    The invite is an HMAC-signed, expiring token naming company and member (the key is
 //!    `[web]`'s signing key), so nobody can make a link for someone else.
 //! 2. `start` stores a single-use, expiring `state` (only its SHA-256; `connect_states`)
-//!    with a sealed PKCE verifier, and redirects to the provider's authorize URL with the
-//!    S256 challenge and the member's address as login hint.
+//!    with a sealed PKCE verifier, and redirects to the provider's authorize URL (built by
+//!    the `oauth2` crate) with the S256 challenge and the member's address as login hint.
 //! 3. `callback` takes the state back (once: a replay finds nothing), checks it has not
 //!    expired and names this provider, refuses a provider error (`access_denied`), redeems
 //!    the code with the verifier (through [`Exchange`], which the binary implements with
@@ -423,7 +423,6 @@ pub(crate) async fn start(
     };
     let state_text = b64(&state_bytes);
     let verifier = SecretString::from(b64(&verifier_bytes));
-    let challenge = b64(&Sha256::digest(verifier.expose_secret().as_bytes()));
     let pending = NewConnectState {
         state_hash: &state_hash(&state_text),
         provider,
@@ -453,31 +452,37 @@ pub(crate) async fn start(
             ),
         );
     }
-    let mut url = form_urlencoded::Serializer::new(String::new());
-    url.append_pair("client_id", &sign_in.client_id)
-        .append_pair("redirect_uri", &redirect_uri)
-        .append_pair("response_type", "code")
-        .append_pair("scope", &client.scope)
-        .append_pair("state", &state_text)
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("login_hint", &context.member_email);
-    // Google: only accounts of the member's own Workspace domain on the account chooser
-    // (`hd`; a hint, checked for real after the exchange).
-    if provider == Provider::GoogleWorkspace
-        && let Some((_, domain)) = context.member_email.rsplit_once('@')
-    {
-        url.append_pair("hd", domain);
-    }
-    for (name, value) in &client.extra {
-        url.append_pair(name, value);
-    }
-    let separator = if sign_in.authorize_url.contains('?') {
-        '&'
-    } else {
-        '?'
+    let location = match authorize_location(&AuthorizeRequest {
+        sign_in: &sign_in,
+        redirect_uri: &redirect_uri,
+        scope: &client.scope,
+        state: &state_text,
+        verifier: &verifier,
+        member_email: &context.member_email,
+        // Google: only accounts of the member's own Workspace domain on the account
+        // chooser (`hd`; a hint, checked for real after the exchange).
+        hosted_domain: (provider == Provider::GoogleWorkspace)
+            .then(|| {
+                context
+                    .member_email
+                    .rsplit_once('@')
+                    .map(|(_, domain)| domain)
+            })
+            .flatten(),
+        extra: &client.extra,
+    }) {
+        Ok(location) => location,
+        Err(what) => {
+            tracing::warn!(company = %company_id, provider = %provider, what, "connect flow cannot build the authorize url");
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "Connecting to {} is misconfigured on this datacap: its {what} is not a URL.",
+                    provider.display_name()
+                ),
+            );
+        }
     };
-    let location = format!("{}{separator}{}", sign_in.authorize_url, url.finish());
     tracing::info!(company = %company_id, member = %member_id, provider = %provider, "connect flow started");
     // `SameSite=Lax`: the provider's redirect back is a cross-site top-level navigation,
     // which a `Strict` cookie would not accompany.
@@ -500,6 +505,59 @@ pub(crate) async fn start(
         ],
     )
         .into_response()
+}
+
+/// What the provider's authorize URL carries.
+struct AuthorizeRequest<'a> {
+    sign_in: &'a SignIn,
+    redirect_uri: &'a str,
+    /// Space separated.
+    scope: &'a str,
+    state: &'a str,
+    /// The PKCE verifier (43 base64url characters of 32 random bytes); the URL carries
+    /// its S256 challenge.
+    verifier: &'a SecretString,
+    member_email: &'a str,
+    hosted_domain: Option<&'a str>,
+    extra: &'a [(String, String)],
+}
+
+/// The provider's authorize URL with the request's parameters, built by the `oauth2`
+/// crate (response type, client, redirect URI, scopes, state, the S256 challenge of the
+/// verifier); `Err` names the value that is not a URL.
+fn authorize_location(request: &AuthorizeRequest<'_>) -> Result<String, &'static str> {
+    use oauth2::{
+        AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    };
+    let auth_url =
+        AuthUrl::new(request.sign_in.authorize_url.clone()).map_err(|_| "authorize endpoint")?;
+    let redirect_uri =
+        RedirectUrl::new(request.redirect_uri.to_owned()).map_err(|_| "redirect URI")?;
+    let client = oauth2::basic::BasicClient::new(ClientId::new(request.sign_in.client_id.clone()))
+        .set_auth_uri(auth_url)
+        .set_redirect_uri(redirect_uri);
+    let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+        request.verifier.expose_secret().to_owned(),
+    ));
+    let state = request.state.to_owned();
+    let mut authorize = client
+        .authorize_url(|| CsrfToken::new(state))
+        .add_scopes(
+            request
+                .scope
+                .split_whitespace()
+                .map(|s| Scope::new(s.to_owned())),
+        )
+        .set_pkce_challenge(challenge)
+        .add_extra_param("login_hint", request.member_email);
+    if let Some(domain) = request.hosted_domain {
+        authorize = authorize.add_extra_param("hd", domain);
+    }
+    for (name, value) in request.extra {
+        authorize = authorize.add_extra_param(name.as_str(), value.as_str());
+    }
+    let (url, _) = authorize.url();
+    Ok(url.into())
 }
 
 /// A granted scope in the form the required list uses.
