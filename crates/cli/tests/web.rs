@@ -46,6 +46,10 @@ granted_scopes = ["https://www.googleapis.com/auth/gmail.readonly"]
 [[tenant.user]]
 email = "mallory@initech.example"
 
+# The account Google reports for peter's mailbox under the alias the tenants file declares.
+[[tenant.user]]
+email = "pgibbons@initech.example"
+
 [[tenant]]
 name = "contoso"
 provider = "microsoft"
@@ -64,6 +68,10 @@ events = 2
 
 [[tenant.user]]
 email = "mallory@contoso.example"
+
+# The account Graph reports for megan's mailbox under her declared alias.
+[[tenant.user]]
+email = "megan.b@contoso.example"
 "#;
 
 const TENANTS: &str = r#"
@@ -78,6 +86,7 @@ credentials = { client_id = "initech-client.apps.googleusercontent.com", client_
 [[companies.members]]
 id = "peter"
 email = "peter@initech.example"
+aliases = ["PGibbons@initech.example"]
 
 [[companies.members]]
 id = "denier"
@@ -98,6 +107,7 @@ credentials = { tenant_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", client_id = 
 [[companies.members]]
 id = "megan"
 email = "megan@contoso.example"
+aliases = ["megan.b@contoso.example"]
 "#;
 
 const OPERATOR: &str = "operator-token-for-the-web-test";
@@ -592,6 +602,51 @@ fn a_consent_by_someone_else_is_refused_on_both_providers() {
     assert_eq!(web.grants(), ["peter:connected"]);
     let logs = web.logs();
     assert!(!logs.contains("1//sim-"), "no refresh token in the logs");
+}
+
+/// A member's known alias (the tenants file's `aliases`) signs in as the member: the grant
+/// is stored; an address that is neither the member's nor an alias still stores nothing.
+#[test]
+fn a_known_alias_connects_and_any_other_address_is_refused() {
+    let web = Web::start();
+    for (provider, company, member, alias, someone) in [
+        (
+            "google",
+            "initech",
+            "peter",
+            "pgibbons@initech.example",
+            "mallory@initech.example",
+        ),
+        (
+            "microsoft",
+            "contoso",
+            "megan",
+            "megan.b@contoso.example",
+            "mallory@contoso.example",
+        ),
+    ] {
+        let wrong = web.consent_as(&web.link(provider, company, member), Some(someone));
+        let (status, _, body) = web.finish(&wrong);
+        assert_eq!(status, 403, "{provider}: {body}");
+        assert!(
+            body.contains(&format!("You signed in as {someone}")),
+            "{provider}: {body}"
+        );
+        assert!(
+            !web.grants().iter().any(|grant| grant.starts_with(member)),
+            "{provider}: nothing stored for {member}"
+        );
+        let aliased = web.consent_as(&web.link(provider, company, member), Some(alias));
+        let (status, _, body) = web.finish(&aliased);
+        assert_eq!(status, 200, "{provider}: {body}\n{}", web.logs());
+        assert!(body.contains("is connected to"), "{provider}: {body}");
+        assert!(
+            web.grants().contains(&format!("{member}:connected")),
+            "{provider}: {:?}",
+            web.grants()
+        );
+    }
+    assert_eq!(web.grants(), ["megan:connected", "peter:connected"]);
 }
 
 #[test]

@@ -135,6 +135,18 @@ impl Backend {
         Ok(())
     }
 
+    /// The known aliases of `member_id` (the tenants file's `aliases`), as declared; empty
+    /// for an unknown member.
+    pub async fn member_aliases(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT aliases FROM members WHERE id = $1")
+            .bind(member_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row
+            .map(|(aliases,)| aliases.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default())
+    }
+
     /// The time before which `member_id`'s connect links are void, if any were revoked.
     pub async fn invites_not_before(
         &self,

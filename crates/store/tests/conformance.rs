@@ -2361,6 +2361,48 @@ async fn invite_revocations_only_move_forward(backend: Backend) {
     ));
 }
 
+async fn member_aliases_are_stored_and_replaced_by_apply(backend: Backend) {
+    let db = applied(backend).await;
+    assert!(
+        db.store
+            .member_aliases("gil")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let aliased = TENANTS.replace(
+        "email = \"gil@globex.test\"",
+        "email = \"gil@globex.test\"\naliases = [\"G.Grissom@globex.test\", \"gil@globex-old.test\"]",
+    );
+    db.store
+        .apply_tenants(&parse_tenants(&aliased).expect("aliases parse"), NOW)
+        .await
+        .expect("apply");
+    assert_eq!(
+        db.store.member_aliases("gil").await.expect("read"),
+        ["G.Grissom@globex.test", "gil@globex-old.test"]
+    );
+    // The file is the truth: aliases it no longer lists are gone.
+    db.store
+        .apply_tenants(&parse_tenants(TENANTS).unwrap(), NOW)
+        .await
+        .expect("apply");
+    assert!(
+        db.store
+            .member_aliases("gil")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .member_aliases("nobody")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
 async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
     let db = applied(backend).await;
     let key = key("primary", 7);
@@ -2504,4 +2546,5 @@ conformance!(
     member_attempts_are_newest_first_bounded_and_scoped,
     connect_states_are_single_use_sealed_and_bound,
     invite_revocations_only_move_forward,
+    member_aliases_are_stored_and_replaced_by_apply,
 );

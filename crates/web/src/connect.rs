@@ -9,8 +9,9 @@
 //! 3. `callback` takes the state back (once: a replay finds nothing), checks it has not
 //!    expired and names this provider, refuses a provider error (`access_denied`), redeems
 //!    the code with the verifier (through [`Exchange`], which the binary implements with
-//!    the connectors), checks the granted scopes and, when the provider says who signed
-//!    in, that it is the member's mailbox. Only then does it store the sealed refresh
+//!    the connectors), checks that the account the provider says signed in is the
+//!    member's (its primary address or a known alias from the tenants file) and the
+//!    granted scopes. Only then does it store the sealed refresh
 //!    token (the member becomes connected) and make the member due for an immediate poll.
 //!
 //! Every refusal is a page saying what happened and what to do; none stores a grant.
@@ -703,9 +704,15 @@ pub(crate) async fn callback(
             );
         }
     };
+    // The member's known aliases (the tenants file's `aliases`) count as the member's.
+    let aliases = match app.store.member_aliases(member).await {
+        Ok(aliases) => aliases,
+        Err(error) => return store_failure(&error),
+    };
     if let Err(problem) = whose_mailbox(
         &grant.identity,
         &context.member_email,
+        &aliases,
         context.credential_refs.get("tenant_id").map(String::as_str),
     ) {
         let signed_in = grant.identity.addresses.first().map_or("", String::as_str);
@@ -798,20 +805,24 @@ enum Mismatch {
 }
 
 /// The account that signed in must be the member's mailbox: one of its addresses is the
-/// member's address, and (Microsoft, when the company's tenant is known) its `tid` is the
-/// company's tenant.
+/// member's address or one of the member's known aliases (compared without case), and
+/// (Microsoft, when the company's tenant is known) its `tid` is the company's tenant.
 fn whose_mailbox(
     identity: &Identity,
     member_email: &str,
+    member_aliases: &[String],
     company_tenant: Option<&str>,
 ) -> Result<(), Mismatch> {
-    let member_email = member_email.trim();
-    if member_email.is_empty()
-        || !identity
-            .addresses
+    let members: Vec<&str> = std::iter::once(member_email)
+        .chain(member_aliases.iter().map(String::as_str))
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .collect();
+    if !identity.addresses.iter().any(|address| {
+        members
             .iter()
-            .any(|address| address.trim().eq_ignore_ascii_case(member_email))
-    {
+            .any(|own| address.trim().eq_ignore_ascii_case(own))
+    }) {
         return Err(Mismatch::Address);
     }
     if let Some(expected) = company_tenant
@@ -881,11 +892,72 @@ mod tests {
         member: &str,
         tenant: Option<&str>,
     ) -> Result<(), Mismatch> {
+        check_aliased(addresses, tid, member, &[], tenant)
+    }
+
+    /// The same, with the member's known aliases.
+    fn check_aliased(
+        addresses: &[&str],
+        tid: Option<&str>,
+        member: &str,
+        aliases: &[&str],
+        tenant: Option<&str>,
+    ) -> Result<(), Mismatch> {
         let identity = Identity {
             addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
             tenant_id: tid.map(str::to_owned),
         };
-        whose_mailbox(&identity, member, tenant)
+        let aliases: Vec<String> = aliases.iter().map(|a| (*a).to_owned()).collect();
+        whose_mailbox(&identity, member, &aliases, tenant)
+    }
+
+    #[test]
+    fn a_known_alias_is_the_members_own_address() {
+        const T: &str = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d";
+        let peter = "peter@initech.example";
+        let aliases = ["P.Gibbons@initech.example", "peter@initech-old.example"];
+        // Google's tokeninfo reports the alias the member is declared under, case aside.
+        assert_eq!(
+            check_aliased(&["p.gibbons@initech.example"], None, peter, &aliases, None),
+            Ok(())
+        );
+        assert_eq!(
+            check_aliased(&["peter@initech-old.example"], None, peter, &aliases, None),
+            Ok(())
+        );
+        // The primary address still counts beside the aliases.
+        assert_eq!(check_aliased(&[peter], None, peter, &aliases, None), Ok(()));
+        // An address that is neither.
+        assert_eq!(
+            check_aliased(&["mallory@initech.example"], None, peter, &aliases, None),
+            Err(Mismatch::Address)
+        );
+        // An empty alias is no wildcard.
+        assert_eq!(
+            check_aliased(&[""], None, peter, &["", " "], None),
+            Err(Mismatch::Address)
+        );
+        // Graph: the alias as `mail`; the tenant still decides.
+        assert_eq!(
+            check_aliased(
+                &["megan.b@contoso.example", "0f1e@contoso.example"],
+                Some(T),
+                "megan@contoso.example",
+                &["megan.b@contoso.example"],
+                Some(T)
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_aliased(
+                &["megan.b@contoso.example"],
+                Some("00000000-0000-0000-0000-000000000001"),
+                "megan@contoso.example",
+                &["megan.b@contoso.example"],
+                Some(T)
+            ),
+            Err(Mismatch::Tenant)
+        );
     }
 
     #[test]
