@@ -411,6 +411,22 @@ impl Web {
         format!("/connect/{provider}/start?invite={invite}")
     }
 
+    /// [`Web::link`], issued a second from now: later than a revocation made now (issue
+    /// times are whole seconds, and a link issued in the revocation's second is void).
+    fn link_issued_after_now(&self, provider: &str, company: &str, member: &str) -> String {
+        let key = datacap_web::InviteKey::new(datacap_web::auth::signing_key(
+            &secrecy::SecretString::from(SIGNING),
+        ));
+        let now = time::OffsetDateTime::now_utc();
+        let invite = key.invite_issued(
+            company,
+            member,
+            now + time::Duration::seconds(1),
+            now + time::Duration::days(1),
+        );
+        format!("/connect/{provider}/start?invite={invite}")
+    }
+
     /// Follows a connect link through the sim's consent screen; the callback the sim
     /// sends the browser to, with the browser's binding cookie.
     fn consent(&self, link: &str) -> Callback {
@@ -647,6 +663,29 @@ fn a_known_alias_connects_and_any_other_address_is_refused() {
         );
     }
     assert_eq!(web.grants(), ["megan:connected", "peter:connected"]);
+}
+
+/// `datacap revoke-invites` while the member is at the provider's consent screen: the
+/// callback redeems nothing, stores nothing and says why; a new link works.
+#[test]
+fn a_link_revoked_during_the_sign_in_connects_nobody() {
+    let web = Web::start();
+    let pending = web.consent(&web.link("google", "initech", "peter"));
+    web.datacap(&["revoke-invites", "--member", "peter"]);
+    let (status, _, body) = web.finish(&pending);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("was revoked, or used to connect, while you were signing in"),
+        "{body}"
+    );
+    assert!(body.contains("Nothing was stored"), "{body}");
+    assert!(web.grants().is_empty(), "nothing stored");
+    assert_eq!(web.email_reason("initech", "peter"), "member_not_connected");
+    // A link issued after the revocation (a later second) connects.
+    let after = web.link_issued_after_now("google", "initech", "peter");
+    let (status, _, body) = web.finish(&web.consent(&after));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(web.grants(), ["peter:connected"]);
 }
 
 #[test]

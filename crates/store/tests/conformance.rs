@@ -2415,6 +2415,8 @@ async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
             member_id: "gil",
             verifier: &verifier,
             expires_at,
+            invite_issued: NOW.unix_timestamp() - 60,
+            invite_expires: (NOW + Duration::days(3)).unix_timestamp(),
         };
     db.store
         .put_connect_state(
@@ -2442,6 +2444,12 @@ async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
     assert_eq!(taken.provider, datacap_core::Provider::Microsoft365);
     assert_eq!(taken.verifier.expose_secret(), verifier.expose_secret());
     assert_eq!(taken.expires_at, NOW + Duration::minutes(10));
+    // The link it started from comes back for the callback's checks.
+    assert_eq!(taken.invite_issued, Some(NOW.unix_timestamp() - 60));
+    assert_eq!(
+        taken.invite_expires,
+        Some((NOW + Duration::days(3)).unix_timestamp())
+    );
     assert!(format!("{taken:?}").contains("[redacted]"));
     assert!(!format!("{taken:?}").contains("pkce-verifier"));
     // Single use: a replay finds nothing; an unknown state finds nothing.

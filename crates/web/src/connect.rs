@@ -7,7 +7,8 @@
 //!    with a sealed PKCE verifier, and redirects to the provider's authorize URL (built by
 //!    the `oauth2` crate) with the S256 challenge and the member's address as login hint.
 //! 3. `callback` takes the state back (once: a replay finds nothing), checks it has not
-//!    expired and names this provider, refuses a provider error (`access_denied`), redeems
+//!    expired and names this provider, that the member and the link it started from still
+//!    hold (not revoked or expired meanwhile), refuses a provider error (`access_denied`), redeems
 //!    the code with the verifier (through [`Exchange`], which the binary implements with
 //!    the connectors), checks that the account the provider says signed in is the
 //!    member's (its primary address or a known alias from the tenants file) and the
@@ -215,6 +216,16 @@ impl InviteKey {
         invite: &str,
         now: OffsetDateTime,
     ) -> Result<(String, String, i64), InviteProblem> {
+        self.check_invite(invite, now)
+            .map(|checked| (checked.company, checked.member, checked.issued))
+    }
+
+    /// A valid invite, with its issue and expiry times.
+    pub fn check_invite(
+        &self,
+        invite: &str,
+        now: OffsetDateTime,
+    ) -> Result<CheckedInvite, InviteProblem> {
         let (payload, signature) = invite.rsplit_once('.').ok_or(InviteProblem::Malformed)?;
         let signature = unb64(signature).ok_or(InviteProblem::Malformed)?;
         if !verify(self.key.expose_secret(), "invite", payload, &signature) {
@@ -242,8 +253,24 @@ impl InviteKey {
         if expires <= now.unix_timestamp() {
             return Err(InviteProblem::Expired);
         }
-        Ok((company, member, issued))
+        Ok(CheckedInvite {
+            company,
+            member,
+            issued,
+            expires,
+        })
     }
+}
+
+/// What a valid invite names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedInvite {
+    pub company: String,
+    pub member: String,
+    /// Unix seconds (`i64::MIN` for links made before invites carried it).
+    pub issued: i64,
+    /// Unix seconds.
+    pub expires: i64,
 }
 
 /// The path segment of a provider in connect URLs.
@@ -364,7 +391,12 @@ pub(crate) async fn start(
             "This link has no invite: use the personal connect link your admin sent you.",
         );
     };
-    let (company_id, member_id, issued) = match setup.invites.check_issued(invite, now) {
+    let CheckedInvite {
+        company: company_id,
+        member: member_id,
+        issued,
+        expires: invite_expires,
+    } = match setup.invites.check_invite(invite, now) {
         Ok(found) => found,
         Err(InviteProblem::Expired) => {
             return refused(StatusCode::FORBIDDEN, "This connect link has expired.");
@@ -431,6 +463,8 @@ pub(crate) async fn start(
         member_id: &member_id,
         verifier: &verifier,
         expires_at: now + setup.state_ttl,
+        invite_issued: issued,
+        invite_expires,
     };
     if let Err(error) = app.store.put_connect_state(&pending, &setup.key, now).await {
         return store_failure(&error);
@@ -652,6 +686,31 @@ pub(crate) async fn callback(
             StatusCode::BAD_REQUEST,
             "Your company no longer connects member by member with this provider.",
         );
+    }
+    // The link the sign-in started from must still hold: it may have expired, or been
+    // revoked (`datacap revoke-invites`, or used to connect in another tab) meanwhile.
+    if pending
+        .invite_expires
+        .is_some_and(|expires| expires <= now.unix_timestamp())
+    {
+        tracing::info!(company, member, provider = %provider, "connect callback refused: the link it started from expired meanwhile");
+        return refused(
+            StatusCode::FORBIDDEN,
+            "The connect link you started from expired while you were signing in: ask your admin for a new one.",
+        );
+    }
+    match app.store.invites_not_before(member).await {
+        Ok(Some(not_before))
+            if pending.invite_issued.unwrap_or(i64::MIN) <= not_before.unix_timestamp() =>
+        {
+            tracing::info!(company, member, provider = %provider, "connect callback refused: the link it started from was revoked or used meanwhile");
+            return refused(
+                StatusCode::FORBIDDEN,
+                "The connect link you started from was revoked, or used to connect, while you were signing in: ask your admin for a new one.",
+            );
+        }
+        Ok(_) => {}
+        Err(error) => return store_failure(&error),
     }
     if let Some(error) = query.get("error") {
         tracing::info!(company, member, provider = %provider, error = %error, "connect flow refused by the provider");
