@@ -560,6 +560,33 @@ fn the_image_holds_only_the_binary_and_the_default_config() {
         containerfile
             .contains("install -D -m 0644 config/datacap.toml /staging/etc/datacap/datacap.toml")
     );
+    // The licence goes with the binary (issue 17 §6), under /usr (the first COPY).
+    assert!(
+        containerfile.contains("install -D -m 0644 LICENSE /staging/usr/share/doc/datacap/LICENSE")
+    );
+    assert!(copies[0].contains("/staging/usr /usr"), "{}", copies[0]);
+    // Exactly three things are staged: the binary, the config and the licence (and the
+    // empty state directory).
+    let staged: Vec<&str> = containerfile
+        .split_whitespace()
+        .filter(|word| word.starts_with("/staging/"))
+        .collect();
+    assert_eq!(
+        staged
+            .iter()
+            .filter(|path| !path.ends_with('/') && path.matches('/').count() > 3)
+            .copied()
+            .collect::<BTreeSet<_>>(),
+        [
+            "/staging/etc/datacap/datacap.toml",
+            "/staging/usr/local/bin/datacap",
+            "/staging/usr/share/doc/datacap/LICENSE",
+            "/staging/var/lib/datacap",
+        ]
+        .into_iter()
+        .collect(),
+        "{staged:?}"
+    );
     // The build context is an allowlist.
     let ignore =
         std::fs::read_to_string(repo().join("deploy/container/Containerfile.dockerignore"))
@@ -572,9 +599,40 @@ fn the_image_holds_only_the_binary_and_the_default_config() {
     assert_eq!(rules.first(), Some(&"*"), "everything is ignored first");
     for admitted in rules.iter().filter_map(|rule| rule.strip_prefix('!')) {
         assert!(
-            ["Cargo.toml", "Cargo.lock", "crates/", "migrations/"].contains(&admitted)
+            [
+                "Cargo.toml",
+                "Cargo.lock",
+                "LICENSE",
+                "crates/",
+                "migrations/"
+            ]
+            .contains(&admitted)
                 || admitted.starts_with("config/"),
             "{admitted}: the context admits only sources"
         );
     }
+    assert!(
+        rules.contains(&"!LICENSE"),
+        "the licence enters the build context"
+    );
+}
+
+/// The licence file at the root is the one `Cargo.toml` declares for every crate.
+#[test]
+fn the_licence_file_is_the_declared_licence() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = manifest.parse().expect("Cargo.toml parses");
+    let declared = manifest["workspace"]["package"]["license"]
+        .as_str()
+        .expect("workspace.package.license");
+    assert_eq!(declared, "Apache-2.0");
+    let licence = std::fs::read_to_string(repo().join("LICENSE")).expect("a LICENSE file");
+    let words: Vec<&str> = licence.split_whitespace().collect();
+    assert_eq!(
+        words.get(..4),
+        Some(&["Apache", "License", "Version", "2.0,"][..]),
+        "the Apache License 2.0 text"
+    );
+    assert!(licence.contains("TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION"));
+    assert!(licence.contains("END OF TERMS AND CONDITIONS"));
 }

@@ -46,6 +46,10 @@ granted_scopes = ["https://www.googleapis.com/auth/gmail.readonly"]
 [[tenant.user]]
 email = "mallory@initech.example"
 
+# The account Google reports for peter's mailbox under the alias the tenants file declares.
+[[tenant.user]]
+email = "pgibbons@initech.example"
+
 [[tenant]]
 name = "contoso"
 provider = "microsoft"
@@ -64,6 +68,10 @@ events = 2
 
 [[tenant.user]]
 email = "mallory@contoso.example"
+
+# The account Graph reports for megan's mailbox under her declared alias.
+[[tenant.user]]
+email = "megan.b@contoso.example"
 "#;
 
 const TENANTS: &str = r#"
@@ -78,6 +86,7 @@ credentials = { client_id = "initech-client.apps.googleusercontent.com", client_
 [[companies.members]]
 id = "peter"
 email = "peter@initech.example"
+aliases = ["PGibbons@initech.example"]
 
 [[companies.members]]
 id = "denier"
@@ -98,6 +107,7 @@ credentials = { tenant_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", client_id = 
 [[companies.members]]
 id = "megan"
 email = "megan@contoso.example"
+aliases = ["megan.b@contoso.example"]
 "#;
 
 const OPERATOR: &str = "operator-token-for-the-web-test";
@@ -401,6 +411,22 @@ impl Web {
         format!("/connect/{provider}/start?invite={invite}")
     }
 
+    /// [`Web::link`], issued a second from now: later than a revocation made now (issue
+    /// times are whole seconds, and a link issued in the revocation's second is void).
+    fn link_issued_after_now(&self, provider: &str, company: &str, member: &str) -> String {
+        let key = datacap_web::InviteKey::new(datacap_web::auth::signing_key(
+            &secrecy::SecretString::from(SIGNING),
+        ));
+        let now = time::OffsetDateTime::now_utc();
+        let invite = key.invite_issued(
+            company,
+            member,
+            now + time::Duration::seconds(1),
+            now + time::Duration::days(1),
+        );
+        format!("/connect/{provider}/start?invite={invite}")
+    }
+
     /// Follows a connect link through the sim's consent screen; the callback the sim
     /// sends the browser to, with the browser's binding cookie.
     fn consent(&self, link: &str) -> Callback {
@@ -592,6 +618,74 @@ fn a_consent_by_someone_else_is_refused_on_both_providers() {
     assert_eq!(web.grants(), ["peter:connected"]);
     let logs = web.logs();
     assert!(!logs.contains("1//sim-"), "no refresh token in the logs");
+}
+
+/// A member's known alias (the tenants file's `aliases`) signs in as the member: the grant
+/// is stored; an address that is neither the member's nor an alias still stores nothing.
+#[test]
+fn a_known_alias_connects_and_any_other_address_is_refused() {
+    let web = Web::start();
+    for (provider, company, member, alias, someone) in [
+        (
+            "google",
+            "initech",
+            "peter",
+            "pgibbons@initech.example",
+            "mallory@initech.example",
+        ),
+        (
+            "microsoft",
+            "contoso",
+            "megan",
+            "megan.b@contoso.example",
+            "mallory@contoso.example",
+        ),
+    ] {
+        let wrong = web.consent_as(&web.link(provider, company, member), Some(someone));
+        let (status, _, body) = web.finish(&wrong);
+        assert_eq!(status, 403, "{provider}: {body}");
+        assert!(
+            body.contains(&format!("You signed in as {someone}")),
+            "{provider}: {body}"
+        );
+        assert!(
+            !web.grants().iter().any(|grant| grant.starts_with(member)),
+            "{provider}: nothing stored for {member}"
+        );
+        let aliased = web.consent_as(&web.link(provider, company, member), Some(alias));
+        let (status, _, body) = web.finish(&aliased);
+        assert_eq!(status, 200, "{provider}: {body}\n{}", web.logs());
+        assert!(body.contains("is connected to"), "{provider}: {body}");
+        assert!(
+            web.grants().contains(&format!("{member}:connected")),
+            "{provider}: {:?}",
+            web.grants()
+        );
+    }
+    assert_eq!(web.grants(), ["megan:connected", "peter:connected"]);
+}
+
+/// `datacap revoke-invites` while the member is at the provider's consent screen: the
+/// callback redeems nothing, stores nothing and says why; a new link works.
+#[test]
+fn a_link_revoked_during_the_sign_in_connects_nobody() {
+    let web = Web::start();
+    let pending = web.consent(&web.link("google", "initech", "peter"));
+    web.datacap(&["revoke-invites", "--member", "peter"]);
+    let (status, _, body) = web.finish(&pending);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("was revoked, or used to connect, while you were signing in"),
+        "{body}"
+    );
+    assert!(body.contains("Nothing was stored"), "{body}");
+    assert!(web.grants().is_empty(), "nothing stored");
+    assert_eq!(web.email_reason("initech", "peter"), "member_not_connected");
+    // A link issued after the revocation (a later second) connects.
+    let after = web.link_issued_after_now("google", "initech", "peter");
+    let (status, _, body) = web.finish(&web.consent(&after));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(web.grants(), ["peter:connected"]);
 }
 
 #[test]

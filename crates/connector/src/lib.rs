@@ -4,6 +4,7 @@
 //! types and the HTTP plumbing that the Google and Microsoft connectors share, so that the
 //! worker knows nothing about either provider and neither provider knows the worker.
 
+pub mod code_flow;
 pub mod gate;
 pub mod http;
 pub mod job;

@@ -7,7 +7,8 @@
 //!
 //! The five endpoints are typed calls on reqwest rather than the generated `google-*`
 //! crates: one HTTP stack and one error path that sees the status and headers of every
-//! answer (see ARCHITECTURE.md).
+//! answer (see ARCHITECTURE.md). The connect flow's code exchange alone is the `oauth2`
+//! crate's, with [`TokenError`] as its error type.
 
 mod auth;
 mod calendar;
@@ -22,12 +23,13 @@ mod session;
 
 use std::time::Instant;
 
+use datacap_connector::code_flow::CodeError;
 use datacap_connector::http::ClientError;
 use datacap_connector::{
     Attempt, Connector, Failure, ImportJob, JobAuth, OAuthClient, RefusedCheck, build_client,
 };
 use datacap_core::{Channel, Outcome, Provider};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tracing::Instrument;
 
 pub use auth::{CALENDAR_SCOPE, DIRECTORY_SCOPE, GMAIL_SCOPE};
@@ -69,8 +71,8 @@ pub struct CodeGrant {
     pub refresh_token: SecretString,
     /// The scopes the member granted, space separated.
     pub scope: String,
-    /// The access token issued with it: the connect flow asks Gmail whose mailbox it
-    /// opens (`users.getProfile`) before it stores anything.
+    /// The access token issued with it: the connect flow asks Google whose account it
+    /// is (`tokeninfo`) before it stores anything.
     pub access_token: SecretString,
 }
 
@@ -132,27 +134,56 @@ impl GoogleConnector {
         redirect_uri: &str,
         pkce_verifier: Option<&SecretString>,
     ) -> Result<CodeGrant, ExchangeError> {
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("client_id", client.client_id.as_str()),
-            ("client_secret", client.client_secret.expose_secret()),
-        ];
-        if let Some(verifier) = pkce_verifier {
-            form.push(("code_verifier", verifier.expose_secret()));
-        }
-        let requests = std::sync::atomic::AtomicU32::new(0);
-        let minted = session::post_token(
-            &self.inner,
-            mapping::Grant::Code,
-            &form,
-            &requests,
+        // On the `oauth2` crate (issue 17 §2), through our own HTTP client; the answer's
+        // status and headers come back beside the crate's result for the mapping.
+        let redeemed = datacap_connector::code_flow::redeem_code::<TokenError>(
+            &self.inner.http,
             &datacap_connector::Gate::open(),
+            &datacap_connector::code_flow::CodeRedemption {
+                token_url: &self.inner.config.token_url,
+                client,
+                code,
+                redirect_uri,
+                verifier: pkce_verifier,
+                extra_params: &[],
+                headers: &[],
+                max_body_bytes: self.inner.config.http.max_body_bytes,
+                throttle_scope: mapping::token_throttle_scope(),
+            },
         )
-        .await
-        .map_err(ExchangeError)?;
-        let Some(refresh_token) = minted.refresh_token else {
+        .await;
+        let tokens = match redeemed {
+            Ok(tokens) => tokens,
+            Err(CodeError::Failed(failure)) => {
+                session::log_call("token", failure.http_status, None, failure.outcome);
+                return Err(ExchangeError(failure));
+            }
+            Err(CodeError::Answered { answer, error }) if (200..300).contains(&answer.status) => {
+                let _ = error;
+                session::log_call("token", Some(answer.status), None, Outcome::ProviderError);
+                return Err(ExchangeError(
+                    Failure::new(
+                        Outcome::ProviderError,
+                        "the code exchange answer is not a token",
+                    )
+                    .with_answer(
+                        answer.status,
+                        datacap_connector::request_id(&answer.headers),
+                    ),
+                ));
+            }
+            Err(CodeError::Answered { answer, error }) => {
+                return Err(ExchangeError(session::token_refused(
+                    mapping::Grant::Code,
+                    answer.status,
+                    &answer.headers,
+                    &answer.error_body,
+                    error,
+                )));
+            }
+        };
+        session::log_call("token", Some(tokens.answer.status), None, Outcome::Success);
+        let Some(refresh_token) = tokens.refresh_token else {
             return Err(ExchangeError(Failure::new(
                 Outcome::ProviderError,
                 "the code exchange answer carries no refresh token",
@@ -160,8 +191,8 @@ impl GoogleConnector {
         };
         Ok(CodeGrant {
             refresh_token,
-            scope: minted.scope.unwrap_or_default(),
-            access_token: minted.access_token,
+            scope: tokens.scope.unwrap_or_default(),
+            access_token: tokens.access_token,
         })
     }
 

@@ -6,11 +6,12 @@
 //! envelopes of providers/google.md §1 (flat OAuth token errors, the nested REST envelope)
 //! each have their own type.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 // ---- token endpoint (providers/google.md §1.2, §2, §3) ------------------------------------
 
-/// A successful token answer (JWT-bearer, refresh or authorization-code grant).
+/// A successful token answer (JWT-bearer or refresh grant; the connect flow's code grant
+/// is parsed by the `oauth2` crate).
 #[derive(Deserialize)]
 pub(crate) struct TokenAnswer {
     pub access_token: String,
@@ -19,20 +20,31 @@ pub(crate) struct TokenAnswer {
     /// Granted scopes, space separated (refresh and code grants).
     #[serde(default)]
     pub scope: Option<String>,
-    /// Code grant only.
-    #[serde(default)]
-    pub refresh_token: Option<String>,
 }
 
 /// The flat OAuth error: `{"error": "...", "error_description": "...", "error_subtype": ...}`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+/// Also the `oauth2` crate's error type of the connect flow's code redemption, so that
+/// the mapping sees every field.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct TokenError {
     pub error: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_subtype: Option<String>,
 }
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)?;
+        if let Some(description) = &self.error_description {
+            write!(f, ": {description}")?;
+        }
+        Ok(())
+    }
+}
+
+impl datacap_connector::code_flow::ErrorResponse for TokenError {}
 
 // ---- REST envelope (providers/google.md §1.1) ----------------------------------------------
 

@@ -48,10 +48,9 @@ pub(crate) struct Minted {
     pub access_token: SecretString,
     pub expires_in: u64,
     pub scope: Option<String>,
-    pub refresh_token: Option<SecretString>,
 }
 
-/// Sends a token request and maps its answer (shared by attempts and `exchange_code`).
+/// Sends a token request (delegation or refresh) and maps its answer.
 pub(crate) async fn post_token(
     inner: &Inner,
     grant: Grant,
@@ -90,7 +89,6 @@ pub(crate) async fn post_token(
                     access_token: SecretString::from(answer.access_token),
                     expires_in: answer.expires_in.unwrap_or(3600),
                     scope: answer.scope,
-                    refresh_token: answer.refresh_token.map(SecretString::from),
                 })
             }
             Err(error) => {
@@ -109,12 +107,25 @@ pub(crate) async fn post_token(
         };
     }
     let parsed = serde_json::from_slice::<TokenError>(&body).ok();
+    Err(token_refused(grant, status, &headers, &body, parsed))
+}
+
+/// The failure of a token answer that is not a token: the mapping of its envelope
+/// (`parsed`), its status, request id and `Retry-After`, logged (shared by the token
+/// requests above and the connect flow's code redemption on the `oauth2` crate).
+pub(crate) fn token_refused(
+    grant: Grant,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    parsed: Option<TokenError>,
+) -> Failure {
     let outcome = match &parsed {
         Some(error) => mapping::token_outcome(grant, status, error),
         None if status == 429 => Outcome::RateLimited,
         None => Outcome::ProviderError,
     };
-    log_unmapped(outcome, status, &body);
+    log_unmapped(outcome, status, body);
     let mut failure = Failure {
         outcome,
         http_status: Some(status),
@@ -123,11 +134,11 @@ pub(crate) async fn post_token(
             .as_ref()
             .and_then(|e| e.error_description.clone())
             .or_else(|| Some(format!("token endpoint answered {status}"))),
-        request_id: id,
+        request_id: request_id(headers),
         retry_after: None,
     };
     if outcome == Outcome::RateLimited {
-        failure.retry_after = retry_after(&headers, SystemTime::now());
+        failure.retry_after = retry_after(headers, SystemTime::now());
     }
     log_call(
         "token",
@@ -135,7 +146,7 @@ pub(crate) async fn post_token(
         failure.error_code.as_deref(),
         outcome,
     );
-    Err(failure)
+    failure
 }
 
 /// A 4xx that no mapping row knows ends as `provider_error` (transient) and is logged
@@ -150,7 +161,12 @@ fn log_unmapped(outcome: Outcome, http_status: u16, body: &[u8]) {
     }
 }
 
-fn log_call(endpoint: &str, http_status: Option<u16>, error_code: Option<&str>, outcome: Outcome) {
+pub(crate) fn log_call(
+    endpoint: &str,
+    http_status: Option<u16>,
+    error_code: Option<&str>,
+    outcome: Outcome,
+) {
     if outcome == Outcome::Success {
         tracing::debug!(
             endpoint,

@@ -16,7 +16,7 @@ use datacap_connector::{
 use datacap_core::{Channel, Outcome};
 use datacap_google::{CALENDAR_SCOPE, GMAIL_SCOPE, GoogleConfig, GoogleConnector};
 use datacap_sim::{Scenario, Sim, SimHandle};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -256,6 +256,15 @@ impl Harness {
 
     /// Signs `user` in through the sim's consent screen and exchanges the code.
     async fn connect_member(&self, user: &str, scopes: &[&str]) -> datacap_google::CodeGrant {
+        let code = self.code_for(user, scopes).await;
+        self.connector
+            .exchange_code(&oauth_client(), &code, REDIRECT, None)
+            .await
+            .expect("code exchange")
+    }
+
+    /// Signs `user` in through the sim's consent screen: the authorization code.
+    async fn code_for(&self, user: &str, scopes: &[&str]) -> String {
         let response = self
             .http
             .get(&self.sim.endpoints().google_authorize_url)
@@ -277,15 +286,10 @@ impl Harness {
             .expect("redirect with a code")
             .to_owned();
         let url = reqwest::Url::parse(&location).expect("location url");
-        let code = url
-            .query_pairs()
+        url.query_pairs()
             .find(|(k, _)| k == "code")
             .map(|(_, v)| v.into_owned())
-            .expect("code in redirect");
-        self.connector
-            .exchange_code(&oauth_client(), &code, REDIRECT, None)
-            .await
-            .expect("code exchange")
+            .expect("code in redirect")
     }
 }
 
@@ -1490,7 +1494,7 @@ async fn no_secret_reaches_the_logs() {
         logs.contains("http_status=401"),
         "call outcomes carry http_status"
     );
-    let refresh = secrecy::ExposeSecret::expose_secret(&grant.refresh_token).to_owned();
+    let refresh = grant.refresh_token.expose_secret().to_owned();
     let key_line = KEY_PEM.lines().nth(3).expect("a line of the key");
     let debug = format!("{attempts:?} {member_job:?} {grant:?} {:?}", h.connector);
     for (name, secret) in [
@@ -1612,6 +1616,69 @@ async fn code_exchange_checks_pkce_and_single_use() {
         again.0.error_message.as_deref(),
         Some("Code was already redeemed.")
     );
+    h.sim.shutdown().await;
+}
+
+/// The connect flow's code exchange runs on the `oauth2` crate (issue 17 §2), and what the
+/// status model reads still arrives: the HTTP status, `Retry-After`, the flat token
+/// error's `error` and `error_description`, and an answer that is neither a token nor
+/// that envelope (Google's 429 is the REST envelope).
+#[tokio::test]
+async fn the_code_exchange_keeps_the_status_headers_and_error_of_the_answer() {
+    let h = start().await;
+    let user = "ada@acme.example";
+    let code = h.code_for(user, &[GMAIL_SCOPE]).await;
+    h.fault(
+        user,
+        json!({ "fault": "rate_limited", "endpoint": "token", "times": 1, "retry_after": 7 }),
+    )
+    .await;
+    let throttled = h
+        .connector
+        .exchange_code(&oauth_client(), &code, REDIRECT, None)
+        .await
+        .expect_err("throttled");
+    assert_eq!(throttled.0.outcome, Outcome::RateLimited, "{throttled}");
+    assert_eq!(throttled.0.http_status, Some(429));
+    assert_eq!(throttled.0.retry_after, Some(Duration::from_secs(7)));
+
+    h.fault(
+        user,
+        json!({ "fault": "invalid_client", "endpoint": "token", "times": 1 }),
+    )
+    .await;
+    let refused = h
+        .connector
+        .exchange_code(&oauth_client(), &code, REDIRECT, None)
+        .await
+        .expect_err("unknown client");
+    let envelope = datacap_google::TokenError {
+        error: "invalid_client".to_owned(),
+        error_description: Some("The OAuth client was not found.".to_owned()),
+        error_subtype: None,
+    };
+    assert_eq!(
+        refused.0.outcome,
+        datacap_google::mapping::token_outcome(
+            datacap_google::mapping::Grant::Code,
+            401,
+            &envelope
+        )
+    );
+    assert_eq!(refused.0.http_status, Some(401));
+    assert_eq!(refused.0.error_code.as_deref(), Some("invalid_client"));
+    assert_eq!(
+        refused.0.error_message.as_deref(),
+        Some("The OAuth client was not found.")
+    );
+    // The faults fired before the code was redeemed: it still works once.
+    let grant = h
+        .connector
+        .exchange_code(&oauth_client(), &code, REDIRECT, None)
+        .await
+        .expect("redeemed");
+    assert_eq!(grant.scope, GMAIL_SCOPE);
+    assert!(!format!("{grant:?}").contains(grant.refresh_token.expose_secret()));
     h.sim.shutdown().await;
 }
 

@@ -10,12 +10,14 @@
 
 use datacap_connector::ThrottleScope;
 use datacap_core::Outcome;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 // ---- token endpoint -------------------------------------------------------------------
 
-/// The Entra ID token-endpoint error envelope (providers/microsoft.md §1.1).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// The Entra ID token-endpoint error envelope (providers/microsoft.md §1.1). Also the
+/// `oauth2` crate's error type of the connect flow's code redemption, so that every field
+/// reaches [`classify_token_error`] there too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct TokenErrorBody {
     /// OAuth2 class string (`invalid_grant`, `invalid_client`, …).
@@ -31,6 +33,18 @@ pub struct TokenErrorBody {
     /// Entra's correlation id (our `client-request-id` when we send one).
     pub correlation_id: Option<String>,
 }
+
+impl std::fmt::Display for TokenErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)?;
+        if let Some(code) = self.error_codes.first() {
+            write!(f, " (AADSTS{code})")?;
+        }
+        Ok(())
+    }
+}
+
+impl datacap_connector::code_flow::ErrorResponse for TokenErrorBody {}
 
 impl TokenErrorBody {
     /// Parses an error body; `None` when it is not the documented envelope.

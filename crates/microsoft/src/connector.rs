@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use datacap_connector::code_flow::{self, CodeError};
 use datacap_connector::{
     Attempt, Connector, Failure, Gate, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
     OAuthClient, RotatedToken, TokenRequest, build_client, read_body, transport_failure,
@@ -28,7 +29,7 @@ use uuid::Uuid;
 
 use crate::MicrosoftError;
 use crate::classify::{
-    GraphErrorInfo, GraphVerdict, Need, classify_graph_error, graph_throttle_scope,
+    GraphErrorInfo, GraphVerdict, Need, TokenErrorBody, classify_graph_error, graph_throttle_scope,
 };
 use crate::config::MicrosoftConfig;
 use crate::delta::{CalendarSink, DeltaSink, MAIL_SELECT, MailSink};
@@ -140,25 +141,56 @@ impl MicrosoftConnector {
     ) -> Result<TokenGrant, MicrosoftError> {
         let tenant = client.tenant.as_deref().unwrap_or(DEFAULT_MEMBER_TENANT);
         let config = &self.inner.config;
-        request_token(
+        let Some(url) = crate::token::token_url(&config.login_base, tenant) else {
+            return Err(MicrosoftError::Provider(Failure::new(
+                Outcome::ProviderError,
+                format!("cannot build the token url for tenant `{tenant}`"),
+            )));
+        };
+        let request_id = Uuid::new_v4();
+        // On the `oauth2` crate (issue 17 §2), through our own HTTP client; the answer's
+        // status and headers come back beside the crate's result for the mapping.
+        let redeemed = code_flow::redeem_code::<TokenErrorBody>(
             &self.inner.http,
-            &config.login_base,
-            config.http.max_body_bytes,
-            tenant,
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", &client.client_id),
-                ("client_secret", expose(&client.client_secret)),
-                ("code", code),
-                ("redirect_uri", redirect_uri),
-                ("code_verifier", expose(pkce_verifier)),
-                ("scope", &config.delegated_scope),
-            ],
-            Uuid::new_v4(),
             &Gate::open(),
+            &code_flow::CodeRedemption {
+                token_url: url.as_str(),
+                client,
+                code,
+                redirect_uri,
+                verifier: Some(pkce_verifier),
+                extra_params: &[("scope", &config.delegated_scope)],
+                headers: &[
+                    ("client-request-id", request_id.to_string()),
+                    ("return-client-request-id", "true".to_owned()),
+                ],
+                max_body_bytes: config.http.max_body_bytes,
+                throttle_scope: crate::classify::token_throttle_scope(),
+            },
         )
-        .await
-        .map_err(MicrosoftError::Provider)
+        .await;
+        match redeemed {
+            Ok(tokens) => Ok(TokenGrant {
+                access_token: tokens.access_token,
+                expires_in: tokens.expires_in.unwrap_or(3600),
+                refresh_token: tokens.refresh_token,
+                scope: tokens.scope,
+            }),
+            Err(CodeError::Failed(failure)) => Err(MicrosoftError::Provider(failure)),
+            Err(CodeError::Answered { answer, .. }) if (200..300).contains(&answer.status) => Err(
+                MicrosoftError::Provider(crate::token::not_a_token(answer.status, &answer.headers)),
+            ),
+            Err(CodeError::Answered { answer, error }) => {
+                Err(MicrosoftError::Provider(crate::token::token_refused(
+                    answer.status,
+                    &answer.headers,
+                    &answer.error_body,
+                    error.filter(|envelope| !envelope.error.is_empty()),
+                    "authorization_code",
+                    tenant,
+                )))
+            }
+        }
     }
 
     /// Lists the tenant's directory users (company-wide discovery), guests and disabled

@@ -6,7 +6,8 @@
 //! view. Every provider answer becomes one outcome of STATUS_MODEL.md through the pure
 //! mapping in [`classify`]; base URLs are configuration ([`MicrosoftConfig`]), which is how
 //! national clouds and the sim are reached. Written on reqwest with typed models rather
-//! than graph-rs-sdk, whose token endpoint cannot be redirected (ARCHITECTURE.md).
+//! than graph-rs-sdk, whose token endpoint cannot be redirected (ARCHITECTURE.md); the
+//! connect flow's code redemption alone is the `oauth2` crate's.
 
 pub mod classify;
 mod config;

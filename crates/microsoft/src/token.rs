@@ -1,11 +1,13 @@
-//! The Entra ID v2.0 token endpoint: client credentials (app-only), refresh grant
-//! (user-by-user, with rotation) and authorization-code redemption (the connect flow).
+//! The Entra ID v2.0 token endpoint: client credentials (app-only) and the refresh grant
+//! (user-by-user, with rotation), and the mapping of a refused token answer that the
+//! connect flow's authorization-code redemption (on the `oauth2` crate,
+//! `datacap_connector::code_flow`) shares.
 //!
-//! Written directly on reqwest rather than on an OAuth crate because the answer's
+//! The two grants of every import are written directly on reqwest because the answer's
 //! `error_codes`, `suberror`, `trace_id`, `correlation_id`, HTTP status and headers all
-//! decide or document the outcome, and standard OAuth error types drop them
-//! (PROVIDERS.md, "Crates named in the brief"). Secrets travel as `SecretString` and are
-//! exposed only while the form body is encoded.
+//! decide or document the outcome, and an OAuth crate's error type drops the status and
+//! headers (PROVIDERS.md, "Crates named in the brief"; ARCHITECTURE.md). Secrets travel
+//! as `SecretString` and are exposed only while the form body is encoded.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -92,28 +94,54 @@ pub(crate) async fn request_token(
         response.headers(),
         crate::classify::token_throttle_scope(),
     );
-    let header_request_id = datacap_connector::request_id(response.headers());
-    let retry_after =
-        datacap_connector::retry_after(response.headers(), std::time::SystemTime::now());
+    let headers = response.headers().clone();
     let body = read_body(response, max_body_bytes).await?;
     if (200..300).contains(&status) {
-        let grant = parse_grant(&body).ok_or_else(|| {
-            Failure::new(
-                Outcome::ProviderError,
-                "the token endpoint answered 2xx with a body that is not a token",
-            )
-            .with_answer(status, header_request_id.clone())
-        })?;
+        let grant = parse_grant(&body).ok_or_else(|| not_a_token(status, &headers))?;
         debug!(
             http_status = status,
             grant_type,
             tenant,
-            request_id = header_request_id.as_deref().unwrap_or(""),
+            request_id = datacap_connector::request_id(&headers)
+                .as_deref()
+                .unwrap_or(""),
             "entra token issued"
         );
         return Ok(grant);
     }
-    let parsed = TokenErrorBody::parse(&body);
+    Err(token_refused(
+        status,
+        &headers,
+        &body,
+        TokenErrorBody::parse(&body),
+        grant_type,
+        tenant,
+    ))
+}
+
+/// A 2xx answer whose body is not a token.
+pub(crate) fn not_a_token(status: u16, headers: &reqwest::header::HeaderMap) -> Failure {
+    Failure::new(
+        Outcome::ProviderError,
+        "the token endpoint answered 2xx with a body that is not a token",
+    )
+    .with_answer(status, datacap_connector::request_id(headers))
+}
+
+/// The failure of a token answer that is not a token: the outcome of its envelope
+/// (`parsed`: `error_codes` first, then `suberror`, then `error`), the message with the
+/// suberror, trace and correlation ids, the request id and `Retry-After`, logged. Shared
+/// by the requests above and the connect flow's code redemption on the `oauth2` crate.
+pub(crate) fn token_refused(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    parsed: Option<TokenErrorBody>,
+    grant_type: &str,
+    tenant: &str,
+) -> Failure {
+    let header_request_id = datacap_connector::request_id(headers);
+    let retry_after = datacap_connector::retry_after(headers, std::time::SystemTime::now());
     let outcome = classify_token_error(status, parsed.as_ref());
     if (400..500).contains(&status)
         && status != 429
@@ -125,7 +153,7 @@ pub(crate) async fn request_token(
         // cut) so that a row can be added (issue 21 §4).
         warn!(
             http_status = status,
-            body = %datacap_connector::redacted_body(&body),
+            body = %datacap_connector::redacted_body(body),
             "entra answer no mapping row knows: kept as provider_error"
         );
     }
@@ -174,7 +202,7 @@ pub(crate) async fn request_token(
         outcome = %outcome,
         "entra token refused"
     );
-    Err(failure)
+    failure
 }
 
 fn parse_grant(body: &[u8]) -> Option<TokenGrant> {
@@ -200,7 +228,7 @@ fn parse_grant(body: &[u8]) -> Option<TokenGrant> {
     })
 }
 
-fn token_url(login_base: &str, tenant: &str) -> Option<reqwest::Url> {
+pub(crate) fn token_url(login_base: &str, tenant: &str) -> Option<reqwest::Url> {
     let mut url = reqwest::Url::parse(login_base).ok()?;
     url.path_segments_mut()
         .ok()?

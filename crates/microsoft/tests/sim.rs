@@ -20,7 +20,8 @@ use datacap_connector::{
 };
 use datacap_core::{Channel, Outcome};
 use datacap_microsoft::{
-    MicrosoftConfig, MicrosoftConnector, RefreshTokenSink, RotatedRefreshToken, SinkError,
+    MicrosoftConfig, MicrosoftConnector, MicrosoftError, RefreshTokenSink, RotatedRefreshToken,
+    SinkError,
 };
 use datacap_sim::{Scenario, Sim, SimHandle};
 use secrecy::{ExposeSecret, SecretString};
@@ -236,6 +237,18 @@ impl Env {
 
     /// The connect flow: authorize as `user` with PKCE, then `exchange_code`.
     async fn connect(&self, connector: &MicrosoftConnector, user: &str) -> SecretString {
+        let (code, verifier) = self.authorize(user).await;
+        let grant = connector
+            .exchange_code(&fabrikam_client(), &code, REDIRECT, &verifier)
+            .await
+            .expect("code redeemed");
+        grant
+            .refresh_token
+            .expect("offline_access gives a refresh token")
+    }
+
+    /// Authorizes `user` with PKCE on the sim's consent screen: the code and its verifier.
+    async fn authorize(&self, user: &str) -> (String, SecretString) {
         let verifier = format!(
             "verifier-{}-0123456789abcdefghijklmnop",
             Uuid::new_v4().simple()
@@ -268,19 +281,82 @@ impl Env {
             .find(|(k, _)| k == "code")
             .map(|(_, v)| v.into_owned())
             .expect("code");
-        let grant = connector
-            .exchange_code(
-                &fabrikam_client(),
-                &code,
-                REDIRECT,
-                &SecretString::from(verifier),
-            )
-            .await
-            .expect("code redeemed");
-        grant
-            .refresh_token
-            .expect("offline_access gives a refresh token")
+        (code, SecretString::from(verifier))
     }
+}
+
+/// The connect flow's code redemption runs on the `oauth2` crate (issue 17 §2), and what
+/// the status model reads still arrives: the HTTP status, `Retry-After`, and Entra's
+/// `error`, `error_codes`, `suberror`, `trace_id` and `correlation_id`.
+#[tokio::test]
+async fn the_code_redemption_keeps_entras_error_codes_trace_and_retry_after() {
+    let env = Env::start().await;
+    let connector = env.connector(|_| {});
+    let user = "megan@fabrikam.example";
+    let (code, verifier) = env.authorize(user).await;
+    env.fault(
+        "fabrikam",
+        Some(user),
+        "consent_required",
+        json!({ "endpoint": "token", "times": 1 }),
+    )
+    .await;
+    let refused = connector
+        .exchange_code(&fabrikam_client(), &code, REDIRECT, &verifier)
+        .await
+        .expect_err("consent required");
+    let MicrosoftError::Provider(failure) = refused else {
+        panic!("not a provider failure: {refused:?}");
+    };
+    // AADSTS65001 decides (the catalogue's row), not the `invalid_grant` class.
+    assert_eq!(failure.outcome, Outcome::NotAuthorized, "{failure}");
+    assert_eq!(failure.http_status, Some(400));
+    assert_eq!(failure.error_code.as_deref(), Some("invalid_grant"));
+    let message = failure.error_message.clone().unwrap_or_default();
+    assert!(message.starts_with("AADSTS65001"), "{message}");
+    for part in [
+        "(suberror consent_required)",
+        "; trace_id ",
+        "; correlation_id ",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    assert!(
+        failure.request_id.is_some(),
+        "the trace id is the request id"
+    );
+
+    env.fault(
+        "fabrikam",
+        Some(user),
+        "tenant_throttled",
+        json!({ "endpoint": "token", "times": 1, "retry_after": 7 }),
+    )
+    .await;
+    let throttled = connector
+        .exchange_code(&fabrikam_client(), &code, REDIRECT, &verifier)
+        .await
+        .expect_err("throttled");
+    let MicrosoftError::Provider(failure) = throttled else {
+        panic!("not a provider failure: {throttled:?}");
+    };
+    assert_eq!(failure.outcome, Outcome::RateLimited, "{failure}");
+    assert_eq!(failure.http_status, Some(429));
+    assert_eq!(failure.retry_after, Some(Duration::from_secs(7)));
+
+    // The faults fired before the code was redeemed: it still works, once.
+    let grant = connector
+        .exchange_code(&fabrikam_client(), &code, REDIRECT, &verifier)
+        .await
+        .expect("redeemed");
+    assert!(grant.refresh_token.is_some());
+    assert!(grant.scope.is_some_and(|scope| scope.contains("Mail.Read")));
+    let again = connector
+        .exchange_code(&fabrikam_client(), &code, REDIRECT, &verifier)
+        .await
+        .expect_err("single use");
+    assert_eq!(again.outcome(), Some(Outcome::GrantInvalid));
+    env.sim.shutdown().await;
 }
 
 fn contoso_app() -> JobAuth {

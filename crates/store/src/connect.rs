@@ -47,8 +47,8 @@ impl Backend {
         let sealed = key.seal(pending.company_id, pending.member_id, pending.verifier);
         sqlx::query(
             "INSERT INTO connect_states (state_hash, provider, company_id, member_id, \
-             verifier_ciphertext, key_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             verifier_ciphertext, key_id, created_at, expires_at, invite_issued_at, \
+             invite_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(pending.state_hash)
         .bind(pending.provider.as_str())
@@ -58,6 +58,8 @@ impl Backend {
         .bind(sealed.key_id)
         .bind(DbTime::new(now))
         .bind(DbTime::new(pending.expires_at))
+        .bind(pending.invite_issued)
+        .bind(pending.invite_expires)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -82,15 +84,36 @@ impl Backend {
             return Ok(None);
         }
         let mut tx = self.begin_write().await?;
-        let row: Option<(String, String, String, Vec<u8>, String, DbTime)> = sqlx::query_as(
+        type Taken = (
+            String,
+            String,
+            String,
+            Vec<u8>,
+            String,
+            DbTime,
+            Option<i64>,
+            Option<i64>,
+        );
+        let row: Option<Taken> = sqlx::query_as(
             "DELETE FROM connect_states WHERE state_hash = $1 RETURNING provider, company_id, \
-             member_id, verifier_ciphertext, key_id, expires_at",
+             member_id, verifier_ciphertext, key_id, expires_at, invite_issued_at, \
+             invite_expires_at",
         )
         .bind(state_hash)
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        let Some((provider, company_id, member_id, bytes, key_id, expires_at)) = row else {
+        let Some((
+            provider,
+            company_id,
+            member_id,
+            bytes,
+            key_id,
+            expires_at,
+            invite_issued,
+            invite_expires,
+        )) = row
+        else {
             return Ok(None);
         };
         let verifier: SecretString =
@@ -102,6 +125,8 @@ impl Backend {
             member_id,
             verifier,
             expires_at: expires_at.0,
+            invite_issued,
+            invite_expires,
         }))
     }
 
@@ -133,6 +158,18 @@ impl Backend {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The known aliases of `member_id` (the tenants file's `aliases`), as declared; empty
+    /// for an unknown member.
+    pub async fn member_aliases(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT aliases FROM members WHERE id = $1")
+            .bind(member_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row
+            .map(|(aliases,)| aliases.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default())
     }
 
     /// The time before which `member_id`'s connect links are void, if any were revoked.

@@ -364,6 +364,12 @@ impl Store {
         dispatch!(self.revoke_invites(member_id, now))
     }
 
+    /// The known aliases of `member_id` (the tenants file's `aliases`); empty for an
+    /// unknown member.
+    pub async fn member_aliases(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.member_aliases(member_id))
+    }
+
     /// The time before which `member_id`'s connect links are void, if any were revoked.
     pub async fn invites_not_before(
         &self,

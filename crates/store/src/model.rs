@@ -247,6 +247,10 @@ pub struct NewConnectState<'a> {
     /// The PKCE code verifier (sealed in the database).
     pub verifier: &'a secrecy::SecretString,
     pub expires_at: OffsetDateTime,
+    /// The connect link the sign-in started from: its issue and expiry times (Unix
+    /// seconds, as signed in it), for the callback to check it again.
+    pub invite_issued: i64,
+    pub invite_expires: i64,
 }
 
 /// A pending sign-in taken back by the callback.
@@ -256,6 +260,10 @@ pub struct ConnectState {
     pub member_id: String,
     pub verifier: secrecy::SecretString,
     pub expires_at: OffsetDateTime,
+    /// The issue and expiry times of the connect link it started from (Unix seconds);
+    /// `None` for a sign-in stored before they were kept.
+    pub invite_issued: Option<i64>,
+    pub invite_expires: Option<i64>,
 }
 
 impl std::fmt::Debug for ConnectState {
@@ -266,6 +274,8 @@ impl std::fmt::Debug for ConnectState {
             .field("member_id", &self.member_id)
             .field("verifier", &"[redacted]")
             .field("expires_at", &self.expires_at)
+            .field("invite_issued", &self.invite_issued)
+            .field("invite_expires", &self.invite_expires)
             .finish()
     }
 }

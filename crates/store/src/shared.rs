@@ -416,7 +416,7 @@ impl Backend {
             // statements, not a million.
             for chunk in company.members.chunks(APPLY_CHUNK) {
                 let mut upsert = QueryBuilder::<Db>::new(
-                    "INSERT INTO members (id, company_id, email, has_recording_seat, \
+                    "INSERT INTO members (id, company_id, email, aliases, has_recording_seat, \
                      recording_enabled, email_import, calendar_import, \
                      import_non_recorded_meetings, active, created_at, updated_at, \
                      deactivated_at) ",
@@ -426,6 +426,7 @@ impl Backend {
                     row.push_bind(member.id.clone())
                         .push_bind(company.id.clone())
                         .push_bind(member.email.clone())
+                        .push_bind(member.aliases.join(" "))
                         .push_bind(settings.has_recording_seat)
                         .push_bind(settings.recording_enabled)
                         .push_bind(settings.email_import)
@@ -438,7 +439,7 @@ impl Backend {
                 });
                 upsert.push(
                     " ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
-                     has_recording_seat = excluded.has_recording_seat, \
+                     aliases = excluded.aliases, has_recording_seat = excluded.has_recording_seat, \
                      recording_enabled = excluded.recording_enabled, \
                      email_import = excluded.email_import, \
                      calendar_import = excluded.calendar_import, \

@@ -55,6 +55,9 @@ pub struct TenantCompany {
 pub struct TenantMember {
     pub id: String,
     pub email: String,
+    /// Other addresses of the member's own mailbox (`aliases = [...]`): the connect flow
+    /// accepts an account that signs in under one of them as the member's.
+    pub aliases: Vec<String>,
     /// `connection` is always `None` here: a member's own grant is stored by the OAuth
     /// connect flow, not declared.
     pub settings: MemberSettings,
@@ -115,6 +118,8 @@ impl Default for RawCompanySettings {
 struct RawMember {
     id: String,
     email: String,
+    #[serde(default)]
+    aliases: Vec<String>,
     #[serde(default = "yes")]
     active: bool,
     /// The seat that recording needs.
@@ -382,9 +387,26 @@ fn validate(raw: Vec<RawEntry>, reader: &mut Reader<'_>) -> Tenants {
             let Some(member) = entry.member else {
                 continue;
             };
+            // Aliases follow the address's rules: well-formed, and no address twice in a
+            // company (an alias that is a colleague's address would let the colleague
+            // connect as this member).
+            for (a, alias) in member.aliases.iter().enumerate() {
+                let field = at(&format!("aliases[{a}]"));
+                if let Err(detail) = check_email(alias) {
+                    reader.problem(&field, detail);
+                } else if alias.eq_ignore_ascii_case(&member.email) {
+                    reader.problem(&field, format!("alias {alias:?} is the member's own email"));
+                } else if !emails.insert(alias.to_lowercase()) {
+                    reader.problem(
+                        &field,
+                        format!("address {alias:?} appears twice in this company"),
+                    );
+                }
+            }
             members.push(TenantMember {
                 id: member.id,
                 email: member.email,
+                aliases: member.aliases,
                 settings: MemberSettings {
                     has_recording_seat: member.seat,
                     recording_enabled: member.recording_enabled,
@@ -590,7 +612,7 @@ email = "bob@acme.test"
             "5: companies[0].provider: unknown variant `gmail`, expected one of `google_workspace`, `microsoft_365`, `none`\n\
              8: companies[0].credentials.client_secret: inline secrets are not allowed; reference it with client_secret_file = \"/path\" or client_secret_env = \"VAR\"\n\
              13: companies[0].members[0].seat: invalid type: string \"yes\", expected a boolean\n\
-             14: companies[0].members[0].saet: unknown field `saet`, expected one of `id`, `email`, `active`, `seat`, `recording_enabled`, `email_import`, `calendar_import`, `import_non_recorded_meetings`\n\
+             14: companies[0].members[0].saet: unknown field `saet`, expected one of `id`, `email`, `aliases`, `active`, `seat`, `recording_enabled`, `email_import`, `calendar_import`, `import_non_recorded_meetings`\n\
              18: companies[0].members[1].id: member id \"ana\" appears twice\n\
              19: companies[0].members[1].email: \"bob-at-acme\" is not an email address\n\
              21: extra: unknown field `extra`, expected `companies`",
@@ -602,6 +624,56 @@ email = "bob@acme.test"
         check_error(
             "[[companies]]\nprovider = \"none\"\nconnection_mode = \"company_wide\"\n\n[[companies]]\nid = \"b\"\nprovider = 3\nconnection_mode = \"company_wide\"\n",
             "1: companies[0]: missing field `id`\n7: companies[1].provider: wanted string or table",
+        );
+    }
+
+    #[test]
+    fn aliases_are_addresses_by_the_same_rules() {
+        let with = |aliases: &str| {
+            GOOD.replace(
+                "email = \"ana@acme.test\"",
+                &format!("email = \"ana@acme.test\"\naliases = {aliases}"),
+            )
+        };
+        let tenants =
+            parse_tenants(&with("[\"Ana.Lopez@acme.test\", \"ana@acme-old.test\"]")).unwrap();
+        assert_eq!(
+            tenants.companies[0].members[0].aliases,
+            ["Ana.Lopez@acme.test", "ana@acme-old.test"]
+        );
+        assert!(
+            parse_tenants(GOOD).unwrap().companies[0].members[1]
+                .aliases
+                .is_empty()
+        );
+        check_error(
+            &with("[\"ana.lopez\"]"),
+            "13: companies[0].members[0].aliases[0]: \"ana.lopez\" is not an email address",
+        );
+        check_error(
+            &with("[\"ANA@acme.test\"]"),
+            "13: companies[0].members[0].aliases[0]: alias \"ANA@acme.test\" is the member's own email",
+        );
+        // A colleague's address, or the same alias twice, would make two members of one
+        // mailbox (the later of the two is named).
+        check_error(
+            &with("[\"a@acme.test\", \"Bob@acme.test\"]"),
+            "19: companies[0].members[1].email: email \"bob@acme.test\" appears twice in this company",
+        );
+        check_error(
+            &GOOD.replace(
+                "email = \"bob@acme.test\"",
+                "email = \"bob@acme.test\"\naliases = [\"ANA@acme.test\"]",
+            ),
+            "19: companies[0].members[1].aliases[0]: address \"ANA@acme.test\" appears twice in this company",
+        );
+        check_error(
+            &with("[\"a@acme.test\", \"A@acme.test\"]"),
+            "13: companies[0].members[0].aliases[1]: address \"A@acme.test\" appears twice in this company",
+        );
+        check_error(
+            &with("\"a@acme.test\""),
+            "13: companies[0].members[0].aliases: invalid type: string \"a@acme.test\", expected a sequence",
         );
     }
 
@@ -651,7 +723,7 @@ email = "bob@acme.test"
                 "[[companies.members]]\nid = \"bob\"",
                 "[[companies.members]]\nidd = \"bob\"",
             ),
-            "16: companies[0].members[1]: missing field `id`\n17: companies[0].members[1].idd: unknown field `idd`, expected one of `id`, `email`, `active`, `seat`, `recording_enabled`, `email_import`, `calendar_import`, `import_non_recorded_meetings`",
+            "16: companies[0].members[1]: missing field `id`\n17: companies[0].members[1].idd: unknown field `idd`, expected one of `id`, `email`, `aliases`, `active`, `seat`, `recording_enabled`, `email_import`, `calendar_import`, `import_non_recorded_meetings`",
         );
         check_error(
             "[[companies]]\nid = \"x\"\nprovider = ",

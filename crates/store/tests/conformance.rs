@@ -2361,6 +2361,48 @@ async fn invite_revocations_only_move_forward(backend: Backend) {
     ));
 }
 
+async fn member_aliases_are_stored_and_replaced_by_apply(backend: Backend) {
+    let db = applied(backend).await;
+    assert!(
+        db.store
+            .member_aliases("gil")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let aliased = TENANTS.replace(
+        "email = \"gil@globex.test\"",
+        "email = \"gil@globex.test\"\naliases = [\"G.Grissom@globex.test\", \"gil@globex-old.test\"]",
+    );
+    db.store
+        .apply_tenants(&parse_tenants(&aliased).expect("aliases parse"), NOW)
+        .await
+        .expect("apply");
+    assert_eq!(
+        db.store.member_aliases("gil").await.expect("read"),
+        ["G.Grissom@globex.test", "gil@globex-old.test"]
+    );
+    // The file is the truth: aliases it no longer lists are gone.
+    db.store
+        .apply_tenants(&parse_tenants(TENANTS).unwrap(), NOW)
+        .await
+        .expect("apply");
+    assert!(
+        db.store
+            .member_aliases("gil")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .member_aliases("nobody")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
 async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
     let db = applied(backend).await;
     let key = key("primary", 7);
@@ -2373,6 +2415,8 @@ async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
             member_id: "gil",
             verifier: &verifier,
             expires_at,
+            invite_issued: NOW.unix_timestamp() - 60,
+            invite_expires: (NOW + Duration::days(3)).unix_timestamp(),
         };
     db.store
         .put_connect_state(
@@ -2400,6 +2444,12 @@ async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
     assert_eq!(taken.provider, datacap_core::Provider::Microsoft365);
     assert_eq!(taken.verifier.expose_secret(), verifier.expose_secret());
     assert_eq!(taken.expires_at, NOW + Duration::minutes(10));
+    // The link it started from comes back for the callback's checks.
+    assert_eq!(taken.invite_issued, Some(NOW.unix_timestamp() - 60));
+    assert_eq!(
+        taken.invite_expires,
+        Some((NOW + Duration::days(3)).unix_timestamp())
+    );
     assert!(format!("{taken:?}").contains("[redacted]"));
     assert!(!format!("{taken:?}").contains("pkce-verifier"));
     // Single use: a replay finds nothing; an unknown state finds nothing.
@@ -2504,4 +2554,5 @@ conformance!(
     member_attempts_are_newest_first_bounded_and_scoped,
     connect_states_are_single_use_sealed_and_bound,
     invite_revocations_only_move_forward,
+    member_aliases_are_stored_and_replaced_by_apply,
 );

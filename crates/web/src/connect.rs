@@ -4,13 +4,15 @@
 //!    The invite is an HMAC-signed, expiring token naming company and member (the key is
 //!    `[web]`'s signing key), so nobody can make a link for someone else.
 //! 2. `start` stores a single-use, expiring `state` (only its SHA-256; `connect_states`)
-//!    with a sealed PKCE verifier, and redirects to the provider's authorize URL with the
-//!    S256 challenge and the member's address as login hint.
+//!    with a sealed PKCE verifier, and redirects to the provider's authorize URL (built by
+//!    the `oauth2` crate) with the S256 challenge and the member's address as login hint.
 //! 3. `callback` takes the state back (once: a replay finds nothing), checks it has not
-//!    expired and names this provider, refuses a provider error (`access_denied`), redeems
+//!    expired and names this provider, that the member and the link it started from still
+//!    hold (not revoked or expired meanwhile), refuses a provider error (`access_denied`), redeems
 //!    the code with the verifier (through [`Exchange`], which the binary implements with
-//!    the connectors), checks the granted scopes and, when the provider says who signed
-//!    in, that it is the member's mailbox. Only then does it store the sealed refresh
+//!    the connectors), checks that the account the provider says signed in is the
+//!    member's (its primary address or a known alias from the tenants file) and the
+//!    granted scopes. Only then does it store the sealed refresh
 //!    token (the member becomes connected) and make the member due for an immediate poll.
 //!
 //! Every refusal is a page saying what happened and what to do; none stores a grant.
@@ -214,6 +216,16 @@ impl InviteKey {
         invite: &str,
         now: OffsetDateTime,
     ) -> Result<(String, String, i64), InviteProblem> {
+        self.check_invite(invite, now)
+            .map(|checked| (checked.company, checked.member, checked.issued))
+    }
+
+    /// A valid invite, with its issue and expiry times.
+    pub fn check_invite(
+        &self,
+        invite: &str,
+        now: OffsetDateTime,
+    ) -> Result<CheckedInvite, InviteProblem> {
         let (payload, signature) = invite.rsplit_once('.').ok_or(InviteProblem::Malformed)?;
         let signature = unb64(signature).ok_or(InviteProblem::Malformed)?;
         if !verify(self.key.expose_secret(), "invite", payload, &signature) {
@@ -241,8 +253,24 @@ impl InviteKey {
         if expires <= now.unix_timestamp() {
             return Err(InviteProblem::Expired);
         }
-        Ok((company, member, issued))
+        Ok(CheckedInvite {
+            company,
+            member,
+            issued,
+            expires,
+        })
     }
+}
+
+/// What a valid invite names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedInvite {
+    pub company: String,
+    pub member: String,
+    /// Unix seconds (`i64::MIN` for links made before invites carried it).
+    pub issued: i64,
+    /// Unix seconds.
+    pub expires: i64,
 }
 
 /// The path segment of a provider in connect URLs.
@@ -363,7 +391,12 @@ pub(crate) async fn start(
             "This link has no invite: use the personal connect link your admin sent you.",
         );
     };
-    let (company_id, member_id, issued) = match setup.invites.check_issued(invite, now) {
+    let CheckedInvite {
+        company: company_id,
+        member: member_id,
+        issued,
+        expires: invite_expires,
+    } = match setup.invites.check_invite(invite, now) {
         Ok(found) => found,
         Err(InviteProblem::Expired) => {
             return refused(StatusCode::FORBIDDEN, "This connect link has expired.");
@@ -423,7 +456,6 @@ pub(crate) async fn start(
     };
     let state_text = b64(&state_bytes);
     let verifier = SecretString::from(b64(&verifier_bytes));
-    let challenge = b64(&Sha256::digest(verifier.expose_secret().as_bytes()));
     let pending = NewConnectState {
         state_hash: &state_hash(&state_text),
         provider,
@@ -431,6 +463,8 @@ pub(crate) async fn start(
         member_id: &member_id,
         verifier: &verifier,
         expires_at: now + setup.state_ttl,
+        invite_issued: issued,
+        invite_expires,
     };
     if let Err(error) = app.store.put_connect_state(&pending, &setup.key, now).await {
         return store_failure(&error);
@@ -453,31 +487,37 @@ pub(crate) async fn start(
             ),
         );
     }
-    let mut url = form_urlencoded::Serializer::new(String::new());
-    url.append_pair("client_id", &sign_in.client_id)
-        .append_pair("redirect_uri", &redirect_uri)
-        .append_pair("response_type", "code")
-        .append_pair("scope", &client.scope)
-        .append_pair("state", &state_text)
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("login_hint", &context.member_email);
-    // Google: only accounts of the member's own Workspace domain on the account chooser
-    // (`hd`; a hint, checked for real after the exchange).
-    if provider == Provider::GoogleWorkspace
-        && let Some((_, domain)) = context.member_email.rsplit_once('@')
-    {
-        url.append_pair("hd", domain);
-    }
-    for (name, value) in &client.extra {
-        url.append_pair(name, value);
-    }
-    let separator = if sign_in.authorize_url.contains('?') {
-        '&'
-    } else {
-        '?'
+    let location = match authorize_location(&AuthorizeRequest {
+        sign_in: &sign_in,
+        redirect_uri: &redirect_uri,
+        scope: &client.scope,
+        state: &state_text,
+        verifier: &verifier,
+        member_email: &context.member_email,
+        // Google: only accounts of the member's own Workspace domain on the account
+        // chooser (`hd`; a hint, checked for real after the exchange).
+        hosted_domain: (provider == Provider::GoogleWorkspace)
+            .then(|| {
+                context
+                    .member_email
+                    .rsplit_once('@')
+                    .map(|(_, domain)| domain)
+            })
+            .flatten(),
+        extra: &client.extra,
+    }) {
+        Ok(location) => location,
+        Err(what) => {
+            tracing::warn!(company = %company_id, provider = %provider, what, "connect flow cannot build the authorize url");
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "Connecting to {} is misconfigured on this datacap: its {what} is not a URL.",
+                    provider.display_name()
+                ),
+            );
+        }
     };
-    let location = format!("{}{separator}{}", sign_in.authorize_url, url.finish());
     tracing::info!(company = %company_id, member = %member_id, provider = %provider, "connect flow started");
     // `SameSite=Lax`: the provider's redirect back is a cross-site top-level navigation,
     // which a `Strict` cookie would not accompany.
@@ -500,6 +540,59 @@ pub(crate) async fn start(
         ],
     )
         .into_response()
+}
+
+/// What the provider's authorize URL carries.
+struct AuthorizeRequest<'a> {
+    sign_in: &'a SignIn,
+    redirect_uri: &'a str,
+    /// Space separated.
+    scope: &'a str,
+    state: &'a str,
+    /// The PKCE verifier (43 base64url characters of 32 random bytes); the URL carries
+    /// its S256 challenge.
+    verifier: &'a SecretString,
+    member_email: &'a str,
+    hosted_domain: Option<&'a str>,
+    extra: &'a [(String, String)],
+}
+
+/// The provider's authorize URL with the request's parameters, built by the `oauth2`
+/// crate (response type, client, redirect URI, scopes, state, the S256 challenge of the
+/// verifier); `Err` names the value that is not a URL.
+fn authorize_location(request: &AuthorizeRequest<'_>) -> Result<String, &'static str> {
+    use oauth2::{
+        AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    };
+    let auth_url =
+        AuthUrl::new(request.sign_in.authorize_url.clone()).map_err(|_| "authorize endpoint")?;
+    let redirect_uri =
+        RedirectUrl::new(request.redirect_uri.to_owned()).map_err(|_| "redirect URI")?;
+    let client = oauth2::basic::BasicClient::new(ClientId::new(request.sign_in.client_id.clone()))
+        .set_auth_uri(auth_url)
+        .set_redirect_uri(redirect_uri);
+    let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+        request.verifier.expose_secret().to_owned(),
+    ));
+    let state = request.state.to_owned();
+    let mut authorize = client
+        .authorize_url(|| CsrfToken::new(state))
+        .add_scopes(
+            request
+                .scope
+                .split_whitespace()
+                .map(|s| Scope::new(s.to_owned())),
+        )
+        .set_pkce_challenge(challenge)
+        .add_extra_param("login_hint", request.member_email);
+    if let Some(domain) = request.hosted_domain {
+        authorize = authorize.add_extra_param("hd", domain);
+    }
+    for (name, value) in request.extra {
+        authorize = authorize.add_extra_param(name.as_str(), value.as_str());
+    }
+    let (url, _) = authorize.url();
+    Ok(url.into())
 }
 
 /// A granted scope in the form the required list uses.
@@ -594,6 +687,31 @@ pub(crate) async fn callback(
             "Your company no longer connects member by member with this provider.",
         );
     }
+    // The link the sign-in started from must still hold: it may have expired, or been
+    // revoked (`datacap revoke-invites`, or used to connect in another tab) meanwhile.
+    if pending
+        .invite_expires
+        .is_some_and(|expires| expires <= now.unix_timestamp())
+    {
+        tracing::info!(company, member, provider = %provider, "connect callback refused: the link it started from expired meanwhile");
+        return refused(
+            StatusCode::FORBIDDEN,
+            "The connect link you started from expired while you were signing in: ask your admin for a new one.",
+        );
+    }
+    match app.store.invites_not_before(member).await {
+        Ok(Some(not_before))
+            if pending.invite_issued.unwrap_or(i64::MIN) <= not_before.unix_timestamp() =>
+        {
+            tracing::info!(company, member, provider = %provider, "connect callback refused: the link it started from was revoked or used meanwhile");
+            return refused(
+                StatusCode::FORBIDDEN,
+                "The connect link you started from was revoked, or used to connect, while you were signing in: ask your admin for a new one.",
+            );
+        }
+        Ok(_) => {}
+        Err(error) => return store_failure(&error),
+    }
     if let Some(error) = query.get("error") {
         tracing::info!(company, member, provider = %provider, error = %error, "connect flow refused by the provider");
         let text = if error == "access_denied" {
@@ -645,9 +763,15 @@ pub(crate) async fn callback(
             );
         }
     };
+    // The member's known aliases (the tenants file's `aliases`) count as the member's.
+    let aliases = match app.store.member_aliases(member).await {
+        Ok(aliases) => aliases,
+        Err(error) => return store_failure(&error),
+    };
     if let Err(problem) = whose_mailbox(
         &grant.identity,
         &context.member_email,
+        &aliases,
         context.credential_refs.get("tenant_id").map(String::as_str),
     ) {
         let signed_in = grant.identity.addresses.first().map_or("", String::as_str);
@@ -740,20 +864,24 @@ enum Mismatch {
 }
 
 /// The account that signed in must be the member's mailbox: one of its addresses is the
-/// member's address, and (Microsoft, when the company's tenant is known) its `tid` is the
-/// company's tenant.
+/// member's address or one of the member's known aliases (compared without case), and
+/// (Microsoft, when the company's tenant is known) its `tid` is the company's tenant.
 fn whose_mailbox(
     identity: &Identity,
     member_email: &str,
+    member_aliases: &[String],
     company_tenant: Option<&str>,
 ) -> Result<(), Mismatch> {
-    let member_email = member_email.trim();
-    if member_email.is_empty()
-        || !identity
-            .addresses
+    let members: Vec<&str> = std::iter::once(member_email)
+        .chain(member_aliases.iter().map(String::as_str))
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .collect();
+    if !identity.addresses.iter().any(|address| {
+        members
             .iter()
-            .any(|address| address.trim().eq_ignore_ascii_case(member_email))
-    {
+            .any(|own| address.trim().eq_ignore_ascii_case(own))
+    }) {
         return Err(Mismatch::Address);
     }
     if let Some(expected) = company_tenant
@@ -823,11 +951,72 @@ mod tests {
         member: &str,
         tenant: Option<&str>,
     ) -> Result<(), Mismatch> {
+        check_aliased(addresses, tid, member, &[], tenant)
+    }
+
+    /// The same, with the member's known aliases.
+    fn check_aliased(
+        addresses: &[&str],
+        tid: Option<&str>,
+        member: &str,
+        aliases: &[&str],
+        tenant: Option<&str>,
+    ) -> Result<(), Mismatch> {
         let identity = Identity {
             addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
             tenant_id: tid.map(str::to_owned),
         };
-        whose_mailbox(&identity, member, tenant)
+        let aliases: Vec<String> = aliases.iter().map(|a| (*a).to_owned()).collect();
+        whose_mailbox(&identity, member, &aliases, tenant)
+    }
+
+    #[test]
+    fn a_known_alias_is_the_members_own_address() {
+        const T: &str = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d";
+        let peter = "peter@initech.example";
+        let aliases = ["P.Gibbons@initech.example", "peter@initech-old.example"];
+        // Google's tokeninfo reports the alias the member is declared under, case aside.
+        assert_eq!(
+            check_aliased(&["p.gibbons@initech.example"], None, peter, &aliases, None),
+            Ok(())
+        );
+        assert_eq!(
+            check_aliased(&["peter@initech-old.example"], None, peter, &aliases, None),
+            Ok(())
+        );
+        // The primary address still counts beside the aliases.
+        assert_eq!(check_aliased(&[peter], None, peter, &aliases, None), Ok(()));
+        // An address that is neither.
+        assert_eq!(
+            check_aliased(&["mallory@initech.example"], None, peter, &aliases, None),
+            Err(Mismatch::Address)
+        );
+        // An empty alias is no wildcard.
+        assert_eq!(
+            check_aliased(&[""], None, peter, &["", " "], None),
+            Err(Mismatch::Address)
+        );
+        // Graph: the alias as `mail`; the tenant still decides.
+        assert_eq!(
+            check_aliased(
+                &["megan.b@contoso.example", "0f1e@contoso.example"],
+                Some(T),
+                "megan@contoso.example",
+                &["megan.b@contoso.example"],
+                Some(T)
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_aliased(
+                &["megan.b@contoso.example"],
+                Some("00000000-0000-0000-0000-000000000001"),
+                "megan@contoso.example",
+                &["megan.b@contoso.example"],
+                Some(T)
+            ),
+            Err(Mismatch::Tenant)
+        );
     }
 
     #[test]

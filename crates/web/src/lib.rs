@@ -33,7 +33,9 @@ use datacap_store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, Denied, Principal};
-pub use connect::{ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn};
+pub use connect::{
+    CheckedInvite, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn,
+};
 pub use guard::CONTENT_SECURITY_POLICY;
 pub use listener::Limits;
 

@@ -1025,6 +1025,80 @@ async fn connect_callback_rechecks_the_member() {
     assert_eq!(grant_row(&h).await, None);
 }
 
+/// The link a sign-in started from is checked again at the callback: revoked (`datacap
+/// revoke-invites`) or expired between start and callback, nothing is redeemed or stored,
+/// and the page says why.
+#[tokio::test]
+async fn connect_callback_rechecks_the_invite() {
+    let h = harness().await;
+    // Revoked while the member was at the provider.
+    let state = params(&start(&h).await)["state"].clone();
+    h.store
+        .revoke_invites("gil", OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    refused_before_redeeming(
+        &h,
+        &state,
+        "was revoked, or used to connect, while you were signing in",
+    )
+    .await;
+
+    // A link that expires while the member signs in (its expiry moved into the past in
+    // the database file, rather than waiting for the clock).
+    let later = OffsetDateTime::now_utc() + Duration::seconds(2);
+    let invite = h
+        .invites
+        .invite_issued("globex", "gil", later, later + Duration::days(1));
+    let answer = get(
+        h.addr,
+        &format!("/connect/microsoft/start?invite={invite}"),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let state = params(answer.header("location").unwrap())["state"].clone();
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", h._dir.path().join("web.sqlite").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let moved = sqlx::query("UPDATE connect_states SET invite_expires_at = $1")
+            .bind((OffsetDateTime::now_utc() - Duration::seconds(1)).unix_timestamp())
+            .execute(&mut db)
+            .await
+            .unwrap();
+        assert_eq!(moved.rows_affected(), 1);
+    }
+    refused_before_redeeming(
+        &h,
+        &state,
+        "The connect link you started from expired while you were signing in",
+    )
+    .await;
+}
+
+/// The callback of `state` is refused with `text` (403), before any code is redeemed, and
+/// nothing is stored.
+async fn refused_before_redeeming(h: &Harness, state: &str, text: &str) {
+    let answer = callback(
+        h,
+        &format!("/connect/microsoft/callback?state={state}&code=code-1"),
+    )
+    .await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(answer.body.contains(text), "{}", answer.body);
+    assert!(
+        answer.body.contains("Nothing was stored"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        h.exchange.lock().unwrap().calls.is_empty(),
+        "no code redeemed"
+    );
+    assert_eq!(grant_row(h).await, None);
+}
+
 #[tokio::test]
 async fn every_answer_carries_the_security_headers() {
     let h = harness().await;

@@ -287,6 +287,7 @@ fn tenants(members: usize) -> Tenants {
                 .map(|index| TenantMember {
                     id: format!("u{index}"),
                     email: format!("u{index}@{DOMAIN}"),
+                    aliases: Vec::new(),
                     settings: member_settings,
                     active: true,
                 })
