@@ -347,7 +347,7 @@ fn setup_of(state: &WebState) -> Result<Arc<crate::App>, Response> {
     let app = crate::page::app_of(state)?;
     if app.connect.is_none() {
         return Err(message(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
             "Connecting is not set up",
             "This datacap has no connect flow configured ([web] signing key, public_url, [encryption] and the providers' OAuth clients).",
             None,
@@ -367,7 +367,7 @@ pub(crate) async fn start(
         Err(response) => return response,
     };
     let Some(setup) = app.connect.as_ref() else {
-        return refused(StatusCode::SERVICE_UNAVAILABLE, "Connecting is not set up.");
+        return refused(StatusCode::NOT_FOUND, "Connecting is not set up.");
     };
     let Some(provider) = provider_of_segment(&segment) else {
         return refused(
@@ -377,7 +377,7 @@ pub(crate) async fn start(
     };
     let Some(client) = setup.provider(provider) else {
         return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
             &format!(
                 "Connecting to {} is not set up on this datacap.",
                 provider.display_name()
@@ -480,7 +480,7 @@ pub(crate) async fn start(
     if sign_in.client_id.is_empty() {
         tracing::warn!(company = %company_id, provider = %provider, "connect flow has no oauth client for this company");
         return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
             &format!(
                 "Connecting to {} is not set up for your company yet: your admin must configure its OAuth client.",
                 provider.display_name()
@@ -615,7 +615,7 @@ pub(crate) async fn callback(
         Err(response) => return response,
     };
     let Some(setup) = app.connect.as_ref() else {
-        return refused(StatusCode::SERVICE_UNAVAILABLE, "Connecting is not set up.");
+        return refused(StatusCode::NOT_FOUND, "Connecting is not set up.");
     };
     let Some(provider) = provider_of_segment(&segment) else {
         return refused(
@@ -735,7 +735,7 @@ pub(crate) async fn callback(
     };
     let Some(client) = setup.provider(provider) else {
         return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
             "Connecting to this provider is not set up.",
         );
     };

@@ -335,9 +335,15 @@ mod tests {
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "/metrics").await;
         assert!(metrics.contains("datacap_attempts_total 1"));
-        // Without the app, the page says so rather than failing.
+        // Without the app, the page says so (a 404 page: nothing is failing).
         let page = get(addr, "/companies/acme/members").await;
-        assert!(page.starts_with("HTTP/1.1 503"), "{page}");
+        assert!(page.starts_with("HTTP/1.1 404"), "{page}");
+        assert!(
+            page.contains("only answers health, readiness and metrics"),
+            "{page}"
+        );
+        let connect = get(addr, "/connect/microsoft/start?invite=x").await;
+        assert!(connect.starts_with("HTTP/1.1 404"), "{connect}");
         cancel.cancel();
         task.await.unwrap().unwrap();
     }

@@ -64,11 +64,12 @@ fn render(status: StatusCode, template: &impl Template) -> Response {
     }
 }
 
-/// The app, or a 503 page when this server was started without one.
+/// The app, or a 404 page when this server was started without one (a feature that is
+/// not set up is not a server failure).
 pub(crate) fn app_of(state: &WebState) -> Result<Arc<App>, Response> {
     state.app.clone().ok_or_else(|| {
         message(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
             "Not available",
             "This server only answers health, readiness and metrics.",
             None,

@@ -1404,7 +1404,8 @@ async fn connect_start_signs_in_with_the_companys_own_client() {
         &[],
     )
     .await;
-    assert_eq!(answer.status, 503, "{}", answer.body);
+    // A feature that is not set up is a documented 404 page, never a 5xx (issue 20 §5).
+    assert_eq!(answer.status, 404, "{}", answer.body);
     assert!(
         answer.body.contains("not set up for your company"),
         "{}",
