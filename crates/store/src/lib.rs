@@ -16,6 +16,7 @@ mod postgres;
 mod rows;
 mod sqlite;
 mod tenants;
+mod webhooks;
 
 use datacap_core::{Icon, MemberConnection, Reason};
 use secrecy::SecretString;
@@ -32,7 +33,10 @@ pub use model::{
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tenants::{
-    TenantCompany, TenantMember, Tenants, TenantsError, TenantsErrors, parse_tenants,
+    TenantCompany, TenantMember, TenantWebhook, Tenants, TenantsError, TenantsErrors, parse_tenants,
+};
+pub use webhooks::{
+    DeliveryNext, EndpointReport, EventType, SecretRef, WebhookDelivery, WebhookTry,
 };
 
 /// Which database a URL names.
@@ -370,6 +374,70 @@ impl Store {
         member_id: &str,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         dispatch!(self.invites_not_before(member_id))
+    }
+
+    /// Leases the heads of up to `limit` webhook endpoints' queues to `owner` for `lease`
+    /// (each endpoint's oldest pending delivery, when due).
+    pub async fn claim_webhook_deliveries(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        dispatch!(self.claim_webhook_deliveries(owner, now, lease, limit))
+    }
+
+    /// Records a try of a leased delivery and its next state; false when the lease was
+    /// lost (nothing written).
+    pub async fn record_webhook_try(
+        &self,
+        delivery: &WebhookDelivery,
+        attempt: &WebhookTry,
+        next: DeliveryNext,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.record_webhook_try(delivery, attempt, next))
+    }
+
+    /// Gives a leased delivery back untried.
+    pub async fn release_webhook_delivery(
+        &self,
+        delivery: &WebhookDelivery,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.release_webhook_delivery(delivery))
+    }
+
+    /// Every webhook endpoint of every company or one, with its delivery health.
+    pub async fn webhook_endpoints(
+        &self,
+        company_id: Option<&str>,
+    ) -> Result<Vec<EndpointReport>, StoreError> {
+        dispatch!(self.webhook_endpoints(company_id))
+    }
+
+    /// Sends the event `event_id` again to every endpoint it went to; returns how many
+    /// deliveries were made pending.
+    pub async fn redeliver_event(
+        &self,
+        event_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.redeliver_event(event_id, now))
+    }
+
+    /// Makes every delivery that died at or after `since` pending again.
+    pub async fn redeliver_dead_since(
+        &self,
+        since: OffsetDateTime,
+        company_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.redeliver_dead_since(since, company_id, now))
+    }
+
+    /// When the oldest undelivered webhook event began waiting; `None` when none waits.
+    pub async fn oldest_undelivered_webhook(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        dispatch!(self.oldest_undelivered_webhook())
     }
 
     /// Closes the connection pools.

@@ -31,6 +31,9 @@ use crate::model::{
 };
 use crate::rows::{AttemptRow, ChangeRow, EmailRow, EventRow, IconRow, SyncRow};
 use crate::tenants::Tenants;
+use crate::webhooks::{
+    BannerChange, OutboxEvent, StatusChange, banner_changed, new_event_id, status_changed,
+};
 
 /// The (company id, member id) a key-check canary is sealed for; tenant ids are never
 /// empty, so no member row can share it.
@@ -46,6 +49,8 @@ struct MemberContext {
     /// The member and its company are active: only then do the company's banners count
     /// the member.
     counted: bool,
+    /// The member's address, for the events its status changes send.
+    member_email: String,
 }
 
 macro_rules! member_context_select {
@@ -53,8 +58,8 @@ macro_rules! member_context_select {
         "SELECT m.id, m.company_id, m.has_recording_seat, m.recording_enabled, m.email_import, \
          m.calendar_import, m.import_non_recorded_meetings, c.provider, c.connection_mode, \
          c.permission_given, c.email_authorized, c.calendar_authorized, c.import_email, \
-         c.import_calendar, c.import_non_recorded_meetings, g.state, m.active AND c.active \
-         FROM members m JOIN companies c ON c.id = m.company_id \
+         c.import_calendar, c.import_non_recorded_meetings, g.state, m.active AND c.active, \
+         m.email FROM members m JOIN companies c ON c.id = m.company_id \
          LEFT JOIN member_grants g ON g.member_id = m.id"
     };
 }
@@ -89,6 +94,7 @@ fn member_context(row: &<Db as sqlx::Database>::Row) -> Result<MemberContext, St
     };
     Ok(MemberContext {
         counted: row.try_get(16)?,
+        member_email: row.try_get(17)?,
         member_id: row.try_get(0)?,
         company_id: row.try_get(1)?,
         member: MemberSettings {
@@ -313,6 +319,33 @@ fn fail_point(options: &WriteOptions, point: FailPoint) -> Result<(), StoreError
     Ok(())
 }
 
+/// The `company.banner_changed` event of a banner whose count went from `from` to `to`
+/// (the text is the banner's at its new count, or at its last one when it cleared).
+fn banner_event(
+    company_id: &str,
+    code: BannerCode,
+    provider: Provider,
+    from: i64,
+    to: i64,
+    now: OffsetDateTime,
+) -> OutboxEvent {
+    let text = banner_text(code, provider, to_u32(if to == 0 { from } else { to }));
+    banner_changed(
+        &new_event_id(),
+        &BannerChange {
+            company_id,
+            code: code.as_str(),
+            color: code.color().as_str(),
+            provider: provider.as_str(),
+            from_count: from,
+            to_count: to,
+            message: &text.message,
+            resolution: &text.resolution,
+        },
+        now,
+    )
+}
+
 fn json_list(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -500,11 +533,58 @@ impl Backend {
                 summary.companies_deactivated += 1;
             }
         }
+        self.apply_webhooks_in(&mut tx, tenants, at).await?;
         for company in &tenants.companies {
             self.recompute_company_in(&mut tx, &company.id, now).await?;
         }
         tx.commit().await?;
         Ok(summary)
+    }
+
+    /// Upserts every declared webhook endpoint and deactivates the ones the file no longer
+    /// lists (their deliveries kept; declared again, they resume). Before the statuses
+    /// are recomputed, so the changes `apply` itself causes reach the new endpoints.
+    async fn apply_webhooks_in(
+        &self,
+        tx: &mut Tx,
+        tenants: &Tenants,
+        at: DbTime,
+    ) -> Result<(), StoreError> {
+        let existing: Vec<(String, String)> =
+            sqlx::query_as("SELECT company_id, id FROM webhook_endpoints WHERE active")
+                .fetch_all(&mut **tx)
+                .await?;
+        let mut declared = HashSet::new();
+        for company in &tenants.companies {
+            for webhook in &company.webhooks {
+                let events: Vec<&str> = webhook.events.iter().map(|e| e.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO webhook_endpoints (company_id, id, url, secret_ref, events,                      active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6)                      ON CONFLICT (company_id, id) DO UPDATE SET url = excluded.url,                      secret_ref = excluded.secret_ref, events = excluded.events, active = TRUE,                      updated_at = excluded.updated_at",
+                )
+                .bind(&company.id)
+                .bind(&webhook.id)
+                .bind(&webhook.url)
+                .bind(webhook.secret.to_json())
+                .bind(serde_json::to_string(&events).unwrap_or_else(|_| "[]".to_owned()))
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+                declared.insert((company.id.as_str(), webhook.id.as_str()));
+            }
+        }
+        for (company_id, id) in &existing {
+            if !declared.contains(&(company_id.as_str(), id.as_str())) {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET active = FALSE, updated_at = $3                      WHERE company_id = $1 AND id = $2",
+                )
+                .bind(company_id)
+                .bind(id)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes attempts in one transaction: the attempt rows, their items (idempotent
@@ -856,6 +936,7 @@ impl Backend {
 
             let mut icon_rows: Vec<IconRow> = Vec::with_capacity(chunk.len() * 3);
             let mut changes: Vec<ChangeRow> = Vec::new();
+            let mut events: Vec<OutboxEvent> = Vec::new();
             for context in chunk {
                 let recent = attempts_of
                     .get(&context.member_id)
@@ -935,6 +1016,28 @@ impl Backend {
                         Some((_, _, since)) if unchanged => *since,
                         _ => at,
                     };
+                    let text = reason_text(reason, context.company.provider);
+                    // A member's first status (no stored icon yet: `apply` just created
+                    // it) is history, not news: only a change of a stored icon is sent.
+                    if let (false, Some((from_color, from_reason, _))) = (unchanged, before) {
+                        events.push(status_changed(
+                            &new_event_id(),
+                            &StatusChange {
+                                company_id: &context.company_id,
+                                member_id: &context.member_id,
+                                member_email: &context.member_email,
+                                icon: icon.as_str(),
+                                from_color,
+                                from_reason,
+                                to_color: reason.color().as_str(),
+                                to_reason: reason.as_str(),
+                                message: &text.message,
+                                resolution: &text.resolution,
+                                attempt_id: last_attempt_id.as_deref(),
+                            },
+                            now,
+                        ));
+                    }
                     if !unchanged {
                         changes.push(ChangeRow {
                             member_id: context.member_id.clone(),
@@ -946,7 +1049,6 @@ impl Backend {
                             attempt_id: last_attempt_id.clone(),
                         });
                     }
-                    let text = reason_text(reason, context.company.provider);
                     icon_rows.push(IconRow {
                         member_id: context.member_id.clone(),
                         icon: icon.as_str(),
@@ -963,6 +1065,7 @@ impl Backend {
             upsert_icons(tx, icon_rows, at).await?;
 
             insert_changes(tx, changes, at).await?;
+            super::outbox::enqueue_in(tx, events, at).await?;
         }
         Ok(deltas)
     }
@@ -1007,6 +1110,7 @@ impl Backend {
 
         let mut upserts: Vec<(&str, BannerCode, i64, Provider)> = Vec::new();
         let mut deletes: Vec<(&str, BannerCode)> = Vec::new();
+        let mut events: Vec<OutboxEvent> = Vec::new();
         let mut recount: Vec<&str> = Vec::new();
         for (company_id, (provider, delta)) in deltas {
             let counts: Vec<(BannerCode, i64, i64)> = BannerCode::ALL
@@ -1025,7 +1129,15 @@ impl Backend {
                 recount.push(company_id);
                 continue;
             }
-            for (code, count, _) in counts {
+            for (code, count, change) in counts {
+                events.push(banner_event(
+                    company_id,
+                    code,
+                    *provider,
+                    count - change,
+                    count,
+                    now,
+                ));
                 if count == 0 {
                     deletes.push((company_id, code));
                 } else {
@@ -1066,6 +1178,7 @@ impl Backend {
                 .execute(&mut **tx)
                 .await?;
         }
+        super::outbox::enqueue_in(tx, events, at).await?;
         for company_id in recount {
             self.write_banners_in(tx, company_id, now).await?;
         }
@@ -1119,8 +1232,8 @@ impl Backend {
                 seat_missing: recording_enabled && !has_seat,
             });
         }
-        let previous: Vec<(String, DbTime)> =
-            sqlx::query_as("SELECT code, since FROM company_banners WHERE company_id = $1")
+        let previous: Vec<(String, DbTime, i64)> =
+            sqlx::query_as("SELECT code, since, count FROM company_banners WHERE company_id = $1")
                 .bind(company_id)
                 .fetch_all(&mut **tx)
                 .await?;
@@ -1129,10 +1242,25 @@ impl Backend {
             .execute(&mut **tx)
             .await?;
         let banners = tally.banners();
+        let at = DbTime::new(now);
+        let mut events = Vec::new();
+        for &code in BannerCode::ALL {
+            let before = previous
+                .iter()
+                .find(|(stored, _, _)| stored == code.as_str())
+                .map_or(0, |(_, _, count)| *count);
+            let after = banners
+                .iter()
+                .find(|banner| banner.code == code)
+                .map_or(0, |banner| i64::from(banner.count));
+            if before != after {
+                events.push(banner_event(company_id, code, provider, before, after, now));
+            }
+        }
+        super::outbox::enqueue_in(tx, events, at).await?;
         if banners.is_empty() {
             return Ok(());
         }
-        let at = DbTime::new(now);
         let mut insert = QueryBuilder::<Db>::new(
             "INSERT INTO company_banners (company_id, code, position, color, count, provider, \
              message, resolution, since, evaluated_at) ",
@@ -1140,8 +1268,8 @@ impl Backend {
         insert.push_values(banners, |mut row, banner| {
             let since = previous
                 .iter()
-                .find(|(code, _)| code == banner.code.as_str())
-                .map_or(at, |(_, since)| *since);
+                .find(|(code, _, _)| code == banner.code.as_str())
+                .map_or(at, |(_, since, _)| *since);
             let text = banner_text(banner.code, provider, banner.count);
             row.push_bind(company_id.to_owned())
                 .push_bind(banner.code.as_str())

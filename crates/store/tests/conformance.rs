@@ -10,8 +10,8 @@ use std::collections::HashSet;
 
 use datacap_core::{Channel, Color, MemberConnection, Outcome, Reason};
 use datacap_store::{
-    AttemptRecord, CalendarItem, CryptoError, EmailItem, EncryptionKey, FailPoint, Job, Store,
-    StoreError, StoreOptions, WriteOptions, parse_tenants,
+    AttemptRecord, CalendarItem, CryptoError, DeliveryNext, EmailItem, EncryptionKey, FailPoint,
+    Job, SecretRef, Store, StoreError, StoreOptions, WebhookTry, WriteOptions, parse_tenants,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
@@ -2451,6 +2451,504 @@ async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
     assert_eq!(left, [[Some("hash-3".to_owned())]]);
 }
 
+// ---------------------------------------------------------------------------------------
+// webhooks (issue 19)
+
+/// TENANTS with a webhook endpoint for acme (every event); globex has none.
+fn tenants_with_hooks() -> String {
+    TENANTS.replace(
+        "[[companies.members]]\nid = \"ana\"",
+        "[[companies.webhooks]]\nid = \"ops\"\nurl = \"https://hooks.acme.test/in\"\n\
+         secret_file = \"/etc/datacap/acme-hook.secret\"\n\n[[companies.members]]\nid = \"ana\"",
+    )
+}
+
+async fn applied_with_hooks(backend: Backend) -> TestDb {
+    let db = TestDb::new(backend).await;
+    let tenants = parse_tenants(&tenants_with_hooks()).expect("good tenants file");
+    assert_eq!(tenants.companies[0].webhooks.len(), 1);
+    db.store.apply_tenants(&tenants, NOW).await.expect("apply");
+    db
+}
+
+/// The outbox's event bodies in order, as (type, icon or banner code, from, to, recovery).
+async fn outbox(db: &TestDb) -> Vec<(String, String, String, String, bool)> {
+    db.strings("SELECT body FROM webhook_events ORDER BY seq")
+        .await
+        .into_iter()
+        .map(|row| {
+            let body: serde_json::Value = serde_json::from_str(row[0].as_deref().unwrap()).unwrap();
+            let data = &body["data"];
+            let kind = body["type"].as_str().unwrap().to_owned();
+            if kind == "member.status_changed" {
+                assert_eq!(data["company_id"], "acme");
+                assert!(data["message"].as_str().is_some_and(|m| !m.is_empty()));
+                assert!(data["resolution"].as_str().is_some_and(|m| !m.is_empty()));
+                (
+                    kind,
+                    format!(
+                        "{}:{}",
+                        data["member_id"].as_str().unwrap(),
+                        data["icon"].as_str().unwrap()
+                    ),
+                    format!(
+                        "{}/{}",
+                        data["from"]["color"].as_str().unwrap(),
+                        data["from"]["reason"].as_str().unwrap()
+                    ),
+                    format!(
+                        "{}/{}",
+                        data["to"]["color"].as_str().unwrap(),
+                        data["to"]["reason"].as_str().unwrap()
+                    ),
+                    data["recovery"].as_bool().unwrap(),
+                )
+            } else {
+                (
+                    kind,
+                    data["code"].as_str().unwrap().to_owned(),
+                    data["from_count"].to_string(),
+                    data["to_count"].to_string(),
+                    data["change"] == "cleared",
+                )
+            }
+        })
+        .collect()
+}
+
+fn changed(
+    icon: &str,
+    from: &str,
+    to: &str,
+    recovery: bool,
+) -> (String, String, String, String, bool) {
+    (
+        "member.status_changed".into(),
+        icon.into(),
+        from.into(),
+        to.into(),
+        recovery,
+    )
+}
+
+fn banner(code: &str, from: i64, to: i64) -> (String, String, String, String, bool) {
+    (
+        "company.banner_changed".into(),
+        code.into(),
+        from.to_string(),
+        to.to_string(),
+        to == 0,
+    )
+}
+
+async fn status_changes_write_webhook_events_in_their_transaction(backend: Backend) {
+    let db = applied_with_hooks(backend).await;
+    // A member's first statuses (apply created them) are not events; the banners the
+    // company's first statuses raise are (bob has no recording seat).
+    let seat = banner("members_seat_missing", 0, 1);
+    assert_eq!(outbox(&db).await, std::slice::from_ref(&seat));
+    // A write that fails after the statuses leaves no event either.
+    for point in [FailPoint::AfterMemberStatus, FailPoint::AfterBanners] {
+        let error = db
+            .store
+            .record_attempt(
+                &attempt("ana", Channel::Email, Outcome::Success, NOW),
+                NOW,
+                &WriteOptions {
+                    fail_at: Some(point),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::InjectedFailure(_)), "{error}");
+        assert_eq!(db.count("SELECT COUNT(*) FROM webhook_events").await, 1);
+        assert_eq!(db.count("SELECT COUNT(*) FROM webhook_deliveries").await, 1);
+    }
+    let options = WriteOptions::default();
+    let at = |minutes: i64| NOW + Duration::minutes(minutes);
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, at(1)),
+            at(1),
+            &options,
+        )
+        .await
+        .unwrap();
+    for minute in 2..5 {
+        db.store
+            .record_attempt(
+                &attempt("ana", Channel::Email, Outcome::NetworkError, at(minute)),
+                at(minute),
+                &options,
+            )
+            .await
+            .unwrap();
+    }
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, at(5)),
+            at(5),
+            &options,
+        )
+        .await
+        .unwrap();
+    // Globex has no endpoint: its member's changes are history, not events.
+    db.store
+        .record_attempt(
+            &attempt("gil", Channel::Email, Outcome::Success, at(5)),
+            at(5),
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox(&db).await,
+        [
+            seat,
+            changed(
+                "ana:capture",
+                "gray/awaiting_first_import",
+                "green/importing",
+                true
+            ),
+            changed(
+                "ana:email",
+                "gray/awaiting_first_import",
+                "green/importing",
+                true
+            ),
+            changed(
+                "ana:capture",
+                "green/importing",
+                "red/technical_failure",
+                false
+            ),
+            changed(
+                "ana:email",
+                "green/importing",
+                "red/technical_failure",
+                false
+            ),
+            banner("members_technical_problem", 0, 1),
+            changed(
+                "ana:capture",
+                "red/technical_failure",
+                "green/importing",
+                true
+            ),
+            changed(
+                "ana:email",
+                "red/technical_failure",
+                "green/importing",
+                true
+            ),
+            banner("members_technical_problem", 1, 0),
+        ]
+    );
+    // Each event is one delivery to the one endpoint, carrying its attempt id.
+    assert_eq!(db.count("SELECT COUNT(*) FROM webhook_deliveries").await, 9);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending' AND endpoint_id = 'ops'")
+            .await,
+        9
+    );
+    let red = db
+        .strings("SELECT body FROM webhook_events ORDER BY seq")
+        .await;
+    let red: serde_json::Value = serde_json::from_str(red[4][0].as_deref().unwrap()).unwrap();
+    let attempt_id = red["data"]["attempt_id"].as_str().unwrap().to_owned();
+    let stored = db
+        .strings(
+            "SELECT last_attempt_id FROM member_status WHERE member_id = 'ana' AND icon = 'email'",
+        )
+        .await;
+    assert_ne!(
+        stored[0][0].as_deref(),
+        Some(attempt_id.as_str()),
+        "the red event names the attempt that turned it red, not the latest"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'network_error'")
+            .await,
+        3
+    );
+    assert!(red["id"].as_str().unwrap().starts_with("evt_"));
+}
+
+async fn webhook_deliveries_leave_in_order_one_at_a_time_under_a_lease(backend: Backend) {
+    let db = applied_with_hooks(backend).await;
+    let options = WriteOptions::default();
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, NOW),
+            NOW,
+            &options,
+        )
+        .await
+        .unwrap();
+    let lease = Duration::seconds(30);
+    let first = db
+        .store
+        .claim_webhook_deliveries("a", NOW, lease, 10)
+        .await
+        .unwrap();
+    // Three events wait for the endpoint (the seat banner of apply, ana's capture and
+    // email); only its oldest is ever out.
+    assert_eq!(first.len(), 1);
+    let head = &first[0];
+    assert_eq!(
+        (head.company_id.as_str(), head.endpoint_id.as_str()),
+        ("acme", "ops")
+    );
+    assert_eq!(head.url, "https://hooks.acme.test/in");
+    assert_eq!(
+        head.secret,
+        SecretRef::File("/etc/datacap/acme-hook.secret".into())
+    );
+    assert_eq!(head.tries, 0);
+    assert!(
+        head.body.contains("\"code\":\"members_seat_missing\""),
+        "{}",
+        head.body
+    );
+    // Another replica finds nothing to do while the lease lives.
+    assert!(
+        db.store
+            .claim_webhook_deliveries("b", NOW, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let failed = WebhookTry {
+        tried_at: NOW,
+        http_status: Some(500),
+        error: Some("http 500".into()),
+        duration: std::time::Duration::from_millis(12),
+    };
+    let retry_at = NOW + Duration::seconds(5);
+    assert!(
+        db.store
+            .record_webhook_try(head, &failed, DeliveryNext::Retry(retry_at))
+            .await
+            .unwrap()
+    );
+    // Not due yet: the endpoint's later event waits behind it.
+    assert!(
+        db.store
+            .claim_webhook_deliveries("b", NOW + Duration::seconds(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = db
+        .store
+        .claim_webhook_deliveries("b", retry_at, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].event_id.as_str(), again[0].tries),
+        (head.event_id.as_str(), 1)
+    );
+    // b dies mid-delivery: after its lease, a takes the same head, and b's late answer is
+    // not recorded.
+    let late = retry_at + lease + Duration::seconds(1);
+    let taken = db
+        .store
+        .claim_webhook_deliveries("a", late, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken[0].event_id, head.event_id);
+    let ok = WebhookTry {
+        tried_at: late,
+        http_status: Some(204),
+        error: None,
+        duration: std::time::Duration::from_millis(3),
+    };
+    assert!(
+        !db.store
+            .record_webhook_try(&again[0], &ok, DeliveryNext::Delivered)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .record_webhook_try(&taken[0], &ok, DeliveryNext::Delivered)
+            .await
+            .unwrap()
+    );
+    // Now the next event is the head.
+    let next = db
+        .store
+        .claim_webhook_deliveries("a", late, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0].event_id, head.event_id);
+    assert!(
+        next[0].body.contains("\"icon\":\"capture\""),
+        "{}",
+        next[0].body
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM webhook_tries").await, 2);
+    assert_eq!(
+        db.strings("SELECT CAST(http_status AS TEXT), error FROM webhook_tries ORDER BY id")
+            .await,
+        [
+            [Some("500".to_owned()), Some("http 500".to_owned())],
+            [Some("204".to_owned()), None]
+        ]
+        .map(|row| row.to_vec())
+    );
+    let dead = WebhookTry {
+        tried_at: late,
+        http_status: None,
+        error: Some("connection refused".into()),
+        duration: std::time::Duration::from_millis(1),
+    };
+    assert!(
+        db.store
+            .record_webhook_try(&next[0], &dead, DeliveryNext::Dead)
+            .await
+            .unwrap()
+    );
+    let health = db.store.webhook_endpoints(Some("acme")).await.unwrap();
+    assert_eq!(health.len(), 1);
+    // The third event (ana's email) still waits.
+    assert_eq!((health[0].backlog, health[0].dead), (1, 1));
+    assert_eq!(health[0].oldest_pending_since, Some(NOW));
+    assert_eq!(health[0].last_success_at, Some(late));
+    assert_eq!(health[0].last_failure_at, Some(late));
+    assert_eq!(
+        health[0].last_failure.as_deref(),
+        Some("connection refused")
+    );
+    assert_eq!(
+        db.store.oldest_undelivered_webhook().await.unwrap(),
+        Some(NOW)
+    );
+    // Redelivery: everything dead since a time, then one event by id.
+    let later = late + Duration::minutes(1);
+    assert_eq!(
+        db.store
+            .redeliver_dead_since(late, None, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'dead'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.store
+            .redeliver_dead_since(late, None, later)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        db.store
+            .redeliver_event(&head.event_id, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.store.webhook_endpoints(None).await.unwrap()[0].backlog,
+        3
+    );
+    // The redelivered older event goes first again, from a fresh run of tries.
+    let heads = db
+        .store
+        .claim_webhook_deliveries("a", later, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (heads[0].event_id.as_str(), heads[0].tries),
+        (head.event_id.as_str(), 0)
+    );
+    assert_eq!(
+        db.store
+            .redeliver_event("evt_unknown", later)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn apply_adds_updates_and_deactivates_webhook_endpoints(backend: Backend) {
+    let db = applied_with_hooks(backend).await;
+    assert_eq!(
+        db.strings("SELECT company_id, id, url, secret_ref, events FROM webhook_endpoints")
+            .await,
+        [[
+            Some("acme".to_owned()),
+            Some("ops".to_owned()),
+            Some("https://hooks.acme.test/in".to_owned()),
+            Some("{\"secret_file\":\"/etc/datacap/acme-hook.secret\"}".to_owned()),
+            Some("[\"member.status_changed\",\"company.banner_changed\"]".to_owned()),
+        ]]
+        .map(|row| row.to_vec())
+    );
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, NOW),
+            NOW,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Applying again without the endpoint deactivates it: its backlog stays, nothing is
+    // claimed for it, and new changes are not queued for it.
+    db.store
+        .apply_tenants(&parse_tenants(TENANTS).unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM webhook_endpoints WHERE active")
+            .await,
+        0
+    );
+    let report = db.store.webhook_endpoints(None).await.unwrap();
+    assert_eq!((report[0].active, report[0].backlog), (false, 3));
+    assert!(
+        db.store
+            .claim_webhook_deliveries("a", NOW, Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.store
+        .record_attempt(
+            &attempt(
+                "ana",
+                Channel::Email,
+                Outcome::NetworkError,
+                NOW + Duration::hours(2),
+            ),
+            NOW + Duration::hours(2),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(db.count("SELECT COUNT(*) FROM webhook_deliveries").await, 3);
+    // Declared again it resumes where it was.
+    db.store
+        .apply_tenants(&parse_tenants(&tenants_with_hooks()).unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store
+            .claim_webhook_deliveries("a", NOW, Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -2504,4 +3002,7 @@ conformance!(
     member_attempts_are_newest_first_bounded_and_scoped,
     connect_states_are_single_use_sealed_and_bound,
     invite_revocations_only_move_forward,
+    status_changes_write_webhook_events_in_their_transaction,
+    webhook_deliveries_leave_in_order_one_at_a_time_under_a_lease,
+    apply_adds_updates_and_deactivates_webhook_endpoints,
 );
