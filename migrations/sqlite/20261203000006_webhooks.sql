@@ -69,3 +69,9 @@ CREATE TABLE webhook_tries (
     duration_ms                   INTEGER NOT NULL
 );
 CREATE INDEX webhook_tries_delivery ON webhook_tries (delivery_id, tried_at);
+
+-- The last successful import of each (member, channel) and how many items it brought
+-- (issue 19 §6): kept here, beside the cursor, so retention pruning old attempts never
+-- loses it. Written by the attempt that succeeded, in its transaction.
+ALTER TABLE sync_state ADD COLUMN last_success_at TEXT;
+ALTER TABLE sync_state ADD COLUMN last_success_items INTEGER;

@@ -27,8 +27,8 @@ pub use datacap_core::{CalendarItem, EmailItem};
 pub use error::StoreError;
 pub use model::{
     ApplySummary, AttemptRecord, AttemptReport, BannerReport, CompanyReport, ConnectState,
-    DueReport, FailPoint, IconReport, Job, JobContext, KeyRotation, MemberGrant, MemberReport,
-    NewConnectState, RecordResult, StatusReport, StoreOptions, WriteOptions,
+    DueReport, FailPoint, IconReport, Job, JobContext, KeyRotation, LastSuccess, MemberGrant,
+    MemberReport, NewConnectState, RecordResult, StatusReport, StoreOptions, WriteOptions,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -217,6 +217,17 @@ pub struct IconReport {
     pub last_attempt_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub evaluated_at: OffsetDateTime,
+    /// The channel's last successful import (`email` and `calendar`; always `null` for
+    /// `capture`, which imports nothing itself); `null` until one succeeded.
+    pub last_success: Option<LastSuccess>,
+}
+
+/// When a channel last imported successfully, and how many items that attempt brought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LastSuccess {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub items: u64,
 }
 
 /// One import attempt as on-call reads it (`GET …/members/{member}/attempts`).

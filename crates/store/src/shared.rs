@@ -27,7 +27,8 @@ use crate::dbtime::DbTime;
 use crate::error::{StoreError, corrupt};
 use crate::model::{
     ApplySummary, AttemptRecord, BannerReport, CompanyReport, DueReport, FailPoint, IconReport,
-    Job, KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
+    Job, KeyRotation, LastSuccess, MemberGrant, MemberReport, RecordResult, StatusReport,
+    WriteOptions,
 };
 use crate::rows::{AttemptRow, ChangeRow, EmailRow, EventRow, IconRow, SyncRow};
 use crate::tenants::Tenants;
@@ -310,6 +311,41 @@ async fn sync_state_in(
         .await?
         .into_iter()
         .collect())
+}
+
+/// Records each (member, channel)'s latest successful attempt of the batch as its last
+/// successful import (time and items), unless a later one is stored already: one
+/// statement per batch ([`CHUNK`] rows each), none when the batch has no success.
+async fn last_success_in(tx: &mut Tx, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+    let mut latest: HashMap<(&str, Channel), (DbTime, i64)> = HashMap::new();
+    for attempt in attempts.iter().filter(|a| a.outcome == Outcome::Success) {
+        let items = i64::try_from(attempt.email_items.len() + attempt.calendar_items.len())
+            .unwrap_or(i64::MAX);
+        let at = DbTime::new(attempt.finished_at);
+        let entry = latest
+            .entry((attempt.member_id.as_str(), attempt.channel))
+            .or_insert((at, items));
+        if at >= entry.0 {
+            *entry = (at, items);
+        }
+    }
+    let rows: Vec<_> = latest.into_iter().collect();
+    for chunk in rows.chunks(CHUNK / 4) {
+        let mut update = QueryBuilder::<Db>::new("WITH v (member_id, channel, at, items) AS (");
+        update.push_values(chunk, |mut row, ((member_id, channel), (at, items))| {
+            row.push_bind((*member_id).to_owned())
+                .push_bind(channel.as_str())
+                .push_bind(*at)
+                .push_bind(*items);
+        });
+        update.push(
+            ") UPDATE sync_state SET last_success_at = v.at, last_success_items = v.items \
+             FROM v WHERE sync_state.member_id = v.member_id AND sync_state.channel = v.channel \
+             AND (sync_state.last_success_at IS NULL OR sync_state.last_success_at <= v.at)",
+        );
+        update.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 fn fail_point(options: &WriteOptions, point: FailPoint) -> Result<(), StoreError> {
@@ -657,6 +693,7 @@ impl Backend {
         fail_point(options, FailPoint::AfterItems)?;
 
         let updated = sync_state_in(&mut tx, attempts, at).await?;
+        last_success_in(&mut tx, attempts).await?;
         fail_point(options, FailPoint::AfterSyncState)?;
         let results = attempts
             .iter()
@@ -1565,8 +1602,10 @@ impl Backend {
             }
             let icon_rows: Vec<IconReadRow> = sqlx::query_as(
                 "SELECT m.id, m.email, s.icon, s.color, s.reason, s.message, s.resolution, \
-                 s.since, s.last_attempt_id, s.evaluated_at \
+                 s.since, s.last_attempt_id, s.evaluated_at, ss.last_success_at, \
+                 ss.last_success_items \
                  FROM members m JOIN member_status s ON s.member_id = m.id \
+                 LEFT JOIN sync_state ss ON ss.member_id = m.id AND ss.channel = s.icon \
                  WHERE m.company_id = $1 AND m.active ORDER BY m.id",
             )
             .bind(&id)
@@ -1880,11 +1919,26 @@ type IconReadRow = (
     DbTime,
     Option<String>,
     DbTime,
+    Option<DbTime>,
+    Option<i64>,
 );
 
 fn members_from_rows(rows: Vec<IconReadRow>) -> Result<Vec<MemberReport>, StoreError> {
     let mut members: Vec<(String, String, [Option<IconReport>; 3])> = Vec::new();
-    for (member_id, email, icon, color, reason, message, resolution, since, last, evaluated) in rows
+    for (
+        member_id,
+        email,
+        icon,
+        color,
+        reason,
+        message,
+        resolution,
+        since,
+        last,
+        evaluated,
+        success_at,
+        success_items,
+    ) in rows
     {
         let icon = Icon::parse(&icon).ok_or_else(|| corrupt("member_status", "icon", &icon))?;
         let report = IconReport {
@@ -1895,6 +1949,10 @@ fn members_from_rows(rows: Vec<IconReadRow>) -> Result<Vec<MemberReport>, StoreE
             since: since.0,
             last_attempt_id: last,
             evaluated_at: evaluated.0,
+            last_success: success_at.map(|at| LastSuccess {
+                at: at.0,
+                items: u64::try_from(success_items.unwrap_or(0)).unwrap_or(0),
+            }),
         };
         if members.last().is_none_or(|(id, _, _)| *id != member_id) {
             members.push((member_id, email, [None, None, None]));

@@ -2949,6 +2949,94 @@ async fn apply_adds_updates_and_deactivates_webhook_endpoints(backend: Backend) 
     );
 }
 
+async fn status_reports_each_channels_last_successful_import(backend: Backend) {
+    let db = applied(backend).await;
+    let options = WriteOptions::default();
+    let last = |report: &datacap_store::StatusReport| {
+        let ana = icon(report, "ana");
+        (
+            ana.capture.last_success,
+            ana.email.last_success,
+            ana.calendar.last_success,
+        )
+    };
+    assert_eq!(
+        last(&db.store.status(None).await.unwrap()),
+        (None, None, None)
+    );
+    let mut success = attempt("ana", Channel::Email, Outcome::Success, NOW);
+    success.email_items = vec![
+        EmailItem {
+            provider_id: "m1".into(),
+            ..EmailItem::default()
+        },
+        EmailItem {
+            provider_id: "m2".into(),
+            ..EmailItem::default()
+        },
+    ];
+    db.store
+        .record_attempt(&success, NOW, &options)
+        .await
+        .unwrap();
+    // Failures later keep it; so does retention, which prunes the attempt itself.
+    for minutes in 1..5 {
+        let at = NOW + Duration::minutes(minutes);
+        db.store
+            .record_attempt(
+                &attempt("ana", Channel::Email, Outcome::ProviderError, at),
+                at,
+                &options,
+            )
+            .await
+            .unwrap();
+    }
+    db.store
+        .prune_attempts(NOW + Duration::days(40))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'success'")
+            .await,
+        0,
+        "the success itself was pruned"
+    );
+    let report = db.store.status(None).await.unwrap();
+    let expected = datacap_store::LastSuccess { at: NOW, items: 2 };
+    assert_eq!(last(&report), (None, Some(expected), None));
+    // An older success written late (a batch out of order) does not move it back; a
+    // newer one does, with its own item count.
+    let older = attempt(
+        "ana",
+        Channel::Email,
+        Outcome::Success,
+        NOW - Duration::hours(1),
+    );
+    let newer = attempt(
+        "ana",
+        Channel::Email,
+        Outcome::Success,
+        NOW + Duration::hours(1),
+    );
+    db.store
+        .record_attempts(&[newer.clone(), older], NOW + Duration::hours(1), &options)
+        .await
+        .unwrap();
+    let report = db.store.status(None).await.unwrap();
+    assert_eq!(
+        last(&report).1,
+        Some(datacap_store::LastSuccess {
+            at: NOW + Duration::hours(1),
+            items: 0
+        })
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    let ana = &json["companies"][0]["members"][0];
+    assert_eq!(ana["email"]["last_success"]["items"], 0);
+    assert!(ana["email"]["last_success"]["at"].as_str().is_some());
+    assert!(ana["capture"]["last_success"].is_null());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -3005,4 +3093,5 @@ conformance!(
     status_changes_write_webhook_events_in_their_transaction,
     webhook_deliveries_leave_in_order_one_at_a_time_under_a_lease,
     apply_adds_updates_and_deactivates_webhook_endpoints,
+    status_reports_each_channels_last_successful_import,
 );

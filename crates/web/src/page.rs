@@ -457,15 +457,26 @@ fn icon_view(
     }
 }
 
-/// "2026-11-29T12:00:00Z (success)" for an icon's latest attempt, or "never".
+/// "2026-11-29T12:00:00Z (provider_error); last success 2026-11-29T11:00:00Z (12 items)"
+/// for an icon's latest attempt and its channel's last successful import, or "never".
 fn last_import(icon: &IconReport, attempts: &BTreeMap<&str, &AttemptReport>) -> String {
-    icon.last_attempt_id
+    let latest = icon
+        .last_attempt_id
         .as_deref()
         .and_then(|id| attempts.get(id))
         .map_or_else(
             || "never".to_owned(),
             |attempt| format!("{} ({})", time_text(attempt.finished_at), attempt.outcome),
-        )
+        );
+    match icon.last_success {
+        Some(success) => format!(
+            "{latest}; last success {} ({} items)",
+            time_text(success.at),
+            success.items
+        ),
+        None if latest == "never" => latest,
+        None => format!("{latest}; no success yet"),
+    }
 }
 
 pub(crate) async fn members(

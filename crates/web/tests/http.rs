@@ -589,6 +589,12 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     assert!(html.contains("HTTP 503"));
     assert!(html.contains("backendError"));
     assert!(html.contains("(success)"), "last import times");
+    assert!(
+        html.contains("(success); last success ")
+            && html.contains(" (0 items)")
+            && html.contains("(provider_error); no success yet"),
+        "each channel's last successful import beside its latest attempt: {html}"
+    );
     // The company token cannot open globex's page; the operator index sends it home.
     assert_eq!(
         get(h.addr, "/companies/globex/members", &[("Cookie", &cookie)])
