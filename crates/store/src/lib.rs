@@ -28,7 +28,8 @@ pub use error::StoreError;
 pub use model::{
     ApplySummary, AttemptRecord, AttemptReport, BannerReport, CompanyReport, ConnectState,
     DueReport, FailPoint, IconReport, Job, JobContext, KeyRotation, LastSuccess, MemberGrant,
-    MemberReport, NewConnectState, RecordResult, StatusReport, StoreOptions, WriteOptions,
+    MemberReport, NewConnectState, RecordResult, StatusChangeReport, StatusReport, StoreOptions,
+    WriteOptions,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -333,6 +334,16 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AttemptReport>, StoreError> {
         dispatch!(self.member_attempts(company_id, member_id, limit))
+    }
+
+    /// The latest `limit` status changes of a company's member, newest first.
+    pub async fn member_history(
+        &self,
+        company_id: &str,
+        member_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StatusChangeReport>, StoreError> {
+        dispatch!(self.member_history(company_id, member_id, limit))
     }
 
     /// The attempts with these ids that are still stored.

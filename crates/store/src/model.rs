@@ -230,6 +230,20 @@ pub struct LastSuccess {
     pub items: u64,
 }
 
+/// One row of a member's status history (`GET …/members/{member}/history`): an icon's
+/// colour or reason changed; `from_*` is null for the icon's first evaluation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusChangeReport {
+    pub icon: datacap_core::Icon,
+    pub from_color: Option<Color>,
+    pub from_reason: Option<Reason>,
+    pub to_color: Color,
+    pub to_reason: Reason,
+    pub attempt_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub changed_at: OffsetDateTime,
+}
+
 /// One import attempt as on-call reads it (`GET …/members/{member}/attempts`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AttemptReport {

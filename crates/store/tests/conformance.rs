@@ -3037,6 +3037,62 @@ async fn status_reports_each_channels_last_successful_import(backend: Backend) {
     assert!(ana["capture"]["last_success"].is_null());
 }
 
+async fn member_history_is_newest_first_bounded_and_scoped(backend: Backend) {
+    let db = applied(backend).await;
+    let options = WriteOptions::default();
+    for (minutes, outcome) in [(1, Outcome::Success), (2, Outcome::MailboxUnavailable)] {
+        let at = NOW + Duration::minutes(minutes);
+        db.store
+            .record_attempt(&attempt("ana", Channel::Email, outcome, at), at, &options)
+            .await
+            .unwrap();
+    }
+    let history = db.store.member_history("acme", "ana", 50).await.unwrap();
+    let story: Vec<String> = history
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}->{}",
+                c.icon.as_str(),
+                c.from_reason.map_or("none", |r| r.as_str()),
+                c.to_reason.as_str()
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "email importing->mailbox_unavailable",
+            "capture importing->mailbox_unavailable",
+            "email awaiting_first_import->importing",
+            "capture awaiting_first_import->importing",
+            "calendar none->awaiting_first_import",
+            "email none->awaiting_first_import",
+            "capture none->awaiting_first_import",
+        ]
+        .map(str::to_owned),
+        "newest first (ties: the later row first)"
+    );
+    assert_eq!(history[0].to_color, Color::Yellow);
+    assert_eq!(history[0].changed_at, NOW + Duration::minutes(2));
+    assert_eq!(
+        db.store
+            .member_history("acme", "ana", 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(matches!(
+        db.store.member_history("acme", "gil", 5).await,
+        Err(StoreError::UnknownMember { .. })
+    ));
+    assert!(matches!(
+        db.store.member_history("nope", "ana", 5).await,
+        Err(StoreError::UnknownCompany { .. })
+    ));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -3094,4 +3150,5 @@ conformance!(
     webhook_deliveries_leave_in_order_one_at_a_time_under_a_lease,
     apply_adds_updates_and_deactivates_webhook_endpoints,
     status_reports_each_channels_last_successful_import,
+    member_history_is_newest_first_bounded_and_scoped,
 );

@@ -102,6 +102,16 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<WebState>)> {
         ),
         (
             Method::GET,
+            "/api/v1/companies/{company}/members/{member}/history",
+            get(api::history),
+        ),
+        (
+            Method::GET,
+            "/api/v1/companies/{company}/webhooks",
+            get(api::webhooks),
+        ),
+        (
+            Method::GET,
             "/connect/{provider}/start",
             get(connect::start),
         ),
