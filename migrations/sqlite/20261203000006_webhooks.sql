@@ -75,3 +75,35 @@ CREATE INDEX webhook_tries_delivery ON webhook_tries (delivery_id, tried_at);
 -- loses it. Written by the attempt that succeeded, in its transaction.
 ALTER TABLE sync_state ADD COLUMN last_success_at TEXT;
 ALTER TABLE sync_state ADD COLUMN last_success_items INTEGER;
+
+-- member_status_view gains each channel's last successful import (appended columns, so
+-- admins' queries by name keep working).
+DROP VIEW member_status_view;
+CREATE VIEW member_status_view AS
+SELECT
+    m.company_id            AS company_id,
+    m.id                    AS member_id,
+    m.email                 AS email,
+    m.active                AS active,
+    cap.color               AS capture_color,
+    cap.reason              AS capture_reason,
+    em.color                AS email_color,
+    em.reason               AS email_reason,
+    cal.color               AS calendar_color,
+    cal.reason              AS calendar_reason,
+    cap.message             AS capture_message,
+    cap.resolution          AS capture_resolution,
+    em.last_attempt_id      AS email_last_attempt_id,
+    cal.last_attempt_id     AS calendar_last_attempt_id,
+    cap.since               AS capture_since,
+    cap.evaluated_at        AS evaluated_at,
+    ems.last_success_at     AS email_last_success_at,
+    ems.last_success_items  AS email_last_success_items,
+    cals.last_success_at    AS calendar_last_success_at,
+    cals.last_success_items AS calendar_last_success_items
+FROM members m
+LEFT JOIN member_status cap ON cap.member_id = m.id AND cap.icon = 'capture'
+LEFT JOIN member_status em ON em.member_id = m.id AND em.icon = 'email'
+LEFT JOIN member_status cal ON cal.member_id = m.id AND cal.icon = 'calendar'
+LEFT JOIN sync_state ems ON ems.member_id = m.id AND ems.channel = 'email'
+LEFT JOIN sync_state cals ON cals.member_id = m.id AND cals.channel = 'calendar';

@@ -395,3 +395,53 @@ fn webhook_endpoints_are_applied_listed_and_redelivered() {
     ));
     assert!(stderr.contains("is not an RFC 3339 time"), "{stderr}");
 }
+
+#[test]
+fn status_of_one_member_shows_icons_history_and_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let env = [("DATACAP_DATABASE__URL", url.as_str())];
+    ok(&datacap(dir.path(), &env, &["migrate"]));
+    let example = repo_file("config/tenants.example.toml");
+    ok(&datacap(dir.path(), &env, &["apply", &example]));
+    let json: serde_json::Value = serde_json::from_str(&ok(&datacap(
+        dir.path(),
+        &env,
+        &["status", "--member", "bob", "--format", "json"],
+    )))
+    .expect("member json");
+    assert_eq!(json["company_id"], "acme");
+    assert_eq!(json["member"]["id"], "bob");
+    assert_eq!(json["member"]["capture"]["reason"], "seat_missing");
+    assert!(json["member"]["email"]["last_success"].is_null());
+    let history = json["history"].as_array().expect("history");
+    assert_eq!(
+        history.len(),
+        3,
+        "apply's first evaluation of each icon: {json}"
+    );
+    assert!(history.iter().all(|change| change["from_color"].is_null()));
+    assert_eq!(json["attempts"], serde_json::json!([]));
+    let table = ok(&datacap(dir.path(), &env, &["status", "--member", "bob"]));
+    assert!(
+        table.starts_with("bob (bob@acme.example), company acme"),
+        "{table}"
+    );
+    assert!(
+        table.contains("capture   yellow seat_missing since "),
+        "{table}"
+    );
+    assert!(
+        table.contains("email     gray awaiting_first_import since "),
+        "{table}"
+    );
+    assert!(table.contains("; no success yet"), "{table}");
+    assert!(table.contains("status history (newest first):"), "{table}");
+    assert!(table.contains("(first) -> yellow seat_missing"), "{table}");
+    let stderr = failed(&datacap(
+        dir.path(),
+        &env,
+        &["status", "--member", "nobody"],
+    ));
+    assert!(stderr.contains("no active member \"nobody\""), "{stderr}");
+}

@@ -3004,6 +3004,20 @@ async fn status_reports_each_channels_last_successful_import(backend: Backend) {
     let report = db.store.status(None).await.unwrap();
     let expected = datacap_store::LastSuccess { at: NOW, items: 2 };
     assert_eq!(last(&report), (None, Some(expected), None));
+    // The admins' view shows it too.
+    assert_eq!(
+        db.count("SELECT email_last_success_items FROM member_status_view WHERE member_id = 'ana'")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) FROM member_status_view WHERE member_id = 'ana' \
+             AND email_last_success_at IS NOT NULL AND calendar_last_success_at IS NULL"
+        )
+        .await,
+        1
+    );
     // An older success written late (a batch out of order) does not move it back; a
     // newer one does, with its own item count.
     let older = attempt(
