@@ -175,6 +175,16 @@ fn a_receiver_down_then_up_gets_every_change_once_in_order_sqlite_and_after_sigk
     receiver.delay_ms.store(0, Ordering::SeqCst);
     let restarted = h.daemon("a2", &FAST);
     let written = settle(&h, &receiver);
+    // The secret reaches no log line (the killed daemon's nor the restarted one's).
+    let key = SECRET.strip_prefix("whsec_").unwrap();
+    for logs in [daemon.logs(), restarted.logs()] {
+        assert!(
+            logs.contains("webhook delivered"),
+            "{}",
+            common::tail(&logs)
+        );
+        assert!(!logs.contains(key), "a secret in the logs");
+    }
     drop(restarted);
     let accepted = receiver.accepted.lock().unwrap().clone();
     assert_eq!(receiver.bad.load(Ordering::SeqCst), 0, "bad signatures");

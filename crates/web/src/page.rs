@@ -326,6 +326,49 @@ struct MemberRow {
     last_calendar: String,
 }
 
+/// One webhook endpoint's health, as the company's admin sees it.
+struct EndpointView {
+    id: String,
+    url: String,
+    /// `ok`, `failing` (the last try failed), `dead` (events given up on) or `idle`.
+    health: &'static str,
+    backlog: u64,
+    dead: u64,
+    last_success: String,
+    last_failure: String,
+}
+
+fn endpoint_view(endpoint: &datacap_store::EndpointReport) -> EndpointView {
+    let failing = match (endpoint.last_failure_at, endpoint.last_success_at) {
+        (Some(failure), Some(success)) => failure > success,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let health = if endpoint.dead > 0 {
+        "dead"
+    } else if failing {
+        "failing"
+    } else if endpoint.last_success_at.is_some() {
+        "ok"
+    } else {
+        "idle"
+    };
+    EndpointView {
+        id: endpoint.endpoint_id.clone(),
+        url: endpoint.url.clone(),
+        health,
+        backlog: endpoint.backlog,
+        dead: endpoint.dead,
+        last_success: endpoint
+            .last_success_at
+            .map_or_else(|| "never".to_owned(), time_text),
+        last_failure: match (endpoint.last_failure_at, &endpoint.last_failure) {
+            (Some(at), Some(what)) => format!("{} ({what})", time_text(at)),
+            _ => "none".to_owned(),
+        },
+    }
+}
+
 #[derive(Template)]
 #[template(path = "members.html")]
 struct MembersPage {
@@ -342,6 +385,7 @@ struct MembersPage {
     total: usize,
     generated_at: String,
     refresh_seconds: u32,
+    endpoints: Vec<EndpointView>,
 }
 
 /// Material Design icon paths (Apache-2.0): microphone, envelope, calendar.
@@ -525,6 +569,14 @@ pub(crate) async fn members(
         .iter()
         .map(|attempt| (attempt.attempt_id.as_str(), attempt))
         .collect();
+    let endpoints = match app.store.webhook_endpoints(Some(&company.id)).await {
+        Ok(endpoints) => endpoints
+            .iter()
+            .filter(|endpoint| endpoint.active)
+            .map(endpoint_view)
+            .collect(),
+        Err(error) => return store_failure(&error),
+    };
     let total = company.members.len();
     let members: Vec<MemberRow> = company
         .members
@@ -589,6 +641,7 @@ pub(crate) async fn members(
         total,
         generated_at: now_text(),
         refresh_seconds: app.refresh_seconds,
+        endpoints,
     };
     render(StatusCode::OK, &page)
 }

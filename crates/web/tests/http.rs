@@ -594,6 +594,16 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     assert!(html.contains("HTTP 503"));
     assert!(html.contains("backendError"));
     assert!(html.contains("(success)"), "last import times");
+    // The company's webhook endpoint and its health: nothing sent yet, events waiting.
+    assert!(
+        html.contains("data-endpoint=\"ops\" data-health=\"idle\""),
+        "the endpoint's health: {html}"
+    );
+    assert!(html.contains("https://hooks.acme.test/in"));
+    assert!(
+        !html.contains("acme-hook.secret"),
+        "not even the secret's reference"
+    );
     assert!(
         html.contains("(success); last success ")
             && html.contains(" (0 items)")
