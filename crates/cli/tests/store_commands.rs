@@ -444,4 +444,14 @@ fn status_of_one_member_shows_icons_history_and_attempts() {
         &["status", "--member", "nobody"],
     ));
     assert!(stderr.contains("no active member \"nobody\""), "{stderr}");
+    // The forced full resync of a member's email.
+    let stdout = ok(&datacap(
+        dir.path(),
+        &env,
+        &["poll", "--member", "bob", "--channel", "email", "--full"],
+    ));
+    assert!(
+        stdout.starts_with("member bob: email: 1 channel(s) due now, from the start (saved cursor dropped: a full pass)"),
+        "{stdout}"
+    );
 }

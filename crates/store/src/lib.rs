@@ -311,7 +311,18 @@ impl Store {
         channel: Option<datacap_core::Channel>,
         now: OffsetDateTime,
     ) -> Result<DueReport, StoreError> {
-        dispatch!(self.make_due(member_id, channel, now))
+        dispatch!(self.make_due(member_id, channel, now, false))
+    }
+
+    /// [`Store::make_due`], and drops the saved cursors, so the next poll is a full pass
+    /// (a forced resync; items stay deduplicated on their provider id).
+    pub async fn make_due_full(
+        &self,
+        member_id: &str,
+        channel: Option<datacap_core::Channel>,
+        now: OffsetDateTime,
+    ) -> Result<DueReport, StoreError> {
+        dispatch!(self.make_due(member_id, channel, now, true))
     }
 
     /// Re-seals every stored member secret from `old` to `new` in one transaction, and

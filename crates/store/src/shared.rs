@@ -1738,6 +1738,7 @@ impl Backend {
         member_id: &str,
         channel: Option<Channel>,
         now: OffsetDateTime,
+        full: bool,
     ) -> Result<DueReport, StoreError> {
         let mut tx = self.begin_write().await?;
         let known: Option<(String,)> = sqlx::query_as("SELECT id FROM members WHERE id = $1")
@@ -1754,8 +1755,11 @@ impl Backend {
             Some(channel) => (channel.as_str(), channel.as_str()),
             None => (Channel::Email.as_str(), Channel::Calendar.as_str()),
         };
+        // `full`: the saved cursor goes too, so the next poll is a full pass (items are
+        // upserted on their provider id, so what was imported before stays one row).
         let made_due = sqlx::query(
-            "UPDATE sync_state SET next_due_at = $2 \
+            "UPDATE sync_state SET next_due_at = $2, \
+             cursor = CASE WHEN $5 THEN NULL ELSE cursor END \
              WHERE member_id = $1 AND channel IN ($3, $4) \
              AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= $2)",
         )
@@ -1763,6 +1767,7 @@ impl Backend {
         .bind(DbTime::new(now))
         .bind(first)
         .bind(second)
+        .bind(full)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -3107,6 +3107,65 @@ async fn member_history_is_newest_first_bounded_and_scoped(backend: Backend) {
     ));
 }
 
+async fn a_full_resync_drops_the_cursor_and_keeps_the_items(backend: Backend) {
+    let db = applied(backend).await;
+    let mut record = attempt("ana", Channel::Email, Outcome::Success, NOW);
+    record.email_items = vec![EmailItem {
+        provider_id: "m1".into(),
+        ..EmailItem::default()
+    }];
+    db.store
+        .record_attempt(&record, NOW, &WriteOptions::default())
+        .await
+        .unwrap();
+    let cursors = "SELECT COUNT(*) FROM sync_state WHERE member_id = 'ana' AND cursor IS NOT NULL";
+    assert_eq!(db.count(cursors).await, 1);
+    // A plain re-poll keeps the cursor; a full one drops it, for that channel only.
+    db.store.make_due("ana", None, NOW).await.unwrap();
+    assert_eq!(db.count(cursors).await, 1);
+    db.store
+        .make_due_full("ana", Some(Channel::Calendar), NOW)
+        .await
+        .unwrap();
+    assert_eq!(db.count(cursors).await, 1);
+    let report = db
+        .store
+        .make_due_full("ana", Some(Channel::Email), NOW)
+        .await
+        .unwrap();
+    assert_eq!(report.made_due, 1);
+    assert_eq!(db.count(cursors).await, 0);
+    let jobs = db
+        .store
+        .claim_due("w", NOW, Duration::minutes(2), 100)
+        .await
+        .unwrap();
+    let job = jobs
+        .iter()
+        .find(|job| job.member_id == "ana" && job.channel == Channel::Email)
+        .expect("due now");
+    assert_eq!(job.cursor, None, "the next poll is a full pass");
+    // The full pass brings the same item again: still one row.
+    let mut again = attempt(
+        "ana",
+        Channel::Email,
+        Outcome::Success,
+        NOW + Duration::minutes(1),
+    );
+    again.email_items = record.email_items.clone();
+    again.lease_owner = Some("w".into());
+    db.store
+        .record_attempt(&again, NOW + Duration::minutes(1), &WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM email_items WHERE member_id = 'ana'")
+            .await,
+        1
+    );
+    assert_eq!(db.count(cursors).await, 1);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -3165,4 +3224,5 @@ conformance!(
     apply_adds_updates_and_deactivates_webhook_endpoints,
     status_reports_each_channels_last_successful_import,
     member_history_is_newest_first_bounded_and_scoped,
+    a_full_resync_drops_the_cursor_and_keeps_the_items,
 );
