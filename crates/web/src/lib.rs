@@ -92,6 +92,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<WebState>)> {
         ),
         (
             Method::GET,
+            "/companies/{company}/members/{member}",
+            get(page::member),
+        ),
+        (
+            Method::GET,
             "/api/v1/companies/{company}/status",
             get(api::status),
         ),

@@ -1432,3 +1432,75 @@ async fn api_history_and_webhooks_with_every_auth_case() {
     .await;
     assert_eq!(globex.json()["endpoints"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn member_page_shows_icons_history_and_attempts_to_its_company_only() {
+    let h = harness().await;
+    let page = "/companies/acme/members/bob";
+    let anonymous = get(h.addr, page, &[]).await;
+    assert_eq!(anonymous.status, 401);
+    assert!(
+        anonymous.body.contains("action=\"/login\""),
+        "the sign-in form"
+    );
+    assert_eq!(
+        get(h.addr, page, &[("Authorization", &bearer(GLOBEX))])
+            .await
+            .status,
+        403
+    );
+    let shown = get(h.addr, page, &[("Authorization", &bearer(ACME))]).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let html = &shown.body;
+    assert!(html.contains("bob@acme.test"));
+    assert!(
+        html.contains("data-icon=\"email\" data-color=\"red\" data-reason=\"technical_failure\""),
+        "{html}"
+    );
+    assert!(html.contains("id=\"history\""));
+    assert!(
+        html.contains("gray · awaiting_first_import</td><td>red · technical_failure"),
+        "{html}"
+    );
+    for attempt in &h.attempts[1..] {
+        assert!(
+            html.contains(&format!("data-attempt=\"{attempt}\"")),
+            "attempt {attempt}"
+        );
+    }
+    assert!(html.contains("backendError"));
+    assert!(html.contains("none yet"), "bob never imported successfully");
+    let operator = get(
+        h.addr,
+        "/companies/acme/members/ana",
+        &[("Authorization", &bearer(OPERATOR))],
+    )
+    .await;
+    assert_eq!(operator.status, 200);
+    assert!(operator.body.contains("(0 items)"), "ana's last success");
+    // Another company's member through acme's path, and an unknown member: 404.
+    for path in [
+        "/companies/acme/members/gil",
+        "/companies/acme/members/nobody",
+    ] {
+        assert_eq!(
+            get(h.addr, path, &[("Authorization", &bearer(ACME))])
+                .await
+                .status,
+            404,
+            "{path}"
+        );
+    }
+    // The Team members page links to it.
+    let team = get(
+        h.addr,
+        "/companies/acme/members",
+        &[("Authorization", &bearer(ACME))],
+    )
+    .await;
+    assert!(
+        team.body.contains("href=\"/companies/acme/members/bob\""),
+        "{}",
+        team.body
+    );
+}
