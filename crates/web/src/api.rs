@@ -110,6 +110,26 @@ struct AttemptsAnswer {
     attempts: Vec<AttemptReport>,
 }
 
+/// The member calls' shared steps: the token may read `company`, `limit` is good, then
+/// `fetch` reads the rows; any failure is the answer to send.
+async fn member_rows<T>(
+    state: &WebState,
+    headers: &HeaderMap,
+    company: &str,
+    query: &HashMap<String, String>,
+    fetch: impl AsyncFnOnce(&datacap_store::Store, u32) -> Result<T, StoreError>,
+) -> Result<T, Response> {
+    authorize(state, headers, company)?;
+    let limit =
+        attempts_limit(query).map_err(|problem| error(StatusCode::BAD_REQUEST, &problem))?;
+    let Some(app) = &state.app else {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "no app"));
+    };
+    fetch(&app.store, limit)
+        .await
+        .map_err(|failure| store_error(&failure))
+}
+
 /// `GET /api/v1/companies/{company}/members/{member}/attempts?limit=N`.
 pub(crate) async fn attempts(
     State(state): State<WebState>,
@@ -117,24 +137,18 @@ pub(crate) async fn attempts(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers, &company) {
-        return response;
-    }
-    let limit = match attempts_limit(&query) {
-        Ok(limit) => limit,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
-    };
-    let Some(app) = &state.app else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no app");
-    };
-    match app.store.member_attempts(&company, &member, limit).await {
+    let rows = member_rows(&state, &headers, &company, &query, async |store, limit| {
+        store.member_attempts(&company, &member, limit).await
+    })
+    .await;
+    match rows {
         Ok(attempts) => Json(AttemptsAnswer {
             company_id: company,
             member_id: member,
             attempts,
         })
         .into_response(),
-        Err(failure) => store_error(&failure),
+        Err(response) => response,
     }
 }
 
@@ -154,24 +168,18 @@ pub(crate) async fn history(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers, &company) {
-        return response;
-    }
-    let limit = match attempts_limit(&query) {
-        Ok(limit) => limit,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
-    };
-    let Some(app) = &state.app else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no app");
-    };
-    match app.store.member_history(&company, &member, limit).await {
+    let rows = member_rows(&state, &headers, &company, &query, async |store, limit| {
+        store.member_history(&company, &member, limit).await
+    })
+    .await;
+    match rows {
         Ok(changes) => Json(HistoryAnswer {
             company_id: company,
             member_id: member,
             changes,
         })
         .into_response(),
-        Err(failure) => store_error(&failure),
+        Err(response) => response,
     }
 }
 
