@@ -439,3 +439,122 @@ async fn sqlite_a_receiver_that_was_down_gets_every_change_once_in_order() {
 async fn postgres_a_receiver_that_was_down_gets_every_change_once_in_order() {
     a_receiver_that_was_down_gets_every_change_once_in_order(Backend::Postgres).await;
 }
+
+/// A secret that cannot be read (or is not a `whsec_` secret) is a failed try, recorded
+/// with the reference and what is wrong, never a value; nothing is sent.
+async fn an_unusable_secret_is_a_recorded_failure_naming_its_reference(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = start_receiver().await;
+    receiver.down.store(false, Ordering::SeqCst);
+    let not_whsec = dir.path().join("plain.secret");
+    std::fs::write(&not_whsec, "hunter2-not-a-webhook-secret\n").unwrap();
+    let missing = dir.path().join("missing.secret");
+    let tenants = format!(
+        r#"
+[[companies]]
+id = "acme"
+provider = "google_workspace"
+connection_mode = "company_wide"
+settings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}
+credentials = {{ service_account_key_file = "/etc/datacap/acme.json" }}
+
+[[companies.webhooks]]
+id = "missing"
+url = "{url}"
+secret_file = "{}"
+
+[[companies.webhooks]]
+id = "plain"
+url = "{url}"
+secret_file = "{}"
+
+[[companies.members]]
+id = "ana"
+email = "ana@acme.test"
+"#,
+        missing.display(),
+        not_whsec.display()
+    );
+    let database_url = database(backend, dir.path()).await;
+    let store = Store::connect(&database_url, StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    store
+        .apply_tenants(&parse_tenants(&tenants).unwrap(), now)
+        .await
+        .unwrap();
+    store
+        .record_attempt(
+            &attempt(Outcome::Success, now),
+            now,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let deliverer = WebhookDeliverer::new(
+        store.clone(),
+        Arc::new(FileSecrets),
+        WebhookConfig {
+            owner: "a".to_owned(),
+            ..WebhookConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        deliverer
+            .deliver_due(OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+    let errors = raw_strings(
+        &database_url,
+        "SELECT d.endpoint_id || ': ' || t.error FROM webhook_tries t \
+         JOIN webhook_deliveries d ON d.id = t.delivery_id ORDER BY d.endpoint_id",
+    )
+    .await;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "missing: cannot use the endpoint's secret (secret_file {}): cannot read {}",
+            missing.display(),
+            missing.display()
+        )),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[1],
+        format!(
+            "plain: cannot use the endpoint's secret (secret_file {}): the secret does not start with whsec_",
+            not_whsec.display()
+        )
+    );
+    assert!(
+        !errors.iter().any(|e| e.contains("hunter2")),
+        "no secret value"
+    );
+    assert!(
+        receiver.accepted.lock().unwrap().is_empty(),
+        "nothing sent unsigned"
+    );
+    let report = store.webhook_endpoints(Some("acme")).await.unwrap();
+    assert!(
+        report
+            .iter()
+            .all(|endpoint| endpoint.backlog == 2 && endpoint.last_failure_at.is_some())
+    );
+    store.close().await;
+    drop_database(&database_url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_unusable_secret_is_a_recorded_failure_naming_its_reference() {
+    an_unusable_secret_is_a_recorded_failure_naming_its_reference(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_unusable_secret_is_a_recorded_failure_naming_its_reference() {
+    an_unusable_secret_is_a_recorded_failure_naming_its_reference(Backend::Postgres).await;
+}
