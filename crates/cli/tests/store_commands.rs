@@ -304,7 +304,13 @@ fn webhook_endpoints_are_applied_listed_and_redelivered() {
     let env = [("DATACAP_DATABASE__URL", url.as_str())];
     ok(&datacap(dir.path(), &env, &["migrate"]));
     let example = repo_file("config/tenants.example.toml");
-    ok(&datacap(dir.path(), &env, &["apply", &example]));
+    let stdout = ok(&datacap(dir.path(), &env, &["apply", &example]));
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("; 1 webhook endpoints (0 deactivated)"),
+        "{stdout}"
+    );
     let list = |dir: &Path| -> serde_json::Value {
         serde_json::from_str(&ok(&datacap(
             dir,

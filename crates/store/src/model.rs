@@ -159,6 +159,10 @@ pub struct ApplySummary {
     pub members: usize,
     pub members_deactivated: usize,
     pub companies_deactivated: usize,
+    /// Webhook endpoints declared (upserted).
+    pub webhooks: usize,
+    /// Webhook endpoints the file no longer lists, deactivated.
+    pub webhooks_deactivated: usize,
 }
 
 /// The Team members page as data: DESIGN.md's `datacap status` JSON.

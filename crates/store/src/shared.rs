@@ -569,7 +569,8 @@ impl Backend {
                 summary.companies_deactivated += 1;
             }
         }
-        self.apply_webhooks_in(&mut tx, tenants, at).await?;
+        (summary.webhooks, summary.webhooks_deactivated) =
+            self.apply_webhooks_in(&mut tx, tenants, at).await?;
         for company in &tenants.companies {
             self.recompute_company_in(&mut tx, &company.id, now).await?;
         }
@@ -585,7 +586,7 @@ impl Backend {
         tx: &mut Tx,
         tenants: &Tenants,
         at: DbTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(usize, usize), StoreError> {
         let existing: Vec<(String, String)> =
             sqlx::query_as("SELECT company_id, id FROM webhook_endpoints WHERE active")
                 .fetch_all(&mut **tx)
@@ -608,8 +609,10 @@ impl Backend {
                 declared.insert((company.id.as_str(), webhook.id.as_str()));
             }
         }
+        let mut deactivated = 0;
         for (company_id, id) in &existing {
             if !declared.contains(&(company_id.as_str(), id.as_str())) {
+                deactivated += 1;
                 sqlx::query(
                     "UPDATE webhook_endpoints SET active = FALSE, updated_at = $3                      WHERE company_id = $1 AND id = $2",
                 )
@@ -620,7 +623,7 @@ impl Backend {
                 .await?;
             }
         }
-        Ok(())
+        Ok((declared.len(), deactivated))
     }
 
     /// Writes attempts in one transaction: the attempt rows, their items (idempotent

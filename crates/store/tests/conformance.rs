@@ -2902,10 +2902,12 @@ async fn apply_adds_updates_and_deactivates_webhook_endpoints(backend: Backend) 
         .unwrap();
     // Applying again without the endpoint deactivates it: its backlog stays, nothing is
     // claimed for it, and new changes are not queued for it.
-    db.store
+    let summary = db
+        .store
         .apply_tenants(&parse_tenants(TENANTS).unwrap(), NOW)
         .await
         .unwrap();
+    assert_eq!((summary.webhooks, summary.webhooks_deactivated), (0, 1));
     assert_eq!(
         db.count("SELECT COUNT(*) FROM webhook_endpoints WHERE active")
             .await,
