@@ -34,6 +34,20 @@ pub struct Config {
     pub http: HttpConfig,
     pub web: crate::web::WebSection,
     pub smtp: crate::smtp::SmtpSection,
+    pub webhooks: WebhooksSection,
+}
+
+/// `[webhooks]`: the delivery task's timeouts and retries (docs/webhooks.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhooksSection {
+    pub poll_interval: std::time::Duration,
+    pub lease: std::time::Duration,
+    pub batch: u32,
+    pub connect_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub backoff_base: std::time::Duration,
+    pub backoff_cap: std::time::Duration,
+    pub give_up_after: std::time::Duration,
 }
 
 /// `[worker]`: the poller's limits and schedule (raw values; `commands::run` builds the
@@ -173,6 +187,8 @@ struct RawConfig {
     web: crate::web::RawWeb,
     #[serde(default)]
     smtp: crate::smtp::RawSmtp,
+    #[serde(default)]
+    webhooks: RawWebhooks,
 }
 
 /// Declares a raw config section: each field's type and default, `deny_unknown_fields`,
@@ -213,6 +229,31 @@ raw_section!(RawWorker {
     red_after_consecutive_failures: i64 = 3,
     stall_after: String = "1h".to_owned(),
 });
+
+raw_section!(RawWebhooks {
+    poll_interval: String = "1s".to_owned(),
+    lease: String = "60s".to_owned(),
+    batch: i64 = 32,
+    connect_timeout: String = "5s".to_owned(),
+    request_timeout: String = "10s".to_owned(),
+    backoff_base: String = "5s".to_owned(),
+    backoff_cap: String = "1h".to_owned(),
+    give_up_after: String = "24h".to_owned(),
+});
+
+/// Checks `[webhooks]`; the delivery task checks how the values fit together.
+fn validate_webhooks(raw: &RawWebhooks) -> Result<WebhooksSection, (&'static str, String)> {
+    Ok(WebhooksSection {
+        poll_interval: std_duration("webhooks.poll_interval", &raw.poll_interval)?,
+        lease: std_duration("webhooks.lease", &raw.lease)?,
+        batch: bounded("webhooks.batch", raw.batch, 1, 1_000)?,
+        connect_timeout: std_duration("webhooks.connect_timeout", &raw.connect_timeout)?,
+        request_timeout: std_duration("webhooks.request_timeout", &raw.request_timeout)?,
+        backoff_base: std_duration("webhooks.backoff_base", &raw.backoff_base)?,
+        backoff_cap: std_duration("webhooks.backoff_cap", &raw.backoff_cap)?,
+        give_up_after: std_duration("webhooks.give_up_after", &raw.give_up_after)?,
+    })
+}
 
 raw_section!(RawGoogle {
     token_url: String = "https://oauth2.googleapis.com/token".to_owned(),
@@ -379,6 +420,7 @@ pub const SECTIONS: &[&str] = &[
     "http",
     "web",
     "smtp",
+    "webhooks",
 ];
 
 /// One problem of a configuration: where (`FILE:LINE` or `env NAME`), which key, what.
@@ -700,7 +742,9 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
     let http = http_section(raw.http)?;
     let web = crate::web::validate(raw.web)?;
     let smtp = crate::smtp::validate(raw.smtp)?;
+    let webhooks = validate_webhooks(&raw.webhooks)?;
     Ok(Config {
+        webhooks,
         web,
         smtp,
         worker,
@@ -1131,10 +1175,10 @@ mod tests {
         check_error(
             "[wokrer]\nconcurrency = 4\n\n[worker]\npoll_intervall = \"5m\"\nlease = \"soon\"\n",
             &[("DATACAP_WROKER__LEASE", "1m")],
-            "datacap.toml:1: wokrer: unknown section, ignored by datacap (its keys would fall back to defaults); expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp\n\
+            "datacap.toml:1: wokrer: unknown section, ignored by datacap (its keys would fall back to defaults); expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp, webhooks\n\
              datacap.toml:5: worker.poll_intervall: unknown field `poll_intervall`, expected one of `owner`, `concurrency`, `claim_batch`, `email_interval`, `calendar_interval`, `jitter`, `backoff_base`, `backoff_cap`, `recheck_interval`, `max_retry_after`, `lease`, `heartbeat`, `grace`, `idle_wait`, `once_pause_wait`, `invalid_grant_recheck`, `stall_pass_interval`, `tenant_rate_per_second`, `tenant_burst`, `red_after_consecutive_failures`, `stall_after`\n\
              datacap.toml:6: worker.lease: \"soon\" is not a duration like \"30d\", \"12h\", \"45m\" or \"90s\"\n\
-             env DATACAP_WROKER__LEASE: wroker: unknown section; expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp",
+             env DATACAP_WROKER__LEASE: wroker: unknown section; expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp, webhooks",
         );
     }
 }

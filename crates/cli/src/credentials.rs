@@ -155,3 +155,18 @@ fn secret_ref(refs: &BTreeMap<String, String>, name: &str) -> Option<anyhow::Res
     };
     Some(read_secret(&source, &name.replace('_', " ")))
 }
+
+/// The delivery task's [`datacap_worker::WebhookSecrets`]: reads the file or variable an
+/// endpoint's `secret_file` / `secret_env` names, at every try (a rotated secret is used
+/// from the next try on). Errors name the reference, never the value.
+pub struct WebhookSecretFiles;
+
+impl datacap_worker::WebhookSecrets for WebhookSecretFiles {
+    fn secret(&self, reference: &datacap_store::SecretRef) -> Result<SecretString, String> {
+        let source = match reference {
+            datacap_store::SecretRef::File(path) => KeySource::File(path.into()),
+            datacap_store::SecretRef::Env(name) => KeySource::Env(name.clone()),
+        };
+        read_secret(&source, "webhook secret").map_err(|error| format!("{error:#}"))
+    }
+}

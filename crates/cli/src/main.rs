@@ -53,6 +53,8 @@ enum Command {
     /// Run the daemon: poll every member's email and calendar until SIGTERM/SIGINT
     /// (`--once`: poll what is due now and exit).
     Run(commands::run::Args),
+    /// Webhook endpoints with their backlog and health; redeliver an event or the dead.
+    Webhooks(commands::webhooks::Args),
     /// Make a 256-bit web token or signing key (stdout, or a new 0600 file with --out).
     Token(commands::token::Args),
     /// Run the provider sim (a fake Google Workspace and Microsoft 365) on loopback.
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::RevokeInvites(args) => commands::revoke_invites::run(args, cli.config.as_deref()),
         Command::Run(args) => commands::run::run(args, cli.config.as_deref()),
         Command::Token(args) => commands::token::run(args),
+        Command::Webhooks(args) => commands::webhooks::run(args, cli.config.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -296,3 +296,168 @@ fn migrate_checks_the_encryption_key() {
     assert!(stderr.contains("is not 32 bytes"), "{stderr}");
     assert!(!stderr.contains("c2hvcnQ"), "{stderr}");
 }
+
+#[test]
+fn webhook_endpoints_are_applied_listed_and_redelivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let env = [("DATACAP_DATABASE__URL", url.as_str())];
+    ok(&datacap(dir.path(), &env, &["migrate"]));
+    let example = repo_file("config/tenants.example.toml");
+    let stdout = ok(&datacap(dir.path(), &env, &["apply", &example]));
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("; 1 webhook endpoints (0 deactivated)"),
+        "{stdout}"
+    );
+    let list = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&ok(&datacap(
+            dir,
+            &env,
+            &["webhooks", "list", "--format", "json"],
+        )))
+        .expect("webhooks json")
+    };
+    let before = list(dir.path());
+    let endpoints = before["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1, "{before}");
+    let ops = &endpoints[0];
+    assert_eq!(ops["company_id"], "acme");
+    assert_eq!(ops["endpoint_id"], "ops");
+    assert_eq!(ops["url"], "https://hooks.acme.example/datacap");
+    assert_eq!(ops["active"], true);
+    // Apply itself raised the seat banner (bob has no seat): one event waits.
+    assert_eq!(ops["backlog"], 1);
+    assert_eq!(ops["dead"], 0);
+    assert!(ops["last_success_at"].is_null());
+    let table = ok(&datacap(dir.path(), &env, &["webhooks", "list"]));
+    assert!(table.contains("acme") && table.contains("ops"), "{table}");
+
+    // A bad endpoint: every problem named by line and field, nothing written.
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace(
+            "url = \"https://hooks.acme.example/datacap\"",
+            "url = \"ftp://hooks.acme.example/datacap\"",
+        )
+        .replace(
+            "secret_file = \"/etc/datacap/acme-webhook.secret\"",
+            "secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
+        )
+        .replace(
+            "events = [\"member.status_changed\", \"company.banner_changed\"]",
+            "events = [\"member.deleted\"]",
+        );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let stderr = failed(&datacap(
+        dir.path(),
+        &env,
+        &["apply", bad.to_str().unwrap()],
+    ));
+    for field in [
+        "companies[0].webhooks[0]: missing secret",
+        "companies[0].webhooks[0].url: \"ftp://hooks.acme.example/datacap\" is not an http:// or https:// url",
+        "companies[0].webhooks[0].secret: inline secrets are not allowed",
+        "companies[0].webhooks[0].events: unknown event `member.deleted`",
+    ] {
+        assert!(stderr.contains(field), "{field} in {stderr}");
+    }
+    assert!(
+        !stderr.contains("MfKQ9r8"),
+        "the secret is never echoed: {stderr}"
+    );
+    assert_eq!(list(dir.path()), before, "nothing written");
+
+    // Redelivery: an unknown event is an error; nothing dead yet is zero.
+    let stderr = failed(&datacap(
+        dir.path(),
+        &env,
+        &["webhooks", "redeliver", "--event", "evt_unknown"],
+    ));
+    assert!(
+        stderr.contains("event \"evt_unknown\": no delivery to send again"),
+        "{stderr}"
+    );
+    let stdout = ok(&datacap(
+        dir.path(),
+        &env,
+        &[
+            "webhooks",
+            "redeliver",
+            "--dead-since",
+            "2026-01-01T00:00:00Z",
+        ],
+    ));
+    assert!(
+        stdout.starts_with("0 dead deliveries since 2026-01-01T00:00:00Z"),
+        "{stdout}"
+    );
+    let stderr = failed(&datacap(
+        dir.path(),
+        &env,
+        &["webhooks", "redeliver", "--dead-since", "yesterday"],
+    ));
+    assert!(stderr.contains("is not an RFC 3339 time"), "{stderr}");
+}
+
+#[test]
+fn status_of_one_member_shows_icons_history_and_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let env = [("DATACAP_DATABASE__URL", url.as_str())];
+    ok(&datacap(dir.path(), &env, &["migrate"]));
+    let example = repo_file("config/tenants.example.toml");
+    ok(&datacap(dir.path(), &env, &["apply", &example]));
+    let json: serde_json::Value = serde_json::from_str(&ok(&datacap(
+        dir.path(),
+        &env,
+        &["status", "--member", "bob", "--format", "json"],
+    )))
+    .expect("member json");
+    assert_eq!(json["company_id"], "acme");
+    assert_eq!(json["member"]["id"], "bob");
+    assert_eq!(json["member"]["capture"]["reason"], "seat_missing");
+    assert!(json["member"]["email"]["last_success"].is_null());
+    let history = json["history"].as_array().expect("history");
+    assert_eq!(
+        history.len(),
+        3,
+        "apply's first evaluation of each icon: {json}"
+    );
+    assert!(history.iter().all(|change| change["from_color"].is_null()));
+    assert_eq!(json["attempts"], serde_json::json!([]));
+    let table = ok(&datacap(dir.path(), &env, &["status", "--member", "bob"]));
+    assert!(
+        table.starts_with("bob (bob@acme.example), company acme"),
+        "{table}"
+    );
+    assert!(
+        table.contains("capture   yellow seat_missing since "),
+        "{table}"
+    );
+    assert!(
+        table.contains("email     gray awaiting_first_import since "),
+        "{table}"
+    );
+    assert!(table.contains("; no success yet"), "{table}");
+    assert!(table.contains("status history (newest first):"), "{table}");
+    assert!(table.contains("(first) -> yellow seat_missing"), "{table}");
+    let stderr = failed(&datacap(
+        dir.path(),
+        &env,
+        &["status", "--member", "nobody"],
+    ));
+    assert!(stderr.contains("no active member \"nobody\""), "{stderr}");
+    // The forced full resync of a member's email.
+    let stdout = ok(&datacap(
+        dir.path(),
+        &env,
+        &["poll", "--member", "bob", "--channel", "email", "--full"],
+    ));
+    assert!(
+        stdout.starts_with("member bob: email: 1 channel(s) due now, from the start (saved cursor dropped: a full pass)"),
+        "{stdout}"
+    );
+}

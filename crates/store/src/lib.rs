@@ -16,6 +16,7 @@ mod postgres;
 mod rows;
 mod sqlite;
 mod tenants;
+mod webhooks;
 
 use datacap_core::{Icon, MemberConnection, Reason};
 use secrecy::SecretString;
@@ -26,13 +27,17 @@ pub use datacap_core::{CalendarItem, EmailItem};
 pub use error::StoreError;
 pub use model::{
     ApplySummary, AttemptRecord, AttemptReport, BannerReport, CompanyReport, ConnectState,
-    DueReport, FailPoint, IconReport, Job, JobContext, KeyRotation, MemberGrant, MemberReport,
-    NewConnectState, RecordResult, StatusReport, StoreOptions, WriteOptions,
+    DueReport, FailPoint, IconReport, Job, JobContext, KeyRotation, LastSuccess, MemberGrant,
+    MemberReport, NewConnectState, RecordResult, StatusChangeReport, StatusReport, StoreOptions,
+    WriteOptions,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tenants::{
-    TenantCompany, TenantMember, Tenants, TenantsError, TenantsErrors, parse_tenants,
+    TenantCompany, TenantMember, TenantWebhook, Tenants, TenantsError, TenantsErrors, parse_tenants,
+};
+pub use webhooks::{
+    DeliveryNext, EndpointReport, EventType, SecretRef, WebhookDelivery, WebhookTry,
 };
 
 /// Which database a URL names.
@@ -306,7 +311,18 @@ impl Store {
         channel: Option<datacap_core::Channel>,
         now: OffsetDateTime,
     ) -> Result<DueReport, StoreError> {
-        dispatch!(self.make_due(member_id, channel, now))
+        dispatch!(self.make_due(member_id, channel, now, false))
+    }
+
+    /// [`Store::make_due`], and drops the saved cursors, so the next poll is a full pass
+    /// (a forced resync; items stay deduplicated on their provider id).
+    pub async fn make_due_full(
+        &self,
+        member_id: &str,
+        channel: Option<datacap_core::Channel>,
+        now: OffsetDateTime,
+    ) -> Result<DueReport, StoreError> {
+        dispatch!(self.make_due(member_id, channel, now, true))
     }
 
     /// Re-seals every stored member secret from `old` to `new` in one transaction, and
@@ -329,6 +345,16 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AttemptReport>, StoreError> {
         dispatch!(self.member_attempts(company_id, member_id, limit))
+    }
+
+    /// The latest `limit` status changes of a company's member, newest first.
+    pub async fn member_history(
+        &self,
+        company_id: &str,
+        member_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StatusChangeReport>, StoreError> {
+        dispatch!(self.member_history(company_id, member_id, limit))
     }
 
     /// The attempts with these ids that are still stored.
@@ -376,6 +402,70 @@ impl Store {
         member_id: &str,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         dispatch!(self.invites_not_before(member_id))
+    }
+
+    /// Leases the heads of up to `limit` webhook endpoints' queues to `owner` for `lease`
+    /// (each endpoint's oldest pending delivery, when due).
+    pub async fn claim_webhook_deliveries(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        dispatch!(self.claim_webhook_deliveries(owner, now, lease, limit))
+    }
+
+    /// Records a try of a leased delivery and its next state; false when the lease was
+    /// lost (nothing written).
+    pub async fn record_webhook_try(
+        &self,
+        delivery: &WebhookDelivery,
+        attempt: &WebhookTry,
+        next: DeliveryNext,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.record_webhook_try(delivery, attempt, next))
+    }
+
+    /// Gives a leased delivery back untried.
+    pub async fn release_webhook_delivery(
+        &self,
+        delivery: &WebhookDelivery,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.release_webhook_delivery(delivery))
+    }
+
+    /// Every webhook endpoint of every company or one, with its delivery health.
+    pub async fn webhook_endpoints(
+        &self,
+        company_id: Option<&str>,
+    ) -> Result<Vec<EndpointReport>, StoreError> {
+        dispatch!(self.webhook_endpoints(company_id))
+    }
+
+    /// Sends the event `event_id` again to every endpoint it went to; returns how many
+    /// deliveries were made pending.
+    pub async fn redeliver_event(
+        &self,
+        event_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.redeliver_event(event_id, now))
+    }
+
+    /// Makes every delivery that died at or after `since` pending again.
+    pub async fn redeliver_dead_since(
+        &self,
+        since: OffsetDateTime,
+        company_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.redeliver_dead_since(since, company_id, now))
+    }
+
+    /// When the oldest undelivered webhook event began waiting; `None` when none waits.
+    pub async fn oldest_undelivered_webhook(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        dispatch!(self.oldest_undelivered_webhook())
     }
 
     /// Closes the connection pools.

@@ -159,6 +159,10 @@ pub struct ApplySummary {
     pub members: usize,
     pub members_deactivated: usize,
     pub companies_deactivated: usize,
+    /// Webhook endpoints declared (upserted).
+    pub webhooks: usize,
+    /// Webhook endpoints the file no longer lists, deactivated.
+    pub webhooks_deactivated: usize,
 }
 
 /// The Team members page as data: DESIGN.md's `datacap status` JSON.
@@ -217,6 +221,31 @@ pub struct IconReport {
     pub last_attempt_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub evaluated_at: OffsetDateTime,
+    /// The channel's last successful import (`email` and `calendar`; always `null` for
+    /// `capture`, which imports nothing itself); `null` until one succeeded.
+    pub last_success: Option<LastSuccess>,
+}
+
+/// When a channel last imported successfully, and how many items that attempt brought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LastSuccess {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub items: u64,
+}
+
+/// One row of a member's status history (`GET …/members/{member}/history`): an icon's
+/// colour or reason changed; `from_*` is null for the icon's first evaluation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusChangeReport {
+    pub icon: datacap_core::Icon,
+    pub from_color: Option<Color>,
+    pub from_reason: Option<Reason>,
+    pub to_color: Color,
+    pub to_reason: Reason,
+    pub attempt_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub changed_at: OffsetDateTime,
 }
 
 /// One import attempt as on-call reads it (`GET …/members/{member}/attempts`).

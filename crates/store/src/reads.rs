@@ -11,7 +11,7 @@ use sqlx::QueryBuilder;
 use super::{Backend, Db};
 use crate::dbtime::DbTime;
 use crate::error::{StoreError, corrupt};
-use crate::model::AttemptReport;
+use crate::model::{AttemptReport, StatusChangeReport};
 
 /// `import_attempts` columns in [`AttemptReport`] order.
 macro_rules! attempt_select {
@@ -95,6 +95,60 @@ impl Backend {
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(attempt_report).collect()
+    }
+
+    /// The latest `limit` status changes of `member_id` in `company_id` (the
+    /// `status_changes` history: every change of an icon's colour or reason, the first
+    /// evaluation included), newest first. Unknown company or member: an error.
+    pub async fn member_history(
+        &self,
+        company_id: &str,
+        member_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StatusChangeReport>, StoreError> {
+        // The same checks as the attempts read: the member must be the company's.
+        self.member_attempts(company_id, member_id, 1).await?;
+        type ChangeReadRow = (
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            DbTime,
+        );
+        let rows: Vec<ChangeReadRow> = sqlx::query_as(
+            "SELECT icon, from_color, from_reason, to_color, to_reason, attempt_id, changed_at \
+             FROM status_changes WHERE member_id = $1 ORDER BY changed_at DESC, id DESC LIMIT $2",
+        )
+        .bind(member_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.into_iter()
+            .map(
+                |(icon, from_color, from_reason, to_color, to_reason, attempt_id, at)| {
+                    let color = |text: &str| {
+                        datacap_core::Color::parse(text)
+                            .ok_or_else(|| corrupt("status_changes", "color", text))
+                    };
+                    let reason = |text: &str| {
+                        datacap_core::Reason::parse(text)
+                            .ok_or_else(|| corrupt("status_changes", "reason", text))
+                    };
+                    Ok(StatusChangeReport {
+                        icon: datacap_core::Icon::parse(&icon)
+                            .ok_or_else(|| corrupt("status_changes", "icon", &icon))?,
+                        from_color: from_color.as_deref().map(color).transpose()?,
+                        from_reason: from_reason.as_deref().map(reason).transpose()?,
+                        to_color: color(&to_color)?,
+                        to_reason: reason(&to_reason)?,
+                        attempt_id,
+                        changed_at: at.0,
+                    })
+                },
+            )
+            .collect()
     }
 
     /// The attempts with these ids (those retention has not pruned), in no set order.

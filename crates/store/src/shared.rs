@@ -27,10 +27,14 @@ use crate::dbtime::DbTime;
 use crate::error::{StoreError, corrupt};
 use crate::model::{
     ApplySummary, AttemptRecord, BannerReport, CompanyReport, DueReport, FailPoint, IconReport,
-    Job, KeyRotation, MemberGrant, MemberReport, RecordResult, StatusReport, WriteOptions,
+    Job, KeyRotation, LastSuccess, MemberGrant, MemberReport, RecordResult, StatusReport,
+    WriteOptions,
 };
 use crate::rows::{AttemptRow, ChangeRow, EmailRow, EventRow, IconRow, SyncRow};
 use crate::tenants::Tenants;
+use crate::webhooks::{
+    BannerChange, OutboxEvent, StatusChange, banner_changed, new_event_id, status_changed,
+};
 
 /// The (company id, member id) a key-check canary is sealed for; tenant ids are never
 /// empty, so no member row can share it.
@@ -46,6 +50,8 @@ struct MemberContext {
     /// The member and its company are active: only then do the company's banners count
     /// the member.
     counted: bool,
+    /// The member's address, for the events its status changes send.
+    member_email: String,
 }
 
 macro_rules! member_context_select {
@@ -53,8 +59,8 @@ macro_rules! member_context_select {
         "SELECT m.id, m.company_id, m.has_recording_seat, m.recording_enabled, m.email_import, \
          m.calendar_import, m.import_non_recorded_meetings, c.provider, c.connection_mode, \
          c.permission_given, c.email_authorized, c.calendar_authorized, c.import_email, \
-         c.import_calendar, c.import_non_recorded_meetings, g.state, m.active AND c.active \
-         FROM members m JOIN companies c ON c.id = m.company_id \
+         c.import_calendar, c.import_non_recorded_meetings, g.state, m.active AND c.active, \
+         m.email FROM members m JOIN companies c ON c.id = m.company_id \
          LEFT JOIN member_grants g ON g.member_id = m.id"
     };
 }
@@ -89,6 +95,7 @@ fn member_context(row: &<Db as sqlx::Database>::Row) -> Result<MemberContext, St
     };
     Ok(MemberContext {
         counted: row.try_get(16)?,
+        member_email: row.try_get(17)?,
         member_id: row.try_get(0)?,
         company_id: row.try_get(1)?,
         member: MemberSettings {
@@ -306,11 +313,73 @@ async fn sync_state_in(
         .collect())
 }
 
+/// Records each (member, channel)'s latest successful attempt of the batch as its last
+/// successful import (time and items), unless a later one is stored already: one
+/// statement per batch ([`CHUNK`] rows each), none when the batch has no success.
+async fn last_success_in(tx: &mut Tx, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+    let mut latest: HashMap<(&str, Channel), (DbTime, i64)> = HashMap::new();
+    for attempt in attempts.iter().filter(|a| a.outcome == Outcome::Success) {
+        let items = i64::try_from(attempt.email_items.len() + attempt.calendar_items.len())
+            .unwrap_or(i64::MAX);
+        let at = DbTime::new(attempt.finished_at);
+        let entry = latest
+            .entry((attempt.member_id.as_str(), attempt.channel))
+            .or_insert((at, items));
+        if at >= entry.0 {
+            *entry = (at, items);
+        }
+    }
+    let rows: Vec<_> = latest.into_iter().collect();
+    for chunk in rows.chunks(CHUNK / 4) {
+        let mut update = QueryBuilder::<Db>::new("WITH v (member_id, channel, at, items) AS (");
+        update.push_values(chunk, |mut row, ((member_id, channel), (at, items))| {
+            row.push_bind((*member_id).to_owned())
+                .push_bind(channel.as_str())
+                .push_bind(*at)
+                .push_bind(*items);
+        });
+        update.push(
+            ") UPDATE sync_state SET last_success_at = v.at, last_success_items = v.items \
+             FROM v WHERE sync_state.member_id = v.member_id AND sync_state.channel = v.channel \
+             AND (sync_state.last_success_at IS NULL OR sync_state.last_success_at <= v.at)",
+        );
+        update.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 fn fail_point(options: &WriteOptions, point: FailPoint) -> Result<(), StoreError> {
     if options.fail_at == Some(point) {
         return Err(StoreError::InjectedFailure(point));
     }
     Ok(())
+}
+
+/// The `company.banner_changed` event of a banner whose count went from `from` to `to`
+/// (the text is the banner's at its new count, or at its last one when it cleared).
+fn banner_event(
+    company_id: &str,
+    code: BannerCode,
+    provider: Provider,
+    from: i64,
+    to: i64,
+    now: OffsetDateTime,
+) -> OutboxEvent {
+    let text = banner_text(code, provider, to_u32(if to == 0 { from } else { to }));
+    banner_changed(
+        &new_event_id(),
+        &BannerChange {
+            company_id,
+            code: code.as_str(),
+            color: code.color().as_str(),
+            provider: provider.as_str(),
+            from_count: from,
+            to_count: to,
+            message: &text.message,
+            resolution: &text.resolution,
+        },
+        now,
+    )
 }
 
 fn json_list(values: &[String]) -> String {
@@ -501,11 +570,61 @@ impl Backend {
                 summary.companies_deactivated += 1;
             }
         }
+        (summary.webhooks, summary.webhooks_deactivated) =
+            self.apply_webhooks_in(&mut tx, tenants, at).await?;
         for company in &tenants.companies {
             self.recompute_company_in(&mut tx, &company.id, now).await?;
         }
         tx.commit().await?;
         Ok(summary)
+    }
+
+    /// Upserts every declared webhook endpoint and deactivates the ones the file no longer
+    /// lists (their deliveries kept; declared again, they resume). Before the statuses
+    /// are recomputed, so the changes `apply` itself causes reach the new endpoints.
+    async fn apply_webhooks_in(
+        &self,
+        tx: &mut Tx,
+        tenants: &Tenants,
+        at: DbTime,
+    ) -> Result<(usize, usize), StoreError> {
+        let existing: Vec<(String, String)> =
+            sqlx::query_as("SELECT company_id, id FROM webhook_endpoints WHERE active")
+                .fetch_all(&mut **tx)
+                .await?;
+        let mut declared = HashSet::new();
+        for company in &tenants.companies {
+            for webhook in &company.webhooks {
+                let events: Vec<&str> = webhook.events.iter().map(|e| e.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO webhook_endpoints (company_id, id, url, secret_ref, events,                      active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6)                      ON CONFLICT (company_id, id) DO UPDATE SET url = excluded.url,                      secret_ref = excluded.secret_ref, events = excluded.events, active = TRUE,                      updated_at = excluded.updated_at",
+                )
+                .bind(&company.id)
+                .bind(&webhook.id)
+                .bind(&webhook.url)
+                .bind(webhook.secret.to_json())
+                .bind(serde_json::to_string(&events).unwrap_or_else(|_| "[]".to_owned()))
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+                declared.insert((company.id.as_str(), webhook.id.as_str()));
+            }
+        }
+        let mut deactivated = 0;
+        for (company_id, id) in &existing {
+            if !declared.contains(&(company_id.as_str(), id.as_str())) {
+                deactivated += 1;
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET active = FALSE, updated_at = $3                      WHERE company_id = $1 AND id = $2",
+                )
+                .bind(company_id)
+                .bind(id)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok((declared.len(), deactivated))
     }
 
     /// Writes attempts in one transaction: the attempt rows, their items (idempotent
@@ -578,6 +697,7 @@ impl Backend {
         fail_point(options, FailPoint::AfterItems)?;
 
         let updated = sync_state_in(&mut tx, attempts, at).await?;
+        last_success_in(&mut tx, attempts).await?;
         fail_point(options, FailPoint::AfterSyncState)?;
         let results = attempts
             .iter()
@@ -857,6 +977,7 @@ impl Backend {
 
             let mut icon_rows: Vec<IconRow> = Vec::with_capacity(chunk.len() * 3);
             let mut changes: Vec<ChangeRow> = Vec::new();
+            let mut events: Vec<OutboxEvent> = Vec::new();
             for context in chunk {
                 let recent = attempts_of
                     .get(&context.member_id)
@@ -936,6 +1057,28 @@ impl Backend {
                         Some((_, _, since)) if unchanged => *since,
                         _ => at,
                     };
+                    let text = reason_text(reason, context.company.provider);
+                    // A member's first status (no stored icon yet: `apply` just created
+                    // it) is history, not news: only a change of a stored icon is sent.
+                    if let (false, Some((from_color, from_reason, _))) = (unchanged, before) {
+                        events.push(status_changed(
+                            &new_event_id(),
+                            &StatusChange {
+                                company_id: &context.company_id,
+                                member_id: &context.member_id,
+                                member_email: &context.member_email,
+                                icon: icon.as_str(),
+                                from_color,
+                                from_reason,
+                                to_color: reason.color().as_str(),
+                                to_reason: reason.as_str(),
+                                message: &text.message,
+                                resolution: &text.resolution,
+                                attempt_id: last_attempt_id.as_deref(),
+                            },
+                            now,
+                        ));
+                    }
                     if !unchanged {
                         changes.push(ChangeRow {
                             member_id: context.member_id.clone(),
@@ -947,7 +1090,6 @@ impl Backend {
                             attempt_id: last_attempt_id.clone(),
                         });
                     }
-                    let text = reason_text(reason, context.company.provider);
                     icon_rows.push(IconRow {
                         member_id: context.member_id.clone(),
                         icon: icon.as_str(),
@@ -964,6 +1106,7 @@ impl Backend {
             upsert_icons(tx, icon_rows, at).await?;
 
             insert_changes(tx, changes, at).await?;
+            super::outbox::enqueue_in(tx, events, at).await?;
         }
         Ok(deltas)
     }
@@ -1008,6 +1151,7 @@ impl Backend {
 
         let mut upserts: Vec<(&str, BannerCode, i64, Provider)> = Vec::new();
         let mut deletes: Vec<(&str, BannerCode)> = Vec::new();
+        let mut events: Vec<OutboxEvent> = Vec::new();
         let mut recount: Vec<&str> = Vec::new();
         for (company_id, (provider, delta)) in deltas {
             let counts: Vec<(BannerCode, i64, i64)> = BannerCode::ALL
@@ -1026,7 +1170,15 @@ impl Backend {
                 recount.push(company_id);
                 continue;
             }
-            for (code, count, _) in counts {
+            for (code, count, change) in counts {
+                events.push(banner_event(
+                    company_id,
+                    code,
+                    *provider,
+                    count - change,
+                    count,
+                    now,
+                ));
                 if count == 0 {
                     deletes.push((company_id, code));
                 } else {
@@ -1067,6 +1219,7 @@ impl Backend {
                 .execute(&mut **tx)
                 .await?;
         }
+        super::outbox::enqueue_in(tx, events, at).await?;
         for company_id in recount {
             self.write_banners_in(tx, company_id, now).await?;
         }
@@ -1120,8 +1273,8 @@ impl Backend {
                 seat_missing: recording_enabled && !has_seat,
             });
         }
-        let previous: Vec<(String, DbTime)> =
-            sqlx::query_as("SELECT code, since FROM company_banners WHERE company_id = $1")
+        let previous: Vec<(String, DbTime, i64)> =
+            sqlx::query_as("SELECT code, since, count FROM company_banners WHERE company_id = $1")
                 .bind(company_id)
                 .fetch_all(&mut **tx)
                 .await?;
@@ -1130,10 +1283,25 @@ impl Backend {
             .execute(&mut **tx)
             .await?;
         let banners = tally.banners();
+        let at = DbTime::new(now);
+        let mut events = Vec::new();
+        for &code in BannerCode::ALL {
+            let before = previous
+                .iter()
+                .find(|(stored, _, _)| stored == code.as_str())
+                .map_or(0, |(_, _, count)| *count);
+            let after = banners
+                .iter()
+                .find(|banner| banner.code == code)
+                .map_or(0, |banner| i64::from(banner.count));
+            if before != after {
+                events.push(banner_event(company_id, code, provider, before, after, now));
+            }
+        }
+        super::outbox::enqueue_in(tx, events, at).await?;
         if banners.is_empty() {
             return Ok(());
         }
-        let at = DbTime::new(now);
         let mut insert = QueryBuilder::<Db>::new(
             "INSERT INTO company_banners (company_id, code, position, color, count, provider, \
              message, resolution, since, evaluated_at) ",
@@ -1141,8 +1309,8 @@ impl Backend {
         insert.push_values(banners, |mut row, banner| {
             let since = previous
                 .iter()
-                .find(|(code, _)| code == banner.code.as_str())
-                .map_or(at, |(_, since)| *since);
+                .find(|(code, _, _)| code == banner.code.as_str())
+                .map_or(at, |(_, since, _)| *since);
             let text = banner_text(banner.code, provider, banner.count);
             row.push_bind(company_id.to_owned())
                 .push_bind(banner.code.as_str())
@@ -1438,8 +1606,10 @@ impl Backend {
             }
             let icon_rows: Vec<IconReadRow> = sqlx::query_as(
                 "SELECT m.id, m.email, s.icon, s.color, s.reason, s.message, s.resolution, \
-                 s.since, s.last_attempt_id, s.evaluated_at \
+                 s.since, s.last_attempt_id, s.evaluated_at, ss.last_success_at, \
+                 ss.last_success_items \
                  FROM members m JOIN member_status s ON s.member_id = m.id \
+                 LEFT JOIN sync_state ss ON ss.member_id = m.id AND ss.channel = s.icon \
                  WHERE m.company_id = $1 AND m.active ORDER BY m.id",
             )
             .bind(&id)
@@ -1572,6 +1742,7 @@ impl Backend {
         member_id: &str,
         channel: Option<Channel>,
         now: OffsetDateTime,
+        full: bool,
     ) -> Result<DueReport, StoreError> {
         let mut tx = self.begin_write().await?;
         let known: Option<(String,)> = sqlx::query_as("SELECT id FROM members WHERE id = $1")
@@ -1588,8 +1759,11 @@ impl Backend {
             Some(channel) => (channel.as_str(), channel.as_str()),
             None => (Channel::Email.as_str(), Channel::Calendar.as_str()),
         };
+        // `full`: the saved cursor goes too, so the next poll is a full pass (items are
+        // upserted on their provider id, so what was imported before stays one row).
         let made_due = sqlx::query(
-            "UPDATE sync_state SET next_due_at = $2 \
+            "UPDATE sync_state SET next_due_at = $2, \
+             cursor = CASE WHEN $5 THEN NULL ELSE cursor END \
              WHERE member_id = $1 AND channel IN ($3, $4) \
              AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= $2)",
         )
@@ -1597,6 +1771,7 @@ impl Backend {
         .bind(DbTime::new(now))
         .bind(first)
         .bind(second)
+        .bind(full)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -1753,11 +1928,26 @@ type IconReadRow = (
     DbTime,
     Option<String>,
     DbTime,
+    Option<DbTime>,
+    Option<i64>,
 );
 
 fn members_from_rows(rows: Vec<IconReadRow>) -> Result<Vec<MemberReport>, StoreError> {
     let mut members: Vec<(String, String, [Option<IconReport>; 3])> = Vec::new();
-    for (member_id, email, icon, color, reason, message, resolution, since, last, evaluated) in rows
+    for (
+        member_id,
+        email,
+        icon,
+        color,
+        reason,
+        message,
+        resolution,
+        since,
+        last,
+        evaluated,
+        success_at,
+        success_items,
+    ) in rows
     {
         let icon = Icon::parse(&icon).ok_or_else(|| corrupt("member_status", "icon", &icon))?;
         let report = IconReport {
@@ -1768,6 +1958,10 @@ fn members_from_rows(rows: Vec<IconReadRow>) -> Result<Vec<MemberReport>, StoreE
             since: since.0,
             last_attempt_id: last,
             evaluated_at: evaluated.0,
+            last_success: success_at.map(|at| LastSuccess {
+                at: at.0,
+                items: u64::try_from(success_items.unwrap_or(0)).unwrap_or(0),
+            }),
         };
         if members.last().is_none_or(|(id, _, _)| *id != member_id) {
             members.push((member_id, email, [None, None, None]));

@@ -111,6 +111,11 @@ mod connect;
 #[path = "reads.rs"]
 mod reads;
 
+// The webhook outbox and its delivery queue; compiled per backend like `queries`.
+#[allow(clippy::duplicate_mod)]
+#[path = "outbox.rs"]
+mod outbox;
+
 /// How an icon upsert resolves an existing row; shared by both bulk writers.
 const ICON_CONFLICT: &str = " ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
      reason = excluded.reason, message = excluded.message, resolution = excluded.resolution, \

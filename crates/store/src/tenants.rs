@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashSet};
 use datacap_core::{CompanySettings, ConnectionMode, MemberSettings, Provider};
 use serde::Deserialize;
 
+use crate::webhooks::{EventType, SecretRef};
+
 /// A bad tenants file: where, which field, and what is wrong. Displays as
 /// `LINE: FIELD: DETAIL`; the binary puts the file name in front.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +50,21 @@ pub struct TenantCompany {
     /// never a secret value.
     pub credentials: BTreeMap<String, String>,
     pub members: Vec<TenantMember>,
+    /// The company's webhook endpoints (`[[companies.webhooks]]`).
+    pub webhooks: Vec<TenantWebhook>,
+}
+
+/// One webhook endpoint of a company: where its events go, where the signing secret is
+/// read from (never the secret), and which events it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantWebhook {
+    /// Unique within the company; stable, so deliveries keep their endpoint across applies.
+    pub id: String,
+    /// An `http://` or `https://` URL without user or password.
+    pub url: String,
+    pub secret: SecretRef,
+    /// At least one, each once, in the file's order.
+    pub events: Vec<EventType>,
 }
 
 /// One member of a tenants file.
@@ -81,6 +98,23 @@ struct RawCompany {
     #[serde(default)]
     #[allow(dead_code)]
     members: Option<serde::de::IgnoredAny>,
+    /// Taken out and read one by one, like `members`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    webhooks: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    id: String,
+    url: String,
+    #[serde(default)]
+    secret_file: Option<String>,
+    #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
+    events: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +251,36 @@ pub fn parse_tenants(text: &str) -> Result<Tenants, TenantsErrors> {
                     "must be an array of tables ([[companies.members]])".to_owned(),
                 ),
             }
+            let mut webhooks = Vec::new();
+            match company.remove("webhooks") {
+                None => {}
+                Some(toml::Value::Array(items)) => {
+                    for (w, item) in items.into_iter().enumerate() {
+                        let at = format!("{at}.webhooks[{w}]");
+                        match item {
+                            toml::Value::Table(mut webhook) => {
+                                // A secret written into the file is refused by name, not
+                                // as an unknown key (and never echoed).
+                                if webhook.remove("secret").is_some() {
+                                    reader.problem(
+                                        &format!("{at}.secret"),
+                                        "inline secrets are not allowed; reference it with secret_file = \"/path\" or secret_env = \"VAR\"".to_owned(),
+                                    );
+                                }
+                                webhooks.push(WebhookEntry {
+                                    index: w,
+                                    webhook: reader.read::<RawWebhook>(webhook, &at),
+                                });
+                            }
+                            _ => reader.problem(&at, "must be a table".to_owned()),
+                        }
+                    }
+                }
+                Some(_) => reader.problem(
+                    &format!("{at}.webhooks"),
+                    "must be an array of tables ([[companies.webhooks]])".to_owned(),
+                ),
+            }
             // A company that does not read still has its id, credentials and members
             // checked, so their problems are listed too.
             let id = company
@@ -236,6 +300,7 @@ pub fn parse_tenants(text: &str) -> Result<Tenants, TenantsErrors> {
                     .map_or(credentials, |company| company.credentials.clone()),
                 company: read,
                 members,
+                webhooks,
             });
         }
     }
@@ -333,6 +398,13 @@ struct RawEntry {
     credentials: BTreeMap<String, String>,
     company: Option<RawCompany>,
     members: Vec<MemberEntry>,
+    webhooks: Vec<WebhookEntry>,
+}
+
+/// One `[[companies.webhooks]]` entry as read.
+struct WebhookEntry {
+    index: usize,
+    webhook: Option<RawWebhook>,
 }
 
 /// One `[[companies.members]]` entry as read, like [`RawEntry`].
@@ -418,6 +490,106 @@ fn validate(raw: Vec<RawEntry>, reader: &mut Reader<'_>) -> Tenants {
                 active: member.active,
             });
         }
+        let mut webhook_ids = HashSet::new();
+        let mut webhooks = Vec::with_capacity(entry.webhooks.len());
+        for webhook_entry in entry.webhooks {
+            let w = webhook_entry.index;
+            let at = |field: &str| format!("companies[{c}].webhooks[{w}].{field}");
+            let Some(raw) = webhook_entry.webhook else {
+                continue;
+            };
+            let mut clean = true;
+            let mut problem = |field: &str, detail: String| {
+                reader.problem(&at(field), detail);
+                clean = false;
+            };
+            if let Err(detail) = check_id(&raw.id) {
+                problem("id", detail);
+            } else if !webhook_ids.insert(raw.id.clone()) {
+                problem(
+                    "id",
+                    format!("webhook id {:?} appears twice in this company", raw.id),
+                );
+            }
+            if let Err(detail) = check_webhook_url(&raw.url) {
+                problem("url", detail);
+            }
+            let secret = match (raw.secret_file, raw.secret_env) {
+                (Some(path), None) => match check_credential("secret_file", &path) {
+                    Ok(()) => Some(SecretRef::File(path)),
+                    Err(detail) => {
+                        problem("secret_file", detail);
+                        None
+                    }
+                },
+                (None, Some(name)) => match check_credential("secret_env", &name) {
+                    Ok(()) => Some(SecretRef::Env(name)),
+                    Err(detail) => {
+                        problem("secret_env", detail);
+                        None
+                    }
+                },
+                (Some(_), Some(_)) => {
+                    problem(
+                        "secret_env",
+                        "set only one of secret_file and secret_env".to_owned(),
+                    );
+                    None
+                }
+                (None, None) => {
+                    reader.problem(
+                        &format!("companies[{c}].webhooks[{w}]"),
+                        "missing secret: set secret_file = \"/path\" or secret_env = \"VAR\" (a whsec_ secret)".to_owned(),
+                    );
+                    clean = false;
+                    None
+                }
+            };
+            let mut events = Vec::new();
+            match raw.events {
+                None => events.extend(EventType::ALL),
+                Some(names) if names.is_empty() => {
+                    reader.problem(&at("events"), "must name at least one event".to_owned());
+                    clean = false;
+                }
+                Some(names) => {
+                    for name in names {
+                        match EventType::parse(&name) {
+                            Some(event) if events.contains(&event) => {
+                                reader.problem(
+                                    &at("events"),
+                                    format!("event `{name}` appears twice"),
+                                );
+                                clean = false;
+                            }
+                            Some(event) => events.push(event),
+                            None => {
+                                reader.problem(
+                                    &at("events"),
+                                    format!(
+                                        "unknown event `{name}`, expected one of {}",
+                                        EventType::ALL
+                                            .iter()
+                                            .map(|event| format!("`{}`", event.as_str()))
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    ),
+                                );
+                                clean = false;
+                            }
+                        }
+                    }
+                }
+            }
+            if let (true, Some(secret)) = (clean, secret) {
+                webhooks.push(TenantWebhook {
+                    id: raw.id,
+                    url: raw.url,
+                    secret,
+                    events,
+                });
+            }
+        }
         let Some(company) = entry.company else {
             continue;
         };
@@ -437,6 +609,7 @@ fn validate(raw: Vec<RawEntry>, reader: &mut Reader<'_>) -> Tenants {
             },
             credentials: entry.credentials,
             members,
+            webhooks,
         });
     }
     Tenants { companies }
@@ -453,6 +626,36 @@ fn check_id(id: &str) -> Result<(), String> {
         return Err(format!(
             "{id:?} may only hold letters, digits, '-', '_', '.' and '@'"
         ));
+    }
+    Ok(())
+}
+
+/// A webhook URL: `http://` or `https://`, a host, no whitespace, and no user or password
+/// (a secret in a URL would be stored and shown as written).
+fn check_webhook_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    else {
+        return Err(format!("{url:?} is not an http:// or https:// url"));
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} holds whitespace"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(
+            "must not carry a user or password; the endpoint authenticates us by the signature"
+                .to_owned(),
+        );
+    }
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()) && !port.is_empty())
+        .map_or(authority, |(host, _)| host);
+    if host.is_empty() || host == "[]" {
+        return Err(format!("{url:?} has no host"));
     }
     Ok(())
 }
@@ -625,6 +828,110 @@ email = "bob@acme.test"
             "[[companies]]\nprovider = \"none\"\nconnection_mode = \"company_wide\"\n\n[[companies]]\nid = \"b\"\nprovider = 3\nconnection_mode = \"company_wide\"\n",
             "1: companies[0]: missing field `id`\n7: companies[1].provider: wanted string or table",
         );
+    }
+
+    const HOOKS: &str = r#"
+[[companies.webhooks]]
+id = "ops"
+url = "https://hooks.acme.test/datacap"
+secret_file = "/etc/datacap/acme-hook.secret"
+
+[[companies.webhooks]]
+id = "chat"
+url = "http://127.0.0.1:9000/in"
+secret_env = "ACME_CHAT_HOOK_SECRET"
+events = ["company.banner_changed"]
+"#;
+
+    #[test]
+    fn webhooks_are_read_with_their_secret_reference_and_events() {
+        let tenants = parse_tenants(&format!("{GOOD}{HOOKS}")).unwrap();
+        let hooks = &tenants.companies[0].webhooks;
+        assert_eq!(hooks.len(), 2);
+        assert_eq!(hooks[0].id, "ops");
+        assert_eq!(
+            hooks[0].secret,
+            SecretRef::File("/etc/datacap/acme-hook.secret".to_owned())
+        );
+        assert_eq!(hooks[0].events, EventType::ALL);
+        assert_eq!(
+            hooks[1].secret,
+            SecretRef::Env("ACME_CHAT_HOOK_SECRET".to_owned())
+        );
+        assert_eq!(hooks[1].events, [EventType::CompanyBannerChanged]);
+        // Members after the webhooks still belong to the company.
+        assert_eq!(tenants.companies[0].members.len(), 2);
+    }
+
+    #[test]
+    fn bad_webhooks_name_their_line_and_field() {
+        let check = |from: &str, to: &str, expected: &str| {
+            check_error(&format!("{GOOD}{}", HOOKS.replace(from, to)), expected);
+        };
+        check(
+            "https://hooks.acme.test/datacap",
+            "ftp://hooks.acme.test/datacap",
+            "22: companies[0].webhooks[0].url: \"ftp://hooks.acme.test/datacap\" is not an http:// or https:// url",
+        );
+        check(
+            "https://hooks.acme.test/datacap",
+            "https://user:pw@hooks.acme.test/",
+            "22: companies[0].webhooks[0].url: must not carry a user or password; the endpoint authenticates us by the signature",
+        );
+        check(
+            "https://hooks.acme.test/datacap",
+            "https:///nohost",
+            "22: companies[0].webhooks[0].url: \"https:///nohost\" has no host",
+        );
+        check(
+            "secret_file = \"/etc/datacap/acme-hook.secret\"\n",
+            "",
+            "20: companies[0].webhooks[0]: missing secret: set secret_file = \"/path\" or secret_env = \"VAR\" (a whsec_ secret)",
+        );
+        check(
+            "secret_file = \"/etc/datacap/acme-hook.secret\"",
+            "secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
+            "20: companies[0].webhooks[0]: missing secret: set secret_file = \"/path\" or secret_env = \"VAR\" (a whsec_ secret)\n\
+             23: companies[0].webhooks[0].secret: inline secrets are not allowed; reference it with secret_file = \"/path\" or secret_env = \"VAR\"",
+        );
+        check(
+            "secret_env = \"ACME_CHAT_HOOK_SECRET\"",
+            "secret_env = \"whsec_abc\"",
+            "28: companies[0].webhooks[1].secret_env: must name an environment variable (A-Z, 0-9, _), got a value that looks like a secret; use secret_env = \"NAME_OF_VAR\"",
+        );
+        check(
+            "[\"company.banner_changed\"]",
+            "[\"company.banner_changed\", \"member.deleted\"]",
+            "29: companies[0].webhooks[1].events: unknown event `member.deleted`, expected one of `member.status_changed`, `company.banner_changed`",
+        );
+        check(
+            "[\"company.banner_changed\"]",
+            "[]",
+            "29: companies[0].webhooks[1].events: must name at least one event",
+        );
+        check(
+            "id = \"chat\"",
+            "id = \"ops\"",
+            "26: companies[0].webhooks[1].id: webhook id \"ops\" appears twice in this company",
+        );
+        check(
+            "id = \"chat\"",
+            "id = \"chat\"\nretries = 3",
+            "27: companies[0].webhooks[1].retries: unknown field `retries`, expected one of `id`, `url`, `secret_file`, `secret_env`, `events`",
+        );
+    }
+
+    #[test]
+    fn a_secret_value_never_appears_in_an_error() {
+        let text = format!(
+            "{GOOD}{}",
+            HOOKS.replace(
+                "secret_file = \"/etc/datacap/acme-hook.secret\"",
+                "secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\""
+            )
+        );
+        let error = parse_tenants(&text).unwrap_err().to_string();
+        assert!(!error.contains("MfKQ9r8"), "{error}");
     }
 
     #[test]

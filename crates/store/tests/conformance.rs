@@ -10,8 +10,8 @@ use std::collections::HashSet;
 
 use datacap_core::{Channel, Color, MemberConnection, Outcome, Reason};
 use datacap_store::{
-    AttemptRecord, CalendarItem, CryptoError, EmailItem, EncryptionKey, FailPoint, Job, Store,
-    StoreError, StoreOptions, WriteOptions, parse_tenants,
+    AttemptRecord, CalendarItem, CryptoError, DeliveryNext, EmailItem, EncryptionKey, FailPoint,
+    Job, SecretRef, Store, StoreError, StoreOptions, WebhookTry, WriteOptions, parse_tenants,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
@@ -2501,6 +2501,723 @@ async fn connect_states_are_single_use_sealed_and_bound(backend: Backend) {
     assert_eq!(left, [[Some("hash-3".to_owned())]]);
 }
 
+// ---------------------------------------------------------------------------------------
+// webhooks (issue 19)
+
+/// TENANTS with a webhook endpoint for acme (every event); globex has none.
+fn tenants_with_hooks() -> String {
+    TENANTS.replace(
+        "[[companies.members]]\nid = \"ana\"",
+        "[[companies.webhooks]]\nid = \"ops\"\nurl = \"https://hooks.acme.test/in\"\n\
+         secret_file = \"/etc/datacap/acme-hook.secret\"\n\n[[companies.members]]\nid = \"ana\"",
+    )
+}
+
+async fn applied_with_hooks(backend: Backend) -> TestDb {
+    let db = TestDb::new(backend).await;
+    let tenants = parse_tenants(&tenants_with_hooks()).expect("good tenants file");
+    assert_eq!(tenants.companies[0].webhooks.len(), 1);
+    db.store.apply_tenants(&tenants, NOW).await.expect("apply");
+    db
+}
+
+/// The outbox's event bodies in order, as (type, icon or banner code, from, to, recovery).
+async fn outbox(db: &TestDb) -> Vec<(String, String, String, String, bool)> {
+    db.strings("SELECT body FROM webhook_events ORDER BY seq")
+        .await
+        .into_iter()
+        .map(|row| {
+            let body: serde_json::Value = serde_json::from_str(row[0].as_deref().unwrap()).unwrap();
+            let data = &body["data"];
+            let kind = body["type"].as_str().unwrap().to_owned();
+            if kind == "member.status_changed" {
+                assert_eq!(data["company_id"], "acme");
+                assert!(data["message"].as_str().is_some_and(|m| !m.is_empty()));
+                assert!(data["resolution"].as_str().is_some_and(|m| !m.is_empty()));
+                (
+                    kind,
+                    format!(
+                        "{}:{}",
+                        data["member_id"].as_str().unwrap(),
+                        data["icon"].as_str().unwrap()
+                    ),
+                    format!(
+                        "{}/{}",
+                        data["from"]["color"].as_str().unwrap(),
+                        data["from"]["reason"].as_str().unwrap()
+                    ),
+                    format!(
+                        "{}/{}",
+                        data["to"]["color"].as_str().unwrap(),
+                        data["to"]["reason"].as_str().unwrap()
+                    ),
+                    data["recovery"].as_bool().unwrap(),
+                )
+            } else {
+                (
+                    kind,
+                    data["code"].as_str().unwrap().to_owned(),
+                    data["from_count"].to_string(),
+                    data["to_count"].to_string(),
+                    data["change"] == "cleared",
+                )
+            }
+        })
+        .collect()
+}
+
+fn changed(
+    icon: &str,
+    from: &str,
+    to: &str,
+    recovery: bool,
+) -> (String, String, String, String, bool) {
+    (
+        "member.status_changed".into(),
+        icon.into(),
+        from.into(),
+        to.into(),
+        recovery,
+    )
+}
+
+fn banner(code: &str, from: i64, to: i64) -> (String, String, String, String, bool) {
+    (
+        "company.banner_changed".into(),
+        code.into(),
+        from.to_string(),
+        to.to_string(),
+        to == 0,
+    )
+}
+
+async fn status_changes_write_webhook_events_in_their_transaction(backend: Backend) {
+    let db = applied_with_hooks(backend).await;
+    // A member's first statuses (apply created them) are not events; the banners the
+    // company's first statuses raise are (bob has no recording seat).
+    let seat = banner("members_seat_missing", 0, 1);
+    assert_eq!(outbox(&db).await, std::slice::from_ref(&seat));
+    // A write that fails after the statuses leaves no event either.
+    for point in [FailPoint::AfterMemberStatus, FailPoint::AfterBanners] {
+        let error = db
+            .store
+            .record_attempt(
+                &attempt("ana", Channel::Email, Outcome::Success, NOW),
+                NOW,
+                &WriteOptions {
+                    fail_at: Some(point),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::InjectedFailure(_)), "{error}");
+        assert_eq!(db.count("SELECT COUNT(*) FROM webhook_events").await, 1);
+        assert_eq!(db.count("SELECT COUNT(*) FROM webhook_deliveries").await, 1);
+    }
+    let options = WriteOptions::default();
+    let at = |minutes: i64| NOW + Duration::minutes(minutes);
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, at(1)),
+            at(1),
+            &options,
+        )
+        .await
+        .unwrap();
+    for minute in 2..5 {
+        db.store
+            .record_attempt(
+                &attempt("ana", Channel::Email, Outcome::NetworkError, at(minute)),
+                at(minute),
+                &options,
+            )
+            .await
+            .unwrap();
+    }
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, at(5)),
+            at(5),
+            &options,
+        )
+        .await
+        .unwrap();
+    // Globex has no endpoint: its member's changes are history, not events.
+    db.store
+        .record_attempt(
+            &attempt("gil", Channel::Email, Outcome::Success, at(5)),
+            at(5),
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox(&db).await,
+        [
+            seat,
+            changed(
+                "ana:capture",
+                "gray/awaiting_first_import",
+                "green/importing",
+                true
+            ),
+            changed(
+                "ana:email",
+                "gray/awaiting_first_import",
+                "green/importing",
+                true
+            ),
+            changed(
+                "ana:capture",
+                "green/importing",
+                "red/technical_failure",
+                false
+            ),
+            changed(
+                "ana:email",
+                "green/importing",
+                "red/technical_failure",
+                false
+            ),
+            banner("members_technical_problem", 0, 1),
+            changed(
+                "ana:capture",
+                "red/technical_failure",
+                "green/importing",
+                true
+            ),
+            changed(
+                "ana:email",
+                "red/technical_failure",
+                "green/importing",
+                true
+            ),
+            banner("members_technical_problem", 1, 0),
+        ]
+    );
+    // Each event is one delivery to the one endpoint, carrying its attempt id.
+    assert_eq!(db.count("SELECT COUNT(*) FROM webhook_deliveries").await, 9);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending' AND endpoint_id = 'ops'")
+            .await,
+        9
+    );
+    let red = db
+        .strings("SELECT body FROM webhook_events ORDER BY seq")
+        .await;
+    let red: serde_json::Value = serde_json::from_str(red[4][0].as_deref().unwrap()).unwrap();
+    let attempt_id = red["data"]["attempt_id"].as_str().unwrap().to_owned();
+    let stored = db
+        .strings(
+            "SELECT last_attempt_id FROM member_status WHERE member_id = 'ana' AND icon = 'email'",
+        )
+        .await;
+    assert_ne!(
+        stored[0][0].as_deref(),
+        Some(attempt_id.as_str()),
+        "the red event names the attempt that turned it red, not the latest"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'network_error'")
+            .await,
+        3
+    );
+    assert!(red["id"].as_str().unwrap().starts_with("evt_"));
+}
+
+async fn webhook_deliveries_leave_in_order_one_at_a_time_under_a_lease(backend: Backend) {
+    let db = applied_with_hooks(backend).await;
+    let options = WriteOptions::default();
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, NOW),
+            NOW,
+            &options,
+        )
+        .await
+        .unwrap();
+    let lease = Duration::seconds(30);
+    let first = db
+        .store
+        .claim_webhook_deliveries("a", NOW, lease, 10)
+        .await
+        .unwrap();
+    // Three events wait for the endpoint (the seat banner of apply, ana's capture and
+    // email); only its oldest is ever out.
+    assert_eq!(first.len(), 1);
+    let head = &first[0];
+    assert_eq!(
+        (head.company_id.as_str(), head.endpoint_id.as_str()),
+        ("acme", "ops")
+    );
+    assert_eq!(head.url, "https://hooks.acme.test/in");
+    assert_eq!(
+        head.secret,
+        SecretRef::File("/etc/datacap/acme-hook.secret".into())
+    );
+    assert_eq!(head.tries, 0);
+    assert!(
+        head.body.contains("\"code\":\"members_seat_missing\""),
+        "{}",
+        head.body
+    );
+    // Another replica finds nothing to do while the lease lives.
+    assert!(
+        db.store
+            .claim_webhook_deliveries("b", NOW, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let failed = WebhookTry {
+        tried_at: NOW,
+        http_status: Some(500),
+        error: Some("http 500".into()),
+        duration: std::time::Duration::from_millis(12),
+    };
+    let retry_at = NOW + Duration::seconds(5);
+    assert!(
+        db.store
+            .record_webhook_try(head, &failed, DeliveryNext::Retry(retry_at))
+            .await
+            .unwrap()
+    );
+    // Not due yet: the endpoint's later event waits behind it.
+    assert!(
+        db.store
+            .claim_webhook_deliveries("b", NOW + Duration::seconds(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = db
+        .store
+        .claim_webhook_deliveries("b", retry_at, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].event_id.as_str(), again[0].tries),
+        (head.event_id.as_str(), 1)
+    );
+    // b dies mid-delivery: after its lease, a takes the same head, and b's late answer is
+    // not recorded.
+    let late = retry_at + lease + Duration::seconds(1);
+    let taken = db
+        .store
+        .claim_webhook_deliveries("a", late, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken[0].event_id, head.event_id);
+    let ok = WebhookTry {
+        tried_at: late,
+        http_status: Some(204),
+        error: None,
+        duration: std::time::Duration::from_millis(3),
+    };
+    assert!(
+        !db.store
+            .record_webhook_try(&again[0], &ok, DeliveryNext::Delivered)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .record_webhook_try(&taken[0], &ok, DeliveryNext::Delivered)
+            .await
+            .unwrap()
+    );
+    // Now the next event is the head.
+    let next = db
+        .store
+        .claim_webhook_deliveries("a", late, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0].event_id, head.event_id);
+    assert!(
+        next[0].body.contains("\"icon\":\"capture\""),
+        "{}",
+        next[0].body
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM webhook_tries").await, 2);
+    assert_eq!(
+        db.strings("SELECT CAST(http_status AS TEXT), error FROM webhook_tries ORDER BY id")
+            .await,
+        [
+            [Some("500".to_owned()), Some("http 500".to_owned())],
+            [Some("204".to_owned()), None]
+        ]
+        .map(|row| row.to_vec())
+    );
+    let dead = WebhookTry {
+        tried_at: late,
+        http_status: None,
+        error: Some("connection refused".into()),
+        duration: std::time::Duration::from_millis(1),
+    };
+    assert!(
+        db.store
+            .record_webhook_try(&next[0], &dead, DeliveryNext::Dead)
+            .await
+            .unwrap()
+    );
+    let health = db.store.webhook_endpoints(Some("acme")).await.unwrap();
+    assert_eq!(health.len(), 1);
+    // The third event (ana's email) still waits.
+    assert_eq!((health[0].backlog, health[0].dead), (1, 1));
+    assert_eq!(health[0].oldest_pending_since, Some(NOW));
+    assert_eq!(health[0].last_success_at, Some(late));
+    assert_eq!(health[0].last_failure_at, Some(late));
+    assert_eq!(
+        health[0].last_failure.as_deref(),
+        Some("connection refused")
+    );
+    assert_eq!(
+        db.store.oldest_undelivered_webhook().await.unwrap(),
+        Some(NOW)
+    );
+    // Redelivery: everything dead since a time, then one event by id.
+    let later = late + Duration::minutes(1);
+    assert_eq!(
+        db.store
+            .redeliver_dead_since(late, None, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'dead'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.store
+            .redeliver_dead_since(late, None, later)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        db.store
+            .redeliver_event(&head.event_id, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.store.webhook_endpoints(None).await.unwrap()[0].backlog,
+        3
+    );
+    // The redelivered older event goes first again, from a fresh run of tries.
+    let heads = db
+        .store
+        .claim_webhook_deliveries("a", later, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (heads[0].event_id.as_str(), heads[0].tries),
+        (head.event_id.as_str(), 0)
+    );
+    assert_eq!(
+        db.store
+            .redeliver_event("evt_unknown", later)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn apply_adds_updates_and_deactivates_webhook_endpoints(backend: Backend) {
+    let db = applied_with_hooks(backend).await;
+    assert_eq!(
+        db.strings("SELECT company_id, id, url, secret_ref, events FROM webhook_endpoints")
+            .await,
+        [[
+            Some("acme".to_owned()),
+            Some("ops".to_owned()),
+            Some("https://hooks.acme.test/in".to_owned()),
+            Some("{\"secret_file\":\"/etc/datacap/acme-hook.secret\"}".to_owned()),
+            Some("[\"member.status_changed\",\"company.banner_changed\"]".to_owned()),
+        ]]
+        .map(|row| row.to_vec())
+    );
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, NOW),
+            NOW,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Applying again without the endpoint deactivates it: its backlog stays, nothing is
+    // claimed for it, and new changes are not queued for it.
+    let summary = db
+        .store
+        .apply_tenants(&parse_tenants(TENANTS).unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!((summary.webhooks, summary.webhooks_deactivated), (0, 1));
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM webhook_endpoints WHERE active")
+            .await,
+        0
+    );
+    let report = db.store.webhook_endpoints(None).await.unwrap();
+    assert_eq!((report[0].active, report[0].backlog), (false, 3));
+    assert!(
+        db.store
+            .claim_webhook_deliveries("a", NOW, Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.store
+        .record_attempt(
+            &attempt(
+                "ana",
+                Channel::Email,
+                Outcome::NetworkError,
+                NOW + Duration::hours(2),
+            ),
+            NOW + Duration::hours(2),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(db.count("SELECT COUNT(*) FROM webhook_deliveries").await, 3);
+    // Declared again it resumes where it was.
+    db.store
+        .apply_tenants(&parse_tenants(&tenants_with_hooks()).unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store
+            .claim_webhook_deliveries("a", NOW, Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn status_reports_each_channels_last_successful_import(backend: Backend) {
+    let db = applied(backend).await;
+    let options = WriteOptions::default();
+    let last = |report: &datacap_store::StatusReport| {
+        let ana = icon(report, "ana");
+        (
+            ana.capture.last_success,
+            ana.email.last_success,
+            ana.calendar.last_success,
+        )
+    };
+    assert_eq!(
+        last(&db.store.status(None).await.unwrap()),
+        (None, None, None)
+    );
+    let mut success = attempt("ana", Channel::Email, Outcome::Success, NOW);
+    success.email_items = vec![
+        EmailItem {
+            provider_id: "m1".into(),
+            ..EmailItem::default()
+        },
+        EmailItem {
+            provider_id: "m2".into(),
+            ..EmailItem::default()
+        },
+    ];
+    db.store
+        .record_attempt(&success, NOW, &options)
+        .await
+        .unwrap();
+    // Failures later keep it; so does retention, which prunes the attempt itself.
+    for minutes in 1..5 {
+        let at = NOW + Duration::minutes(minutes);
+        db.store
+            .record_attempt(
+                &attempt("ana", Channel::Email, Outcome::ProviderError, at),
+                at,
+                &options,
+            )
+            .await
+            .unwrap();
+    }
+    db.store
+        .prune_attempts(NOW + Duration::days(40))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM import_attempts WHERE outcome = 'success'")
+            .await,
+        0,
+        "the success itself was pruned"
+    );
+    let report = db.store.status(None).await.unwrap();
+    let expected = datacap_store::LastSuccess { at: NOW, items: 2 };
+    assert_eq!(last(&report), (None, Some(expected), None));
+    // The admins' view shows it too.
+    assert_eq!(
+        db.count("SELECT email_last_success_items FROM member_status_view WHERE member_id = 'ana'")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) FROM member_status_view WHERE member_id = 'ana' \
+             AND email_last_success_at IS NOT NULL AND calendar_last_success_at IS NULL"
+        )
+        .await,
+        1
+    );
+    // An older success written late (a batch out of order) does not move it back; a
+    // newer one does, with its own item count.
+    let older = attempt(
+        "ana",
+        Channel::Email,
+        Outcome::Success,
+        NOW - Duration::hours(1),
+    );
+    let newer = attempt(
+        "ana",
+        Channel::Email,
+        Outcome::Success,
+        NOW + Duration::hours(1),
+    );
+    db.store
+        .record_attempts(&[newer.clone(), older], NOW + Duration::hours(1), &options)
+        .await
+        .unwrap();
+    let report = db.store.status(None).await.unwrap();
+    assert_eq!(
+        last(&report).1,
+        Some(datacap_store::LastSuccess {
+            at: NOW + Duration::hours(1),
+            items: 0
+        })
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    let ana = &json["companies"][0]["members"][0];
+    assert_eq!(ana["email"]["last_success"]["items"], 0);
+    assert!(ana["email"]["last_success"]["at"].as_str().is_some());
+    assert!(ana["capture"]["last_success"].is_null());
+}
+
+async fn member_history_is_newest_first_bounded_and_scoped(backend: Backend) {
+    let db = applied(backend).await;
+    let options = WriteOptions::default();
+    for (minutes, outcome) in [(1, Outcome::Success), (2, Outcome::MailboxUnavailable)] {
+        let at = NOW + Duration::minutes(minutes);
+        db.store
+            .record_attempt(&attempt("ana", Channel::Email, outcome, at), at, &options)
+            .await
+            .unwrap();
+    }
+    let history = db.store.member_history("acme", "ana", 50).await.unwrap();
+    let story: Vec<String> = history
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}->{}",
+                c.icon.as_str(),
+                c.from_reason.map_or("none", |r| r.as_str()),
+                c.to_reason.as_str()
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "email importing->mailbox_unavailable",
+            "capture importing->mailbox_unavailable",
+            "email awaiting_first_import->importing",
+            "capture awaiting_first_import->importing",
+            "calendar none->awaiting_first_import",
+            "email none->awaiting_first_import",
+            "capture none->awaiting_first_import",
+        ]
+        .map(str::to_owned),
+        "newest first (ties: the later row first)"
+    );
+    assert_eq!(history[0].to_color, Color::Yellow);
+    assert_eq!(history[0].changed_at, NOW + Duration::minutes(2));
+    assert_eq!(
+        db.store
+            .member_history("acme", "ana", 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(matches!(
+        db.store.member_history("acme", "gil", 5).await,
+        Err(StoreError::UnknownMember { .. })
+    ));
+    assert!(matches!(
+        db.store.member_history("nope", "ana", 5).await,
+        Err(StoreError::UnknownCompany { .. })
+    ));
+}
+
+async fn a_full_resync_drops_the_cursor_and_keeps_the_items(backend: Backend) {
+    let db = applied(backend).await;
+    let mut record = attempt("ana", Channel::Email, Outcome::Success, NOW);
+    record.email_items = vec![EmailItem {
+        provider_id: "m1".into(),
+        ..EmailItem::default()
+    }];
+    db.store
+        .record_attempt(&record, NOW, &WriteOptions::default())
+        .await
+        .unwrap();
+    let cursors = "SELECT COUNT(*) FROM sync_state WHERE member_id = 'ana' AND cursor IS NOT NULL";
+    assert_eq!(db.count(cursors).await, 1);
+    // A plain re-poll keeps the cursor; a full one drops it, for that channel only.
+    db.store.make_due("ana", None, NOW).await.unwrap();
+    assert_eq!(db.count(cursors).await, 1);
+    db.store
+        .make_due_full("ana", Some(Channel::Calendar), NOW)
+        .await
+        .unwrap();
+    assert_eq!(db.count(cursors).await, 1);
+    let report = db
+        .store
+        .make_due_full("ana", Some(Channel::Email), NOW)
+        .await
+        .unwrap();
+    assert_eq!(report.made_due, 1);
+    assert_eq!(db.count(cursors).await, 0);
+    let jobs = db
+        .store
+        .claim_due("w", NOW, Duration::minutes(2), 100)
+        .await
+        .unwrap();
+    let job = jobs
+        .iter()
+        .find(|job| job.member_id == "ana" && job.channel == Channel::Email)
+        .expect("due now");
+    assert_eq!(job.cursor, None, "the next poll is a full pass");
+    // The full pass brings the same item again: still one row.
+    let mut again = attempt(
+        "ana",
+        Channel::Email,
+        Outcome::Success,
+        NOW + Duration::minutes(1),
+    );
+    again.email_items = record.email_items.clone();
+    again.lease_owner = Some("w".into());
+    db.store
+        .record_attempt(&again, NOW + Duration::minutes(1), &WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM email_items WHERE member_id = 'ana'")
+            .await,
+        1
+    );
+    assert_eq!(db.count(cursors).await, 1);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -2555,4 +3272,10 @@ conformance!(
     connect_states_are_single_use_sealed_and_bound,
     invite_revocations_only_move_forward,
     member_aliases_are_stored_and_replaced_by_apply,
+    status_changes_write_webhook_events_in_their_transaction,
+    webhook_deliveries_leave_in_order_one_at_a_time_under_a_lease,
+    apply_adds_updates_and_deactivates_webhook_endpoints,
+    status_reports_each_channels_last_successful_import,
+    member_history_is_newest_first_bounded_and_scoped,
+    a_full_resync_drops_the_cursor_and_keeps_the_items,
 );

@@ -94,6 +94,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<WebState>)> {
         ),
         (
             Method::GET,
+            "/companies/{company}/members/{member}",
+            get(page::member),
+        ),
+        (
+            Method::GET,
             "/api/v1/companies/{company}/status",
             get(api::status),
         ),
@@ -101,6 +106,16 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<WebState>)> {
             Method::GET,
             "/api/v1/companies/{company}/members/{member}/attempts",
             get(api::attempts),
+        ),
+        (
+            Method::GET,
+            "/api/v1/companies/{company}/members/{member}/history",
+            get(api::history),
+        ),
+        (
+            Method::GET,
+            "/api/v1/companies/{company}/webhooks",
+            get(api::webhooks),
         ),
         (
             Method::GET,

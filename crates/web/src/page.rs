@@ -344,10 +344,55 @@ struct IconView {
 
 struct MemberRow {
     id: String,
+    /// The id as a URL path segment.
+    path: String,
     email_address: String,
     icons: Vec<IconView>,
     last_email: String,
     last_calendar: String,
+}
+
+/// One webhook endpoint's health, as the company's admin sees it.
+struct EndpointView {
+    id: String,
+    url: String,
+    /// `ok`, `failing` (the last try failed), `dead` (events given up on) or `idle`.
+    health: &'static str,
+    backlog: u64,
+    dead: u64,
+    last_success: String,
+    last_failure: String,
+}
+
+fn endpoint_view(endpoint: &datacap_store::EndpointReport) -> EndpointView {
+    let failing = match (endpoint.last_failure_at, endpoint.last_success_at) {
+        (Some(failure), Some(success)) => failure > success,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let health = if endpoint.dead > 0 {
+        "dead"
+    } else if failing {
+        "failing"
+    } else if endpoint.last_success_at.is_some() {
+        "ok"
+    } else {
+        "idle"
+    };
+    EndpointView {
+        id: endpoint.endpoint_id.clone(),
+        url: endpoint.url.clone(),
+        health,
+        backlog: endpoint.backlog,
+        dead: endpoint.dead,
+        last_success: endpoint
+            .last_success_at
+            .map_or_else(|| "never".to_owned(), time_text),
+        last_failure: match (endpoint.last_failure_at, &endpoint.last_failure) {
+            (Some(at), Some(what)) => format!("{} ({what})", time_text(at)),
+            _ => "none".to_owned(),
+        },
+    }
 }
 
 #[derive(Template)]
@@ -366,6 +411,9 @@ struct MembersPage {
     total: usize,
     generated_at: String,
     refresh_seconds: u32,
+    endpoints: Vec<EndpointView>,
+    /// The company id as a URL path segment.
+    company_path: String,
 }
 
 /// Material Design icon paths (Apache-2.0): microphone, envelope, calendar.
@@ -481,15 +529,26 @@ fn icon_view(
     }
 }
 
-/// "2026-11-29T12:00:00Z (success)" for an icon's latest attempt, or "never".
+/// "2026-11-29T12:00:00Z (provider_error); last success 2026-11-29T11:00:00Z (12 items)"
+/// for an icon's latest attempt and its channel's last successful import, or "never".
 fn last_import(icon: &IconReport, attempts: &BTreeMap<&str, &AttemptReport>) -> String {
-    icon.last_attempt_id
+    let latest = icon
+        .last_attempt_id
         .as_deref()
         .and_then(|id| attempts.get(id))
         .map_or_else(
             || "never".to_owned(),
             |attempt| format!("{} ({})", time_text(attempt.finished_at), attempt.outcome),
-        )
+        );
+    match icon.last_success {
+        Some(success) => format!(
+            "{latest}; last success {} ({} items)",
+            time_text(success.at),
+            success.items
+        ),
+        None if latest == "never" => latest,
+        None => format!("{latest}; no success yet"),
+    }
 }
 
 pub(crate) async fn members(
@@ -538,6 +597,15 @@ pub(crate) async fn members(
         .iter()
         .map(|attempt| (attempt.attempt_id.as_str(), attempt))
         .collect();
+    let company_id_for_links = company.id.clone();
+    let endpoints = match app.store.webhook_endpoints(Some(&company.id)).await {
+        Ok(endpoints) => endpoints
+            .iter()
+            .filter(|endpoint| endpoint.active)
+            .map(endpoint_view)
+            .collect(),
+        Err(error) => return store_failure(&error),
+    };
     let total = company.members.len();
     let members: Vec<MemberRow> = company
         .members
@@ -545,6 +613,7 @@ pub(crate) async fn members(
         .filter(|m| filter.keeps([&m.capture, &m.email, &m.calendar]))
         .map(|m| MemberRow {
             id: m.id.clone(),
+            path: encode_segment(&m.id),
             email_address: m.email_address.clone(),
             icons: vec![
                 icon_view(&m.id, "capture", &m.capture, &by_id),
@@ -602,6 +671,148 @@ pub(crate) async fn members(
         total,
         generated_at: now_text(),
         refresh_seconds: app.refresh_seconds,
+        endpoints,
+        company_path: encode_segment(&company_id_for_links),
+    };
+    render(StatusCode::OK, &page)
+}
+
+struct MemberIconView {
+    kind: &'static str,
+    color: &'static str,
+    reason: &'static str,
+    message: String,
+    resolution: String,
+    since: String,
+    last_success: String,
+}
+
+struct ChangeView {
+    at: String,
+    icon: &'static str,
+    from: String,
+    to: String,
+    attempt: String,
+}
+
+struct AttemptView {
+    id: String,
+    at: String,
+    channel: &'static str,
+    outcome: &'static str,
+    http: String,
+    error_code: String,
+    error_message: String,
+    request_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "member.html")]
+struct MemberPage {
+    company_path: String,
+    company_name: String,
+    member_id: String,
+    email_address: String,
+    icons: Vec<MemberIconView>,
+    history: Vec<ChangeView>,
+    attempts: Vec<AttemptView>,
+}
+
+/// Rows of history and attempts the member page shows.
+const MEMBER_PAGE_ROWS: u32 = 50;
+
+/// `GET /companies/{company}/members/{member}`: one member's story for the company's
+/// admin and on-call: the three icons with each channel's last successful import, the
+/// status history (`status_changes`) and the recent attempts.
+pub(crate) async fn member(
+    State(state): State<WebState>,
+    Path((company_id, member_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let app = match app_of(&state) {
+        Ok(app) => app,
+        Err(response) => return response,
+    };
+    if let Err(response) = page_principal(&app, &headers, Some(&company_id)) {
+        return response;
+    }
+    let report: StatusReport = match app.store.status(Some(&company_id)).await {
+        Ok(report) => report,
+        Err(error) => return store_failure(&error),
+    };
+    let Some(company) = report.companies.into_iter().next() else {
+        return store_failure(&StoreError::UnknownCompany { company_id });
+    };
+    let Some(member) = company.members.iter().find(|m| m.id == member_id) else {
+        return store_failure(&StoreError::UnknownMember { member_id });
+    };
+    let history = match app
+        .store
+        .member_history(&company.id, &member.id, MEMBER_PAGE_ROWS)
+        .await
+    {
+        Ok(history) => history,
+        Err(error) => return store_failure(&error),
+    };
+    let attempts = match app
+        .store
+        .member_attempts(&company.id, &member.id, MEMBER_PAGE_ROWS)
+        .await
+    {
+        Ok(attempts) => attempts,
+        Err(error) => return store_failure(&error),
+    };
+    let icon = |kind: &'static str, icon: &IconReport| MemberIconView {
+        kind,
+        color: icon.color.as_str(),
+        reason: icon.reason.as_str(),
+        message: icon.message.clone(),
+        resolution: icon.resolution.clone(),
+        since: time_text(icon.since),
+        last_success: match (kind, icon.last_success) {
+            ("capture", _) => "-".to_owned(),
+            (_, Some(success)) => format!("{} ({} items)", time_text(success.at), success.items),
+            (_, None) => "none yet".to_owned(),
+        },
+    };
+    let page = MemberPage {
+        company_path: encode_segment(&company.id),
+        company_name: company.name.clone(),
+        member_id: member.id.clone(),
+        email_address: member.email_address.clone(),
+        icons: vec![
+            icon("capture", &member.capture),
+            icon("email", &member.email),
+            icon("calendar", &member.calendar),
+        ],
+        history: history
+            .iter()
+            .map(|change| ChangeView {
+                at: time_text(change.changed_at),
+                icon: change.icon.as_str(),
+                from: match (change.from_color, change.from_reason) {
+                    (Some(color), Some(reason)) => format!("{color} · {reason}"),
+                    _ => "(first)".to_owned(),
+                },
+                to: format!("{} · {}", change.to_color, change.to_reason),
+                attempt: change.attempt_id.clone().unwrap_or_else(|| "-".to_owned()),
+            })
+            .collect(),
+        attempts: attempts
+            .iter()
+            .map(|attempt| AttemptView {
+                id: attempt.attempt_id.clone(),
+                at: time_text(attempt.finished_at),
+                channel: attempt.channel.as_str(),
+                outcome: attempt.outcome.as_str(),
+                http: attempt
+                    .http_status
+                    .map_or_else(|| "-".to_owned(), |status| status.to_string()),
+                error_code: attempt.provider_error_code.clone().unwrap_or_default(),
+                error_message: attempt.provider_error_message.clone().unwrap_or_default(),
+                request_id: attempt.provider_request_id.clone().unwrap_or_default(),
+            })
+            .collect(),
     };
     render(StatusCode::OK, &page)
 }

@@ -29,6 +29,11 @@ connection_mode = "company_wide"
 settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
 credentials = { service_account_key_file = "/etc/datacap/acme.json", subject = "admin@acme.test" }
 
+[[companies.webhooks]]
+id = "ops"
+url = "https://hooks.acme.test/in"
+secret_file = "/etc/datacap/acme-hook.secret"
+
 [[companies.members]]
 id = "ana"
 email = "ana@acme.test"
@@ -589,6 +594,22 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     assert!(html.contains("HTTP 503"));
     assert!(html.contains("backendError"));
     assert!(html.contains("(success)"), "last import times");
+    // The company's webhook endpoint and its health: nothing sent yet, events waiting.
+    assert!(
+        html.contains("data-endpoint=\"ops\" data-health=\"idle\""),
+        "the endpoint's health: {html}"
+    );
+    assert!(html.contains("https://hooks.acme.test/in"));
+    assert!(
+        !html.contains("acme-hook.secret"),
+        "not even the secret's reference"
+    );
+    assert!(
+        html.contains("(success); last success ")
+            && html.contains(" (0 items)")
+            && html.contains("(provider_error); no success yet"),
+        "each channel's last successful import beside its latest attempt: {html}"
+    );
     // The company token cannot open globex's page; the operator index sends it home.
     assert_eq!(
         get(h.addr, "/companies/globex/members", &[("Cookie", &cookie)])
@@ -1412,4 +1433,190 @@ async fn connect_start_signs_in_with_the_companys_own_client() {
         answer.body
     );
     assert!(answer.header("location").is_none());
+}
+
+#[tokio::test]
+async fn api_history_and_webhooks_with_every_auth_case() {
+    let h = harness().await;
+    let history = "/api/v1/companies/acme/members/bob/history";
+    let webhooks = "/api/v1/companies/acme/webhooks";
+    for path in [history, webhooks] {
+        assert_eq!(get(h.addr, path, &[]).await.status, 401, "{path}");
+        assert_eq!(
+            get(h.addr, path, &[("Authorization", "Bearer nope")])
+                .await
+                .status,
+            401,
+            "{path}"
+        );
+        // Another company's token: 403, whatever exists.
+        assert_eq!(
+            get(h.addr, path, &[("Authorization", &bearer(GLOBEX))])
+                .await
+                .status,
+            403,
+            "{path}"
+        );
+        assert_eq!(
+            get(h.addr, path, &[("Authorization", &bearer(OPERATOR))])
+                .await
+                .status,
+            200,
+            "{path}"
+        );
+    }
+    let own = get(h.addr, history, &[("Authorization", &bearer(ACME))]).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    let body = own.json();
+    assert_eq!(
+        (body["company_id"].as_str(), body["member_id"].as_str()),
+        (Some("acme"), Some("bob"))
+    );
+    let changes = body["changes"].as_array().unwrap().clone();
+    // Apply's first evaluation of the three icons, then email and capture turning red.
+    assert_eq!(changes.len(), 5, "{body}");
+    assert_eq!(changes[0]["to_color"], "red");
+    assert_eq!(changes[0]["to_reason"], "technical_failure");
+    let email_red = changes
+        .iter()
+        .find(|c| c["icon"] == "email" && c["to_color"] == "red")
+        .expect("the email icon's red change");
+    assert_eq!(email_red["from_color"], "gray");
+    assert_eq!(email_red["from_reason"], "awaiting_first_import");
+    assert_eq!(email_red["attempt_id"], h.attempts[3]);
+    assert!(
+        changes[4]["from_color"].is_null(),
+        "the first evaluation has no from"
+    );
+    let one = get(
+        h.addr,
+        &format!("{history}?limit=1"),
+        &[("Authorization", &bearer(ACME))],
+    )
+    .await;
+    assert_eq!(one.json()["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        get(
+            h.addr,
+            &format!("{history}?limit=0"),
+            &[("Authorization", &bearer(ACME))]
+        )
+        .await
+        .status,
+        400
+    );
+    // A member of another company through acme's path: not found, nothing told.
+    let other = get(
+        h.addr,
+        "/api/v1/companies/acme/members/gil/history",
+        &[("Authorization", &bearer(ACME))],
+    )
+    .await;
+    assert_eq!(other.status, 404);
+    assert_eq!(
+        get(
+            h.addr,
+            "/api/v1/companies/nope/webhooks",
+            &[("Authorization", &bearer(OPERATOR))]
+        )
+        .await
+        .status,
+        404
+    );
+
+    let endpoints = get(h.addr, webhooks, &[("Authorization", &bearer(ACME))]).await;
+    assert_eq!(endpoints.status, 200, "{}", endpoints.body);
+    let list = endpoints.json()["endpoints"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["endpoint_id"], "ops");
+    assert_eq!(list[0]["url"], "https://hooks.acme.test/in");
+    assert_eq!(list[0]["active"], true);
+    assert!(
+        list[0]["backlog"].as_u64().unwrap() >= 2,
+        "bob's red changes wait"
+    );
+    assert!(
+        !endpoints.body.contains("secret"),
+        "not even the secret's reference: {}",
+        endpoints.body
+    );
+    let globex = get(
+        h.addr,
+        "/api/v1/companies/globex/webhooks",
+        &[("Authorization", &bearer(GLOBEX))],
+    )
+    .await;
+    assert_eq!(globex.json()["endpoints"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn member_page_shows_icons_history_and_attempts_to_its_company_only() {
+    let h = harness().await;
+    let page = "/companies/acme/members/bob";
+    let anonymous = get(h.addr, page, &[]).await;
+    assert_eq!(anonymous.status, 401);
+    assert!(
+        anonymous.body.contains("action=\"/login\""),
+        "the sign-in form"
+    );
+    assert_eq!(
+        get(h.addr, page, &[("Authorization", &bearer(GLOBEX))])
+            .await
+            .status,
+        403
+    );
+    let shown = get(h.addr, page, &[("Authorization", &bearer(ACME))]).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let html = &shown.body;
+    assert!(html.contains("bob@acme.test"));
+    assert!(
+        html.contains("data-icon=\"email\" data-color=\"red\" data-reason=\"technical_failure\""),
+        "{html}"
+    );
+    assert!(html.contains("id=\"history\""));
+    assert!(
+        html.contains("gray · awaiting_first_import</td><td>red · technical_failure"),
+        "{html}"
+    );
+    for attempt in &h.attempts[1..] {
+        assert!(
+            html.contains(&format!("data-attempt=\"{attempt}\"")),
+            "attempt {attempt}"
+        );
+    }
+    assert!(html.contains("backendError"));
+    assert!(html.contains("none yet"), "bob never imported successfully");
+    let operator = get(
+        h.addr,
+        "/companies/acme/members/ana",
+        &[("Authorization", &bearer(OPERATOR))],
+    )
+    .await;
+    assert_eq!(operator.status, 200);
+    assert!(operator.body.contains("(0 items)"), "ana's last success");
+    // Another company's member through acme's path, and an unknown member: 404.
+    for path in [
+        "/companies/acme/members/gil",
+        "/companies/acme/members/nobody",
+    ] {
+        assert_eq!(
+            get(h.addr, path, &[("Authorization", &bearer(ACME))])
+                .await
+                .status,
+            404,
+            "{path}"
+        );
+    }
+    // The Team members page links to it.
+    let team = get(
+        h.addr,
+        "/companies/acme/members",
+        &[("Authorization", &bearer(ACME))],
+    )
+    .await;
+    assert!(
+        team.body.contains("href=\"/companies/acme/members/bob\""),
+        "{}",
+        team.body
+    );
 }

@@ -64,6 +64,14 @@ pub const MEMBERS: &str = "datacap_members";
 /// Stall passes completed.
 pub const STALL_PASSES: &str = "datacap_stall_passes_total";
 
+/// Webhook delivery tries by result: `delivered` (a 2xx answer), `retry` (failed, tried
+/// again later), `dead` (failed, given up), `lease_lost` (another replica took the
+/// delivery meanwhile; nothing recorded).
+pub const WEBHOOK_DELIVERIES: &str = "datacap_webhook_deliveries_total";
+/// Age in seconds of the oldest webhook event not yet delivered to an endpoint; 0 when
+/// none waits. Sampled every [`QUEUE_LAG_INTERVAL`] by the delivery task.
+pub const WEBHOOK_OLDEST_UNDELIVERED: &str = "datacap_webhook_oldest_undelivered_seconds";
+
 /// Explicit buckets of [`ATTEMPT_DURATION`], in seconds.
 pub const HISTOGRAM_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -383,6 +391,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Members by icon, colour and reason, set by each stall pass.",
     ),
     (STALL_PASSES, "counter", "Stall passes completed."),
+    (
+        WEBHOOK_DELIVERIES,
+        "counter",
+        "Webhook tries, by result: delivered, retry, dead, lease_lost.",
+    ),
+    (
+        WEBHOOK_OLDEST_UNDELIVERED,
+        "gauge",
+        "Age in seconds of the oldest webhook event not yet delivered; 0 when none waits.",
+    ),
 ];
 
 /// The operations [`OWN_FAILURES`] counts.
@@ -486,4 +504,55 @@ pub fn describe_and_zero() {
         counter!(name).absolute(0);
     }
     gauge!(QUEUE_LAG).set(0.0);
+    for result in ["delivered", "retry", "dead", "lease_lost"] {
+        counter!(WEBHOOK_DELIVERIES, "result" => result).absolute(0);
+    }
+    gauge!(WEBHOOK_OLDEST_UNDELIVERED).set(0.0);
+}
+
+/// One webhook try ended; `recorded` is false when the lease was lost before it was
+/// written. Logs name the company, endpoint and event, never the secret or the body.
+pub(crate) fn webhook_try(
+    delivery: &datacap_store::WebhookDelivery,
+    attempt: &datacap_store::WebhookTry,
+    next: datacap_store::DeliveryNext,
+    recorded: bool,
+) {
+    use datacap_store::DeliveryNext;
+    let result = match (recorded, next) {
+        (false, _) => "lease_lost",
+        (true, DeliveryNext::Delivered) => "delivered",
+        (true, DeliveryNext::Retry(_)) => "retry",
+        (true, DeliveryNext::Dead) => "dead",
+    };
+    counter!(WEBHOOK_DELIVERIES, "result" => result).increment(1);
+    let duration_ms = u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX);
+    let error = attempt.error.as_deref().unwrap_or("");
+    match result {
+        "delivered" => info!(
+            company_id = %delivery.company_id,
+            endpoint_id = %delivery.endpoint_id,
+            event_id = %delivery.event_id,
+            event_type = %delivery.event_type,
+            http_status = attempt.http_status,
+            duration_ms,
+            "webhook delivered"
+        ),
+        _ => warn!(
+            company_id = %delivery.company_id,
+            endpoint_id = %delivery.endpoint_id,
+            event_id = %delivery.event_id,
+            event_type = %delivery.event_type,
+            http_status = attempt.http_status,
+            error,
+            tries = delivery.tries + 1,
+            result,
+            "webhook try failed (result dead: given up, `datacap webhooks redeliver` sends it again)"
+        ),
+    }
+}
+
+/// The oldest undelivered webhook event is `age` old (zero when none waits).
+pub(crate) fn webhook_backlog(age: Duration) {
+    gauge!(WEBHOOK_OLDEST_UNDELIVERED).set(age.as_secs_f64());
 }

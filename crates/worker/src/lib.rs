@@ -17,6 +17,7 @@ mod health;
 pub mod limits;
 mod rotation;
 pub mod schedule;
+pub mod webhooks;
 mod worker;
 mod writer;
 
@@ -24,6 +25,7 @@ pub use credentials::{CompanyAuth, CompanyCredentials, CredentialError, Credenti
 pub use health::{Health, NotReady};
 pub use rotation::store_token_sink;
 pub use schedule::ScheduleConfig;
+pub use webhooks::{WebhookConfig, WebhookDeliverer, WebhookError, WebhookSecrets};
 pub use worker::{
     ConfigError, Connectors, CycleReport, Worker, WorkerConfig, WorkerError, may_import,
 };

@@ -37,12 +37,14 @@ pub fn run(args: Args, config_path: Option<&std::path::Path>) -> anyhow::Result<
             .with_context(|| format!("cannot apply {}", args.file.display()))?;
         store.close().await;
         say(&format!(
-            "applied {}: {} companies, {} members; deactivated {} members, {} companies",
+            "applied {}: {} companies, {} members; deactivated {} members, {} companies; {} webhook endpoints ({} deactivated)",
             args.file.display(),
             summary.companies,
             summary.members,
             summary.members_deactivated,
-            summary.companies_deactivated
+            summary.companies_deactivated,
+            summary.webhooks,
+            summary.webhooks_deactivated
         ))?;
         Ok(ExitCode::SUCCESS)
     })

@@ -283,6 +283,7 @@ fn tenants(members: usize) -> Tenants {
                 import_non_recorded_meetings: false,
             },
             credentials: [("service_account_key_file".to_owned(), "/unused".to_owned())].into(),
+            webhooks: Vec::new(),
             members: (0..members)
                 .map(|index| TenantMember {
                     id: format!("u{index}"),

@@ -172,7 +172,7 @@ mod tests {
                 "datacap.toml:3: database.ulr: unknown field `ulr`, expected one of `url`, `max_connections`, `migrate_on_start`",
                 "datacap.toml:6: worker.concurrency: must be 1 to 10000, got 0",
                 "datacap.toml:7: worker.jitter: must be 0 to 1, got 2",
-                "datacap.toml:9: databse: unknown section, ignored by datacap (its keys would fall back to defaults); expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp",
+                "datacap.toml:9: databse: unknown section, ignored by datacap (its keys would fall back to defaults); expected one of database, encryption, retention, worker, google, microsoft, log, http, web, smtp, webhooks",
             ],
         );
     }

@@ -14,3 +14,4 @@ pub mod run;
 pub mod sim;
 pub mod status;
 pub mod token;
+pub mod webhooks;

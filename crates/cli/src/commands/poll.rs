@@ -1,4 +1,4 @@
-//! `datacap poll --member ID [--channel email|calendar]`: makes a member's channels due
+//! `datacap poll --member ID [--channel email|calendar] [--full]`: makes a member's channels due
 //! now, so the next claim of a running daemon (any replica) polls them: how on-call
 //! forces a re-poll after fixing a credential or a permission, without waiting for the
 //! schedule. A channel whose attempt is running right now (a live lease) is left to it.
@@ -23,6 +23,10 @@ pub struct Args {
     /// Only this channel (default: email and calendar).
     #[arg(long, value_name = "CHANNEL", value_parser = parse_channel)]
     channel: Option<Channel>,
+    /// A forced full resync: drop the saved cursor, so the next poll imports everything
+    /// again from the start (items are deduplicated as always).
+    #[arg(long)]
+    full: bool,
 }
 
 fn parse_channel(text: &str) -> Result<Channel, String> {
@@ -34,14 +38,22 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path, std::env::vars())?;
     block_on(async {
         let store = open(&config).await?;
-        let report = store
-            .make_due(&args.member, args.channel, time::OffsetDateTime::now_utc())
-            .await
-            .with_context(|| format!("cannot make member {:?} due", args.member))?;
+        let now = time::OffsetDateTime::now_utc();
+        let report = if args.full {
+            store.make_due_full(&args.member, args.channel, now).await
+        } else {
+            store.make_due(&args.member, args.channel, now).await
+        };
+        let report = report.with_context(|| format!("cannot make member {:?} due", args.member))?;
         store.close().await;
         let which = args.channel.map_or("email and calendar", Channel::as_str);
+        let full = if args.full {
+            ", from the start (saved cursor dropped: a full pass)"
+        } else {
+            ""
+        };
         say(&format!(
-            "member {}: {which}: {} channel(s) due now, the next claim of a running daemon polls them; {} being polled right now (leased)",
+            "member {}: {which}: {} channel(s) due now{full}, the next claim of a running daemon polls them; {} being polled right now (leased)",
             args.member, report.made_due, report.leased
         ))?;
         Ok(ExitCode::SUCCESS)

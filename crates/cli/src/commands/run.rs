@@ -116,7 +116,13 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
                 notifier.clone(),
                 cancel.clone(),
             )?;
+            let deliverer = webhook_deliverer(&config, store.clone())?;
+            let webhooks = tokio::spawn({
+                let cancel = cancel.clone();
+                async move { deliverer.run(cancel).await }
+            });
             serve_and_poll(&worker, &config, metrics, app, cancel, notifier).await?;
+            let _ = webhooks.await;
         }
         store.close().await;
         Ok(ExitCode::SUCCESS)
@@ -202,6 +208,31 @@ pub(crate) async fn serve_and_poll(
     }
     let _ = upkeep.await;
     Ok(())
+}
+
+/// The webhook delivery task `[webhooks]` describes, reading secrets from the files and
+/// variables the tenants file names.
+pub(crate) fn webhook_deliverer(
+    config: &Config,
+    store: Store,
+) -> anyhow::Result<datacap_worker::WebhookDeliverer> {
+    let section = &config.webhooks;
+    datacap_worker::WebhookDeliverer::new(
+        store,
+        Arc::new(crate::credentials::WebhookSecretFiles),
+        datacap_worker::WebhookConfig {
+            owner: worker_config(config).owner,
+            poll_interval: section.poll_interval,
+            lease: section.lease,
+            batch: section.batch,
+            connect_timeout: section.connect_timeout,
+            request_timeout: section.request_timeout,
+            backoff_base: section.backoff_base,
+            backoff_cap: section.backoff_cap,
+            give_up_after: section.give_up_after,
+        },
+    )
+    .context("invalid [webhooks] configuration")
 }
 
 /// The worker the configuration describes.
