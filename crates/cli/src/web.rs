@@ -391,6 +391,7 @@ fn connect_setup(
     Ok(Some(ConnectSetup {
         public_url: config.web.public_url.clone(),
         invites: InviteKey::new(signing),
+        invite_ttl: config.web.invite_ttl,
         state_ttl: config.web.connect_state_ttl,
         key,
         google: Some(google),

@@ -296,6 +296,8 @@ pub struct ConnectSetup {
     /// redirect URI and the connect links.
     pub public_url: String,
     pub invites: InviteKey,
+    /// How long the connect links the member page hands out live (`web.invite_ttl`).
+    pub invite_ttl: time::Duration,
     /// How long a pending sign-in (`state`) lives.
     pub state_ttl: time::Duration,
     /// Seals PKCE verifiers and refresh tokens.
@@ -306,6 +308,18 @@ pub struct ConnectSetup {
 }
 
 impl ConnectSetup {
+    /// A member's personal connect link on this server, valid until `expires_at`.
+    pub fn link(
+        &self,
+        provider: Provider,
+        company: &str,
+        member: &str,
+        expires_at: OffsetDateTime,
+    ) -> String {
+        self.invites
+            .link(&self.public_url, provider, company, member, expires_at)
+    }
+
     fn provider(&self, provider: Provider) -> Option<&ConnectProvider> {
         match provider {
             Provider::GoogleWorkspace => self.google.as_ref(),

@@ -98,6 +98,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<WebState>)> {
             get(page::member),
         ),
         (
+            Method::POST,
+            "/companies/{company}/members/{member}/resync",
+            on(MethodFilter::POST, page::resync),
+        ),
+        (
             Method::GET,
             "/api/v1/companies/{company}/status",
             get(api::status),

@@ -716,6 +716,20 @@ struct MemberPage {
     icons: Vec<MemberIconView>,
     history: Vec<ChangeView>,
     attempts: Vec<AttemptView>,
+    /// User-by-user only: the member's own grant state (`connected`, `not_connected`,
+    /// `invalid`).
+    connection: Option<&'static str>,
+    /// A personal connect link for the admin to send, when the connect flow is set up.
+    connect_link: Option<String>,
+    /// How long that link lives, in words.
+    connect_link_ttl: String,
+    /// The member is connected: the link reconnects them.
+    reconnect: bool,
+    member_path: String,
+    /// The operator may force a full resync from here.
+    operator: bool,
+    /// A full resync was just scheduled.
+    resynced: bool,
 }
 
 /// Rows of history and attempts the member page shows.
@@ -727,15 +741,17 @@ const MEMBER_PAGE_ROWS: u32 = 50;
 pub(crate) async fn member(
     State(state): State<WebState>,
     Path((company_id, member_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let app = match app_of(&state) {
         Ok(app) => app,
         Err(response) => return response,
     };
-    if let Err(response) = page_principal(&app, &headers, Some(&company_id)) {
-        return response;
-    }
+    let principal = match page_principal(&app, &headers, Some(&company_id)) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
     let report: StatusReport = match app.store.status(Some(&company_id)).await {
         Ok(report) => report,
         Err(error) => return store_failure(&error),
@@ -775,7 +791,47 @@ pub(crate) async fn member(
             (_, None) => "none yet".to_owned(),
         },
     };
+    // User-by-user: the member's grant state and, with the connect flow set up, a fresh
+    // personal link (single use, revocable, expiring like `datacap remind`'s).
+    let (connection, connect_link, connect_link_ttl) =
+        if company.connection_mode == datacap_core::ConnectionMode::UserByUser {
+            let context = match app.store.job_context(&member.id).await {
+                Ok(context) => context,
+                Err(error) => return store_failure(&error),
+            };
+            let state = context
+                .and_then(|context| context.member.connection)
+                .unwrap_or(datacap_core::MemberConnection::NotConnected);
+            let link = app.connect.as_ref().and_then(|setup| {
+                (company.provider != datacap_core::Provider::None).then(|| {
+                    setup.link(
+                        company.provider,
+                        &company.id,
+                        &member.id,
+                        OffsetDateTime::now_utc() + setup.invite_ttl,
+                    )
+                })
+            });
+            let ttl = app.connect.as_ref().map_or_else(String::new, |setup| {
+                let hours = setup.invite_ttl.whole_hours();
+                if hours % 24 == 0 {
+                    format!("{} days", hours / 24)
+                } else {
+                    format!("{hours} hours")
+                }
+            });
+            (Some(state.as_str()), link, ttl)
+        } else {
+            (None, None, String::new())
+        };
     let page = MemberPage {
+        reconnect: connection == Some("connected"),
+        member_path: encode_segment(&member.id),
+        connection,
+        connect_link,
+        connect_link_ttl,
+        operator: matches!(principal, Principal::Operator),
+        resynced: query.contains_key("resynced"),
         company_path: encode_segment(&company.id),
         company_name: company.name.clone(),
         member_id: member.id.clone(),
@@ -815,4 +871,49 @@ pub(crate) async fn member(
             .collect(),
     };
     render(StatusCode::OK, &page)
+}
+
+/// `POST /companies/{company}/members/{member}/resync`: the operator forces a full
+/// resync of the member's channels (the saved cursors dropped, both due now; items stay
+/// deduplicated), as `datacap poll --member ID --full` does. Admins read; only the
+/// operator acts.
+pub(crate) async fn resync(
+    State(state): State<WebState>,
+    Path((company_id, member_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let app = match app_of(&state) {
+        Ok(app) => app,
+        Err(response) => return response,
+    };
+    match page_principal(&app, &headers, Some(&company_id)) {
+        Ok(Principal::Operator) => {}
+        Ok(_) => return denied(Denied::Forbidden),
+        Err(response) => return response,
+    }
+    match app.store.job_context(&member_id).await {
+        Ok(Some(context)) if context.company_id == company_id && context.active => {}
+        Ok(_) => return store_failure(&StoreError::UnknownMember { member_id }),
+        Err(error) => return store_failure(&error),
+    }
+    if let Err(error) = app
+        .store
+        .make_due_full(&member_id, None, OffsetDateTime::now_utc())
+        .await
+    {
+        return store_failure(&error);
+    }
+    tracing::info!(company = %company_id, member = %member_id, "full resync scheduled from the member page");
+    (
+        StatusCode::SEE_OTHER,
+        [(
+            header::LOCATION,
+            format!(
+                "/companies/{}/members/{}?resynced=1",
+                encode_segment(&company_id),
+                encode_segment(&member_id)
+            ),
+        )],
+    )
+        .into_response()
 }

@@ -211,6 +211,7 @@ async fn harness_limited(state_ttl: Duration, limits: datacap_web::Limits) -> Ha
     let connect = ConnectSetup {
         public_url: "http://datacap.test".to_owned(),
         invites: InviteKey::new([5; 32]),
+        invite_ttl: Duration::days(3),
         state_ttl,
         key: EncryptionKey::parse("primary", &SecretString::from("11".repeat(32))).unwrap(),
         google: Some(provider(
@@ -1619,4 +1620,140 @@ async fn member_page_shows_icons_history_and_attempts_to_its_company_only() {
         "{}",
         team.body
     );
+}
+
+/// Issue 19 §7: a user-by-user member's page shows their grant state and a personal
+/// connect link the admin can send (one the connect flow accepts); a company-wide
+/// member's page has neither. Only the operator sees and can use the full-resync action:
+/// signed out 401, the company's admin 403, another company's member 404; the operator's
+/// POST drops the saved cursor and makes the member due, then the page says so.
+#[tokio::test]
+async fn member_page_connection_link_and_the_operators_full_resync() {
+    let h = harness().await;
+    let page = get(
+        h.addr,
+        "/companies/globex/members/gil",
+        &[("Authorization", &bearer(GLOBEX))],
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("data-connection=\"not_connected\""),
+        "{}",
+        page.body
+    );
+    let link = page
+        .body
+        .split("id=\"connect-link\"")
+        .nth(1)
+        .and_then(|rest| rest.split("value=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a connect link")
+        .replace("&amp;", "&")
+        .replace("&#x3D;", "=");
+    let path = link
+        .strip_prefix("http://datacap.test")
+        .expect("on the public URL");
+    assert!(
+        path.starts_with("/connect/microsoft/start?invite="),
+        "{path}"
+    );
+    let started = get(h.addr, path, &[]).await;
+    assert_eq!(
+        started.status, 303,
+        "the link starts the flow: {}",
+        started.body
+    );
+    assert!(
+        !page.body.contains("Force a full resync"),
+        "admins do not see the operator's action"
+    );
+    let acme = get(
+        h.addr,
+        "/companies/acme/members/ana",
+        &[("Authorization", &bearer(OPERATOR))],
+    )
+    .await;
+    assert!(
+        !acme.body.contains("id=\"connection\""),
+        "company-wide: no link"
+    );
+    assert!(acme.body.contains("Force a full resync"));
+
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let with = |token: &'static str| {
+        let mut headers = form.to_vec();
+        headers.push(("Authorization", Box::leak(bearer(token).into_boxed_str())));
+        headers
+    };
+    let resync = "/companies/acme/members/ana/resync";
+    count(
+        &h,
+        "UPDATE sync_state SET cursor = 'saved' WHERE member_id = 'ana' RETURNING 1",
+    )
+    .await;
+    assert_eq!(request(h.addr, "POST", resync, &form, "").await.status, 401);
+    assert_eq!(
+        request(h.addr, "POST", resync, &with(ACME), "")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        request(
+            h.addr,
+            "POST",
+            "/companies/acme/members/gil/resync",
+            &with(OPERATOR),
+            ""
+        )
+        .await
+        .status,
+        404,
+        "another company's member through acme's path"
+    );
+    assert_eq!(
+        count(
+            &h,
+            "SELECT COUNT(*) FROM sync_state WHERE member_id = 'ana' AND cursor = 'saved'"
+        )
+        .await,
+        2,
+        "the refused tries dropped nothing"
+    );
+    let done = request(h.addr, "POST", resync, &with(OPERATOR), "").await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(
+        done.header("location"),
+        Some("/companies/acme/members/ana?resynced=1")
+    );
+    assert_eq!(
+        count(
+            &h,
+            "SELECT COUNT(*) FROM sync_state WHERE member_id = 'ana' AND cursor IS NULL"
+        )
+        .await,
+        2,
+        "both saved cursors dropped: the next polls are full passes"
+    );
+    let after = get(
+        h.addr,
+        "/companies/acme/members/ana?resynced=1",
+        &[("Authorization", &bearer(OPERATOR))],
+    )
+    .await;
+    assert!(after.body.contains("id=\"resynced\""), "{}", after.body);
+}
+
+/// Runs one SQL statement on the harness's SQLite file and reads its first column (0
+/// when it returns no row).
+async fn count(h: &Harness, sql: &'static str) -> i64 {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", h._dir.path().join("web.sqlite").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_optional(&mut db)
+        .await
+        .unwrap()
+        .unwrap_or(0)
 }
