@@ -2,8 +2,9 @@
 //! auth on) serves it, headless Chromium driven through chromedriver (WebDriver, via
 //! fantoccini) signs in with the operator token from the demo's state directory, checks
 //! the icons' colours, visible labels and accessible names, the tooltip on focus, the
-//! banners and the colour filter, and saves a screenshot to
-//! `target/tmp/screenshots/team-members.png`.
+//! banners and the colour filter, the webhook endpoints' health, a member's page and the
+//! operator's full resync, and saves screenshots to `target/tmp/screenshots/team-members.png`
+//! and `target/tmp/screenshots/member.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them). Without them
 //! the test is skipped with a message, except under `CI=true`, where that is a failure.
@@ -47,6 +48,10 @@ fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
 
 fn screenshot_path() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots/team-members.png")
+}
+
+fn member_screenshot_path() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots/member.png")
 }
 
 #[test]
@@ -163,6 +168,15 @@ fn team_members_page_in_headless_chromium() {
         std::fs::write(&path, &png).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
 
+        // The company's webhook endpoints with their health (issue 19 §5).
+        let endpoint = client
+            .find(Locator::Css("#webhooks tr[data-endpoint='example']"))
+            .await
+            .expect("the demo's webhook endpoint on the page");
+        assert!(endpoint.is_displayed().await.unwrap());
+        let health = endpoint.attr("data-health").await.unwrap().unwrap();
+        assert!(!health.is_empty(), "a health word");
+
         // Banners with counts above the table.
         let banners = client.find_all(Locator::Css("#banners .banner")).await.unwrap();
         assert!(!banners.is_empty(), "banners");
@@ -258,6 +272,69 @@ fn team_members_page_in_headless_chromium() {
                 .is_empty(),
             "the green admin is filtered out"
         );
+
+        // A member's page (issue 19 §7), from the Team members page's link: icons with
+        // the last successful import, status history, recent attempts with the provider's
+        // answer; the operator sees the full-resync action and uses it.
+        client
+            .goto(&format!("{base}/companies/globex/members"))
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("a[href='/companies/globex/members/policy']"))
+            .await
+            .expect("a link to the member's page")
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_element(Locator::Id("history"))
+            .await
+            .expect("the member's page");
+        let email = client
+            .find(Locator::Css("#icons tr[data-icon='email']"))
+            .await
+            .unwrap();
+        assert_eq!(
+            email.attr("data-color").await.unwrap().as_deref(),
+            Some("red"),
+            "policy's email is red"
+        );
+        let attempts = client
+            .find_all(Locator::Css("#attempts tr[data-attempt]"))
+            .await
+            .unwrap();
+        assert!(!attempts.is_empty(), "recent attempts");
+        assert!(attempts[0].text().await.unwrap().contains("403"), "the HTTP status");
+        let png = client.screenshot().await.unwrap();
+        let path = member_screenshot_path();
+        std::fs::write(&path, &png).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        client
+            .find(Locator::Css("#operator button"))
+            .await
+            .expect("the operator's action")
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_element(Locator::Id("resynced"))
+            .await
+            .expect("the resync is confirmed");
+
+        // A user-by-user member's page carries their grant state and a connect link.
+        client
+            .goto(&format!("{base}/companies/initech/members/revoked"))
+            .await
+            .unwrap();
+        let connection = client
+            .wait()
+            .for_element(Locator::Id("connection"))
+            .await
+            .expect("the connection section");
+        assert!(connection.attr("data-connection").await.unwrap().is_some());
         client.close().await.unwrap();
     });
     drop(demo);

@@ -102,6 +102,11 @@ fn prepare_state(state: &Path) -> anyhow::Result<()> {
     write(state.join("globex-service-account.json"), &key.to_string())?;
     write(state.join("initech-client-secret"), "initech-secret")?;
     write(state.join("fabrikam-client-secret"), "fabrikam-secret")?;
+    // FAKE, like every secret here: the demo's webhook endpoint is never sent to.
+    write_private(
+        &state.join("globex-webhook-secret"),
+        "whsec_ZGF0YWNhcC1kZW1vLXdlYmhvb2stc2VjcmV0LTAwMDE=",
+    )?;
     let tenants = TENANTS.replace("@STATE@", &state.display().to_string());
     write(state.join("tenants.toml"), &tenants)?;
     for name in [OPERATOR_TOKEN_FILE, "web-signing-key"] {
