@@ -185,7 +185,6 @@ fn a_receiver_down_then_up_gets_every_change_once_in_order_sqlite_and_after_sigk
         );
         assert!(!logs.contains(key), "a secret in the logs");
     }
-    drop(restarted);
     let accepted = receiver.accepted.lock().unwrap().clone();
     assert_eq!(receiver.bad.load(Ordering::SeqCst), 0, "bad signatures");
     assert!(
@@ -215,6 +214,47 @@ fn a_receiver_down_then_up_gets_every_change_once_in_order_sqlite_and_after_sigk
         "SELECT COUNT(*) FROM webhook_events WHERE body LIKE '%\"member_id\":\"flaky\"%' AND body LIKE '%\"to\":{\"color\":\"red\"%'",
     );
     assert!(red >= 1, "the flaky member's red change is an event");
+    // The flaky member's red change, then its recovery: the fault cleared, the next
+    // poll is green, and the change back reaches the receiver after the red one, flagged
+    // as a recovery.
+    let red_sql = "SELECT event_id FROM webhook_events WHERE body LIKE '%\"member_id\":\"flaky\"%' \
+                   AND body LIKE '%\"to\":{\"color\":\"red\"%' ORDER BY seq";
+    let recovered_sql = "SELECT event_id FROM webhook_events WHERE body LIKE '%\"member_id\":\"flaky\"%' \
+                         AND body LIKE '%\"recovery\":true%' ORDER BY seq";
+    eventually(
+        "flaky's red change is written",
+        Duration::from_secs(60),
+        || !h.texts(red_sql).is_empty(),
+    );
+    h.control(
+        "faults/clear",
+        serde_json::json!({"tenant": "globex", "user": "flaky@globex.example"}),
+    );
+    let position = |id: &str| {
+        receiver
+            .accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .position(|seen| seen == id)
+    };
+    eventually(
+        "flaky's recovery is delivered",
+        Duration::from_secs(120),
+        || {
+            h.texts(recovered_sql)
+                .first()
+                .is_some_and(|id| position(id).is_some())
+        },
+    );
+    let red = h.texts(red_sql);
+    let recovery = h.texts(recovered_sql);
+    assert!(
+        position(&red[0]).expect("the red change was delivered")
+            < position(&recovery[0]).expect("the recovery was delivered"),
+        "the red change, then its recovery"
+    );
+    drop(restarted);
 }
 
 #[test]
