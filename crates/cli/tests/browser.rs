@@ -306,7 +306,16 @@ fn team_members_page_in_headless_chromium() {
             .await
             .unwrap();
         assert!(!attempts.is_empty(), "recent attempts");
-        assert!(attempts[0].text().await.unwrap().contains("403"), "the HTTP status");
+        let mut texts = Vec::new();
+        for attempt in &attempts {
+            texts.push(attempt.text().await.unwrap());
+        }
+        assert!(
+            texts
+                .iter()
+                .any(|text| text.contains("403") && text.contains("domainPolicy")),
+            "the refused email attempt with its HTTP status and provider error: {texts:?}"
+        );
         let png = client.screenshot().await.unwrap();
         let path = member_screenshot_path();
         std::fs::write(&path, &png).unwrap();

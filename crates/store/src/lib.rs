@@ -267,6 +267,12 @@ impl Store {
         dispatch!(self.prune_attempts(older_than))
     }
 
+    /// Deletes webhook events written before `older_than` that no delivery still waits
+    /// for (delivered or dead), with their deliveries and tries (the retention pass).
+    pub async fn prune_webhooks(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self.prune_webhooks(older_than))
+    }
+
     /// The status report of DESIGN.md, for every active company or one.
     pub async fn status(&self, company_id: Option<&str>) -> Result<StatusReport, StoreError> {
         dispatch!(self.status(company_id))

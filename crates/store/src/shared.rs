@@ -1561,6 +1561,48 @@ impl Backend {
         Ok(deleted)
     }
 
+    /// Deletes webhook events written before `older_than` that no delivery still waits
+    /// for (each delivered or dead), with their deliveries and tries; pending ones stay
+    /// whatever their age. Returns how many events went.
+    pub async fn prune_webhooks(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {
+        // The events no delivery waits for any more (each delivered or dead).
+        macro_rules! settled {
+            () => {
+                "SELECT e.seq FROM webhook_events e WHERE e.created_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
+                 WHERE p.event_seq = e.seq AND p.state = 'pending')"
+            };
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query(concat!(
+            "DELETE FROM webhook_tries WHERE delivery_id IN \
+             (SELECT id FROM webhook_deliveries WHERE event_seq IN (",
+            settled!(),
+            "))"
+        ))
+        .bind(DbTime::new(older_than))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(concat!(
+            "DELETE FROM webhook_deliveries WHERE event_seq IN (",
+            settled!(),
+            ")"
+        ))
+        .bind(DbTime::new(older_than))
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query(
+            "DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = webhook_events.seq)",
+        )
+        .bind(DbTime::new(older_than))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     /// The Team members page as data: active companies (or one), their banners in display
     /// order and their active members' icons.
     pub async fn status(&self, company_id: Option<&str>) -> Result<StatusReport, StoreError> {

@@ -3278,4 +3278,73 @@ conformance!(
     status_reports_each_channels_last_successful_import,
     member_history_is_newest_first_bounded_and_scoped,
     a_full_resync_drops_the_cursor_and_keeps_the_items,
+    settled_webhook_events_are_pruned_and_pending_ones_kept,
 );
+
+/// The retention pass prunes webhook events older than its cutoff once no delivery waits
+/// for them (delivered or dead), with their deliveries and tries; a pending event stays
+/// whatever its age, and nothing newer than the cutoff goes.
+async fn settled_webhook_events_are_pruned_and_pending_ones_kept(backend: Backend) {
+    let db = applied_with_hooks(backend).await;
+    db.store
+        .record_attempt(
+            &attempt("ana", Channel::Email, Outcome::Success, NOW),
+            NOW,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let events = "SELECT COUNT(*) FROM webhook_events";
+    let written = db.count(events).await;
+    assert!(written >= 2, "{written} events");
+    // Deliver the oldest one.
+    let head = db
+        .store
+        .claim_webhook_deliveries("a", NOW, Duration::seconds(30), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let ok = WebhookTry {
+        tried_at: NOW,
+        http_status: Some(204),
+        error: None,
+        duration: std::time::Duration::from_millis(3),
+    };
+    assert!(
+        db.store
+            .record_webhook_try(&head, &ok, DeliveryNext::Delivered)
+            .await
+            .unwrap()
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM webhook_tries").await, 1);
+    // A cutoff before the events: nothing goes.
+    assert_eq!(
+        db.store
+            .prune_webhooks(NOW - Duration::days(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(db.count(events).await, written);
+    // A cutoff after them: the delivered one goes with its delivery and try; the pending
+    // ones stay.
+    assert_eq!(
+        db.store
+            .prune_webhooks(NOW + Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(db.count(events).await, written - 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM webhook_tries").await, 0);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM webhook_deliveries WHERE state <> 'pending'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM webhook_deliveries").await,
+        written - 1,
+        "every pending delivery kept"
+    );
+}

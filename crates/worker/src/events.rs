@@ -415,6 +415,8 @@ pub const OWN_FAILURE_OPERATIONS: &[&str] = &[
     "retention_pass",
     "member_gauges",
     "queue_lag",
+    "webhook_delivery",
+    "webhook_backlog",
 ];
 
 /// Describes every family (`# HELP`) and registers each series whose label values are
