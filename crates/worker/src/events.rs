@@ -449,6 +449,8 @@ pub fn describe_and_zero() {
                     .absolute(0);
             }
             counter!(ITEMS, "provider" => p, "channel" => c).absolute(0);
+            // Registered, not recorded: served with empty buckets until the first attempt.
+            let _ = histogram!(ATTEMPT_DURATION, "provider" => p, "channel" => c);
             for reason in ["settings", "no_grant", "paused"] {
                 counter!(SKIPPED, "provider" => p, "channel" => c, "reason" => reason).absolute(0);
             }
@@ -506,6 +508,12 @@ pub fn describe_and_zero() {
         counter!(name).absolute(0);
     }
     gauge!(QUEUE_LAG).set(0.0);
+    // Every icon and reason at 0 until the first stall pass counts the members.
+    for icon in Icon::ALL {
+        for reason in Reason::ALL {
+            members(*icon, *reason, 0);
+        }
+    }
     for result in ["delivered", "retry", "dead", "lease_lost"] {
         counter!(WEBHOOK_DELIVERIES, "result" => result).absolute(0);
     }
