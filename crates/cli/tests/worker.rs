@@ -230,13 +230,47 @@ fn user_by_user_cycle(postgres: bool) -> BTreeSet<String> {
     while polled() != 29 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(200));
     }
+    let unpolled: Vec<String> = INITECH_CONNECTS
+        .iter()
+        .chain(&CONTOSO_CONNECTS)
+        .flat_map(|member| ["email", "calendar"].map(|channel| (*member, channel)))
+        .filter(|(member, channel)| {
+            h.count(&format!(
+                "SELECT COUNT(*) FROM import_attempts WHERE member_id = '{member}' AND channel = '{channel}'"
+            )) == 0
+        })
+        .map(|(member, channel)| {
+            let until_due = if postgres {
+                "CAST(EXTRACT(EPOCH FROM (next_due_at - CURRENT_TIMESTAMP)) * 1000 AS BIGINT)"
+            } else {
+                "CAST((julianday(next_due_at) - julianday('now')) * 86400000 AS INTEGER)"
+            };
+            let due_in = h.count(&format!(
+                "SELECT {until_due} FROM sync_state WHERE member_id = '{member}' AND channel = '{channel}'"
+            ));
+            format!("{member}/{channel} due in {due_in} ms")
+        })
+        .collect();
+    let logs = daemon.logs();
+    let about_unpolled: Vec<&str> = logs
+        .lines()
+        .filter(|line| {
+            unpolled.iter().any(|pair| {
+                let member = pair.split('/').next().unwrap_or_default();
+                line.contains(&format!("member={member} "))
+                    || line.contains(&format!("member_id={member}"))
+            })
+        })
+        .take(30)
+        .collect();
     assert_eq!(
         polled(),
         29,
-        "every connected member is polled within 60 s; sync states due: {}, leased: {}; daemon log:\n{}",
+        "every connected member is polled within 60 s; not polled: {unpolled:?} (nonrec/calendar is off); sync states due: {}, leased: {}; the daemon's lines about them:\n{}\nits last lines:\n{}",
         h.count("SELECT COUNT(*) FROM sync_state WHERE next_due_at <= CURRENT_TIMESTAMP"),
         h.count("SELECT COUNT(*) FROM sync_state WHERE lease_owner IS NOT NULL"),
-        tail(&daemon.logs())
+        about_unpolled.join("\n"),
+        tail(&logs)
     );
     // One code exchange per member who connected. Google: one refresh per member and scope
     // (tokens are cached, so flaky's retries send none); Microsoft: one per attempt (it
