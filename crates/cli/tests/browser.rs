@@ -82,7 +82,7 @@ async fn axe_violations(
         .execute_async(
             r#"const done = arguments[arguments.length - 1];
                axe.run(document, {resultTypes: ["violations"]}).then(
-                 (r) => done(r.violations.map((v) => [v.id, v.impact || "", v.nodes.length, v.help,
+                 (r) => done(r.passes.length === 0 ? [["axe-ran-no-rule", "critical", 0, "no rule passed", ""]] : r.violations.map((v) => [v.id, v.impact || "", v.nodes.length, v.help,
                    v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")])),
                  (e) => done([["axe-error", "critical", 0, String(e), ""]]));"#,
             Vec::new(),
@@ -109,7 +109,12 @@ async fn axe_violations(
 /// violation is printed, serious and critical ones are kept for the final assertion.
 async fn check_page(client: &Client, axe: &str, page: &str, serious: &mut Vec<String>) {
     for width in [WIDE, NARROW] {
-        for (id, impact, nodes, help, targets) in axe_violations(client, axe, width).await {
+        let violations = axe_violations(client, axe, width).await;
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("axe: {page} @{width}px: {} violations", violations.len());
+        }
+        for (id, impact, nodes, help, targets) in violations {
             let line = format!("{page} @{width}px: {id} ({impact}, {nodes} nodes): {help} [{targets}]");
             #[allow(clippy::print_stderr)]
             {
@@ -363,11 +368,11 @@ fn team_members_page_in_headless_chromium() {
 
         // Each icon: a button with a colour, a visible text label, one accessible name (its
         // content) and a description (its tip) that is not the name again.
-        let names_and_descriptions = r#"return [...document.querySelectorAll("#members .icon")].map((b) => {
+        let names_and_descriptions = r##"return [...document.querySelectorAll("#members .icon")].map((b) => {
               const tip = document.getElementById(b.getAttribute("aria-describedby"));
               const name = [...b.childNodes].filter((n) => n !== tip && !(n.getAttribute && n.getAttribute("aria-hidden")))
                 .map((n) => n.textContent).join("").trim();
-              return [b.tagName, b.getAttribute("aria-label"), name, tip ? tip.textContent.trim() : ""]; })"#;
+              return [b.tagName, b.getAttribute("aria-label"), name, tip ? tip.textContent.trim() : ""]; })"##;
         let described = client.execute(names_and_descriptions, Vec::new()).await.unwrap();
         let mut colors = std::collections::BTreeSet::new();
         for (icon, facts) in client
@@ -396,7 +401,9 @@ fn team_members_page_in_headless_chromium() {
             assert!(colors.contains(color), "a {color} icon on the page: {colors:?}");
         }
         let admin_email = client
-            .find(Locator::Css("tr[data-member='admin'] .icon[data-icon='email']"))
+            .find(Locator::Css(
+                "tr[data-member='admin'] .icon[data-icon='email'] .label",
+            ))
             .await
             .unwrap();
         assert_eq!(
@@ -437,7 +444,10 @@ fn team_members_page_in_headless_chromium() {
             .unwrap();
         let text = details.text().await.unwrap();
         assert!(text.contains("HTTP 4") && text.contains("attempt"), "{text}");
-        assert!(text.contains("provider said:"), "the provider's message: {text}");
+        assert!(
+            text.contains("Google Workspace answered: “"),
+            "the provider's message: {text}"
+        );
         assert!(
             text.contains("hand it to your datacap operator"),
             "whom to hand it to: {text}"
@@ -565,6 +575,26 @@ fn team_members_page_in_headless_chromium() {
             .await
             .expect("the connection section");
         assert!(connection.attr("data-connection").await.unwrap().is_some());
+
+        // A yellow icon no banner explains says what is wrong in its row: peter asked for
+        // his calendar, which initech does not import.
+        client
+            .goto(&format!("{base}/companies/initech/members"))
+            .await
+            .unwrap();
+        let explained = client
+            .find(Locator::Css("tr[data-member='peter'] .explain"))
+            .await
+            .expect("peter's row explains his yellow calendar");
+        let text = explained.text().await.unwrap();
+        assert!(
+            text.starts_with("Calendar: Calendar import off for the company."),
+            "{text}"
+        );
+        for banner in client.find_all(Locator::Css("#banners .banner")).await.unwrap() {
+            let code = banner.attr("data-code").await.unwrap().unwrap();
+            assert_ne!(code, "company_calendar_import_disabled", "no such banner");
+        }
 
         // A message page: a bad filter says so in words.
         client

@@ -416,8 +416,8 @@ struct Explanation {
 struct LastImport {
     /// The channel's latest attempt: when and how it ended.
     latest: Option<(TimeView, &'static str)>,
-    /// Its last successful import and the items it brought.
-    success: Option<(TimeView, u64)>,
+    /// Its last successful import and the items it brought ("1 item", "12 items").
+    success: Option<(TimeView, String)>,
 }
 
 struct MemberRow {
@@ -531,6 +531,15 @@ fn color_rank(color: Color) -> u8 {
         Color::Yellow => 1,
         Color::Green => 2,
         Color::Gray => 3,
+    }
+}
+
+/// "1 item", "12 items".
+fn items_text(items: u64) -> String {
+    if items == 1 {
+        "1 item".to_owned()
+    } else {
+        format!("{items} items")
     }
 }
 
@@ -705,7 +714,7 @@ fn last_import(icon: &IconReport, attempts: &BTreeMap<&str, &AttemptReport>) -> 
             }),
         success: icon
             .last_success
-            .map(|success| (time_view(success.at), success.items)),
+            .map(|success| (time_view(success.at), items_text(success.items))),
     }
 }
 
@@ -800,7 +809,14 @@ pub(crate) async fn members(
             // Yellow icons no banner explains say what is wrong in their row (red ones
             // carry their details; gray ones say it in their title).
             let mut explanations: Vec<Explanation> = Vec::new();
-            for (icon, report) in icons.iter().zip([&m.capture, &m.email, &m.calendar]) {
+            // Email and calendar first: the capture icon only summarises them.
+            for (icon, report) in icons
+                .iter()
+                .zip([&m.capture, &m.email, &m.calendar])
+                .cycle()
+                .skip(1)
+                .take(3)
+            {
                 let explained = banner_of(report.reason).is_some_and(|code| present.contains(&code));
                 let repeated = explanations.iter().any(|e| e.title == icon.title);
                 if report.color == Color::Yellow && !explained && !repeated {
@@ -928,7 +944,7 @@ struct MemberIconView {
     resolution: String,
     since: TimeView,
     /// `None` for capture, which imports nothing itself.
-    last_success: Option<Option<(TimeView, u64)>>,
+    last_success: Option<Option<(TimeView, String)>>,
 }
 
 struct ChangeView {
@@ -1044,7 +1060,7 @@ pub(crate) async fn member(
             since: time_view(icon.since),
             last_success: (kind != "capture").then(|| {
                 icon.last_success
-                    .map(|success| (time_view(success.at), success.items))
+                    .map(|success| (time_view(success.at), items_text(success.items)))
             }),
         }
     };
