@@ -675,6 +675,29 @@ mod tests {
     }
 
     #[test]
+    fn the_support_contact_is_one_short_line() {
+        assert_eq!(validate(RawWeb::default()).unwrap().support_contact, None);
+        let with = |text: &str| RawWeb {
+            support_contact: Some(text.to_owned()),
+            ..RawWeb::default()
+        };
+        assert_eq!(
+            validate(with("  the IT desk (it@example.com) "))
+                .unwrap()
+                .support_contact
+                .as_deref(),
+            Some("the IT desk (it@example.com)")
+        );
+        for bad in ["", "   ", "two\nlines", &"x".repeat(201)] {
+            assert_eq!(
+                validate(with(bad)).unwrap_err().0,
+                "web.support_contact",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn cookies_are_secure_whenever_the_url_is_https() {
         assert!(
             validate(raw("https://datacap.example.com", "3d"))

@@ -37,12 +37,19 @@ const NARROWEST: u32 = 320;
 
 /// Resizes the window; headless Chromium's viewport is then exactly `width` wide.
 async fn set_width(client: &Client, width: u32) {
-    client.set_window_size(width, 1000).await.expect("the window's size");
+    client
+        .set_window_size(width, 1000)
+        .await
+        .expect("the window's size");
     let inner = client
         .execute("return window.innerWidth", Vec::new())
         .await
         .unwrap();
-    assert_eq!(inner.as_u64(), Some(u64::from(width)), "the viewport is {width} px");
+    assert_eq!(
+        inner.as_u64(),
+        Some(u64::from(width)),
+        "the viewport is {width} px"
+    );
 }
 
 /// The page never scrolls sideways at this width.
@@ -76,7 +83,10 @@ async fn axe_violations(
         .await
         .unwrap();
     if loaded.as_str() != Some("object") {
-        client.execute(axe, Vec::new()).await.expect("axe-core loads");
+        client
+            .execute(axe, Vec::new())
+            .await
+            .expect("axe-core loads");
     }
     let found = client
         .execute_async(
@@ -115,7 +125,8 @@ async fn check_page(client: &Client, axe: &str, page: &str, serious: &mut Vec<St
             eprintln!("axe: {page} @{width}px: {} violations", violations.len());
         }
         for (id, impact, nodes, help, targets) in violations {
-            let line = format!("{page} @{width}px: {id} ({impact}, {nodes} nodes): {help} [{targets}]");
+            let line =
+                format!("{page} @{width}px: {id} ({impact}, {nodes} nodes): {help} [{targets}]");
             #[allow(clippy::print_stderr)]
             {
                 eprintln!("axe: {line}");

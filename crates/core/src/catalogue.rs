@@ -289,3 +289,38 @@ pub fn admin_step(reason: Reason, provider: Provider) -> Option<String> {
     };
     Some(text)
 }
+
+#[cfg(test)]
+mod title_tests {
+    use super::*;
+    use crate::model::Color;
+
+    #[test]
+    fn every_reason_has_its_own_human_title() {
+        let mut seen = std::collections::BTreeSet::new();
+        for &reason in Reason::ALL {
+            let title = reason_title(reason);
+            assert!(!title.contains('_'), "{title}");
+            assert!(title.starts_with(|c: char| c.is_uppercase()), "{title}");
+            assert!(seen.insert(title), "{title} twice");
+        }
+    }
+
+    #[test]
+    fn red_reasons_and_only_they_have_an_admin_step() {
+        for &reason in Reason::ALL {
+            for provider in [
+                Provider::GoogleWorkspace,
+                Provider::Microsoft365,
+                Provider::None,
+            ] {
+                let step = admin_step(reason, provider);
+                assert_eq!(step.is_some(), reason.color() == Color::Red, "{reason:?}");
+                if let Some(step) = step {
+                    assert!(!step.contains("tenants file"), "not an admin's: {step}");
+                    assert!(!step.contains("logs"), "not an admin's: {step}");
+                }
+            }
+        }
+    }
+}

@@ -37,8 +37,8 @@ pub use connect::{
     CheckedInvite, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn,
 };
 pub use guard::CONTENT_SECURITY_POLICY;
-pub use page::{DEFAULT_SUPPORT, PAGE_SCRIPT};
 pub use listener::Limits;
+pub use page::{DEFAULT_SUPPORT, PAGE_SCRIPT};
 
 /// Says whether the daemon is ready, or why not.
 pub type ReadyFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;

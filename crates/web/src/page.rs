@@ -817,7 +817,8 @@ pub(crate) async fn members(
                 .skip(1)
                 .take(3)
             {
-                let explained = banner_of(report.reason).is_some_and(|code| present.contains(&code));
+                let explained =
+                    banner_of(report.reason).is_some_and(|code| present.contains(&code));
                 let repeated = explanations.iter().any(|e| e.title == icon.title);
                 if report.color == Color::Yellow && !explained && !repeated {
                     explanations.push(Explanation {
@@ -903,7 +904,12 @@ pub(crate) async fn members(
                 count: banner.count,
                 message: banner.message.clone(),
                 resolution: banner.resolution.clone(),
-                who: named(&ids, usize::try_from(banner.count).unwrap_or(usize::MAX).max(ids.len())),
+                who: named(
+                    &ids,
+                    usize::try_from(banner.count)
+                        .unwrap_or(usize::MAX)
+                        .max(ids.len()),
+                ),
                 filter_link: format!("/companies/{company_path}/members?{name}={value}"),
             }
         })
@@ -1234,7 +1240,10 @@ mod tests {
         assert_eq!(named(&["ada"], 1), "ada");
         assert_eq!(named(&["ada", "bob"], 2), "ada and bob");
         assert_eq!(named(&["ada", "bob", "cy"], 3), "ada, bob and cy");
-        assert_eq!(named(&["ada", "bob", "cy", "dan"], 4), "ada, bob, cy and 1 more");
+        assert_eq!(
+            named(&["ada", "bob", "cy", "dan"], 4),
+            "ada, bob, cy and 1 more"
+        );
         assert_eq!(named(&["ada", "bob"], 4), "ada, bob and 2 more");
         assert_eq!(named(&[], 4), "");
     }

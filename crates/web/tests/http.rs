@@ -592,7 +592,10 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     assert!(html.contains(
         "<span class=\"visually-hidden\">Capture: </span><span class=\"label\">Green · Importing</span>"
     ));
-    assert!(html.contains("<button type=\"button\" class=\"icon red\""), "icons are buttons");
+    assert!(
+        html.contains("<button type=\"button\" class=\"icon red\""),
+        "icons are buttons"
+    );
     assert!(!html.contains("tabindex=\"0\""), "no focusable span");
     assert!(html.contains("role=\"tooltip\""));
     assert!(!html.contains("technical failure"), "no code-like label");
@@ -613,14 +616,20 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
         h.attempts[3]
     )));
     assert!(html.contains("hand it to the Acme IT desk (it@acme.test) with the attempt id"));
-    assert!(!html.contains("Engineer's step"), "not for the company's admin");
+    assert!(
+        !html.contains("Engineer's step"),
+        "not for the company's admin"
+    );
     assert!(
         html.contains(&format!("data-attempt=\"{}\"", h.attempts[3])),
         "the red icon's attempt"
     );
     assert!(html.contains("HTTP 503"));
     assert!(html.contains("backendError"));
-    assert!(html.contains(", succeeded"), "last import outcomes in words");
+    assert!(
+        html.contains(", succeeded"),
+        "last import outcomes in words"
+    );
     assert!(
         html.contains("<time datetime=\"") && html.contains(" UTC</time>"),
         "times as ISO with a UTC fallback"
@@ -669,7 +678,12 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
         assert!(answer.body.contains("Bad filter"));
         assert!(!answer.body.contains("STATUS_MODEL"), "{}", answer.body);
     }
-    let sleepy = get(h.addr, &format!("{page}?reason=sleepy"), &[("Cookie", &cookie)]).await;
+    let sleepy = get(
+        h.addr,
+        &format!("{page}?reason=sleepy"),
+        &[("Cookie", &cookie)],
+    )
+    .await;
     assert!(
         sleepy
             .body
@@ -683,8 +697,16 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     // The reason filter lists the reasons on this company only (plus the one selected).
     assert!(html.contains("<option value=\"technical_failure\">Imports keep failing</option>"));
     assert!(!html.contains("<option value=\"seat_missing\""), "{html}");
-    let seat = get(h.addr, &format!("{page}?reason=seat_missing"), &[("Cookie", &cookie)]).await;
-    assert!(seat.body.contains("<option value=\"seat_missing\" selected>No recording seat</option>"));
+    let seat = get(
+        h.addr,
+        &format!("{page}?reason=seat_missing"),
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    assert!(
+        seat.body
+            .contains("<option value=\"seat_missing\" selected>No recording seat</option>")
+    );
 
     // The operator: bearer header on the page, the index, escaping, 404.
     let operator = bearer(OPERATOR);
