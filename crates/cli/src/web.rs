@@ -41,6 +41,7 @@ pub(crate) struct RawWeb {
     invite_ttl: String,
     connect_state_ttl: String,
     secure_cookie: bool,
+    support_contact: Option<String>,
 }
 
 impl Default for RawWeb {
@@ -58,6 +59,7 @@ impl Default for RawWeb {
             invite_ttl: "3d".to_owned(),
             connect_state_ttl: "10m".to_owned(),
             secure_cookie: false,
+            support_contact: None,
         }
     }
 }
@@ -74,6 +76,8 @@ pub struct WebSection {
     pub invite_ttl: time::Duration,
     pub connect_state_ttl: time::Duration,
     pub secure_cookie: bool,
+    /// Whom the Team members page tells a company admin to hand a red icon to.
+    pub support_contact: Option<String>,
 }
 
 fn source(
@@ -116,6 +120,23 @@ pub(crate) fn validate(raw: RawWeb) -> Result<WebSection, (&'static str, String)
                 .to_owned(),
         ));
     }
+    let support_contact = match raw.support_contact.as_deref().map(str::trim) {
+        None => None,
+        Some("") => {
+            return Err((
+                "web.support_contact",
+                "must not be empty (leave it out to name \"your datacap operator\")".to_owned(),
+            ));
+        }
+        Some(text) if text.chars().count() > 200 || text.chars().any(char::is_control) => {
+            return Err((
+                "web.support_contact",
+                "must be one line of at most 200 characters (a team, an address or a phone number)"
+                    .to_owned(),
+            ));
+        }
+        Some(text) => Some(text.to_owned()),
+    };
     let refresh = parse_duration(&raw.refresh).map_err(|detail| ("web.refresh", detail))?;
     let refresh_seconds = u32::try_from(refresh.whole_seconds())
         .ok()
@@ -145,6 +166,7 @@ pub(crate) fn validate(raw: RawWeb) -> Result<WebSection, (&'static str, String)
         // Secure whenever the server is reached over https, whatever the key says.
         secure_cookie: raw.secure_cookie || public_url.starts_with("https://"),
         public_url,
+        support_contact,
     })
 }
 
@@ -312,6 +334,7 @@ pub(crate) fn build_app(
         refresh_seconds: web.refresh_seconds,
         connect,
         public_url: Some(web.public_url.clone()),
+        support_contact: web.support_contact.clone(),
     })
 }
 
@@ -648,6 +671,29 @@ mod tests {
             if !ok {
                 assert_eq!(checked.unwrap_err().0, "web.public_url");
             }
+        }
+    }
+
+    #[test]
+    fn the_support_contact_is_one_short_line() {
+        assert_eq!(validate(RawWeb::default()).unwrap().support_contact, None);
+        let with = |text: &str| RawWeb {
+            support_contact: Some(text.to_owned()),
+            ..RawWeb::default()
+        };
+        assert_eq!(
+            validate(with("  the IT desk (it@example.com) "))
+                .unwrap()
+                .support_contact
+                .as_deref(),
+            Some("the IT desk (it@example.com)")
+        );
+        for bad in ["", "   ", "two\nlines", &"x".repeat(201)] {
+            assert_eq!(
+                validate(with(bad)).unwrap_err().0,
+                "web.support_contact",
+                "{bad:?}"
+            );
         }
     }
 

@@ -739,7 +739,12 @@ fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
         body.contains("data-code=\"members_not_connected\""),
         "{body}"
     );
-    assert!(body.contains("aria-label=\"Email: yellow, member not connected\""));
+    assert!(
+        body.contains(
+            "<span class=\"visually-hidden\">Email: </span><span class=\"label\">Yellow · Not connected yet</span>"
+        ),
+        "{body}"
+    );
 }
 
 /// A raw HTTP/1.1 request (method, path, headers, body) and the whole answer as text.

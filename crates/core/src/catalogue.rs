@@ -224,12 +224,103 @@ pub fn banner_text(code: BannerCode, provider: Provider, count: u32) -> Text {
                 "It can come from permissions set at {name}{}; if that does not clear it, engineers trace it from the attempt id in the logs.",
                 match provider {
                     Provider::GoogleWorkspace =>
-                        " (for Google Workspace, an admin must fix the app's settings in the Google admin console)",
+                        " (an admin must fix the app's settings in the Google admin console)",
                     Provider::Microsoft365 =>
-                        " (for Microsoft 365, an admin checks the app's consent and access policies in Entra ID and Exchange)",
+                        " (an admin checks the app's consent and access policies in Entra ID and Exchange)",
                     Provider::None => "",
                 }
             ),
         ),
+    }
+}
+
+/// A reason's short human title, the label the Team members page shows beside an icon
+/// and in its filter ("Imports keep failing", never `technical_failure`).
+pub fn reason_title(reason: Reason) -> &'static str {
+    match reason {
+        Reason::ProviderNotConnected => "No provider connected",
+        Reason::CompanyPermissionMissing => "Permission not given",
+        Reason::EmailNotAuthorized => "Mail access not granted",
+        Reason::CalendarNotAuthorized => "Calendar access not granted",
+        Reason::MemberNotConnected => "Not connected yet",
+        Reason::MemberConnectionInvalid => "Connection broken",
+        Reason::SeatMissing => "No recording seat",
+        Reason::CompanyCalendarImportDisabled => "Calendar import off for the company",
+        Reason::CompanyNonRecordedImportDisabled => "Unrecorded meetings not allowed",
+        Reason::MailboxUnavailable => "No usable mailbox",
+        Reason::AppCredentialInvalid => "App credential refused",
+        Reason::ProviderPermissionDenied => "Blocked by a provider policy",
+        Reason::TechnicalFailure => "Imports keep failing",
+        Reason::ImportStalled => "Imports stalled",
+        Reason::Importing => "Importing",
+        Reason::AwaitingFirstImport => "Waiting for the first import",
+        Reason::Disabled => "Switched off",
+    }
+}
+
+/// For a red reason, the step that is a company admin's: what to check at the provider
+/// before handing the problem on (the reason's resolution is the engineer's step). `None`
+/// for the other colours, whose resolution already is the admin's.
+pub fn admin_step(reason: Reason, provider: Provider) -> Option<String> {
+    let name = provider.display_name();
+    let text = match (reason, provider) {
+        (Reason::AppCredentialInvalid, Provider::GoogleWorkspace) => {
+            "In the Google admin console, check that datacap's service account still has its domain-wide delegation (Security › Access and data control › API controls); the key itself is the operator's.".to_owned()
+        }
+        (Reason::AppCredentialInvalid, Provider::Microsoft365) => {
+            "In Entra ID, check that datacap's app registration still exists and that its admin consent was not removed; the client secret itself is the operator's.".to_owned()
+        }
+        (Reason::AppCredentialInvalid, Provider::None) => {
+            "Nothing to check on your side: the app's own credential is the operator's.".to_owned()
+        }
+        (Reason::ProviderPermissionDenied, Provider::GoogleWorkspace) => {
+            "In the Google admin console, check that API access is allowed for this member's organisational unit and that no Gmail or Calendar policy blocks the app.".to_owned()
+        }
+        (Reason::ProviderPermissionDenied, _) => format!(
+            "At {name}, check the application access policy and the conditional access rules that apply to this member."
+        ),
+        (Reason::TechnicalFailure, _) => format!(
+            "Check {name}'s service status page for an outage; no setting of yours needs changing."
+        ),
+        (Reason::ImportStalled, _) => format!(
+            "Nothing to check at {name}: imports stopped on datacap's side."
+        ),
+        _ => return None,
+    };
+    Some(text)
+}
+
+#[cfg(test)]
+mod title_tests {
+    use super::*;
+    use crate::model::Color;
+
+    #[test]
+    fn every_reason_has_its_own_human_title() {
+        let mut seen = std::collections::BTreeSet::new();
+        for &reason in Reason::ALL {
+            let title = reason_title(reason);
+            assert!(!title.contains('_'), "{title}");
+            assert!(title.starts_with(|c: char| c.is_uppercase()), "{title}");
+            assert!(seen.insert(title), "{title} twice");
+        }
+    }
+
+    #[test]
+    fn red_reasons_and_only_they_have_an_admin_step() {
+        for &reason in Reason::ALL {
+            for provider in [
+                Provider::GoogleWorkspace,
+                Provider::Microsoft365,
+                Provider::None,
+            ] {
+                let step = admin_step(reason, provider);
+                assert_eq!(step.is_some(), reason.color() == Color::Red, "{reason:?}");
+                if let Some(step) = step {
+                    assert!(!step.contains("tenants file"), "not an admin's: {step}");
+                    assert!(!step.contains("logs"), "not an admin's: {step}");
+                }
+            }
+        }
     }
 }

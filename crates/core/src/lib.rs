@@ -10,7 +10,7 @@ pub mod items;
 pub mod model;
 pub mod wire;
 
-pub use catalogue::{Text, banner_text, reason_text};
+pub use catalogue::{Text, admin_step, banner_text, reason_text, reason_title};
 pub use classify::{Banner, BannerTally, MemberStatus, banner_for, banners, classify_member};
 pub use items::{CalendarItem, EmailItem};
 pub use model::{

@@ -4,7 +4,7 @@
 //! timeout (the listener's limits, `listener.rs`, are the rest).
 //!
 //! Headers on every answer (HTML, JSON and text alike): a `Content-Security-Policy` that
-//! allows no script, no frame ancestor and no foreign form target; `X-Content-Type-Options:
+//! allows no script but the pages' own, no frame ancestor and no foreign form target; `X-Content-Type-Options:
 //! nosniff`; `Referrer-Policy: no-referrer` (a connect link's invite never leaks to another
 //! site); `X-Frame-Options: DENY` for old browsers; and `Cache-Control: no-store` unless the
 //! handler chose otherwise, so no authenticated page, API answer or callback page is kept
@@ -23,9 +23,10 @@ use tokio::sync::Semaphore;
 
 use crate::listener::{Limits, peer};
 
-/// The policy of every answer: no script at all, styles only inline (the pages' one
-/// `<style>`), forms only to this origin, never framed.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The policy of every answer: one script only, the pages' own (`assets/page.js`, allowed
+/// by its SHA-256, which a test recomputes), fetching only this origin; styles only inline
+/// (the pages' one `<style>`), forms only to this origin, never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'sha256-+lIHdxgePbn3qwWGD74ySqX9M+WGlST6+0aVjyvhOcw='; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Shared state of the guard layers.
 pub(crate) struct Guard {

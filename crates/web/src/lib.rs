@@ -1,7 +1,7 @@
 //! datacap-web: what `datacap run` and `datacap demo` serve over HTTP, on one listener:
 //! - `/healthz`, `/readyz`, `/metrics` for probes and Prometheus (no auth);
 //! - the Team members page per company and an index of companies (server-rendered HTML,
-//!   askama templates, refreshing itself), with `/login` and `/logout`;
+//!   askama templates, patched in place by their one script), with `/login` and `/logout`;
 //! - the JSON API `/api/v1/…` (status of a company, a member's recent attempts);
 //! - the members' connect flow `/connect/{provider}/…`.
 //!
@@ -38,6 +38,7 @@ pub use connect::{
 };
 pub use guard::CONTENT_SECURITY_POLICY;
 pub use listener::Limits;
+pub use page::{DEFAULT_SUPPORT, PAGE_SCRIPT};
 
 /// Says whether the daemon is ready, or why not.
 pub type ReadyFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -48,13 +49,16 @@ pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct App {
     pub store: Store,
     pub auth: Auth,
-    /// Seconds between the page's reloads.
+    /// Seconds between the pages' live updates.
     pub refresh_seconds: u32,
     /// The connect flow; without it `/connect/…` answers that connecting is not set up.
     pub connect: Option<ConnectSetup>,
     /// Where people reach this server (`https://datacap.example.com`): a `POST` must come
     /// from its origin (or the `Host` it was sent to).
     pub public_url: Option<String>,
+    /// Whom a company admin hands a red icon to (`[web] support_contact`); `None` names
+    /// "your datacap operator".
+    pub support_contact: Option<String>,
 }
 
 /// What the endpoints read.

@@ -232,6 +232,7 @@ async fn harness_limited(state_ttl: Duration, limits: datacap_web::Limits) -> Ha
         refresh_seconds: 30,
         connect: Some(connect),
         public_url: Some("http://datacap.test".to_owned()),
+        support_contact: Some("the Acme IT desk (it@acme.test)".to_owned()),
     };
     let state = WebState {
         ready: Arc::new(|| Ok(())),
@@ -570,31 +571,69 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     assert_eq!(shown.status, 200, "{}", shown.body);
     let html = &shown.body;
     assert!(
-        html.contains("http-equiv=\"refresh\" content=\"30\""),
-        "refreshes itself"
+        html.contains("data-live=\"30\"") && !html.contains("http-equiv=\"refresh\""),
+        "patches itself every 30 s, never reloads"
     );
+    assert!(
+        html.contains(&format!("<script>{}</script>", datacap_web::PAGE_SCRIPT)),
+        "the page's one script"
+    );
+    assert!(html.contains("href=\"#main\""), "a skip link");
     assert!(
         html.contains("data-code=\"members_technical_problem\""),
         "the red banner"
     );
+    // Each icon is a button named by its content (channel, colour word, human title) and
+    // described by its tip (the message and resolution), never the same text twice.
     assert!(
-        html.contains("aria-label=\"Email: red, technical failure\""),
+        html.contains("<span class=\"visually-hidden\">Email: </span><span class=\"label\">Red · Imports keep failing</span>"),
         "{html}"
     );
-    assert!(html.contains("aria-label=\"Capture: green, importing\""));
+    assert!(html.contains(
+        "<span class=\"visually-hidden\">Capture: </span><span class=\"label\">Green · Importing</span>"
+    ));
     assert!(
-        html.contains("Red · technical failure"),
-        "a visible text label"
+        html.contains("<button type=\"button\" class=\"icon red\""),
+        "icons are buttons"
     );
-    assert!(html.contains("tabindex=\"0\""), "icons take focus");
+    assert!(!html.contains("tabindex=\"0\""), "no focusable span");
     assert!(html.contains("role=\"tooltip\""));
+    assert!(!html.contains("technical failure"), "no code-like label");
+    // Red first: bob (red) comes before ana (green).
+    let bob = html.find("data-member=\"bob\"").unwrap();
+    let ana = html.find("data-member=\"ana\"").unwrap();
+    assert!(bob < ana, "red rows first");
+    // The red banner names its member and links to the page filtered to red.
+    assert!(
+        html.contains("href=\"/companies/acme/members?color=red\">bob</a>"),
+        "{html}"
+    );
+    // A red icon: the provider's message, the attempt linked to the member's page, what
+    // the admin checks and whom they hand it to (the configured support contact); the
+    // engineer's step is the operator's only.
+    assert!(html.contains(&format!(
+        "href=\"/companies/acme/members/bob#attempt-{}\"",
+        h.attempts[3]
+    )));
+    assert!(html.contains("hand it to the Acme IT desk (it@acme.test) with the attempt id"));
+    assert!(
+        !html.contains("Engineer's step"),
+        "not for the company's admin"
+    );
     assert!(
         html.contains(&format!("data-attempt=\"{}\"", h.attempts[3])),
         "the red icon's attempt"
     );
     assert!(html.contains("HTTP 503"));
     assert!(html.contains("backendError"));
-    assert!(html.contains("(success)"), "last import times");
+    assert!(
+        html.contains(", succeeded"),
+        "last import outcomes in words"
+    );
+    assert!(
+        html.contains("<time datetime=\"") && html.contains(" UTC</time>"),
+        "times as ISO with a UTC fallback"
+    );
     // The company's webhook endpoint and its health: nothing sent yet, events waiting.
     assert!(
         html.contains("data-endpoint=\"ops\" data-health=\"idle\""),
@@ -606,9 +645,9 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
         "not even the secret's reference"
     );
     assert!(
-        html.contains("(success); last success ")
+        html.contains(", succeeded; last success ")
             && html.contains(" (0 items)")
-            && html.contains("(provider_error); no success yet"),
+            && html.contains(", the provider failed; no success yet"),
         "each channel's last successful import beside its latest attempt: {html}"
     );
     // The company token cannot open globex's page; the operator index sends it home.
@@ -637,7 +676,37 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
         let answer = get(h.addr, &format!("{page}?{bad}"), &[("Cookie", &cookie)]).await;
         assert_eq!(answer.status, 400, "{bad}");
         assert!(answer.body.contains("Bad filter"));
+        assert!(!answer.body.contains("STATUS_MODEL"), "{}", answer.body);
     }
+    let sleepy = get(
+        h.addr,
+        &format!("{page}?reason=sleepy"),
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    assert!(
+        sleepy
+            .body
+            .contains("There is no reason &#34;sleepy&#34;. Choose one in the Reason list")
+            || sleepy
+                .body
+                .contains("There is no reason &quot;sleepy&quot;. Choose one in the Reason list"),
+        "{}",
+        sleepy.body
+    );
+    // The reason filter lists the reasons on this company only (plus the one selected).
+    assert!(html.contains("<option value=\"technical_failure\">Imports keep failing</option>"));
+    assert!(!html.contains("<option value=\"seat_missing\""), "{html}");
+    let seat = get(
+        h.addr,
+        &format!("{page}?reason=seat_missing"),
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    assert!(
+        seat.body
+            .contains("<option value=\"seat_missing\" selected>No recording seat</option>")
+    );
 
     // The operator: bearer header on the page, the index, escaping, 404.
     let operator = bearer(OPERATOR);
@@ -656,6 +725,12 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     .await;
     assert_eq!(globex.status, 200);
     assert!(globex.body.contains("data-code=\"members_not_connected\""));
+    let acme_for_operator = get(h.addr, page, &[("Authorization", &operator)]).await;
+    assert!(
+        acme_for_operator.body.contains("Engineer's step (operators only):</strong> No setting needs changing; an engineer traces the last attempt id in the logs."),
+        "the operator keeps the engineer's step: {}",
+        acme_for_operator.body
+    );
     assert_eq!(
         get(
             h.addr,
@@ -1576,7 +1651,7 @@ async fn member_page_shows_icons_history_and_attempts_to_its_company_only() {
     );
     assert!(html.contains("id=\"history\""));
     assert!(
-        html.contains("gray · awaiting_first_import</td><td>red · technical_failure"),
+        html.contains("<td data-label=\"From\">Gray · Waiting for the first import</td><td data-label=\"To\">Red · Imports keep failing"),
         "{html}"
     );
     for attempt in &h.attempts[1..] {
@@ -1586,7 +1661,9 @@ async fn member_page_shows_icons_history_and_attempts_to_its_company_only() {
         );
     }
     assert!(html.contains("backendError"));
+    assert!(html.contains("the provider failed"), "outcomes in words");
     assert!(html.contains("none yet"), "bob never imported successfully");
+    assert!(html.contains("data-live=\"30\"") && html.contains("href=\"#main\""));
     let operator = get(
         h.addr,
         "/companies/acme/members/ana",

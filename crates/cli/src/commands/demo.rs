@@ -146,6 +146,8 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
         ("DATACAP_WORKER__RECHECK_INTERVAL", "5m".to_owned()),
         ("DATACAP_WORKER__STALL_PASS_INTERVAL", "10s".to_owned()),
         ("DATACAP_HTTP__LISTEN", args.listen.to_string()),
+        // The pages patch themselves every 5 s: changes show while you look.
+        ("DATACAP_WEB__REFRESH", "5s".to_owned()),
         // The page and API need a token even here: the demo writes one into its state
         // directory and prints where (never the token), and lets initech's members use
         // the connect flow through the sim's consent screen.
