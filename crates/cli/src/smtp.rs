@@ -1,5 +1,6 @@
-//! `[smtp]`: the relay `datacap remind --send` mails members through (lettre, rustls with
-//! ring). The password is read from a file or env var named here, never written in it.
+//! `[smtp]`: the relay `datacap remind --send` and the reminders page mail members through
+//! (lettre, rustls with ring). The password is read from a file or env var named here,
+//! never written in it.
 
 use std::path::PathBuf;
 
@@ -119,12 +120,7 @@ pub(crate) fn validate(raw: RawSmtp) -> Result<SmtpSection, (&'static str, Strin
     })
 }
 
-/// One mail to send.
-pub struct Mail {
-    pub to: String,
-    pub subject: String,
-    pub body: String,
-}
+use datacap_web::Mail;
 
 /// A connection to the configured relay.
 pub struct Relay {
@@ -189,5 +185,16 @@ impl Relay {
             .await
             .with_context(|| format!("the smtp relay refused the mail to {}", mail.to))?;
         Ok(())
+    }
+}
+
+/// The reminders page sends through the same relay.
+impl datacap_web::Mailer for Relay {
+    fn send<'a>(&'a self, mail: &'a Mail) -> datacap_web::MailFuture<'a> {
+        Box::pin(async move {
+            Relay::send(self, mail)
+                .await
+                .map_err(|error| format!("{error:#}"))
+        })
     }
 }

@@ -430,7 +430,27 @@ fn connect_setup(
                 config.microsoft.login_base.trim_end_matches('/').to_owned(),
             ),
         }),
+        mailer: mailer(config),
     }))
+}
+
+/// The `[smtp]` relay the reminders page mails through, when `[smtp] host` is set. A relay
+/// set up half (e.g. without `from`, or an unreadable password) leaves the page without
+/// mail, saying so, and the log says why: the imports do not stop for it.
+fn mailer(config: &Config) -> Option<Arc<dyn datacap_web::Mailer>> {
+    if config.smtp.host.is_none() {
+        tracing::info!(
+            "the reminders page cannot mail: set [smtp] host and from for admins to send connect reminders from the page"
+        );
+        return None;
+    }
+    match crate::smtp::Relay::new(&config.smtp) {
+        Ok(relay) => Some(Arc::new(relay)),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "the reminders page cannot mail: [smtp] is not usable");
+            None
+        }
+    }
 }
 
 /// Redeems codes through the same connectors the worker polls with, with the client the

@@ -4,7 +4,8 @@
 //! single-use state), get polled at once and turn green; a declined consent, a consent
 //! without every scope and a replayed callback store nothing; the API answers what
 //! `datacap status --format json` prints; `datacap remind` lists the members to connect
-//! with working links and mails them through an SMTP receiver on loopback.
+//! with working links and mails them through an SMTP receiver on loopback, and so does the
+//! reminders page an admin reaches through sign-in.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -726,9 +727,12 @@ fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
         .0,
         404
     );
-    let (status, _, body) = http(web.http, "/companies/initech/members", &[]);
-    assert_eq!(status, 401);
-    assert!(body.contains("Sign in"));
+    let (status, headers, _) = http(web.http, "/companies/initech/members", &[]);
+    assert_eq!(status, 303);
+    assert_eq!(
+        location(&headers),
+        "/login?next=%2Fcompanies%2Finitech%2Fmembers"
+    );
     let (status, _, body) = http(
         web.http,
         "/companies/initech/members",
@@ -918,7 +922,7 @@ fn sign_in_refuses_cross_site_posts_and_a_changed_token_ends_its_sessions() {
     )
     .unwrap();
     web.restart();
-    assert_eq!(page(&web), 401);
+    assert_eq!(page(&web), 303);
 }
 
 /// What a minimal SMTP receiver on loopback recorded: each mail's recipients and DATA.
@@ -1088,4 +1092,160 @@ fn remind_lists_members_to_connect_with_working_links_and_mails_them() {
     let no_relay = web.datacap_with(&[], &["remind", "--company", "initech", "--send"]);
     assert!(!no_relay.status.success());
     assert!(String::from_utf8_lossy(&no_relay.stderr).contains("[smtp] host"));
+}
+
+/// A form `POST` from the page itself (same origin), with the session cookie.
+fn post_form(web: &Web, path: &str, cookie: &str, body: &str) -> (u16, String) {
+    let answer = raw_request(
+        web.http,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nSec-Fetch-Site: same-origin\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            web.http,
+            body.len()
+        ),
+    );
+    let status = answer.get(9..12).unwrap_or("0").parse().unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (status, body)
+}
+
+/// Signs in with the operator token through the form, landing on `next`; the session
+/// cookie.
+fn sign_in_to(web: &Web, next: &str) -> String {
+    let body = format!(
+        "token={OPERATOR}&next={}",
+        next.replace('/', "%2F").replace('?', "%3F")
+    );
+    let answer = raw_request(
+        web.http,
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nSec-Fetch-Site: same-origin\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            web.http,
+            body.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    assert!(
+        answer.contains(&format!("\r\nlocation: {next}\r\n")),
+        "lands on {next}: {answer}"
+    );
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned()
+}
+
+#[test]
+fn admins_mail_connect_reminders_from_the_page_through_the_relay() {
+    let (smtp, mails) = smtp_receiver();
+    let web = Web::start_with(&[
+        ("DATACAP_SMTP__HOST", "127.0.0.1".to_owned()),
+        ("DATACAP_SMTP__PORT", smtp.port().to_string()),
+        ("DATACAP_SMTP__TLS", "none".to_owned()),
+        ("DATACAP_SMTP__FROM", "datacap@initech.example".to_owned()),
+    ]);
+    let page = "/companies/initech/reminders";
+    // Signed out, the page goes through sign-in and back.
+    let (status, headers, _) = http(web.http, page, &[]);
+    assert_eq!(status, 303);
+    assert_eq!(
+        location(&headers),
+        "/login?next=%2Fcompanies%2Finitech%2Freminders"
+    );
+    let cookie = sign_in_to(&web, page);
+    let (status, _, body) = http(web.http, page, &[("Cookie", &cookie)]);
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<&str> = ["denier", "partial", "peter"]
+        .into_iter()
+        .filter(|id| body.contains(&format!("data-member=\"{id}\"")))
+        .collect();
+    // The set `datacap remind` lists.
+    let remind: Value =
+        serde_json::from_str(&web.datacap(&["remind", "--company", "initech", "--format", "json"]))
+            .unwrap();
+    let cli: Vec<&str> = remind
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["member_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, cli);
+    let token = body
+        .split_once("name=\"form_token\" value=\"")
+        .and_then(|(_, rest)| rest.split('"').next())
+        .expect("the send form")
+        .to_owned();
+    // No form token: refused, nothing mailed.
+    let (status, _) = post_form(&web, page, &cookie, "");
+    assert_eq!(status, 403);
+    assert!(mails.lock().unwrap().is_empty());
+    // Sent: each member gets their own working link over the relay.
+    let (status, body) = post_form(&web, page, &cookie, &format!("form_token={token}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("3 member(s) were mailed"), "{body}");
+    let mails = mails.lock().unwrap().clone();
+    let mut recipients: Vec<String> = mails.iter().flat_map(|m| m.recipients.clone()).collect();
+    recipients.sort();
+    assert_eq!(
+        recipients,
+        [
+            "denier@initech.example",
+            "partial@initech.example",
+            "peter@initech.example"
+        ]
+    );
+    let peter = mails
+        .iter()
+        .find(|m| m.recipients == ["peter@initech.example"])
+        .unwrap();
+    assert!(peter.data.contains("From: datacap@initech.example"));
+    // Long lines travel quoted-printable: undo its soft breaks and `=` escapes.
+    let text = peter.data.replace("=\r\n", "").replace("=3D", "=");
+    let link = text
+        .split_whitespace()
+        .find(|word| word.starts_with(&format!("http://{}/connect/google/start?invite=", web.http)))
+        .unwrap_or_else(|| panic!("a link: {text}"));
+    // The link works: peter connects with it and gets a page meant for him.
+    let callback = web.consent(&split_url(link).1);
+    let (status, _, body) = web.finish(&callback);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("You’re connected"), "{body}");
+    assert!(body.contains("You can close this tab"), "{body}");
+    assert!(!body.contains("href=\"/"), "{body}");
+    assert_eq!(web.grants(), ["peter:connected"]);
+}
+
+#[test]
+fn without_a_relay_the_reminders_page_says_so() {
+    let web = Web::start();
+    let page = "/companies/initech/reminders";
+    let cookie = sign_in_to(&web, page);
+    let (status, _, body) = http(web.http, page, &[("Cookie", &cookie)]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Mail is not set up"), "{body}");
+    assert!(body.contains("data-member=\"peter\""), "{body}");
+    assert!(!body.contains("name=\"form_token\""), "{body}");
+    let (status, body) = post_form(&web, page, &cookie, "form_token=x");
+    assert_eq!(status, 403, "{body}");
+    // Even with a valid form token (as the page would sign it): a 409 saying why.
+    let auth = datacap_web::Auth::new(
+        None,
+        &std::collections::BTreeMap::new(),
+        datacap_web::auth::signing_key(&secrecy::SecretString::from(SIGNING)),
+        time::Duration::hours(1),
+        false,
+    );
+    let token = auth.form_token(
+        &datacap_web::Principal::Operator,
+        "reminders:initech",
+        time::OffsetDateTime::now_utc(),
+    );
+    let (status, body) = post_form(&web, page, &cookie, &format!("form_token={token}"));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("Mail is not set up"), "{body}");
 }

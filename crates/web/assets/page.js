@@ -168,10 +168,15 @@
       }
       fetch(window.location.href, {
         credentials: "same-origin",
+        // A session that ended is sent to sign-in (a 303): not a page to patch in.
+        redirect: "manual",
         headers: { "Accept": "text/html" }
       }).then(function (answer) {
+        if (answer.type === "opaqueredirect" || answer.status === 401) {
+          throw new Error("signed out");
+        }
         if (!answer.ok) {
-          throw new Error(answer.status === 401 ? "signed out" : "status " + answer.status);
+          throw new Error("status " + answer.status);
         }
         return answer.text();
       }).then(function (html) {

@@ -276,6 +276,42 @@ impl Auth {
         )
     }
 
+    /// A token for a page's form that acts (`scope` names the form and its target, e.g.
+    /// `reminders:acme`): signed for `principal` under the session key, valid for the
+    /// session lifetime from `now`. The form sends it back and [`Auth::form_token_holds`]
+    /// checks it, so a request forged elsewhere, which cannot read the page, is refused
+    /// even where the browser's cross-site headers are missing.
+    pub fn form_token(&self, principal: &Principal, scope: &str, now: OffsetDateTime) -> String {
+        let expires = (now + self.session_ttl).unix_timestamp();
+        let payload = format!("{}|{scope}|{expires}", principal.encode());
+        let signature = sign(self.session_key.expose_secret(), "form", &payload);
+        format!("{expires}.{}", b64(&signature))
+    }
+
+    /// Whether `token` is a [`Auth::form_token`] of `principal` for `scope`, unexpired.
+    pub fn form_token_holds(
+        &self,
+        token: &str,
+        principal: &Principal,
+        scope: &str,
+        now: OffsetDateTime,
+    ) -> bool {
+        let Some((expires, signature)) = token.split_once('.') else {
+            return false;
+        };
+        let (Ok(at), Some(signature)) = (expires.parse::<i64>(), unb64(signature)) else {
+            return false;
+        };
+        let payload = format!("{}|{scope}|{at}", principal.encode());
+        at > now.unix_timestamp()
+            && verify(
+                self.session_key.expose_secret(),
+                "form",
+                &payload,
+                &signature,
+            )
+    }
+
     /// The `Set-Cookie` value that ends a session.
     pub fn clear_cookie(&self) -> String {
         format!(
@@ -334,6 +370,33 @@ mod tests {
         let debug = format!("{auth:?}");
         assert!(!debug.contains("token\""), "{debug}");
         assert!(!debug.contains("acme-token") && !debug.contains("operator-token"));
+    }
+
+    #[test]
+    fn form_tokens_are_bound_to_principal_scope_and_time() {
+        let auth = auth();
+        let acme = Principal::Company("acme".to_owned());
+        let token = auth.form_token(&acme, "reminders:acme", NOW);
+        assert!(auth.form_token_holds(&token, &acme, "reminders:acme", NOW));
+        assert!(!auth.form_token_holds(&token, &Principal::Operator, "reminders:acme", NOW));
+        assert!(!auth.form_token_holds(&token, &acme, "reminders:globex", NOW));
+        assert!(!auth.form_token_holds(
+            &token,
+            &acme,
+            "reminders:acme",
+            NOW + time::Duration::hours(2)
+        ));
+        // A later expiry under the same signature does not hold.
+        let (_, signature) = token.split_once('.').unwrap();
+        let stretched = format!("{}.{signature}", NOW.unix_timestamp() + 99_999);
+        assert!(!auth.form_token_holds(&stretched, &acme, "reminders:acme", NOW));
+        for garbage in ["", ".", "x.y", "1.", "9999999999.!!"] {
+            assert!(!auth.form_token_holds(garbage, &acme, "reminders:acme", NOW));
+        }
+        // A session is no form token, nor the other way round.
+        let session = auth.session(&acme, NOW);
+        assert!(!auth.form_token_holds(&session, &acme, "reminders:acme", NOW));
+        assert_eq!(auth.open_session(&token, NOW), None);
     }
 
     #[test]

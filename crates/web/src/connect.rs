@@ -15,7 +15,10 @@
 //!    granted scopes. Only then does it store the sealed refresh
 //!    token (the member becomes connected) and make the member due for an immediate poll.
 //!
-//! Every refusal is a page saying what happened and what to do; none stores a grant.
+//! Every refusal is a page saying what happened and what to do; none stores a grant. The
+//! pages of the flow are the member's own (`connect_result.html`): the member is no
+//! datacap user, so they say what to do next or whom to contact (their admin), and never
+//! link to the operator's sign-in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,7 +36,7 @@ use time::OffsetDateTime;
 
 use crate::WebState;
 use crate::auth::{b64, random_bytes, sign, unb64, verify};
-use crate::page::{message, store_failure};
+use crate::page::render;
 
 /// What a code exchange gave.
 pub struct Exchanged {
@@ -305,6 +308,9 @@ pub struct ConnectSetup {
     pub google: Option<ConnectProvider>,
     pub microsoft: Option<ConnectProvider>,
     pub exchange: Arc<dyn Exchange>,
+    /// Mails connect reminders from the page (the `[smtp]` relay); `None` when mail is
+    /// not set up, which the reminders page says.
+    pub mailer: Option<Arc<dyn crate::remind::Mailer>>,
 }
 
 impl ConnectSetup {
@@ -345,27 +351,90 @@ fn state_hash(state: &str) -> String {
     hex::encode(Sha256::digest(state.as_bytes()))
 }
 
+#[derive(askama::Template)]
+#[template(path = "connect_result.html")]
+struct ConnectResult<'a> {
+    title: &'a str,
+    text: &'a str,
+    details: &'a [&'a str],
+    class: &'a str,
+    /// `connected` or `refused`, for tests and styling.
+    outcome: &'a str,
+}
+
+/// A page of the connect flow, for the member who followed their link.
+fn member_page(status: StatusCode, title: &str, text: &str, details: &[&str]) -> Response {
+    let (class, outcome) = if status.is_success() {
+        ("", "connected")
+    } else {
+        ("error", "refused")
+    };
+    render(
+        status,
+        &ConnectResult {
+            title,
+            text,
+            details,
+            class,
+            outcome,
+        },
+    )
+}
+
+/// Whom a member turns to when the flow fails.
+const CONTACT_ADMIN: &str = "If it fails again, contact your datacap admin (whoever sent you the link) and tell them what this page says.";
+
 fn refused(status: StatusCode, text: &str) -> Response {
-    message(
+    member_page(
         status,
         "Not connected",
         text,
-        Some(
+        &[
             "Nothing was stored. Open your personal connect link again to retry, or ask your admin for a new one.",
-        ),
+            CONTACT_ADMIN,
+        ],
     )
+}
+
+/// A store failure during the flow, for the member: 404 for a company or member datacap
+/// does not know, else 500 (the detail goes to the log, for the operator).
+fn store_failure(error: &datacap_store::StoreError) -> Response {
+    use datacap_store::StoreError;
+    match error {
+        StoreError::UnknownCompany { .. } | StoreError::UnknownMember { .. } => refused(
+            StatusCode::NOT_FOUND,
+            "This connect link names a member datacap does not know (any more).",
+        ),
+        other => {
+            tracing::error!(error = %other, "the store failed during the connect flow");
+            member_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Not connected",
+                "datacap could not read or save your connection just now. Nothing was stored.",
+                &[
+                    "Try your personal connect link again in a few minutes.",
+                    CONTACT_ADMIN,
+                ],
+            )
+        }
+    }
 }
 
 /// The app, when it has a connect flow.
 fn setup_of(state: &WebState) -> Result<Arc<crate::App>, Response> {
-    let app = crate::page::app_of(state)?;
-    if app.connect.is_none() {
-        return Err(message(
+    let not_set_up = || {
+        member_page(
             StatusCode::NOT_FOUND,
             "Connecting is not set up",
-            "This datacap has no connect flow configured ([web] signing key, public_url, [encryption] and the providers' OAuth clients).",
-            None,
-        ));
+            "This datacap cannot connect accounts yet, so your link does not work here.",
+            &[
+                "Nothing was stored. Contact your datacap admin (whoever sent you the link): their operator sets up the connect flow ([web] signing key, public_url, [encryption] and the providers' OAuth clients).",
+            ],
+        )
+    };
+    let app = crate::page::app_of(state).map_err(|_| not_set_up())?;
+    if app.connect.is_none() {
+        return Err(not_set_up());
     }
     Ok(app)
 }
@@ -856,15 +925,15 @@ pub(crate) async fn callback(
         tracing::warn!(company, member, %error, "connected, but the used connect link could not be voided");
     }
     tracing::info!(company, member, provider = %provider, "member connected");
-    message(
+    member_page(
         StatusCode::OK,
-        "Connected",
+        "You’re connected",
         &format!(
-            "{} is connected to {}. datacap starts importing in a moment.",
+            "{} is connected to {}: datacap imports your email and calendar from there, starting in a moment.",
             context.member_email,
             provider.display_name()
         ),
-        Some("You can close this page."),
+        &["You can close this tab: there is nothing else to do."],
     )
 }
 

@@ -26,7 +26,7 @@ use crate::listener::{Limits, peer};
 /// The policy of every answer: one script only, the pages' own (`assets/page.js`, allowed
 /// by its SHA-256, which a test recomputes), fetching only this origin; styles only inline
 /// (the pages' one `<style>`), forms only to this origin, never framed.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'sha256-+lIHdxgePbn3qwWGD74ySqX9M+WGlST6+0aVjyvhOcw='; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'sha256-Vznnws3DTD+hitEAvEQJKzSOm4BC2sE7YmLCT3vUcsY='; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Shared state of the guard layers.
 pub(crate) struct Guard {

@@ -1,7 +1,9 @@
 //! datacap-web: what `datacap run` and `datacap demo` serve over HTTP, on one listener:
 //! - `/healthz`, `/readyz`, `/metrics` for probes and Prometheus (no auth);
 //! - the Team members page per company and an index of companies (server-rendered HTML,
-//!   askama templates, patched in place by their one script), with `/login` and `/logout`;
+//!   askama templates, patched in place by their one script), with `/login` and `/logout`
+//!   (a signed-out deep link goes through sign-in and lands where it pointed) and the
+//!   company's connect reminders page;
 //! - the JSON API `/api/v1/…` (status of a company, a member's recent attempts);
 //! - the members' connect flow `/connect/{provider}/…`.
 //!
@@ -20,6 +22,8 @@ pub mod connect;
 mod guard;
 mod listener;
 mod page;
+pub mod remind;
+mod signin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +43,7 @@ pub use connect::{
 pub use guard::CONTENT_SECURITY_POLICY;
 pub use listener::Limits;
 pub use page::{DEFAULT_SUPPORT, PAGE_SCRIPT};
+pub use remind::{Mail, MailFuture, Mailer};
 
 /// Says whether the daemon is ready, or why not.
 pub type ReadyFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -105,6 +110,16 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<WebState>)> {
             Method::POST,
             "/companies/{company}/members/{member}/resync",
             on(MethodFilter::POST, page::resync),
+        ),
+        (
+            Method::GET,
+            "/companies/{company}/reminders",
+            get(remind::page),
+        ),
+        (
+            Method::POST,
+            "/companies/{company}/reminders",
+            on(MethodFilter::POST, remind::send),
         ),
         (
             Method::GET,
@@ -175,6 +190,7 @@ fn guarded(state: WebState, limits: &Limits, serves: Serves) -> Router {
     router
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
         .with_state(state)
+        .layer(axum::middleware::from_fn(signin::deep_links))
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_limit))
         .layer(axum::middleware::from_fn_with_state(
             guard.clone(),

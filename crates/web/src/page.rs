@@ -59,7 +59,7 @@ pub(crate) fn message(
     )
 }
 
-fn render(status: StatusCode, template: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => {
@@ -119,14 +119,21 @@ fn capitalized(text: &str) -> String {
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     error: Option<&'a str>,
+    /// The page to land on after signing in (a safe relative path), carried by the form.
+    next: Option<&'a str>,
 }
 
 fn login_page(status: StatusCode, error: Option<&str>) -> Response {
-    render(status, &LoginPage { error })
+    login_page_to(status, error, None)
+}
+
+fn login_page_to(status: StatusCode, error: Option<&str>, next: Option<&str>) -> Response {
+    let next = next.and_then(crate::signin::safe_next);
+    render(status, &LoginPage { error, next })
 }
 
 /// A refused page request: 401 shows the sign-in form, 403 says whose data it is not.
-fn denied(denied: Denied) -> Response {
+pub(crate) fn denied(denied: Denied) -> Response {
     match denied {
         Denied::Unauthenticated => login_page(StatusCode::UNAUTHORIZED, None),
         Denied::Forbidden => message(
@@ -139,7 +146,7 @@ fn denied(denied: Denied) -> Response {
 }
 
 /// The page's principal, checked to read `company` when given.
-fn page_principal(
+pub(crate) fn page_principal(
     app: &App,
     headers: &HeaderMap,
     company: Option<&str>,
@@ -156,14 +163,18 @@ fn page_principal(
     Ok(principal)
 }
 
-pub(crate) async fn login_form() -> Response {
-    login_page(StatusCode::OK, None)
+/// `GET /login[?next=/a/page]`.
+pub(crate) async fn login_form(Query(query): Query<HashMap<String, String>>) -> Response {
+    login_page_to(StatusCode::OK, None, query.get("next").map(String::as_str))
 }
 
 /// The sign-in form's body.
 #[derive(serde::Deserialize)]
 pub(crate) struct LoginForm {
     token: String,
+    /// Where to land once signed in (followed only when [`crate::signin::safe_next`]).
+    #[serde(default)]
+    next: Option<String>,
 }
 
 pub(crate) async fn login(
@@ -196,15 +207,13 @@ pub(crate) async fn login(
     };
     let Some(principal) = app.auth.principal_of_token(&form.token) else {
         tracing::info!("a sign-in with a wrong token was refused");
-        return login_page(
+        return login_page_to(
             StatusCode::UNAUTHORIZED,
             Some("That token is not valid. Check it and try again."),
+            form.next.as_deref(),
         );
     };
-    let target = match &principal {
-        Principal::Operator => "/".to_owned(),
-        Principal::Company(id) => format!("/companies/{}/members", encode_segment(id)),
-    };
+    let target = crate::signin::landing(&principal, form.next.as_deref());
     let cookie = app
         .auth
         .session_cookie(&principal, OffsetDateTime::now_utc());

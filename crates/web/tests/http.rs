@@ -1,6 +1,7 @@
 //! HTTP tests of datacap-web over loopback against a real SQLite store: every route, every
-//! auth case (401 without or with a wrong token, 403 for another company, 404 for unknown
-//! company or member), bad input (filters, limit), the OpenAPI file against the router,
+//! auth case (401 without or with a wrong token, a signed-out page's redirect to sign-in,
+//! 403 for another company, 404 for unknown company or member), bad input (filters,
+//! limit), deep links through sign-in, the reminders page, the OpenAPI file against the router,
 //! and the connect flow's refusals and success with a recording code exchange (the flow
 //! through the real providers' sim is the binary's test, crates/cli/tests/web.rs).
 
@@ -12,8 +13,8 @@ use datacap_core::{Channel, MemberConnection, Outcome, Provider};
 use datacap_store::{AttemptRecord, EncryptionKey, Store, StoreOptions, WriteOptions};
 use datacap_web::connect::{ConnectProvider, ExchangeFuture};
 use datacap_web::{
-    App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn,
-    WebServer, WebState,
+    App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, Mail,
+    MailFuture, Mailer, SignIn, WebServer, WebState,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest;
@@ -111,8 +112,31 @@ impl Exchange for RecordingExchange {
     }
 }
 
+/// What the recording mailer was handed, and the address it refuses (if any).
+#[derive(Default)]
+struct Mails {
+    sent: Vec<Mail>,
+    refuse: Option<String>,
+}
+
+struct RecordingMailer(Arc<Mutex<Mails>>);
+
+impl Mailer for RecordingMailer {
+    fn send<'a>(&'a self, mail: &'a Mail) -> MailFuture<'a> {
+        Box::pin(async move {
+            let mut mails = self.0.lock().unwrap();
+            if mails.refuse.as_deref() == Some(mail.to.as_str()) {
+                return Err(format!("the smtp relay refused the mail to {}", mail.to));
+            }
+            mails.sent.push(mail.clone());
+            Ok(())
+        })
+    }
+}
+
 struct Harness {
     addr: SocketAddr,
+    mails: Arc<Mutex<Mails>>,
     store: Store,
     key: EncryptionKey,
     invites: InviteKey,
@@ -182,6 +206,7 @@ async fn harness_limited(state_ttl: Duration, limits: datacap_web::Limits) -> Ha
         attempts.push(record.attempt_id.to_string());
     }
     let key = EncryptionKey::parse("primary", &SecretString::from("11".repeat(32))).unwrap();
+    let mails = Arc::new(Mutex::new(Mails::default()));
     let exchange = Arc::new(Mutex::new(Recorded {
         scopes: vec![
             "https://graph.microsoft.com/Mail.Read".to_owned(),
@@ -190,17 +215,7 @@ async fn harness_limited(state_ttl: Duration, limits: datacap_web::Limits) -> Ha
         account: Some("gil@globex.test".to_owned()),
         ..Recorded::default()
     }));
-    let companies = BTreeMap::from([
-        ("acme".to_owned(), SecretString::from(ACME)),
-        ("globex".to_owned(), SecretString::from(GLOBEX)),
-    ]);
-    let auth = Auth::new(
-        Some(&SecretString::from(OPERATOR)),
-        &companies,
-        [9; 32],
-        Duration::hours(8),
-        false,
-    );
+    let auth = test_auth();
     let provider = |url: &str, scope: &str, required: &[&str]| ConnectProvider {
         authorize_url: url.to_owned(),
         client_id: "client-1".to_owned(),
@@ -225,6 +240,7 @@ async fn harness_limited(state_ttl: Duration, limits: datacap_web::Limits) -> Ha
             &["Mail.Read", "Calendars.Read"],
         )),
         exchange: Arc::new(RecordingExchange(exchange.clone())),
+        mailer: Some(Arc::new(RecordingMailer(mails.clone()))),
     };
     let app = App {
         store: store.clone(),
@@ -248,6 +264,7 @@ async fn harness_limited(state_ttl: Duration, limits: datacap_web::Limits) -> Ha
     tokio::spawn(server.serve(cancel.clone()));
     Harness {
         addr,
+        mails,
         store,
         key,
         invites: InviteKey::new([5; 32]),
@@ -256,6 +273,21 @@ async fn harness_limited(state_ttl: Duration, limits: datacap_web::Limits) -> Ha
         cancel,
         _dir: dir,
     }
+}
+
+/// The harness's tokens and session key.
+fn test_auth() -> Auth {
+    let companies = BTreeMap::from([
+        ("acme".to_owned(), SecretString::from(ACME)),
+        ("globex".to_owned(), SecretString::from(GLOBEX)),
+    ]);
+    Auth::new(
+        Some(&SecretString::from(OPERATOR)),
+        &companies,
+        [9; 32],
+        Duration::hours(8),
+        false,
+    )
 }
 
 async fn harness() -> Harness {
@@ -538,13 +570,16 @@ async fn api_status_and_attempts_with_every_auth_case() {
 async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     let h = harness().await;
     let page = "/companies/acme/members";
+    // Signed out: to the sign-in form, carrying the page.
     let anonymous = get(h.addr, page, &[]).await;
-    assert_eq!(anonymous.status, 401);
-    assert!(
-        anonymous.body.contains("action=\"/login\""),
-        "the sign-in form"
+    assert_eq!(anonymous.status, 303);
+    assert_eq!(
+        anonymous.header("location"),
+        Some("/login?next=%2Fcompanies%2Facme%2Fmembers")
     );
-    assert_eq!(get(h.addr, "/", &[]).await.status, 401);
+    let index = get(h.addr, "/", &[]).await;
+    assert_eq!(index.status, 303);
+    assert_eq!(index.header("location"), Some("/login"));
     assert_eq!(get(h.addr, "/login", &[]).await.status, 200);
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     let wrong = request(h.addr, "POST", "/login", &form, "token=nope").await;
@@ -564,7 +599,7 @@ async fn page_signs_in_with_a_cookie_and_shows_icons_banners_and_filters() {
     let tampered = format!("{cookie}x");
     assert_eq!(
         get(h.addr, page, &[("Cookie", &tampered)]).await.status,
-        401
+        303
     );
 
     let shown = get(h.addr, page, &[("Cookie", &cookie)]).await;
@@ -862,6 +897,14 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
     assert_eq!(answer.status, 400);
     assert!(answer.body.contains("You declined access at Microsoft 365"));
     assert!(answer.body.contains("Nothing was stored"));
+    // A page for the member: whom to contact, and no way into the operator's sign-in.
+    assert!(
+        answer.body.contains("contact your datacap admin"),
+        "{}",
+        answer.body
+    );
+    assert!(!answer.body.contains("href=\"/\""), "{}", answer.body);
+    assert!(!answer.body.contains("Back to datacap"), "{}", answer.body);
     assert_eq!(grant_row(&h).await, None);
 
     // Granted without calendars.
@@ -945,6 +988,22 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
             .body
             .contains("gil@globex.test is connected to Microsoft 365")
     );
+    // The member's own page: connected, what happens now, close the tab; no link to the
+    // operator's sign-in.
+    assert!(answer.body.contains("You’re connected"), "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains("datacap imports your email and calendar"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("You can close this tab"),
+        "{}",
+        answer.body
+    );
+    assert!(!answer.body.contains("href=\"/"), "{}", answer.body);
     let (provider, code, redirect, verifier) =
         h.exchange.lock().unwrap().calls.last().cloned().unwrap();
     assert_eq!(
@@ -1630,10 +1689,10 @@ async fn member_page_shows_icons_history_and_attempts_to_its_company_only() {
     let h = harness().await;
     let page = "/companies/acme/members/bob";
     let anonymous = get(h.addr, page, &[]).await;
-    assert_eq!(anonymous.status, 401);
-    assert!(
-        anonymous.body.contains("action=\"/login\""),
-        "the sign-in form"
+    assert_eq!(anonymous.status, 303);
+    assert_eq!(
+        anonymous.header("location"),
+        Some("/login?next=%2Fcompanies%2Facme%2Fmembers%2Fbob")
     );
     assert_eq!(
         get(h.addr, page, &[("Authorization", &bearer(GLOBEX))])
@@ -1833,4 +1892,336 @@ async fn count(h: &Harness, sql: &'static str) -> i64 {
         .await
         .unwrap()
         .unwrap_or(0)
+}
+
+/// `application/x-www-form-urlencoded` of the pairs.
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        body.append_pair(name, value);
+    }
+    body.finish()
+}
+
+/// Signs in with `token` (and `next`); the answer.
+async fn sign_in(h: &Harness, token: &str, next: Option<&str>) -> Answer {
+    let mut pairs = vec![("token", token)];
+    if let Some(next) = next {
+        pairs.push(("next", next));
+    }
+    request(
+        h.addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form_body(&pairs),
+    )
+    .await
+}
+
+fn session_of(answer: &Answer) -> String {
+    answer
+        .header("set-cookie")
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_deep_link_survives_sign_in_and_never_leads_off_the_site() {
+    let h = harness().await;
+    // Signed out, a filtered page: to sign-in, carrying it.
+    let deep = "/companies/acme/members?color=red";
+    let answer = get(h.addr, deep, &[]).await;
+    assert_eq!(answer.status, 303);
+    let login = answer.header("location").unwrap().to_owned();
+    assert_eq!(
+        login,
+        "/login?next=%2Fcompanies%2Facme%2Fmembers%3Fcolor%3Dred"
+    );
+    // The form carries it along...
+    let form = get(h.addr, &login, &[]).await;
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body
+            .contains("name=\"next\" value=\"/companies/acme/members?color=red\""),
+        "{}",
+        form.body
+    );
+    // ...through a wrong token too...
+    let wrong = sign_in(&h, "wrong-token-0123456789", Some(deep)).await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("name=\"next\""), "{}", wrong.body);
+    // ...and the admin lands on it.
+    let signed_in = sign_in(&h, ACME, Some(deep)).await;
+    assert_eq!(signed_in.status, 303);
+    assert_eq!(signed_in.header("location"), Some(deep));
+    let cookie = session_of(&signed_in);
+    let page = get(h.addr, deep, &[("Cookie", &cookie)]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    // A member's page, for the operator.
+    let member = "/companies/globex/members/gil";
+    assert_eq!(
+        get(h.addr, member, &[]).await.header("location"),
+        Some("/login?next=%2Fcompanies%2Fglobex%2Fmembers%2Fgil")
+    );
+    let operator = sign_in(&h, OPERATOR, Some(member)).await;
+    assert_eq!(operator.header("location"), Some(member));
+    // Without a target, each principal's own start page, as before.
+    assert_eq!(
+        sign_in(&h, ACME, None).await.header("location"),
+        Some("/companies/acme/members")
+    );
+    assert_eq!(
+        sign_in(&h, OPERATOR, None).await.header("location"),
+        Some("/")
+    );
+    // A company's admin is not sent to another company's page (it would only say 403).
+    assert_eq!(
+        sign_in(&h, ACME, Some("/companies/globex/members"))
+            .await
+            .header("location"),
+        Some("/companies/acme/members")
+    );
+    // No open redirect: anything a browser could read as another site is dropped, in the
+    // form and after sign-in.
+    for evil in [
+        "//evil.test",
+        "//evil.test/companies/acme/members",
+        "https://evil.test",
+        "http:evil.test",
+        "/\\evil.test",
+        "\\/evil.test",
+        "/%2Fevil.test",
+        "/%2f%2fevil.test",
+        "%2F%2Fevil.test",
+        "/%5Cevil.test",
+        "/%255C%255Cevil.test",
+        "/%252F%252Fevil.test",
+        "/\t/evil.test",
+        "/%09/evil.test",
+        "/%0D%0ALocation:%20https://evil.test",
+        "javascript:alert(1)",
+        "evil.test",
+    ] {
+        let answer = sign_in(&h, ACME, Some(evil)).await;
+        assert_eq!(answer.status, 303, "{evil:?}");
+        assert_eq!(
+            answer.header("location"),
+            Some("/companies/acme/members"),
+            "{evil:?}"
+        );
+        let form = get(
+            h.addr,
+            &format!("/login?{}", form_body(&[("next", evil)])),
+            &[],
+        )
+        .await;
+        assert_eq!(form.status, 200, "{evil:?}");
+        assert!(!form.body.contains("evil.test"), "{evil:?}: {}", form.body);
+        assert!(!form.body.contains("name=\"next\""), "{evil:?}");
+    }
+    // The API and a script with a wrong token keep their 401 (no redirect).
+    let api = get(h.addr, "/api/v1/companies/acme/status", &[]).await;
+    assert_eq!(api.status, 401);
+    assert!(api.header("location").is_none());
+    let script = get(
+        h.addr,
+        "/companies/acme/members",
+        &[("Authorization", "Bearer wrong")],
+    )
+    .await;
+    assert_eq!(script.status, 401);
+    assert!(script.header("location").is_none());
+}
+
+/// The hidden form token of a reminders page.
+fn form_token(body: &str) -> String {
+    let (_, rest) = body
+        .split_once("name=\"form_token\" value=\"")
+        .unwrap_or_else(|| panic!("a form token: {body}"));
+    rest.split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn admins_send_connect_reminders_from_the_page() {
+    let h = harness().await;
+    let page = "/companies/globex/reminders";
+    let globex = bearer(GLOBEX);
+    // The Team members page's "not connected" banner links here.
+    let members = get(
+        h.addr,
+        "/companies/globex/members",
+        &[("Authorization", &globex)],
+    )
+    .await;
+    assert!(
+        members
+            .body
+            .contains("href=\"/companies/globex/reminders\""),
+        "{}",
+        members.body
+    );
+    // Signed out: to sign-in and back; a post is refused.
+    let anonymous = get(h.addr, page, &[]).await;
+    assert_eq!(anonymous.status, 303);
+    assert_eq!(
+        anonymous.header("location"),
+        Some("/login?next=%2Fcompanies%2Fglobex%2Freminders")
+    );
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    assert_eq!(request(h.addr, "POST", page, &form, "").await.status, 401);
+    // Another company's admin: refused, reading and sending.
+    let acme = bearer(ACME);
+    assert_eq!(
+        get(h.addr, page, &[("Authorization", &acme)]).await.status,
+        403
+    );
+    let acme_form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Authorization", acme.as_str()),
+    ];
+    assert_eq!(
+        request(h.addr, "POST", page, &acme_form, "form_token=x")
+            .await
+            .status,
+        403
+    );
+    // An unknown company.
+    let operator = bearer(OPERATOR);
+    assert_eq!(
+        get(
+            h.addr,
+            "/companies/nope/reminders",
+            &[("Authorization", &operator)]
+        )
+        .await
+        .status,
+        404
+    );
+
+    // The admin's list: gil, not connected, and the send button.
+    let login = sign_in(&h, GLOBEX, Some(page)).await;
+    assert_eq!(login.header("location"), Some(page));
+    let cookie = session_of(&login);
+    let listed = get(h.addr, page, &[("Cookie", &cookie)]).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(
+        listed.body.contains("data-member=\"gil\""),
+        "{}",
+        listed.body
+    );
+    assert!(listed.body.contains("gil@globex.test"));
+    assert!(listed.body.contains("not connected"));
+    assert!(
+        listed.body.contains("Mail 1 reminder(s)"),
+        "{}",
+        listed.body
+    );
+    let token = form_token(&listed.body);
+    let with_cookie = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", cookie.as_str()),
+    ];
+    // No form token, a forged one, or another principal's: refused, nothing sent.
+    for body in [
+        String::new(),
+        "form_token=".to_owned(),
+        format!("form_token={token}x"),
+        form_body(&[(
+            "form_token",
+            &form_token(
+                &get(h.addr, page, &[("Authorization", &operator)])
+                    .await
+                    .body,
+            ),
+        )]),
+    ] {
+        let answer = request(h.addr, "POST", page, &with_cookie, &body).await;
+        assert_eq!(answer.status, 403, "{body}: {}", answer.body);
+        assert!(answer.body.contains("did not come from the reminders page"));
+    }
+    // A cross-site post, even with the token: refused by the guard.
+    let cross = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", cookie.as_str()),
+        ("Sec-Fetch-Site", "cross-site"),
+    ];
+    let body = form_body(&[("form_token", &token)]);
+    assert_eq!(
+        request(h.addr, "POST", page, &cross, &body).await.status,
+        403
+    );
+    assert!(h.mails.lock().unwrap().sent.is_empty());
+
+    // Sent: gil gets the reminder with a personal link that names gil.
+    let sent = request(h.addr, "POST", page, &with_cookie, &body).await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert!(
+        sent.body.contains("1 member(s) were mailed"),
+        "{}",
+        sent.body
+    );
+    assert!(sent.body.contains("id=\"mailed\""));
+    assert!(!sent.body.contains("id=\"failed\""));
+    let mail = h.mails.lock().unwrap().sent.pop().expect("one mail");
+    assert_eq!(mail.to, "gil@globex.test");
+    assert_eq!(
+        mail.subject,
+        "Please connect your Microsoft 365 account to datacap"
+    );
+    let link = mail
+        .body
+        .lines()
+        .find(|line| line.starts_with("http://datacap.test/connect/microsoft/start?invite="))
+        .unwrap_or_else(|| panic!("a link: {}", mail.body));
+    let invite = link.split_once("invite=").unwrap().1;
+    assert_eq!(
+        h.invites.check(invite, OffsetDateTime::now_utc()),
+        Ok(("globex".to_owned(), "gil".to_owned()))
+    );
+    // The relay refuses gil: the page names who was not mailed, and why.
+    h.mails.lock().unwrap().refuse = Some("gil@globex.test".to_owned());
+    let failed = request(h.addr, "POST", page, &with_cookie, &body).await;
+    assert_eq!(failed.status, 200);
+    assert!(failed.body.contains("id=\"failed\""), "{}", failed.body);
+    assert!(failed.body.contains("1 member(s) could not be mailed"));
+    assert!(failed.body.contains("refused the mail to gil@globex.test"));
+    assert!(failed.body.contains("Nobody was mailed."));
+
+    // A company-wide company has nobody to remind: the page says so, a post is a 409.
+    let acme_page = get(
+        h.addr,
+        "/companies/acme/reminders",
+        &[("Authorization", &operator)],
+    )
+    .await;
+    assert_eq!(acme_page.status, 200);
+    assert!(
+        acme_page.body.contains("connects company-wide"),
+        "{}",
+        acme_page.body
+    );
+    assert!(!acme_page.body.contains("name=\"form_token\""));
+    // (A valid token, as the page would sign it, does not make it sendable.)
+    let acme_token = test_auth().form_token(
+        &datacap_web::Principal::Operator,
+        "reminders:acme",
+        OffsetDateTime::now_utc(),
+    );
+    let operator_form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Authorization", operator.as_str()),
+    ];
+    let answer = request(
+        h.addr,
+        "POST",
+        "/companies/acme/reminders",
+        &operator_form,
+        &form_body(&[("form_token", &acme_token)]),
+    )
+    .await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
 }

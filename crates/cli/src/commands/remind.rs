@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use datacap_core::{ConnectionMode, Reason};
 use datacap_web::InviteKey;
+use datacap_web::remind::{reason_to_remind, reminder_mail};
 use serde::Serialize;
 
 use crate::commands::migrate::{block_on, open, say};
 use crate::config::{self, read_secret};
-use crate::smtp::{Mail, Relay};
+use crate::smtp::Relay;
 
 /// How `datacap remind` prints.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -45,19 +46,6 @@ struct Reminder {
     email_address: String,
     reason: Reason,
     link: String,
-}
-
-/// `member_not_connected` or `member_connection_invalid`, whichever icon has it.
-fn reason_to_remind(member: &datacap_store::MemberReport) -> Option<Reason> {
-    [&member.email, &member.calendar]
-        .into_iter()
-        .map(|icon| icon.reason)
-        .find(|reason| {
-            matches!(
-                reason,
-                Reason::MemberNotConnected | Reason::MemberConnectionInvalid
-            )
-        })
 }
 
 /// A CSV field, quoted when it needs to be.
@@ -158,28 +146,17 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     };
     say(output.trim_end())?;
     if let Some(relay) = relay {
-        let provider = company.provider.display_name();
         let sent = super::run::runtime()?.block_on(async {
             let mut sent = 0;
             for r in &reminders {
-                let what = if r.reason == Reason::MemberConnectionInvalid {
-                    "connect again"
-                } else {
-                    "connect"
-                };
-                let mail = Mail {
-                    to: r.email_address.clone(),
-                    subject: format!("Please {what} your {provider} account to datacap"),
-                    body: format!(
-                        "Hello,\n\n{} imports your email and calendar metadata from {provider} once you \
-                         allow it. Please {what} your account with your personal link (valid until {}):\n\n{}\n\n\
-                         The link is for {} only; do not forward it.\n",
-                        company.name,
-                        expires_at.date(),
-                        r.link,
-                        r.email_address
-                    ),
-                };
+                let mail = reminder_mail(
+                    &company.name,
+                    company.provider,
+                    r.reason,
+                    &r.email_address,
+                    &r.link,
+                    expires_at,
+                );
                 relay.send(&mail).await?;
                 sent += 1;
             }

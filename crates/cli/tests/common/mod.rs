@@ -483,6 +483,16 @@ pub fn eventually(what: &str, deadline: Duration, mut check: impl FnMut() -> boo
     panic!("{what}: not within {deadline:?}");
 }
 
+/// A child process (a daemon, chromedriver) killed and reaped when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `datacap run` daemon whose logs go to a file.
 pub struct Daemon {
     pub child: std::process::Child,

@@ -1,0 +1,187 @@
+//! Sign-in, reminders and the member's connect pages in a real browser (issue 20 §4):
+//! `datacap demo` serves them, headless Chromium (chromedriver, fantoccini) opens a
+//! filtered Team members page signed out, signs in on the form it is sent to and lands on
+//! that page; follows the "not connected" banner to the company's reminders page (the demo
+//! has no mail relay: the page lists whom it would mail and says mail is not set up); and
+//! opens a broken connect link as a member would (a page for the member, no way into the
+//! operator's sign-in). Screenshots go to `target/tmp/screenshots/reminders.png` and
+//! `connect-refused.png`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them). Without them
+//! the test is skipped with a message, except under `CI=true`, where that is a failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{KillOnDrop, eventually, free_port};
+use fantoccini::{ClientBuilder, Locator};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn screenshot(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("screenshots/{name}"))
+}
+
+#[test]
+fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
+    if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {CHROMEDRIVER} or {CHROMIUM} is missing (apt-get install chromium chromium-driver)"
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipped: {CHROMEDRIVER} or {CHROMIUM} is missing");
+        }
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let stdout = state.path().join("demo.out");
+    let _demo = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_datacap"))
+            .args(["demo", "--listen", &listen.to_string(), "--state-dir"])
+            .arg(state.path())
+            .env_clear()
+            .env("DATACAP_LOG__LEVEL", "warn")
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("datacap demo starts"),
+    );
+    eventually("the demo serves its page", Duration::from_secs(240), || {
+        std::fs::read_to_string(&stdout).is_ok_and(|text| text.contains("polling on"))
+    });
+    let token = std::fs::read_to_string(state.path().join("web-operator-token")).unwrap();
+    let driver_addr = free_port();
+    let _driver = KillOnDrop(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={}", driver_addr.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    eventually("chromedriver listens", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(driver_addr).is_ok()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            serde_json::json!({
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1400,1100"],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://{driver_addr}"))
+            .await
+            .expect("a chromium session");
+        let base = format!("http://{listen}");
+
+        // Signed out, a filtered page: the sign-in form, then that very page.
+        let deep = format!("{base}/companies/initech/members?color=yellow");
+        client.goto(&deep).await.unwrap();
+        let field = client
+            .wait()
+            .for_element(Locator::Id("token"))
+            .await
+            .expect("the sign-in form");
+        assert!(
+            client
+                .current_url()
+                .await
+                .unwrap()
+                .as_str()
+                .starts_with(&format!("{base}/login?next=")),
+            "sent to sign-in"
+        );
+        field.send_keys(token.trim()).await.unwrap();
+        client
+            .find(Locator::Css("form[action='/login'] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_element(Locator::Id("members"))
+            .await
+            .expect("the members table");
+        assert_eq!(client.current_url().await.unwrap().as_str(), deep);
+
+        // The "not connected" banner leads to the reminders page.
+        client
+            .find(Locator::Css("a.remind"))
+            .await
+            .expect("the banner's reminder link")
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_element(Locator::Id("reminders"))
+            .await
+            .expect("the list of members to remind");
+        assert_eq!(
+            client.current_url().await.unwrap().as_str(),
+            format!("{base}/companies/initech/reminders")
+        );
+        let newbie = client
+            .find(Locator::Css("#reminders tr[data-member='newbie']"))
+            .await
+            .expect("newbie is to be reminded");
+        assert!(newbie.text().await.unwrap().contains("not connected"));
+        let cannot = client
+            .find(Locator::Id("cannot-send"))
+            .await
+            .expect("the page says why it cannot mail");
+        assert!(cannot.text().await.unwrap().contains("Mail is not set up"));
+        let png = client.screenshot().await.unwrap();
+        std::fs::create_dir_all(screenshot("").parent().unwrap()).unwrap();
+        std::fs::write(screenshot("reminders.png"), &png).unwrap();
+
+        // A member with a broken link gets a page meant for them.
+        client
+            .goto(&format!("{base}/connect/google/start?invite=broken"))
+            .await
+            .unwrap();
+        let result = client
+            .wait()
+            .for_element(Locator::Id("connect-result"))
+            .await
+            .expect("the connect result page");
+        assert_eq!(
+            result.attr("data-outcome").await.unwrap().as_deref(),
+            Some("refused")
+        );
+        let text = result.text().await.unwrap();
+        assert!(text.contains("contact your datacap admin"), "{text}");
+        // Its one link is the skip link to its own text: nothing to the operator's sign-in.
+        let mut hrefs = Vec::new();
+        for link in client.find_all(Locator::Css("a")).await.unwrap() {
+            hrefs.push(link.attr("href").await.unwrap().unwrap_or_default());
+        }
+        assert_eq!(hrefs, ["#main"], "no link to the operator's sign-in");
+        assert!(
+            client.find(Locator::Css("main#main")).await.is_ok(),
+            "the skip link's target"
+        );
+        let png = client.screenshot().await.unwrap();
+        std::fs::write(screenshot("connect-refused.png"), &png).unwrap();
+        client.close().await.unwrap();
+    });
+}
