@@ -933,9 +933,20 @@ impl Worker {
         // A grant the provider declared dead is judged by the settings as if connected:
         // whether it is tried (a slow recheck) is `job_auth`'s decision, and a skip is
         // counted as "without a grant", not "by settings".
-        let dead_grant = context.company.connection_mode == ConnectionMode::UserByUser
-            && context.member.connection == Some(MemberConnection::Invalid);
-        if dead_grant {
+        let user_by_user = context.company.connection_mode == ConnectionMode::UserByUser;
+        let dead_grant =
+            user_by_user && context.member.connection == Some(MemberConnection::Invalid);
+        // Likewise a member who had not connected when the job was claimed: they may be
+        // connecting right now, so whether there is a grant is `job_auth`'s fresh read,
+        // and a skip without one keeps the job due if the grant lands meanwhile
+        // (`release_without_grant`); judged "not connected" here, the settings skip would
+        // push a job their connect could not make due (it was leased) to the recheck.
+        let unconnected = user_by_user
+            && matches!(
+                context.member.connection,
+                None | Some(MemberConnection::NotConnected)
+            );
+        if dead_grant || unconnected {
             context.member.connection = Some(MemberConnection::Connected);
         }
         let now = OffsetDateTime::now_utc();
@@ -1273,6 +1284,10 @@ impl Worker {
                 let Some(grant) = grant else {
                     return Ok(None);
                 };
+                // A member who disconnected is not polled, whatever token is left.
+                if grant.state == MemberConnection::NotConnected {
+                    return Ok(None);
+                }
                 // A grant the provider declared dead is not sent on every poll: only a
                 // slow recheck, in case the member's admin restored it (issue 21 §5). The
                 // claim's view of the grant decides, so both channels of a batch claimed
