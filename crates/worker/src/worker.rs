@@ -581,6 +581,11 @@ impl Worker {
         match self.inner.store.prune_attempts(cutoff).await {
             Ok(pruned) => {
                 info!(pruned, "retention pass: old attempts deleted");
+                // Webhook events by the same age, once every endpoint has them or gave up.
+                match self.inner.store.prune_webhooks(cutoff).await {
+                    Ok(events) => info!(events, "retention pass: settled webhook events deleted"),
+                    Err(error) => events::own_failure("retention_pass", &error, None),
+                }
                 Some(pruned)
             }
             Err(error) => {

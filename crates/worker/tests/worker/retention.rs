@@ -1,5 +1,6 @@
 //! The daemon's retention pass on a real SQLite file: old attempts go, each channel keeps
-//! what its status depends on, and retention switched off deletes nothing.
+//! what its status depends on, old webhook events go once no delivery waits for them, and
+//! retention switched off deletes nothing.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -21,6 +22,11 @@ provider = "google_workspace"
 connection_mode = "company_wide"
 settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
 credentials = { service_account_key_file = "/etc/datacap/acme.json" }
+
+[[companies.webhooks]]
+id = "ops"
+url = "http://127.0.0.1:9/never-called"
+secret_env = "DATACAP_TEST_NEVER_READ"
 
 [[companies.members]]
 id = "ana"
@@ -80,13 +86,30 @@ async fn worker(store: &Store, attempts_max_age: Option<StdDuration>) -> Worker 
 }
 
 async fn count(file: &std::path::Path) -> i64 {
+    query(file, "SELECT COUNT(*) FROM import_attempts").await
+}
+
+/// One number from the file, read (or written) over a connection of its own.
+async fn query(file: &std::path::Path, sql: &'static str) -> i64 {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
         .await
         .expect("open the file");
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM import_attempts")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
+    let count = if sql.starts_with("SELECT") {
+        sqlx::query_as::<_, (i64,)>(sql)
+            .fetch_one(&pool)
+            .await
+            .expect(sql)
+            .0
+    } else {
+        i64::try_from(
+            sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .expect(sql)
+                .rows_affected(),
+        )
+        .expect("rows")
+    };
     pool.close().await;
     count
 }
@@ -133,5 +156,36 @@ async fn the_retention_pass_prunes_what_is_older_than_the_configured_age() {
     assert_eq!(
         worker(&store, thirty_days).await.retention_pass().await,
         Some(0)
+    );
+
+    // The old attempts changed Ana's icons 40 days ago: those events are still pending for
+    // the endpoint (nobody delivered them), so the passes above kept every one of them.
+    // (The recent attempt changed nothing, so every event is 40 days old.)
+    let old_events = "SELECT COUNT(*) FROM webhook_events";
+    let kept = query(&file, old_events).await;
+    assert!(kept > 0, "the old attempts queued status-change events");
+    assert_eq!(
+        query(
+            &file,
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'"
+        )
+        .await,
+        query(&file, "SELECT COUNT(*) FROM webhook_deliveries").await,
+    );
+    // Once each is settled (here: delivered), the next pass deletes them with their
+    // deliveries; retention off still deletes nothing.
+    assert!(query(&file, "UPDATE webhook_deliveries SET state = 'delivered'").await > 0);
+    assert_eq!(worker(&store, None).await.retention_pass().await, None);
+    assert_eq!(query(&file, old_events).await, kept);
+    worker(&store, thirty_days).await.retention_pass().await;
+    assert_eq!(query(&file, old_events).await, 0);
+    assert_eq!(
+        query(&file, "SELECT COUNT(*) FROM webhook_deliveries").await,
+        query(
+            &file,
+            "SELECT COUNT(*) FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq"
+        )
+        .await,
+        "no delivery is left without its event"
     );
 }
