@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+CORPUS = os.path.join(ROOT, "fuzz", "seeds")
 PORT = int(os.environ.get("SEED_PORT", "18431"))
 BASE = f"http://127.0.0.1:{PORT}"
 GOOGLE_USERS = ["admin", "quirky", "nodwd", "scope", "policy", "unlicensed", "suspended", "gone",
