@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod config;
+mod connectors;
 mod credentials;
 mod notify;
 mod smtp;

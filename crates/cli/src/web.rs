@@ -275,7 +275,7 @@ pub(crate) fn build_app(
     config: &Config,
     store: Store,
     key: Option<EncryptionKey>,
-    connectors: &datacap_worker::Connectors,
+    connectors: &crate::connectors::Connectors,
 ) -> anyhow::Result<App> {
     let web = &config.web;
     let operator = web
@@ -374,7 +374,7 @@ fn connect_setup(
     config: &Config,
     signing: [u8; 32],
     key: EncryptionKey,
-    connectors: &datacap_worker::Connectors,
+    connectors: &crate::connectors::Connectors,
 ) -> anyhow::Result<Option<ConnectSetup>> {
     // Read once so a missing secret stops the start-up with its key's name.
     let (google_client, microsoft_client) = clients(config)?;
@@ -457,7 +457,7 @@ fn mailer(config: &Config) -> Option<Arc<dyn datacap_web::Mailer>> {
 /// worker refreshes with (the company's own from the tenants file, else the config's), then
 /// asks the provider whose mailbox the new token opens.
 struct ConnectorExchange {
-    connectors: datacap_worker::Connectors,
+    connectors: crate::connectors::Connectors,
     resolver: FileAndEnvResolver,
     http: reqwest::Client,
     /// Google's tokeninfo endpoint, beside its token endpoint.

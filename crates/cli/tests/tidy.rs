@@ -128,3 +128,27 @@ fn openapi_yaml_is_valid_by_openapi_spec_validator() {
         "openapi-spec-validator:\n{said}"
     );
 }
+
+/// Issue 22: the worker runs every job through `datacap_connector::Registry` and names no
+/// provider: its crate depends on neither provider crate (its tests may, to run real
+/// connectors against the sim).
+#[test]
+fn the_worker_depends_on_no_provider_crate() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker/Cargo.toml"))
+            .expect("crates/worker/Cargo.toml");
+    let dependencies = manifest
+        .split_once("\n[dependencies]\n")
+        .expect("a [dependencies] table")
+        .1;
+    let dependencies = dependencies
+        .split_once("\n[")
+        .map_or(dependencies, |(table, _)| table);
+    assert!(dependencies.contains("datacap-connector"), "{dependencies}");
+    for provider in ["datacap-google", "datacap-microsoft"] {
+        assert!(
+            !dependencies.contains(provider),
+            "crates/worker depends on {provider}:\n{dependencies}"
+        );
+    }
+}

@@ -1,13 +1,17 @@
 //! datacap-connector: the small interface crate between the worker and the providers.
 //!
 //! Like ripgrep's matcher crate, it holds the trait ([`Connector`]), the job and attempt
-//! types and the HTTP plumbing that the Google and Microsoft connectors share, so that the
-//! worker knows nothing about either provider and neither provider knows the worker.
+//! types, the [`Registry`] the worker picks a connector from by provider, the sink for
+//! rotated refresh tokens and the HTTP plumbing that the Google and Microsoft connectors
+//! share, so that the worker knows nothing about either provider and neither provider
+//! knows the worker.
 
 pub mod code_flow;
 pub mod gate;
 pub mod http;
 pub mod job;
+pub mod registry;
+pub mod rotation;
 
 pub use gate::{Gate, GateFuture, RequestGate, ThrottleScope};
 pub use http::{
@@ -17,3 +21,5 @@ pub use job::{
     Attempt, Connector, Failure, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
     OAuthClient, RefusedCheck, RotatedToken, ServiceAccountKey, TokenRequest,
 };
+pub use registry::{DynConnector, ImportFuture, Registry};
+pub use rotation::{RefreshTokenSink, SinkError};

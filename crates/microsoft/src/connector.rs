@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime};
 use datacap_connector::code_flow::{self, CodeError};
 use datacap_connector::{
     Attempt, Connector, Failure, Gate, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
-    OAuthClient, RotatedToken, TokenRequest, build_client, read_body, transport_failure,
+    OAuthClient, RefreshTokenSink, RotatedToken, TokenRequest, build_client, read_body,
+    transport_failure,
 };
 use datacap_core::{Channel, Outcome, Provider};
 use reqwest::Url;
@@ -34,7 +35,6 @@ use crate::classify::{
 use crate::config::MicrosoftConfig;
 use crate::delta::{CalendarSink, DeltaSink, MAIL_SELECT, MailSink};
 use crate::limiter::MailboxLimiter;
-use crate::rotation::{RefreshTokenSink, RotatedRefreshToken};
 use crate::token::{TokenClaims, TokenGrant, expose, request_token};
 use crate::users::{DirectoryUser, USER_SELECT, UsersPage};
 
@@ -601,18 +601,11 @@ impl<'a> Run<'a> {
     }
 
     async fn save_rotated(&self, token: &SecretString) {
-        let (Some(sink), Some((company_id, member_id))) =
-            (&self.inner.refresh_token_sink, &self.member)
+        let (Some(sink), Some((_, member_id))) = (&self.inner.refresh_token_sink, &self.member)
         else {
             return;
         };
-        let rotated = RotatedRefreshToken {
-            company_id: company_id.clone(),
-            member_id: member_id.clone(),
-            attempt_id: self.attempt_id,
-            refresh_token: token.clone(),
-        };
-        match sink.save(&rotated).await {
+        match sink.save(member_id, &RotatedToken(token.clone())).await {
             Ok(()) => debug!("rotated refresh token saved"),
             Err(error) => {
                 warn!(%error, "rotated refresh token not saved; it is returned on the attempt")

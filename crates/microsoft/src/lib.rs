@@ -16,13 +16,11 @@ mod delta;
 #[doc(hidden)]
 pub mod fuzz;
 mod limiter;
-mod rotation;
 mod token;
 mod users;
 
 pub use config::{ConfigError, MicrosoftConfig, OUTLOOK_MAILBOX_CONCURRENCY};
 pub use connector::MicrosoftConnector;
-pub use rotation::{RefreshTokenSink, RotatedRefreshToken, SinkError};
 pub use token::{TokenClaims, TokenGrant};
 pub use users::DirectoryUser;
 

@@ -17,12 +17,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datacap_connector::{
     Attempt, Connector, HttpLimits, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
+    RefreshTokenSink, RotatedToken, SinkError,
 };
 use datacap_core::{Channel, Outcome};
-use datacap_microsoft::{
-    MicrosoftConfig, MicrosoftConnector, MicrosoftError, RefreshTokenSink, RotatedRefreshToken,
-    SinkError,
-};
+use datacap_microsoft::{MicrosoftConfig, MicrosoftConnector, MicrosoftError};
 use datacap_sim::{Scenario, Sim, SimHandle};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -810,14 +808,12 @@ struct Saved(Mutex<Vec<SecretString>>);
 impl RefreshTokenSink for Saved {
     fn save<'a>(
         &'a self,
-        rotated: &'a RotatedRefreshToken,
+        member_id: &'a str,
+        token: &'a RotatedToken,
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
         Box::pin(async move {
-            assert_eq!(rotated.member_id, "member");
-            self.0
-                .lock()
-                .expect("saved")
-                .push(rotated.refresh_token.clone());
+            assert_eq!(member_id, "member");
+            self.0.lock().expect("saved").push(token.0.clone());
             Ok(())
         })
     }

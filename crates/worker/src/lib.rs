@@ -8,7 +8,8 @@
 //! functions ([`schedule`]) that take `now` and a random number.
 //!
 //! The worker reads no file, no environment variable and no config: the binary hands it a
-//! [`Store`](datacap_store::Store), the connectors, a [`CredentialResolver`] and a
+//! [`Store`](datacap_store::Store), the connectors (a [`datacap_connector::Registry`]: this
+//! crate depends on no provider crate), a [`CredentialResolver`] and a
 //! [`WorkerConfig`].
 
 mod credentials;
@@ -26,6 +27,4 @@ pub use health::{Health, NotReady};
 pub use rotation::store_token_sink;
 pub use schedule::ScheduleConfig;
 pub use webhooks::{WebhookConfig, WebhookDeliverer, WebhookError, WebhookSecrets};
-pub use worker::{
-    ConfigError, Connectors, CycleReport, Worker, WorkerConfig, WorkerError, may_import,
-};
+pub use worker::{ConfigError, CycleReport, Worker, WorkerConfig, WorkerError, may_import};

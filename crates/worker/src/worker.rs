@@ -27,15 +27,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datacap_connector::{Attempt, Connector, ImportJob, JobAuth};
+use datacap_connector::{Attempt, ImportJob, JobAuth, Registry, RotatedToken};
 use datacap_core::{
     Channel, ConnectionMode, Icon, MemberConnection, Outcome, Provider, Reason, Thresholds,
     classify_member,
 };
-use datacap_google::GoogleConnector;
-use datacap_microsoft::MicrosoftConnector;
 use datacap_store::{AttemptRecord, BackendKind, EncryptionKey, Job, JobContext, Store};
-use secrecy::SecretString;
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -140,14 +137,6 @@ pub enum WorkerError {
     Claim(#[source] datacap_store::StoreError),
 }
 
-/// The connectors the worker dispatches to, by provider. A provider without one is a
-/// failure of our own configuration for its companies' jobs (logged, never recorded).
-#[derive(Clone, Debug, Default)]
-pub struct Connectors {
-    pub google: Option<Arc<GoogleConnector>>,
-    pub microsoft: Option<MicrosoftConnector>,
-}
-
 /// What one `run_once` cycle did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CycleReport {
@@ -183,7 +172,7 @@ pub struct Worker {
 
 struct Inner {
     store: Store,
-    connectors: Connectors,
+    connectors: Registry,
     resolver: Arc<dyn CredentialResolver>,
     key: Option<Arc<EncryptionKey>>,
     config: WorkerConfig,
@@ -266,7 +255,7 @@ impl Worker {
     /// Validates `config` and builds the worker.
     pub fn new(
         store: Store,
-        connectors: Connectors,
+        connectors: Registry,
         resolver: Arc<dyn CredentialResolver>,
         key: Option<EncryptionKey>,
         config: WorkerConfig,
@@ -1042,7 +1031,7 @@ impl Worker {
         }
 
         if let Some(rotated) = &attempt.rotated_refresh_token {
-            self.save_rotated_token(&job, &rotated.0, finished_at).await;
+            self.save_rotated_token(&job, rotated, finished_at).await;
         }
 
         let next_due_at = schedule::next_due(
@@ -1228,16 +1217,9 @@ impl Worker {
     }
 
     async fn import(&self, provider: Provider, job: &ImportJob) -> Attempt {
-        match provider {
-            Provider::GoogleWorkspace => match &self.inner.connectors.google {
-                Some(connector) => connector.import(job).await,
-                None => unreachable_connector(provider),
-            },
-            Provider::Microsoft365 => match &self.inner.connectors.microsoft {
-                Some(connector) => connector.import(job).await,
-                None => unreachable_connector(provider),
-            },
-            Provider::None => unreachable_connector(provider),
+        match self.inner.connectors.get(provider) {
+            Some(connector) => connector.import(job).await,
+            None => unreachable_connector(provider),
         }
     }
 
@@ -1257,12 +1239,7 @@ impl Worker {
         dead_grant: bool,
     ) -> Result<Option<JobAuth>, String> {
         let inner = &self.inner;
-        let connector_missing = match job.provider {
-            Provider::GoogleWorkspace => inner.connectors.google.is_none(),
-            Provider::Microsoft365 => inner.connectors.microsoft.is_none(),
-            Provider::None => true,
-        };
-        if connector_missing {
+        if !inner.connectors.has(job.provider) {
             return Err(format!("no connector configured for {}", job.provider));
         }
         let company_auth = self
@@ -1342,32 +1319,13 @@ impl Worker {
 
     /// Persists a refresh token the provider rotated, sealed, before the attempt is
     /// written (so a crash in between never loses it).
-    async fn save_rotated_token(&self, job: &Job, token: &SecretString, now: OffsetDateTime) {
+    async fn save_rotated_token(&self, job: &Job, token: &RotatedToken, now: OffsetDateTime) {
         let inner = &self.inner;
         let Some(key) = inner.key.as_deref() else {
             error!("a rotated refresh token cannot be stored: no encryption key configured");
             return;
         };
-        let scopes = match inner.store.member_grant(&job.member_id, Some(key)).await {
-            Ok(Some(grant)) => grant.scopes,
-            Ok(None) => Vec::new(),
-            Err(error) => {
-                events::own_failure("rotated_token", &error, None);
-                return;
-            }
-        };
-        match inner
-            .store
-            .put_member_grant(
-                &job.member_id,
-                MemberConnection::Connected,
-                &scopes,
-                Some(token),
-                key,
-                now,
-            )
-            .await
-        {
+        match crate::rotation::seal(&inner.store, key, &job.member_id, token, now).await {
             Ok(()) => events::token_rotated(job.provider),
             Err(error) => events::own_failure("rotated_token", &error, None),
         }

@@ -25,8 +25,8 @@ use datacap_core::{CompanySettings, ConnectionMode, MemberSettings, Provider};
 use datacap_google::{CALENDAR_SCOPE, GMAIL_SCOPE, GoogleConfig, GoogleConnector};
 use datacap_store::{Store, StoreOptions, TenantCompany, TenantMember, Tenants};
 use datacap_worker::{
-    CompanyAuth, CompanyCredentials, Connectors, CredentialError, CredentialResolver,
-    ScheduleConfig, Worker, WorkerConfig,
+    CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver, ScheduleConfig, Worker,
+    WorkerConfig,
 };
 use secrecy::SecretString;
 use serde::Serialize;
@@ -486,10 +486,7 @@ async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow::Result<Rep
     };
     let worker = Worker::new(
         store.clone(),
-        Connectors {
-            google: Some(Arc::new(google)),
-            microsoft: None,
-        },
+        datacap_connector::Registry::new().with(Arc::new(google)),
         Arc::new(BenchResolver),
         None,
         config,

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commands::migrate::say;
 use crate::commands::run::{
-    build_worker, connectors, init_logging, install_metrics, runtime, serve_and_poll,
-    shutdown_on_signals, summary,
+    build_worker, init_logging, install_metrics, runtime, serve_and_poll, shutdown_on_signals,
+    summary,
 };
 use crate::commands::status;
 use crate::config::{self, Config};
@@ -220,13 +220,13 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
         store.clone(),
         EncryptionKey::parse("demo", &key_text).context("cannot copy the demo's key")?,
     );
-    let connectors = connectors(&config, Some(sink))?;
+    let connectors = crate::connectors::build(&config, Some(sink))?;
     connect_members(&store, &key, &e, &connectors, now).await?;
     backdate_stuck_member(&store, &config, &connectors).await?;
 
     let web_key = EncryptionKey::parse("demo", &key_text).context("cannot copy the demo's key")?;
     let app = crate::web::build_app(&config, store.clone(), Some(web_key), &connectors)?;
-    let worker = build_worker(&config, store.clone(), connectors, Some(key))?;
+    let worker = build_worker(&config, store.clone(), connectors.registry(), Some(key))?;
     let cancel = CancellationToken::new();
     shutdown_on_signals(cancel.clone(), Notifier::default())?;
     say(&format!(
@@ -300,7 +300,7 @@ async fn connect_members(
     store: &Store,
     key: &EncryptionKey,
     endpoints: &datacap_sim::Endpoints,
-    connectors: &datacap_worker::Connectors,
+    connectors: &crate::connectors::Connectors,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let google = connectors.google.as_ref().context("no google connector")?;
@@ -376,7 +376,7 @@ async fn connect_members(
 async fn backdate_stuck_member(
     store: &Store,
     config: &Config,
-    connectors: &datacap_worker::Connectors,
+    connectors: &crate::connectors::Connectors,
 ) -> anyhow::Result<()> {
     let google = connectors.google.as_ref().context("no google connector")?;
     let context = store

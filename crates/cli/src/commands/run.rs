@@ -19,11 +19,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use datacap_google::{GoogleConfig, GoogleConnector};
-use datacap_microsoft::{MicrosoftConfig, MicrosoftConnector};
 use datacap_store::{EncryptionKey, Store};
 use datacap_web::{WebServer, WebState};
-use datacap_worker::{Connectors, CycleReport, ScheduleConfig, Worker, WorkerConfig};
+use datacap_worker::{CycleReport, ScheduleConfig, Worker, WorkerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -89,8 +87,8 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             )),
             None => None,
         };
-        let connectors = connectors(&config, sink)?;
-        let worker = build_worker(&config, store.clone(), connectors.clone(), key)?;
+        let connectors = crate::connectors::build(&config, sink)?;
+        let worker = build_worker(&config, store.clone(), connectors.registry(), key)?;
         let cancel = CancellationToken::new();
         shutdown_on_signals(cancel.clone(), notifier.clone())?;
         if args.once {
@@ -239,7 +237,7 @@ pub(crate) fn webhook_deliverer(
 pub(crate) fn build_worker(
     config: &Config,
     store: Store,
-    connectors: Connectors,
+    connectors: datacap_connector::Registry,
     key: Option<EncryptionKey>,
 ) -> anyhow::Result<Worker> {
     let resolver = Arc::new(FileAndEnvResolver::new(config));
@@ -280,49 +278,6 @@ pub(crate) fn worker_config(config: &Config) -> WorkerConfig {
         thresholds: config::thresholds(config),
         ..defaults
     }
-}
-
-/// Both connectors at the configured base URLs; `sink` stores refresh tokens Microsoft
-/// rotates as soon as they are issued.
-pub(crate) fn connectors(
-    config: &Config,
-    sink: Option<Arc<dyn datacap_microsoft::RefreshTokenSink>>,
-) -> anyhow::Result<Connectors> {
-    let google = &config.google;
-    let google_config = GoogleConfig {
-        mail_window: google.mail_window,
-        calendar_past: google.calendar_past,
-        calendar_future: google.calendar_future,
-        page_size: google.page_size,
-        max_pages: google.max_pages,
-        ..GoogleConfig::default().with_endpoints(
-            &google.token_url,
-            &google.gmail_base,
-            &google.calendar_base,
-            &google.directory_base,
-        )
-    };
-    let microsoft = &config.microsoft;
-    let mut microsoft_config =
-        MicrosoftConfig::with_bases(&microsoft.login_base, &microsoft.graph_base);
-    microsoft_config.calendar_past = time::Duration::try_from(microsoft.calendar_past)
-        .context("microsoft.calendar_past is too long")?;
-    microsoft_config.calendar_future = time::Duration::try_from(microsoft.calendar_future)
-        .context("microsoft.calendar_future is too long")?;
-    microsoft_config.max_pages_per_attempt = microsoft.max_pages_per_attempt;
-    microsoft_config.max_page_size = microsoft.max_page_size;
-    Ok(Connectors {
-        google: Some(Arc::new(
-            GoogleConnector::new(google_config).context("invalid [google] configuration")?,
-        )),
-        microsoft: Some(
-            match sink {
-                Some(sink) => MicrosoftConnector::with_refresh_token_sink(microsoft_config, sink),
-                None => MicrosoftConnector::new(microsoft_config),
-            }
-            .context("invalid [microsoft] configuration")?,
-        ),
-    })
 }
 
 /// Swaps the log filter of the running subscriber (SIGHUP reload of `log.level`).

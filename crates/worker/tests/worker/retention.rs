@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use datacap_connector::Registry;
 use datacap_core::{Channel, Outcome};
 use datacap_store::{AttemptRecord, Store, StoreOptions, WriteOptions, parse_tenants};
 use datacap_worker::{
-    CompanyAuth, CompanyCredentials, Connectors, CredentialError, CredentialResolver, Worker,
-    WorkerConfig,
+    CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver, Worker, WorkerConfig,
 };
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -74,10 +74,7 @@ async fn worker(store: &Store, attempts_max_age: Option<StdDuration>) -> Worker 
     };
     Worker::new(
         store.clone(),
-        Connectors {
-            google: None,
-            microsoft: None,
-        },
+        Registry::new(),
         Arc::new(NoCredentials),
         None,
         config,
