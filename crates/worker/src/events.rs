@@ -77,44 +77,51 @@ pub const HISTOGRAM_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// One attempt was written.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attempt(
-    provider: Provider,
-    channel: Channel,
-    outcome: Outcome,
-    elapsed: Duration,
-    items: usize,
-    http_status: Option<u16>,
-    error_code: Option<&str>,
-    request_id: Option<&str>,
-    requests: u32,
-) {
-    let labels = [
-        ("provider", provider.as_str()),
-        ("channel", channel.as_str()),
-        ("outcome", outcome.as_str()),
-    ];
-    counter!(ATTEMPTS, &labels).increment(1);
-    histogram!(ATTEMPT_DURATION, &labels[..2]).record(elapsed.as_secs_f64());
-    counter!(ITEMS, &labels[..2]).increment(u64::try_from(items).unwrap_or(u64::MAX));
-    if matches!(
-        outcome,
-        Outcome::CredentialRejected | Outcome::GrantInvalid | Outcome::NotAuthorized
-    ) {
-        counter!(TOKEN_FAILURES, &labels).increment(1);
-    }
-    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    if outcome == Outcome::Success {
-        info!(
-            outcome = outcome.as_str(),
-            items, requests, duration_ms, request_id, "attempt written"
-        );
-    } else {
-        warn!(
-            outcome = outcome.as_str(),
-            http_status, error_code, request_id, requests, duration_ms, "attempt written"
-        );
+/// One attempt was written: what its log line and its metrics say.
+pub(crate) struct AttemptWritten<'a> {
+    pub provider: Provider,
+    pub channel: Channel,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+    pub items: usize,
+    pub http_status: Option<u16>,
+    pub error_code: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub requests: u32,
+}
+
+impl AttemptWritten<'_> {
+    /// Counts the attempt, its duration, items and a token failure, and logs it.
+    pub(crate) fn emit(&self) {
+        let outcome = self.outcome;
+        let labels = [
+            ("provider", self.provider.as_str()),
+            ("channel", self.channel.as_str()),
+            ("outcome", outcome.as_str()),
+        ];
+        counter!(ATTEMPTS, &labels).increment(1);
+        histogram!(ATTEMPT_DURATION, &labels[..2]).record(self.elapsed.as_secs_f64());
+        counter!(ITEMS, &labels[..2]).increment(u64::try_from(self.items).unwrap_or(u64::MAX));
+        if matches!(
+            outcome,
+            Outcome::CredentialRejected | Outcome::GrantInvalid | Outcome::NotAuthorized
+        ) {
+            counter!(TOKEN_FAILURES, &labels).increment(1);
+        }
+        let duration_ms = u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX);
+        let (items, requests, request_id) = (self.items, self.requests, self.request_id);
+        if outcome == Outcome::Success {
+            info!(
+                outcome = outcome.as_str(),
+                items, requests, duration_ms, request_id, "attempt written"
+            );
+        } else {
+            let (http_status, error_code) = (self.http_status, self.error_code);
+            warn!(
+                outcome = outcome.as_str(),
+                http_status, error_code, request_id, requests, duration_ms, "attempt written"
+            );
+        }
     }
 }
 

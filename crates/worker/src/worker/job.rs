@@ -288,17 +288,18 @@ impl Worker {
                     );
                     events::lease_lost();
                 }
-                events::attempt(
-                    job.provider,
-                    job.channel,
-                    attempt.outcome,
+                events::AttemptWritten {
+                    provider: job.provider,
+                    channel: job.channel,
+                    outcome: attempt.outcome,
                     elapsed,
                     items,
-                    attempt.http_status,
-                    attempt.error_code.as_deref(),
-                    attempt.request_id.as_deref(),
-                    attempt.requests,
-                );
+                    http_status: attempt.http_status,
+                    error_code: attempt.error_code.as_deref(),
+                    request_id: attempt.request_id.as_deref(),
+                    requests: attempt.requests,
+                }
+                .emit();
                 JobEnd::Written(attempt.outcome)
             }
             Err(error) => {
