@@ -1,20 +1,14 @@
-//! The daemon's configuration: the binary's own `crates/cli/src/config.rs` (with the
-//! `[web]` and `[smtp]` sections' `web.rs` and `smtp.rs` it validates through), compiled in as
-//! they are, parsing a config file with `DATACAP_<SECTION>__<KEY>` overrides on top. Input: the
+//! The daemon's configuration: the binary's own `crates/cli/src/config/` (with its `[web]`
+//! and `[smtp]` sections), compiled in as it is (it uses nothing else of the binary),
+//! parsing a config file with `DATACAP_<SECTION>__<KEY>` overrides on top. Input: the
 //! file's text, then optionally 0xFF and `NAME=VALUE` lines for the environment.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code, clippy::all)]
-#[path = "../../crates/cli/src/config.rs"]
+#[path = "../../crates/cli/src/config/mod.rs"]
 mod config;
-#[allow(dead_code, clippy::all)]
-#[path = "../../crates/cli/src/smtp.rs"]
-mod smtp;
-#[allow(dead_code, clippy::all)]
-#[path = "../../crates/cli/src/web.rs"]
-mod web;
 
 fuzz_target!(|data: &[u8]| {
     let (text, env) = match data.iter().position(|byte| *byte == 0xFF) {

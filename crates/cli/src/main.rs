@@ -9,11 +9,9 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod config;
-mod connectors;
 mod credentials;
 mod notify;
-mod smtp;
-mod web;
+mod wiring;
 
 /// datacap imports every team member's email and calendar from Google Workspace and
 /// Microsoft 365 and tells admins, per member, whether it works.

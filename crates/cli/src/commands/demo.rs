@@ -220,12 +220,12 @@ async fn demo(args: Args, state: PathBuf) -> anyhow::Result<ExitCode> {
         store.clone(),
         EncryptionKey::parse("demo", &key_text).context("cannot copy the demo's key")?,
     );
-    let connectors = crate::connectors::build(&config, Some(sink))?;
+    let connectors = crate::wiring::connectors::build(&config, Some(sink))?;
     connect_members(&store, &key, &e, &connectors, now).await?;
     backdate_stuck_member(&store, &config, &connectors).await?;
 
     let web_key = EncryptionKey::parse("demo", &key_text).context("cannot copy the demo's key")?;
-    let app = crate::web::build_app(&config, store.clone(), Some(web_key), &connectors)?;
+    let app = crate::wiring::web::build_app(&config, store.clone(), Some(web_key), &connectors)?;
     let worker = build_worker(&config, store.clone(), connectors.registry(), Some(key))?;
     let cancel = CancellationToken::new();
     shutdown_on_signals(cancel.clone(), Notifier::default())?;
@@ -300,7 +300,7 @@ async fn connect_members(
     store: &Store,
     key: &EncryptionKey,
     endpoints: &datacap_sim::Endpoints,
-    connectors: &crate::connectors::Connectors,
+    connectors: &crate::wiring::connectors::Connectors,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let google = connectors.google.as_ref().context("no google connector")?;
@@ -376,7 +376,7 @@ async fn connect_members(
 async fn backdate_stuck_member(
     store: &Store,
     config: &Config,
-    connectors: &crate::connectors::Connectors,
+    connectors: &crate::wiring::connectors::Connectors,
 ) -> anyhow::Result<()> {
     let google = connectors.google.as_ref().context("no google connector")?;
     let context = store

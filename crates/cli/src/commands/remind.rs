@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::commands::migrate::{block_on, open, say};
 use crate::config::{self, read_secret};
-use crate::smtp::Relay;
+use crate::wiring::smtp::Relay;
 
 /// How `datacap remind` prints.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]

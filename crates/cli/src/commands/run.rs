@@ -87,7 +87,7 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             )),
             None => None,
         };
-        let connectors = crate::connectors::build(&config, sink)?;
+        let connectors = crate::wiring::connectors::build(&config, sink)?;
         let worker = build_worker(&config, store.clone(), connectors.registry(), key)?;
         let cancel = CancellationToken::new();
         shutdown_on_signals(cancel.clone(), notifier.clone())?;
@@ -105,7 +105,7 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .map(config::load_key)
                 .transpose()?;
-            let app = crate::web::build_app(&config, store.clone(), web_key, &connectors)?;
+            let app = crate::wiring::web::build_app(&config, store.clone(), web_key, &connectors)?;
             reload_on_sighup(
                 config_path.map(Path::to_path_buf),
                 values,

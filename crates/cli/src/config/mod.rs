@@ -17,6 +17,9 @@ use datacap_store::{BackendKind, EncryptionKey};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub(crate) mod smtp;
+pub(crate) mod web;
+
 /// Where `--config` points when it is not given (used only if the file exists).
 pub const DEFAULT_PATH: &str = "config/datacap.toml";
 const ENV_PREFIX: &str = "DATACAP_";
@@ -32,8 +35,8 @@ pub struct Config {
     pub microsoft: MicrosoftSection,
     pub log: LogConfig,
     pub http: HttpConfig,
-    pub web: crate::web::WebSection,
-    pub smtp: crate::smtp::SmtpSection,
+    pub web: web::WebSection,
+    pub smtp: smtp::SmtpSection,
     pub webhooks: WebhooksSection,
 }
 
@@ -184,9 +187,9 @@ struct RawConfig {
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
-    web: crate::web::RawWeb,
+    web: web::RawWeb,
     #[serde(default)]
-    smtp: crate::smtp::RawSmtp,
+    smtp: smtp::RawSmtp,
     #[serde(default)]
     webhooks: RawWebhooks,
 }
@@ -740,8 +743,8 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
         }
     };
     let http = http_section(raw.http)?;
-    let web = crate::web::validate(raw.web)?;
-    let smtp = crate::smtp::validate(raw.smtp)?;
+    let web = web::validate(raw.web)?;
+    let smtp = smtp::validate(raw.smtp)?;
     let webhooks = validate_webhooks(&raw.webhooks)?;
     Ok(Config {
         webhooks,
@@ -1102,7 +1105,7 @@ mod tests {
 
     #[test]
     fn the_shipped_file_is_valid() {
-        let text = include_str!("../../../config/datacap.toml");
+        let text = include_str!("../../../../config/datacap.toml");
         let config = parse(text, "config/datacap.toml", env(&[])).unwrap();
         assert_eq!(config, parse("", "x", env(&[])).unwrap());
     }
