@@ -7,12 +7,14 @@
 //! knows the worker.
 
 pub mod code_flow;
+pub mod connect;
 pub mod gate;
 pub mod http;
 pub mod job;
 pub mod registry;
 pub mod rotation;
 
+pub use connect::{ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, identity_call};
 pub use gate::{Gate, GateFuture, RequestGate, ThrottleScope};
 pub use http::{
     HttpLimits, build_client, read_body, redacted_body, request_id, retry_after, transport_failure,

@@ -13,6 +13,7 @@
 mod auth;
 mod calendar;
 mod config;
+mod connect;
 mod directory;
 #[doc(hidden)]
 pub mod fuzz;

@@ -119,6 +119,11 @@ impl MicrosoftConnector {
         })
     }
 
+    /// The HTTP client every call of this connector goes through (timeouts, no redirects).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &MicrosoftConfig {
         &self.inner.config

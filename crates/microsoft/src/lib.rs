@@ -11,6 +11,7 @@
 
 pub mod classify;
 mod config;
+mod connect;
 mod connector;
 mod delta;
 #[doc(hidden)]

@@ -243,6 +243,8 @@ pub(crate) fn token_url(login_base: &str, tenant: &str) -> Option<reqwest::Url> 
 pub struct TokenClaims {
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
+    /// The tenant that issued the token (`tid`).
+    pub tenant_id: Option<String>,
 }
 
 impl TokenClaims {
@@ -255,6 +257,8 @@ impl TokenClaims {
             roles: Vec<String>,
             #[serde(default)]
             scp: Option<String>,
+            #[serde(default)]
+            tid: Option<String>,
         }
         let mut parts = access_token.split('.');
         let (_header, payload) = (parts.next()?, parts.next()?);
@@ -269,6 +273,7 @@ impl TokenClaims {
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect(),
+            tenant_id: payload.tid,
         })
     }
 

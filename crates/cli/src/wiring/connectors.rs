@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use datacap_connector::{RefreshTokenSink, Registry};
+use datacap_connector::{MemberConnect, RefreshTokenSink, Registry};
+use datacap_core::Provider;
 use datacap_google::{GoogleConfig, GoogleConnector};
 use datacap_microsoft::{MicrosoftConfig, MicrosoftConnector};
 
@@ -29,6 +30,21 @@ impl Connectors {
             registry = registry.with(Arc::new(microsoft.clone()));
         }
         registry
+    }
+
+    /// The connect flow's side of `provider`'s connector, if there is one.
+    pub fn member_connect(&self, provider: Provider) -> Option<&dyn MemberConnect> {
+        match provider {
+            Provider::GoogleWorkspace => self
+                .google
+                .as_deref()
+                .map(|google| google as &dyn MemberConnect),
+            Provider::Microsoft365 => self
+                .microsoft
+                .as_ref()
+                .map(|microsoft| microsoft as &dyn MemberConnect),
+            Provider::None => None,
+        }
     }
 }
 

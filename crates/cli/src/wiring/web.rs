@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use datacap_connector::OAuthClient;
+use datacap_connector::{ConnectFailure, OAuthClient};
 use datacap_core::ConnectionMode;
 use datacap_core::{Outcome, Provider};
 use datacap_store::{EncryptionKey, Store};
@@ -246,8 +246,6 @@ fn connect_setup(
         required_scopes: vec!["Mail.Read".to_owned(), "Calendars.Read".to_owned()],
         extra: Vec::new(),
     };
-    let http = datacap_connector::build_client(&datacap_connector::HttpLimits::default())
-        .map_err(|error| anyhow::anyhow!("cannot build the connect flow's http client: {error}"))?;
     Ok(Some(ConnectSetup {
         public_url: config.web.public_url.clone(),
         invites: InviteKey::new(signing),
@@ -259,9 +257,6 @@ fn connect_setup(
         exchange: Arc::new(ConnectorExchange {
             connectors: connectors.clone(),
             resolver: FileAndEnvResolver::new(config),
-            http,
-            google_tokeninfo: tokeninfo_url(&config.google.token_url),
-            graph_base: config.microsoft.graph_base.trim_end_matches('/').to_owned(),
             authorize: (
                 config.google.authorize_url.clone(),
                 config.microsoft.login_base.trim_end_matches('/').to_owned(),
@@ -290,16 +285,12 @@ fn mailer(config: &Config) -> Option<Arc<dyn datacap_web::Mailer>> {
     }
 }
 
-/// Redeems codes through the same connectors the worker polls with, with the client the
-/// worker refreshes with (the company's own from the tenants file, else the config's), then
-/// asks the provider whose mailbox the new token opens.
+/// Redeems codes through the same connectors the worker polls with (their
+/// [`datacap_connector::MemberConnect`] side, which also asks the provider who signed in), with the client the
+/// worker refreshes with (the company's own from the tenants file, else the config's).
 struct ConnectorExchange {
     connectors: super::connectors::Connectors,
     resolver: FileAndEnvResolver,
-    http: reqwest::Client,
-    /// Google's tokeninfo endpoint, beside its token endpoint.
-    google_tokeninfo: String,
-    graph_base: String,
     /// Google's authorize URL; Microsoft's login base.
     authorize: (String, String),
 }
@@ -323,50 +314,6 @@ impl ConnectorExchange {
             Err(error) => Err(ExchangeError(error.detail)),
         }
     }
-
-    /// Sends `request` (an identity read made with the new access token); the JSON answer.
-    /// Errors never show the URL or the token.
-    async fn identity_call(
-        &self,
-        request: reqwest::RequestBuilder,
-        what: &str,
-    ) -> Result<serde_json::Value, ExchangeError> {
-        let failed = |detail: String| ExchangeError(format!("{what} could not be read: {detail}"));
-        let answer = request
-            .send()
-            .await
-            .map_err(|error| failed(error.without_url().to_string()))?;
-        let status = answer.status();
-        if !status.is_success() {
-            return Err(failed(format!("http {}", status.as_u16())));
-        }
-        let bytes = datacap_connector::read_body(answer, 1024 * 1024)
-            .await
-            .map_err(|_| failed("the answer could not be read".to_owned()))?;
-        serde_json::from_slice(&bytes).map_err(|_| failed("the answer is not json".to_owned()))
-    }
-}
-
-/// Google's tokeninfo endpoint on the token endpoint's host: `…/token` → `…/tokeninfo`
-/// (`https://oauth2.googleapis.com/tokeninfo`; the sim's `{base}/google/tokeninfo`).
-fn tokeninfo_url(token_url: &str) -> String {
-    let base = token_url.trim_end_matches('/');
-    match base.strip_suffix("/token") {
-        Some(host) => format!("{host}/tokeninfo"),
-        None => format!("{base}info"),
-    }
-}
-
-/// The `tid` claim of a Microsoft access token (read, not verified: the token came over
-/// TLS from the token endpoint a moment ago, and Graph itself checks it on `/me`).
-fn token_tenant(token: &SecretString) -> Option<String> {
-    use base64::Engine as _;
-    let payload = token.expose_secret().split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims["tid"].as_str().map(str::to_owned)
 }
 
 impl Exchange for ConnectorExchange {
@@ -397,101 +344,32 @@ impl Exchange for ConnectorExchange {
         Box::pin(async move {
             let missing = || ExchangeError("this provider is not set up".to_owned());
             let client = self.client(provider, refs)?;
-            match provider {
-                Provider::GoogleWorkspace => {
-                    let connector = self.connectors.google.as_ref().ok_or_else(missing)?;
-                    let grant = connector
-                        .exchange_code(&client, code, redirect_uri, Some(verifier))
-                        .await;
-                    datacap_worker::events::code_exchanged(
-                        provider,
-                        grant
-                            .as_ref()
-                            .map_or_else(|e| e.0.outcome, |_| Outcome::Success),
-                    );
-                    let grant = grant.map_err(|error| ExchangeError(error.to_string()))?;
-                    // Who signed in: tokeninfo on the new access token (its `email`
-                    // scope). Not Gmail's own profile: a mailbox whose Gmail is off or
-                    // blocked by policy must still connect, so that its import shows why.
-                    // POSTed, so the token is in no URL.
-                    let info = self
-                        .identity_call(
-                            self.http
-                                .post(&self.google_tokeninfo)
-                                .form(&[("access_token", grant.access_token.expose_secret())]),
-                            "google's tokeninfo of the signed-in account",
-                        )
-                        .await?;
-                    // The token must be ours: issued to the client that signed in.
-                    if info["aud"].as_str() != Some(client.client_id.as_str()) {
-                        return Err(ExchangeError(
-                            "google issued the token to another oauth client".to_owned(),
-                        ));
-                    }
-                    let verified =
-                        info["email_verified"] == "true" || info["email_verified"] == true;
-                    Ok(Exchanged {
-                        refresh_token: grant.refresh_token,
-                        scopes: grant.scope.split_whitespace().map(str::to_owned).collect(),
-                        identity: Identity {
-                            addresses: info["email"]
-                                .as_str()
-                                .filter(|_| verified)
-                                .map(str::to_owned)
-                                .into_iter()
-                                .collect(),
-                            tenant_id: None,
-                        },
-                    })
-                }
-                Provider::Microsoft365 => {
-                    let connector = self.connectors.microsoft.as_ref().ok_or_else(missing)?;
-                    let grant = connector
-                        .exchange_code(&client, code, redirect_uri, verifier)
-                        .await;
-                    datacap_worker::events::code_exchanged(
-                        provider,
-                        grant.as_ref().map_or_else(
-                            |e| e.outcome().unwrap_or(Outcome::ProviderError),
-                            |_| Outcome::Success,
-                        ),
-                    );
-                    let grant = grant.map_err(|error| ExchangeError(error.to_string()))?;
-                    let refresh_token = grant.refresh_token.ok_or_else(|| {
-                        ExchangeError("the answer carries no refresh token".to_owned())
-                    })?;
-                    let me = self
-                        .identity_call(
-                            self.http
-                                .get(format!(
-                                    "{}/me?$select=mail,userPrincipalName",
-                                    self.graph_base
-                                ))
-                                .bearer_auth(grant.access_token.expose_secret()),
-                            "graph's /me of the signed-in account",
-                        )
-                        .await?;
-                    let addresses = ["mail", "userPrincipalName"]
-                        .iter()
-                        .filter_map(|field| me[*field].as_str())
-                        .map(str::to_owned)
-                        .collect();
-                    Ok(Exchanged {
-                        refresh_token,
-                        scopes: grant
-                            .scope
-                            .unwrap_or_default()
-                            .split_whitespace()
-                            .map(str::to_owned)
-                            .collect(),
-                        identity: Identity {
-                            addresses,
-                            tenant_id: token_tenant(&grant.access_token),
-                        },
-                    })
-                }
-                Provider::None => Err(missing()),
-            }
+            let connector = self
+                .connectors
+                .member_connect(provider)
+                .ok_or_else(missing)?;
+            let connected = connector
+                .connect(&client, code, redirect_uri, verifier)
+                .await;
+            // The code-exchange metric counts the token answer: a grant that cannot be used
+            // afterwards (no refresh token, another client's, who signed in unreadable) was
+            // still exchanged.
+            datacap_worker::events::code_exchanged(
+                provider,
+                match &connected {
+                    Err(ConnectFailure::Refused { outcome, .. }) => *outcome,
+                    Ok(_) | Err(ConnectFailure::Unusable { .. }) => Outcome::Success,
+                },
+            );
+            let grant = connected.map_err(|error| ExchangeError(error.to_string()))?;
+            Ok(Exchanged {
+                refresh_token: grant.refresh_token,
+                scopes: grant.scopes,
+                identity: Identity {
+                    addresses: grant.addresses,
+                    tenant_id: grant.tenant_id,
+                },
+            })
         })
     }
 }
