@@ -270,7 +270,11 @@ fn crash_and_restart(postgres: bool) {
     assert_eq!(
         h.count("SELECT COUNT(*) FROM sync_state WHERE cursor IS NULL OR lease_owner IS NOT NULL"),
         0,
-        "seed {seed}, {backend}: every job has a cursor and no lease after a clean stop"
+        "seed {seed}, {backend}: every job has a cursor and no lease after a clean stop \
+         ({} without a cursor, {} leased)\n{}",
+        h.count("SELECT COUNT(*) FROM sync_state WHERE cursor IS NULL"),
+        h.count("SELECT COUNT(*) FROM sync_state WHERE lease_owner IS NOT NULL"),
+        tail(&daemon.logs())
     );
     let status = h.status();
     for member in google_ids() {
