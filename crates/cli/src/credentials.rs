@@ -15,9 +15,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datacap_connector::{MicrosoftAppCredential, OAuthClient, ServiceAccountKey};
+use datacap_connector::{Auth, MicrosoftAppCredential, OAuthClient, ServiceAccountKey};
 use datacap_core::{ConnectionMode, Provider};
-use datacap_worker::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
+use datacap_worker::{CompanyCredentials, CredentialError, CredentialResolver};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -49,7 +49,7 @@ struct GoogleKeyFile {
 }
 
 impl CredentialResolver for FileAndEnvResolver {
-    fn resolve(&self, company: &CompanyCredentials<'_>) -> Result<CompanyAuth, CredentialError> {
+    fn resolve(&self, company: &CompanyCredentials<'_>) -> Result<Auth, CredentialError> {
         let fail = |detail: String| CredentialError {
             company_id: company.company_id.to_owned(),
             detail,
@@ -66,14 +66,12 @@ impl CredentialResolver for FileAndEnvResolver {
                     .map_err(|_| {
                         fail("the service account key is not Google's JSON key format (client_email, private_key)".into())
                     })?;
-                Ok(CompanyAuth::GoogleServiceAccount(Arc::new(
-                    ServiceAccountKey {
-                        client_email: key.client_email,
-                        private_key_pem: SecretString::from(key.private_key),
-                        private_key_id: key.private_key_id,
-                        directory_admin: refs.get("subject").cloned(),
-                    },
-                )))
+                Ok(Auth::GoogleServiceAccount(Arc::new(ServiceAccountKey {
+                    client_email: key.client_email,
+                    private_key_pem: SecretString::from(key.private_key),
+                    private_key_id: key.private_key_id,
+                    directory_admin: refs.get("subject").cloned(),
+                })))
             }
             (Provider::Microsoft365, ConnectionMode::CompanyWide) => {
                 let tenant = refs
@@ -87,13 +85,11 @@ impl CredentialResolver for FileAndEnvResolver {
                 let client_secret = secret_ref(refs, "client_secret")
                     .ok_or_else(|| fail("needs client_secret_env or client_secret_file".into()))?
                     .map_err(|error| fail(format!("{error:#}")))?;
-                Ok(CompanyAuth::MicrosoftApp(Arc::new(
-                    MicrosoftAppCredential {
-                        tenant,
-                        client_id,
-                        client_secret,
-                    },
-                )))
+                Ok(Auth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
+                    tenant,
+                    client_id,
+                    client_secret,
+                })))
             }
             (provider, ConnectionMode::UserByUser) => {
                 let tenant = match provider {
@@ -110,7 +106,7 @@ impl CredentialResolver for FileAndEnvResolver {
                             fail("client_id needs client_secret_env or client_secret_file".into())
                         })?
                         .map_err(|error| fail(format!("{error:#}")))?;
-                    return Ok(CompanyAuth::OAuthClient(Arc::new(OAuthClient {
+                    return Ok(Auth::OAuthClient(Arc::new(OAuthClient {
                         client_id: client_id.clone(),
                         client_secret,
                         tenant,
@@ -133,7 +129,7 @@ impl CredentialResolver for FileAndEnvResolver {
                 };
                 let client_secret = read_secret(&client.secret, "oauth client secret")
                     .map_err(|error| fail(format!("{error:#}")))?;
-                Ok(CompanyAuth::OAuthClient(Arc::new(OAuthClient {
+                Ok(Auth::OAuthClient(Arc::new(OAuthClient {
                     client_id: client.client_id.clone(),
                     client_secret,
                     tenant,

@@ -78,18 +78,20 @@ impl std::fmt::Debug for OAuthClient {
     }
 }
 
-/// How the connector gets an access token for this job.
+/// What a company's jobs authenticate with: the binary resolves it from the company's
+/// credential references (the worker caches it per company), and every job of the
+/// company carries it. One type for both, so a company's credentials and a job's cannot
+/// drift apart.
 #[derive(Clone, Debug)]
-pub enum JobAuth {
-    /// Google domain-wide delegation: a JWT-bearer grant per member (`sub`).
+pub enum Auth {
+    /// Google Workspace, company-wide: domain-wide delegation, a JWT-bearer grant per
+    /// member (`sub`).
     GoogleServiceAccount(Arc<ServiceAccountKey>),
-    /// Microsoft app-only: client credentials per tenant.
+    /// Microsoft 365, company-wide: app-only client credentials per tenant.
     MicrosoftApp(Arc<MicrosoftAppCredential>),
-    /// The member's own grant.
-    Member {
-        client: Arc<OAuthClient>,
-        refresh_token: SecretString,
-    },
+    /// Either provider, user-by-user: our OAuth client; each job brings the member's own
+    /// refresh token ([`ImportJob::refresh_token`]).
+    OAuthClient(Arc<OAuthClient>),
 }
 
 /// One import to run: a member's channel, from the saved cursor.
@@ -102,7 +104,9 @@ pub struct ImportJob {
     /// The member's primary address (Google `sub`, Graph user principal name).
     pub member_address: String,
     pub channel: Channel,
-    pub auth: JobAuth,
+    pub auth: Auth,
+    /// User-by-user: the member's refresh token, decrypted (`None` for company-wide jobs).
+    pub refresh_token: Option<SecretString>,
     /// Where the last successful import stopped (history id, sync token, delta link);
     /// `None` runs a full pass over the configured window.
     pub cursor: Option<String>,
@@ -110,6 +114,20 @@ pub struct ImportJob {
     pub now: OffsetDateTime,
     /// Awaited before every provider request; told about every `Retry-After`.
     pub gate: Gate,
+}
+
+impl ImportJob {
+    /// The member's refresh token of a user-by-user job. A job without one is a failure
+    /// of ours, never the member's: the worker judges unconnected members before it
+    /// builds a job.
+    pub fn member_refresh_token(&self) -> Result<&SecretString, Failure> {
+        self.refresh_token.as_ref().ok_or_else(|| {
+            Failure::new(
+                Outcome::ProviderError,
+                "a user-by-user job reached the connector without the member's refresh token",
+            )
+        })
+    }
 }
 
 /// What one import attempt did.

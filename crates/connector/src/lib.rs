@@ -11,6 +11,7 @@ pub mod connect;
 pub mod gate;
 pub mod http;
 pub mod job;
+pub mod policy;
 pub mod registry;
 pub mod rotation;
 
@@ -20,8 +21,9 @@ pub use http::{
     HttpLimits, build_client, read_body, redacted_body, request_id, retry_after, transport_failure,
 };
 pub use job::{
-    Attempt, Connector, Failure, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
-    OAuthClient, RefusedCheck, RotatedToken, ServiceAccountKey, TokenRequest,
+    Attempt, Auth, Connector, Failure, GrantType, ImportJob, MicrosoftAppCredential, OAuthClient,
+    RefusedCheck, RotatedToken, ServiceAccountKey, TokenRequest,
 };
+pub use policy::{RenewOnce, ThrottlePolicy, ThrottleWaits, refused_after_renewal};
 pub use registry::{DynConnector, ImportFuture, Registry};
 pub use rotation::{RefreshTokenSink, SinkError};

@@ -101,14 +101,12 @@ mod tests {
             member_id: "ana".to_owned(),
             member_address: "ana@acme.test".to_owned(),
             channel: Channel::Email,
-            auth: crate::JobAuth::Member {
-                client: Arc::new(crate::OAuthClient {
-                    client_id: "id".to_owned(),
-                    client_secret: secrecy::SecretString::from("secret"),
-                    tenant: None,
-                }),
-                refresh_token: secrecy::SecretString::from("refresh"),
-            },
+            auth: crate::Auth::OAuthClient(Arc::new(crate::OAuthClient {
+                client_id: "id".to_owned(),
+                client_secret: secrecy::SecretString::from("secret"),
+                tenant: None,
+            })),
+            refresh_token: Some(secrecy::SecretString::from("refresh")),
             cursor: None,
             now: OffsetDateTime::UNIX_EPOCH,
             gate: crate::Gate::open(),

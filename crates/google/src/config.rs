@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use datacap_connector::HttpLimits;
+use datacap_connector::{HttpLimits, ThrottlePolicy};
 
 /// Where Google lives and how much one attempt may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +56,8 @@ impl Default for GoogleConfig {
             page_size: 100,
             max_pages: 50,
             token_refresh_margin: Duration::from_secs(300),
-            throttle_retries: 2,
-            max_retry_wait: Duration::from_secs(10),
+            throttle_retries: ThrottlePolicy::DEFAULT.retries,
+            max_retry_wait: ThrottlePolicy::DEFAULT.max_wait,
         }
     }
 }
@@ -73,6 +73,15 @@ pub struct ConfigError {
 }
 
 impl GoogleConfig {
+    /// The throttle waits a call may take ([`ThrottlePolicy`], shared with the other
+    /// connector).
+    pub fn throttle(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            retries: self.throttle_retries,
+            max_wait: self.max_retry_wait,
+        }
+    }
+
     /// The same configuration with every base URL taken from one place (a sim's endpoints).
     pub fn with_endpoints(
         self,
@@ -127,11 +136,8 @@ impl GoogleConfig {
         if self.token_refresh_margin >= Duration::from_secs(3000) {
             return bad("token_refresh_margin", "must be under 50 minutes");
         }
-        if self.throttle_retries > 2 {
-            return bad("throttle_retries", "must be at most 2");
-        }
-        if self.max_retry_wait > Duration::from_secs(60) {
-            return bad("max_retry_wait", "must be at most 60 seconds");
+        if let Err((field, problem)) = self.throttle().check() {
+            return bad(field, problem);
         }
         if self.http.max_body_bytes == 0 {
             return bad("http.max_body_bytes", "must be at least 1");

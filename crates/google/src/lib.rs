@@ -27,7 +27,7 @@ use std::time::Instant;
 use datacap_connector::code_flow::CodeError;
 use datacap_connector::http::ClientError;
 use datacap_connector::{
-    Attempt, Connector, Failure, ImportJob, JobAuth, OAuthClient, RefusedCheck, build_client,
+    Attempt, Auth, Connector, Failure, ImportJob, OAuthClient, RefusedCheck, build_client,
 };
 use datacap_core::{Channel, Outcome, Provider};
 use secrecy::SecretString;
@@ -235,7 +235,7 @@ impl GoogleConnector {
 async fn run_channel(session: &session::Session<'_>) -> Result<Attempt, Failure> {
     let job = session.job;
     let mut refused = None;
-    if let JobAuth::GoogleServiceAccount(key) = &job.auth
+    if let Auth::GoogleServiceAccount(key) = &job.auth
         && key.directory_admin.is_some()
     {
         // The Directory check is optional: only its word that the member has no mailbox

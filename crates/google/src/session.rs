@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use datacap_connector::{
-    Failure, Gate, GrantType, ImportJob, JobAuth, OAuthClient, TokenRequest, read_body, request_id,
-    retry_after, transport_failure,
+    Auth, Failure, Gate, GrantType, ImportJob, OAuthClient, TokenRequest, read_body,
+    refused_after_renewal, request_id, retry_after, transport_failure,
 };
 use datacap_core::Outcome;
 use secrecy::{ExposeSecret, SecretString};
@@ -238,7 +238,7 @@ impl<'a> Session<'a> {
     }
 
     pub(crate) fn is_member_grant(&self) -> bool {
-        matches!(self.job.auth, JobAuth::Member { .. })
+        matches!(self.job.auth, Auth::OAuthClient(_))
     }
 
     /// An access token for `purpose`, from the cache unless it is missing, close to expiry
@@ -278,26 +278,26 @@ impl<'a> Session<'a> {
     /// Whose token this is, for the cache key.
     fn subject(&self, purpose: Purpose) -> Result<String, Failure> {
         match (&self.job.auth, purpose) {
-            (JobAuth::GoogleServiceAccount(key), Purpose::Directory) => {
+            (Auth::GoogleServiceAccount(key), Purpose::Directory) => {
                 key.directory_admin.clone().ok_or_else(|| {
                     Failure::new(Outcome::ProviderError, "no directory admin configured")
                 })
             }
-            (JobAuth::GoogleServiceAccount(_), Purpose::Mailbox(_)) => {
+            (Auth::GoogleServiceAccount(_), Purpose::Mailbox(_)) => {
                 Ok(self.job.member_address.to_ascii_lowercase())
             }
-            (JobAuth::Member { refresh_token, .. }, _) => Ok(format!(
+            (Auth::OAuthClient(_), _) => Ok(format!(
                 "member:{}:{}",
                 self.job.member_id,
-                auth::grant_fingerprint(refresh_token)
+                auth::grant_fingerprint(self.job.member_refresh_token()?)
             )),
-            (JobAuth::MicrosoftApp(_), _) => Err(wrong_auth()),
+            (Auth::MicrosoftApp(_), _) => Err(wrong_auth()),
         }
     }
 
     async fn mint(&self, purpose: Purpose) -> Result<Minted, Failure> {
         match &self.job.auth {
-            JobAuth::GoogleServiceAccount(key) => {
+            Auth::GoogleServiceAccount(key) => {
                 let subject = self.subject(purpose)?;
                 let assertion = auth::assertion(
                     key,
@@ -317,14 +317,11 @@ impl<'a> Session<'a> {
                 self.token_request(GrantType::JwtBearer, &minted);
                 minted
             }
-            JobAuth::Member {
-                client,
-                refresh_token,
-            } => {
+            Auth::OAuthClient(client) => {
                 let minted = refresh(
                     self.inner,
                     client,
-                    refresh_token,
+                    self.job.member_refresh_token()?,
                     &self.requests,
                     &self.job.gate,
                 )
@@ -333,7 +330,7 @@ impl<'a> Session<'a> {
                 self.token_request(GrantType::RefreshToken, &minted);
                 minted
             }
-            JobAuth::MicrosoftApp(_) => Err(wrong_auth()),
+            Auth::MicrosoftApp(_) => Err(wrong_auth()),
         }
     }
 
@@ -374,27 +371,14 @@ impl<'a> Session<'a> {
         url: &str,
         query: &[(&str, String)],
     ) -> Result<T, CallFailure> {
-        let mut throttle_waits = 0;
+        let mut waits = self.inner.config.throttle().waits();
         loop {
             match self.get_authorized(purpose, api, url, query).await {
                 Err(failure)
                     if failure.failure.outcome == Outcome::RateLimited
-                        && throttle_waits < self.inner.config.throttle_retries
-                        && let Some(wait) = failure.failure.retry_after
-                        && wait <= self.inner.config.max_retry_wait =>
-                {
-                    throttle_waits += 1;
-                    tracing::info!(
-                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "throttled; waiting as Retry-After asks"
-                    );
-                    // The tenant's gate paused for it (every request of the company waits,
-                    // this retry in its `ready`): sleeping too would wait twice. Only a wait
-                    // the gate did not take (the open gate, a capped pause) is slept here.
-                    if failure.gate_pause.is_none_or(|pause| pause < wait) {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
+                        && waits
+                            .wait_out(failure.failure.retry_after, failure.gate_pause)
+                            .await => {}
                 other => return other,
             }
         }
@@ -415,11 +399,7 @@ impl<'a> Session<'a> {
                 let token = self.access_token(purpose, Some(&token)).await?;
                 match self.get_once(api, url, query, &token).await {
                     Err(mut again) if again.verdict == Verdict::Unauthenticated => {
-                        let outcome = if self.is_member_grant() {
-                            Outcome::GrantInvalid
-                        } else {
-                            Outcome::ProviderError
-                        };
+                        let outcome = refused_after_renewal(self.is_member_grant());
                         again.failure.outcome = outcome;
                         again.verdict = Verdict::Outcome(outcome);
                         Err(again)

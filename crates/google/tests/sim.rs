@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datacap_connector::{
-    Attempt, Connector, HttpLimits, ImportJob, JobAuth, OAuthClient, ServiceAccountKey,
+    Attempt, Auth, Connector, HttpLimits, ImportJob, OAuthClient, ServiceAccountKey,
 };
 use datacap_core::{Channel, Outcome};
 use datacap_google::{CALENDAR_SCOPE, GMAIL_SCOPE, GoogleConfig, GoogleConnector};
@@ -141,7 +141,19 @@ fn service_account(directory_admin: bool) -> Arc<ServiceAccountKey> {
     })
 }
 
+/// How a test job authenticates: the company's credentials and, user-by-user, the
+/// member's refresh token.
+type JobAuth = (Auth, Option<SecretString>);
+
+fn delegation(directory_admin: bool) -> JobAuth {
+    (
+        Auth::GoogleServiceAccount(service_account(directory_admin)),
+        None,
+    )
+}
+
 fn job(member: &str, channel: Channel, auth: JobAuth, cursor: Option<String>) -> ImportJob {
+    let (auth, refresh_token) = auth;
     ImportJob {
         attempt_id: uuid::Uuid::new_v4(),
         company_id: "acme".to_owned(),
@@ -149,6 +161,7 @@ fn job(member: &str, channel: Channel, auth: JobAuth, cursor: Option<String>) ->
         member_address: member.to_owned(),
         channel,
         auth,
+        refresh_token,
         cursor,
         now: OffsetDateTime::now_utc(),
         gate: datacap_connector::Gate::open(),
@@ -156,12 +169,7 @@ fn job(member: &str, channel: Channel, auth: JobAuth, cursor: Option<String>) ->
 }
 
 fn delegated(member: &str, channel: Channel, cursor: Option<String>) -> ImportJob {
-    job(
-        member,
-        channel,
-        JobAuth::GoogleServiceAccount(service_account(false)),
-        cursor,
-    )
+    job(member, channel, delegation(false), cursor)
 }
 
 fn oauth_client() -> Arc<OAuthClient> {
@@ -173,10 +181,7 @@ fn oauth_client() -> Arc<OAuthClient> {
 }
 
 fn member_auth(refresh_token: SecretString) -> JobAuth {
-    JobAuth::Member {
-        client: oauth_client(),
-        refresh_token,
-    }
+    (Auth::OAuthClient(oauth_client()), Some(refresh_token))
 }
 
 impl Harness {
@@ -714,12 +719,7 @@ async fn directory_suspended_unlicensed_and_missing_members_spend_no_gmail_quota
         h.reset_stats().await;
         let attempt = h
             .connector
-            .import(&job(
-                member,
-                channel,
-                JobAuth::GoogleServiceAccount(service_account(true)),
-                None,
-            ))
+            .import(&job(member, channel, delegation(true), None))
             .await;
         assert_eq!(
             attempt.outcome,
@@ -737,7 +737,7 @@ async fn directory_suspended_unlicensed_and_missing_members_spend_no_gmail_quota
         .import(&job(
             "ada@acme.example",
             Channel::Email,
-            JobAuth::GoogleServiceAccount(service_account(true)),
+            delegation(true),
             None,
         ))
         .await;
@@ -846,7 +846,7 @@ async fn every_catalogue_reason_maps_through_the_connector() {
             )
             .await;
             let connector = GoogleConnector::new(config_for(&h.sim)).expect("connector");
-            let auth = JobAuth::GoogleServiceAccount(service_account(false));
+            let auth = delegation(false);
             let attempt = connector
                 .import(&job("ada@acme.example", channel, auth, None))
                 .await;
@@ -874,7 +874,7 @@ async fn every_catalogue_reason_maps_through_the_connector() {
 
 /// How a fault-table row authenticates.
 #[derive(Clone, Copy, Debug)]
-enum Auth {
+enum RowAuth {
     Delegation,
     DelegationWithDirectory,
     Member,
@@ -883,7 +883,7 @@ enum Auth {
 struct Row {
     fault: Value,
     channel: Channel,
-    auth: Auth,
+    auth: RowAuth,
     outcome: Outcome,
     http_status: Option<u16>,
     cite: &'static str,
@@ -892,7 +892,7 @@ struct Row {
 fn row(
     fault: Value,
     channel: Channel,
-    auth: Auth,
+    auth: RowAuth,
     outcome: Outcome,
     http_status: Option<u16>,
     cite: &'static str,
@@ -909,9 +909,9 @@ fn row(
 
 #[tokio::test]
 async fn every_google_fault_maps_to_its_outcome() {
-    use Auth::*;
     use Channel::*;
     use Outcome::*;
+    use RowAuth::*;
     let h = start().await;
     let grant = h
         .connect_member("ada@acme.example", &[GMAIL_SCOPE, CALENDAR_SCOPE])
@@ -1293,8 +1293,8 @@ async fn every_google_fault_maps_to_its_outcome() {
         // A fresh connector per row: a cached token must not hide a token-endpoint fault.
         let connector = GoogleConnector::new(config_for(&h.sim)).expect("connector");
         let auth = match row.auth {
-            Delegation => JobAuth::GoogleServiceAccount(service_account(false)),
-            DelegationWithDirectory => JobAuth::GoogleServiceAccount(service_account(true)),
+            Delegation => delegation(false),
+            DelegationWithDirectory => delegation(true),
             Member => member_auth(grant.refresh_token.clone()),
         };
         let attempt = connector
@@ -1722,12 +1722,7 @@ async fn every_request_awaits_the_gate_and_reports_retry_after() {
     for channel in [Channel::Email, Channel::Calendar] {
         h.reset_stats().await;
         let gate = Arc::new(CountingGate::default());
-        let mut import = job(
-            "ada@acme.example",
-            channel,
-            JobAuth::GoogleServiceAccount(service_account(true)),
-            None,
-        );
+        let mut import = job("ada@acme.example", channel, delegation(true), None);
         import.gate = datacap_connector::Gate::new(gate.clone());
         let attempt = h.connector.import(&import).await;
         assert_eq!(attempt.outcome, Outcome::Success, "{attempt:?}");
@@ -1801,12 +1796,7 @@ async fn a_refused_directory_check_lets_gmail_and_calendar_decide() {
             h.fault("admin@acme.example", fault.clone()).await;
             let connector = GoogleConnector::new(config_for(&h.sim)).expect("connector");
             let attempt = connector
-                .import(&job(
-                    "ada@acme.example",
-                    channel,
-                    JobAuth::GoogleServiceAccount(service_account(true)),
-                    None,
-                ))
+                .import(&job("ada@acme.example", channel, delegation(true), None))
                 .await;
             assert_eq!(
                 attempt.outcome,
@@ -1830,7 +1820,7 @@ async fn a_refused_directory_check_lets_gmail_and_calendar_decide() {
         .import(&job(
             "nobody@acme.example",
             Channel::Email,
-            JobAuth::GoogleServiceAccount(service_account(true)),
+            delegation(true),
             None,
         ))
         .await;

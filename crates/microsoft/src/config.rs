@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use datacap_connector::HttpLimits;
+use datacap_connector::{HttpLimits, ThrottlePolicy};
 
 /// Settings of [`crate::MicrosoftConnector`].
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +48,15 @@ pub struct MicrosoftConfig {
 pub const OUTLOOK_MAILBOX_CONCURRENCY: usize = 4;
 
 impl MicrosoftConfig {
+    /// The throttle waits a call may take ([`ThrottlePolicy`], shared with the other
+    /// connector).
+    pub fn throttle(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            retries: self.throttle_retries,
+            max_wait: self.max_retry_wait,
+        }
+    }
+
     /// Microsoft's global cloud with the default bounds.
     pub fn public_cloud() -> MicrosoftConfig {
         MicrosoftConfig::with_bases(
@@ -68,8 +77,8 @@ impl MicrosoftConfig {
             max_page_size: 100,
             mailbox_concurrency: OUTLOOK_MAILBOX_CONCURRENCY,
             token_refresh_margin: Duration::from_secs(300),
-            throttle_retries: 2,
-            max_retry_wait: Duration::from_secs(10),
+            throttle_retries: ThrottlePolicy::DEFAULT.retries,
+            max_retry_wait: ThrottlePolicy::DEFAULT.max_wait,
             delegated_scope: "offline_access https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/Calendars.Read https://graph.microsoft.com/User.Read".to_owned(),
         }
     }
@@ -127,17 +136,8 @@ impl MicrosoftConfig {
                 reason: "must be between 1 and 4 (Outlook's limit per app and mailbox)",
             });
         }
-        if self.throttle_retries > 2 {
-            return Err(ConfigError::Bound {
-                field: "throttle_retries",
-                reason: "must be at most 2",
-            });
-        }
-        if self.max_retry_wait > Duration::from_secs(60) {
-            return Err(ConfigError::Bound {
-                field: "max_retry_wait",
-                reason: "must be at most 60 s (longer waits belong to the scheduler)",
-            });
+        if let Err((field, reason)) = self.throttle().check() {
+            return Err(ConfigError::Bound { field, reason });
         }
         if self.delegated_scope.split_whitespace().next().is_none() {
             return Err(ConfigError::Bound {

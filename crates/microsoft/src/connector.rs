@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime};
 
 use datacap_connector::code_flow::{self, CodeError};
 use datacap_connector::{
-    Attempt, Connector, Failure, Gate, GrantType, ImportJob, JobAuth, MicrosoftAppCredential,
-    OAuthClient, RefreshTokenSink, RotatedToken, TokenRequest, build_client, read_body,
-    transport_failure,
+    Attempt, Auth, Connector, Failure, Gate, GrantType, ImportJob, MicrosoftAppCredential,
+    OAuthClient, RefreshTokenSink, RenewOnce, RotatedToken, TokenRequest, build_client, read_body,
+    refused_after_renewal, transport_failure,
 };
 use datacap_core::{Channel, Outcome, Provider};
 use reqwest::Url;
@@ -213,7 +213,7 @@ impl MicrosoftConnector {
         );
         async {
             let mut run = Run::new(&self.inner, request_id, None);
-            run.authenticate(&JobAuth::MicrosoftApp(Arc::clone(credential)))
+            run.app_token(credential, None)
                 .await
                 .map_err(MicrosoftError::Provider)?;
             let mut url = self.inner.graph_url(&["users"]);
@@ -329,7 +329,7 @@ enum GraphBody {
 }
 
 /// The token an attempt holds.
-enum Auth {
+enum Held {
     None,
     App {
         credential: Arc<MicrosoftAppCredential>,
@@ -358,7 +358,7 @@ struct Run<'a> {
     mailbox: Option<String>,
     /// (company, member) of an import, for the refresh token sink.
     member: Option<(String, String)>,
-    auth: Auth,
+    held: Held,
     requests: u32,
     /// The token requests sent and how each ended.
     token_requests: Vec<TokenRequest>,
@@ -386,7 +386,7 @@ impl<'a> Run<'a> {
             attempt_id,
             mailbox,
             member: None,
-            auth: Auth::None,
+            held: Held::None,
             requests: 0,
             token_requests: Vec::new(),
             rotated: None,
@@ -404,7 +404,7 @@ impl<'a> Run<'a> {
     }
 
     async fn import(&mut self, job: &ImportJob) -> Result<Imported, Failure> {
-        self.authenticate(&job.auth).await?;
+        self.authenticate(job).await?;
         match job.channel {
             Channel::Email => {
                 let first = self.mail_url(&job.member_address);
@@ -479,14 +479,14 @@ impl<'a> Run<'a> {
 
     // ---- tokens -------------------------------------------------------------------------
 
-    async fn authenticate(&mut self, auth: &JobAuth) -> Result<(), Failure> {
-        match auth {
-            JobAuth::MicrosoftApp(credential) => self.app_token(credential, None).await,
-            JobAuth::Member {
-                client,
-                refresh_token,
-            } => self.member_token(client, refresh_token.clone()).await,
-            JobAuth::GoogleServiceAccount(_) => Err(Failure::new(
+    async fn authenticate(&mut self, job: &ImportJob) -> Result<(), Failure> {
+        match &job.auth {
+            Auth::MicrosoftApp(credential) => self.app_token(credential, None).await,
+            Auth::OAuthClient(client) => {
+                let refresh_token = job.member_refresh_token()?.clone();
+                self.member_token(client, refresh_token).await
+            }
+            Auth::GoogleServiceAccount(_) => Err(Failure::new(
                 Outcome::ProviderError,
                 "a google service account job reached the microsoft connector",
             )),
@@ -506,7 +506,7 @@ impl<'a> Run<'a> {
             && Instant::now() < entry.refresh_at
             && refused.is_none_or(|r| expose(r) != expose(&entry.token))
         {
-            self.auth = Auth::App {
+            self.held = Held::App {
                 credential: Arc::clone(credential),
                 token: entry.token.clone(),
                 claims: entry.claims.clone(),
@@ -545,7 +545,7 @@ impl<'a> Run<'a> {
             claims: claims.clone(),
             refresh_at: Instant::now() + lifetime.saturating_sub(config.token_refresh_margin),
         });
-        self.auth = Auth::App {
+        self.held = Held::App {
             credential: Arc::clone(credential),
             token: grant.access_token,
             claims,
@@ -588,7 +588,7 @@ impl<'a> Run<'a> {
             }
             None => refresh_token,
         };
-        self.auth = Auth::Member {
+        self.held = Held::Member {
             client: Arc::clone(client),
             refresh_token: current,
             claims: TokenClaims::decode(expose(&grant.access_token)),
@@ -620,33 +620,33 @@ impl<'a> Run<'a> {
 
     /// After a 401: a new app token (bypassing the cached one), or another refresh.
     async fn renew(&mut self) -> Result<(), Failure> {
-        match std::mem::replace(&mut self.auth, Auth::None) {
-            Auth::App {
+        match std::mem::replace(&mut self.held, Held::None) {
+            Held::App {
                 credential, token, ..
             } => self.app_token(&credential, Some(&token)).await,
-            Auth::Member {
+            Held::Member {
                 client,
                 refresh_token,
                 ..
             } => self.member_token(&client, refresh_token).await,
-            Auth::None => Err(Failure::new(Outcome::ProviderError, "no token to renew")),
+            Held::None => Err(Failure::new(Outcome::ProviderError, "no token to renew")),
         }
     }
 
     fn token(&self) -> Option<&SecretString> {
-        match &self.auth {
-            Auth::App { token, .. } | Auth::Member { token, .. } => Some(token),
-            Auth::None => None,
+        match &self.held {
+            Held::App { token, .. } | Held::Member { token, .. } => Some(token),
+            Held::None => None,
         }
     }
 
     /// Whether the token carries the permission `need` asks for; `None` if unreadable.
     fn token_grants(&self, need: Need) -> Option<bool> {
-        match &self.auth {
-            Auth::App { claims, .. } | Auth::Member { claims, .. } => {
+        match &self.held {
+            Held::App { claims, .. } | Held::Member { claims, .. } => {
                 claims.as_ref().map(|c| need.granted_by(c.permissions()))
             }
-            Auth::None => None,
+            Held::None => None,
         }
     }
 
@@ -768,8 +768,8 @@ impl<'a> Run<'a> {
 
     /// One Graph GET with throttling waits, one token renewal, and the verdict on errors.
     async fn get(&mut self, url: &Url, need: Need) -> Result<GraphBody, Failure> {
-        let mut throttle_waits = 0;
-        let mut renewed = false;
+        let mut waits = self.inner.config.throttle().waits();
+        let mut renew = RenewOnce::default();
         loop {
             let answer = self.send(url, need).await?;
             if (200..300).contains(&answer.status) {
@@ -805,35 +805,17 @@ impl<'a> Run<'a> {
             );
             let outcome = match verdict {
                 GraphVerdict::Resync => return Ok(GraphBody::Resync),
-                GraphVerdict::RenewToken if !renewed => {
-                    renewed = true;
+                GraphVerdict::RenewToken if renew.may_renew() => {
                     self.renew().await?;
                     continue;
                 }
-                GraphVerdict::RenewToken => match self.auth {
-                    // PROVIDERS.md: "user token still 401 at the API after one refresh".
-                    Auth::Member { .. } => Outcome::GrantInvalid,
-                    _ => Outcome::ProviderError,
-                },
+                GraphVerdict::RenewToken => {
+                    refused_after_renewal(matches!(self.held, Held::Member { .. }))
+                }
                 GraphVerdict::Fail(outcome) => outcome,
             };
             let throttled = outcome == Outcome::RateLimited || answer.status == 503;
-            if throttled
-                && throttle_waits < self.inner.config.throttle_retries
-                && let Some(wait) = answer.retry_after
-                && wait <= self.inner.config.max_retry_wait
-            {
-                throttle_waits += 1;
-                info!(
-                    wait_ms = wait.as_millis() as u64,
-                    "throttled; waiting as Retry-After asks"
-                );
-                // The tenant's gate paused for it (every request of the company waits,
-                // this retry in its `ready`): sleeping too would wait twice. Only a wait
-                // the gate did not take (the open gate, a capped pause) is slept here.
-                if answer.gate_pause.is_none_or(|pause| pause < wait) {
-                    tokio::time::sleep(wait).await;
-                }
+            if throttled && waits.wait_out(answer.retry_after, answer.gate_pause).await {
                 continue;
             }
             let message = match &error {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datacap_connector::{
-    Attempt, Connector, HttpLimits, ImportJob, JobAuth, MicrosoftAppCredential, OAuthClient,
+    Attempt, Auth, Connector, HttpLimits, ImportJob, MicrosoftAppCredential, OAuthClient,
     RefreshTokenSink, RotatedToken, SinkError,
 };
 use datacap_core::{Channel, Outcome};
@@ -357,20 +357,26 @@ async fn the_code_redemption_keeps_entras_error_codes_trace_and_retry_after() {
     env.sim.shutdown().await;
 }
 
+/// How a test job authenticates: the company's credentials and, user-by-user, the
+/// member's refresh token.
+type JobAuth = (Auth, Option<SecretString>);
+
 fn contoso_app() -> JobAuth {
-    JobAuth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
+    let credential = MicrosoftAppCredential {
         tenant: CONTOSO.into(),
         client_id: CONTOSO_CLIENT.into(),
         client_secret: SecretString::from(CONTOSO_SECRET),
-    }))
+    };
+    (Auth::MicrosoftApp(Arc::new(credential)), None)
 }
 
 fn noroles_app() -> JobAuth {
-    JobAuth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
+    let credential = MicrosoftAppCredential {
         tenant: NOROLES.into(),
         client_id: NOROLES_CLIENT.into(),
         client_secret: SecretString::from("noroles-secret"),
-    }))
+    };
+    (Auth::MicrosoftApp(Arc::new(credential)), None)
 }
 
 fn fabrikam_client() -> OAuthClient {
@@ -382,13 +388,14 @@ fn fabrikam_client() -> OAuthClient {
 }
 
 fn member(refresh_token: &SecretString) -> JobAuth {
-    JobAuth::Member {
-        client: Arc::new(fabrikam_client()),
-        refresh_token: refresh_token.clone(),
-    }
+    (
+        Auth::OAuthClient(Arc::new(fabrikam_client())),
+        Some(refresh_token.clone()),
+    )
 }
 
 fn job(address: &str, channel: Channel, auth: JobAuth, cursor: Option<&str>) -> ImportJob {
+    let (auth, refresh_token) = auth;
     ImportJob {
         attempt_id: Uuid::new_v4(),
         company_id: "company".into(),
@@ -396,6 +403,7 @@ fn job(address: &str, channel: Channel, auth: JobAuth, cursor: Option<&str>) -> 
         member_address: address.into(),
         channel,
         auth,
+        refresh_token,
         cursor: cursor.map(str::to_owned),
         now: time::OffsetDateTime::now_utc(),
         gate: datacap_connector::Gate::open(),
@@ -990,7 +998,7 @@ async fn members_without_a_mailbox() {
 async fn users_discovery_flags_guests_and_disabled_accounts() {
     let env = Env::start().await;
     let connector = env.connector(|c| c.max_page_size = 3);
-    let JobAuth::MicrosoftApp(credential) = contoso_app() else {
+    let (Auth::MicrosoftApp(credential), _) = contoso_app() else {
         unreachable!("an app credential")
     };
     let users = connector
@@ -1023,7 +1031,7 @@ async fn users_discovery_flags_guests_and_disabled_accounts() {
         .expect_err("refused");
     assert_eq!(refused.outcome(), Some(Outcome::NotAuthorized));
 
-    let JobAuth::MicrosoftApp(noroles) = noroles_app() else {
+    let (Auth::MicrosoftApp(noroles), _) = noroles_app() else {
         unreachable!("an app credential")
     };
     let refused = connector

@@ -4,9 +4,8 @@
 //! the references and the resolved `secrecy` values, never where they came from.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use datacap_connector::{MicrosoftAppCredential, OAuthClient, ServiceAccountKey};
+use datacap_connector::Auth;
 use datacap_core::{ConnectionMode, Provider};
 
 /// A company's provider connection and its credential references, as `apply` stored them.
@@ -17,17 +16,6 @@ pub struct CompanyCredentials<'a> {
     pub connection_mode: ConnectionMode,
     /// Names of key files and variables, client ids, tenant ids: never secret values.
     pub refs: &'a BTreeMap<String, String>,
-}
-
-/// What a company's jobs authenticate with.
-#[derive(Clone, Debug)]
-pub enum CompanyAuth {
-    /// Google Workspace, company-wide: domain-wide delegation with this key.
-    GoogleServiceAccount(Arc<ServiceAccountKey>),
-    /// Microsoft 365, company-wide: app-only client credentials.
-    MicrosoftApp(Arc<MicrosoftAppCredential>),
-    /// Either provider, user-by-user: our OAuth client; each member brings a refresh token.
-    OAuthClient(Arc<OAuthClient>),
 }
 
 /// A company's credentials could not be resolved (a missing key file, an unset variable, a
@@ -44,5 +32,5 @@ pub struct CredentialError {
 pub trait CredentialResolver: Send + Sync {
     /// Resolves `company`'s credentials; called at most once per company per
     /// [`crate::WorkerConfig::credentials_ttl`].
-    fn resolve(&self, company: &CompanyCredentials<'_>) -> Result<CompanyAuth, CredentialError>;
+    fn resolve(&self, company: &CompanyCredentials<'_>) -> Result<Auth, CredentialError>;
 }

@@ -22,7 +22,7 @@ pub mod webhooks;
 mod worker;
 mod writer;
 
-pub use credentials::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
+pub use credentials::{CompanyCredentials, CredentialError, CredentialResolver};
 pub use health::{Health, NotReady};
 pub use rotation::store_token_sink;
 pub use schedule::ScheduleConfig;

@@ -17,7 +17,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use datacap_connector::{Gate, GateFuture, JobAuth, RequestGate, ThrottleScope};
+use datacap_connector::{Auth, Gate, GateFuture, RequestGate, ThrottleScope};
 use datacap_core::{Channel, Provider};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::info;
@@ -65,14 +65,14 @@ impl Holder {
 /// Our app or project at the provider, which the provider's per-app and per-project
 /// quotas count: the service account's project (the domain of its address, every key
 /// of one project shares its quota), the Microsoft app, or the OAuth client.
-pub(crate) fn app_key(provider: Provider, auth: &JobAuth) -> String {
+pub(crate) fn app_key(provider: Provider, auth: &Auth) -> String {
     let app = match auth {
-        JobAuth::GoogleServiceAccount(key) => key
+        Auth::GoogleServiceAccount(key) => key
             .client_email
             .rsplit_once('@')
             .map_or(key.client_email.as_str(), |(_, domain)| domain),
-        JobAuth::MicrosoftApp(app) => app.client_id.as_str(),
-        JobAuth::Member { client, .. } => client.client_id.as_str(),
+        Auth::MicrosoftApp(app) => app.client_id.as_str(),
+        Auth::OAuthClient(client) => client.client_id.as_str(),
     };
     format!("{}:{app}", provider.as_str())
 }
@@ -335,7 +335,7 @@ mod tests {
     fn the_app_key_is_the_project_the_app_or_the_client() {
         use datacap_connector::{MicrosoftAppCredential, OAuthClient, ServiceAccountKey};
         use secrecy::SecretString;
-        let google = JobAuth::GoogleServiceAccount(Arc::new(ServiceAccountKey {
+        let google = Auth::GoogleServiceAccount(Arc::new(ServiceAccountKey {
             client_email: "importer@acme-prod.iam.gserviceaccount.com".into(),
             private_key_pem: SecretString::from("k"),
             private_key_id: None,
@@ -345,7 +345,7 @@ mod tests {
             app_key(Provider::GoogleWorkspace, &google),
             "google_workspace:acme-prod.iam.gserviceaccount.com"
         );
-        let microsoft = JobAuth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
+        let microsoft = Auth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
             tenant: "t".into(),
             client_id: "app-1".into(),
             client_secret: SecretString::from("s"),
@@ -354,14 +354,11 @@ mod tests {
             app_key(Provider::Microsoft365, &microsoft),
             "microsoft_365:app-1"
         );
-        let member = JobAuth::Member {
-            client: Arc::new(OAuthClient {
-                client_id: "client-9".into(),
-                client_secret: SecretString::from("s"),
-                tenant: None,
-            }),
-            refresh_token: SecretString::from("r"),
-        };
+        let member = Auth::OAuthClient(Arc::new(OAuthClient {
+            client_id: "client-9".into(),
+            client_secret: SecretString::from("s"),
+            tenant: None,
+        }));
         assert_eq!(
             app_key(Provider::GoogleWorkspace, &member),
             "google_workspace:client-9"
@@ -395,7 +392,7 @@ times = 1
     /// of the connector's followed by the gate's pause.
     #[tokio::test]
     async fn a_microsoft_retry_after_a_429_waits_once_in_the_gate() {
-        use datacap_connector::{Connector, ImportJob, JobAuth, MicrosoftAppCredential};
+        use datacap_connector::{Auth, Connector, ImportJob, MicrosoftAppCredential};
         use datacap_microsoft::{MicrosoftConfig, MicrosoftConnector};
         use secrecy::SecretString;
 
@@ -419,11 +416,12 @@ times = 1
             member_id: "row".into(),
             member_address: "row@contoso.example".into(),
             channel: Channel::Email,
-            auth: JobAuth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
+            auth: Auth::MicrosoftApp(Arc::new(MicrosoftAppCredential {
                 tenant: "8f3e1c52-2d4a-4c1e-9b7a-3f5d6e7a8b9c".into(),
                 client_id: "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b".into(),
                 client_secret: SecretString::from("sim-microsoft-secret"),
             })),
+            refresh_token: None,
             cursor: None,
             now: time::OffsetDateTime::now_utc(),
             gate: limits.gate(

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datacap_connector::{Attempt, ImportJob, JobAuth, Registry, RotatedToken};
+use datacap_connector::{Attempt, Auth, ImportJob, Registry, RotatedToken};
 use datacap_core::{
     Channel, ConnectionMode, Icon, MemberConnection, Outcome, Provider, Reason, Thresholds,
     classify_member,
@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use uuid::Uuid;
 
-use crate::credentials::{CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver};
+use crate::credentials::{CompanyCredentials, CredentialError, CredentialResolver};
 use crate::events;
 use crate::health::Health;
 use crate::limits::{Holder, TenantLimits, app_key};
@@ -163,7 +163,7 @@ const POSTGRES_WRITERS: usize = 2;
 const CLAIM_GATHER: Duration = Duration::from_millis(5);
 
 /// A company's resolved credentials (or why not) and when they were resolved.
-type CachedCredentials = (Instant, Result<CompanyAuth, CredentialError>);
+type CachedCredentials = (Instant, Result<Auth, CredentialError>);
 
 /// How one job ended.
 enum JobEnd {

@@ -19,14 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use datacap_connector::ServiceAccountKey;
 use datacap_connector::http::{HttpLimits, build_client, install_crypto_provider};
+use datacap_connector::{Auth, ServiceAccountKey};
 use datacap_core::{CompanySettings, ConnectionMode, MemberSettings, Provider};
 use datacap_google::{CALENDAR_SCOPE, GMAIL_SCOPE, GoogleConfig, GoogleConnector};
 use datacap_store::{Store, StoreOptions, TenantCompany, TenantMember, Tenants};
 use datacap_worker::{
-    CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver, ScheduleConfig, Worker,
-    WorkerConfig,
+    CompanyCredentials, CredentialError, CredentialResolver, ScheduleConfig, Worker, WorkerConfig,
 };
 use secrecy::SecretString;
 use serde::Serialize;
@@ -310,10 +309,8 @@ fn service_account() -> ServiceAccountKey {
 struct BenchResolver;
 
 impl CredentialResolver for BenchResolver {
-    fn resolve(&self, _company: &CompanyCredentials<'_>) -> Result<CompanyAuth, CredentialError> {
-        Ok(CompanyAuth::GoogleServiceAccount(Arc::new(
-            service_account(),
-        )))
+    fn resolve(&self, _company: &CompanyCredentials<'_>) -> Result<Auth, CredentialError> {
+        Ok(Auth::GoogleServiceAccount(Arc::new(service_account())))
     }
 }
 

@@ -12,11 +12,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use datacap_connector::{Connector, ImportJob, JobAuth, OAuthClient};
+use datacap_connector::{Auth, Connector, ImportJob, OAuthClient};
 use datacap_core::{Channel, MemberConnection};
 use datacap_sim::{Scenario, Sim};
 use datacap_store::{AttemptRecord, EncryptionKey, Store, StoreOptions, WriteOptions};
-use datacap_worker::{CompanyAuth, CompanyCredentials, CredentialResolver};
+use datacap_worker::{CompanyCredentials, CredentialResolver};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -392,7 +392,7 @@ async fn backdate_stuck_member(
             refs: &context.credential_refs,
         })
         .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let CompanyAuth::GoogleServiceAccount(service_account) = auth else {
+    let Auth::GoogleServiceAccount(service_account) = auth else {
         anyhow::bail!("globex has no service account");
     };
     let then = OffsetDateTime::now_utc() - time::Duration::hours(2);
@@ -405,7 +405,8 @@ async fn backdate_stuck_member(
                 member_id: context.member_id.clone(),
                 member_address: context.member_email.clone(),
                 channel,
-                auth: JobAuth::GoogleServiceAccount(service_account.clone()),
+                auth: Auth::GoogleServiceAccount(service_account.clone()),
+                refresh_token: None,
                 cursor: None,
                 now: then,
                 gate: datacap_connector::Gate::open(),

@@ -17,7 +17,7 @@ use datacap_web::connect::{ConnectProvider, ExchangeFuture};
 use datacap_web::{
     App, Auth, ConnectSetup, Exchange, ExchangeError, Exchanged, Identity, InviteKey, SignIn,
 };
-use datacap_worker::{CompanyAuth, CompanyCredentials, CredentialResolver};
+use datacap_worker::{CompanyCredentials, CredentialResolver};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, KeySource, read_secret};
@@ -309,7 +309,7 @@ impl ConnectorExchange {
             refs,
         };
         match self.resolver.resolve(&company) {
-            Ok(CompanyAuth::OAuthClient(client)) => Ok(client),
+            Ok(datacap_connector::Auth::OAuthClient(client)) => Ok(client),
             Ok(_) => Err(ExchangeError("this company has no oauth client".to_owned())),
             Err(error) => Err(ExchangeError(error.detail)),
         }

@@ -2,18 +2,21 @@
 //! `CredentialResolver`, cached per company), plus the member's decrypted grant for
 //! user-by-user; and saving a refresh token the provider rotated.
 
+use secrecy::SecretString;
+
 use super::*;
 
 impl Worker {
     /// How the job authenticates: the company's credentials, plus the member's refresh
-    /// token for user-by-user. `Ok(None)`: the member has no usable grant (re-checked
-    /// later). `Err`: a failure of our own (credentials unreadable, no connector, no key).
+    /// token for user-by-user (`None` company-wide). `Ok(None)`: the member has no usable
+    /// grant (re-checked later). `Err`: a failure of our own (credentials unreadable, no
+    /// connector, no key).
     pub(super) async fn job_auth(
         &self,
         context: &JobContext,
         job: &Job,
         dead_grant: bool,
-    ) -> Result<Option<JobAuth>, String> {
+    ) -> Result<Option<(Auth, Option<SecretString>)>, String> {
         let inner = &self.inner;
         if !inner.connectors.has(job.provider) {
             return Err(format!("no connector configured for {}", job.provider));
@@ -22,13 +25,11 @@ impl Worker {
             .company_auth(context)
             .map_err(|error| error.to_string())?;
         match (context.company.connection_mode, company_auth) {
-            (ConnectionMode::CompanyWide, CompanyAuth::GoogleServiceAccount(key)) => {
-                Ok(Some(JobAuth::GoogleServiceAccount(key)))
-            }
-            (ConnectionMode::CompanyWide, CompanyAuth::MicrosoftApp(credential)) => {
-                Ok(Some(JobAuth::MicrosoftApp(credential)))
-            }
-            (ConnectionMode::UserByUser, CompanyAuth::OAuthClient(client)) => {
+            (
+                ConnectionMode::CompanyWide,
+                auth @ (Auth::GoogleServiceAccount(_) | Auth::MicrosoftApp(_)),
+            ) => Ok(Some((auth, None))),
+            (ConnectionMode::UserByUser, auth @ Auth::OAuthClient(_)) => {
                 let grant = inner
                     .store
                     .member_grant(&job.member_id, inner.key.as_deref())
@@ -58,13 +59,9 @@ impl Worker {
                     }
                     info!("rechecking a grant the provider declared dead");
                 }
-                match grant.refresh_token {
-                    Some(refresh_token) => Ok(Some(JobAuth::Member {
-                        client,
-                        refresh_token,
-                    })),
-                    None => Ok(None),
-                }
+                Ok(grant
+                    .refresh_token
+                    .map(|refresh_token| (auth, Some(refresh_token))))
             }
             (mode, _) => Err(format!(
                 "credentials of company {} do not fit its {} connection",
@@ -73,10 +70,7 @@ impl Worker {
         }
     }
 
-    pub(super) fn company_auth(
-        &self,
-        context: &JobContext,
-    ) -> Result<CompanyAuth, CredentialError> {
+    pub(super) fn company_auth(&self, context: &JobContext) -> Result<Auth, CredentialError> {
         let ttl = self.inner.config.credentials_ttl;
         if let Some((at, cached)) = lock(&self.inner.credentials).get(&context.company_id)
             && at.elapsed() < ttl

@@ -167,7 +167,7 @@ impl Worker {
             events::skipped(job.provider, job.channel, "settings");
             return JobEnd::Skipped(Skip::Settings);
         }
-        let auth = match self.job_auth(&context, &job, dead_grant).await {
+        let (auth, refresh_token) = match self.job_auth(&context, &job, dead_grant).await {
             Ok(Some(auth)) => auth,
             Ok(None) => {
                 drop(heartbeat);
@@ -219,6 +219,7 @@ impl Worker {
             member_address: job.member_email.clone(),
             channel: job.channel,
             auth,
+            refresh_token,
             cursor: job.cursor.clone(),
             now: started_at,
             gate: inner.limits.gate(holder, job.provider),

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use datacap_connector::Registry;
+use datacap_connector::{Auth, Registry};
 use datacap_core::{Channel, Outcome};
 use datacap_store::{AttemptRecord, Store, StoreOptions, WriteOptions, parse_tenants};
 use datacap_worker::{
-    CompanyAuth, CompanyCredentials, CredentialError, CredentialResolver, Worker, WorkerConfig,
+    CompanyCredentials, CredentialError, CredentialResolver, Worker, WorkerConfig,
 };
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -39,7 +39,7 @@ recording_enabled = true
 struct NoCredentials;
 
 impl CredentialResolver for NoCredentials {
-    fn resolve(&self, company: &CompanyCredentials<'_>) -> Result<CompanyAuth, CredentialError> {
+    fn resolve(&self, company: &CompanyCredentials<'_>) -> Result<Auth, CredentialError> {
         Err(CredentialError {
             company_id: company.company_id.to_owned(),
             detail: "no credentials in this test".to_owned(),
