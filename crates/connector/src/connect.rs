@@ -52,10 +52,30 @@ pub enum ConnectFailure {
 pub type ConnectFuture<'a> =
     Pin<Box<dyn Future<Output = Result<ConnectedGrant, ConnectFailure>> + Send + 'a>>;
 
+/// A provider's OAuth facts for a member's sign-in: where the browser is sent and what it
+/// asks for. They belong to the provider's crate, so the binary and the web crate name no
+/// provider's scopes or endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizeFacts {
+    /// The provider's authorize endpoint.
+    pub authorize_url: String,
+    /// The scopes requested, space separated.
+    pub scope: String,
+    /// The scopes a grant must include to import both channels (compared without Graph's
+    /// URL prefix, ignoring case).
+    pub required_scopes: Vec<String>,
+    /// Extra authorize parameters (Google: `access_type=offline`, `prompt=consent`).
+    pub extra: Vec<(String, String)>,
+}
+
 /// A provider's side of the connect flow.
 pub trait MemberConnect: Send + Sync {
     /// The provider this is.
     fn provider(&self) -> Provider;
+
+    /// What the member's sign-in asks the provider for; `tenant` is the Entra tenant
+    /// segment of the client (Microsoft only; `None`: `organizations`).
+    fn authorize(&self, tenant: Option<&str>) -> AuthorizeFacts;
 
     /// Redeems `code` (with the flow's PKCE `verifier`) for `client`, then asks the
     /// provider who signed in.

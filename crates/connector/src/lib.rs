@@ -15,7 +15,9 @@ pub mod policy;
 pub mod registry;
 pub mod rotation;
 
-pub use connect::{ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, identity_call};
+pub use connect::{
+    AuthorizeFacts, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, identity_call,
+};
 pub use gate::{Gate, GateFuture, RequestGate, ThrottleScope};
 pub use http::{
     HttpLimits, build_client, read_body, redacted_body, request_id, retry_after, transport_failure,

@@ -13,6 +13,9 @@ use datacap_connector::{HttpLimits, ThrottlePolicy};
 pub struct GoogleConfig {
     /// OAuth token endpoint (`https://oauth2.googleapis.com/token`); also the JWT `aud`.
     pub token_url: String,
+    /// OAuth authorize endpoint a member's browser signs in at
+    /// (`https://accounts.google.com/o/oauth2/v2/auth`).
+    pub authorize_url: String,
     /// Gmail API base, without trailing slash (`https://gmail.googleapis.com/gmail/v1`).
     pub gmail_base: String,
     /// Calendar API base (`https://www.googleapis.com/calendar/v3`).
@@ -46,6 +49,7 @@ impl Default for GoogleConfig {
     fn default() -> Self {
         GoogleConfig {
             token_url: "https://oauth2.googleapis.com/token".to_owned(),
+            authorize_url: "https://accounts.google.com/o/oauth2/v2/auth".to_owned(),
             gmail_base: "https://gmail.googleapis.com/gmail/v1".to_owned(),
             calendar_base: "https://www.googleapis.com/calendar/v3".to_owned(),
             directory_base: "https://admin.googleapis.com/admin/directory/v1".to_owned(),

@@ -4,12 +4,12 @@
 //! blocked by policy must still connect, so that its import shows why.
 
 use datacap_connector::{
-    ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, OAuthClient,
+    AuthorizeFacts, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, OAuthClient,
 };
 use datacap_core::Provider;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::GoogleConnector;
+use crate::{CALENDAR_SCOPE, GMAIL_SCOPE, GoogleConnector};
 
 /// The largest tokeninfo answer read.
 const IDENTITY_BODY_BYTES: usize = 1024 * 1024;
@@ -27,6 +27,21 @@ pub(crate) fn tokeninfo_url(token_url: &str) -> String {
 impl MemberConnect for GoogleConnector {
     fn provider(&self) -> Provider {
         Provider::GoogleWorkspace
+    }
+
+    /// Gmail and Calendar read-only, plus `email` (the connect flow reads who signed in
+    /// from tokeninfo); `access_type=offline` with `prompt=consent`, so Google returns a
+    /// refresh token on every sign-in, not only the first.
+    fn authorize(&self, _tenant: Option<&str>) -> AuthorizeFacts {
+        AuthorizeFacts {
+            authorize_url: self.inner.config.authorize_url.clone(),
+            scope: format!("{GMAIL_SCOPE} {CALENDAR_SCOPE} email"),
+            required_scopes: vec![GMAIL_SCOPE.to_owned(), CALENDAR_SCOPE.to_owned()],
+            extra: vec![
+                ("access_type".to_owned(), "offline".to_owned()),
+                ("prompt".to_owned(), "consent".to_owned()),
+            ],
+        }
     }
 
     fn connect<'a>(
@@ -90,5 +105,24 @@ mod tests {
             tokeninfo_url("http://127.0.0.1:9/google/token/"),
             "http://127.0.0.1:9/google/tokeninfo"
         );
+    }
+
+    #[test]
+    fn the_sign_in_asks_for_both_channels_who_signed_in_and_a_refresh_token() {
+        let connector = GoogleConnector::new(crate::GoogleConfig::default()).expect("connector");
+        let facts = connector.authorize(Some("ignored"));
+        assert_eq!(
+            facts.authorize_url,
+            "https://accounts.google.com/o/oauth2/v2/auth"
+        );
+        let scopes: Vec<&str> = facts.scope.split(' ').collect();
+        assert_eq!(scopes, [GMAIL_SCOPE, CALENDAR_SCOPE, "email"]);
+        assert_eq!(facts.required_scopes, [GMAIL_SCOPE, CALENDAR_SCOPE]);
+        let extra: Vec<(&str, &str)> = facts
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(extra, [("access_type", "offline"), ("prompt", "consent")]);
     }
 }

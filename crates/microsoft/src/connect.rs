@@ -4,7 +4,7 @@
 //! checks it on `/me`).
 
 use datacap_connector::{
-    ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, OAuthClient,
+    AuthorizeFacts, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, OAuthClient,
 };
 use datacap_core::{Outcome, Provider};
 use secrecy::{ExposeSecret, SecretString};
@@ -18,6 +18,23 @@ const IDENTITY_BODY_BYTES: usize = 1024 * 1024;
 impl MemberConnect for MicrosoftConnector {
     fn provider(&self) -> Provider {
         Provider::Microsoft365
+    }
+
+    /// The delegated scopes (`offline_access`, without which no refresh token comes back:
+    /// microsoft.md, token endpoint success bodies; Mail.Read, Calendars.Read, User.Read for
+    /// `/me`) at the tenant's authorize endpoint (`organizations`: any work account).
+    fn authorize(&self, tenant: Option<&str>) -> AuthorizeFacts {
+        let config = self.config();
+        AuthorizeFacts {
+            authorize_url: format!(
+                "{}/{}/oauth2/v2.0/authorize",
+                config.login_base.trim_end_matches('/'),
+                tenant.unwrap_or("organizations")
+            ),
+            scope: config.delegated_scope.clone(),
+            required_scopes: vec!["Mail.Read".to_owned(), "Calendars.Read".to_owned()],
+            extra: Vec::new(),
+        }
     }
 
     fn connect<'a>(
@@ -68,5 +85,32 @@ impl MemberConnect for MicrosoftConnector {
                     .and_then(|claims| claims.tenant_id),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_in_goes_to_the_clients_tenant_and_asks_for_a_refresh_token() {
+        let connector = MicrosoftConnector::new(crate::MicrosoftConfig::with_bases(
+            "https://login.example/",
+            "https://graph.example/v1.0",
+        ))
+        .expect("connector");
+        let facts = connector.authorize(Some("contoso.example"));
+        assert_eq!(
+            facts.authorize_url,
+            "https://login.example/contoso.example/oauth2/v2.0/authorize"
+        );
+        assert_eq!(
+            connector.authorize(None).authorize_url,
+            "https://login.example/organizations/oauth2/v2.0/authorize"
+        );
+        let scopes: Vec<&str> = facts.scope.split(' ').collect();
+        assert!(scopes.contains(&"offline_access"), "{scopes:?}");
+        assert_eq!(facts.required_scopes, ["Mail.Read", "Calendars.Read"]);
+        assert!(facts.extra.is_empty());
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn build(
         calendar_future: google.calendar_future,
         page_size: google.page_size,
         max_pages: google.max_pages,
+        authorize_url: google.authorize_url.clone(),
         ..GoogleConfig::default().with_endpoints(
             &google.token_url,
             &google.gmail_base,

@@ -200,13 +200,6 @@ fn clients(config: &Config) -> anyhow::Result<(Option<OAuthClient>, Option<OAuth
     ))
 }
 
-fn microsoft_authorize_url(config: &Config, tenant: &str) -> String {
-    format!(
-        "{}/{tenant}/oauth2/v2.0/authorize",
-        config.microsoft.login_base.trim_end_matches('/'),
-    )
-}
-
 fn connect_setup(
     config: &Config,
     signing: [u8; 32],
@@ -215,52 +208,36 @@ fn connect_setup(
 ) -> anyhow::Result<Option<ConnectSetup>> {
     // Read once so a missing secret stops the start-up with its key's name.
     let (google_client, microsoft_client) = clients(config)?;
-    let google = ConnectProvider {
-        authorize_url: config.google.authorize_url.clone(),
-        client_id: google_client
-            .as_ref()
-            .map(|c| c.client_id.clone())
-            .unwrap_or_default(),
-        // `email`: the connect flow reads who signed in from tokeninfo.
-        scope: format!(
-            "{} {} email",
-            datacap_google::GMAIL_SCOPE,
-            datacap_google::CALENDAR_SCOPE
-        ),
-        required_scopes: vec![
-            datacap_google::GMAIL_SCOPE.to_owned(),
-            datacap_google::CALENDAR_SCOPE.to_owned(),
-        ],
-        extra: vec![
-            ("access_type".to_owned(), "offline".to_owned()),
-            ("prompt".to_owned(), "consent".to_owned()),
-        ],
+    // Each provider's OAuth facts (endpoint, scopes, parameters) come from its connector.
+    let provider = |provider: Provider, client: Option<OAuthClient>, tenant: Option<&str>| {
+        connectors.member_connect(provider).map(|connect| {
+            let facts = connect.authorize(tenant);
+            ConnectProvider {
+                authorize_url: facts.authorize_url,
+                client_id: client.map(|c| c.client_id).unwrap_or_default(),
+                scope: facts.scope,
+                required_scopes: facts.required_scopes,
+                extra: facts.extra,
+            }
+        })
     };
-    let microsoft = ConnectProvider {
-        authorize_url: microsoft_authorize_url(config, &config.microsoft.oauth_tenant),
-        client_id: microsoft_client
-            .as_ref()
-            .map(|c| c.client_id.clone())
-            .unwrap_or_default(),
-        scope: datacap_microsoft::MicrosoftConfig::default().delegated_scope,
-        required_scopes: vec!["Mail.Read".to_owned(), "Calendars.Read".to_owned()],
-        extra: Vec::new(),
-    };
+    let google = provider(Provider::GoogleWorkspace, google_client, None);
+    let microsoft = provider(
+        Provider::Microsoft365,
+        microsoft_client,
+        Some(&config.microsoft.oauth_tenant),
+    );
     Ok(Some(ConnectSetup {
         public_url: config.web.public_url.clone(),
         invites: InviteKey::new(signing),
         invite_ttl: config.web.invite_ttl,
         state_ttl: config.web.connect_state_ttl,
         key,
-        google: Some(google),
-        microsoft: Some(microsoft),
+        google,
+        microsoft,
         exchange: Arc::new(ConnectorExchange {
             connectors: connectors.clone(),
             resolver: FileAndEnvResolver::new(config),
-            authorize: (
-                config.google.authorize_url.clone(),
-                config.microsoft.login_base.trim_end_matches('/').to_owned(),
-            ),
         }),
         mailer: mailer(config),
     }))
@@ -291,8 +268,6 @@ fn mailer(config: &Config) -> Option<Arc<dyn datacap_web::Mailer>> {
 struct ConnectorExchange {
     connectors: super::connectors::Connectors,
     resolver: FileAndEnvResolver,
-    /// Google's authorize URL; Microsoft's login base.
-    authorize: (String, String),
 }
 
 impl ConnectorExchange {
@@ -319,17 +294,13 @@ impl ConnectorExchange {
 impl Exchange for ConnectorExchange {
     fn sign_in(&self, provider: Provider, refs: &BTreeMap<String, String>) -> Option<SignIn> {
         let client = self.client(provider, refs).ok()?;
-        let authorize_url = match provider {
-            Provider::Microsoft365 => format!(
-                "{}/{}/oauth2/v2.0/authorize",
-                self.authorize.1,
-                client.tenant.as_deref().unwrap_or("organizations")
-            ),
-            _ => self.authorize.0.clone(),
-        };
+        let facts = self
+            .connectors
+            .member_connect(provider)?
+            .authorize(client.tenant.as_deref());
         Some(SignIn {
             client_id: client.client_id.clone(),
-            authorize_url,
+            authorize_url: facts.authorize_url,
         })
     }
 
