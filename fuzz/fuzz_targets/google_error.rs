@@ -4,7 +4,7 @@
 #![no_main]
 
 use datacap_google::fuzz;
-use datacap_google::mapping::{Api, Grant};
+use datacap_google::errors::{Api, Grant};
 use libfuzzer_sys::fuzz_target;
 
 const APIS: [Api; 6] = [

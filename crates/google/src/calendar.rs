@@ -17,10 +17,10 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
-use crate::auth::Purpose;
-use crate::mapping::{Api, Verdict};
+use crate::errors::{Api, Verdict};
 use crate::models::{Event, EventList, EventTime};
 use crate::session::Session;
+use crate::token::Purpose;
 
 const PURPOSE: Purpose = Purpose::Mailbox(Channel::Calendar);
 

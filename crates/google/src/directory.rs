@@ -13,10 +13,10 @@
 use datacap_connector::Failure;
 use datacap_core::Outcome;
 
-use crate::auth::Purpose;
-use crate::mapping::Api;
+use crate::errors::Api;
 use crate::models::UserList;
 use crate::session::Session;
+use crate::token::Purpose;
 
 /// The name of the check in logs and metrics.
 pub(crate) const CHECK_NAME: &str = "google_directory";

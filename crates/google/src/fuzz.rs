@@ -3,8 +3,8 @@
 //! connector runs on a real answer, and throws the result away; a panic is a bug.
 
 use crate::calendar::calendar_item;
+use crate::errors::{self, Api, Grant};
 use crate::gmail::email_item;
-use crate::mapping::{self, Api, Grant};
 use crate::models::{
     ApiErrorEnvelope, EventList, GmailMessage, HistoryList, MessageList, TokenError,
 };
@@ -14,7 +14,7 @@ pub fn api_error(api: Api, status: u16, body: &[u8]) {
     let parsed = serde_json::from_slice::<ApiErrorEnvelope>(body)
         .ok()
         .map(|envelope| envelope.error);
-    let _ = mapping::api_verdict(api, status, parsed.as_ref());
+    let _ = errors::api_verdict(api, status, parsed.as_ref());
     if let Some(error) = &parsed {
         let _ = error.reason();
         let _ = error.best_message();
@@ -25,7 +25,7 @@ pub fn api_error(api: Api, status: u16, body: &[u8]) {
 /// A token endpoint error answer, as the token request reads it.
 pub fn token_error(grant: Grant, status: u16, body: &[u8]) {
     if let Ok(error) = serde_json::from_slice::<TokenError>(body) {
-        let _ = mapping::token_outcome(grant, status, &error);
+        let _ = errors::token_outcome(grant, status, &error);
     }
 }
 

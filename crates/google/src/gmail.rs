@@ -14,10 +14,10 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
-use crate::auth::Purpose;
-use crate::mapping::{Api, Verdict};
+use crate::errors::{Api, Verdict};
 use crate::models::{GmailMessage, GmailProfile, HistoryList, MessageList};
 use crate::session::Session;
+use crate::token::Purpose;
 
 const PURPOSE: Purpose = Purpose::Mailbox(Channel::Email);
 

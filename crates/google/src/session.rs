@@ -18,10 +18,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use crate::Inner;
-use crate::auth::{self, CachedToken, Purpose, TokenKey};
-use crate::mapping::{self, Api, Grant, Verdict};
+use crate::connector::Inner;
+use crate::errors::{self, Api, Grant, Verdict};
 use crate::models::{ApiError, ApiErrorEnvelope, TokenAnswer, TokenError};
+use crate::token::{self, CachedToken, Purpose, TokenKey};
 
 /// An API call that did not give a usable answer.
 #[derive(Debug)]
@@ -76,7 +76,7 @@ pub(crate) async fn post_token(
     };
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    gate.answered(status, &headers, mapping::token_throttle_scope());
+    gate.answered(status, &headers, errors::token_throttle_scope());
     let id = request_id(&headers);
     let body = read_body(response, inner.config.http.max_body_bytes)
         .await
@@ -121,7 +121,7 @@ pub(crate) fn token_refused(
     parsed: Option<TokenError>,
 ) -> Failure {
     let outcome = match &parsed {
-        Some(error) => mapping::token_outcome(grant, status, error),
+        Some(error) => errors::token_outcome(grant, status, error),
         None if status == 429 => Outcome::RateLimited,
         None => Outcome::ProviderError,
     };
@@ -289,7 +289,7 @@ impl<'a> Session<'a> {
             (Auth::OAuthClient(_), _) => Ok(format!(
                 "member:{}:{}",
                 self.job.member_id,
-                auth::grant_fingerprint(self.job.member_refresh_token()?)
+                token::grant_fingerprint(self.job.member_refresh_token()?)
             )),
             (Auth::MicrosoftApp(_), _) => Err(wrong_auth()),
         }
@@ -299,7 +299,7 @@ impl<'a> Session<'a> {
         match &self.job.auth {
             Auth::GoogleServiceAccount(key) => {
                 let subject = self.subject(purpose)?;
-                let assertion = auth::assertion(
+                let assertion = token::assertion(
                     key,
                     &subject,
                     purpose.scope(),
@@ -309,7 +309,7 @@ impl<'a> Session<'a> {
                 let minted = post_token(
                     self.inner,
                     Grant::Delegation,
-                    &[("grant_type", auth::JWT_BEARER), ("assertion", &assertion)],
+                    &[("grant_type", token::JWT_BEARER), ("assertion", &assertion)],
                     &self.requests,
                     &self.job.gate,
                 )
@@ -465,9 +465,9 @@ impl<'a> Session<'a> {
             .map(|envelope| envelope.error);
         // The pause holds back what the answer names (a member's quota, the project's),
         // read from its body: the gate is told only now.
-        let scope = mapping::throttle_scope(api, status, parsed.as_ref());
+        let scope = errors::throttle_scope(api, status, parsed.as_ref());
         let gate_pause = self.job.gate.answered(status, &headers, scope);
-        let verdict = mapping::api_verdict(api, status, parsed.as_ref());
+        let verdict = errors::api_verdict(api, status, parsed.as_ref());
         let outcome = match verdict {
             Verdict::Outcome(outcome) => outcome,
             _ => Outcome::ProviderError,
@@ -475,7 +475,7 @@ impl<'a> Session<'a> {
         if !parsed
             .as_ref()
             .and_then(ApiError::reason)
-            .is_some_and(mapping::is_known_reason)
+            .is_some_and(errors::is_known_reason)
         {
             log_unmapped(outcome, status, &body);
         }

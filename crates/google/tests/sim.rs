@@ -815,7 +815,7 @@ async fn a_token_close_to_expiry_is_replaced() {
 /// as its mapping row says; every row of the table has a sim entry and every entry a row.
 #[tokio::test]
 async fn every_catalogue_reason_maps_through_the_connector() {
-    use datacap_google::mapping::{API_REASONS, api_reason};
+    use datacap_google::errors::{API_REASONS, api_reason};
     let h = start().await;
     let names = datacap_sim::catalogue_fault_names();
     let mut failures = Vec::new();
@@ -1659,11 +1659,7 @@ async fn the_code_exchange_keeps_the_status_headers_and_error_of_the_answer() {
     };
     assert_eq!(
         refused.0.outcome,
-        datacap_google::mapping::token_outcome(
-            datacap_google::mapping::Grant::Code,
-            401,
-            &envelope
-        )
+        datacap_google::errors::token_outcome(datacap_google::errors::Grant::Code, 401, &envelope)
     );
     assert_eq!(refused.0.http_status, Some(401));
     assert_eq!(refused.0.error_code.as_deref(), Some("invalid_client"));

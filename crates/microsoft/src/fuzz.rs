@@ -2,8 +2,8 @@
 //! one feeds bodies to the exact parsers and sinks the connector runs on real answers and
 //! throws the result away; a panic is a bug.
 
-use crate::classify::{GraphErrorInfo, TokenErrorBody, classify_graph_error, classify_token_error};
 use crate::delta::{CalendarSink, DeltaSink, MailSink};
+use crate::errors::{GraphErrorInfo, TokenErrorBody, classify_graph_error, classify_token_error};
 use crate::token::TokenClaims;
 
 /// Pages of one delta round, in order: what a sink reads before it returns its items

@@ -4,19 +4,20 @@
 //! and Microsoft Graph: app-only (client credentials per tenant, cached) or user-by-user
 //! (refresh grant with rotation), then a delta round over the member's inbox or calendar
 //! view. Every provider answer becomes one outcome of STATUS_MODEL.md through the pure
-//! mapping in [`classify`]; base URLs are configuration ([`MicrosoftConfig`]), which is how
+//! mapping in [`errors`]; base URLs are configuration ([`MicrosoftConfig`]), which is how
 //! national clouds and the sim are reached. Written on reqwest with typed models rather
 //! than graph-rs-sdk, whose token endpoint cannot be redirected (ARCHITECTURE.md); the
 //! connect flow's code redemption alone is the `oauth2` crate's.
 
-pub mod classify;
 mod config;
 mod connect;
 mod connector;
 mod delta;
+pub mod errors;
 #[doc(hidden)]
 pub mod fuzz;
 mod limiter;
+mod session;
 mod token;
 mod users;
 

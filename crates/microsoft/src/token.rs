@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::classify::{TokenErrorBody, classify_token_error};
+use crate::errors::{TokenErrorBody, classify_token_error};
 
 /// A successful token answer.
 #[derive(Clone)]
@@ -92,7 +92,7 @@ pub(crate) async fn request_token(
     gate.answered(
         status,
         response.headers(),
-        crate::classify::token_throttle_scope(),
+        crate::errors::token_throttle_scope(),
     );
     let headers = response.headers().clone();
     let body = read_body(response, max_body_bytes).await?;
@@ -147,7 +147,7 @@ pub(crate) fn token_refused(
         && status != 429
         && !parsed
             .as_ref()
-            .is_some_and(crate::classify::token_error_known)
+            .is_some_and(crate::errors::token_error_known)
     {
         // No row of the catalogue knew it: kept as provider_error, logged whole (secrets
         // cut) so that a row can be added (issue 21 §4).

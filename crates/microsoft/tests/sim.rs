@@ -1930,9 +1930,7 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
 async fn every_catalogue_entry_maps_through_the_connector() {
     use Outcome::*;
     use Who::*;
-    use datacap_microsoft::classify::{
-        ENTRA_CODES, GRAPH_CODES, GraphRule, entra_code, graph_code,
-    };
+    use datacap_microsoft::errors::{ENTRA_CODES, GRAPH_CODES, GraphRule, entra_code, graph_code};
     let env = Env::start().await;
     let names = datacap_sim::catalogue_fault_names();
     let mut failures = Vec::new();
