@@ -3,7 +3,7 @@
 //! 403 for another company, 404 for unknown company or member), bad input (filters,
 //! limit), deep links through sign-in, the reminders page, the OpenAPI file against the router,
 //! and the connect flow's refusals and success with a recording code exchange (the flow
-//! through the real providers' sim is the binary's test, crates/cli/tests/web.rs).
+//! through the real providers' sim is the binary's test, tests/e2e/web.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

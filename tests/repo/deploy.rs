@@ -6,14 +6,12 @@
 //! installed (CI and this machine), saying so when it is not.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::repo;
 
 /// Every document of every `*.yaml` under deploy/kubernetes, with its file name.
 fn manifests() -> Vec<(String, Value)> {

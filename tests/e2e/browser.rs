@@ -17,16 +17,14 @@
 //! installs them. Without them the test is skipped with a message, except under `CI=true`,
 //! where that is a failure.
 
-use std::io::Read;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
+use crate::harness::Demo;
+use crate::harness::browser::{Chromedriver, browser_installed, screenshot_path, sign_in};
+
 /// Where .ci/run installs axe-core (`DATACAP_AXE_JS` overrides).
 const AXE_JS: &str = "/var/tmp/datacap-axe/node_modules/axe-core/axe.min.js";
 
@@ -145,13 +143,7 @@ async fn screenshot(client: &Client, name: &str, width: u32) {
     set_width(client, width).await;
     let png = client.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    let path = screenshots().join(format!("{name}-{width}.png"));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, &png).unwrap();
-}
-
-fn screenshots() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    std::fs::write(screenshot_path(&format!("{name}-{width}.png")), &png).unwrap();
 }
 
 /// axe-core's script: `DATACAP_AXE_JS`, else where .ci/run installs it.
@@ -160,43 +152,9 @@ fn axe_source() -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
-/// Kills a child process when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("{what}: not within {deadline:?}");
-}
-
 #[test]
 fn team_members_page_in_headless_chromium() {
-    if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but {CHROMEDRIVER} or {CHROMIUM} is missing (apt-get install chromium chromium-driver)"
-        );
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipped: {CHROMEDRIVER} or {CHROMIUM} is missing");
-        }
+    if !browser_installed() {
         return;
     }
     let Some(axe) = axe_source() else {
@@ -210,70 +168,24 @@ fn team_members_page_in_headless_chromium() {
         }
         return;
     };
-    let state = tempfile::tempdir().unwrap();
-    let listen = free_port();
-    let stdout = state.path().join("demo.out");
-    let demo = Process(
-        Command::new(env!("CARGO_BIN_EXE_datacap"))
-            .args(["demo", "--listen", &listen.to_string(), "--state-dir"])
-            .arg(state.path())
-            .env_clear()
-            .env("DATACAP_LOG__LEVEL", "warn")
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("datacap demo starts"),
-    );
-    let read = |path: &Path| {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(path) {
-            let _ = file.read_to_string(&mut text);
-        }
-        text
-    };
-    wait_until("the demo serves its page", Duration::from_secs(240), || {
-        read(&stdout).contains("polling on")
-    });
-    let token = std::fs::read_to_string(state.path().join("web-operator-token")).unwrap();
+    let demo = Demo::start();
+    let token = &demo.token;
     assert!(
-        !read(&stdout).contains(token.trim()),
+        !std::fs::read_to_string(&demo.stdout)
+            .unwrap_or_default()
+            .contains(token.trim()),
         "the demo prints where the token is, never the token"
     );
 
-    let driver_addr = free_port();
-    let _driver = Process(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={}", driver_addr.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    wait_until("chromedriver listens", Duration::from_secs(60), || {
-        std::net::TcpStream::connect(driver_addr).is_ok()
-    });
+    let driver = Chromedriver::start();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".to_owned(),
-            serde_json::json!({
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1400,1100"],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&format!("http://{driver_addr}"))
-            .await
-            .expect("a chromium session");
-        let base = format!("http://{listen}");
+        let client = driver.session().await;
+        let base = demo.base();
         let mut serious = Vec::new();
 
         // Signed out: the page is the sign-in form; sign in with the operator token.
@@ -283,15 +195,7 @@ fn team_members_page_in_headless_chromium() {
             .unwrap();
         client.find(Locator::Id("token")).await.expect("sign-in form");
         check_page(&client, &axe, "sign-in", &mut serious).await;
-        let field = client.find(Locator::Id("token")).await.expect("sign-in form");
-        field.send_keys(token.trim()).await.unwrap();
-        client
-            .find(Locator::Css("form[action='/login'] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        sign_in(&client, token.trim()).await;
         client
             .wait()
             .for_element(Locator::Css("a[href='/companies/globex/members']"))
@@ -655,7 +559,7 @@ fn team_members_page_in_headless_chromium() {
             )
             .await
             .unwrap();
-        refuse_admins_credential(&state.path().join("demo.sqlite")).await;
+        refuse_admins_credential(&demo.state.path().join("demo.sqlite")).await;
         let start = Instant::now();
         loop {
             let color = client

@@ -11,8 +11,6 @@
 // The figures a run reaches, and why a test could not run here, are printed for the reader.
 #![allow(clippy::print_stderr)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,8 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
+
+use crate::harness::*;
 
 /// A TCP proxy to PostgreSQL that the test can cut (every open connection dropped, new
 /// ones closed at once, as while the server restarts) and restore.
@@ -233,11 +232,7 @@ impl Cluster {
         if !chown.success() {
             return Err("cannot hand the cluster's directory to the postgres user".to_owned());
         }
-        // A free port: bind one, let it go, give it to the server.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map_err(|error| error.to_string())?
-            .port();
+        let port = free_port().port();
         let cluster = Cluster { dir, bin, port };
         let data = cluster.data();
         cluster.run(

@@ -3,33 +3,9 @@
 //! stderr, exit codes and that a bad file or config writes nothing.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn repo_file(path: &str) -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../").to_owned() + path
-}
-
-/// Runs `datacap ARGS` in `dir` (so no config/datacap.toml is found there) with a clean
-/// environment plus `env`.
-fn datacap(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_datacap"));
-    command.current_dir(dir).env_clear().args(args);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("datacap runs")
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
-}
+use crate::harness::{datacap, ok, repo_file};
 
 fn failed(output: &Output) -> String {
     assert!(!output.status.success(), "expected a failure");
@@ -47,7 +23,9 @@ fn migrate_apply_status_on_a_sqlite_file() {
     // Migrating again is a no-op.
     ok(&datacap(dir.path(), &env, &["migrate"]));
 
-    let example = repo_file("config/tenants.example.toml");
+    let example = repo_file("config/tenants.example.toml")
+        .display()
+        .to_string();
     let stdout = ok(&datacap(dir.path(), &env, &["apply", &example]));
     assert!(stdout.contains("3 companies, 4 members"), "{stdout}");
 
@@ -303,7 +281,9 @@ fn webhook_endpoints_are_applied_listed_and_redelivered() {
     let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
     let env = [("DATACAP_DATABASE__URL", url.as_str())];
     ok(&datacap(dir.path(), &env, &["migrate"]));
-    let example = repo_file("config/tenants.example.toml");
+    let example = repo_file("config/tenants.example.toml")
+        .display()
+        .to_string();
     let stdout = ok(&datacap(dir.path(), &env, &["apply", &example]));
     assert!(
         stdout
@@ -408,7 +388,9 @@ fn status_of_one_member_shows_icons_history_and_attempts() {
     let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
     let env = [("DATACAP_DATABASE__URL", url.as_str())];
     ok(&datacap(dir.path(), &env, &["migrate"]));
-    let example = repo_file("config/tenants.example.toml");
+    let example = repo_file("config/tenants.example.toml")
+        .display()
+        .to_string();
     ok(&datacap(dir.path(), &env, &["apply", &example]));
     let json: serde_json::Value = serde_json::from_str(&ok(&datacap(
         dir.path(),

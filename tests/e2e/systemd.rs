@@ -6,13 +6,11 @@
 //! named, and a broken file is refused with every problem logged while the daemon keeps
 //! serving.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 
 /// The next message on `socket` (systemd's side of `NOTIFY_SOCKET`).
 fn receive(socket: &UnixDatagram) -> String {

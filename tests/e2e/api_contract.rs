@@ -11,13 +11,10 @@
 //! (`DATACAP_SCHEMATHESIS_VENV`, default /var/tmp/datacap-schemathesis-venv); without it
 //! the test is skipped with a message, except under `CI=true`, where that is a failure.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::{KillOnDrop, eventually, free_port, repo_file};
+use crate::harness::{Demo, repo_file};
 
 /// Examples per operation and phase: bounded, so a run takes seconds, yet every route, its
 /// parameters' edge values (the coverage phase) and random ones (fuzzing) are sent.
@@ -97,33 +94,15 @@ fn schemathesis_finds_nothing_the_contract_does_not_say_with_and_without_a_token
         eprintln!("skipped: schemathesis is missing (DATACAP_SCHEMATHESIS_VENV)");
         return;
     };
-    let state = tempfile::tempdir().expect("temp dir");
-    let listen = free_port();
-    let stdout = state.path().join("demo.out");
-    let _demo = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_datacap"))
-            .args(["demo", "--listen", &listen.to_string(), "--state-dir"])
-            .arg(state.path())
-            .env_clear()
-            .env("DATACAP_LOG__LEVEL", "warn")
-            .stdout(std::fs::File::create(&stdout).expect("demo.out"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("datacap demo starts"),
-    );
-    eventually("the demo serves", Duration::from_secs(240), || {
-        std::fs::read_to_string(&stdout).is_ok_and(|text| text.contains("polling on"))
-    });
-    let token = std::fs::read_to_string(state.path().join("web-operator-token"))
-        .expect("the demo's operator token");
-    let base = format!("http://{listen}");
+    let demo = Demo::start();
+    let base = demo.base();
 
-    let reports = state.path().join("reports");
+    let reports = demo.state.path().join("reports");
     std::fs::create_dir_all(&reports).expect("reports dir");
     let with = run(
         &tool,
         &base,
-        Some(token.trim()),
+        Some(demo.token.trim()),
         &reports.join("with-token.txt"),
     );
     let without = run(&tool, &base, None, &reports.join("without-token.txt"));

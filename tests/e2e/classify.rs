@@ -4,9 +4,11 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-fn repo_file(path: &str) -> String {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../");
-    std::fs::read_to_string(format!("{root}{path}")).expect("example file")
+use crate::harness::repo_file;
+
+/// The text of an example file of the repository.
+fn read_example(path: &str) -> String {
+    std::fs::read_to_string(repo_file(path)).expect("example file")
 }
 
 fn classify(input: &str) -> Output {
@@ -46,7 +48,7 @@ fn icon<'a>(answer: &'a serde_json::Value, member: usize, icon: &str) -> (&'a st
 
 #[test]
 fn the_status_model_example() {
-    let answer = json(&classify(&repo_file("config/examples/classify.json")));
+    let answer = json(&classify(&read_example("config/examples/classify.json")));
     assert_eq!(answer["members"][0]["id"], "m1");
     assert_eq!(icon(&answer, 0, "capture"), ("green", "importing"));
     assert_eq!(icon(&answer, 0, "email"), ("green", "importing"));
@@ -64,7 +66,9 @@ fn the_status_model_example() {
 
 #[test]
 fn a_user_by_user_team_with_banners() {
-    let answer = json(&classify(&repo_file("config/examples/classify-team.json")));
+    let answer = json(&classify(&read_example(
+        "config/examples/classify-team.json",
+    )));
     let ids: Vec<&str> = answer["members"]
         .as_array()
         .expect("members")
@@ -120,7 +124,7 @@ fn a_user_by_user_team_with_banners() {
 
 #[test]
 fn bad_input_fails_with_one_line_naming_the_field() {
-    let example = repo_file("config/examples/classify.json");
+    let example = read_example("config/examples/classify.json");
     let cases = [
         ("{".to_owned(), "input"),
         (String::new(), "input"),
@@ -169,10 +173,7 @@ fn bad_input_fails_with_one_line_naming_the_field() {
 fn input_may_come_from_a_file() {
     let output = Command::new(env!("CARGO_BIN_EXE_datacap"))
         .args(["classify", "--input"])
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../config/examples/classify.json"
-        ))
+        .arg(repo_file("config/examples/classify.json"))
         .output()
         .expect("run");
     assert_eq!(json(&output)["members"][0]["id"], "m1");

@@ -4,97 +4,37 @@
 //! that page; follows the "not connected" banner to the company's reminders page (the demo
 //! has no mail relay: the page lists whom it would mail and says mail is not set up); and
 //! opens a broken connect link as a member would (a page for the member, no way into the
-//! operator's sign-in). Screenshots go to `target/tmp/screenshots/reminders.png` and
-//! `connect-refused.png`.
+//! operator's sign-in). Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots/`
+//! (`reminders.png`, `connect-refused.png`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them). Without them
 //! the test is skipped with a message, except under `CI=true`, where that is a failure.
 
-mod common;
+use fantoccini::Locator;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use common::{KillOnDrop, eventually, free_port};
-use fantoccini::{ClientBuilder, Locator};
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn screenshot(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("screenshots/{name}"))
-}
+use crate::harness::Demo;
+use crate::harness::browser::{Chromedriver, browser_installed, screenshot_path, sign_in};
 
 #[test]
 fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
-    if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but {CHROMEDRIVER} or {CHROMIUM} is missing (apt-get install chromium chromium-driver)"
-        );
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipped: {CHROMEDRIVER} or {CHROMIUM} is missing");
-        }
+    if !browser_installed() {
         return;
     }
-    let state = tempfile::tempdir().unwrap();
-    let listen = free_port();
-    let stdout = state.path().join("demo.out");
-    let _demo = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_datacap"))
-            .args(["demo", "--listen", &listen.to_string(), "--state-dir"])
-            .arg(state.path())
-            .env_clear()
-            .env("DATACAP_LOG__LEVEL", "warn")
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("datacap demo starts"),
-    );
-    eventually("the demo serves its page", Duration::from_secs(240), || {
-        std::fs::read_to_string(&stdout).is_ok_and(|text| text.contains("polling on"))
-    });
-    let token = std::fs::read_to_string(state.path().join("web-operator-token")).unwrap();
-    let driver_addr = free_port();
-    let _driver = KillOnDrop(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={}", driver_addr.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    eventually("chromedriver listens", Duration::from_secs(60), || {
-        std::net::TcpStream::connect(driver_addr).is_ok()
-    });
+    let demo = Demo::start();
+    let token = &demo.token;
+    let driver = Chromedriver::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".to_owned(),
-            serde_json::json!({
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1400,1100"],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&format!("http://{driver_addr}"))
-            .await
-            .expect("a chromium session");
-        let base = format!("http://{listen}");
+        let client = driver.session().await;
+        let base = demo.base();
 
         // Signed out, a filtered page: the sign-in form, then that very page.
         let deep = format!("{base}/companies/initech/members?color=yellow");
         client.goto(&deep).await.unwrap();
-        let field = client
+        client
             .wait()
             .for_element(Locator::Id("token"))
             .await
@@ -108,14 +48,7 @@ fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
                 .starts_with(&format!("{base}/login?next=")),
             "sent to sign-in"
         );
-        field.send_keys(token.trim()).await.unwrap();
-        client
-            .find(Locator::Css("form[action='/login'] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        sign_in(&client, token.trim()).await;
         client
             .wait()
             .for_element(Locator::Id("members"))
@@ -151,8 +84,7 @@ fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
             .expect("the page says why it cannot mail");
         assert!(cannot.text().await.unwrap().contains("Mail is not set up"));
         let png = client.screenshot().await.unwrap();
-        std::fs::create_dir_all(screenshot("").parent().unwrap()).unwrap();
-        std::fs::write(screenshot("reminders.png"), &png).unwrap();
+        std::fs::write(screenshot_path("reminders.png"), &png).unwrap();
 
         // A member with a broken link gets a page meant for them.
         client
@@ -181,7 +113,7 @@ fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
             "the skip link's target"
         );
         let png = client.screenshot().await.unwrap();
-        std::fs::write(screenshot("connect-refused.png"), &png).unwrap();
+        std::fs::write(screenshot_path("connect-refused.png"), &png).unwrap();
         client.close().await.unwrap();
     });
 }

@@ -7,14 +7,13 @@
 //! daemons sharing PostgreSQL, a database that drops its connections mid-run, `/metrics`
 //! (queue lag, token requests by result) and `datacap demo --once`.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{Value, json};
+
+use crate::harness::*;
 
 fn check_first_cycle(h: &Harness, seen: &mut BTreeSet<String>) {
     h.apply();

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::repo;
+
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -25,7 +27,7 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
 }
 
 fn workspace_rust_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = repo();
     let mut found = Vec::new();
     for dir in ["crates", "tests", "fuzz"] {
         rust_files(&root.join(dir), &mut found);
@@ -73,7 +75,7 @@ fn no_stubs_are_left() {
 /// (name, type, labels, meaning), so operators never meet an undocumented series.
 #[test]
 fn every_metric_is_documented() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = repo();
     let events = std::fs::read_to_string(root.join("crates/worker/src/events.rs")).unwrap();
     let docs = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
     let names: Vec<&str> = events
@@ -116,7 +118,7 @@ fn openapi_yaml_is_valid_by_openapi_spec_validator() {
         );
         return;
     }
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
+    let spec = repo().join("docs/openapi.yaml");
     let output = std::process::Command::new(&validator)
         .arg(&spec)
         .output()
@@ -134,9 +136,8 @@ fn openapi_yaml_is_valid_by_openapi_spec_validator() {
 /// connectors against the sim).
 #[test]
 fn the_worker_depends_on_no_provider_crate() {
-    let manifest =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker/Cargo.toml"))
-            .expect("crates/worker/Cargo.toml");
+    let manifest = std::fs::read_to_string(repo().join("crates/worker/Cargo.toml"))
+        .expect("crates/worker/Cargo.toml");
     let dependencies = manifest
         .split_once("\n[dependencies]\n")
         .expect("a [dependencies] table")

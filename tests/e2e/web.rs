@@ -9,12 +9,14 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use datacap_sim::{Scenario, Sim, SimHandle};
+use datacap_sim::SimHandle;
 use serde_json::Value;
+
+use crate::harness::sim::start_sim;
+use crate::harness::{free_port, get_with, ok, split_url};
 
 const SCENARIO: &str = r#"
 seed = 5
@@ -114,58 +116,12 @@ aliases = ["megan.b@contoso.example"]
 const OPERATOR: &str = "operator-token-for-the-web-test";
 const SIGNING: &str = "signing-secret-for-the-web-test-0123456789";
 
-fn repo_file(path: &str) -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../")).join(path)
-}
-
-/// A plain HTTP/1.1 request; status, headers and body.
-fn http(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, Vec<(String, String)>, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap_or_default()
-        .get(9..12)
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|line| line.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
-}
-
 fn location(headers: &[(String, String)]) -> String {
     headers
         .iter()
         .find(|(k, _)| k == "location")
         .map(|(_, v)| v.clone())
         .expect("a Location header")
-}
-
-/// Splits an absolute `http://host:port/path?query` URL.
-fn split_url(url: &str) -> (SocketAddr, String) {
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    (host.parse().expect("host:port"), format!("/{path}"))
 }
 
 struct Web {
@@ -189,17 +145,6 @@ impl Drop for Web {
     }
 }
 
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 impl Web {
     fn start() -> Web {
         Web::start_with(&[])
@@ -207,24 +152,13 @@ impl Web {
 
     /// [`Web::start`] with more (or overriding) environment for the daemon.
     fn start_with(extra: &[(&str, String)]) -> Web {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let scenario =
-            Scenario::from_toml(SCENARIO, "web.toml", &repo_file("config/sim")).expect("scenario");
-        let sim = runtime
-            .block_on(Sim::start(scenario, "127.0.0.1:0".parse().unwrap()))
-            .expect("sim starts");
+        let (runtime, sim) = start_sim(SCENARIO, "web.toml");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tenants.toml"), TENANTS).unwrap();
         std::fs::write(dir.path().join("operator-token"), OPERATOR).unwrap();
         std::fs::write(dir.path().join("signing-key"), SIGNING).unwrap();
         std::fs::write(dir.path().join("google-secret"), "initech-secret").unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let http = listener.local_addr().unwrap();
-        drop(listener);
+        let http = free_port();
         let e = sim.endpoints().clone();
         let path = |name: &str| dir.path().join(name).display().to_string();
         let env: Vec<(String, String)> = [
@@ -437,7 +371,7 @@ impl Web {
     /// [`Web::consent`], with `someone` (an address) signing in at the consent screen
     /// instead of the member (the sim's `sim_sign_in_as`).
     fn consent_as(&self, link: &str, someone: Option<&str>) -> Callback {
-        let (status, headers, body) = http(self.http, link, &[]);
+        let (status, headers, body) = get_with(self.http, link, &[]);
         assert_eq!(status, 303, "start: {body}");
         let mut authorize = location(&headers);
         assert!(
@@ -453,7 +387,7 @@ impl Web {
             authorize.push_str(&format!("&sim_sign_in_as={someone}"));
         }
         let (sim, path) = split_url(&authorize);
-        let (status, headers, body) = http(sim, &path, &[]);
+        let (status, headers, body) = get_with(sim, &path, &[]);
         assert_eq!(status, 302, "the sim's consent screen: {body}");
         let callback = location(&headers);
         assert!(
@@ -469,7 +403,7 @@ impl Web {
 
     /// The browser lands on the callback.
     fn finish(&self, callback: &Callback) -> (u16, Vec<(String, String)>, String) {
-        http(self.http, &callback.path, &[("Cookie", &callback.cookie)])
+        get_with(self.http, &callback.path, &[("Cookie", &callback.cookie)])
     }
 }
 
@@ -611,7 +545,7 @@ fn a_consent_by_someone_else_is_refused_on_both_providers() {
     // The callback from another browser (without the start page's cookie) is refused
     // before anything is read; the member's own consent from their browser still works.
     let peter = web.consent(&web.link("google", "initech", "peter"));
-    let (status, _, body) = http(web.http, &peter.path, &[]);
+    let (status, _, body) = get_with(web.http, &peter.path, &[]);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("not started in this browser"), "{body}");
     let (status, _, body) = web.finish(&peter);
@@ -693,7 +627,7 @@ fn a_link_revoked_during_the_sign_in_connects_nobody() {
 fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
     let web = Web::start();
     let bearer = format!("Bearer {OPERATOR}");
-    let (status, _, body) = http(
+    let (status, _, body) = get_with(
         web.http,
         "/api/v1/companies/initech/status",
         &[("Authorization", &bearer)],
@@ -715,11 +649,11 @@ fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
     };
     assert_eq!(strip(api), strip(cli));
     assert_eq!(
-        http(web.http, "/api/v1/companies/initech/status", &[]).0,
+        get_with(web.http, "/api/v1/companies/initech/status", &[]).0,
         401
     );
     assert_eq!(
-        http(
+        get_with(
             web.http,
             "/api/v1/companies/nope/status",
             &[("Authorization", &bearer)]
@@ -727,13 +661,13 @@ fn the_api_answers_what_datacap_status_prints_and_the_page_needs_a_token() {
         .0,
         404
     );
-    let (status, headers, _) = http(web.http, "/companies/initech/members", &[]);
+    let (status, headers, _) = get_with(web.http, "/companies/initech/members", &[]);
     assert_eq!(status, 303);
     assert_eq!(
         location(&headers),
         "/login?next=%2Fcompanies%2Finitech%2Fmembers"
     );
-    let (status, _, body) = http(
+    let (status, _, body) = get_with(
         web.http,
         "/companies/initech/members",
         &[("Authorization", &bearer)],
@@ -765,10 +699,7 @@ fn raw_request(addr: SocketAddr, text: &str) -> String {
 
 #[test]
 fn idle_connections_do_not_take_the_daemon_and_metrics_has_its_own_listener() {
-    let metrics = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let metrics = free_port();
     let web = Web::start_with(&[
         ("DATACAP_HTTP__HEADER_READ_TIMEOUT", "1s".to_owned()),
         ("DATACAP_HTTP__MAX_CONNECTIONS", "16".to_owned()),
@@ -791,7 +722,7 @@ fn idle_connections_do_not_take_the_daemon_and_metrics_has_its_own_listener() {
     // A real request is answered all the same (read timeout 60 s: a generous bound, an
     // answer is what this asserts).
     let bearer = format!("Bearer {OPERATOR}");
-    let (status, headers, body) = http(
+    let (status, headers, body) = get_with(
         web.http,
         "/api/v1/companies/initech/status",
         &[("Authorization", &bearer)],
@@ -828,15 +759,15 @@ fn idle_connections_do_not_take_the_daemon_and_metrics_has_its_own_listener() {
     }
     drop(idle);
     // /metrics moved to its own listener, which serves only the probes and metrics.
-    let (status, _, _) = http(web.http, "/metrics", &[]);
+    let (status, _, _) = get_with(web.http, "/metrics", &[]);
     assert_eq!(status, 404);
-    let (status, _, body) = http(metrics, "/metrics", &[]);
+    let (status, _, body) = get_with(metrics, "/metrics", &[]);
     assert_eq!(status, 200);
     assert!(body.contains("datacap_"), "{body}");
-    assert_eq!(http(metrics, "/readyz", &[]).0, 200);
-    assert_eq!(http(metrics, "/companies/initech/members", &[]).0, 404);
+    assert_eq!(get_with(metrics, "/readyz", &[]).0, 200);
+    assert_eq!(get_with(metrics, "/companies/initech/members", &[]).0, 404);
     assert_eq!(
-        http(
+        get_with(
             metrics,
             "/api/v1/companies/initech/status",
             &[("Authorization", &bearer)]
@@ -878,7 +809,7 @@ fn sign_in_refuses_cross_site_posts_and_a_changed_token_ends_its_sessions() {
         .expect("a session cookie")
         .to_owned();
     let page = |web: &Web| {
-        http(
+        get_with(
             web.http,
             "/companies/initech/members",
             &[("Cookie", &cookie)],
@@ -1019,25 +950,25 @@ fn remind_lists_members_to_connect_with_working_links_and_mails_them() {
     let (status, _, body) = web.finish(&callback);
     assert_eq!(status, 200, "{body}");
     // A link connects once.
-    let (status, _, body) = http(web.http, &split_url(peter).1, &[]);
+    let (status, _, body) = get_with(web.http, &split_url(peter).1, &[]);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("revoked or has been used"), "{body}");
     // An admin voids denier's listed link; the next reminder's link works.
     let denier = rows[0]["link"].as_str().unwrap();
-    assert_eq!(http(web.http, &split_url(denier).1, &[]).0, 303);
+    assert_eq!(get_with(web.http, &split_url(denier).1, &[]).0, 303);
     let revoked = web.datacap(&["revoke-invites", "--member", "denier"]);
     assert!(
         revoked.contains("revoked every connect link of member denier"),
         "{revoked}"
     );
-    assert_eq!(http(web.http, &split_url(denier).1, &[]).0, 403);
+    assert_eq!(get_with(web.http, &split_url(denier).1, &[]).0, 403);
     // (Invites carry their issue time in seconds: wait for the next second.)
     std::thread::sleep(Duration::from_millis(1100));
     let again: Value =
         serde_json::from_str(&web.datacap(&["remind", "--company", "initech", "--format", "json"]))
             .unwrap();
     let fresh = again[0]["link"].as_str().unwrap();
-    assert_eq!(http(web.http, &split_url(fresh).1, &[]).0, 303);
+    assert_eq!(get_with(web.http, &split_url(fresh).1, &[]).0, 303);
     let unknown = web.datacap_with(&[], &["revoke-invites", "--member", "nobody"]);
     assert!(!unknown.status.success());
     let csv = web.datacap(&["remind", "--company", "initech", "--format", "csv"]);
@@ -1151,14 +1082,14 @@ fn admins_mail_connect_reminders_from_the_page_through_the_relay() {
     ]);
     let page = "/companies/initech/reminders";
     // Signed out, the page goes through sign-in and back.
-    let (status, headers, _) = http(web.http, page, &[]);
+    let (status, headers, _) = get_with(web.http, page, &[]);
     assert_eq!(status, 303);
     assert_eq!(
         location(&headers),
         "/login?next=%2Fcompanies%2Finitech%2Freminders"
     );
     let cookie = sign_in_to(&web, page);
-    let (status, _, body) = http(web.http, page, &[("Cookie", &cookie)]);
+    let (status, _, body) = get_with(web.http, page, &[("Cookie", &cookie)]);
     assert_eq!(status, 200, "{body}");
     let listed: Vec<&str> = ["denier", "partial", "peter"]
         .into_iter()
@@ -1225,7 +1156,7 @@ fn without_a_relay_the_reminders_page_says_so() {
     let web = Web::start();
     let page = "/companies/initech/reminders";
     let cookie = sign_in_to(&web, page);
-    let (status, _, body) = http(web.http, page, &[("Cookie", &cookie)]);
+    let (status, _, body) = get_with(web.http, page, &[("Cookie", &cookie)]);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Mail is not set up"), "{body}");
     assert!(body.contains("data-member=\"peter\""), "{body}");

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::harness::admin_url;
+
 fn bench(database: &str) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("bench.json");
@@ -72,7 +74,5 @@ fn bench_runs_a_full_and_an_incremental_cycle_on_sqlite() {
 
 #[test]
 fn bench_runs_a_full_and_an_incremental_cycle_on_postgres() {
-    let admin = std::env::var("DATACAP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    check(&bench(&admin), "postgresql");
+    check(&bench(&admin_url()), "postgresql");
 }

@@ -14,19 +14,7 @@ use datacap_store::{EncryptionKey, Store, StoreOptions, parse_tenants};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
 
-fn repo_file(path: &str) -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../").to_owned() + path
-}
-
-/// Runs `datacap ARGS` in `dir` with a clean environment plus `env`.
-fn datacap(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_datacap"));
-    command.current_dir(dir).env_clear().args(args);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("datacap runs")
-}
+use crate::harness::{admin_url, datacap, free_port, repo_file};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
@@ -47,8 +35,10 @@ fn describe(output: &Output) -> String {
 #[test]
 fn check_config_passes_the_shipped_files() {
     let dir = tempfile::tempdir().unwrap();
-    let config = repo_file("config/datacap.toml");
-    let tenants = repo_file("config/tenants.example.toml");
+    let config = repo_file("config/datacap.toml").display().to_string();
+    let tenants = repo_file("config/tenants.example.toml")
+        .display()
+        .to_string();
     let output = datacap(
         dir.path(),
         &[],
@@ -198,11 +188,6 @@ const NEW_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 
 fn key(id: &str, text: &str) -> EncryptionKey {
     EncryptionKey::parse(id, &SecretString::from(text.to_owned())).unwrap()
-}
-
-fn admin_url() -> String {
-    std::env::var("DATACAP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A fresh PostgreSQL database, dropped at the end.
@@ -379,7 +364,9 @@ fn poll_member_makes_its_channels_due_now() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
     let env = [("DATACAP_DATABASE__URL", url.as_str())];
-    let example = repo_file("config/tenants.example.toml");
+    let example = repo_file("config/tenants.example.toml")
+        .display()
+        .to_string();
     let output = datacap(dir.path(), &env, &["apply", &example]);
     assert!(output.status.success(), "{}", describe(&output));
 
@@ -526,10 +513,7 @@ fn token_makes_256_bit_tokens_and_the_daemon_refuses_weak_ones() {
     );
     assert!(!stderr.contains("acme-token-12345"), "{stderr}");
     // And serves with the one `datacap token` made.
-    let listen = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let listen = free_port();
     let mut good = Command::new(env!("CARGO_BIN_EXE_datacap"))
         .current_dir(dir.path())
         .env_clear()

@@ -7,8 +7,6 @@
 //! with the same `webhook-id`); on PostgreSQL with two daemons sharing the database, once
 //! per change. The secret is read from the file the tenants file names.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,9 +17,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::{Harness, SCENARIO, eventually};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use crate::harness::{Harness, SCENARIO, eventually, tail};
 
 /// Made for this test: `whsec_` and the base64 of 32 bytes.
 const SECRET: &str = "whsec_dGhpcyBpcyB0aGUgZGF0YWNhcCB0ZXN0IHNlY3JldCE=";
@@ -178,11 +177,7 @@ fn a_receiver_down_then_up_gets_every_change_once_in_order_sqlite_and_after_sigk
     // The secret reaches no log line (the killed daemon's nor the restarted one's).
     let key = SECRET.strip_prefix("whsec_").unwrap();
     for logs in [daemon.logs(), restarted.logs()] {
-        assert!(
-            logs.contains("webhook delivered"),
-            "{}",
-            common::tail(&logs)
-        );
+        assert!(logs.contains("webhook delivered"), "{}", tail(&logs));
         assert!(!logs.contains(key), "a secret in the logs");
     }
     let accepted = receiver.accepted.lock().unwrap().clone();

@@ -11,12 +11,11 @@
 // The seed and the figures are printed so a failure can be replayed.
 #![allow(clippy::print_stderr)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
+
+use crate::harness::*;
 
 const GOOGLE_MEMBERS: usize = 5;
 const MICROSOFT_MEMBERS: usize = 4;

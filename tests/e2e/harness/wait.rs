@@ -1,0 +1,16 @@
+//! Waiting for state with a deadline (never a bare sleep): poll a check until it holds,
+//! or fail saying what did not happen in time.
+
+use std::time::{Duration, Instant};
+
+/// Runs `check` until it returns true or `deadline` passes.
+pub fn eventually(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what}: not within {deadline:?}");
+}
