@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark matrix of docs/performance.md: builds `datacap` in release and runs
-# `datacap bench` at 10k and 100k member-channels on SQLite and PostgreSQL (and 1M on
+# `datacap-bench` at 10k and 100k member-channels on SQLite and PostgreSQL (and 1M on
 # PostgreSQL, with the reduced sim payload, when given `--with-1m`). Each run writes its
 # figures to docs/bench/<time>-<size>-<database>.json; at the end the script prints one
 # markdown table row per run, ready for the table in docs/performance.md.
@@ -23,8 +23,8 @@ done
 
 postgres="${DATACAP_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -p datacap
-datacap="$target/release/datacap"
+cargo build --release -p datacap-bench
+bench="$target/release/datacap-bench"
 
 mkdir -p docs/bench
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -36,7 +36,7 @@ run() {
   kind=$([ "$database" = sqlite ] && echo sqlite || echo postgresql)
   local out="docs/bench/$stamp-$label-$kind.json"
   echo "== $label member-channels on $kind" >&2
-  "$datacap" bench --members "$members" --items "$items" --database "$database" --out "$out" >&2
+  "$bench" --members "$members" --items "$items" --database "$database" --out "$out" >&2
   rows+=("$(row "$out")")
 }
 

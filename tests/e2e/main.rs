@@ -8,7 +8,6 @@
 mod harness;
 
 mod api_contract;
-mod bench;
 mod browser;
 mod browser_signin;
 mod classify;

@@ -58,9 +58,6 @@ enum Command {
     Token(commands::token::Args),
     /// Run the provider sim (a fake Google Workspace and Microsoft 365) on loopback.
     Sim(commands::sim::Args),
-    /// Measure throughput: the sim with N members, the worker on SQLite or PostgreSQL,
-    /// a full and an incremental cycle, the sim's raw request rate.
-    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,7 +65,6 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(args) => commands::classify::run(args),
         Command::Sim(args) => commands::sim::run(args),
-        Command::Bench(args) => commands::bench::run(args),
         Command::Migrate(args) => commands::migrate::run(args, cli.config.as_deref()),
         Command::Apply(args) => commands::apply::run(args, cli.config.as_deref()),
         Command::Status(args) => commands::status::run(args, cli.config.as_deref()),

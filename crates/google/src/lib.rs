@@ -31,7 +31,7 @@ pub use token::{CALENDAR_SCOPE, DIRECTORY_SCOPE, GMAIL_SCOPE};
 
 /// The signed JWT-bearer assertion the connector sends to the token endpoint for
 /// `subject` (RS256, one hour); `None` when the key does not parse. For tools that talk to
-/// a token endpoint directly, such as `datacap bench`'s load loop against the sim.
+/// a token endpoint directly, such as `datacap-bench`'s load loop against the sim.
 pub fn service_account_assertion(
     key: &datacap_connector::ServiceAccountKey,
     subject: &str,

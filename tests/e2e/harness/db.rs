@@ -7,7 +7,7 @@ use super::Harness;
 pub const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The server's admin database for tests that make their own databases through the binary
-/// (`datacap bench`, `rotate-key`): `DATACAP_TEST_POSTGRES_URL`, else [`POSTGRES_ADMIN`].
+/// (`rotate-key`): `DATACAP_TEST_POSTGRES_URL`, else [`POSTGRES_ADMIN`].
 pub fn admin_url() -> String {
     std::env::var("DATACAP_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_ADMIN.to_owned())
 }

@@ -1,7 +1,6 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
 pub mod apply;
-pub mod bench;
 pub mod check_config;
 pub mod classify;
 pub mod demo;

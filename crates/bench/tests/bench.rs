@@ -1,4 +1,4 @@
-//! `datacap bench` at a tiny size, so the harness cannot rot: it starts the sim, runs a
+//! `datacap-bench` at a tiny size, so the harness cannot rot: it starts the sim, runs a
 //! full and an incremental cycle on SQLite and on PostgreSQL, and writes its figures as
 //! JSON. Asserts what the run did (every member-channel polled, all successes, both
 //! cycles, a raw rate measured), never how fast.
@@ -7,14 +7,18 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::admin_url;
+/// The PostgreSQL server the throwaway database is made on (`DATACAP_TEST_POSTGRES_URL`,
+/// as for every other test).
+fn admin_url() -> String {
+    std::env::var("DATACAP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
 
 fn bench(database: &str) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("bench.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_datacap"))
+    let output = Command::new(env!("CARGO_BIN_EXE_datacap-bench"))
         .args([
-            "bench",
             "--members",
             "25",
             "--concurrency",
@@ -25,7 +29,7 @@ fn bench(database: &str) -> Value {
         .args(["--database", database, "--out"])
         .arg(&out)
         .output()
-        .expect("run datacap bench");
+        .expect("run datacap-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
