@@ -7,7 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::state::Quirks;
+use crate::fault::Quirks;
 
 /// Encodes fields into an opaque token.
 pub(crate) fn encode(fields: &[&str]) -> String {
@@ -16,7 +16,7 @@ pub(crate) fn encode(fields: &[&str]) -> String {
 
 /// Decodes a token made by [`encode`] whose first field is `tag`.
 pub(crate) fn decode(token: &str, tag: &str) -> Option<Vec<String>> {
-    let bytes = crate::jwt::decode_segment(token)?;
+    let bytes = crate::oauth::jwt::decode_segment(token)?;
     let text = String::from_utf8(bytes).ok()?;
     let fields: Vec<String> = text.split('|').map(str::to_owned).collect();
     (fields.first().map(String::as_str) == Some(tag)).then_some(fields)
