@@ -1,8 +1,7 @@
 //! Calendar: `events.list` on the primary calendar, full and incremental (`syncToken`),
 //! and the 400s it answers before looking at any event.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::Path;
 use axum::response::Response;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -12,7 +11,7 @@ use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind};
 use crate::json::{J, obj};
 use crate::paging::{self, PageAt};
 use crate::scenario::Provider;
-use crate::server::{AppState, Params, deliver};
+use crate::server::{ApiRequest, Params, deliver};
 
 /// An event's `start` / `end` `dateTime` in a UTC calendar: whole seconds, `Z`.
 pub(super) fn google_seconds(t: OffsetDateTime) -> String {
@@ -53,25 +52,17 @@ pub(super) fn calendar_event(event: &crate::state::CalEvent, owner: &str) -> J {
     }
 }
 
-pub(super) async fn events_list(
-    State(shared): State<AppState>,
-    Path(calendar_id): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let params = Params::from_query(query.as_deref());
+pub(super) async fn events_list(request: ApiRequest, Path(calendar_id): Path<String>) -> Response {
+    let params = &request.params;
     let incremental = params.get("syncToken").is_some();
     let reply = api(
-        &shared,
-        &headers,
+        &request,
         Endpoint::CalendarEvents,
         Some(&calendar_id),
         incremental,
-        |world, call| {
-            let Some(user) = world.user(call.tenant, call.user) else {
-                return Answer::new(200, J::Null);
-            };
-            if let Err(answer) = calendar_params(&params) {
+        |call| {
+            let user = call.user;
+            if let Err(answer) = calendar_params(params) {
                 return answer;
             }
             let cal = &user.cal;
@@ -164,7 +155,7 @@ pub(super) async fn events_list(
                 None => {}
             }
             let (range, next) =
-                paging::cut(items.len(), page_size(&params, 250, 2500), at, call.quirks);
+                paging::cut(items.len(), page_size(params, 250, 2500), at, call.quirks);
             let listed: Vec<J> = items
                 .get(range)
                 .unwrap_or_default()

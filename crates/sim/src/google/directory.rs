@@ -1,15 +1,13 @@
 //! Directory: `users.list` of the Admin SDK (`customer` or `domain`, `query`, paging).
 
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::{api, bad_request, google_time, page_size};
 use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind};
 use crate::json::{J, obj};
-use crate::paging::{self, PageAt};
+use crate::paging;
 use crate::scenario::Provider;
-use crate::server::{AppState, Params, deliver};
+use crate::server::{ApiRequest, deliver};
 
 pub(super) fn directory_user(user: &crate::state::UserState, customer: &str) -> J {
     let cfg = &user.cfg;
@@ -54,115 +52,87 @@ pub(super) fn directory_user(user: &crate::state::UserState, customer: &str) -> 
     body
 }
 
-pub(super) async fn directory_users(
-    State(shared): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let params = Params::from_query(query.as_deref());
-    let reply = api(
-        &shared,
-        &headers,
-        Endpoint::Directory,
-        None,
-        false,
-        |world, call| {
-            let Some(tenant) = world.tenants.get(call.tenant) else {
-                return Answer::new(200, J::Null);
-            };
-            let customer = tenant.cfg.tenant_id.as_str();
-            match (params.get("customer"), params.get("domain")) {
-                (None, None) => {
-                    return crate::google::faults::google_error(
-                        400,
-                        "Bad Request",
-                        Some(vec![
-                            obj! { "message" => "Bad Request", "domain" => "global", "reason" => "badRequest" },
-                        ]),
-                        None,
-                        None,
-                    );
-                }
-                (Some(c), _) if c != "my_customer" && c != customer => {
-                    return crate::fault::answer(
-                        FaultKind::DirectoryNotAuthorized,
-                        Provider::Google,
-                        &AnswerCtx::default(),
-                    );
-                }
-                (None, Some(d)) if !d.eq_ignore_ascii_case(&tenant.cfg.domain) => {
-                    return crate::fault::answer(
-                        FaultKind::DirectoryNotAuthorized,
-                        Provider::Google,
-                        &AnswerCtx::default(),
-                    );
-                }
-                _ => {}
-            }
-            let Ok(query) =
-                crate::google::search::DirectoryQuery::parse(params.get("query").unwrap_or(""))
-            else {
-                // google-api-java-client#1020: a query the Directory cannot read.
+pub(super) async fn directory_users(request: ApiRequest) -> Response {
+    let params = &request.params;
+    let reply = api(&request, Endpoint::Directory, None, false, |call| {
+        let tenant = call.tenant;
+        let customer = tenant.cfg.tenant_id.as_str();
+        match (params.get("customer"), params.get("domain")) {
+            (None, None) => {
                 return crate::google::faults::google_error(
                     400,
-                    "Invalid Input: query",
+                    "Bad Request",
                     Some(vec![
-                        obj! { "message" => "Invalid Input: query", "domain" => "global", "reason" => "invalid" },
+                        obj! { "message" => "Bad Request", "domain" => "global", "reason" => "badRequest" },
                     ]),
                     None,
                     None,
                 );
-            };
-            let mut users: Vec<&crate::state::UserState> = tenant
-                .users
-                .iter()
-                .filter(|u| !(u.cfg.deleted || u.cfg.guest))
-                .filter(|u| {
-                    let (given, family) = u.cfg.name.split_once(' ').unwrap_or((&u.cfg.name, ""));
-                    query.matches(&crate::google::search::PersonView {
-                        email: &u.cfg.email,
-                        given_name: given,
-                        family_name: family,
-                        admin: u.cfg.admin,
-                        suspended: u.cfg.suspended,
-                    })
+            }
+            (Some(c), _) if c != "my_customer" && c != customer => {
+                return crate::fault::answer(
+                    FaultKind::DirectoryNotAuthorized,
+                    Provider::Google,
+                    &AnswerCtx::default(),
+                );
+            }
+            (None, Some(d)) if !d.eq_ignore_ascii_case(&tenant.cfg.domain) => {
+                return crate::fault::answer(
+                    FaultKind::DirectoryNotAuthorized,
+                    Provider::Google,
+                    &AnswerCtx::default(),
+                );
+            }
+            _ => {}
+        }
+        let Ok(query) =
+            crate::google::search::DirectoryQuery::parse(params.get("query").unwrap_or(""))
+        else {
+            // google-api-java-client#1020: a query the Directory cannot read.
+            return crate::google::faults::google_error(
+                400,
+                "Invalid Input: query",
+                Some(vec![
+                    obj! { "message" => "Invalid Input: query", "domain" => "global", "reason" => "invalid" },
+                ]),
+                None,
+                None,
+            );
+        };
+        let mut users: Vec<&crate::state::UserState> = tenant
+            .users
+            .iter()
+            .filter(|u| !(u.cfg.deleted || u.cfg.guest))
+            .filter(|u| {
+                let (given, family) = u.cfg.name.split_once(' ').unwrap_or((&u.cfg.name, ""));
+                query.matches(&crate::google::search::PersonView {
+                    email: &u.cfg.email,
+                    given_name: given,
+                    family_name: family,
+                    admin: u.cfg.admin,
+                    suspended: u.cfg.suspended,
                 })
-                .collect();
-            users.sort_by(|a, b| a.cfg.email.cmp(&b.cfg.email));
-            let at = match params.get("pageToken") {
-                None => PageAt::default(),
-                Some(token) => match paging::decode(token, "d")
-                    .and_then(|f| PageAt::parse(f.get(1), f.get(2)))
-                {
-                    Some(at) => at,
-                    None => {
-                        return bad_request(
-                            "invalid",
-                            "Invalid Input: pageToken",
-                            Some("pageToken"),
-                        );
-                    }
-                },
-            };
-            let (range, next) =
-                paging::cut(users.len(), page_size(&params, 100, 500), at, call.quirks);
-            let listed: Vec<J> = users
-                .get(range)
-                .unwrap_or_default()
-                .iter()
-                .map(|u| directory_user(u, customer))
-                .collect();
-            let mut body =
-                obj! { "kind" => "admin#directory#users", "etag" => "\"sim-directory\"" };
-            if !listed.is_empty() {
-                body.push("users", listed);
-            }
-            if let Some(next) = next {
-                let [offset, empty] = next.fields();
-                body.push("nextPageToken", paging::encode(&["d", &offset, &empty]));
-            }
-            Answer::new(200, body)
-        },
-    );
+            })
+            .collect();
+        users.sort_by(|a, b| a.cfg.email.cmp(&b.cfg.email));
+        let Ok(at) = paging::read_page(params.get("pageToken"), "d", &[]) else {
+            return bad_request("invalid", "Invalid Input: pageToken", Some("pageToken"));
+        };
+        let (range, next) = paging::cut(users.len(), page_size(params, 100, 500), at, call.quirks);
+        let listed: Vec<J> = users
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .map(|u| directory_user(u, customer))
+            .collect();
+        let mut body = obj! { "kind" => "admin#directory#users", "etag" => "\"sim-directory\"" };
+        if !listed.is_empty() {
+            body.push("users", listed);
+        }
+        if let Some(next) = next {
+            body.push("nextPageToken", paging::page_token("d", &[], next));
+        }
+        Answer::new(200, body)
+    });
     deliver(reply).await
 }

@@ -1,33 +1,25 @@
 //! Gmail: `users.getProfile`, `messages.list` (with `q` and `labelIds`), `messages.get`
 //! and `history.list`, over the user's generated mailbox.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::Path;
 use axum::response::Response;
 use time::format_description::well_known::Rfc2822;
 
 use super::{api, bad_request, now, page_size};
 use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind};
 use crate::json::{J, obj};
-use crate::paging::{self, PageAt};
+use crate::paging;
 use crate::scenario::Provider;
-use crate::server::{AppState, Params, deliver};
+use crate::server::{ApiRequest, deliver};
 
-pub(super) async fn profile(
-    State(shared): State<AppState>,
-    Path(user_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn profile(request: ApiRequest, Path(user_id): Path<String>) -> Response {
     let reply = api(
-        &shared,
-        &headers,
+        &request,
         Endpoint::GmailProfile,
         Some(&user_id),
         false,
-        |world, call| {
-            let Some(user) = world.user(call.tenant, call.user) else {
-                return Answer::new(200, J::Null);
-            };
+        |call| {
+            let user = call.user;
             let live: Vec<_> = user.mail.messages.iter().filter(|m| !m.deleted).collect();
             let mut threads: Vec<&str> = live.iter().map(|m| m.thread_id.as_str()).collect();
             threads.sort_unstable();
@@ -46,31 +38,17 @@ pub(super) async fn profile(
     deliver(reply).await
 }
 
-pub(super) async fn messages_list(
-    State(shared): State<AppState>,
-    Path(user_id): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let params = Params::from_query(query.as_deref());
+pub(super) async fn messages_list(request: ApiRequest, Path(user_id): Path<String>) -> Response {
+    let params = &request.params;
     let reply = api(
-        &shared,
-        &headers,
+        &request,
         Endpoint::GmailMessages,
         Some(&user_id),
         false,
-        |world, call| {
-            let Some(user) = world.user(call.tenant, call.user) else {
-                return Answer::new(200, J::Null);
-            };
-            let at = match params.get("pageToken") {
-                None => PageAt::default(),
-                Some(token) => match paging::decode(token, "l")
-                    .and_then(|f| PageAt::parse(f.get(1), f.get(2)))
-                {
-                    Some(at) => at,
-                    None => return bad_request("invalid", "Invalid pageToken", Some("pageToken")),
-                },
+        |call| {
+            let user = call.user;
+            let Ok(at) = paging::read_page(params.get("pageToken"), "l", &[]) else {
+                return bad_request("invalid", "Invalid pageToken", Some("pageToken"));
             };
             // `labelIds` must name labels the mailbox has (sim mailboxes have only the
             // system labels); each one must be on a listed message.
@@ -102,7 +80,7 @@ pub(super) async fn messages_list(
                 })
                 .collect();
             let (range, next) =
-                paging::cut(live.len(), page_size(&params, 100, 500), at, call.quirks);
+                paging::cut(live.len(), page_size(params, 100, 500), at, call.quirks);
             let items: Vec<J> = live
                 .get(range)
                 .unwrap_or_default()
@@ -114,8 +92,7 @@ pub(super) async fn messages_list(
                 body.push("messages", items);
             }
             if let Some(next) = next {
-                let [offset, empty] = next.fields();
-                body.push("nextPageToken", paging::encode(&["l", &offset, &empty]));
+                body.push("nextPageToken", paging::page_token("l", &[], next));
             }
             body.push("resultSizeEstimate", i64::try_from(live.len()).unwrap_or(0));
             Answer::new(200, body)
@@ -198,22 +175,17 @@ pub(super) fn gmail_message(
 }
 
 pub(super) async fn message_get(
-    State(shared): State<AppState>,
+    request: ApiRequest,
     Path((user_id, id)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Response {
-    let params = Params::from_query(query.as_deref());
+    let params = &request.params;
     let reply = api(
-        &shared,
-        &headers,
+        &request,
         Endpoint::GmailMessage,
         Some(&user_id),
         false,
-        |world, call| {
-            let Some(user) = world.user(call.tenant, call.user) else {
-                return Answer::new(200, J::Null);
-            };
+        |call| {
+            let user = call.user;
             match user.mail.messages.iter().find(|m| m.id == id && !m.deleted) {
                 Some(message) => Answer::new(
                     200,
@@ -235,23 +207,15 @@ pub(super) async fn message_get(
     deliver(reply).await
 }
 
-pub(super) async fn history_list(
-    State(shared): State<AppState>,
-    Path(user_id): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let params = Params::from_query(query.as_deref());
+pub(super) async fn history_list(request: ApiRequest, Path(user_id): Path<String>) -> Response {
+    let params = &request.params;
     let reply = api(
-        &shared,
-        &headers,
+        &request,
         Endpoint::GmailHistory,
         Some(&user_id),
         true,
-        |world, call| {
-            let Some(user) = world.user(call.tenant, call.user) else {
-                return Answer::new(200, J::Null);
-            };
+        |call| {
+            let user = call.user;
             let Some(start) = params
                 .get("startHistoryId")
                 .and_then(|v| v.parse::<u64>().ok())
@@ -269,15 +233,9 @@ pub(super) async fn history_list(
                     &AnswerCtx::default(),
                 );
             }
-            let at = match params.get("pageToken") {
-                None => PageAt::default(),
-                Some(token) => match paging::decode(token, "h")
-                    .filter(|f| f.get(1).map(String::as_str) == Some(start.to_string().as_str()))
-                    .and_then(|f| PageAt::parse(f.get(2), f.get(3)))
-                {
-                    Some(at) => at,
-                    None => return bad_request("invalid", "Invalid pageToken", Some("pageToken")),
-                },
+            let start_text = start.to_string();
+            let Ok(at) = paging::read_page(params.get("pageToken"), "h", &[&start_text]) else {
+                return bad_request("invalid", "Invalid pageToken", Some("pageToken"));
             };
             let label = params.get("labelId");
             if let Some(label) =
@@ -305,7 +263,7 @@ pub(super) async fn history_list(
                 .filter(|r| r.id > start && wants(r.added) && labelled(r.added))
                 .collect();
             let (range, next) =
-                paging::cut(records.len(), page_size(&params, 100, 500), at, call.quirks);
+                paging::cut(records.len(), page_size(params, 100, 500), at, call.quirks);
             let history: Vec<J> = records
             .get(range)
             .unwrap_or_default()
@@ -334,10 +292,9 @@ pub(super) async fn history_list(
                 body.push("history", history);
             }
             if let Some(next) = next {
-                let [offset, empty] = next.fields();
                 body.push(
                     "nextPageToken",
-                    paging::encode(&["h", &start.to_string(), &offset, &empty]),
+                    paging::page_token("h", &[&start_text], next),
                 );
             }
             body.push("historyId", user.mail.history_id.to_string());

@@ -16,15 +16,14 @@ mod search;
 mod token;
 
 use axum::Router;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use time::OffsetDateTime;
 
 use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Quirks, fire};
 use crate::json::{J, obj};
 use crate::scenario::Provider;
-use crate::server::{AppState, Params, Reply, Style, bearer};
-use crate::state::World;
+use crate::server::{ApiRequest, AppState, Params, Reply, Style, bearer};
+use crate::state::{TenantState, UserState};
 
 const GMAIL_SCOPES: &[&str] = &[
     "https://mail.google.com/",
@@ -99,36 +98,33 @@ pub(crate) fn google_time(t: OffsetDateTime) -> String {
 // ---- API calls ------------------------------------------------------------------------
 
 /// What an authorised API call may touch.
-struct Call {
-    tenant: usize,
-    user: usize,
+struct Call<'w> {
+    tenant: &'w TenantState,
+    /// The user the call is about: the token's own (the Directory's caller, an admin).
+    user: &'w UserState,
     quirks: Quirks,
 }
 
 /// Authenticates, authorises and applies faults, then lets `body` answer.
 fn api(
-    shared: &AppState,
-    headers: &HeaderMap,
+    request: &ApiRequest,
     endpoint: Endpoint,
     path_user: Option<&str>,
     incremental: bool,
-    body: impl FnOnce(&mut World, &Call) -> Answer,
+    body: impl FnOnce(&Call<'_>) -> Answer,
 ) -> Reply {
-    let mut world = shared.lock();
+    let mut world = request.shared.lock();
     world.count(endpoint);
-    let mut reply = Reply {
-        style: Style::GoogleApi,
-        answer: Answer::new(200, J::Null),
-        transport: None,
-        request_id: String::new(),
-        client_request_id: String::new(),
-        in_flight: None,
-    };
+    let mut reply = Reply::plain(
+        Style::GoogleApi,
+        Answer::new(200, J::Null),
+        (String::new(), String::new()),
+    );
     let mut ctx = AnswerCtx {
         endpoint: Some(endpoint),
         ..AnswerCtx::default()
     };
-    let grant = match bearer(headers).and_then(|t| world.tokens.get(t)) {
+    let grant = match bearer(&request.headers).and_then(|t| world.tokens.get(t)) {
         Some(grant) if grant.expires_at > now() => grant.clone(),
         _ => {
             reply.answer = faults::google_unauthenticated();
@@ -206,7 +202,9 @@ fn api(
     if reply.take_fault(fired) {
         return reply;
     }
-    let Some(user_state) = world.user(tenant, user) else {
+    let (Some(tenant_state), Some(user_state)) =
+        (world.tenants.get(tenant), world.user(tenant, user))
+    else {
         reply.answer = faults::google_unauthenticated();
         return reply;
     };
@@ -222,11 +220,11 @@ fn api(
         return reply;
     }
     let call = Call {
-        tenant,
-        user,
+        tenant: tenant_state,
+        user: user_state,
         quirks: world.quirks(tenant, Some(user), endpoint),
     };
-    reply.answer = body(&mut world, &call);
+    reply.answer = body(&call);
     reply
 }
 

@@ -1,7 +1,6 @@
 //! Graph calendar: `calendarView/delta` inside the window its first request names.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::Path;
 use axum::response::Response;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -13,7 +12,7 @@ use super::{graph, graph_time};
 use crate::fault::{Answer, Endpoint};
 use crate::json::{J, obj};
 use crate::paging::PageAt;
-use crate::server::{AppState, Params, deliver};
+use crate::server::{ApiRequest, deliver};
 
 pub(super) fn parse_graph_time(value: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(value, &Rfc3339)
@@ -67,27 +66,24 @@ pub(super) fn graph_event(event: &crate::state::CalEvent, owner: &str, owner_nam
     }
 }
 
-pub(super) async fn calendar_delta(
-    State(shared): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let params = Params::from_query(query.as_deref());
+pub(super) async fn calendar_delta(request: ApiRequest, Path(id): Path<String>) -> Response {
+    let params = &request.params;
     let incremental = params.get("$deltatoken").is_some() || params.get("$skiptoken").is_some();
-    let link_base = format!("{}/users/{id}/calendarView/delta", shared.urls.graph_base);
+    let link_base = format!(
+        "{}/users/{id}/calendarView/delta",
+        request.shared.urls.graph_base
+    );
     let reply = graph(
-        &shared,
-        &headers,
+        &request,
         Endpoint::GraphCalendar,
         Some(&id),
         incremental,
-        |world, call, ctx| {
-            let Some(user) = call.user.and_then(|u| world.user(call.tenant, u)) else {
+        |call, ctx| {
+            let Some(user) = call.user else {
                 return Answer::new(200, J::Null);
             };
             let cal = &user.cal;
-            let state = match read_delta(&params, "c", cal.epoch, cal.seq, ctx) {
+            let state = match read_delta(params, "c", cal.epoch, cal.seq, ctx) {
                 Ok(Some(state)) => state,
                 Ok(None) => {
                     let start = params.get("startDateTime").and_then(parse_graph_time);

@@ -1,8 +1,7 @@
 //! Graph mail: `messages/delta` of the inbox, with the query options Graph keeps inside
 //! its links (`$filter`, `$orderby`, `changeType`, `$top`, `$select`).
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::Path;
 use axum::response::Response;
 
 use super::delta::{DeltaState, delta_page, read_delta, removed};
@@ -11,7 +10,7 @@ use super::{graph, graph_time};
 use crate::fault::{Answer, AnswerCtx, Endpoint};
 use crate::json::{J, obj};
 use crate::paging::PageAt;
-use crate::server::{AppState, Params, deliver};
+use crate::server::{ApiRequest, Params, deliver};
 
 /// Message delta's query options (learn.microsoft.com/graph/delta-query-messages).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -186,24 +185,21 @@ pub(super) fn graph_message(
 }
 
 pub(super) async fn mail_delta(
-    State(shared): State<AppState>,
+    request: ApiRequest,
     Path((id, folder)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Response {
-    let params = Params::from_query(query.as_deref());
+    let params = &request.params;
     let incremental = params.get("$deltatoken").is_some() || params.get("$skiptoken").is_some();
     let link_base = format!(
         "{}/users/{id}/mailFolders/{folder}/messages/delta",
-        shared.urls.graph_base
+        request.shared.urls.graph_base
     );
     let reply = graph(
-        &shared,
-        &headers,
+        &request,
         Endpoint::GraphMail,
         Some(&id),
         incremental,
-        |world, call, ctx| {
+        |call, ctx| {
             if !folder.eq_ignore_ascii_case("inbox") {
                 return graph_error(
                     ctx,
@@ -213,14 +209,14 @@ pub(super) async fn mail_delta(
                     true,
                 );
             }
-            let Some(user) = call.user.and_then(|u| world.user(call.tenant, u)) else {
+            let Some(user) = call.user else {
                 return Answer::new(200, J::Null);
             };
             let mail = &user.mail;
-            let state = match read_delta(&params, "m", mail.epoch, mail.history_id, ctx) {
+            let state = match read_delta(params, "m", mail.epoch, mail.history_id, ctx) {
                 Ok(Some(state)) => state,
                 Ok(None) => {
-                    let options = match MailOptions::from_params(&params, ctx) {
+                    let options = match MailOptions::from_params(params, ctx) {
                         Ok(options) => options,
                         Err(answer) => return answer,
                     };

@@ -25,8 +25,8 @@ use time::macros::format_description;
 use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Quirks, fire};
 use crate::json::J;
 use crate::scenario::Provider;
-use crate::server::{AppState, Reply, Style, bearer, request_ids};
-use crate::state::World;
+use crate::server::{ApiRequest, AppState, Reply, Style, bearer, request_ids};
+use crate::state::{TenantState, UserState, World};
 use faults::graph_error;
 
 const MAIL_PERMISSIONS: &[&str] = &[
@@ -101,7 +101,7 @@ fn now() -> i64 {
 /// Resolves a tenant path segment: id, domain or name; `common` / `organizations` resolve
 /// through the client id.
 fn find_tenant(world: &World, segment: &str, client_id: &str) -> Option<usize> {
-    let microsoft = |t: &crate::state::TenantState| t.cfg.provider == Provider::Microsoft;
+    let microsoft = |t: &TenantState| t.cfg.provider == Provider::Microsoft;
     if matches!(segment, "common" | "organizations") {
         return world.tenants.iter().position(|t| {
             microsoft(t)
@@ -119,9 +119,10 @@ fn find_tenant(world: &World, segment: &str, client_id: &str) -> Option<usize> {
     })
 }
 
-struct Call {
-    tenant: usize,
-    user: Option<usize>,
+struct Call<'w> {
+    tenant: &'w TenantState,
+    /// The user the path names, if it names one.
+    user: Option<&'w UserState>,
     quirks: Quirks,
     page_size: Option<usize>,
     /// The token's own user (delegated tokens) and whether it is app-only.
@@ -147,13 +148,13 @@ fn max_page_size(headers: &HeaderMap) -> Option<usize> {
 }
 
 fn graph(
-    shared: &AppState,
-    headers: &HeaderMap,
+    request: &ApiRequest,
     endpoint: Endpoint,
     path_user: Option<&str>,
     incremental: bool,
-    body: impl FnOnce(&mut World, &Call, &AnswerCtx) -> Answer,
+    body: impl FnOnce(&Call<'_>, &AnswerCtx) -> Answer,
 ) -> Reply {
+    let headers = &request.headers;
     let (request_id, client_request_id) = request_ids(headers);
     let mut ctx = AnswerCtx {
         endpoint: Some(endpoint),
@@ -172,7 +173,7 @@ fn graph(
     };
     let answer =
         |kind: FaultKind, ctx: &AnswerCtx| crate::fault::answer(kind, Provider::Microsoft, ctx);
-    let mut world = shared.lock();
+    let mut world = request.shared.lock();
     world.count(endpoint);
     let Some(token) = bearer(headers) else {
         reply.answer = graph_error(
@@ -281,15 +282,19 @@ fn graph(
             return reply;
         }
     }
+    let Some(tenant_state) = world.tenants.get(tenant) else {
+        reply.answer = answer(FaultKind::InvalidAuthenticationToken, &ctx);
+        return reply;
+    };
     let call = Call {
-        tenant,
-        user,
+        tenant: tenant_state,
+        user: user.and_then(|u| tenant_state.users.get(u)),
         quirks: world.quirks(tenant, user, endpoint),
         page_size: max_page_size(headers),
         token_user: grant.user,
         app_only: grant.app_only,
     };
-    reply.answer = body(&mut world, &call, &ctx);
+    reply.answer = body(&call, &ctx);
     if let Some(size) = call.page_size {
         reply
             .answer

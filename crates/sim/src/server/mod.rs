@@ -11,6 +11,8 @@ pub(crate) mod tls;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 
@@ -85,6 +87,29 @@ impl Params {
             .filter(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
             .collect()
+    }
+}
+
+/// What every API handler reads from its request: the shared state, the headers and the
+/// query string's parameters.
+pub(crate) struct ApiRequest {
+    pub shared: AppState,
+    pub headers: HeaderMap,
+    pub params: Params,
+}
+
+impl FromRequestParts<AppState> for ApiRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<ApiRequest, Self::Rejection> {
+        Ok(ApiRequest {
+            shared: state.clone(),
+            headers: parts.headers.clone(),
+            params: Params::from_query(parts.uri.query()),
+        })
     }
 }
 
