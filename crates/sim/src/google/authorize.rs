@@ -7,7 +7,7 @@ use axum::response::Response;
 
 use crate::fault::{AnswerCtx, Endpoint, Fired, fire};
 use crate::json::J;
-use crate::oauth::code::CodeGrant;
+use crate::oauth::code;
 use crate::oauth::{consent, redirect_to};
 use crate::scenario::Provider;
 use crate::server::{AppState, Params, error_page};
@@ -20,13 +20,7 @@ pub(super) async fn authorize(
     let mut world = shared.lock();
     world.count(Endpoint::Authorize);
     let client_id = params.get("client_id").unwrap_or_default();
-    let Some(tenant) = world.tenants.iter().position(|t| {
-        t.cfg.provider == Provider::Google
-            && t.cfg
-                .client
-                .as_ref()
-                .is_some_and(|c| c.client_id == client_id)
-    }) else {
+    let Some(tenant) = super::tenant_of_client(&world, client_id) else {
         return error_page(
             StatusCode::UNAUTHORIZED,
             "Error 401: invalid_client\nThe OAuth client was not found.",
@@ -70,29 +64,15 @@ pub(super) async fn authorize(
         };
         return redirect_to(&redirect_uri, &[("error", &error), ("state", &state)]);
     }
-    let code = format!("4/sim-{}", uuid::Uuid::new_v4().simple());
-    let challenge = params.get("code_challenge").map(|c| {
-        (
-            c.to_owned(),
-            params
-                .get("code_challenge_method")
-                .unwrap_or("plain")
-                .to_owned(),
-        )
-    });
     let scope = consent.scopes.join(" ");
-    world.codes.insert(
-        code.clone(),
-        CodeGrant {
-            tenant,
-            user: consent.user,
-            client_id: client_id.to_owned(),
-            redirect_uri: redirect_uri.clone(),
-            scopes: consent.scopes,
-            challenge,
-            nonce: params.get("nonce").map(str::to_owned),
-            used: false,
-        },
+    let code = code::issue(
+        &mut world,
+        "4/sim-",
+        tenant,
+        consent,
+        client_id,
+        &redirect_uri,
+        &params,
     );
     drop(world);
     redirect_to(

@@ -23,7 +23,7 @@ use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Quirks, fire};
 use crate::json::{J, obj};
 use crate::scenario::Provider;
 use crate::server::{ApiRequest, AppState, Params, Reply, Style, bearer};
-use crate::state::{TenantState, UserState};
+use crate::state::{TenantState, UserState, World};
 
 const GMAIL_SCOPES: &[&str] = &[
     "https://mail.google.com/",
@@ -93,6 +93,17 @@ pub(crate) fn google_time(t: OffsetDateTime) -> String {
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
         ))
         .unwrap_or_default()
+}
+
+/// The Google tenant whose OAuth client is `client_id`.
+fn tenant_of_client(world: &World, client_id: &str) -> Option<usize> {
+    world.tenants.iter().position(|t| {
+        t.cfg.provider == Provider::Google
+            && t.cfg
+                .client
+                .as_ref()
+                .is_some_and(|c| c.client_id == client_id)
+    })
 }
 
 // ---- API calls ------------------------------------------------------------------------

@@ -13,17 +13,12 @@ use crate::oauth::oidc::{IdKey, IdTokenFor, has};
 use crate::scenario::Provider;
 use crate::server::{AppState, Reply, Style, deliver};
 
-/// The Google issuer as the sim mirrors it: `accounts.google.com` lives at `{base}/google`.
-pub(crate) fn google_issuer(shared: &AppState) -> String {
-    format!("{}/google", shared.urls.base)
-}
-
 /// Google's discovery document
 /// (<https://accounts.google.com/.well-known/openid-configuration>), every URL pointing at
 /// the sim's mirror of its host.
 pub(super) async fn configuration(State(shared): State<AppState>) -> Response {
     let urls = &shared.urls;
-    let issuer = google_issuer(&shared);
+    let issuer = shared.urls.google_issuer();
     let list = |items: &[&str]| J::Arr(items.iter().map(|s| J::from(*s)).collect());
     let body = obj! {
         "issuer" => issuer.as_str(),

@@ -10,9 +10,9 @@ use super::faults::google_token_error;
 use super::{CALENDAR_SCOPES, GMAIL_SCOPES, now};
 use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Fired, fire};
 use crate::json::obj;
-use crate::oauth::code::pkce_ok;
+use crate::oauth::code::{self, Refused};
 use crate::oauth::grants::{Grant, RefreshGrant};
-use crate::scenario::Provider;
+use crate::scenario::{FaultSpec, Provider};
 use crate::server::{AppState, Params, Reply, Style, deliver};
 use crate::state::World;
 
@@ -24,14 +24,10 @@ pub(super) const REAL_TOKEN_URLS: &[&str] = &[
     "https://accounts.google.com/o/oauth2/token",
 ];
 
-pub(super) fn token_reply(answer: Answer, transport: Option<crate::scenario::FaultSpec>) -> Reply {
+pub(super) fn token_reply(answer: Answer, transport: Option<FaultSpec>) -> Reply {
     Reply {
-        style: Style::GoogleToken,
-        answer,
         transport,
-        request_id: String::new(),
-        client_request_id: String::new(),
-        in_flight: None,
+        ..Reply::plain(Style::GoogleToken, answer, (String::new(), String::new()))
     }
 }
 
@@ -95,7 +91,7 @@ pub(super) async fn token(State(shared): State<AppState>, body: Bytes) -> Respon
     let params = Params::parse(&body);
     let oidc = Oidc {
         key: shared.id_key.as_deref(),
-        issuer: super::oidc::google_issuer(&shared),
+        issuer: shared.urls.google_issuer(),
     };
     let reply = {
         let mut world = shared.lock();
@@ -183,19 +179,9 @@ pub(super) fn jwt_bearer(world: &mut World, own_token_url: &str, params: &Params
     let user = subject
         .as_deref()
         .and_then(|s| world.user_by_email(tenant, s));
-    let mut ctx = AnswerCtx::default();
-    let transport = match fire(
-        world,
-        tenant,
-        user,
-        Endpoint::Token,
-        false,
-        Provider::Google,
-        &mut ctx,
-    ) {
-        Fired::Answer(answer, transport) => return token_reply(answer, transport),
-        Fired::Transport(spec) => Some(spec),
-        Fired::Nothing => None,
+    let transport = match token_faults(world, tenant, user) {
+        Ok(transport) => transport,
+        Err(reply) => return *reply,
     };
     let Some(sa) = world
         .tenants
@@ -268,13 +254,7 @@ pub(super) fn jwt_bearer(world: &mut World, own_token_url: &str, params: &Params
 /// Finds the tenant of an OAuth client and checks its secret.
 pub(super) fn client_auth(world: &World, params: &Params) -> Result<usize, Answer> {
     let client_id = params.get("client_id").unwrap_or_default();
-    let Some(tenant) = world.tenants.iter().position(|t| {
-        t.cfg.provider == Provider::Google
-            && t.cfg
-                .client
-                .as_ref()
-                .is_some_and(|c| c.client_id == client_id)
-    }) else {
+    let Some(tenant) = super::tenant_of_client(world, client_id) else {
         return Err(answer_of(FaultKind::InvalidClient));
     };
     let secret_ok = world
@@ -302,7 +282,6 @@ pub(super) struct IdGrant<'a> {
     client_id: &'a str,
     scopes: &'a [String],
     nonce: Option<&'a str>,
-    access_token: &'a str,
 }
 
 /// What the token endpoint needs to add an `id_token` to a code or refresh answer.
@@ -314,13 +293,18 @@ pub(super) struct Oidc<'a> {
 impl Oidc<'_> {
     /// The `id_token` of a grant whose scopes hold `openid` (providers/google.md §3: the
     /// refresh answer has one "if openid"), else `None`.
-    fn id_token(&self, world: &World, tenant: usize, grant: IdGrant<'_>) -> Option<String> {
-        let IdGrant {
+    fn id_token(
+        &self,
+        world: &World,
+        tenant: usize,
+        grant: &IdGrant<'_>,
+        access_token: &str,
+    ) -> Option<String> {
+        let &IdGrant {
             user,
             client_id,
             scopes,
             nonce,
-            access_token,
         } = grant;
         if !scopes.iter().any(|s| s == "openid") {
             return None;
@@ -368,53 +352,20 @@ pub(super) fn refresh(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Re
             None,
         );
     }
-    let mut ctx = AnswerCtx::default();
-    let transport = match fire(
-        world,
-        tenant,
-        Some(grant.user),
-        Endpoint::Token,
-        false,
-        Provider::Google,
-        &mut ctx,
-    ) {
-        Fired::Answer(answer, transport) => return token_reply(answer, transport),
-        Fired::Transport(spec) => Some(spec),
-        Fired::Nothing => None,
+    let transport = match token_faults(world, tenant, Some(grant.user)) {
+        Ok(transport) => transport,
+        Err(reply) => return *reply,
     };
     if world.user(tenant, grant.user).is_none_or(|u| u.cfg.deleted) {
         return token_reply(answer_of(FaultKind::InvalidGrantRevoked), transport);
     }
-    let mut scopes = grant.scopes.clone();
-    if world
-        .quirks(tenant, Some(grant.user), Endpoint::Token)
-        .refresh_scope_missing
-    {
-        scopes = without_mail_and_calendar(&scopes);
-    }
-    let scope = scopes.join(" ");
-    let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
-    let id_token = oidc.id_token(
-        world,
-        tenant,
-        IdGrant {
-            user: grant.user,
-            client_id: &grant.client_id,
-            scopes: &grant.scopes,
-            nonce: None,
-            access_token: &access,
-        },
-    );
-    let mut body = obj! {
-        "access_token" => access,
-        "expires_in" => lifetime,
-        "scope" => scope,
-        "token_type" => "Bearer",
+    let granted = IdGrant {
+        user: grant.user,
+        client_id: &grant.client_id,
+        scopes: &grant.scopes,
+        nonce: None,
     };
-    if let Some(id_token) = id_token {
-        body.push("id_token", id_token);
-    }
-    token_reply(Answer::new(200, body), transport)
+    delegated(world, oidc, tenant, &granted, None, transport)
 }
 
 pub(super) fn code(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply {
@@ -422,63 +373,26 @@ pub(super) fn code(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply
         Ok(tenant) => tenant,
         Err(answer) => return token_reply(answer, None),
     };
-    let code = params.get("code").unwrap_or_default();
-    let Some(grant) = world.codes.get(code).cloned() else {
-        return token_reply(
-            google_token_error(400, "invalid_grant", "Malformed auth code."),
-            None,
-        );
+    let client_id = params.get("client_id").unwrap_or_default();
+    let grant = match code::check(world, params, tenant, client_id) {
+        Ok(grant) => grant,
+        Err(refused) => {
+            let (error, text) = match refused {
+                Refused::Unknown => ("invalid_grant", "Malformed auth code."),
+                Refused::Used => ("invalid_grant", "Code was already redeemed."),
+                Refused::OtherClient => ("invalid_grant", "Bad Request"),
+                Refused::RedirectMismatch => ("redirect_uri_mismatch", "Bad Request"),
+                Refused::NoVerifier => ("invalid_grant", "Missing code verifier."),
+                Refused::WrongVerifier => ("invalid_grant", "Invalid code verifier."),
+            };
+            return token_reply(google_token_error(400, error, text), None);
+        }
     };
-    if grant.used {
-        return token_reply(
-            google_token_error(400, "invalid_grant", "Code was already redeemed."),
-            None,
-        );
-    }
-    if grant.tenant != tenant {
-        return token_reply(
-            google_token_error(400, "invalid_grant", "Bad Request"),
-            None,
-        );
-    }
-    if params.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
-        return token_reply(
-            google_token_error(400, "redirect_uri_mismatch", "Bad Request"),
-            None,
-        );
-    }
-    if !pkce_ok(grant.challenge.as_ref(), params.get("code_verifier")) {
-        let text = if params.get("code_verifier").is_none() {
-            "Missing code verifier."
-        } else {
-            "Invalid code verifier."
-        };
-        return token_reply(google_token_error(400, "invalid_grant", text), None);
-    }
-    let mut ctx = AnswerCtx::default();
-    let transport = match fire(
-        world,
-        tenant,
-        Some(grant.user),
-        Endpoint::Token,
-        false,
-        Provider::Google,
-        &mut ctx,
-    ) {
-        Fired::Answer(answer, transport) => return token_reply(answer, transport),
-        Fired::Transport(spec) => Some(spec),
-        Fired::Nothing => None,
+    let transport = match token_faults(world, tenant, Some(grant.user)) {
+        Ok(transport) => transport,
+        Err(reply) => return *reply,
     };
-    if let Some(stored) = world.codes.get_mut(code) {
-        stored.used = true;
-    }
-    let mut scopes = grant.scopes.clone();
-    if world
-        .quirks(tenant, Some(grant.user), Endpoint::Token)
-        .refresh_scope_missing
-    {
-        scopes = without_mail_and_calendar(&scopes);
-    }
+    code::mark_used(world, params);
     let refresh_token = format!("1//sim-{}", uuid::Uuid::new_v4().simple());
     world.refresh.insert(
         refresh_token.clone(),
@@ -490,26 +404,72 @@ pub(super) fn code(world: &mut World, params: &Params, oidc: &Oidc<'_>) -> Reply
             rotated: false,
         },
     );
-    let scope = scopes.join(" ");
-    let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
-    let id_token = oidc.id_token(
+    let granted = IdGrant {
+        user: grant.user,
+        client_id: &grant.client_id,
+        scopes: &grant.scopes,
+        nonce: grant.nonce.as_deref(),
+    };
+    delegated(
+        world,
+        oidc,
+        tenant,
+        &granted,
+        Some(refresh_token),
+        transport,
+    )
+}
+
+/// The faults the token endpoint answers for `user` of `tenant`: `Err` is a fault's reply,
+/// `Ok` the transport fault (if any) to put on the endpoint's own answer.
+fn token_faults(
+    world: &mut World,
+    tenant: usize,
+    user: Option<usize>,
+) -> Result<Option<FaultSpec>, Box<Reply>> {
+    let mut ctx = AnswerCtx::default();
+    match fire(
         world,
         tenant,
-        IdGrant {
-            user: grant.user,
-            client_id: &grant.client_id,
-            scopes: &grant.scopes,
-            nonce: grant.nonce.as_deref(),
-            access_token: &access,
-        },
-    );
-    let mut body = obj! {
-        "access_token" => access,
-        "expires_in" => lifetime,
-        "refresh_token" => refresh_token,
-        "scope" => scope,
-        "token_type" => "Bearer",
-    };
+        user,
+        Endpoint::Token,
+        false,
+        Provider::Google,
+        &mut ctx,
+    ) {
+        Fired::Answer(answer, transport) => Err(Box::new(token_reply(answer, transport))),
+        Fired::Transport(spec) => Ok(Some(spec)),
+        Fired::Nothing => Ok(None),
+    }
+}
+
+/// A refresh or code answer: a new access token (the Gmail and Calendar scopes left out of
+/// `scope` under the `refresh_scope_missing` quirk), the refresh token if one was issued,
+/// and an `id_token` when `openid` was granted.
+fn delegated(
+    world: &mut World,
+    oidc: &Oidc<'_>,
+    tenant: usize,
+    grant: &IdGrant<'_>,
+    refresh_token: Option<String>,
+    transport: Option<FaultSpec>,
+) -> Reply {
+    let mut scopes = grant.scopes.to_vec();
+    if world
+        .quirks(tenant, Some(grant.user), Endpoint::Token)
+        .refresh_scope_missing
+    {
+        scopes = without_mail_and_calendar(&scopes);
+    }
+    let scope = scopes.join(" ");
+    let (access, lifetime) = issue_access(world, tenant, Some(grant.user), scopes);
+    let id_token = oidc.id_token(world, tenant, grant, &access);
+    let mut body = obj! { "access_token" => access, "expires_in" => lifetime };
+    if let Some(refresh_token) = refresh_token {
+        body.push("refresh_token", refresh_token);
+    }
+    body.push("scope", scope);
+    body.push("token_type", "Bearer");
     if let Some(id_token) = id_token {
         body.push("id_token", id_token);
     }

@@ -8,7 +8,7 @@ use axum::response::Response;
 use super::find_tenant;
 use crate::fault::{AnswerCtx, Endpoint, Fired, fire};
 use crate::json::J;
-use crate::oauth::code::CodeGrant;
+use crate::oauth::code;
 use crate::oauth::{consent, redirect_to};
 use crate::scenario::Provider;
 use crate::server::{AppState, Params, error_page};
@@ -84,28 +84,14 @@ pub(super) async fn authorize(
             ],
         );
     }
-    let code = format!("0.sim-{}", uuid::Uuid::new_v4().simple());
-    let challenge = params.get("code_challenge").map(|c| {
-        (
-            c.to_owned(),
-            params
-                .get("code_challenge_method")
-                .unwrap_or("plain")
-                .to_owned(),
-        )
-    });
-    world.codes.insert(
-        code.clone(),
-        CodeGrant {
-            tenant,
-            user: consent.user,
-            client_id,
-            redirect_uri: redirect_uri.clone(),
-            scopes: consent.scopes,
-            challenge,
-            nonce: params.get("nonce").map(str::to_owned),
-            used: false,
-        },
+    let code = code::issue(
+        &mut world,
+        "0.sim-",
+        tenant,
+        consent,
+        &client_id,
+        &redirect_uri,
+        &params,
     );
     drop(world);
     let session_state = uuid::Uuid::new_v4().to_string();

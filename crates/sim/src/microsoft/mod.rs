@@ -98,6 +98,16 @@ fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The caller's `client-request-id` as sent (empty without one): the correlation id Entra's
+/// error bodies name.
+fn sent_client_request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Resolves a tenant path segment: id, domain or name; `common` / `organizations` resolve
 /// through the client id.
 fn find_tenant(world: &World, segment: &str, client_id: &str) -> Option<usize> {

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+use super::{find_tenant, sent_client_request_id};
 use crate::fault::{Answer, AnswerCtx, FaultKind};
 use crate::json::{J, obj};
 use crate::oauth::oidc::{IdKey, IdTokenFor, has};
@@ -22,15 +23,8 @@ pub(super) fn discovery_tenant(shared: &AppState, segment: &str) -> Result<Optio
         return Ok(None);
     }
     let world = shared.lock();
-    world
-        .tenants
-        .iter()
-        .find(|t| {
-            t.cfg.provider == Provider::Microsoft
-                && (t.cfg.tenant_id.eq_ignore_ascii_case(segment)
-                    || t.cfg.domain.eq_ignore_ascii_case(segment)
-                    || t.cfg.name == segment)
-        })
+    find_tenant(&world, segment, "")
+        .and_then(|tenant| world.tenants.get(tenant))
         .map(|t| Some(t.cfg.tenant_id.clone()))
         .ok_or(())
 }
@@ -44,11 +38,7 @@ pub(super) fn unknown_tenant(segment: &str, headers: &HeaderMap) -> Reply {
     let ctx = AnswerCtx {
         tenant: segment.to_owned(),
         request_id: ids.0.clone(),
-        client_request_id: headers
-            .get("client-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
+        client_request_id: sent_client_request_id(headers),
         ..AnswerCtx::default()
     };
     let answer = crate::microsoft::faults::entra_error(
@@ -62,11 +52,6 @@ pub(super) fn unknown_tenant(segment: &str, headers: &HeaderMap) -> Reply {
         None,
     );
     Reply::plain(Style::EntraToken, answer, ids)
-}
-
-/// The v2.0 issuer of a tenant, mirrored: `https://login.microsoftonline.com/{tid}/v2.0`.
-pub(crate) fn microsoft_issuer(shared: &AppState, tid: &str) -> String {
-    format!("{}/{tid}/v2.0", shared.urls.microsoft_login_base)
 }
 
 /// Entra's v2.0 discovery document (`{authority}/v2.0/.well-known/openid-configuration`).
@@ -83,7 +68,9 @@ pub(super) async fn configuration(
     // the issuer of `common` keeps Entra's literal placeholder.
     let login = &shared.urls.microsoft_login_base;
     let path_tenant = tid.clone().unwrap_or_else(|| segment.clone());
-    let issuer = microsoft_issuer(&shared, tid.as_deref().unwrap_or("{tenantid}"));
+    let issuer = shared
+        .urls
+        .microsoft_issuer(tid.as_deref().unwrap_or("{tenantid}"));
     let list = |items: &[&str]| J::Arr(items.iter().map(|s| J::from(*s)).collect());
     let body = obj! {
         "token_endpoint" => format!("{login}/{path_tenant}/oauth2/v2.0/token"),
@@ -123,7 +110,9 @@ pub(super) async fn keys(
         Ok(tid) => tid,
         Err(()) => return deliver(unknown_tenant(&segment, &headers)).await,
     };
-    let issuer = microsoft_issuer(&shared, tid.as_deref().unwrap_or("{tenantid}"));
+    let issuer = shared
+        .urls
+        .microsoft_issuer(tid.as_deref().unwrap_or("{tenantid}"));
     let answer = match &shared.id_key {
         Some(key) => Answer::new(200, key.jwks(Some(&issuer))),
         None => crate::fault::answer(

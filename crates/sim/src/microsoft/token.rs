@@ -8,10 +8,11 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::faults::entra_error;
-use super::{find_tenant, now};
+use super::{find_tenant, now, sent_client_request_id};
+use crate::Endpoints;
 use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Fired, fire};
 use crate::json::{J, obj};
-use crate::oauth::code::pkce_ok;
+use crate::oauth::code::{self, Refused};
 use crate::oauth::grants::{Grant, RefreshGrant};
 use crate::scenario::Provider;
 use crate::server::{AppState, Params, Reply, Style, deliver, request_ids};
@@ -113,11 +114,7 @@ pub(super) async fn token(
         client_id: client_id.clone(),
         tenant: tenant_segment.clone(),
         request_id: request_id.clone(),
-        client_request_id: headers
-            .get("client-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
+        client_request_id: sent_client_request_id(&headers),
         ..AnswerCtx::default()
     };
     let mut reply = Reply {
@@ -134,7 +131,7 @@ pub(super) async fn token(
         let keys = Keys {
             access: &shared.token_key,
             id: shared.id_key.as_deref(),
-            login_base: &shared.urls.microsoft_login_base,
+            urls: &shared.urls,
         };
         token_answer(
             &mut world,
@@ -155,8 +152,8 @@ pub(super) struct Keys<'a> {
     access: &'a [u8],
     /// RS256 key of the `id_token`s.
     id: Option<&'a crate::oauth::oidc::IdKey>,
-    /// `{base}/microsoft`, where the `iss` of an `id_token` lives.
-    login_base: &'a str,
+    /// The sim's URLs, where the `iss` of an `id_token` lives.
+    urls: &'a Endpoints,
 }
 
 pub(super) fn token_answer(
@@ -187,13 +184,13 @@ pub(super) fn token_answer(
                 .and_then(|t| world.refresh.get(t).cloned())
         })
         .flatten();
-    let code = (grant_type == "authorization_code")
+    let code_grant = (grant_type == "authorization_code")
         .then(|| params.get("code").and_then(|c| world.codes.get(c).cloned()))
         .flatten();
     let user = refresh
         .as_ref()
         .map(|r| r.user)
-        .or(code.as_ref().map(|c| c.user));
+        .or(code_grant.as_ref().map(|c| c.user));
     if let Some(user) = user.and_then(|u| world.user(tenant, u)) {
         ctx.user = user.cfg.email.clone();
     }
@@ -296,48 +293,46 @@ pub(super) fn token_answer(
             )
         }
         "authorization_code" => {
-            let Some(grant) = code else {
-                return answer(FaultKind::InvalidRefreshToken, ctx);
+            let grant = match code::check(world, params, tenant, client_id) {
+                Ok(grant) => grant,
+                Err(Refused::Unknown | Refused::OtherClient) => {
+                    return answer(FaultKind::InvalidRefreshToken, ctx);
+                }
+                Err(Refused::Used) => {
+                    return entra_error(
+                        ctx,
+                        400,
+                        "invalid_grant",
+                        54005,
+                        "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+                        None,
+                    );
+                }
+                Err(Refused::RedirectMismatch) => {
+                    return entra_error(
+                        ctx,
+                        400,
+                        "invalid_request",
+                        50011,
+                        &format!(
+                            "The redirect URI '{}' specified in the request does not match the redirect URIs configured for the application '{client_id}'.",
+                            params.get("redirect_uri").unwrap_or_default()
+                        ),
+                        None,
+                    );
+                }
+                Err(Refused::NoVerifier | Refused::WrongVerifier) => {
+                    return entra_error(
+                        ctx,
+                        400,
+                        "invalid_grant",
+                        501481,
+                        "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+                        None,
+                    );
+                }
             };
-            if grant.used {
-                return entra_error(
-                    ctx,
-                    400,
-                    "invalid_grant",
-                    54005,
-                    "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
-                    None,
-                );
-            }
-            if grant.tenant != tenant || grant.client_id != client_id {
-                return answer(FaultKind::InvalidRefreshToken, ctx);
-            }
-            if params.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
-                return entra_error(
-                    ctx,
-                    400,
-                    "invalid_request",
-                    50011,
-                    &format!(
-                        "The redirect URI '{}' specified in the request does not match the redirect URIs configured for the application '{client_id}'.",
-                        params.get("redirect_uri").unwrap_or_default()
-                    ),
-                    None,
-                );
-            }
-            if !pkce_ok(grant.challenge.as_ref(), params.get("code_verifier")) {
-                return entra_error(
-                    ctx,
-                    400,
-                    "invalid_grant",
-                    501481,
-                    "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
-                    None,
-                );
-            }
-            if let Some(code) = params.get("code").and_then(|c| world.codes.get_mut(c)) {
-                code.used = true;
-            }
+            code::mark_used(world, params);
             delegated_success(
                 world,
                 keys,
@@ -382,7 +377,7 @@ pub(super) fn id_token_of(
     }
     let tid = world.tenants.get(tenant)?.cfg.tenant_id.clone();
     let user = world.user(tenant, user)?;
-    let issuer = format!("{}/{tid}/v2.0", keys.login_base);
+    let issuer = keys.urls.microsoft_issuer(&tid);
     super::oidc::microsoft_id_token(
         keys.id?,
         &crate::oauth::oidc::IdTokenFor {
