@@ -1,7 +1,6 @@
 //! Google's authorize endpoint (`/google/authorize`): the consent screen of user-by-user
 //! connection, scripted by the scenario (who signs in, what they tick).
 
-use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
@@ -10,14 +9,11 @@ use crate::json::J;
 use crate::oauth::code;
 use crate::oauth::{consent, redirect_to};
 use crate::scenario::Provider;
-use crate::server::{AppState, Params, error_page};
+use crate::server::{ApiRequest, error_page};
 
-pub(super) async fn authorize(
-    State(shared): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let params = Params::from_query(query.as_deref());
-    let mut world = shared.lock();
+pub(super) async fn authorize(request: ApiRequest) -> Response {
+    let params = &request.params;
+    let mut world = request.shared.lock();
     world.count(Endpoint::Authorize);
     let client_id = params.get("client_id").unwrap_or_default();
     let Some(tenant) = super::tenant_of_client(&world, client_id) else {
@@ -42,7 +38,7 @@ pub(super) async fn authorize(
         );
     }
     let state = params.get("state").unwrap_or_default().to_owned();
-    let Some(consent) = consent(&world, tenant, &params) else {
+    let Some(consent) = consent(&world, tenant, params) else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "Error 400: no user in this tenant can sign in",
@@ -72,7 +68,7 @@ pub(super) async fn authorize(
         consent,
         client_id,
         &redirect_uri,
-        &params,
+        params,
     );
     drop(world);
     redirect_to(

@@ -19,7 +19,7 @@ use crate::server::{AppState, Reply, Style, deliver};
 pub(super) async fn configuration(State(shared): State<AppState>) -> Response {
     let urls = &shared.urls;
     let issuer = shared.urls.google_issuer();
-    let list = |items: &[&str]| J::Arr(items.iter().map(|s| J::from(*s)).collect());
+    let list = J::strings;
     let body = obj! {
         "issuer" => issuer.as_str(),
         "authorization_endpoint" => urls.google_authorize_url.as_str(),

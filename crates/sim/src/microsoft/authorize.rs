@@ -1,7 +1,7 @@
 //! Entra ID's v2.0 authorize endpoint (`/microsoft/{tenant}/oauth2/v2.0/authorize`): the
 //! consent screen of user-by-user connection, scripted by the scenario.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 
@@ -11,15 +11,11 @@ use crate::json::J;
 use crate::oauth::code;
 use crate::oauth::{consent, redirect_to};
 use crate::scenario::Provider;
-use crate::server::{AppState, Params, error_page};
+use crate::server::{ApiRequest, error_page};
 
-pub(super) async fn authorize(
-    State(shared): State<AppState>,
-    Path(tenant_segment): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let params = Params::from_query(query.as_deref());
-    let mut world = shared.lock();
+pub(super) async fn authorize(request: ApiRequest, Path(tenant_segment): Path<String>) -> Response {
+    let params = &request.params;
+    let mut world = request.shared.lock();
     world.count(Endpoint::Authorize);
     let client_id = params.get("client_id").unwrap_or_default().to_owned();
     let Some(tenant) = find_tenant(&world, &tenant_segment, &client_id) else {
@@ -49,7 +45,7 @@ pub(super) async fn authorize(
         );
     }
     let state = params.get("state").unwrap_or_default().to_owned();
-    let Some(consent) = consent(&world, tenant, &params) else {
+    let Some(consent) = consent(&world, tenant, params) else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "AADSTS50034: no user in this tenant can sign in",
@@ -91,7 +87,7 @@ pub(super) async fn authorize(
         consent,
         &client_id,
         &redirect_uri,
-        &params,
+        params,
     );
     drop(world);
     let session_state = uuid::Uuid::new_v4().to_string();

@@ -15,18 +15,28 @@ use crate::oauth::oidc::{IdKey, IdTokenFor, has};
 use crate::scenario::Provider;
 use crate::server::{AppState, Reply, Style, deliver, request_ids};
 
-/// The tenant a discovery path names: `Ok(Some(guid))` for a tenant of the scenario,
-/// `Ok(None)` for `common` / `organizations` (Entra then writes the `{tenantid}`
-/// placeholder), `Err` (AADSTS90002) for anything else.
-pub(super) fn discovery_tenant(shared: &AppState, segment: &str) -> Result<Option<String>, ()> {
-    if matches!(segment, "common" | "organizations") {
-        return Ok(None);
-    }
-    let world = shared.lock();
-    find_tenant(&world, segment, "")
-        .and_then(|tenant| world.tenants.get(tenant))
-        .map(|t| Some(t.cfg.tenant_id.clone()))
-        .ok_or(())
+/// The tenant a discovery path names and its v2.0 issuer: `Some(guid)` for a tenant of the
+/// scenario, `None` for `common` / `organizations` (whose issuer keeps Entra's literal
+/// `{tenantid}` placeholder); `Err` is AADSTS90002 for anything else.
+fn discovered(
+    shared: &AppState,
+    segment: &str,
+    headers: &HeaderMap,
+) -> Result<(Option<String>, String), Box<Reply>> {
+    let tid = if matches!(segment, "common" | "organizations") {
+        None
+    } else {
+        let world = shared.lock();
+        let tenant = find_tenant(&world, segment, "").and_then(|t| world.tenants.get(t));
+        match tenant {
+            Some(tenant) => Some(tenant.cfg.tenant_id.clone()),
+            None => return Err(Box::new(unknown_tenant(segment, headers))),
+        }
+    };
+    let issuer = shared
+        .urls
+        .microsoft_issuer(tid.as_deref().unwrap_or("{tenantid}"));
+    Ok((tid, issuer))
 }
 
 /// Entra's 400 for a tenant it does not know, as MSAL and the Azure CLI print it
@@ -60,18 +70,14 @@ pub(super) async fn configuration(
     Path(segment): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let tid = match discovery_tenant(&shared, &segment) {
-        Ok(tid) => tid,
-        Err(()) => return deliver(unknown_tenant(&segment, &headers)).await,
+    let (tid, issuer) = match discovered(&shared, &segment, &headers) {
+        Ok(found) => found,
+        Err(reply) => return deliver(*reply).await,
     };
-    // Endpoints name the tenant GUID when one was resolved, else the path's own segment;
-    // the issuer of `common` keeps Entra's literal placeholder.
+    // Endpoints name the tenant GUID when one was resolved, else the path's own segment.
     let login = &shared.urls.microsoft_login_base;
-    let path_tenant = tid.clone().unwrap_or_else(|| segment.clone());
-    let issuer = shared
-        .urls
-        .microsoft_issuer(tid.as_deref().unwrap_or("{tenantid}"));
-    let list = |items: &[&str]| J::Arr(items.iter().map(|s| J::from(*s)).collect());
+    let path_tenant = tid.unwrap_or_else(|| segment.clone());
+    let list = J::strings;
     let body = obj! {
         "token_endpoint" => format!("{login}/{path_tenant}/oauth2/v2.0/token"),
         "token_endpoint_auth_methods_supported" => list(&["client_secret_post", "private_key_jwt", "client_secret_basic"]),
@@ -106,13 +112,10 @@ pub(super) async fn keys(
     Path(segment): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let tid = match discovery_tenant(&shared, &segment) {
-        Ok(tid) => tid,
-        Err(()) => return deliver(unknown_tenant(&segment, &headers)).await,
+    let (_, issuer) = match discovered(&shared, &segment, &headers) {
+        Ok(found) => found,
+        Err(reply) => return deliver(*reply).await,
     };
-    let issuer = shared
-        .urls
-        .microsoft_issuer(tid.as_deref().unwrap_or("{tenantid}"));
     let answer = match &shared.id_key {
         Some(key) => Answer::new(200, key.jwks(Some(&issuer))),
         None => crate::fault::answer(
