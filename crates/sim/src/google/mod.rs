@@ -8,6 +8,7 @@
 
 mod authorize;
 mod calendar;
+pub(crate) mod catalogue;
 mod directory;
 pub(crate) mod faults;
 mod gmail;

@@ -8,6 +8,7 @@
 
 mod authorize;
 mod calendar;
+pub(crate) mod catalogue;
 mod delta;
 pub(crate) mod faults;
 mod mail;
@@ -173,14 +174,11 @@ fn graph(
         user: path_user.unwrap_or_default().to_owned(),
         ..AnswerCtx::default()
     };
-    let mut reply = Reply {
-        style: Style::Graph,
-        answer: Answer::new(200, J::Null),
-        transport: None,
-        request_id,
-        client_request_id,
-        in_flight: None,
-    };
+    let mut reply = Reply::plain(
+        Style::Graph,
+        Answer::new(200, J::Null),
+        (request_id, client_request_id),
+    );
     let answer =
         |kind: FaultKind, ctx: &AnswerCtx| crate::fault::answer(kind, Provider::Microsoft, ctx);
     let mut world = request.shared.lock();

@@ -117,14 +117,11 @@ pub(super) async fn token(
         client_request_id: sent_client_request_id(&headers),
         ..AnswerCtx::default()
     };
-    let mut reply = Reply {
-        style: Style::EntraToken,
-        answer: Answer::new(200, J::Null),
-        transport: None,
-        request_id,
-        client_request_id,
-        in_flight: None,
-    };
+    let mut reply = Reply::plain(
+        Style::EntraToken,
+        Answer::new(200, J::Null),
+        (request_id, client_request_id),
+    );
     reply.answer = {
         let mut world = shared.lock();
         world.count(Endpoint::Token);
