@@ -14,10 +14,12 @@ use time::format_description::well_known::Rfc3339;
 use toml::Spanned;
 
 mod keys;
+mod raw;
 
 use crate::SimError;
 use crate::fault::{EndpointSel, FaultKind};
 use keys::rsa_public_key_der;
+use raw::{RawClient, RawFault, RawScenario};
 
 /// Most messages or events generated for one user (keeps every loop bounded).
 pub const MAX_GENERATED: u32 = 100_000;
@@ -177,125 +179,6 @@ impl FaultSpec {
         self.endpoint
             .unwrap_or_else(|| self.fault.default_endpoint())
     }
-}
-
-// ---- raw file -------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScenario {
-    #[serde(default)]
-    seed: u64,
-    #[serde(default)]
-    epoch: Option<Spanned<String>>,
-    #[serde(default)]
-    access_token_lifetime_secs: Option<u64>,
-    #[serde(default)]
-    tenant: Vec<RawTenant>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTenant {
-    name: Spanned<String>,
-    provider: Provider,
-    domain: String,
-    #[serde(default)]
-    tenant_id: Option<String>,
-    #[serde(default)]
-    service_account: Option<RawServiceAccount>,
-    #[serde(default)]
-    oauth_client: Option<RawClient>,
-    #[serde(default)]
-    app: Option<RawClient>,
-    #[serde(default)]
-    user: Vec<RawUser>,
-    #[serde(default)]
-    fault: Vec<RawFault>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServiceAccount {
-    client_email: String,
-    client_id: String,
-    public_key: Spanned<String>,
-    #[serde(default)]
-    delegated_scopes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClient {
-    client_id: String,
-    client_secret: String,
-    #[serde(default)]
-    redirect_uris: Vec<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    consent_scopes: Vec<String>,
-    #[serde(default)]
-    consent_user: Option<Spanned<String>>,
-    #[serde(default)]
-    reject_reused_refresh_tokens: bool,
-    #[serde(default = "outlook_concurrency")]
-    mailbox_concurrency: u32,
-}
-
-/// Outlook's documented limit: 4 concurrent requests per app and mailbox.
-fn outlook_concurrency() -> u32 {
-    4
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUser {
-    email: Spanned<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    admin: bool,
-    #[serde(default = "yes")]
-    mailbox: bool,
-    #[serde(default = "yes")]
-    licensed: bool,
-    #[serde(default)]
-    suspended: bool,
-    #[serde(default)]
-    guest: bool,
-    #[serde(default)]
-    deleted: bool,
-    #[serde(default)]
-    created_at: Option<Spanned<String>>,
-    #[serde(default)]
-    messages: Option<Spanned<u32>>,
-    #[serde(default)]
-    events: Option<Spanned<u32>>,
-    #[serde(default)]
-    granted_scopes: Option<Vec<String>>,
-    #[serde(default)]
-    fault: Vec<RawFault>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFault {
-    fault: Spanned<FaultKind>,
-    #[serde(default)]
-    endpoint: Option<EndpointSel>,
-    #[serde(default)]
-    times: Option<u32>,
-    #[serde(default)]
-    retry_after: Option<RetryAfter>,
-    #[serde(default)]
-    latency_ms: Option<u64>,
-    #[serde(default)]
-    bytes: Option<u64>,
 }
 
 /// Turns byte offsets into 1-based line and column numbers for error messages.
