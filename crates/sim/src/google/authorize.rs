@@ -4,10 +4,10 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use crate::fault::{AnswerCtx, Endpoint, Fired, fire};
+use crate::fault::{AnswerCtx, Endpoint, Fired};
 use crate::json::J;
 use crate::oauth::code;
-use crate::oauth::{consent, redirect_to};
+use crate::oauth::{consent, oauth_faults, redirect_to};
 use crate::scenario::Provider;
 use crate::server::{ApiRequest, error_page};
 
@@ -45,13 +45,12 @@ pub(super) async fn authorize(request: ApiRequest) -> Response {
         );
     };
     let mut ctx = AnswerCtx::default();
-    if let Fired::Answer(answer, _) = fire(
+    if let Fired::Answer(answer, _) = oauth_faults(
         &mut world,
+        Endpoint::Authorize,
+        Provider::Google,
         tenant,
         Some(consent.user),
-        Endpoint::Authorize,
-        false,
-        Provider::Google,
         &mut ctx,
     ) {
         let error = match answer.body.get("error") {

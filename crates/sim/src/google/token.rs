@@ -8,10 +8,11 @@ use axum::response::Response;
 
 use super::faults::google_token_error;
 use super::{CALENDAR_SCOPES, GMAIL_SCOPES, now};
-use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Fired, fire};
+use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Fired};
 use crate::json::obj;
 use crate::oauth::code::{self, Refused};
 use crate::oauth::grants::{Grant, RefreshGrant};
+use crate::oauth::oauth_faults;
 use crate::scenario::{FaultSpec, Provider};
 use crate::server::{AppState, Params, Reply, Style, deliver};
 use crate::state::World;
@@ -428,13 +429,12 @@ fn token_faults(
     user: Option<usize>,
 ) -> Result<Option<FaultSpec>, Box<Reply>> {
     let mut ctx = AnswerCtx::default();
-    match fire(
+    match oauth_faults(
         world,
+        Endpoint::Token,
+        Provider::Google,
         tenant,
         user,
-        Endpoint::Token,
-        false,
-        Provider::Google,
         &mut ctx,
     ) {
         Fired::Answer(answer, transport) => Err(Box::new(token_reply(answer, transport))),

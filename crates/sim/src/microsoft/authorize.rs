@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::find_tenant;
-use crate::fault::{AnswerCtx, Endpoint, Fired, fire};
+use crate::fault::{AnswerCtx, Endpoint, Fired};
 use crate::json::J;
 use crate::oauth::code;
-use crate::oauth::{consent, redirect_to};
+use crate::oauth::{consent, oauth_faults, redirect_to};
 use crate::scenario::Provider;
 use crate::server::{ApiRequest, error_page};
 
@@ -56,13 +56,12 @@ pub(super) async fn authorize(request: ApiRequest, Path(tenant_segment): Path<St
         tenant: tenant_segment.clone(),
         ..AnswerCtx::default()
     };
-    if let Fired::Answer(answer, _) = fire(
+    if let Fired::Answer(answer, _) = oauth_faults(
         &mut world,
+        Endpoint::Authorize,
+        Provider::Microsoft,
         tenant,
         Some(consent.user),
-        Endpoint::Authorize,
-        false,
-        Provider::Microsoft,
         &mut ctx,
     ) {
         let field = |name: &str| match answer.body.get(name) {

@@ -10,10 +10,11 @@ use axum::response::Response;
 use super::faults::entra_error;
 use super::{find_tenant, now, sent_client_request_id};
 use crate::Endpoints;
-use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Fired, fire};
+use crate::fault::{Answer, AnswerCtx, Endpoint, FaultKind, Fired};
 use crate::json::{J, obj};
 use crate::oauth::code::{self, Refused};
 use crate::oauth::grants::{Grant, RefreshGrant};
+use crate::oauth::oauth_faults;
 use crate::scenario::Provider;
 use crate::server::{AppState, Params, Reply, Style, deliver, request_ids};
 use crate::state::World;
@@ -191,13 +192,12 @@ pub(super) fn token_answer(
     if let Some(user) = user.and_then(|u| world.user(tenant, u)) {
         ctx.user = user.cfg.email.clone();
     }
-    match fire(
+    match oauth_faults(
         world,
+        Endpoint::Token,
+        Provider::Microsoft,
         tenant,
         user,
-        Endpoint::Token,
-        false,
-        Provider::Microsoft,
         ctx,
     ) {
         Fired::Answer(answer, spec) => {
@@ -229,7 +229,7 @@ pub(super) fn token_answer(
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    match grant_type {
+    let (user, granted, nonce) = match grant_type {
         "client_credentials" => {
             if scopes.len() != 1 || !scopes.iter().all(|s| s.ends_with("/.default")) {
                 let scope = scopes.join(" ");
@@ -245,7 +245,7 @@ pub(super) fn token_answer(
                 );
             }
             let (token, lifetime) = mint(world, keys.access, tenant, None, client_id, &[]);
-            Answer::new(
+            return Answer::new(
                 200,
                 obj! {
                     "token_type" => "Bearer",
@@ -253,7 +253,7 @@ pub(super) fn token_answer(
                     "ext_expires_in" => lifetime,
                     "access_token" => token,
                 },
-            )
+            );
         }
         "refresh_token" => {
             let Some(grant) = refresh else {
@@ -279,15 +279,7 @@ pub(super) fn token_answer(
             {
                 token.rotated = true;
             }
-            delegated_success(
-                world,
-                keys,
-                tenant,
-                grant.user,
-                client_id,
-                grant.scopes,
-                None,
-            )
+            (grant.user, grant.scopes, None)
         }
         "authorization_code" => {
             let grant = match code::check(world, params, tenant, client_id) {
@@ -330,33 +322,38 @@ pub(super) fn token_answer(
                 }
             };
             code::mark_used(world, params);
-            delegated_success(
-                world,
-                keys,
-                tenant,
-                grant.user,
-                client_id,
-                grant.scopes,
-                grant.nonce.as_deref(),
-            )
+            (grant.user, grant.scopes, grant.nonce)
         }
-        "" => entra_error(
-            ctx,
-            400,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'grant_type'.",
-            None,
-        ),
-        other => entra_error(
-            ctx,
-            400,
-            "unsupported_grant_type",
-            70003,
-            &format!("The app requested an unsupported grant type '{other}'."),
-            None,
-        ),
-    }
+        "" => {
+            return entra_error(
+                ctx,
+                400,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'grant_type'.",
+                None,
+            );
+        }
+        other => {
+            return entra_error(
+                ctx,
+                400,
+                "unsupported_grant_type",
+                70003,
+                &format!("The app requested an unsupported grant type '{other}'."),
+                None,
+            );
+        }
+    };
+    delegated_success(
+        world,
+        keys,
+        tenant,
+        user,
+        client_id,
+        granted,
+        nonce.as_deref(),
+    )
 }
 
 /// The Entra v2.0 `id_token` of a delegated grant whose scopes hold `openid`.

@@ -12,6 +12,8 @@ pub(crate) mod oidc;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::fault::{AnswerCtx, Endpoint, Fired, fire};
+use crate::scenario::Provider;
 use crate::server::Params;
 use crate::state::World;
 
@@ -86,4 +88,17 @@ pub(crate) fn consent(world: &World, tenant: usize, params: &Params) -> Option<C
         .map(str::to_owned)
         .collect();
     Some(Consent { user, scopes })
+}
+
+/// The faults that fire at an OAuth endpoint (`Endpoint::Token` or `Endpoint::Authorize`;
+/// OAuth calls are never incremental) for `user` of `tenant`.
+pub(crate) fn oauth_faults(
+    world: &mut World,
+    endpoint: Endpoint,
+    provider: Provider,
+    tenant: usize,
+    user: Option<usize>,
+    ctx: &mut AnswerCtx,
+) -> Fired {
+    fire(world, tenant, user, endpoint, false, provider, ctx)
 }
