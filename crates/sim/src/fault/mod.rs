@@ -259,6 +259,25 @@ impl<'de> Deserialize<'de> for FaultKind {
     }
 }
 
+/// Google's token-endpoint names (providers/google.md §2, §3): valid at Google only, and
+/// answered at the token endpoint unless a scenario says otherwise.
+const GOOGLE_TOKEN: &[FaultKind] = &[
+    FaultKind::DelegationUnauthorizedClient,
+    FaultKind::InvalidGrantRevoked,
+    FaultKind::InvalidRapt,
+    FaultKind::AdminPolicyEnforced,
+    FaultKind::InvalidEmail,
+    FaultKind::NotAValidEmail,
+    FaultKind::AccountDeleted,
+    FaultKind::InvalidJwtSignature,
+    FaultKind::JwtNotShortLived,
+    FaultKind::AccountNotFound,
+    FaultKind::DeletedClient,
+    FaultKind::DisabledClient,
+    FaultKind::InternalFailure,
+    FaultKind::RefreshScopeMissing,
+];
+
 /// How a fault acts on a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Effect {
@@ -308,21 +327,8 @@ impl FaultKind {
             | F::OversizedBody
             | F::EmptyPages
             | F::DuplicateItems => Family::Both,
-            F::DelegationUnauthorizedClient
-            | F::InvalidGrantRevoked
-            | F::InvalidRapt
-            | F::AdminPolicyEnforced
-            | F::InvalidEmail
-            | F::NotAValidEmail
-            | F::AccountDeleted
-            | F::InvalidJwtSignature
-            | F::JwtNotShortLived
-            | F::AccountNotFound
-            | F::DeletedClient
-            | F::DisabledClient
-            | F::DomainCannotUseApis
-            | F::InternalFailure
-            | F::RefreshScopeMissing
+            _ if GOOGLE_TOKEN.contains(&self) => Family::Google,
+            F::DomainCannotUseApis
             | F::InsufficientPermissions
             | F::InsufficientPermissionsNoErrors
             | F::DomainPolicy
@@ -389,21 +395,8 @@ impl FaultKind {
     pub(crate) fn default_endpoint(self) -> EndpointSel {
         use FaultKind as F;
         match self {
+            _ if GOOGLE_TOKEN.contains(&self) => EndpointSel::Token,
             F::InvalidClient
-            | F::DelegationUnauthorizedClient
-            | F::InvalidGrantRevoked
-            | F::InvalidRapt
-            | F::AdminPolicyEnforced
-            | F::InvalidEmail
-            | F::NotAValidEmail
-            | F::AccountDeleted
-            | F::InvalidJwtSignature
-            | F::JwtNotShortLived
-            | F::AccountNotFound
-            | F::DeletedClient
-            | F::DisabledClient
-            | F::InternalFailure
-            | F::RefreshScopeMissing
             | F::ConsentRequired
             | F::AdminConsentRequired
             | F::AppNotInTenant

@@ -17,9 +17,10 @@ use crate::scenario::Provider;
 use crate::server::Params;
 use crate::state::World;
 
-/// Sign-in scopes Google's consent screen never lets a user untick (and no client
-/// restricts): with `email`, `tokeninfo` names the account.
-pub(crate) const BASIC_SCOPES: &[&str] = &[
+/// Sign-in scopes the consent screen never lets a user untick and no client restricts
+/// (Google's list; the sim's consent screen keeps them at both providers): with `email`,
+/// Google's `tokeninfo` names the account.
+const BASIC_SCOPES: &[&str] = &[
     "openid",
     "email",
     "profile",
