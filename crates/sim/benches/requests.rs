@@ -103,22 +103,15 @@ async fn gmail_setup(http: &reqwest::Client, e: &Endpoints) -> (String, String) 
     )
     .expect("signs");
     let assertion = format!("{input}.{}", b64.encode(signature));
-    let token: serde_json::Value = http
-        .post(&e.google_token_url)
-        .form(&[
+    let token = access_token(
+        http,
+        &e.google_token_url,
+        &[
             ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
             ("assertion", assertion.as_str()),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    let token = token["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned();
+        ],
+    )
+    .await;
     let profile: serde_json::Value = http
         .get(format!("{}/users/me/profile", e.gmail_base))
         .bearer_auth(&token)
@@ -135,25 +128,35 @@ async fn gmail_setup(http: &reqwest::Client, e: &Endpoints) -> (String, String) 
     )
 }
 
-async fn graph_setup(http: &reqwest::Client, e: &Endpoints) -> (String, String) {
+/// POSTs `form` to a token endpoint and returns the `access_token` it answers.
+async fn access_token(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> String {
     let token: serde_json::Value = http
-        .post(e.microsoft_token_url("contoso.example"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"),
-            ("client_secret", "sim-microsoft-secret"),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
+        .post(url)
+        .form(form)
         .send()
         .await
         .expect("token")
         .json()
         .await
         .expect("token json");
-    let token = token["access_token"]
+    token["access_token"]
         .as_str()
         .expect("access token")
-        .to_owned();
+        .to_owned()
+}
+
+async fn graph_setup(http: &reqwest::Client, e: &Endpoints) -> (String, String) {
+    let token = access_token(
+        http,
+        &e.microsoft_token_url("contoso.example"),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"),
+            ("client_secret", "sim-microsoft-secret"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ],
+    )
+    .await;
     let mut url = format!(
         "{}/users/alan@contoso.example/mailFolders/inbox/messages/delta",
         e.graph_base

@@ -35,6 +35,23 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// A control call's answer, or the problem that stopped it.
+type Outcome = Result<Response, Box<Response>>;
+
+fn settle(outcome: Outcome) -> Response {
+    outcome.unwrap_or_else(|problem| *problem)
+}
+
+/// A request body read as JSON; `Err` is the 400 saying why it is not a `what` request.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|error| {
+        Box::new(problem(
+            StatusCode::BAD_REQUEST,
+            format!("invalid {what} request: {error}"),
+        ))
+    })
+}
+
 /// Resolves `tenant` and optional `user` names.
 fn locate(
     world: &World,
@@ -123,29 +140,22 @@ struct FaultRequest {
 }
 
 async fn add_fault(State(shared): State<AppState>, body: axum::body::Bytes) -> Response {
-    let request: FaultRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("invalid fault request: {error}"),
-            );
-        }
-    };
+    settle(add_fault_from(&shared, &body))
+}
+
+fn add_fault_from(shared: &AppState, body: &[u8]) -> Outcome {
+    let request: FaultRequest = parse(body, "fault")?;
     let mut world = shared.lock();
-    let (tenant, user) = match locate(&world, &request.tenant, request.user.as_deref()) {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
+    let (tenant, user) = locate(&world, &request.tenant, request.user.as_deref())?;
     let provider = world.tenants.get(tenant).map(|t| t.cfg.provider);
     if provider.is_some_and(|p| !request.fault.valid_for(p)) {
-        return problem(
+        return Err(Box::new(problem(
             StatusCode::BAD_REQUEST,
             format!(
                 "fault {:?} does not exist at this tenant's provider",
                 request.fault
             ),
-        );
+        )));
     }
     let spec = FaultSpec {
         fault: request.fault,
@@ -155,10 +165,10 @@ async fn add_fault(State(shared): State<AppState>, body: axum::body::Bytes) -> R
         latency_ms: request.latency_ms,
         bytes: request.bytes,
     };
-    match world.add_fault(tenant, user, spec) {
+    Ok(match world.add_fault(tenant, user, spec) {
         Some(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
         None => problem(StatusCode::NOT_FOUND, "no such tenant or user"),
-    }
+    })
 }
 
 async fn list_faults(State(shared): State<AppState>) -> Response {
@@ -187,29 +197,25 @@ struct Target {
 }
 
 async fn clear_faults(State(shared): State<AppState>, body: axum::body::Bytes) -> Response {
+    settle(clear_faults_from(&shared, &body))
+}
+
+fn clear_faults_from(shared: &AppState, body: &[u8]) -> Outcome {
     let target: Target = if body.is_empty() {
         Target::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(target) => target,
-            Err(error) => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid clear request: {error}"),
-                );
-            }
-        }
+        parse(body, "clear")?
     };
     let mut world = shared.lock();
     let (tenant, user) = match &target.tenant {
         None => (None, None),
-        Some(name) => match locate(&world, name, target.user.as_deref()) {
-            Ok((t, u)) => (Some(t), u),
-            Err(response) => return *response,
-        },
+        Some(name) => {
+            let (t, u) = locate(&world, name, target.user.as_deref())?;
+            (Some(t), u)
+        }
     };
     let removed = world.clear_faults(tenant, user, None);
-    Json(json!({ "removed": removed })).into_response()
+    Ok(Json(json!({ "removed": removed })).into_response())
 }
 
 async fn delete_fault(State(shared): State<AppState>, Path(id): Path<u64>) -> Response {
@@ -233,26 +239,20 @@ struct ChangeRequest {
     remove: Vec<String>,
 }
 
-fn parse_change(body: &[u8]) -> Result<ChangeRequest, Box<Response>> {
-    serde_json::from_slice(body).map_err(|error| {
-        Box::new(problem(
-            StatusCode::BAD_REQUEST,
-            format!("invalid change request: {error}"),
-        ))
-    })
+/// Reads a change request and finds its user: (request, tenant, user).
+fn change_of(world: &World, body: &[u8]) -> Result<(ChangeRequest, usize, usize), Box<Response>> {
+    let request: ChangeRequest = parse(body, "change")?;
+    match locate(world, &request.tenant, Some(&request.user))? {
+        (tenant, Some(user)) => Ok((request, tenant, user)),
+        (_, None) => Err(Box::new(problem(StatusCode::NOT_FOUND, "no such user"))),
+    }
 }
 
 async fn mail(State(shared): State<AppState>, body: axum::body::Bytes) -> Response {
-    let request = match parse_change(&body) {
-        Ok(request) => request,
-        Err(response) => return *response,
-    };
     let mut world = shared.lock();
-    let (tenant, Some(user)) = (match locate(&world, &request.tenant, Some(&request.user)) {
+    let (request, tenant, user) = match change_of(&world, &body) {
         Ok(found) => found,
         Err(response) => return *response,
-    }) else {
-        return problem(StatusCode::NOT_FOUND, "no such user");
     };
     let added = world.add_mail(tenant, user, request.add);
     let Some(state) = world.user_mut(tenant, user) else {
@@ -272,16 +272,10 @@ async fn mail(State(shared): State<AppState>, body: axum::body::Bytes) -> Respon
 }
 
 async fn events(State(shared): State<AppState>, body: axum::body::Bytes) -> Response {
-    let request = match parse_change(&body) {
-        Ok(request) => request,
-        Err(response) => return *response,
-    };
     let mut world = shared.lock();
-    let (tenant, Some(user)) = (match locate(&world, &request.tenant, Some(&request.user)) {
+    let (request, tenant, user) = match change_of(&world, &body) {
         Ok(found) => found,
         Err(response) => return *response,
-    }) else {
-        return problem(StatusCode::NOT_FOUND, "no such user");
     };
     let added = world.add_events(tenant, user, request.add);
     let now = time::OffsetDateTime::now_utc();
@@ -312,21 +306,14 @@ struct ExpireRequest {
 }
 
 async fn expire(State(shared): State<AppState>, body: axum::body::Bytes) -> Response {
-    let request: ExpireRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("invalid expire request: {error}"),
-            );
-        }
-    };
+    settle(expire_from(&shared, &body))
+}
+
+fn expire_from(shared: &AppState, body: &[u8]) -> Outcome {
+    let request: ExpireRequest = parse(body, "expire")?;
     let mut world = shared.lock();
-    let (tenant, user) = match locate(&world, &request.tenant, request.user.as_deref()) {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
-    match request.what.as_str() {
+    let (tenant, user) = locate(&world, &request.tenant, request.user.as_deref())?;
+    Ok(match request.what.as_str() {
         "cursors" => {
             let users: Vec<usize> = match user {
                 Some(u) => vec![u],
@@ -345,5 +332,5 @@ async fn expire(State(shared): State<AppState>, body: axum::body::Bytes) -> Resp
             StatusCode::BAD_REQUEST,
             format!("`what` must be `cursors` or `tokens`, not `{other}`"),
         ),
-    }
+    })
 }

@@ -25,6 +25,11 @@ impl J {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// An array of strings.
+    pub(crate) fn strings(items: &[&str]) -> J {
+        J::Arr(items.iter().map(|s| J::from(*s)).collect())
+    }
+
     /// Appends a key to an object (no-op on other variants).
     pub(crate) fn push(&mut self, key: &str, value: impl Into<J>) {
         if let J::Obj(fields) = self {

@@ -43,19 +43,17 @@ mod control;
 mod fault;
 mod google;
 mod json;
-mod jwt;
 mod microsoft;
-mod oidc;
+mod oauth;
 mod paging;
 mod scenario;
-mod search;
 mod server;
 mod state;
 
 pub use catalogue::names as catalogue_fault_names;
-pub use fault::{EndpointSel, FaultKind};
+pub use fault::{EndpointSel, FaultKind, RetryAfter};
 pub use scenario::{
-    Client, FaultSpec, MAX_GENERATED, Provider, RetryAfter, Scenario, ServiceAccount, Tenant, User,
+    Client, FaultSpec, MAX_GENERATED, Provider, Scenario, ServiceAccount, Tenant, User,
 };
 
 /// What can go wrong starting the sim or loading a scenario.
@@ -102,8 +100,6 @@ pub enum SimError {
 /// was discarded after signing, so nothing else can be issued under it).
 pub const TEST_CA_PEM: &str =
     include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls-ca.pem");
-const TLS_CERT_PEM: &str = include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls.pem");
-const TLS_KEY_PEM: &str = include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-sim-tls.key.pem");
 
 /// Every base URL a connector configuration needs, without trailing slashes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,7 +208,7 @@ impl Sim {
         scenario: Scenario,
         listen: SocketAddr,
     ) -> Result<SimHandle, SimError> {
-        Sim::serve(scenario, listen, Some(tls_config()?)).await
+        Sim::serve(scenario, listen, Some(server::tls::config()?)).await
     }
 
     async fn serve(
@@ -249,7 +245,7 @@ impl Sim {
                         .await
                 }
                 Some(config) => {
-                    let listener = TlsListener {
+                    let listener = server::tls::TlsListener {
                         tcp: listener,
                         acceptor: tokio_rustls::TlsAcceptor::from(config),
                     };
@@ -268,62 +264,6 @@ impl Sim {
             stop: Some(stop),
             task: Some(task),
         })
-    }
-}
-
-/// The https listener's rustls configuration (ring, the workspace's one provider).
-fn tls_config() -> Result<Arc<rustls::ServerConfig>, SimError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let tls = |message: String| SimError::Tls { message };
-    let certs = CertificateDer::pem_slice_iter(TLS_CERT_PEM.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls(format!("test certificate: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(TLS_KEY_PEM.as_bytes())
-        .map_err(|e| tls(format!("test key: {e}")))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| tls(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// A TCP listener that hands axum only connections whose TLS handshake completed (within
-/// 5 s); a failed handshake is dropped and accepting goes on.
-struct TlsListener {
-    tcp: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, addr) = match self.tcp.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::debug!(%error, "datacap-sim: accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(error)) => tracing::debug!(%error, "datacap-sim: TLS handshake failed"),
-                Err(_) => tracing::debug!("datacap-sim: TLS handshake timed out"),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
     }
 }
 

@@ -7,7 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::state::Quirks;
+use crate::fault::Quirks;
 
 /// Encodes fields into an opaque token.
 pub(crate) fn encode(fields: &[&str]) -> String {
@@ -16,10 +16,36 @@ pub(crate) fn encode(fields: &[&str]) -> String {
 
 /// Decodes a token made by [`encode`] whose first field is `tag`.
 pub(crate) fn decode(token: &str, tag: &str) -> Option<Vec<String>> {
-    let bytes = crate::jwt::decode_segment(token)?;
+    let bytes = crate::oauth::jwt::decode_segment(token)?;
     let text = String::from_utf8(bytes).ok()?;
     let fields: Vec<String> = text.split('|').map(str::to_owned).collect();
     (fields.first().map(String::as_str) == Some(tag)).then_some(fields)
+}
+
+/// The token of the page that starts at `at`: `tag`, then `fields` (what a request must
+/// still match to go on from it), then where the page starts.
+pub(crate) fn page_token(tag: &str, fields: &[&str], at: PageAt) -> String {
+    let [offset, empty] = at.fields();
+    let mut all = vec![tag];
+    all.extend_from_slice(fields);
+    all.extend([offset.as_str(), empty.as_str()]);
+    encode(&all)
+}
+
+/// Where the page a token made by [`page_token`] with `tag` and `fields` starts: no token
+/// is the first page; `Err` is a token the sim did not write or one for other `fields`.
+pub(crate) fn read_page(token: Option<&str>, tag: &str, fields: &[&str]) -> Result<PageAt, ()> {
+    let Some(token) = token else {
+        return Ok(PageAt::default());
+    };
+    let n = fields.len();
+    decode(token, tag)
+        .filter(|f| {
+            f.get(1..1 + n)
+                .is_some_and(|got| got.iter().zip(fields).all(|(a, b)| a == b))
+        })
+        .and_then(|f| PageAt::parse(f.get(1 + n), f.get(2 + n)))
+        .ok_or(())
 }
 
 /// Where a page starts: the offset into the listing and whether the empty page the

@@ -8,15 +8,18 @@
 
 use std::path::{Path, PathBuf};
 
-use rustls_pki_types::SubjectPublicKeyInfoDer;
-use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use toml::Spanned;
 
+mod keys;
+mod raw;
+
 use crate::SimError;
 use crate::fault::{EndpointSel, FaultKind};
+use keys::rsa_public_key_der;
+use raw::{RawClient, RawFault, RawScenario};
 
 /// Most messages or events generated for one user (keeps every loop bounded).
 pub const MAX_GENERATED: u32 = 100_000;
@@ -133,32 +136,7 @@ pub struct User {
     pub faults: Vec<FaultSpec>,
 }
 
-/// `Retry-After` as written in the scenario: `10`, `2.128`, or a string sent verbatim
-/// (`"date+30"` becomes an HTTP date 30 s from the moment of the answer).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum RetryAfter {
-    /// Whole seconds.
-    Seconds(u64),
-    /// Fractional seconds (`2.128`).
-    Fraction(f64),
-    /// Sent as is, except `date+N`.
-    Text(String),
-}
-
-impl RetryAfter {
-    /// The header value at this moment.
-    pub fn header_value(&self) -> String {
-        match self {
-            RetryAfter::Seconds(secs) => secs.to_string(),
-            RetryAfter::Fraction(secs) => secs.to_string(),
-            RetryAfter::Text(text) => match text.strip_prefix("date+") {
-                Some(secs) => crate::fault::http_date_in(secs.trim().parse().unwrap_or(0)),
-                None => text.clone(),
-            },
-        }
-    }
-}
+pub use crate::fault::RetryAfter;
 
 /// One fault, as in a scenario's `[[…fault]]` table or a control request.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -201,125 +179,6 @@ impl FaultSpec {
         self.endpoint
             .unwrap_or_else(|| self.fault.default_endpoint())
     }
-}
-
-// ---- raw file -------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScenario {
-    #[serde(default)]
-    seed: u64,
-    #[serde(default)]
-    epoch: Option<Spanned<String>>,
-    #[serde(default)]
-    access_token_lifetime_secs: Option<u64>,
-    #[serde(default)]
-    tenant: Vec<RawTenant>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTenant {
-    name: Spanned<String>,
-    provider: Provider,
-    domain: String,
-    #[serde(default)]
-    tenant_id: Option<String>,
-    #[serde(default)]
-    service_account: Option<RawServiceAccount>,
-    #[serde(default)]
-    oauth_client: Option<RawClient>,
-    #[serde(default)]
-    app: Option<RawClient>,
-    #[serde(default)]
-    user: Vec<RawUser>,
-    #[serde(default)]
-    fault: Vec<RawFault>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServiceAccount {
-    client_email: String,
-    client_id: String,
-    public_key: Spanned<String>,
-    #[serde(default)]
-    delegated_scopes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClient {
-    client_id: String,
-    client_secret: String,
-    #[serde(default)]
-    redirect_uris: Vec<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    consent_scopes: Vec<String>,
-    #[serde(default)]
-    consent_user: Option<Spanned<String>>,
-    #[serde(default)]
-    reject_reused_refresh_tokens: bool,
-    #[serde(default = "outlook_concurrency")]
-    mailbox_concurrency: u32,
-}
-
-/// Outlook's documented limit: 4 concurrent requests per app and mailbox.
-fn outlook_concurrency() -> u32 {
-    4
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUser {
-    email: Spanned<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    admin: bool,
-    #[serde(default = "yes")]
-    mailbox: bool,
-    #[serde(default = "yes")]
-    licensed: bool,
-    #[serde(default)]
-    suspended: bool,
-    #[serde(default)]
-    guest: bool,
-    #[serde(default)]
-    deleted: bool,
-    #[serde(default)]
-    created_at: Option<Spanned<String>>,
-    #[serde(default)]
-    messages: Option<Spanned<u32>>,
-    #[serde(default)]
-    events: Option<Spanned<u32>>,
-    #[serde(default)]
-    granted_scopes: Option<Vec<String>>,
-    #[serde(default)]
-    fault: Vec<RawFault>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFault {
-    fault: Spanned<FaultKind>,
-    #[serde(default)]
-    endpoint: Option<EndpointSel>,
-    #[serde(default)]
-    times: Option<u32>,
-    #[serde(default)]
-    retry_after: Option<RetryAfter>,
-    #[serde(default)]
-    latency_ms: Option<u64>,
-    #[serde(default)]
-    bytes: Option<u64>,
 }
 
 /// Turns byte offsets into 1-based line and column numbers for error messages.
@@ -404,74 +263,6 @@ fn parse_time(
             ),
         )
     })
-}
-
-/// An RSA public key from PEM, as PKCS#1 `RSAPublicKey` DER: `BEGIN PUBLIC KEY` (SPKI,
-/// the key's `BIT STRING`) or `BEGIN RSA PUBLIC KEY` (PKCS#1 already).
-pub(crate) fn rsa_public_key_der(pem: &[u8]) -> Result<Vec<u8>, String> {
-    if let Ok(spki) = SubjectPublicKeyInfoDer::from_pem_slice(pem) {
-        return spki_rsa_key(spki.as_ref()).ok_or_else(|| "not an RSA key".to_owned());
-    }
-    // `BEGIN RSA PUBLIC KEY` is PKCS#1 itself (a label rustls-pki-types does not read).
-    let text = std::str::from_utf8(pem).map_err(|_| "not text".to_owned())?;
-    let body = text
-        .split_once("-----BEGIN RSA PUBLIC KEY-----")
-        .and_then(|(_, rest)| rest.split_once("-----END RSA PUBLIC KEY-----"))
-        .map(|(body, _)| body)
-        .ok_or_else(|| "no PUBLIC KEY or RSA PUBLIC KEY section".to_owned())?;
-    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    use base64::Engine;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(base64)
-        .map_err(|_| "the RSA PUBLIC KEY section is not base64".to_owned())?;
-    match der_tlv(&der) {
-        Some((0x30, _, [])) => Ok(der),
-        _ => Err("the RSA PUBLIC KEY section is not one DER sequence".to_owned()),
-    }
-}
-
-/// The `RSAPublicKey` inside an RSA `SubjectPublicKeyInfo`: `SEQUENCE { SEQUENCE {
-/// rsaEncryption, NULL }, BIT STRING { 0 unused bits, RSAPublicKey } }`.
-fn spki_rsa_key(der: &[u8]) -> Option<Vec<u8>> {
-    const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-    let (0x30, spki, _) = der_tlv(der)? else {
-        return None;
-    };
-    let (0x30, algorithm, rest) = der_tlv(spki)? else {
-        return None;
-    };
-    let (0x06, oid, _) = der_tlv(algorithm)? else {
-        return None;
-    };
-    if oid != RSA_ENCRYPTION {
-        return None;
-    }
-    let (0x03, bits, _) = der_tlv(rest)? else {
-        return None;
-    };
-    let (0, key) = bits.split_first()? else {
-        return None;
-    };
-    Some(key.to_vec())
-}
-
-/// One DER tag-length-value: (tag, content, what follows). Definite lengths only.
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let length = rest[..count]
-            .iter()
-            .fold(0usize, |acc, byte| (acc << 8) | usize::from(*byte));
-        (length, &rest[count..])
-    };
-    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
 }
 
 fn load_key(
@@ -729,51 +520,12 @@ mod tests {
         );
     }
 
-    /// Service-account public keys load from SPKI (`BEGIN PUBLIC KEY`) and PKCS#1
-    /// (`BEGIN RSA PUBLIC KEY`) PEM to the same PKCS#1 DER; anything else is refused.
-    #[test]
-    fn public_keys_load_from_spki_and_pkcs1_pem() {
-        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sim/keys");
-        let read = |name: &str| std::fs::read(keys.join(name)).expect("test key");
-        let spki = rsa_public_key_der(&read("FAKE-TEST-ONLY-google-service-account.pub.pem"))
-            .expect("spki");
-        let pkcs1 =
-            rsa_public_key_der(&read("FAKE-TEST-ONLY-google-service-account.pkcs1.pub.pem"))
-                .expect("pkcs1");
-        assert_eq!(spki, pkcs1);
-        assert!(
-            rsa_public_key_der(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
-                .is_err()
-        );
-        assert!(rsa_public_key_der(b"not a key").is_err());
-        assert!(rsa_public_key_der(&read("FAKE-TEST-ONLY-sim-tls.pem")).is_err());
-        // Truncated DER never panics.
-        for cut in 0..spki.len().min(40) {
-            let _ = spki_rsa_key(&spki[..cut]);
-        }
-    }
-
     #[test]
     fn missing_key_file_names_the_field() {
         check_error(
             "[[tenant]]\nname = \"a\"\nprovider = \"google\"\ndomain = \"d\"\n[tenant.service_account]\nclient_email = \"sa@x\"\nclient_id = \"1\"\npublic_key = \"nope.pem\"\n",
             8,
             "public_key",
-        );
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(RetryAfter::Seconds(10).header_value(), "10");
-        assert_eq!(RetryAfter::Fraction(2.128).header_value(), "2.128");
-        assert_eq!(
-            RetryAfter::Text("Wed, 21 Oct 2026 07:28:00 GMT".into()).header_value(),
-            "Wed, 21 Oct 2026 07:28:00 GMT"
-        );
-        assert!(
-            RetryAfter::Text("date+30".into())
-                .header_value()
-                .ends_with(" GMT")
         );
     }
 
