@@ -113,9 +113,6 @@ impl<D: Dialect> Backend<D> {
                 channel: parse_channel(&channel)?,
                 provider: context.company.provider,
                 connection_mode: context.company.connection_mode,
-                company_id: context.company_id.clone(),
-                member_id: D::get(row, 0)?,
-                member_email: context.member_email.clone(),
                 cursor: D::get(row, 2)?,
                 consecutive_transient_failures: to_u32(failures),
                 lease_owner: owner.to_owned(),
@@ -127,7 +124,12 @@ impl<D: Dialect> Backend<D> {
         // Every claimed row's lease in one statement, not one round trip per job.
         let keys = jobs
             .iter()
-            .map(|job| (job.member_id.clone(), job.channel.as_str().to_owned()))
+            .map(|job| {
+                (
+                    job.context.member_id.clone(),
+                    job.channel.as_str().to_owned(),
+                )
+            })
             .collect();
         D::lease_rows(&mut tx, keys, owner, expires).await?;
         tx.commit().await?;
@@ -147,7 +149,7 @@ impl<D: Dialect> Backend<D> {
             "UPDATE sync_state SET lease_expires_at = $4 \
              WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
         )
-        .bind(&job.member_id)
+        .bind(&job.context.member_id)
         .bind(job.channel.as_str())
         .bind(owner)
         .bind(DbTime::new(until))
@@ -171,7 +173,7 @@ impl<D: Dialect> Backend<D> {
              next_due_at = COALESCE($4, next_due_at) \
              WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
         )
-        .bind(&job.member_id)
+        .bind(&job.context.member_id)
         .bind(job.channel.as_str())
         .bind(owner)
         .bind(next_due_at.map(DbTime::new))
@@ -201,7 +203,7 @@ impl<D: Dialect> Backend<D> {
                THEN next_due_at ELSE $4 END \
              WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
         )
-        .bind(&job.member_id)
+        .bind(&job.context.member_id)
         .bind(job.channel.as_str())
         .bind(owner)
         .bind(DbTime::new(recheck))
