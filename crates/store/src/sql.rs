@@ -175,7 +175,7 @@ pub(crate) struct Statement<'q, D: Database> {
 /// A statement whose rows decode into `O`, a tuple (sqlx's `query_as`).
 #[must_use = "a statement does nothing until it runs"]
 pub(crate) struct StatementAs<'q, D: Database, O> {
-    query: Query<'q, D, D::Arguments>,
+    statement: Statement<'q, D>,
     output: PhantomData<fn() -> O>,
 }
 
@@ -189,7 +189,7 @@ pub(crate) fn query<'q, D: Driver>(sql: impl SqlSafeStr) -> Statement<'q, D> {
 /// A statement of `$N` placeholders, its rows decoded into `O`.
 pub(crate) fn query_as<'q, D: Driver, O: Record>(sql: impl SqlSafeStr) -> StatementAs<'q, D, O> {
     StatementAs {
-        query: sqlx::query(sql),
+        statement: query(sql),
         output: PhantomData,
     }
 }
@@ -242,7 +242,7 @@ impl<'q, D: Driver> Statement<'q, D> {
 impl<'q, D: Driver, O: Record> StatementAs<'q, D, O> {
     pub(crate) fn bind<'t, T: Param<'t>>(self, value: T) -> Self {
         StatementAs {
-            query: D::bind(self.query, value),
+            statement: self.statement.bind(value),
             output: PhantomData,
         }
     }
@@ -251,7 +251,7 @@ impl<'q, D: Driver, O: Record> StatementAs<'q, D, O> {
     where
         'q: 'e,
     {
-        let rows = D::fetch_all(self.query, on.into()).await?;
+        let rows = self.statement.fetch_all(on).await?;
         rows.iter().map(D::record).collect()
     }
 
@@ -262,7 +262,7 @@ impl<'q, D: Driver, O: Record> StatementAs<'q, D, O> {
     where
         'q: 'e,
     {
-        let row = D::fetch_optional(self.query, on.into()).await?;
+        let row = self.statement.fetch_optional(on).await?;
         row.as_ref().map(D::record).transpose()
     }
 
@@ -270,9 +270,7 @@ impl<'q, D: Driver, O: Record> StatementAs<'q, D, O> {
     where
         'q: 'e,
     {
-        self.fetch_optional(on)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)
+        D::record(&self.statement.fetch_one(on).await?)
     }
 }
 
@@ -335,7 +333,7 @@ impl<D: Driver> Builder<D> {
 
     pub(crate) fn build_query_as<O: Record>(&mut self) -> StatementAs<'_, D, O> {
         StatementAs {
-            query: self.inner.build(),
+            statement: self.build(),
             output: PhantomData,
         }
     }

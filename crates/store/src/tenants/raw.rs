@@ -19,7 +19,7 @@ pub(super) struct RawCompany {
     pub(super) settings: RawCompanySettings,
     #[serde(default)]
     pub(super) credentials: BTreeMap<String, String>,
-    /// Taken out and read one by one (see [`parse_tenants`]); declared so that a
+    /// Taken out and read one by one (see [`parse_tenants`](super::parse_tenants)); declared so that a
     /// misspelt key's message lists it.
     #[serde(default)]
     #[allow(dead_code)]
