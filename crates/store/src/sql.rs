@@ -5,7 +5,7 @@
 //! executes queries", and Rust does not carry such facts along with a trait bound: code
 //! generic over the database would have to restate a score of them on every function.
 //! Instead the few sqlx calls the queries make go through [`Driver`], which both
-//! databases implement with the same body (the [`driver!`] macro below), and the query
+//! databases implement with the same body (the `driver!` macro below), and the query
 //! code uses the thin [`query`], [`query_as`] and [`Builder`] wrappers, which read like
 //! sqlx's own and need nothing but `D: Dialect`.
 //!
@@ -77,7 +77,7 @@ impl<'e, D: Database> From<&'e Pool<D>> for On<'e, D> {
 }
 
 /// The sqlx calls the queries make, for one database. Both implementations are the same
-/// text (see [`driver!`]); what differs between the databases is in
+/// text (see `driver!`); what differs between the databases is in
 /// [`crate::backend::Dialect`].
 pub trait Driver: Database {
     fn bind<'q, 't, T: Param<'t>>(

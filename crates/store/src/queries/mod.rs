@@ -1,8 +1,8 @@
 //! The store's queries, written once for both databases: each topic's file adds its
-//! methods to [`Backend<D>`] for any `D: Dialect`, in the SQL both SQLite and PostgreSQL
-//! accept (`$N` placeholders, `ON CONFLICT … DO UPDATE`, window functions). What differs
-//! between the databases (row locks, `IN` lists, bulk writers, pools) comes from
-//! [`Dialect`]; the sqlx calls go through `crate::sql`.
+//! methods to [`Backend<D>`](crate::backend::Backend) for any `D: Dialect`, in the SQL
+//! both SQLite and PostgreSQL accept (`$N` placeholders, `ON CONFLICT … DO UPDATE`,
+//! window functions). What differs between the databases (row locks, `IN` lists, bulk
+//! writers, pools) comes from [`Dialect`]; the sqlx calls go through `crate::sql`.
 //!
 //! A new query goes in the file of its topic: `apply` (the tenants file), `attempts` (the
 //! attempt write), `status` (recomputing member statuses), `banners` (company banners),
