@@ -18,7 +18,7 @@ use time::{OffsetDateTime, UtcOffset};
 /// A UTC instant truncated to microseconds (PostgreSQL's precision), so that a value
 /// reads back equal to what was written on both backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct DbTime(pub OffsetDateTime);
+pub struct DbTime(pub OffsetDateTime);
 
 impl DbTime {
     pub(crate) fn new(at: OffsetDateTime) -> DbTime {

@@ -2,19 +2,22 @@
 //!
 //! SQLite is the embedded default (a file path or `sqlite:` URL); a `postgres://` URL
 //! switches to PostgreSQL for several replicas sharing one database (atuin-style: the URL
-//! scheme picks the backend). Both run the same SQL and their own migrations folder
+//! scheme picks the backend). Both run the same queries, written once in `queries/` (one
+//! file per topic) against the `Dialect` trait of `backend/`, which holds what truly
+//! differs (pools, row locks, bulk writers); each has its own migrations folder
 //! (`migrations/sqlite`, `migrations/postgres`), and one conformance suite tests both.
 //!
 //! The store never reads files, env or the clock: URLs, keys and `now` come in as
 //! arguments from the binary and the worker.
 
+mod backend;
 mod crypto;
 mod dbtime;
 mod error;
 mod model;
-mod postgres;
+mod queries;
 mod rows;
-mod sqlite;
+mod sql;
 mod tenants;
 mod webhooks;
 
@@ -22,6 +25,7 @@ use datacap_core::{Icon, MemberConnection, Reason};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
+pub use backend::{PostgresStore, SqliteStore};
 pub use crypto::{CryptoError, EncryptionKey, Sealed};
 pub use datacap_core::{CalendarItem, EmailItem};
 pub use error::StoreError;
@@ -31,8 +35,6 @@ pub use model::{
     MemberReport, NewConnectState, RecordResult, StatusChangeReport, StatusReport, StoreOptions,
     WriteOptions,
 };
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
 pub use tenants::{
     TenantCompany, TenantMember, TenantWebhook, Tenants, TenantsError, TenantsErrors, parse_tenants,
 };

@@ -88,13 +88,10 @@ pub struct RecordResult {
     pub sync_state_updated: bool,
 }
 
-/// A (member, channel) claimed for polling, with what the connector needs to start.
+/// A (member, channel) claimed for polling, with what the connector needs to start. Whose
+/// job it is (company, member, the member's address) is its [`JobContext`]'s.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
-    pub company_id: String,
-    pub member_id: String,
-    /// The member's address (the mailbox and calendar to read).
-    pub member_email: String,
     pub channel: Channel,
     pub provider: Provider,
     pub connection_mode: ConnectionMode,
@@ -117,6 +114,7 @@ pub struct Job {
 pub struct JobContext {
     pub company_id: String,
     pub member_id: String,
+    /// The member's address (the mailbox and calendar to read).
     pub member_email: String,
     pub company: CompanySettings,
     /// `connection` is the member's own grant state, if it has one.

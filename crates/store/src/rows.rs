@@ -1,14 +1,14 @@
-//! Plain rows that the shared queries hand to each backend's bulk writers.
+//! Plain rows that the queries hand to each dialect's bulk writers.
 //!
 //! Bulk inserts are where the dialects differ most in speed: SQLite takes multi-row
 //! `VALUES`, PostgreSQL is much faster with one array per column and `UNNEST` (a handful
-//! of parameters instead of thousands to bind and plan). The shared code builds these rows
-//! once; `sqlite.rs` and `postgres.rs` each write them their own way.
+//! of parameters instead of thousands to bind and plan). `crate::queries` builds these
+//! rows once; `backend/sqlite.rs` and `backend/postgres.rs` each write them their own way.
 
 use crate::dbtime::DbTime;
 
 /// One `import_attempts` row.
-pub(crate) struct AttemptRow {
+pub struct AttemptRow {
     pub id: String,
     pub member_id: String,
     pub company_id: String,
@@ -25,7 +25,7 @@ pub(crate) struct AttemptRow {
 }
 
 /// One `member_status` row (the icon's colour follows from its reason).
-pub(crate) struct IconRow {
+pub struct IconRow {
     pub member_id: String,
     pub icon: &'static str,
     pub color: &'static str,
@@ -38,10 +38,10 @@ pub(crate) struct IconRow {
 
 /// One recent attempt as the classifier reads it: member id, attempt id, channel,
 /// finished at, outcome.
-pub(crate) type RecentRow = (String, String, String, DbTime, String);
+pub type RecentRow = (String, String, String, DbTime, String);
 
 /// One `sync_state` update: a (member, channel)'s latest attempt of the batch.
-pub(crate) struct SyncRow {
+pub struct SyncRow {
     pub member_id: String,
     pub channel: &'static str,
     /// `None` keeps the stored cursor.
@@ -56,7 +56,7 @@ pub(crate) struct SyncRow {
 }
 
 /// One `email_items` upsert.
-pub(crate) struct EmailRow {
+pub struct EmailRow {
     pub member_id: String,
     pub provider_id: String,
     pub thread_id: Option<String>,
@@ -69,7 +69,7 @@ pub(crate) struct EmailRow {
 }
 
 /// One `calendar_items` upsert.
-pub(crate) struct EventRow {
+pub struct EventRow {
     pub member_id: String,
     pub provider_id: String,
     pub starts_at: Option<DbTime>,
@@ -84,7 +84,7 @@ pub(crate) struct EventRow {
 }
 
 /// One `status_changes` row.
-pub(crate) struct ChangeRow {
+pub struct ChangeRow {
     pub member_id: String,
     pub icon: &'static str,
     pub from_color: Option<String>,

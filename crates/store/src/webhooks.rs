@@ -148,7 +148,7 @@ pub struct EndpointReport {
     pub last_failure: Option<String>,
 }
 
-/// One outbox event as the shared queries build it.
+/// One outbox event as the queries build it.
 pub(crate) struct OutboxEvent {
     pub company_id: String,
     pub event_type: EventType,

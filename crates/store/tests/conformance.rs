@@ -395,7 +395,7 @@ async fn apply_deactivates_absent_members_and_keeps_history(backend: Backend) {
         .claim_due("w", NOW + Duration::hours(1), Duration::minutes(1), 100)
         .await
         .unwrap();
-    assert!(jobs.iter().all(|job| job.member_id != "bob"));
+    assert!(jobs.iter().all(|job| job.context.member_id != "bob"));
 
     // Listing bob again reactivates him.
     db.store
@@ -461,7 +461,7 @@ async fn claims_take_turns_across_companies(backend: Backend) {
     let by_company = |jobs: &[Job]| {
         let mut counts = std::collections::BTreeMap::new();
         for job in jobs {
-            *counts.entry(job.company_id.clone()).or_insert(0) += 1;
+            *counts.entry(job.context.company_id.clone()).or_insert(0) += 1;
         }
         counts.into_iter().collect::<Vec<(String, i32)>>()
     };
@@ -477,14 +477,14 @@ async fn claims_take_turns_across_companies(backend: Backend) {
         [("big".to_owned(), 3), ("small".to_owned(), 3)]
     );
     assert_eq!(
-        first[0].company_id, "big",
+        first[0].context.company_id, "big",
         "the older company's turn comes first"
     );
     assert!(first.iter().all(|job| job.lease_owner == "w"));
     let big_ids: Vec<&str> = first
         .iter()
-        .filter(|job| job.company_id == "big")
-        .map(|job| job.member_id.as_str())
+        .filter(|job| job.context.company_id == "big")
+        .map(|job| job.context.member_id.as_str())
         .collect();
     assert_eq!(
         big_ids,
@@ -534,7 +534,7 @@ async fn two_claimers_never_get_the_same_job(backend: Backend) {
         tokio::spawn(claim(other.clone(), "replica-b")),
     );
     let (a, b): (Vec<Job>, Vec<Job>) = (a.unwrap(), b.unwrap());
-    let key = |job: &Job| (job.member_id.clone(), job.channel);
+    let key = |job: &Job| (job.context.member_id.clone(), job.channel);
     let a_keys: HashSet<_> = a.iter().map(key).collect();
     let b_keys: HashSet<_> = b.iter().map(key).collect();
     assert_eq!(a_keys.len(), a.len());
@@ -581,11 +581,14 @@ async fn expired_leases_are_reclaimed(backend: Backend) {
     for job in &first {
         assert_eq!(
             Some(&job.context),
-            db.store.job_context(&job.member_id).await.unwrap().as_ref(),
+            db.store
+                .job_context(&job.context.member_id)
+                .await
+                .unwrap()
+                .as_ref(),
             "{}",
-            job.member_id
+            job.context.member_id
         );
-        assert_eq!(job.context.company_id, job.company_id);
     }
     // Each says whose expired lease it took over (the daemon's reclaim metric).
     assert!(first.iter().all(|job| job.reclaimed_from.is_none()));
@@ -614,8 +617,8 @@ async fn expired_leases_are_reclaimed(backend: Backend) {
     // Released, not expired: a free job, no reclaim.
     assert_eq!(third[0].reclaimed_from, None);
     assert_eq!(
-        (third[0].member_id.as_str(), third[0].channel),
-        (second[0].member_id.as_str(), second[0].channel)
+        (third[0].context.member_id.as_str(), third[0].channel),
+        (second[0].context.member_id.as_str(), second[0].channel)
     );
 }
 
@@ -662,7 +665,7 @@ async fn oldest_waiting_due_job_skips_live_leases_and_future_jobs(backend: Backe
         .unwrap();
     let claimable = db.store.claim_due("b", expired, lease, 100).await.unwrap();
     assert!(!claimable.is_empty());
-    assert!(claimable.iter().all(|job| job.company_id != "big"));
+    assert!(claimable.iter().all(|job| job.context.company_id != "big"));
     assert_eq!(db.store.oldest_waiting_due_at(expired).await.unwrap(), None);
 }
 
@@ -679,7 +682,7 @@ async fn attempt_write_releases_lease_and_advances_cursor(backend: Backend) {
         .unwrap();
     assert_eq!(job.cursor, None);
     let mut record = attempt(
-        &job.member_id,
+        &job.context.member_id,
         Channel::Email,
         Outcome::Success,
         NOW + Duration::seconds(10),
@@ -713,7 +716,7 @@ async fn attempt_write_releases_lease_and_advances_cursor(backend: Backend) {
     assert_eq!(email.cursor.as_deref(), Some("history-42"));
     // A transient failure counts, and keeps the cursor.
     let mut failed = attempt(
-        &job.member_id,
+        &job.context.member_id,
         Channel::Email,
         Outcome::RateLimited,
         NOW + Duration::minutes(7),
@@ -737,7 +740,7 @@ async fn attempt_write_releases_lease_and_advances_cursor(backend: Backend) {
     assert_eq!(email.consecutive_transient_failures, 1);
     // Someone else's live lease: the attempt is kept, the sync state is not touched.
     let mut stray = attempt(
-        &job.member_id,
+        &job.context.member_id,
         Channel::Email,
         Outcome::Success,
         NOW + Duration::minutes(14),
@@ -1536,7 +1539,7 @@ async fn a_grant_stored_during_a_no_grant_skip_keeps_the_job_due(backend: Backen
                 .await
                 .unwrap()
                 .into_iter()
-                .filter(|job| job.member_id == "gil")
+                .filter(|job| job.context.member_id == "gil")
                 .collect::<Vec<_>>()
         }
     };
@@ -1616,7 +1619,7 @@ async fn make_due_polls_a_member_again_unless_leased(backend: Backend) {
         .unwrap();
     let ana_email = jobs
         .iter()
-        .find(|job| job.member_id == "ana" && job.channel == Channel::Email)
+        .find(|job| job.context.member_id == "ana" && job.channel == Channel::Email)
         .expect("ana's email was due")
         .clone();
     let report = db
@@ -1652,7 +1655,7 @@ async fn make_due_polls_a_member_again_unless_leased(backend: Backend) {
         .unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(
-        (jobs[0].member_id.as_str(), jobs[0].channel),
+        (jobs[0].context.member_id.as_str(), jobs[0].channel),
         ("ana", Channel::Email)
     );
 
@@ -3194,7 +3197,7 @@ async fn a_full_resync_drops_the_cursor_and_keeps_the_items(backend: Backend) {
         .unwrap();
     let job = jobs
         .iter()
-        .find(|job| job.member_id == "ana" && job.channel == Channel::Email)
+        .find(|job| job.context.member_id == "ana" && job.channel == Channel::Email)
         .expect("due now");
     assert_eq!(job.cursor, None, "the next poll is a full pass");
     // The full pass brings the same item again: still one row.

@@ -1029,7 +1029,7 @@ async fn connect_flow_binds_state_checks_pkce_and_scopes_and_stores_only_on_succ
         .await
         .unwrap();
     assert!(
-        due.iter().any(|job| job.member_id == "gil"),
+        due.iter().any(|job| job.context.member_id == "gil"),
         "an immediate poll is scheduled"
     );
     // The same state again: already used.

@@ -321,7 +321,7 @@ impl Worker {
             };
             let (fresh, repeat): (Vec<Job>, Vec<Job>) = jobs
                 .into_iter()
-                .partition(|job| seen.insert((job.member_id.clone(), job.channel)));
+                .partition(|job| seen.insert((job.context.member_id.clone(), job.channel)));
             for job in &repeat {
                 // Already polled in this run (due again quickly): leave it for the next.
                 let _ = self.inner.store.release(job, self.owner(), None).await;
@@ -470,7 +470,10 @@ impl Worker {
             // Counted before the next claim looks at the company's share.
             let mut slot = JobSlot {
                 permit: Some(permit),
-                running: Some(InFlight::start(&self.inner.in_flight, &job.company_id)),
+                running: Some(InFlight::start(
+                    &self.inner.in_flight,
+                    &job.context.company_id,
+                )),
             };
             tracker.spawn(async move {
                 let end = worker.run_job(job, abandon, &mut slot).await;

@@ -32,7 +32,7 @@ impl Worker {
             (ConnectionMode::UserByUser, auth @ Auth::OAuthClient(_)) => {
                 let grant = inner
                     .store
-                    .member_grant(&job.member_id, inner.key.as_deref())
+                    .member_grant(&job.context.member_id, inner.key.as_deref())
                     .await
                     .map_err(|error| {
                         if matches!(error, datacap_store::StoreError::Database(_)) {
@@ -103,7 +103,7 @@ impl Worker {
             error!("a rotated refresh token cannot be stored: no encryption key configured");
             return;
         };
-        match crate::rotation::seal(&inner.store, key, &job.member_id, token, now).await {
+        match crate::rotation::seal(&inner.store, key, &job.context.member_id, token, now).await {
             Ok(()) => events::token_rotated(job.provider),
             Err(error) => events::own_failure("rotated_token", &error, None),
         }

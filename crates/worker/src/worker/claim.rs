@@ -81,8 +81,8 @@ impl Worker {
                 let reclaimed = jobs.iter().filter(|job| job.reclaimed_from.is_some());
                 for job in reclaimed.clone() {
                     info!(
-                        company = %job.company_id,
-                        member = %job.member_id,
+                        company = %job.context.company_id,
+                        member = %job.context.member_id,
                         channel = job.channel.as_str(),
                         expired_owner = job.reclaimed_from.as_deref().unwrap_or_default(),
                         "reclaimed a job whose lease had expired"
@@ -125,8 +125,8 @@ impl Worker {
         let mut at_share = !skip.is_empty();
         for job in claimed {
             let running = held
-                .entry(job.company_id.clone())
-                .or_insert_with(|| in_flight.get(&job.company_id).copied().unwrap_or(0));
+                .entry(job.context.company_id.clone())
+                .or_insert_with(|| in_flight.get(&job.context.company_id).copied().unwrap_or(0));
             if *running >= share.per_company {
                 at_share = true;
                 let _ = inner.store.release(&job, self.owner(), None).await;

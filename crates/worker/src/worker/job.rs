@@ -85,8 +85,8 @@ impl Worker {
         let attempt_id = Uuid::now_v7();
         let span = info_span!(
             "attempt",
-            company = %job.company_id,
-            member = %job.member_id,
+            company = %job.context.company_id,
+            member = %job.context.member_id,
             channel = %job.channel,
             provider = %job.provider,
             attempt_id = %attempt_id,
@@ -111,7 +111,7 @@ impl Worker {
         // shutdown, or as soon as the heartbeat finds the lease taken over.
         let stop = abandon.child_token();
         let heartbeat = self.start_heartbeat(&job, stop.clone());
-        let member_lock = self.member_lock(&job.member_id);
+        let member_lock = self.member_lock(&job.context.member_id);
         let _member_guard = match Arc::clone(&member_lock).try_lock_owned() {
             Ok(guard) => guard,
             Err(_) => {
@@ -134,7 +134,7 @@ impl Worker {
         if inner.deferring.load(Ordering::Relaxed) {
             // Claimed again after its pause: no longer waiting (noted again if still
             // paused).
-            lock(&inner.deferred).remove(&(job.member_id.clone(), job.channel));
+            lock(&inner.deferred).remove(&(job.context.member_id.clone(), job.channel));
         }
         // The claim read the job's context with it (one query for the batch, not one
         // per job); settings that change meanwhile apply from the next claim.
@@ -193,8 +193,8 @@ impl Worker {
         // mailbox, its company or our app): give the job back until the pause is over
         // instead of holding a permit (requests already under way wait in their gate).
         let holder = Holder {
-            company: job.company_id.clone(),
-            member: job.member_id.clone(),
+            company: job.context.company_id.clone(),
+            member: job.context.member_id.clone(),
             channel: job.channel,
             app: app_key(job.provider, &auth),
         };
@@ -205,8 +205,10 @@ impl Worker {
             events::rate_limit_wait(job.provider, events::WaitCause::RetryAfter, left);
             events::skipped(job.provider, job.channel, "paused");
             if inner.deferring.load(Ordering::Relaxed) {
-                lock(&inner.deferred)
-                    .insert((job.member_id.clone(), job.channel), Instant::now() + left);
+                lock(&inner.deferred).insert(
+                    (job.context.member_id.clone(), job.channel),
+                    Instant::now() + left,
+                );
             }
             return JobEnd::Skipped(Skip::Paused);
         }
@@ -214,9 +216,9 @@ impl Worker {
         let started_at = OffsetDateTime::now_utc();
         let import_job = ImportJob {
             attempt_id,
-            company_id: job.company_id.clone(),
-            member_id: job.member_id.clone(),
-            member_address: job.member_email.clone(),
+            company_id: job.context.company_id.clone(),
+            member_id: job.context.member_id.clone(),
+            member_address: job.context.member_email.clone(),
             channel: job.channel,
             auth,
             refresh_token,
@@ -239,8 +241,8 @@ impl Worker {
         let finished_at = OffsetDateTime::now_utc();
         events::token_requests(job.provider, &attempt.token_requests);
         for check in &attempt.refused_checks {
-            let log = self.first_refusal_this_hour(&job.company_id, check.check);
-            events::optional_check_refused(job.provider, &job.company_id, check, log);
+            let log = self.first_refusal_this_hour(&job.context.company_id, check.check);
+            events::optional_check_refused(job.provider, &job.context.company_id, check, log);
         }
         if let Some(request_id) = &attempt.request_id {
             tracing::Span::current().record("request_id", request_id.as_str());
@@ -262,7 +264,7 @@ impl Worker {
         let items = attempt.email_items.len() + attempt.calendar_items.len();
         let record = AttemptRecord {
             attempt_id,
-            member_id: job.member_id.clone(),
+            member_id: job.context.member_id.clone(),
             channel: job.channel,
             started_at,
             finished_at,

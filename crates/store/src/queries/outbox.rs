@@ -5,17 +5,16 @@
 //! An endpoint's deliveries leave one at a time, oldest event first: a claim only ever
 //! takes the oldest pending delivery of an endpoint (its queue's head), under a lease
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several replicas never send one event at
-//! once, nor an endpoint's events out of order. Compiled once per backend, like
-//! `shared.rs`.
+//! once, nor an endpoint's events out of order.
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row};
 use time::OffsetDateTime;
 
-use super::{Backend, Db, POSTGRES, Tx, push_in};
+use crate::backend::{Backend, Dialect, Tx};
 use crate::dbtime::DbTime;
 use crate::error::{StoreError, corrupt};
+use crate::sql::{Builder, query, query_as};
 use crate::webhooks::{
     DeliveryNext, EndpointReport, OutboxEvent, SecretRef, WebhookDelivery, WebhookTry, new_event_id,
 };
@@ -23,8 +22,8 @@ use crate::webhooks::{
 /// Writes `events` and a pending delivery for each active endpoint of the event's company
 /// that subscribes to its type, inside the caller's transaction. Events of a company
 /// without such an endpoint are not stored at all (nothing would ever read them).
-pub(crate) async fn enqueue_in(
-    tx: &mut Tx,
+pub(crate) async fn enqueue_in<D: Dialect>(
+    tx: &mut Tx<D>,
     events: Vec<OutboxEvent>,
     at: DbTime,
 ) -> Result<(), StoreError> {
@@ -36,13 +35,13 @@ pub(crate) async fn enqueue_in(
     companies.dedup();
     let mut endpoints: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
     for chunk in companies.chunks(400) {
-        let mut query = QueryBuilder::<Db>::new(
+        let mut query = Builder::<D>::new(
             "SELECT company_id, id, events FROM webhook_endpoints WHERE active AND ",
         );
-        push_in(&mut query, "company_id", chunk.to_vec());
+        query.push_in("company_id", chunk.to_vec());
         query.push(" ORDER BY company_id, id");
         let rows: Vec<(String, String, String)> =
-            query.build_query_as().fetch_all(&mut **tx).await?;
+            query.build_query_as().fetch_all(&mut *tx).await?;
         for (company, id, subscribed) in rows {
             let subscribed: Vec<String> = serde_json::from_str(&subscribed)
                 .map_err(|_| corrupt("webhook_endpoints", "events", &subscribed))?;
@@ -70,7 +69,7 @@ pub(crate) async fn enqueue_in(
             .ok()
             .and_then(|body| body.get("id").and_then(|id| id.as_str()).map(str::to_owned))
             .unwrap_or_else(new_event_id);
-        let (seq,): (i64,) = sqlx::query_as(
+        let (seq,): (i64,) = query_as(
             "INSERT INTO webhook_events (event_id, company_id, type, body, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING seq",
         )
@@ -79,9 +78,9 @@ pub(crate) async fn enqueue_in(
         .bind(event.event_type.as_str())
         .bind(&event.body)
         .bind(at)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let mut insert = QueryBuilder::<Db>::new(
+        let mut insert = Builder::<D>::new(
             "INSERT INTO webhook_deliveries (event_seq, company_id, endpoint_id, state, \
              next_try_at, pending_since) ",
         );
@@ -93,7 +92,7 @@ pub(crate) async fn enqueue_in(
                 .push_bind(at)
                 .push_bind(at);
         });
-        insert.build().execute(&mut **tx).await?;
+        insert.build().execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -107,21 +106,18 @@ macro_rules! delivery_columns {
     };
 }
 
-fn delivery_from_row(
-    row: &<Db as sqlx::Database>::Row,
-    owner: &str,
-) -> Result<WebhookDelivery, StoreError> {
-    let secret: String = row.try_get(7)?;
-    let tries: i64 = row.try_get(8)?;
-    let pending_since: DbTime = row.try_get(9)?;
+fn delivery_from_row<D: Dialect>(row: &D::Row, owner: &str) -> Result<WebhookDelivery, StoreError> {
+    let secret: String = D::get(row, 7)?;
+    let tries: i64 = D::get(row, 8)?;
+    let pending_since: DbTime = D::get(row, 9)?;
     Ok(WebhookDelivery {
-        delivery_id: row.try_get(0)?,
-        event_id: row.try_get(1)?,
-        event_type: row.try_get(2)?,
-        body: row.try_get(3)?,
-        company_id: row.try_get(4)?,
-        endpoint_id: row.try_get(5)?,
-        url: row.try_get(6)?,
+        delivery_id: D::get(row, 0)?,
+        event_id: D::get(row, 1)?,
+        event_type: D::get(row, 2)?,
+        body: D::get(row, 3)?,
+        company_id: D::get(row, 4)?,
+        endpoint_id: D::get(row, 5)?,
+        url: D::get(row, 6)?,
         secret: SecretRef::from_json(&secret)
             .ok_or_else(|| corrupt("webhook_endpoints", "secret_ref", "(unreadable)"))?,
         tries: u32::try_from(tries.max(0)).unwrap_or(u32::MAX),
@@ -134,7 +130,7 @@ fn to_u64(value: i64) -> u64 {
     u64::try_from(value.max(0)).unwrap_or(0)
 }
 
-impl Backend {
+impl<D: Dialect> Backend<D> {
     /// Leases to `owner`, until `now + lease`, the head of up to `limit` endpoints'
     /// queues: each an active endpoint's oldest pending delivery, when it is due and no
     /// live lease holds it. An endpoint whose head is not due yet sends nothing else.
@@ -148,7 +144,7 @@ impl Backend {
         let at = DbTime::new(now);
         let expires = DbTime::new(now + lease);
         let mut tx = self.begin_write().await?;
-        let mut select = QueryBuilder::<Db>::new(concat!(
+        let mut select = Builder::<D>::new(concat!(
             "SELECT ",
             delivery_columns!(),
             " FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq \
@@ -163,21 +159,19 @@ impl Backend {
             .push_bind(at)
             .push(") ORDER BY d.next_try_at, d.id LIMIT ")
             .push_bind(i64::from(limit));
-        if POSTGRES {
-            select.push(" FOR UPDATE OF d SKIP LOCKED");
-        }
-        let rows = select.build().fetch_all(&mut *tx).await?;
+        select.push(D::SKIP_LOCKED_DELIVERIES);
+        let rows = select.build().fetch_all(&mut tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
-            let delivery = delivery_from_row(row, owner)?;
-            sqlx::query(
+            let delivery = delivery_from_row::<D>(row, owner)?;
+            query(
                 "UPDATE webhook_deliveries SET lease_owner = $2, lease_expires_at = $3 \
                  WHERE id = $1",
             )
             .bind(delivery.delivery_id)
             .bind(owner)
             .bind(expires)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             claimed.push(delivery);
         }
@@ -200,7 +194,7 @@ impl Backend {
             DeliveryNext::Retry(at) => ("pending", DbTime::new(at), None, None),
             DeliveryNext::Dead => ("dead", tried, None, Some(tried)),
         };
-        let updated = sqlx::query(
+        let updated = query(
             "UPDATE webhook_deliveries SET state = $3, tries = tries + 1, next_try_at = $4, \
              last_try_at = $5, last_http_status = $6, last_error = $7, \
              delivered_at = COALESCE($8, delivered_at), dead_at = $9, \
@@ -216,13 +210,12 @@ impl Backend {
         .bind(attempt.error.as_deref())
         .bind(delivered_at)
         .bind(dead_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .execute(&mut tx)
+        .await?;
         if updated == 0 {
             return Ok(false);
         }
-        sqlx::query(
+        query(
             "INSERT INTO webhook_tries (delivery_id, tried_at, http_status, error, duration_ms) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -231,7 +224,7 @@ impl Backend {
         .bind(attempt.http_status.map(i64::from))
         .bind(attempt.error.as_deref())
         .bind(i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(true)
@@ -243,15 +236,14 @@ impl Backend {
         delivery: &WebhookDelivery,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
+        let updated = query(
             "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND lease_owner = $2",
         )
         .bind(delivery.delivery_id)
         .bind(&delivery.lease_owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .execute(&mut tx)
+        .await?;
         tx.commit().await?;
         Ok(updated > 0)
     }
@@ -273,7 +265,7 @@ impl Backend {
             Option<DbTime>,
             Option<DbTime>,
         );
-        let mut query = QueryBuilder::<Db>::new(
+        let mut query = Builder::<D>::new(
             "SELECT w.company_id, w.id, w.url, w.events, w.active, \
              (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.company_id = w.company_id \
               AND d.endpoint_id = w.id AND d.state = 'pending'), \
@@ -294,7 +286,7 @@ impl Backend {
         let rows: Vec<EndpointRow> = query.build_query_as().fetch_all(self.reader()).await?;
         let mut reports = Vec::with_capacity(rows.len());
         for (company, id, url, events, active, backlog, dead, oldest, success) in rows {
-            let failure: Option<(DbTime, Option<i64>, Option<String>)> = sqlx::query_as(
+            let failure: Option<(DbTime, Option<i64>, Option<String>)> = query_as(
                 "SELECT t.tried_at, t.http_status, t.error FROM webhook_tries t \
                  JOIN webhook_deliveries d ON d.id = t.delivery_id \
                  WHERE d.company_id = $1 AND d.endpoint_id = $2 \
@@ -337,7 +329,7 @@ impl Backend {
     ) -> Result<u64, StoreError> {
         let at = DbTime::new(now);
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
+        let updated = query(
             "UPDATE webhook_deliveries SET state = 'pending', tries = 0, next_try_at = $2, \
              pending_since = $2, dead_at = NULL, lease_owner = NULL, lease_expires_at = NULL \
              WHERE state <> 'pending' AND event_seq IN \
@@ -345,9 +337,8 @@ impl Backend {
         )
         .bind(event_id)
         .bind(at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .execute(&mut tx)
+        .await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -362,7 +353,7 @@ impl Backend {
     ) -> Result<u64, StoreError> {
         let at = DbTime::new(now);
         let mut tx = self.begin_write().await?;
-        let mut update = QueryBuilder::<Db>::new(
+        let mut update = Builder::<D>::new(
             "UPDATE webhook_deliveries SET state = 'pending', tries = 0, \
              lease_owner = NULL, lease_expires_at = NULL, dead_at = NULL, next_try_at = ",
         );
@@ -377,7 +368,7 @@ impl Backend {
                 .push(" AND company_id = ")
                 .push_bind(company_id.to_owned());
         }
-        let updated = update.build().execute(&mut *tx).await?.rows_affected();
+        let updated = update.build().execute(&mut tx).await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -385,11 +376,10 @@ impl Backend {
     /// When the oldest pending delivery's run of tries began; `None` when nothing waits
     /// (the oldest-undelivered-event gauge).
     pub async fn oldest_undelivered_webhook(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        let oldest: Option<DbTime> = sqlx::query_scalar(
-            "SELECT MIN(pending_since) FROM webhook_deliveries WHERE state = 'pending'",
-        )
-        .fetch_one(self.reader())
-        .await?;
+        let (oldest,): (Option<DbTime>,) =
+            query_as("SELECT MIN(pending_since) FROM webhook_deliveries WHERE state = 'pending'")
+                .fetch_one(self.reader())
+                .await?;
         Ok(oldest.map(|t| t.0))
     }
 }

@@ -3,21 +3,19 @@
 //! back exactly once. The caller hashes the state (only the hash is stored) and checks the
 //! expiry and provider of what it takes; a taken row is gone whatever the outcome, so a
 //! replayed callback finds nothing.
-//!
-//! Compiled once per backend, like `shared.rs`: `sqlite.rs` and `postgres.rs` each declare
-//! it as their `connect` module after defining `Backend` and `Db`.
 
 use datacap_core::Provider;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use super::Backend;
+use crate::backend::{Backend, Dialect};
 use crate::crypto::{EncryptionKey, Sealed};
 use crate::dbtime::DbTime;
 use crate::error::{StoreError, corrupt};
 use crate::model::{ConnectState, NewConnectState};
+use crate::sql::{query, query_as};
 
-impl Backend {
+impl<D: Dialect> Backend<D> {
     /// Stores a pending sign-in with its PKCE verifier sealed by `key`, after deleting
     /// pending sign-ins that expired before `now`. The member must belong to the company.
     pub async fn put_connect_state(
@@ -27,17 +25,17 @@ impl Backend {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM connect_states WHERE expires_at < $1")
+        query("DELETE FROM connect_states WHERE expires_at < $1")
             .bind(DbTime::new(now))
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        let member: Option<(String,)> = sqlx::query_as(
+        let member: Option<(String,)> = query_as(
             "SELECT m.id FROM members m JOIN companies c ON c.id = m.company_id \
              WHERE m.id = $1 AND m.company_id = $2 AND m.active AND c.active",
         )
         .bind(pending.member_id)
         .bind(pending.company_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         if member.is_none() {
             return Err(StoreError::UnknownMember {
@@ -45,7 +43,7 @@ impl Backend {
             });
         }
         let sealed = key.seal(pending.company_id, pending.member_id, pending.verifier);
-        sqlx::query(
+        query(
             "INSERT INTO connect_states (state_hash, provider, company_id, member_id, \
              verifier_ciphertext, key_id, created_at, expires_at, invite_issued_at, \
              invite_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -60,7 +58,7 @@ impl Backend {
         .bind(DbTime::new(pending.expires_at))
         .bind(pending.invite_issued)
         .bind(pending.invite_expires)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -76,7 +74,7 @@ impl Backend {
         key: &EncryptionKey,
     ) -> Result<Option<ConnectState>, StoreError> {
         let known: Option<(String,)> =
-            sqlx::query_as("SELECT state_hash FROM connect_states WHERE state_hash = $1")
+            query_as("SELECT state_hash FROM connect_states WHERE state_hash = $1")
                 .bind(state_hash)
                 .fetch_optional(self.reader())
                 .await?;
@@ -94,13 +92,13 @@ impl Backend {
             Option<i64>,
             Option<i64>,
         );
-        let row: Option<Taken> = sqlx::query_as(
+        let row: Option<Taken> = query_as(
             "DELETE FROM connect_states WHERE state_hash = $1 RETURNING provider, company_id, \
              member_id, verifier_ciphertext, key_id, expires_at, invite_issued_at, \
              invite_expires_at",
         )
         .bind(state_hash)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         tx.commit().await?;
         let Some((
@@ -138,23 +136,23 @@ impl Backend {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let member: Option<(String,)> = sqlx::query_as("SELECT id FROM members WHERE id = $1")
+        let member: Option<(String,)> = query_as("SELECT id FROM members WHERE id = $1")
             .bind(member_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         if member.is_none() {
             return Err(StoreError::UnknownMember {
                 member_id: member_id.to_owned(),
             });
         }
-        sqlx::query(
+        query(
             "INSERT INTO invite_revocations (member_id, not_before) VALUES ($1, $2) \
              ON CONFLICT (member_id) DO UPDATE SET not_before = excluded.not_before \
              WHERE invite_revocations.not_before < excluded.not_before",
         )
         .bind(member_id)
         .bind(DbTime::new(now))
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -163,7 +161,7 @@ impl Backend {
     /// The known aliases of `member_id` (the tenants file's `aliases`), as declared; empty
     /// for an unknown member.
     pub async fn member_aliases(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT aliases FROM members WHERE id = $1")
+        let row: Option<(String,)> = query_as("SELECT aliases FROM members WHERE id = $1")
             .bind(member_id)
             .fetch_optional(self.reader())
             .await?;
@@ -178,7 +176,7 @@ impl Backend {
         member_id: &str,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         let row: Option<(DbTime,)> =
-            sqlx::query_as("SELECT not_before FROM invite_revocations WHERE member_id = $1")
+            query_as("SELECT not_before FROM invite_revocations WHERE member_id = $1")
                 .bind(member_id)
                 .fetch_optional(self.reader())
                 .await?;

@@ -2,18 +2,15 @@
 //! (to skip work that the settings forbid, STATUS_MODEL.md rules 1–8), the company's
 //! credential references (resolved by the binary, never here) and the list of companies
 //! (for the periodic stall pass).
-//!
-//! Compiled once per backend, like `shared.rs`: `sqlite.rs` and `postgres.rs` each declare
-//! it as their `context` module after defining `Backend` and `Db`.
 
 use std::collections::BTreeMap;
 
 use datacap_core::{CompanySettings, ConnectionMode, MemberConnection, MemberSettings, Provider};
-use sqlx::Row;
 
-use super::{Backend, Db};
+use crate::backend::{Backend, Dialect};
 use crate::error::{StoreError, corrupt};
 use crate::model::JobContext;
+use crate::sql::{query, query_as};
 
 /// The columns [`context_from_row`] reads, in its order, from `members m`, `companies c`
 /// and `member_grants g` (left joined): the job context's query and the claim's.
@@ -28,11 +25,11 @@ macro_rules! context_columns {
 }
 pub(super) use context_columns;
 
-impl Backend {
+impl<D: Dialect> Backend<D> {
     /// The settings and credential references a job of `member_id` runs with; `None`
     /// when the member is unknown.
     pub async fn job_context(&self, member_id: &str) -> Result<Option<JobContext>, StoreError> {
-        let row = sqlx::query(concat!(
+        let row = query(concat!(
             "SELECT ",
             context_columns!(),
             " FROM members m JOIN companies c ON c.id = m.company_id \
@@ -41,34 +38,33 @@ impl Backend {
         .bind(member_id)
         .fetch_optional(self.reader())
         .await?;
-        row.map(|row| context_from_row(&row, 0)).transpose()
+        row.map(|row| context_from_row::<D>(&row, 0)).transpose()
     }
 
     /// The ids of every active company, sorted.
     pub async fn active_company_ids(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM companies WHERE active ORDER BY id")
-                .fetch_all(self.reader())
-                .await?;
+        let rows: Vec<(String,)> = query_as("SELECT id FROM companies WHERE active ORDER BY id")
+            .fetch_all(self.reader())
+            .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     /// A cheap round trip to the database (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(self.reader()).await?;
+        query("SELECT 1").execute(self.reader()).await?;
         Ok(())
     }
 }
 
 /// A [`JobContext`] from [`context_columns`], the first of them at index `at` of `row`.
-pub(super) fn context_from_row(
-    row: &<Db as sqlx::Database>::Row,
+pub(super) fn context_from_row<D: Dialect>(
+    row: &D::Row,
     at: usize,
 ) -> Result<JobContext, StoreError> {
-    let provider: String = row.try_get(at + 8)?;
-    let mode: String = row.try_get(at + 9)?;
-    let refs: Option<String> = row.try_get(at + 16)?;
-    let state: Option<String> = row.try_get(at + 17)?;
+    let provider: String = D::get(row, at + 8)?;
+    let mode: String = D::get(row, at + 9)?;
+    let refs: Option<String> = D::get(row, at + 16)?;
+    let state: Option<String> = D::get(row, at + 17)?;
     let connection = match state {
         Some(state) => Some(
             MemberConnection::parse(&state)
@@ -82,15 +78,15 @@ pub(super) fn context_from_row(
             .map_err(|_| corrupt("companies", "credential_refs", "(not a json object)"))?,
     };
     Ok(JobContext {
-        member_id: row.try_get(at)?,
-        company_id: row.try_get(at + 1)?,
-        member_email: row.try_get(at + 2)?,
+        member_id: D::get(row, at)?,
+        company_id: D::get(row, at + 1)?,
+        member_email: D::get(row, at + 2)?,
         member: MemberSettings {
-            has_recording_seat: row.try_get(at + 3)?,
-            recording_enabled: row.try_get(at + 4)?,
-            email_import: row.try_get(at + 5)?,
-            calendar_import: row.try_get(at + 6)?,
-            import_non_recorded_meetings: row.try_get(at + 7)?,
+            has_recording_seat: D::get(row, at + 3)?,
+            recording_enabled: D::get(row, at + 4)?,
+            email_import: D::get(row, at + 5)?,
+            calendar_import: D::get(row, at + 6)?,
+            import_non_recorded_meetings: D::get(row, at + 7)?,
             connection,
         },
         company: CompanySettings {
@@ -98,14 +94,14 @@ pub(super) fn context_from_row(
                 .ok_or_else(|| corrupt("companies", "provider", &provider))?,
             connection_mode: ConnectionMode::parse(&mode)
                 .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
-            permission_given: row.try_get(at + 10)?,
-            email_authorized: row.try_get(at + 11)?,
-            calendar_authorized: row.try_get(at + 12)?,
-            import_email: row.try_get(at + 13)?,
-            import_calendar: row.try_get(at + 14)?,
-            import_non_recorded_meetings: row.try_get(at + 15)?,
+            permission_given: D::get(row, at + 10)?,
+            email_authorized: D::get(row, at + 11)?,
+            calendar_authorized: D::get(row, at + 12)?,
+            import_email: D::get(row, at + 13)?,
+            import_calendar: D::get(row, at + 14)?,
+            import_non_recorded_meetings: D::get(row, at + 15)?,
         },
         credential_refs,
-        active: row.try_get::<bool, _>(at + 18)? && row.try_get::<bool, _>(at + 19)?,
+        active: D::get::<bool>(row, at + 18)? && D::get::<bool>(row, at + 19)?,
     })
 }
