@@ -194,12 +194,7 @@ pub struct BannerTally {
 impl BannerTally {
     /// Counts one member: at most once per banner, whatever both channels say.
     pub fn add(&mut self, status: &MemberStatus) {
-        let mut seen = [false; BannerCode::ALL.len()];
-        for reason in [status.email, status.calendar] {
-            if let Some(code) = banner_for(reason) {
-                seen[code as usize] = true;
-            }
-        }
+        let mut seen = crate::derive::channel_banners([status.email, status.calendar]);
         if status.seat_missing {
             seen[BannerCode::MembersSeatMissing as usize] = true;
         }

@@ -6,12 +6,17 @@
 
 pub mod catalogue;
 pub mod classify;
+pub mod derive;
 pub mod items;
 pub mod model;
 pub mod wire;
 
 pub use catalogue::{Text, admin_step, banner_text, reason_text, reason_title};
 pub use classify::{Banner, BannerTally, MemberStatus, banner_for, banners, classify_member};
+pub use derive::{
+    BANNER_COUNT, IconUpdate, MemberUpdate, RecentAttempt, StoredIcon, StoredIcons, banner_delta,
+    derive_member, may_import,
+};
 pub use items::{CalendarItem, EmailItem};
 pub use model::{
     AttemptSummary, BannerCode, Channel, Color, CompanySettings, ConnectionMode, Icon,

@@ -27,4 +27,4 @@ pub use health::{Health, NotReady};
 pub use rotation::store_token_sink;
 pub use schedule::ScheduleConfig;
 pub use webhooks::{WebhookConfig, WebhookDeliverer, WebhookError, WebhookSecrets};
-pub use worker::{ConfigError, CycleReport, Worker, WorkerConfig, WorkerError, may_import};
+pub use worker::{ConfigError, CycleReport, Worker, WorkerConfig, WorkerError};

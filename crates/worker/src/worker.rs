@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use datacap_connector::{Attempt, Auth, ImportJob, Registry, RotatedToken};
 use datacap_core::{
     Channel, ConnectionMode, Icon, MemberConnection, Outcome, Provider, Reason, Thresholds,
-    classify_member,
 };
 use datacap_store::{AttemptRecord, BackendKind, EncryptionKey, Job, JobContext, Store};
 use time::OffsetDateTime;
@@ -57,7 +56,6 @@ mod passes;
 mod tests;
 
 pub use config::{ConfigError, WorkerConfig};
-pub use job::may_import;
 use job::{InFlight, JobSlot};
 
 /// What stops [`Worker::run_once`] (the daemon never stops on these: it backs off).

@@ -180,4 +180,3 @@ pub struct RetentionConfig {
     /// Attempts older than this are pruned (the latest per member and channel is kept).
     pub attempts_max_age: time::Duration,
 }
-

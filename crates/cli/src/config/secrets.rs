@@ -67,4 +67,3 @@ pub fn load_key(encryption: &EncryptionConfig) -> anyhow::Result<EncryptionKey> 
         &SecretString::from(text),
     )?)
 }
-

@@ -313,4 +313,3 @@ fn env_value(text: &str) -> toml::Value {
         Err(_) => toml::Value::String(text.to_owned()),
     }
 }
-

@@ -221,7 +221,9 @@ pub(super) fn validate_google(raw: RawGoogle) -> Result<GoogleSection, (&'static
     })
 }
 
-pub(super) fn validate_microsoft(raw: RawMicrosoft) -> Result<MicrosoftSection, (&'static str, String)> {
+pub(super) fn validate_microsoft(
+    raw: RawMicrosoft,
+) -> Result<MicrosoftSection, (&'static str, String)> {
     Ok(MicrosoftSection {
         oauth: oauth_ref(
             "microsoft.oauth_client_id",
@@ -339,9 +341,10 @@ pub(super) fn http_section(raw: RawHttp) -> Result<HttpConfig, (&'static str, St
     })
 }
 
-
 /// Checks `[webhooks]`; the delivery task checks how the values fit together.
-pub(super) fn validate_webhooks(raw: &RawWebhooks) -> Result<WebhooksSection, (&'static str, String)> {
+pub(super) fn validate_webhooks(
+    raw: &RawWebhooks,
+) -> Result<WebhooksSection, (&'static str, String)> {
     Ok(WebhooksSection {
         poll_interval: std_duration("webhooks.poll_interval", &raw.poll_interval)?,
         lease: std_duration("webhooks.lease", &raw.lease)?,
@@ -353,8 +356,3 @@ pub(super) fn validate_webhooks(raw: &RawWebhooks) -> Result<WebhooksSection, (&
         give_up_after: std_duration("webhooks.give_up_after", &raw.give_up_after)?,
     })
 }
-
-
-
-
-

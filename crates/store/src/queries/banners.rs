@@ -6,9 +6,7 @@
 
 use std::collections::HashMap;
 
-use datacap_core::{
-    BannerCode, BannerTally, MemberStatus, Provider, Reason, banner_for, banner_text,
-};
+use datacap_core::{BannerCode, BannerTally, MemberStatus, Provider, Reason, banner_text};
 use time::OffsetDateTime;
 
 use super::{CHUNK, locked, parse_provider, parse_reason, to_u32};
@@ -19,31 +17,11 @@ use crate::sql::{Builder, query, query_as};
 use crate::webhooks::{BannerChange, OutboxEvent, banner_changed, new_event_id};
 
 /// How many banner codes there are.
-pub(super) const BANNERS: usize = BannerCode::ALL.len();
+pub(super) const BANNERS: usize = datacap_core::BANNER_COUNT;
 
 /// Per company (in id order, the order their rows are locked in): its provider (for the
 /// banners' text) and the change of each banner's count, in `BannerCode::ALL` order.
 pub(super) type BannerDeltas = std::collections::BTreeMap<String, (Provider, [i64; BANNERS])>;
-
-/// How one member's move from `before` to `after` (its email and calendar reasons)
-/// changes each banner's count: a banner counts a member once, whichever channel has its
-/// reason (STATUS_MODEL.md, "Banners"); the seat banner does not move (an attempt changes
-/// no seat).
-pub(super) fn banner_delta(before: [Reason; 2], after: [Reason; 2]) -> [i64; BANNERS] {
-    let counted = |reasons: [Reason; 2]| {
-        let mut seen = [false; BANNERS];
-        for code in reasons.into_iter().filter_map(banner_for) {
-            seen[code as usize] = true;
-        }
-        seen
-    };
-    let (before, after) = (counted(before), counted(after));
-    let mut delta = [0; BANNERS];
-    for ((change, was), is) in delta.iter_mut().zip(before).zip(after) {
-        *change = i64::from(is) - i64::from(was);
-    }
-    delta
-}
 
 /// The `company.banner_changed` event of a banner whose count went from `from` to `to`
 /// (the text is the banner's at its new count, or at its last one when it cleared).

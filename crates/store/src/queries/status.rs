@@ -1,18 +1,19 @@
-//! Member statuses: classifying members over their recent attempts (datacap-core's
-//! `classify_member`) and persisting the result: each icon's row with the attempt it
-//! points at and its `since`, a history row and a `member.status_changed` event for every
-//! change, and each company's banner delta (see `banners`).
-//!
-//! The derivation here (which attempt an icon points at, when `since` moves, which
-//! changes are history) is pure given the stored rows; it is kept in this one file so it
-//! can move to datacap-core, leaving the store to persist what core decided.
+//! Member statuses: reading each member's recent attempts and stored icons, asking
+//! datacap-core what they mean (`derive_member`: the icons, the attempt each points at, its
+//! `since`, which changes are history and which are news, the banner delta), and
+//! persisting what core decided: each icon's row, a history row and a
+//! `member.status_changed` event per change, and each company's banner delta (see
+//! `banners`).
 
 use std::collections::HashMap;
 
-use datacap_core::{AttemptSummary, Channel, Icon, Outcome, Reason, classify_member, reason_text};
+use datacap_core::{
+    Channel, Color, Icon, Outcome, Reason, RecentAttempt, StoredIcon, StoredIcons, derive_member,
+    reason_text,
+};
 use time::OffsetDateTime;
 
-use super::banners::{BANNERS, BannerDeltas, banner_delta};
+use super::banners::{BANNERS, BannerDeltas};
 use super::{
     MemberContext, locked, member_context, member_context_select, member_contexts_in,
     parse_channel, parse_reason,
@@ -180,88 +181,64 @@ impl<D: Dialect> Backend<D> {
             let mut changes: Vec<ChangeRow> = Vec::new();
             let mut events: Vec<OutboxEvent> = Vec::new();
             for context in chunk {
-                let recent = attempts_of
+                let recent: Vec<RecentAttempt<'_>> = attempts_of
                     .get(&context.member_id)
-                    .map_or(&[][..], Vec::as_slice);
-                let summaries: Vec<AttemptSummary> = recent
+                    .map_or(&[][..], Vec::as_slice)
                     .iter()
-                    .map(|(_, channel, finished_at, outcome)| AttemptSummary {
+                    .map(|(id, channel, finished_at, outcome)| RecentAttempt {
+                        id,
                         channel: *channel,
-                        at: finished_at.0,
+                        finished_at: finished_at.0,
                         outcome: *outcome,
                     })
                     .collect();
-                let latest = |channel: Option<Channel>| {
-                    recent
-                        .iter()
-                        .filter(|(_, c, _, _)| channel.is_none_or(|wanted| *c == wanted))
-                        .max_by_key(|(_, _, finished_at, _)| *finished_at)
-                        .map(|(id, _, _, _)| id.clone())
+                let row = |icon: Icon| {
+                    previous.get(&(context.member_id.clone(), icon.as_str().to_owned()))
                 };
-                let status = classify_member(
-                    &context.company,
-                    &context.member,
-                    &summaries,
-                    now,
-                    &thresholds,
-                );
+                let stored_icon = |icon: Icon| {
+                    row(icon).map(|(color, reason, since)| StoredIcon {
+                        color: Color::parse(color),
+                        reason: Reason::parse(reason),
+                        since: since.0,
+                    })
+                };
+                // A stored reason that is none of ours cannot be counted out of a banner.
                 if context.counted {
-                    let stored = |icon: Icon| {
-                        previous
-                            .get(&(context.member_id.clone(), icon.as_str().to_owned()))
-                            .map(|(_, reason, _)| reason.as_str())
-                    };
-                    // A member without stored icons counts as awaiting its first import,
-                    // as the full recount reads it; seats never change here.
-                    let read = |icon: Icon| {
-                        stored(icon).map_or(Ok(Reason::AwaitingFirstImport), |text| {
-                            parse_reason("member_status", text)
-                        })
-                    };
-                    let delta = banner_delta(
-                        [read(Icon::Email)?, read(Icon::Calendar)?],
-                        [status.email, status.calendar],
-                    );
-                    if delta.iter().any(|count| *count != 0) {
-                        let entry = deltas
-                            .entry(context.company_id.clone())
-                            .or_insert((context.company.provider, [0; BANNERS]));
-                        for (total, count) in entry.1.iter_mut().zip(delta) {
-                            *total += count;
+                    for icon in [Icon::Email, Icon::Calendar] {
+                        if let Some((_, text, _)) = row(icon) {
+                            parse_reason("member_status", text)?;
                         }
                     }
                 }
-                // The microphone takes the worse channel's reason, so it points at that
-                // channel's attempt (a later success of the other channel explains nothing).
-                let capture_attempt = if status.capture == status.email {
-                    latest(Some(Channel::Email))
-                } else if status.capture == status.calendar {
-                    latest(Some(Channel::Calendar))
-                } else {
-                    latest(None)
+                let stored = StoredIcons {
+                    capture: stored_icon(Icon::Capture),
+                    email: stored_icon(Icon::Email),
+                    calendar: stored_icon(Icon::Calendar),
                 };
-                for (icon, reason, last_attempt_id) in [
-                    (Icon::Capture, status.capture, capture_attempt),
-                    (Icon::Email, status.email, latest(Some(Channel::Email))),
-                    (
-                        Icon::Calendar,
-                        status.calendar,
-                        latest(Some(Channel::Calendar)),
-                    ),
-                ] {
-                    let before =
-                        previous.get(&(context.member_id.clone(), icon.as_str().to_owned()));
-                    let unchanged = before.is_some_and(|(color, stored, _)| {
-                        color == reason.color().as_str() && stored == reason.as_str()
-                    });
-                    let since = match before {
-                        Some((_, _, since)) if unchanged => *since,
-                        _ => at,
-                    };
+                // What core decided; the rest is writing it down.
+                let update = derive_member(
+                    &context.company,
+                    &context.member,
+                    &recent,
+                    &stored,
+                    context.counted,
+                    now,
+                    &thresholds,
+                );
+                if update.banner_delta.iter().any(|count| *count != 0) {
+                    let entry = deltas
+                        .entry(context.company_id.clone())
+                        .or_insert((context.company.provider, [0; BANNERS]));
+                    for (total, count) in entry.1.iter_mut().zip(update.banner_delta) {
+                        *total += count;
+                    }
+                }
+                for decided in update.icons {
+                    let (icon, reason) = (decided.icon, decided.reason);
+                    let before = row(icon);
+                    let last_attempt_id = decided.attempt_id.map(str::to_owned);
                     let text = reason_text(reason, context.company.provider);
-                    // A member's first status (no stored icon yet: `apply` just created
-                    // it) is history, not news: only a change of a stored icon is sent.
-                    if let (false, Some((from_color, from_reason, _))) = (unchanged, before) {
+                    if let (true, Some((from_color, from_reason, _))) = (decided.announce, before) {
                         events.push(status_changed(
                             &new_event_id(),
                             &StatusChange {
@@ -280,7 +257,7 @@ impl<D: Dialect> Backend<D> {
                             now,
                         ));
                     }
-                    if !unchanged {
+                    if decided.changed {
                         changes.push(ChangeRow {
                             member_id: context.member_id.clone(),
                             icon: icon.as_str(),
@@ -298,7 +275,7 @@ impl<D: Dialect> Backend<D> {
                         reason: reason.as_str(),
                         message: text.message,
                         resolution: text.resolution,
-                        since,
+                        since: DbTime::new(decided.since),
                         last_attempt_id,
                     });
                 }

@@ -4,19 +4,6 @@
 
 use super::*;
 
-/// Whether the settings allow importing this channel at all: STATUS_MODEL.md rules 1–8
-/// give no reason (the classifier, with no attempts, says `awaiting_first_import`).
-pub fn may_import(
-    context: &JobContext,
-    channel: Channel,
-    now: OffsetDateTime,
-    thresholds: &Thresholds,
-) -> bool {
-    context.active
-        && classify_member(&context.company, &context.member, &[], now, thresholds).channel(channel)
-            == Reason::AwaitingFirstImport
-}
-
 fn unreachable_connector(provider: Provider) -> Attempt {
     // `job_auth` refuses jobs without a connector before any attempt starts.
     Attempt::failed(datacap_connector::Failure::new(
@@ -159,7 +146,14 @@ impl Worker {
             context.member.connection = Some(MemberConnection::Connected);
         }
         let now = OffsetDateTime::now_utc();
-        if !may_import(&context, job.channel, now, &inner.config.thresholds) {
+        if !datacap_core::may_import(
+            &context.company,
+            &context.member,
+            context.active,
+            job.channel,
+            now,
+            &inner.config.thresholds,
+        ) {
             debug!("settings forbid importing: re-checked later");
             drop(heartbeat);
             let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());

@@ -42,7 +42,14 @@ fn check(change: impl FnOnce(&mut JobContext), channel: Channel, expected: bool)
     change(&mut context);
     let now = datetime!(2026-11-29 12:00 UTC);
     assert_eq!(
-        may_import(&context, channel, now, &Thresholds::default()),
+        datacap_core::may_import(
+            &context.company,
+            &context.member,
+            context.active,
+            channel,
+            now,
+            &Thresholds::default()
+        ),
         expected,
         "{context:?} {channel}"
     );
