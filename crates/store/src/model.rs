@@ -93,8 +93,6 @@ pub struct RecordResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub channel: Channel,
-    pub provider: Provider,
-    pub connection_mode: ConnectionMode,
     pub cursor: Option<String>,
     pub consecutive_transient_failures: u32,
     pub lease_owner: String,
@@ -106,6 +104,13 @@ pub struct Job {
     /// them (what [`crate::Store::job_context`] returns), so running the job needs no
     /// other read.
     pub context: JobContext,
+}
+
+impl Job {
+    /// The company's provider (its context's).
+    pub fn provider(&self) -> Provider {
+        self.context.company.provider
+    }
 }
 
 /// What a claimed job runs with: the settings that decide whether it may import at all

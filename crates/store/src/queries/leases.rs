@@ -111,8 +111,6 @@ impl<D: Dialect> Backend<D> {
             let context = super::context::context_from_row::<D>(row, 5)?;
             jobs.push(Job {
                 channel: parse_channel(&channel)?,
-                provider: context.company.provider,
-                connection_mode: context.company.connection_mode,
                 cursor: D::get(row, 2)?,
                 consecutive_transient_failures: to_u32(failures),
                 lease_owner: owner.to_owned(),

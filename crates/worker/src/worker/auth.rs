@@ -18,8 +18,8 @@ impl Worker {
         dead_grant: bool,
     ) -> Result<Option<(Auth, Option<SecretString>)>, String> {
         let inner = &self.inner;
-        if !inner.connectors.has(job.provider) {
-            return Err(format!("no connector configured for {}", job.provider));
+        if !inner.connectors.has(job.provider()) {
+            return Err(format!("no connector configured for {}", job.provider()));
         }
         let company_auth = self
             .company_auth(context)
@@ -104,7 +104,7 @@ impl Worker {
             return;
         };
         match crate::rotation::seal(&inner.store, key, &job.context.member_id, token, now).await {
-            Ok(()) => events::token_rotated(job.provider),
+            Ok(()) => events::token_rotated(job.provider()),
             Err(error) => events::own_failure("rotated_token", &error, None),
         }
     }

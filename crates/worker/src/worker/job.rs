@@ -75,7 +75,7 @@ impl Worker {
             company = %job.context.company_id,
             member = %job.context.member_id,
             channel = %job.channel,
-            provider = %job.provider,
+            provider = %job.provider(),
             attempt_id = %attempt_id,
             request_id = tracing::field::Empty,
         );
@@ -158,7 +158,7 @@ impl Worker {
             drop(heartbeat);
             let recheck = schedule::recheck_at(&inner.schedule(), now, fastrand::f64());
             let _ = inner.store.release(&job, self.owner(), Some(recheck)).await;
-            events::skipped(job.provider, job.channel, "settings");
+            events::skipped(job.provider(), job.channel, "settings");
             return JobEnd::Skipped(Skip::Settings);
         }
         let (auth, refresh_token) = match self.job_auth(&context, &job, dead_grant).await {
@@ -171,7 +171,7 @@ impl Worker {
                     .store
                     .release_without_grant(&job, self.owner(), recheck)
                     .await;
-                events::skipped(job.provider, job.channel, "no_grant");
+                events::skipped(job.provider(), job.channel, "no_grant");
                 return JobEnd::Skipped(Skip::NoGrant);
             }
             Err(problem) => {
@@ -190,14 +190,14 @@ impl Worker {
             company: job.context.company_id.clone(),
             member: job.context.member_id.clone(),
             channel: job.channel,
-            app: app_key(job.provider, &auth),
+            app: app_key(job.provider(), &auth),
         };
         if let Some(left) = inner.limits.paused_for(&holder) {
             let due = now + time::Duration::try_from(left).unwrap_or(time::Duration::ZERO);
             drop(heartbeat);
             let _ = inner.store.release(&job, self.owner(), Some(due)).await;
-            events::rate_limit_wait(job.provider, events::WaitCause::RetryAfter, left);
-            events::skipped(job.provider, job.channel, "paused");
+            events::rate_limit_wait(job.provider(), events::WaitCause::RetryAfter, left);
+            events::skipped(job.provider(), job.channel, "paused");
             if inner.deferring.load(Ordering::Relaxed) {
                 lock(&inner.deferred).insert(
                     (job.context.member_id.clone(), job.channel),
@@ -218,7 +218,7 @@ impl Worker {
             refresh_token,
             cursor: job.cursor.clone(),
             now: started_at,
-            gate: inner.limits.gate(holder, job.provider),
+            gate: inner.limits.gate(holder, job.provider()),
         };
         let clock = Instant::now();
         let Some(attempt) = self.import_or_abandon(&job, &import_job, &stop).await else {
@@ -233,10 +233,10 @@ impl Worker {
         let _write_slot = inner.write_slots.clone().acquire_owned().await.ok();
         slot.release(&inner.job_ended);
         let finished_at = OffsetDateTime::now_utc();
-        events::token_requests(job.provider, &attempt.token_requests);
+        events::token_requests(job.provider(), &attempt.token_requests);
         for check in &attempt.refused_checks {
             let log = self.first_refusal_this_hour(&job.context.company_id, check.check);
-            events::optional_check_refused(job.provider, &job.context.company_id, check, log);
+            events::optional_check_refused(job.provider(), &job.context.company_id, check, log);
         }
         if let Some(request_id) = &attempt.request_id {
             tracing::Span::current().record("request_id", request_id.as_str());
@@ -286,7 +286,7 @@ impl Worker {
                     events::lease_lost();
                 }
                 events::AttemptWritten {
-                    provider: job.provider,
+                    provider: job.provider(),
                     channel: job.channel,
                     outcome: attempt.outcome,
                     elapsed,
@@ -335,7 +335,7 @@ impl Worker {
         abandon: &CancellationToken,
     ) -> Option<Attempt> {
         tokio::select! {
-            attempt = self.import(job.provider, import_job) => Some(attempt),
+            attempt = self.import(job.provider(), import_job) => Some(attempt),
             () = abandon.cancelled() => None,
         }
     }
