@@ -153,3 +153,31 @@ fn the_worker_depends_on_no_provider_crate() {
         );
     }
 }
+
+/// `cargo run -- demo` at the root runs `datacap` only because every crate but the
+/// throughput harness is a default member: a new crate must be one too, and the harness
+/// (the workspace's only other binary) must not.
+#[test]
+fn every_crate_but_the_harness_is_a_default_member() {
+    let manifest: toml::Table = std::fs::read_to_string(repo().join("Cargo.toml"))
+        .expect("Cargo.toml")
+        .parse()
+        .expect("Cargo.toml is TOML");
+    let listed: Vec<String> = manifest["workspace"]["default-members"]
+        .as_array()
+        .expect("workspace.default-members")
+        .iter()
+        .map(|member| member.as_str().expect("a path").to_owned())
+        .collect();
+    let mut crates: Vec<String> = std::fs::read_dir(repo().join("crates"))
+        .expect("crates/")
+        .flatten()
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .map(|entry| format!("crates/{}", entry.file_name().to_string_lossy()))
+        .filter(|path| path != "crates/bench")
+        .collect();
+    crates.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(sorted, crates, "workspace.default-members in Cargo.toml");
+}
