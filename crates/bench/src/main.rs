@@ -13,6 +13,7 @@
 //! Figures go to stdout and, with `--out`, to a JSON file. docs/performance.md says how
 //! to run it and what the figures were.
 
+mod floor;
 mod load;
 mod measure;
 mod procfs;

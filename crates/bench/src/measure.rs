@@ -240,10 +240,16 @@ pub(crate) async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow:
                 .collect(),
         });
     }
+    // The worker is idle now: the database's own floor, in the same database.
+    let insert_rate = crate::floor::insert_rate(&raw, args.members * 2).await?;
     raw.close().await;
     store.close().await;
 
     let raw_rate = raw_request_rate(&client, base, args).await?;
+    let incremental = cycles.get(1);
+    let requests_per_poll = incremental.map_or(1.0, |c| c.sim_requests_per_poll.max(1.0));
+    let floor = crate::floor::floor_polls_per_second(raw_rate / requests_per_poll, insert_rate);
+    let ratio_to_floor = incremental.map_or(0.0, |c| c.polls_per_second / floor.max(1e-9));
     let ratio = |cycle: usize| {
         cycles
             .get(cycle)
@@ -262,6 +268,9 @@ pub(crate) async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow:
         setup_seconds,
         ratio_full: ratio(0),
         ratio_incremental: ratio(1),
+        database_insert_rows_per_second: insert_rate,
+        floor_polls_per_second: floor,
+        ratio_to_floor_incremental: ratio_to_floor,
         cycles,
         sim_raw_requests_per_second: raw_rate,
         peak_rss_mib: peak_rss_mib(),

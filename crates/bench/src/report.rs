@@ -20,6 +20,14 @@ pub(crate) struct Report {
     pub(crate) ratio_full: f64,
     /// Incremental-cycle polls/s ÷ the sim's raw request rate.
     pub(crate) ratio_incremental: f64,
+    /// The database's rate for attempt-shaped rows inserted in batches of
+    /// [`crate::floor::BATCH`], nothing else (`floor.rs`).
+    pub(crate) database_insert_rows_per_second: f64,
+    /// 1 / (1/raw + 1/rows): the sim's raw rate for an incremental poll's requests and
+    /// the insert rate, one after the other.
+    pub(crate) floor_polls_per_second: f64,
+    /// Incremental-cycle polls/s ÷ the floor (issue 18's goal: at least 0.4).
+    pub(crate) ratio_to_floor_incremental: f64,
     pub(crate) peak_rss_mib: f64,
     /// The PostgreSQL server's settings that matter at scale (empty on SQLite).
     pub(crate) database_settings: std::collections::BTreeMap<String, String>,
@@ -89,5 +97,12 @@ pub(crate) fn print_table(report: &Report) -> anyhow::Result<()> {
         report.ratio_full,
         report.ratio_incremental,
         report.peak_rss_mib
+    ))?;
+    say(&format!(
+        "floor: database inserts {:.0} attempt rows/s (batches of {}); floor = 1/(1/raw + 1/rows) = {:.0} polls/s; incremental ÷ floor = {:.2}",
+        report.database_insert_rows_per_second,
+        crate::floor::BATCH,
+        report.floor_polls_per_second,
+        report.ratio_to_floor_incremental
     ))
 }

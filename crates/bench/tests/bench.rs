@@ -37,6 +37,7 @@ fn bench(database: &str) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("polls/s"), "{stdout}");
+    assert!(stdout.contains("floor: database inserts"), "{stdout}");
     serde_json::from_str(&std::fs::read_to_string(&out).expect("figures written"))
         .expect("figures are JSON")
 }
@@ -69,6 +70,24 @@ fn check(report: &Value, database: &str) {
             > 0.0
     );
     assert!(report["peak_rss_mib"].as_f64().unwrap_or(0.0) > 0.0);
+    // Issue 18: the floor beside us, measured in the same run, and the ratio to it.
+    let figure = |name: &str| report[name].as_f64().unwrap_or(0.0);
+    let (rows, floor) = (
+        figure("database_insert_rows_per_second"),
+        figure("floor_polls_per_second"),
+    );
+    let raw = figure("sim_raw_requests_per_second");
+    assert!(rows > 0.0 && floor > 0.0, "{report}");
+    assert!(
+        floor < rows && floor < raw,
+        "the floor is below both parts: {report}"
+    );
+    let incremental = cycles[1]["polls_per_second"].as_f64().unwrap_or(0.0);
+    let ratio = figure("ratio_to_floor_incremental");
+    assert!(
+        (ratio - incremental / floor).abs() < 1e-6 * ratio.max(1.0),
+        "{report}"
+    );
 }
 
 #[test]
