@@ -14,14 +14,9 @@ pub(crate) async fn start(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let Some(setup) = app.connect.as_ref() else {
-        return refused(StatusCode::NOT_FOUND, "Connecting is not set up.");
-    };
-    let Some(provider) = provider_of_segment(&segment) else {
-        return refused(
-            StatusCode::NOT_FOUND,
-            "datacap connects Google Workspace (google) and Microsoft 365 (microsoft) only.",
-        );
+    let (setup, provider) = match flow_of(&app, &segment) {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let Some(client) = setup.provider(provider) else {
         return refused(

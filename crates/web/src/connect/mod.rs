@@ -276,6 +276,24 @@ pub(super) fn store_failure(error: &datacap_store::StoreError) -> Response {
 }
 
 /// The app, when it has a connect flow.
+/// The app's connect flow and the provider a path segment names, or the member's page
+/// saying why there is none.
+pub(super) fn flow_of<'a>(
+    app: &'a crate::App,
+    segment: &str,
+) -> Result<(&'a ConnectSetup, Provider), Response> {
+    let Some(setup) = app.connect.as_ref() else {
+        return Err(refused(StatusCode::NOT_FOUND, "Connecting is not set up."));
+    };
+    let Some(provider) = provider_of_segment(segment) else {
+        return Err(refused(
+            StatusCode::NOT_FOUND,
+            "datacap connects Google Workspace (google) and Microsoft 365 (microsoft) only.",
+        ));
+    };
+    Ok((setup, provider))
+}
+
 pub(super) fn setup_of(state: &WebState) -> Result<Arc<crate::App>, Response> {
     let not_set_up = || {
         member_page(

@@ -16,14 +16,9 @@ pub(crate) async fn callback(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let Some(setup) = app.connect.as_ref() else {
-        return refused(StatusCode::NOT_FOUND, "Connecting is not set up.");
-    };
-    let Some(provider) = provider_of_segment(&segment) else {
-        return refused(
-            StatusCode::NOT_FOUND,
-            "datacap connects Google Workspace (google) and Microsoft 365 (microsoft) only.",
-        );
+    let (setup, provider) = match flow_of(&app, &segment) {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let Some(state_text) = query.get("state").filter(|s| !s.is_empty()) else {
         return refused(
