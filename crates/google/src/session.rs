@@ -242,17 +242,50 @@ impl<'a> Session<'a> {
     }
 
     /// An access token for `purpose`, from the cache unless it is missing, close to expiry
-    /// or was just `refused` by the API.
+    /// or was just `refused` by the API. Under delegation a mailbox's channels share one
+    /// token for both scopes, unless the company's delegation refuses that request: then
+    /// each channel asks for its own scope, so a scope the admin did not delegate shows on
+    /// its own channel only.
     async fn access_token(
         &self,
         purpose: Purpose,
+        refused: Option<&SecretString>,
+    ) -> Result<SecretString, Failure> {
+        let tokens = &self.inner.tokens;
+        if matches!(
+            (&self.job.auth, purpose),
+            (Auth::GoogleServiceAccount(_), Purpose::Mailbox(_))
+        ) && tokens.shared_allowed(&self.job.company_id)
+        {
+            match self
+                .token_for(purpose, token::MAILBOX_SCOPES, refused)
+                .await
+            {
+                Err(failure) if failure.error_code.as_deref() == Some("unauthorized_client") => {
+                    tracing::info!(
+                        company = %self.job.company_id,
+                        "the delegation refused one token for both mailbox scopes: asking one scope at a time"
+                    );
+                    tokens.shared_refused(&self.job.company_id);
+                }
+                other => return other,
+            }
+        }
+        self.token_for(purpose, purpose.scope(), refused).await
+    }
+
+    /// [`Session::access_token`] for one scope set.
+    async fn token_for(
+        &self,
+        purpose: Purpose,
+        scopes: &'static str,
         refused: Option<&SecretString>,
     ) -> Result<SecretString, Failure> {
         let subject = self.subject(purpose)?;
         let key = TokenKey {
             company: self.job.company_id.clone(),
             subject,
-            scopes: purpose.scope(),
+            scopes,
         };
         let slot = self.inner.tokens.slot(key);
         let mut cached = slot.lock().await;
@@ -266,7 +299,7 @@ impl<'a> Session<'a> {
             }
         }
         *cached = None;
-        let minted = self.mint(purpose).await?;
+        let minted = self.mint(purpose, scopes).await?;
         let expires_in = i64::try_from(minted.expires_in).unwrap_or(3600);
         *cached = Some(CachedToken {
             token: minted.access_token.clone(),
@@ -295,14 +328,14 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn mint(&self, purpose: Purpose) -> Result<Minted, Failure> {
+    async fn mint(&self, purpose: Purpose, scopes: &str) -> Result<Minted, Failure> {
         match &self.job.auth {
             Auth::GoogleServiceAccount(key) => {
                 let subject = self.subject(purpose)?;
                 let assertion = token::assertion(
                     key,
                     &subject,
-                    purpose.scope(),
+                    scopes,
                     &self.inner.config.token_url,
                     self.now(),
                 )?;

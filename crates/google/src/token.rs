@@ -28,6 +28,14 @@ pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer
 pub const GMAIL_SCOPE: &str = "https://www.googleapis.com/auth/gmail.readonly";
 /// Calendar: read events.
 pub const CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar.readonly";
+/// Both mailbox scopes in one delegation token, so a mailbox's two channels share one
+/// token exchange (issue 18). Google refuses the whole request (`unauthorized_client`)
+/// when either scope is not on the domain-wide delegation allow-list (google.md §2); the
+/// session then asks one scope at a time, so a missing scope shows on its own channel.
+pub(crate) const MAILBOX_SCOPES: &str = "https://www.googleapis.com/auth/gmail.readonly https://www.googleapis.com/auth/calendar.readonly";
+/// How long a company whose delegation refused [`MAILBOX_SCOPES`] is asked one scope at a
+/// time before the shared token is tried again (an admin may add the missing scope).
+pub(crate) const SHARED_REFUSED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Directory: read users (`sub` must be an admin).
 pub const DIRECTORY_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
 
@@ -97,6 +105,8 @@ const PRUNE_FLOOR: usize = 1024;
 pub(crate) struct TokenCache {
     slots: Mutex<Slots>,
     floor: usize,
+    /// Companies whose delegation refused the shared mailbox token, and since when.
+    shared_refused: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 struct Slots {
@@ -118,7 +128,27 @@ impl TokenCache {
                 prune_at: floor,
             }),
             floor,
+            shared_refused: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `company`'s mailboxes may ask for the shared mailbox token.
+    pub(crate) fn shared_allowed(&self, company: &str) -> bool {
+        let refused = self
+            .shared_refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        refused
+            .get(company)
+            .is_none_or(|since| since.elapsed() >= SHARED_REFUSED_FOR)
+    }
+
+    /// `company`'s delegation refused the shared mailbox token.
+    pub(crate) fn shared_refused(&self, company: &str) {
+        self.shared_refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(company.to_owned(), std::time::Instant::now());
     }
 
     /// The slot of `key`, created empty on first use.

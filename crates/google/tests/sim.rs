@@ -109,9 +109,12 @@ fn config_for(sim: &SimHandle) -> GoogleConfig {
 }
 
 async fn start_with(token_lifetime: u64) -> Harness {
+    start_scenario(&scenario_text(token_lifetime)).await
+}
+
+async fn start_scenario(text: &str) -> Harness {
     let base = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/sim"));
-    let scenario = Scenario::from_toml(&scenario_text(token_lifetime), "google-tests", base)
-        .expect("scenario");
+    let scenario = Scenario::from_toml(text, "google-tests", base).expect("scenario");
     let sim = Sim::start(scenario, "127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("sim starts");
@@ -760,14 +763,18 @@ async fn tokens_are_cached_per_member_and_refreshed_once_in_flight() {
         1,
         "one token call per member, not per attempt"
     );
-    // Another scope set (calendar) is another token; another member too.
-    h.connector
+    // Issue 18: the mailbox's other channel shares its token (both scopes in one
+    // delegation token); another member is another token.
+    let calendar = h
+        .connector
         .import(&delegated("ada@acme.example", Channel::Calendar, None))
         .await;
+    assert_eq!(calendar.outcome, Outcome::Success);
+    assert_eq!(h.count("token").await, 1, "one token for both channels");
     h.connector
         .import(&delegated("admin@acme.example", Channel::Email, None))
         .await;
-    assert_eq!(h.count("token").await, 3);
+    assert_eq!(h.count("token").await, 2);
 
     // Four concurrent attempts of a fresh connector for one member: one token request.
     let fresh = GoogleConnector::new(config_for(&h.sim)).expect("connector");
@@ -778,6 +785,47 @@ async fn tokens_are_cached_per_member_and_refreshed_once_in_flight() {
     let attempts = futures_join(&fresh, &jobs).await;
     assert!(attempts.iter().all(|a| a.outcome == Outcome::Success));
     assert_eq!(h.count("token").await, 1, "one refresh in flight per key");
+    h.sim.shutdown().await;
+}
+
+/// Issue 18: when the company's delegation allows Gmail only, Google refuses the shared
+/// token for both scopes (`unauthorized_client`); the connector asks one scope at a time
+/// from then on, so the email channel imports and the calendar channel alone shows the
+/// missing scope, as it did with one token per scope.
+#[tokio::test]
+async fn a_scope_left_out_of_the_delegation_shows_on_its_own_channel_only() {
+    let text = scenario_text(3599).replace(
+        "  \"https://www.googleapis.com/auth/calendar.readonly\",\n  \"https://www.googleapis.com/auth/admin",
+        "  \"https://www.googleapis.com/auth/admin",
+    );
+    assert!(!text.contains("auth/calendar.readonly\",\n  \"https://www.googleapis.com/auth/admin"));
+    let h = start_scenario(&text).await;
+    let email = h
+        .connector
+        .import(&delegated("ada@acme.example", Channel::Email, None))
+        .await;
+    assert_eq!(email.outcome, Outcome::Success, "{email:?}");
+    // The refused shared request, then Gmail's own scope.
+    assert_eq!(h.count("token").await, 2);
+    let calendar = h
+        .connector
+        .import(&delegated("ada@acme.example", Channel::Calendar, None))
+        .await;
+    assert_eq!(calendar.outcome, Outcome::NotAuthorized, "{calendar:?}");
+    assert_eq!(calendar.error_code.as_deref(), Some("unauthorized_client"));
+    assert_eq!(h.count("calendar.events.list").await, 0, "no Calendar call");
+    // The company's shared token is not asked again: one request for Calendar's scope.
+    assert_eq!(h.count("token").await, 3);
+    let again = h
+        .connector
+        .import(&delegated("admin@acme.example", Channel::Email, None))
+        .await;
+    assert_eq!(again.outcome, Outcome::Success, "{again:?}");
+    assert_eq!(
+        h.count("token").await,
+        4,
+        "another member: its own Gmail token only"
+    );
     h.sim.shutdown().await;
 }
 
