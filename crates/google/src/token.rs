@@ -29,9 +29,11 @@ pub const GMAIL_SCOPE: &str = "https://www.googleapis.com/auth/gmail.readonly";
 /// Calendar: read events.
 pub const CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar.readonly";
 /// Both mailbox scopes in one delegation token, so a mailbox's two channels share one
-/// token exchange (issue 18). Google refuses the whole request (`unauthorized_client`)
-/// when either scope is not on the domain-wide delegation allow-list (google.md §2); the
-/// session then asks one scope at a time, so a missing scope shows on its own channel.
+/// token exchange (issue 18). Google refuses the whole request (401 `unauthorized_client`,
+/// "… or client not authorized for any of the scopes requested") when any scope is not on
+/// the domain-wide delegation allow-list (google.md §2; a 12-scope request failing so with
+/// one scope left out of the delegation: hashicorp/terraform-provider-googleworkspace#228);
+/// the session then asks one scope at a time, so a missing scope shows on its own channel.
 pub(crate) const MAILBOX_SCOPES: &str = "https://www.googleapis.com/auth/gmail.readonly https://www.googleapis.com/auth/calendar.readonly";
 /// How long a company whose delegation refused [`MAILBOX_SCOPES`] is asked one scope at a
 /// time before the shared token is tried again (an admin may add the missing scope).
