@@ -149,7 +149,7 @@ pub fn derive_member<'a>(
     let was = |icon: Icon| {
         stored
             .get(icon)
-            .map_or(Some(Reason::AwaitingFirstImport), |before| before.reason)
+            .and_then(|before| before.reason)
             .unwrap_or(Reason::AwaitingFirstImport)
     };
     let banner_delta = if counted {

@@ -192,9 +192,11 @@ impl<D: Dialect> Backend<D> {
                         outcome: *outcome,
                     })
                     .collect();
-                let row = |icon: Icon| {
+                // The member's stored rows, looked up once: capture, email, calendar.
+                let rows = [Icon::Capture, Icon::Email, Icon::Calendar].map(|icon| {
                     previous.get(&(context.member_id.clone(), icon.as_str().to_owned()))
-                };
+                });
+                let row = |icon: Icon| rows[icon_index(icon)];
                 let stored_icon = |icon: Icon| {
                     row(icon).map(|(color, reason, since)| StoredIcon {
                         color: Color::parse(color),
@@ -202,19 +204,24 @@ impl<D: Dialect> Backend<D> {
                         since: since.0,
                     })
                 };
-                // A stored reason that is none of ours cannot be counted out of a banner.
-                if context.counted {
-                    for icon in [Icon::Email, Icon::Calendar] {
-                        if let Some((_, text, _)) = row(icon) {
-                            parse_reason("member_status", text)?;
-                        }
-                    }
-                }
                 let stored = StoredIcons {
                     capture: stored_icon(Icon::Capture),
                     email: stored_icon(Icon::Email),
                     calendar: stored_icon(Icon::Calendar),
                 };
+                // A stored reason that is none of ours cannot be counted out of a banner.
+                if context.counted {
+                    for (icon, held) in [
+                        (Icon::Email, stored.email),
+                        (Icon::Calendar, stored.calendar),
+                    ] {
+                        if let (Some(held), Some((_, text, _))) = (held, row(icon))
+                            && held.reason.is_none()
+                        {
+                            parse_reason("member_status", text)?;
+                        }
+                    }
+                }
                 // What core decided; the rest is writing it down.
                 let update = derive_member(
                     &context.company,
@@ -287,5 +294,14 @@ impl<D: Dialect> Backend<D> {
             super::outbox::enqueue_in(tx, events, at).await?;
         }
         Ok(deltas)
+    }
+}
+
+/// An icon's place in the capture, email, calendar order of a member's rows.
+fn icon_index(icon: Icon) -> usize {
+    match icon {
+        Icon::Capture => 0,
+        Icon::Email => 1,
+        Icon::Calendar => 2,
     }
 }
