@@ -523,7 +523,7 @@ fn user_by_user_cycle(postgres: bool) -> BTreeSet<String> {
         ("DATACAP_WORKER__INVALID_GRANT_RECHECK", "1s"),
     ];
     let daemon = u.daemon("refused", &recheck_now);
-    eventually(
+    eventually_or(
         "the refused refreshes are counted",
         Duration::from_secs(60),
         || {
@@ -531,18 +531,26 @@ fn user_by_user_cycle(postgres: bool) -> BTreeSet<String> {
                 .get("/metrics")
                 .map(|(_, text)| text)
                 .unwrap_or_default();
-            ["google_workspace", "microsoft_365"]
-                .iter()
-                .all(|provider| {
-                    // A dead grant's recheck fails for the member, and the refreshed
-                    // `invalid` state holds the other channel back when its job starts
-                    // after that write: one or two refreshes, never more.
-                    let dead = metric(&text, &refreshes(provider, "grant_invalid"));
-                    (dead == Some(1.0) || dead == Some(2.0))
-                        && ["not_authorized", "credential_rejected"]
-                            .iter()
-                            .all(|result| metric(&text, &refreshes(provider, result)) == Some(2.0))
-                })
+            let mut counts = Vec::new();
+            let mut holds = true;
+            for provider in ["google_workspace", "microsoft_365"] {
+                // A dead grant's recheck fails for the member, and the refreshed
+                // `invalid` state holds the other channel back when its job starts
+                // after that write: one or two refreshes, never more.
+                let dead = metric(&text, &refreshes(provider, "grant_invalid"));
+                holds &= dead == Some(1.0) || dead == Some(2.0);
+                counts.push(format!("{provider} grant_invalid {dead:?}"));
+                for result in ["not_authorized", "credential_rejected"] {
+                    let count = metric(&text, &refreshes(provider, result));
+                    holds &= count == Some(2.0);
+                    counts.push(format!("{provider} {result} {count:?}"));
+                }
+            }
+            if holds {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}\n{}", tail(&daemon.logs())))
+            }
         },
     );
     drop(daemon);

@@ -14,3 +14,22 @@ pub fn eventually(what: &str, deadline: Duration, mut check: impl FnMut() -> boo
     }
     panic!("{what}: not within {deadline:?}");
 }
+
+/// Runs `check` until it returns `Ok` or `deadline` passes; a timeout's message carries
+/// the last `Err` (what was seen instead), so a failure says more than "not in time".
+pub fn eventually_or(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) {
+    let start = Instant::now();
+    let mut seen = String::new();
+    while start.elapsed() < deadline {
+        match check() {
+            Ok(()) => return,
+            Err(instead) => seen = instead,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what}: not within {deadline:?}; last seen: {seen}");
+}
