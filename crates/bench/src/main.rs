@@ -17,6 +17,7 @@ mod floor;
 mod load;
 mod measure;
 mod procfs;
+mod profile;
 mod report;
 mod setup;
 mod sim;
@@ -56,6 +57,10 @@ pub(crate) struct Args {
     /// Write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
+    /// Record a system-wide `perf` profile (with call graphs) of the incremental cycle
+    /// only into this file (needs linux-perf; `perf report -i FILE --sort comm,dso,sym`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) perf: Option<PathBuf>,
     #[command(subcommand)]
     internal: Option<Internal>,
 }

@@ -207,9 +207,16 @@ pub(crate) async fn measure(args: &Args, url: &str, sim: &SimProcess) -> anyhow:
         let last_before = raw.last_attempt_id().await?;
         let (own_before, sim_before) = (cpu_seconds_of("/proc/self/stat"), sim.cpu_seconds());
         let database_before = postgres_cpu_seconds(url);
+        let profile = match &args.perf {
+            Some(out) if cycle == "incremental" => Some(crate::profile::Profile::start(out)?),
+            _ => None,
+        };
         let started = Instant::now();
         let report = worker.run_once(CancellationToken::new()).await?;
         let seconds = started.elapsed().as_secs_f64();
+        if let Some(profile) = profile {
+            profile.stop()?;
+        }
         let (own_after, sim_after) = (cpu_seconds_of("/proc/self/stat"), sim.cpu_seconds());
         let database_after = postgres_cpu_seconds(url);
         let requests = sim_requests(&client, base).await - requests_before;
