@@ -23,7 +23,7 @@ use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
 use crate::rows::{Insert, RecentRow, SyncRow};
-use crate::sql::Driver;
+use crate::sql::{Driver, Statement};
 
 /// A write transaction of dialect `D`.
 pub(crate) type Tx<D> = sqlx::Transaction<'static, D>;
@@ -126,6 +126,15 @@ impl<D: Dialect> Backend<D> {
 
     pub(crate) async fn begin_write(&self) -> Result<Tx<D>, StoreError> {
         D::begin_write(&self.write).await
+    }
+
+    /// Runs one statement in a write transaction of its own; returns how many rows it
+    /// affected.
+    pub(crate) async fn write_one(&self, statement: Statement<'_, D>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let affected = statement.execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(affected)
     }
 
     /// Applies every migration of this backend's folder.

@@ -4,7 +4,7 @@
 use datacap_core::Channel;
 use time::OffsetDateTime;
 
-use super::{parse_channel, to_u32};
+use super::{known_member_in, parse_channel, to_u32};
 use crate::backend::{Backend, Dialect};
 use crate::dbtime::DbTime;
 use crate::error::StoreError;
@@ -206,16 +206,12 @@ impl<D: Dialect> Backend<D> {
         owner: &str,
         value: impl Param<'static>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let updated = query(update)
+        let update = query(update)
             .bind(&job.context.member_id)
             .bind(job.channel.as_str())
             .bind(owner)
-            .bind(value)
-            .execute(&mut tx)
-            .await?;
-        tx.commit().await?;
-        Ok(updated > 0)
+            .bind(value);
+        Ok(self.write_one(update).await? > 0)
     }
 
     /// When the oldest job that is due at `now` and held by no live lease became due (the
@@ -248,15 +244,7 @@ impl<D: Dialect> Backend<D> {
         full: bool,
     ) -> Result<DueReport, StoreError> {
         let mut tx = self.begin_write().await?;
-        let known: Option<(String,)> = query_as("SELECT id FROM members WHERE id = $1")
-            .bind(member_id)
-            .fetch_optional(&mut tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::UnknownMember {
-                member_id: member_id.to_owned(),
-            });
-        }
+        known_member_in(&mut tx, member_id).await?;
         // One channel or both: `channel IN ($3, $4)` with the same value twice for one.
         let (first, second) = match channel {
             Some(channel) => (channel.as_str(), channel.as_str()),
