@@ -10,7 +10,8 @@
 //! the encryption key), `reads` (the page's and API's reads), `connect` (pending
 //! sign-ins), `context` (what a job runs with), `outbox` (webhooks), `retention`.
 //! Here are the pieces several of them share: a member's classifier context, read with
-//! its row locked.
+//! its row locked; the settings columns it and a job's context both decode; the check
+//! that a member exists before a write for it.
 
 mod apply;
 mod attempts;
