@@ -8,7 +8,7 @@
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgTypeInfo, PgValueRef};
+use sqlx::postgres::{PgHasArrayType, PgTypeInfo, PgValueRef};
 use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
 use time::format_description::well_known::Rfc3339;
@@ -76,6 +76,16 @@ impl Type<Postgres> for DbTime {
     }
     fn compatible(ty: &PgTypeInfo) -> bool {
         <OffsetDateTime as Type<Postgres>>::compatible(ty)
+    }
+}
+
+/// Arrays of times (the PostgreSQL bulk writers' `timestamptz[]` columns).
+impl PgHasArrayType for DbTime {
+    fn array_type_info() -> PgTypeInfo {
+        <OffsetDateTime as PgHasArrayType>::array_type_info()
+    }
+    fn array_compatible(ty: &PgTypeInfo) -> bool {
+        <OffsetDateTime as PgHasArrayType>::array_compatible(ty)
     }
 }
 

@@ -79,11 +79,31 @@ pub enum Store {
     Postgres(PostgresStore),
 }
 
+/// Calls `method` on whichever backend `self` holds.
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
             Store::Sqlite(store) => store.$method($($arg),*).await,
             Store::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+/// Writes `Store` methods that pass their arguments on, unchanged, to the backend's method
+/// of the same name and signature (in `queries/`): each is declared once, by its documented
+/// signature, instead of written out with the same `dispatch!` body.
+macro_rules! delegate {
+    ($(
+        $(#[$doc:meta])*
+        pub async fn $method:ident(&self $(, $arg:ident: $ty:ty)*) -> $out:ty;
+    )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $method(&self $(, $arg: $ty)*) -> $out {
+                    dispatch!(self.$method($($arg),*))
+                }
+            )*
         }
     };
 }
@@ -105,20 +125,6 @@ impl Store {
         }
     }
 
-    /// Applies the backend's pending migrations.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        dispatch!(self.migrate())
-    }
-
-    /// Upserts a validated tenants file in one transaction (see [`parse_tenants`]).
-    pub async fn apply_tenants(
-        &self,
-        tenants: &Tenants,
-        now: OffsetDateTime,
-    ) -> Result<ApplySummary, StoreError> {
-        dispatch!(self.apply_tenants(tenants, now))
-    }
-
     /// Writes one attempt atomically with its items, sync state, the member's status and
     /// history, and the company's banners.
     pub async fn record_attempt(
@@ -133,119 +139,6 @@ impl Store {
         Ok(results.remove(0))
     }
 
-    /// Writes many attempts in one transaction; each touched member and company is
-    /// recomputed once.
-    pub async fn record_attempts(
-        &self,
-        attempts: &[AttemptRecord],
-        now: OffsetDateTime,
-        options: &WriteOptions,
-    ) -> Result<Vec<RecordResult>, StoreError> {
-        dispatch!(self.record_attempts(attempts, now, options))
-    }
-
-    /// Recomputes a company's member statuses and banners as of `now`, a chunk of members
-    /// per transaction (the daemon's first stall pass).
-    pub async fn recompute_company(
-        &self,
-        company_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        dispatch!(self.recompute_company(company_id, now))
-    }
-
-    /// Recomputes only the members whose status may have turned `import_stalled` since it
-    /// was last evaluated (the stall pass); returns how many.
-    pub async fn recompute_stale(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        dispatch!(self.recompute_stale(now))
-    }
-
-    /// How many active members' icons show each (icon, reason).
-    pub async fn status_counts(&self) -> Result<Vec<(Icon, Reason, u64)>, StoreError> {
-        dispatch!(self.status_counts())
-    }
-
-    /// Leases up to `limit` due jobs to `owner` for `lease`.
-    pub async fn claim_due(
-        &self,
-        owner: &str,
-        now: OffsetDateTime,
-        lease: time::Duration,
-        limit: u32,
-    ) -> Result<Vec<Job>, StoreError> {
-        dispatch!(self.claim_due(owner, now, lease, limit))
-    }
-
-    /// Leases up to `limit` due jobs to `owner` for `lease`, companies taking turns, at
-    /// most `per_company` of one company, none of the companies in `skip`.
-    pub async fn claim_due_fair(
-        &self,
-        owner: &str,
-        now: OffsetDateTime,
-        lease: time::Duration,
-        limit: u32,
-        per_company: u32,
-        skip: &[String],
-    ) -> Result<Vec<Job>, StoreError> {
-        dispatch!(self.claim_due_fair(owner, now, lease, limit, per_company, skip))
-    }
-
-    /// Extends `owner`'s lease on `job` until `until`; false when the lease was lost.
-    pub async fn heartbeat(
-        &self,
-        job: &Job,
-        owner: &str,
-        until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self.heartbeat(job, owner, until))
-    }
-
-    /// Releases `owner`'s lease on `job`, optionally moving its due time.
-    pub async fn release(
-        &self,
-        job: &Job,
-        owner: &str,
-        next_due_at: Option<OffsetDateTime>,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self.release(job, owner, next_due_at))
-    }
-
-    /// Releases a job that found no grant, due again at `recheck` unless the member has a
-    /// connected grant by now (then it stays due).
-    pub async fn release_without_grant(
-        &self,
-        job: &Job,
-        owner: &str,
-        recheck: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self.release_without_grant(job, owner, recheck))
-    }
-
-    /// When the oldest due job that no live lease holds became due; `None` when nothing
-    /// waits (the worker's queue-lag gauge). One index-backed read.
-    pub async fn oldest_waiting_due_at(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<Option<OffsetDateTime>, StoreError> {
-        dispatch!(self.oldest_waiting_due_at(now))
-    }
-
-    /// The settings and credential references a job of `member_id` runs with.
-    pub async fn job_context(&self, member_id: &str) -> Result<Option<JobContext>, StoreError> {
-        dispatch!(self.job_context(member_id))
-    }
-
-    /// The ids of every active company (the stall pass walks them).
-    pub async fn active_company_ids(&self) -> Result<Vec<String>, StoreError> {
-        dispatch!(self.active_company_ids())
-    }
-
-    /// PostgreSQL's settings that matter at scale (`autovacuum`, `shared_buffers`,
-    /// `max_wal_size`, …), by name; empty on SQLite.
-    pub async fn server_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
-        dispatch!(self.server_settings())
-    }
-
     /// Whether PostgreSQL's autovacuum is off: then nothing removes the dead row versions
     /// every poll leaves in `sync_state`, and each claim reads more of them (a full
     /// `VACUUM` or turning it on fixes it). `false` on SQLite and when unreadable.
@@ -255,60 +148,6 @@ impl Store {
                 .iter()
                 .any(|(name, value)| name == "autovacuum" && value == "off")
         })
-    }
-
-    /// One cheap query: is the database reachable?
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self.ping())
-    }
-
-    /// Deletes attempts finished before `older_than`, keeping each channel's latest
-    /// `red_after_consecutive_failures` attempts (all the classifier reads), so pruning never
-    /// changes a status. Status history is kept.
-    pub async fn prune_attempts(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {
-        dispatch!(self.prune_attempts(older_than))
-    }
-
-    /// Deletes webhook events written before `older_than` that no delivery still waits
-    /// for (delivered or dead), with their deliveries and tries (the retention pass).
-    pub async fn prune_webhooks(&self, older_than: OffsetDateTime) -> Result<u64, StoreError> {
-        dispatch!(self.prune_webhooks(older_than))
-    }
-
-    /// The status report of DESIGN.md, for every active company or one.
-    pub async fn status(&self, company_id: Option<&str>) -> Result<StatusReport, StoreError> {
-        dispatch!(self.status(company_id))
-    }
-
-    /// Stores a member's own grant with its refresh token sealed by `key`.
-    pub async fn put_member_grant(
-        &self,
-        member_id: &str,
-        state: MemberConnection,
-        scopes: &[String],
-        refresh_token: Option<&SecretString>,
-        key: &EncryptionKey,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        dispatch!(self.put_member_grant(member_id, state, scopes, refresh_token, key, now))
-    }
-
-    /// A member's own grant with its refresh token opened.
-    pub async fn member_grant(
-        &self,
-        member_id: &str,
-        key: Option<&EncryptionKey>,
-    ) -> Result<Option<MemberGrant>, StoreError> {
-        dispatch!(self.member_grant(member_id, key))
-    }
-
-    /// Checks at start-up that `key` is the key this database was set up with.
-    pub async fn verify_key(
-        &self,
-        key: &EncryptionKey,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        dispatch!(self.verify_key(key, now))
     }
 
     /// Makes a member's channels (or one) due at `now`, so the next claim polls them;
@@ -333,156 +172,168 @@ impl Store {
         dispatch!(self.make_due(member_id, channel, now, true))
     }
 
+    /// Closes the connection pools.
+    pub async fn close(&self) {
+        dispatch!(self.close())
+    }
+}
+
+delegate! {
+    /// Applies the backend's pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Upserts a validated tenants file in one transaction (see [`parse_tenants`]).
+    pub async fn apply_tenants(&self, tenants: &Tenants, now: OffsetDateTime)
+        -> Result<ApplySummary, StoreError>;
+
+    /// Writes many attempts in one transaction; each touched member and company is
+    /// recomputed once.
+    pub async fn record_attempts(&self, attempts: &[AttemptRecord], now: OffsetDateTime,
+        options: &WriteOptions) -> Result<Vec<RecordResult>, StoreError>;
+
+    /// Recomputes a company's member statuses and banners as of `now`, a chunk of members
+    /// per transaction (the daemon's first stall pass).
+    pub async fn recompute_company(&self, company_id: &str, now: OffsetDateTime)
+        -> Result<(), StoreError>;
+
+    /// Recomputes only the members whose status may have turned `import_stalled` since it
+    /// was last evaluated (the stall pass); returns how many.
+    pub async fn recompute_stale(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// How many active members' icons show each (icon, reason).
+    pub async fn status_counts(&self) -> Result<Vec<(Icon, Reason, u64)>, StoreError>;
+
+    /// Leases up to `limit` due jobs to `owner` for `lease`.
+    pub async fn claim_due(&self, owner: &str, now: OffsetDateTime, lease: time::Duration,
+        limit: u32) -> Result<Vec<Job>, StoreError>;
+
+    /// Leases up to `limit` due jobs to `owner` for `lease`, companies taking turns, at
+    /// most `per_company` of one company, none of the companies in `skip`.
+    pub async fn claim_due_fair(&self, owner: &str, now: OffsetDateTime, lease: time::Duration,
+        limit: u32, per_company: u32, skip: &[String]) -> Result<Vec<Job>, StoreError>;
+
+    /// Extends `owner`'s lease on `job` until `until`; false when the lease was lost.
+    pub async fn heartbeat(&self, job: &Job, owner: &str, until: OffsetDateTime)
+        -> Result<bool, StoreError>;
+
+    /// Releases `owner`'s lease on `job`, optionally moving its due time.
+    pub async fn release(&self, job: &Job, owner: &str, next_due_at: Option<OffsetDateTime>)
+        -> Result<bool, StoreError>;
+
+    /// Releases a job that found no grant, due again at `recheck` unless the member has a
+    /// connected grant by now (then it stays due).
+    pub async fn release_without_grant(&self, job: &Job, owner: &str, recheck: OffsetDateTime)
+        -> Result<bool, StoreError>;
+
+    /// When the oldest due job that no live lease holds became due; `None` when nothing
+    /// waits (the worker's queue-lag gauge). One index-backed read.
+    pub async fn oldest_waiting_due_at(&self, now: OffsetDateTime)
+        -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// The settings and credential references a job of `member_id` runs with.
+    pub async fn job_context(&self, member_id: &str) -> Result<Option<JobContext>, StoreError>;
+
+    /// The ids of every active company (the stall pass walks them).
+    pub async fn active_company_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    /// PostgreSQL's settings that matter at scale (`autovacuum`, `shared_buffers`,
+    /// `max_wal_size`, …), by name; empty on SQLite.
+    pub async fn server_settings(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// One cheap query: is the database reachable?
+    pub async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Deletes attempts finished before `older_than`, keeping each channel's latest
+    /// `red_after_consecutive_failures` attempts (all the classifier reads), so pruning never
+    /// changes a status. Status history is kept.
+    pub async fn prune_attempts(&self, older_than: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Deletes webhook events written before `older_than` that no delivery still waits
+    /// for (delivered or dead), with their deliveries and tries (the retention pass).
+    pub async fn prune_webhooks(&self, older_than: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// The status report of DESIGN.md, for every active company or one.
+    pub async fn status(&self, company_id: Option<&str>) -> Result<StatusReport, StoreError>;
+
+    /// Stores a member's own grant with its refresh token sealed by `key`.
+    pub async fn put_member_grant(&self, member_id: &str, state: MemberConnection,
+        scopes: &[String], refresh_token: Option<&SecretString>, key: &EncryptionKey,
+        now: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// A member's own grant with its refresh token opened.
+    pub async fn member_grant(&self, member_id: &str, key: Option<&EncryptionKey>)
+        -> Result<Option<MemberGrant>, StoreError>;
+
+    /// Checks at start-up that `key` is the key this database was set up with.
+    pub async fn verify_key(&self, key: &EncryptionKey, now: OffsetDateTime)
+        -> Result<(), StoreError>;
+
     /// Re-seals every stored member secret from `old` to `new` in one transaction, and
     /// registers `new` (its canary) so `verify_key` accepts it. Secrets already under `new`
     /// are checked and left; one under any other key fails the whole rotation.
-    pub async fn rotate_key(
-        &self,
-        old: &EncryptionKey,
-        new: &EncryptionKey,
-        now: OffsetDateTime,
-    ) -> Result<KeyRotation, StoreError> {
-        dispatch!(self.rotate_key(old, new, now))
-    }
+    pub async fn rotate_key(&self, old: &EncryptionKey, new: &EncryptionKey, now: OffsetDateTime)
+        -> Result<KeyRotation, StoreError>;
 
     /// The latest `limit` attempts of a company's member, newest first.
-    pub async fn member_attempts(
-        &self,
-        company_id: &str,
-        member_id: &str,
-        limit: u32,
-    ) -> Result<Vec<AttemptReport>, StoreError> {
-        dispatch!(self.member_attempts(company_id, member_id, limit))
-    }
+    pub async fn member_attempts(&self, company_id: &str, member_id: &str, limit: u32)
+        -> Result<Vec<AttemptReport>, StoreError>;
 
     /// The latest `limit` status changes of a company's member, newest first.
-    pub async fn member_history(
-        &self,
-        company_id: &str,
-        member_id: &str,
-        limit: u32,
-    ) -> Result<Vec<StatusChangeReport>, StoreError> {
-        dispatch!(self.member_history(company_id, member_id, limit))
-    }
+    pub async fn member_history(&self, company_id: &str, member_id: &str, limit: u32)
+        -> Result<Vec<StatusChangeReport>, StoreError>;
 
     /// The attempts with these ids that are still stored.
-    pub async fn attempts_by_id(&self, ids: &[String]) -> Result<Vec<AttemptReport>, StoreError> {
-        dispatch!(self.attempts_by_id(ids))
-    }
+    pub async fn attempts_by_id(&self, ids: &[String]) -> Result<Vec<AttemptReport>, StoreError>;
 
     /// Stores a pending sign-in of the connect flow (its verifier sealed by `key`).
-    pub async fn put_connect_state(
-        &self,
-        pending: &NewConnectState<'_>,
-        key: &EncryptionKey,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        dispatch!(self.put_connect_state(pending, key, now))
-    }
+    pub async fn put_connect_state(&self, pending: &NewConnectState<'_>, key: &EncryptionKey,
+        now: OffsetDateTime) -> Result<(), StoreError>;
 
     /// Takes a pending sign-in back, once: a second take of the same state finds nothing.
-    pub async fn take_connect_state(
-        &self,
-        state_hash: &str,
-        key: &EncryptionKey,
-    ) -> Result<Option<ConnectState>, StoreError> {
-        dispatch!(self.take_connect_state(state_hash, key))
-    }
+    pub async fn take_connect_state(&self, state_hash: &str, key: &EncryptionKey)
+        -> Result<Option<ConnectState>, StoreError>;
 
     /// Voids every connect link of `member_id` issued before `now`.
-    pub async fn revoke_invites(
-        &self,
-        member_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        dispatch!(self.revoke_invites(member_id, now))
-    }
+    pub async fn revoke_invites(&self, member_id: &str, now: OffsetDateTime)
+        -> Result<(), StoreError>;
 
     /// The known aliases of `member_id` (the tenants file's `aliases`); empty for an
     /// unknown member.
-    pub async fn member_aliases(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
-        dispatch!(self.member_aliases(member_id))
-    }
+    pub async fn member_aliases(&self, member_id: &str) -> Result<Vec<String>, StoreError>;
 
     /// The time before which `member_id`'s connect links are void, if any were revoked.
-    pub async fn invites_not_before(
-        &self,
-        member_id: &str,
-    ) -> Result<Option<OffsetDateTime>, StoreError> {
-        dispatch!(self.invites_not_before(member_id))
-    }
+    pub async fn invites_not_before(&self, member_id: &str)
+        -> Result<Option<OffsetDateTime>, StoreError>;
 
     /// Leases the heads of up to `limit` webhook endpoints' queues to `owner` for `lease`
     /// (each endpoint's oldest pending delivery, when due).
-    pub async fn claim_webhook_deliveries(
-        &self,
-        owner: &str,
-        now: OffsetDateTime,
-        lease: time::Duration,
-        limit: u32,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        dispatch!(self.claim_webhook_deliveries(owner, now, lease, limit))
-    }
+    pub async fn claim_webhook_deliveries(&self, owner: &str, now: OffsetDateTime,
+        lease: time::Duration, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError>;
 
     /// Records a try of a leased delivery and its next state; false when the lease was
     /// lost (nothing written).
-    pub async fn record_webhook_try(
-        &self,
-        delivery: &WebhookDelivery,
-        attempt: &WebhookTry,
-        next: DeliveryNext,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self.record_webhook_try(delivery, attempt, next))
-    }
+    pub async fn record_webhook_try(&self, delivery: &WebhookDelivery, attempt: &WebhookTry,
+        next: DeliveryNext) -> Result<bool, StoreError>;
 
     /// Gives a leased delivery back untried.
-    pub async fn release_webhook_delivery(
-        &self,
-        delivery: &WebhookDelivery,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self.release_webhook_delivery(delivery))
-    }
+    pub async fn release_webhook_delivery(&self, delivery: &WebhookDelivery)
+        -> Result<bool, StoreError>;
 
     /// Every webhook endpoint of every company or one, with its delivery health.
-    pub async fn webhook_endpoints(
-        &self,
-        company_id: Option<&str>,
-    ) -> Result<Vec<EndpointReport>, StoreError> {
-        dispatch!(self.webhook_endpoints(company_id))
-    }
+    pub async fn webhook_endpoints(&self, company_id: Option<&str>)
+        -> Result<Vec<EndpointReport>, StoreError>;
 
     /// Sends the event `event_id` again to every endpoint it went to; returns how many
     /// deliveries were made pending.
-    pub async fn redeliver_event(
-        &self,
-        event_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        dispatch!(self.redeliver_event(event_id, now))
-    }
+    pub async fn redeliver_event(&self, event_id: &str, now: OffsetDateTime)
+        -> Result<u64, StoreError>;
 
     /// Makes every delivery that died at or after `since` pending again.
-    pub async fn redeliver_dead_since(
-        &self,
-        since: OffsetDateTime,
-        company_id: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        dispatch!(self.redeliver_dead_since(since, company_id, now))
-    }
+    pub async fn redeliver_dead_since(&self, since: OffsetDateTime, company_id: Option<&str>,
+        now: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// When the oldest undelivered webhook event began waiting; `None` when none waits.
-    pub async fn oldest_undelivered_webhook(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        dispatch!(self.oldest_undelivered_webhook())
-    }
-
-    /// Closes the connection pools.
-    pub async fn close(&self) {
-        match self {
-            Store::Sqlite(store) => store.close().await,
-            Store::Postgres(store) => store.close().await,
-        }
-    }
+    pub async fn oldest_undelivered_webhook(&self) -> Result<Option<OffsetDateTime>, StoreError>;
 }
 
 #[cfg(test)]

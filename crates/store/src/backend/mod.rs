@@ -9,7 +9,8 @@
 //!   (`FOR NO KEY UPDATE`, `FOR UPDATE … SKIP LOCKED`; empty on SQLite, whose single
 //!   writer already serializes writers);
 //! - `IN` lists (SQLite: one bound value each; PostgreSQL: one array) and the bulk
-//!   writers (SQLite: multi-row `VALUES`; PostgreSQL: one array per column and `UNNEST`).
+//!   writers (SQLite: multi-row `VALUES`; PostgreSQL: one array per column and `UNNEST`),
+//!   one generic writer each for the rows of `crate::rows`.
 
 mod postgres;
 mod sqlite;
@@ -21,8 +22,8 @@ use sqlx::{Pool, QueryBuilder};
 use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
-use crate::rows::{AttemptRow, ChangeRow, EmailRow, EventRow, IconRow, RecentRow, SyncRow};
-use crate::sql::Driver;
+use crate::rows::{Insert, RecentRow, SyncRow};
+use crate::sql::{Driver, Statement};
 
 /// A write transaction of dialect `D`.
 pub(crate) type Tx<D> = sqlx::Transaction<'static, D>;
@@ -66,16 +67,12 @@ pub trait Dialect: Driver {
     /// `column IN (…)` of `ids`, in the dialect's form.
     fn push_in(query: &mut QueryBuilder<Self>, column: &str, ids: Vec<String>);
 
-    /// Inserts attempt rows.
-    fn insert_attempts(
+    /// Writes `rows` (an insert, or an upsert: see [`Insert`]); `at`, when given, is the
+    /// time of the write, bound after each row's own values.
+    fn insert_rows<R: Insert>(
         tx: &mut Tx<Self>,
-        rows: Vec<AttemptRow>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Upserts icons on (member, icon).
-    fn upsert_icons(
-        tx: &mut Tx<Self>,
-        rows: Vec<IconRow>,
-        at: DbTime,
+        rows: Vec<R>,
+        at: Option<DbTime>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The latest `limit` attempts of each member's channels, oldest first per channel.
     fn recent_attempts(
@@ -90,24 +87,6 @@ pub trait Dialect: Driver {
         rows: Vec<SyncRow>,
         at: DbTime,
     ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
-    /// Upserts email items on (member, provider id).
-    fn upsert_email_items(
-        tx: &mut Tx<Self>,
-        rows: Vec<EmailRow>,
-        at: DbTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Upserts calendar items on (member, provider id).
-    fn upsert_calendar_items(
-        tx: &mut Tx<Self>,
-        rows: Vec<EventRow>,
-        at: DbTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Inserts status history rows.
-    fn insert_changes(
-        tx: &mut Tx<Self>,
-        rows: Vec<ChangeRow>,
-        at: DbTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Leases the claimed (member, channel) rows to `owner` until `expires`.
     fn lease_rows(
         tx: &mut Tx<Self>,
@@ -116,12 +95,6 @@ pub trait Dialect: Driver {
         expires: DbTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
-
-/// How an icon upsert resolves an existing row; shared by both bulk writers.
-const ICON_CONFLICT: &str = " ON CONFLICT (member_id, icon) DO UPDATE SET color = excluded.color, \
-     reason = excluded.reason, message = excluded.message, resolution = excluded.resolution, \
-     since = excluded.since, last_attempt_id = excluded.last_attempt_id, \
-     evaluated_at = excluded.evaluated_at";
 
 /// A store on one database: a pool for writes, one for reads (the same pool on
 /// PostgreSQL) and the options.
@@ -153,6 +126,15 @@ impl<D: Dialect> Backend<D> {
 
     pub(crate) async fn begin_write(&self) -> Result<Tx<D>, StoreError> {
         D::begin_write(&self.write).await
+    }
+
+    /// Runs one statement in a write transaction of its own; returns how many rows it
+    /// affected.
+    pub(crate) async fn write_one(&self, statement: Statement<'_, D>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let affected = statement.execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(affected)
     }
 
     /// Applies every migration of this backend's folder.

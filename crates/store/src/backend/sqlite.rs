@@ -13,11 +13,11 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, QueryBuilder, Sqlite};
 
-use super::{Backend, Dialect, ICON_CONFLICT, SqliteStore, Tx};
+use super::{Backend, Dialect, SqliteStore, Tx};
 use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::StoreOptions;
-use crate::rows::{AttemptRow, ChangeRow, EmailRow, EventRow, IconRow, RecentRow, SyncRow};
+use crate::rows::{Columns, Insert, RecentRow, SyncRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -80,58 +80,23 @@ impl Dialect for Sqlite {
         Ok(Vec::new())
     }
 
-    /// Multi-row `VALUES`, in chunks below SQLite's bind-parameter limit.
-    async fn insert_attempts(tx: &mut Tx<Self>, rows: Vec<AttemptRow>) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO import_attempts (id, member_id, company_id, channel, provider, \
-                 started_at, finished_at, outcome, http_status, provider_error_code, \
-                 provider_error_message, provider_request_id, items_imported) ",
-            );
-            insert.push_values(chunk, |mut row, attempt| {
-                row.push_bind(attempt.id.clone())
-                    .push_bind(attempt.member_id.clone())
-                    .push_bind(attempt.company_id.clone())
-                    .push_bind(attempt.channel)
-                    .push_bind(attempt.provider)
-                    .push_bind(attempt.started_at)
-                    .push_bind(attempt.finished_at)
-                    .push_bind(attempt.outcome)
-                    .push_bind(attempt.http_status)
-                    .push_bind(attempt.error_code.clone())
-                    .push_bind(attempt.error_message.clone())
-                    .push_bind(attempt.request_id.clone())
-                    .push_bind(attempt.items);
-            });
-            insert.build().execute(&mut **tx).await?;
-        }
-        Ok(())
-    }
-
-    /// Multi-row upsert of icons, in chunks below SQLite's bind-parameter limit.
-    async fn upsert_icons(
+    /// Multi-row `VALUES`, one statement per [`ROWS`] rows (below SQLite's bind-parameter
+    /// limit); `at` is bound after each row's own values.
+    async fn insert_rows<R: Insert>(
         tx: &mut Tx<Self>,
-        rows: Vec<IconRow>,
-        at: DbTime,
+        rows: Vec<R>,
+        at: Option<DbTime>,
     ) -> Result<(), StoreError> {
         for chunk in rows.chunks(ROWS) {
-            let mut upsert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO member_status (member_id, icon, color, reason, message, resolution, \
-                 since, last_attempt_id, evaluated_at) ",
-            );
-            upsert.push_values(chunk, |mut row, icon| {
-                row.push_bind(icon.member_id.clone())
-                    .push_bind(icon.icon)
-                    .push_bind(icon.color)
-                    .push_bind(icon.reason)
-                    .push_bind(icon.message.clone())
-                    .push_bind(icon.resolution.clone())
-                    .push_bind(icon.since)
-                    .push_bind(icon.last_attempt_id.clone())
-                    .push_bind(at);
+            let mut insert = QueryBuilder::<Sqlite>::new(R::INSERT);
+            insert.push_values(chunk, |mut values, row| {
+                row.push_values(&mut values);
+                if let Some(at) = at {
+                    values.push_bind(at);
+                }
             });
-            upsert.push(ICON_CONFLICT);
-            upsert.build().execute(&mut **tx).await?;
+            insert.push(R::ON_CONFLICT);
+            insert.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -191,16 +156,7 @@ impl Dialect for Sqlite {
                  ELSE sync_state.consecutive_transient_failures + v.column7 END, \
                  lease_owner = NULL, lease_expires_at = NULL FROM (",
             );
-            update.push_values(chunk, |mut row, write| {
-                row.push_bind(write.member_id.clone())
-                    .push_bind(write.channel)
-                    .push_bind(write.cursor.clone())
-                    .push_bind(write.next_due_at)
-                    .push_bind(write.last_attempt_at)
-                    .push_bind(write.restart)
-                    .push_bind(write.transients)
-                    .push_bind(write.lease_owner.clone());
-            });
+            update.push_values(chunk, |mut values, write| write.push_values(&mut values));
             update.push(
                 ") AS v WHERE sync_state.member_id = v.column1 AND sync_state.channel = v.column2 \
                  AND (sync_state.lease_owner IS NULL OR sync_state.lease_owner = v.column8 \
@@ -212,104 +168,6 @@ impl Dialect for Sqlite {
             updated.extend(rows);
         }
         Ok(updated)
-    }
-
-    /// Email items as multi-row `VALUES`, upserted on (member, provider id).
-    async fn upsert_email_items(
-        tx: &mut Tx<Self>,
-        rows: Vec<EmailRow>,
-        at: DbTime,
-    ) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS) {
-            let mut upsert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO email_items (member_id, provider_id, thread_id, sent_at, sender, \
-                 participants, subject, attempt_id, imported_at) ",
-            );
-            upsert.push_values(chunk, |mut row, item| {
-                row.push_bind(item.member_id.clone())
-                    .push_bind(item.provider_id.clone())
-                    .push_bind(item.thread_id.clone())
-                    .push_bind(item.sent_at)
-                    .push_bind(item.sender.clone())
-                    .push_bind(item.participants.clone())
-                    .push_bind(item.subject.clone())
-                    .push_bind(item.attempt_id.clone())
-                    .push_bind(at);
-            });
-            upsert.push(
-                " ON CONFLICT (member_id, provider_id) DO UPDATE SET \
-                 thread_id = excluded.thread_id, sent_at = excluded.sent_at, \
-                 sender = excluded.sender, participants = excluded.participants, \
-                 subject = excluded.subject, attempt_id = excluded.attempt_id, \
-                 imported_at = excluded.imported_at",
-            );
-            upsert.build().execute(&mut **tx).await?;
-        }
-        Ok(())
-    }
-
-    /// Calendar items as multi-row `VALUES`, upserted on (member, provider id).
-    async fn upsert_calendar_items(
-        tx: &mut Tx<Self>,
-        rows: Vec<EventRow>,
-        at: DbTime,
-    ) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS) {
-            let mut upsert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO calendar_items (member_id, provider_id, starts_at, ends_at, \
-                 organizer, participants, subject, conference_link, cancelled, attempt_id, \
-                 imported_at) ",
-            );
-            upsert.push_values(chunk, |mut row, item| {
-                row.push_bind(item.member_id.clone())
-                    .push_bind(item.provider_id.clone())
-                    .push_bind(item.starts_at)
-                    .push_bind(item.ends_at)
-                    .push_bind(item.organizer.clone())
-                    .push_bind(item.participants.clone())
-                    .push_bind(item.subject.clone())
-                    .push_bind(item.conference_link.clone())
-                    .push_bind(item.cancelled)
-                    .push_bind(item.attempt_id.clone())
-                    .push_bind(at);
-            });
-            upsert.push(
-                " ON CONFLICT (member_id, provider_id) DO UPDATE SET \
-                 starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
-                 organizer = excluded.organizer, participants = excluded.participants, \
-                 subject = excluded.subject, conference_link = excluded.conference_link, \
-                 cancelled = excluded.cancelled, attempt_id = excluded.attempt_id, \
-                 imported_at = excluded.imported_at",
-            );
-            upsert.build().execute(&mut **tx).await?;
-        }
-        Ok(())
-    }
-
-    /// Status history rows as multi-row `VALUES`.
-    async fn insert_changes(
-        tx: &mut Tx<Self>,
-        rows: Vec<ChangeRow>,
-        at: DbTime,
-    ) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO status_changes (member_id, icon, from_color, from_reason, \
-                 to_color, to_reason, attempt_id, changed_at) ",
-            );
-            insert.push_values(chunk, |mut row, change| {
-                row.push_bind(change.member_id.clone())
-                    .push_bind(change.icon)
-                    .push_bind(change.from_color.clone())
-                    .push_bind(change.from_reason.clone())
-                    .push_bind(change.to_color)
-                    .push_bind(change.to_reason)
-                    .push_bind(change.attempt_id.clone())
-                    .push_bind(at);
-            });
-            insert.build().execute(&mut **tx).await?;
-        }
-        Ok(())
     }
 
     /// Leases the claimed (member, channel) rows to `owner` until `expires`: multi-row

@@ -229,7 +229,7 @@ impl<D: Dialect> Backend<D> {
                 }
             })
             .collect();
-        D::insert_attempts(&mut tx, rows).await?;
+        D::insert_rows(&mut tx, rows, None).await?;
         fail_point(options, FailPoint::AfterAttemptRow)?;
 
         self.upsert_items_in(&mut tx, attempts, at).await?;
@@ -297,7 +297,7 @@ impl<D: Dialect> Backend<D> {
                 attempt_id,
             })
             .collect();
-        D::upsert_email_items(tx, emails, at).await?;
+        D::insert_rows(tx, emails, Some(at)).await?;
         let events = events
             .into_iter()
             .map(|((member_id, _), (item, attempt_id))| EventRow {
@@ -313,6 +313,6 @@ impl<D: Dialect> Backend<D> {
                 attempt_id,
             })
             .collect();
-        D::upsert_calendar_items(tx, events, at).await
+        D::insert_rows(tx, events, Some(at)).await
     }
 }

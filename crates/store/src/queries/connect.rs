@@ -8,6 +8,7 @@ use datacap_core::Provider;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
+use super::known_member_in;
 use crate::backend::{Backend, Dialect};
 use crate::crypto::{EncryptionKey, Sealed};
 use crate::dbtime::DbTime;
@@ -136,15 +137,7 @@ impl<D: Dialect> Backend<D> {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let member: Option<(String,)> = query_as("SELECT id FROM members WHERE id = $1")
-            .bind(member_id)
-            .fetch_optional(&mut tx)
-            .await?;
-        if member.is_none() {
-            return Err(StoreError::UnknownMember {
-                member_id: member_id.to_owned(),
-            });
-        }
+        known_member_in(&mut tx, member_id).await?;
         query(
             "INSERT INTO invite_revocations (member_id, not_before) VALUES ($1, $2) \
              ON CONFLICT (member_id) DO UPDATE SET not_before = excluded.not_before \

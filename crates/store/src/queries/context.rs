@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use datacap_core::{CompanySettings, ConnectionMode, MemberConnection, MemberSettings, Provider};
-
+use super::{parse_connection, settings_at};
 use crate::backend::{Backend, Dialect};
 use crate::error::{StoreError, corrupt};
 use crate::model::JobContext;
@@ -61,46 +60,23 @@ pub(super) fn context_from_row<D: Dialect>(
     row: &D::Row,
     at: usize,
 ) -> Result<JobContext, StoreError> {
-    let provider: String = D::get(row, at + 8)?;
-    let mode: String = D::get(row, at + 9)?;
     let refs: Option<String> = D::get(row, at + 16)?;
-    let state: Option<String> = D::get(row, at + 17)?;
-    let connection = match state {
-        Some(state) => Some(
-            MemberConnection::parse(&state)
-                .ok_or_else(|| corrupt("member_grants", "state", &state))?,
-        ),
-        None => None,
-    };
+    let connection = parse_connection(D::get(row, at + 17)?)?;
     let credential_refs: BTreeMap<String, String> = match refs.as_deref() {
         None | Some("") => BTreeMap::new(),
         Some(text) => serde_json::from_str(text)
             .map_err(|_| corrupt("companies", "credential_refs", "(not a json object)"))?,
     };
+    let member_id = D::get(row, at)?;
+    let company_id = D::get(row, at + 1)?;
+    let member_email = D::get(row, at + 2)?;
+    let (member, company) = settings_at::<D>(row, at + 3, connection)?;
     Ok(JobContext {
-        member_id: D::get(row, at)?,
-        company_id: D::get(row, at + 1)?,
-        member_email: D::get(row, at + 2)?,
-        member: MemberSettings {
-            has_recording_seat: D::get(row, at + 3)?,
-            recording_enabled: D::get(row, at + 4)?,
-            email_import: D::get(row, at + 5)?,
-            calendar_import: D::get(row, at + 6)?,
-            import_non_recorded_meetings: D::get(row, at + 7)?,
-            connection,
-        },
-        company: CompanySettings {
-            provider: Provider::parse(&provider)
-                .ok_or_else(|| corrupt("companies", "provider", &provider))?,
-            connection_mode: ConnectionMode::parse(&mode)
-                .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
-            permission_given: D::get(row, at + 10)?,
-            email_authorized: D::get(row, at + 11)?,
-            calendar_authorized: D::get(row, at + 12)?,
-            import_email: D::get(row, at + 13)?,
-            import_calendar: D::get(row, at + 14)?,
-            import_non_recorded_meetings: D::get(row, at + 15)?,
-        },
+        member_id,
+        company_id,
+        member_email,
+        member,
+        company,
         credential_refs,
         active: D::get::<bool>(row, at + 18)? && D::get::<bool>(row, at + 19)?,
     })

@@ -4,12 +4,12 @@
 use datacap_core::Channel;
 use time::OffsetDateTime;
 
-use super::{parse_channel, to_u32};
+use super::{known_member_in, parse_channel, to_u32};
 use crate::backend::{Backend, Dialect};
 use crate::dbtime::DbTime;
 use crate::error::StoreError;
 use crate::model::{DueReport, Job};
-use crate::sql::{Builder, query, query_as};
+use crate::sql::{Builder, Param, query, query_as};
 
 /// The due, unleased jobs a claim ranks: the oldest first, from companies not skipped.
 macro_rules! claim_candidates {
@@ -142,19 +142,14 @@ impl<D: Dialect> Backend<D> {
         owner: &str,
         until: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let updated = query(
+        self.update_own_lease(
             "UPDATE sync_state SET lease_expires_at = $4 \
              WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
+            job,
+            owner,
+            DbTime::new(until),
         )
-        .bind(&job.context.member_id)
-        .bind(job.channel.as_str())
-        .bind(owner)
-        .bind(DbTime::new(until))
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await?;
-        Ok(updated > 0)
+        .await
     }
 
     /// Gives `owner`'s lease back without an attempt (shutdown, skipped work), optionally
@@ -165,20 +160,15 @@ impl<D: Dialect> Backend<D> {
         owner: &str,
         next_due_at: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let updated = query(
+        self.update_own_lease(
             "UPDATE sync_state SET lease_owner = NULL, lease_expires_at = NULL, \
              next_due_at = COALESCE($4, next_due_at) \
              WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
+            job,
+            owner,
+            next_due_at.map(DbTime::new),
         )
-        .bind(&job.context.member_id)
-        .bind(job.channel.as_str())
-        .bind(owner)
-        .bind(next_due_at.map(DbTime::new))
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await?;
-        Ok(updated > 0)
+        .await
     }
 
     /// Releases a user-by-user job that found no usable grant, due again at `recheck`,
@@ -192,23 +182,36 @@ impl<D: Dialect> Backend<D> {
         owner: &str,
         recheck: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let updated = query(
+        self.update_own_lease(
             "UPDATE sync_state SET lease_owner = NULL, lease_expires_at = NULL, \
              next_due_at = CASE WHEN EXISTS (SELECT 1 FROM member_grants g \
                  WHERE g.member_id = $1 AND g.state = 'connected' \
                  AND g.refresh_token_ciphertext IS NOT NULL) \
                THEN next_due_at ELSE $4 END \
              WHERE member_id = $1 AND channel = $2 AND lease_owner = $3",
+            job,
+            owner,
+            DbTime::new(recheck),
         )
-        .bind(&job.context.member_id)
-        .bind(job.channel.as_str())
-        .bind(owner)
-        .bind(DbTime::new(recheck))
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await?;
-        Ok(updated > 0)
+        .await
+    }
+
+    /// Runs `update`, a `sync_state` update of `job`'s row while `owner` holds its lease
+    /// (`$1` the member, `$2` the channel, `$3` the owner, `$4` `value`), in a write
+    /// transaction of its own; false when the lease was not `owner`'s.
+    async fn update_own_lease(
+        &self,
+        update: &'static str,
+        job: &Job,
+        owner: &str,
+        value: impl Param<'static>,
+    ) -> Result<bool, StoreError> {
+        let update = query(update)
+            .bind(&job.context.member_id)
+            .bind(job.channel.as_str())
+            .bind(owner)
+            .bind(value);
+        Ok(self.write_one(update).await? > 0)
     }
 
     /// When the oldest job that is due at `now` and held by no live lease became due (the
@@ -241,15 +244,7 @@ impl<D: Dialect> Backend<D> {
         full: bool,
     ) -> Result<DueReport, StoreError> {
         let mut tx = self.begin_write().await?;
-        let known: Option<(String,)> = query_as("SELECT id FROM members WHERE id = $1")
-            .bind(member_id)
-            .fetch_optional(&mut tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::UnknownMember {
-                member_id: member_id.to_owned(),
-            });
-        }
+        known_member_in(&mut tx, member_id).await?;
         // One channel or both: `channel IN ($3, $4)` with the same value twice for one.
         let (first, second) = match channel {
             Some(channel) => (channel.as_str(), channel.as_str()),

@@ -10,7 +10,8 @@
 //! the encryption key), `reads` (the page's and API's reads), `connect` (pending
 //! sign-ins), `context` (what a job runs with), `outbox` (webhooks), `retention`.
 //! Here are the pieces several of them share: a member's classifier context, read with
-//! its row locked.
+//! its row locked; the settings columns it and a job's context both decode; the check
+//! that a member exists before a write for it.
 
 mod apply;
 mod attempts;
@@ -30,7 +31,7 @@ use datacap_core::{
 
 use crate::backend::{Dialect, Tx};
 use crate::error::{StoreError, corrupt};
-use crate::sql::Builder;
+use crate::sql::{Builder, query_as};
 
 /// Ids per `IN` list on SQLite (PostgreSQL binds one array whatever the count; see each
 /// dialect's `push_in`): far below SQLite's bind-parameter limit.
@@ -69,41 +70,63 @@ macro_rules! member_context_select {
 use member_context_select;
 
 fn member_context<D: Dialect>(row: &D::Row) -> Result<MemberContext, StoreError> {
-    let provider: String = D::get(row, 7)?;
-    let mode: String = D::get(row, 8)?;
-    let state: Option<String> = D::get(row, 15)?;
-    let connection = match state {
-        Some(state) => Some(
-            MemberConnection::parse(&state)
-                .ok_or_else(|| corrupt("member_grants", "state", &state))?,
-        ),
-        None => None,
-    };
+    let connection = parse_connection(D::get(row, 15)?)?;
+    let counted = D::get(row, 16)?;
+    let member_email = D::get(row, 17)?;
+    let member_id = D::get(row, 0)?;
+    let company_id = D::get(row, 1)?;
+    let (member, company) = settings_at::<D>(row, 2, connection)?;
     Ok(MemberContext {
-        counted: D::get(row, 16)?,
-        member_email: D::get(row, 17)?,
-        member_id: D::get(row, 0)?,
-        company_id: D::get(row, 1)?,
-        member: MemberSettings {
-            has_recording_seat: D::get(row, 2)?,
-            recording_enabled: D::get(row, 3)?,
-            email_import: D::get(row, 4)?,
-            calendar_import: D::get(row, 5)?,
-            import_non_recorded_meetings: D::get(row, 6)?,
-            connection,
-        },
-        company: CompanySettings {
-            provider: parse_provider(&provider)?,
-            connection_mode: ConnectionMode::parse(&mode)
-                .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
-            permission_given: D::get(row, 9)?,
-            email_authorized: D::get(row, 10)?,
-            calendar_authorized: D::get(row, 11)?,
-            import_email: D::get(row, 12)?,
-            import_calendar: D::get(row, 13)?,
-            import_non_recorded_meetings: D::get(row, 14)?,
-        },
+        member_id,
+        company_id,
+        company,
+        member,
+        counted,
+        member_email,
     })
+}
+
+/// A member's and its company's settings from thirteen columns of `row`, the first at
+/// index `at`: `m.has_recording_seat, m.recording_enabled, m.email_import,
+/// m.calendar_import, m.import_non_recorded_meetings, c.provider, c.connection_mode,
+/// c.permission_given, c.email_authorized, c.calendar_authorized, c.import_email,
+/// c.import_calendar, c.import_non_recorded_meetings` (a member's context and a job's).
+fn settings_at<D: Dialect>(
+    row: &D::Row,
+    at: usize,
+    connection: Option<MemberConnection>,
+) -> Result<(MemberSettings, CompanySettings), StoreError> {
+    let provider: String = D::get(row, at + 5)?;
+    let mode: String = D::get(row, at + 6)?;
+    let member = MemberSettings {
+        has_recording_seat: D::get(row, at)?,
+        recording_enabled: D::get(row, at + 1)?,
+        email_import: D::get(row, at + 2)?,
+        calendar_import: D::get(row, at + 3)?,
+        import_non_recorded_meetings: D::get(row, at + 4)?,
+        connection,
+    };
+    let company = CompanySettings {
+        provider: parse_provider(&provider)?,
+        connection_mode: ConnectionMode::parse(&mode)
+            .ok_or_else(|| corrupt("companies", "connection_mode", &mode))?,
+        permission_given: D::get(row, at + 7)?,
+        email_authorized: D::get(row, at + 8)?,
+        calendar_authorized: D::get(row, at + 9)?,
+        import_email: D::get(row, at + 10)?,
+        import_calendar: D::get(row, at + 11)?,
+        import_non_recorded_meetings: D::get(row, at + 12)?,
+    };
+    Ok((member, company))
+}
+
+/// A member's grant state (`member_grants.state`, `None` without a grant row).
+fn parse_connection(state: Option<String>) -> Result<Option<MemberConnection>, StoreError> {
+    state
+        .map(|state| {
+            MemberConnection::parse(&state).ok_or_else(|| corrupt("member_grants", "state", &state))
+        })
+        .transpose()
 }
 
 fn parse_provider(text: &str) -> Result<Provider, StoreError> {
@@ -136,6 +159,21 @@ async fn member_contexts_in<D: Dialect>(
     }
     contexts.sort_by(|a, b| a.member_id.cmp(&b.member_id));
     Ok(contexts)
+}
+
+/// Fails with [`StoreError::UnknownMember`] unless `member_id` is a member's id (read in
+/// the write transaction `tx`, which goes on to write for it).
+async fn known_member_in<D: Dialect>(tx: &mut Tx<D>, member_id: &str) -> Result<(), StoreError> {
+    let known: Option<(String,)> = query_as("SELECT id FROM members WHERE id = $1")
+        .bind(member_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match known {
+        Some(_) => Ok(()),
+        None => Err(StoreError::UnknownMember {
+            member_id: member_id.to_owned(),
+        }),
+    }
 }
 
 fn to_u32(value: i64) -> u32 {

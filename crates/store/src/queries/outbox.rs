@@ -235,17 +235,13 @@ impl<D: Dialect> Backend<D> {
         &self,
         delivery: &WebhookDelivery,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let updated = query(
+        let release = query(
             "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND lease_owner = $2",
         )
         .bind(delivery.delivery_id)
-        .bind(&delivery.lease_owner)
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await?;
-        Ok(updated > 0)
+        .bind(&delivery.lease_owner);
+        Ok(self.write_one(release).await? > 0)
     }
 
     /// Every endpoint (active or not) of every company or one, with its backlog, dead
@@ -328,19 +324,15 @@ impl<D: Dialect> Backend<D> {
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         let at = DbTime::new(now);
-        let mut tx = self.begin_write().await?;
-        let updated = query(
+        let redeliver = query(
             "UPDATE webhook_deliveries SET state = 'pending', tries = 0, next_try_at = $2, \
              pending_since = $2, dead_at = NULL, lease_owner = NULL, lease_expires_at = NULL \
              WHERE state <> 'pending' AND event_seq IN \
              (SELECT seq FROM webhook_events WHERE event_id = $1)",
         )
         .bind(event_id)
-        .bind(at)
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await?;
-        Ok(updated)
+        .bind(at);
+        self.write_one(redeliver).await
     }
 
     /// Makes every delivery that died at or after `since` pending again (of one company,
@@ -352,7 +344,6 @@ impl<D: Dialect> Backend<D> {
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         let at = DbTime::new(now);
-        let mut tx = self.begin_write().await?;
         let mut update = Builder::<D>::new(
             "UPDATE webhook_deliveries SET state = 'pending', tries = 0, \
              lease_owner = NULL, lease_expires_at = NULL, dead_at = NULL, next_try_at = ",
@@ -368,9 +359,7 @@ impl<D: Dialect> Backend<D> {
                 .push(" AND company_id = ")
                 .push_bind(company_id.to_owned());
         }
-        let updated = update.build().execute(&mut tx).await?;
-        tx.commit().await?;
-        Ok(updated)
+        self.write_one(update.build()).await
     }
 
     /// When the oldest pending delivery's run of tries began; `None` when nothing waits

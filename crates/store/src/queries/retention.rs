@@ -20,19 +20,15 @@ impl<D: Dialect> Backend<D> {
                 .red_after_consecutive_failures
                 .max(1),
         );
-        let mut tx = self.begin_write().await?;
-        let deleted = query(
+        let prune = query(
             "DELETE FROM import_attempts WHERE finished_at < $1 AND id NOT IN (\
              SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY member_id, channel \
              ORDER BY finished_at DESC, id DESC) AS recent FROM import_attempts) ranked \
              WHERE recent <= $2)",
         )
         .bind(DbTime::new(older_than))
-        .bind(keep)
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await?;
-        Ok(deleted)
+        .bind(keep);
+        self.write_one(prune).await
     }
 
     /// Deletes webhook events written before `older_than` that no delivery still waits

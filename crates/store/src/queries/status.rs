@@ -288,9 +288,9 @@ impl<D: Dialect> Backend<D> {
                 }
             }
 
-            D::upsert_icons(tx, icon_rows, at).await?;
+            D::insert_rows(tx, icon_rows, Some(at)).await?;
 
-            D::insert_changes(tx, changes, at).await?;
+            D::insert_rows(tx, changes, Some(at)).await?;
             super::outbox::enqueue_in(tx, events, at).await?;
         }
         Ok(deltas)

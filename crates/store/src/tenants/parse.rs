@@ -45,66 +45,36 @@ pub fn parse_tenants(text: &str) -> Result<Tenants, TenantsErrors> {
                 continue;
             };
             let mut members = Vec::new();
-            match company.remove("members") {
-                None => {}
-                Some(toml::Value::Array(items)) => {
-                    for (m, item) in items.into_iter().enumerate() {
-                        let at = format!("{at}.members[{m}]");
-                        match item {
-                            toml::Value::Table(member) => {
-                                let text_of = |key: &str| {
-                                    member
-                                        .get(key)
-                                        .and_then(toml::Value::as_str)
-                                        .map(str::to_owned)
-                                };
-                                let (id, email) = (text_of("id"), text_of("email"));
-                                members.push(MemberEntry {
-                                    index: m,
-                                    id,
-                                    email,
-                                    member: reader.read::<RawMember>(member, &at),
-                                });
-                            }
-                            _ => reader.problem(&at, "must be a table".to_owned()),
-                        }
-                    }
-                }
-                Some(_) => reader.problem(
-                    &format!("{at}.members"),
-                    "must be an array of tables ([[companies.members]])".to_owned(),
-                ),
-            }
+            reader.tables_of(&mut company, "members", &at, |reader, index, member, at| {
+                let text_of = |key: &str| {
+                    member
+                        .get(key)
+                        .and_then(toml::Value::as_str)
+                        .map(str::to_owned)
+                };
+                let (id, email) = (text_of("id"), text_of("email"));
+                members.push(MemberEntry {
+                    index,
+                    id,
+                    email,
+                    member: reader.read::<RawMember>(member, at),
+                });
+            });
             let mut webhooks = Vec::new();
-            match company.remove("webhooks") {
-                None => {}
-                Some(toml::Value::Array(items)) => {
-                    for (w, item) in items.into_iter().enumerate() {
-                        let at = format!("{at}.webhooks[{w}]");
-                        match item {
-                            toml::Value::Table(mut webhook) => {
-                                // A secret written into the file is refused by name, not
-                                // as an unknown key (and never echoed).
-                                if webhook.remove("secret").is_some() {
-                                    reader.problem(
-                                        &format!("{at}.secret"),
-                                        "inline secrets are not allowed; reference it with secret_file = \"/path\" or secret_env = \"VAR\"".to_owned(),
-                                    );
-                                }
-                                webhooks.push(WebhookEntry {
-                                    index: w,
-                                    webhook: reader.read::<RawWebhook>(webhook, &at),
-                                });
-                            }
-                            _ => reader.problem(&at, "must be a table".to_owned()),
-                        }
-                    }
+            reader.tables_of(&mut company, "webhooks", &at, |reader, index, mut webhook, at| {
+                // A secret written into the file is refused by name, not as an unknown key
+                // (and never echoed).
+                if webhook.remove("secret").is_some() {
+                    reader.problem(
+                        &format!("{at}.secret"),
+                        "inline secrets are not allowed; reference it with secret_file = \"/path\" or secret_env = \"VAR\"".to_owned(),
+                    );
                 }
-                Some(_) => reader.problem(
-                    &format!("{at}.webhooks"),
-                    "must be an array of tables ([[companies.webhooks]])".to_owned(),
-                ),
-            }
+                webhooks.push(WebhookEntry {
+                    index,
+                    webhook: reader.read::<RawWebhook>(webhook, at),
+                });
+            });
             // A company that does not read still has its id, credentials and members
             // checked, so their problems are listed too.
             let id = company
@@ -153,6 +123,34 @@ impl Reader<'_> {
             field: field.to_owned(),
             detail,
         });
+    }
+
+    /// Takes `company[key]`, an array of tables (`[[companies.<key>]]`), and hands `each`
+    /// every table with its index and field path; an item that is not a table, or a value
+    /// that is not an array, is a problem. A missing key has no tables.
+    fn tables_of(
+        &mut self,
+        company: &mut toml::Table,
+        key: &str,
+        at: &str,
+        mut each: impl FnMut(&mut Self, usize, toml::Table, &str),
+    ) {
+        match company.remove(key) {
+            None => {}
+            Some(toml::Value::Array(items)) => {
+                for (index, item) in items.into_iter().enumerate() {
+                    let at = format!("{at}.{key}[{index}]");
+                    match item {
+                        toml::Value::Table(table) => each(self, index, table, &at),
+                        _ => self.problem(&at, "must be a table".to_owned()),
+                    }
+                }
+            }
+            Some(_) => self.problem(
+                &format!("{at}.{key}"),
+                format!("must be an array of tables ([[companies.{key}]])"),
+            ),
+        }
     }
 
     /// Deserializes one table at `at`, reporting every bad key: each one reported is
