@@ -523,9 +523,10 @@ fn user_by_user_cycle(postgres: bool) -> BTreeSet<String> {
         ("DATACAP_WORKER__INVALID_GRANT_RECHECK", "1s"),
     ];
     let daemon = u.daemon("refused", &recheck_now);
+    // A generous deadline: CI runs this beside the other daemon tests on two cores.
     eventually_or(
         "the refused refreshes are counted",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || {
             let text = daemon
                 .get("/metrics")
