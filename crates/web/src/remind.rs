@@ -15,13 +15,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use datacap_core::{ConnectionMode, Provider, Reason};
-use datacap_store::{CompanyReport, MemberReport, StoreError};
+use datacap_store::{CompanyReport, MemberReport};
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use crate::WebState;
 use crate::auth::Principal;
-use crate::page::{app_of, encode_segment, message, page_principal, render, store_failure};
+use crate::page::{company_report, encode_segment, message, reader, render};
 
 /// `member_not_connected` or `member_connection_invalid`, whichever of the member's email
 /// and calendar icons has it: the members `datacap remind` and the page remind.
@@ -187,18 +187,8 @@ async fn company_of(
     headers: &HeaderMap,
     company_id: String,
 ) -> Result<(Arc<crate::App>, Principal, CompanyReport), Response> {
-    let app = app_of(state)?;
-    let principal = page_principal(&app, headers, Some(&company_id))?;
-    let report = app
-        .store
-        .status(Some(&company_id))
-        .await
-        .map_err(|error| store_failure(&error))?;
-    let company = report
-        .companies
-        .into_iter()
-        .next()
-        .ok_or_else(|| store_failure(&StoreError::UnknownCompany { company_id }))?;
+    let (app, principal) = reader(state, headers, Some(&company_id))?;
+    let company = company_report(&app, &company_id).await?;
     Ok((app, principal, company))
 }
 

@@ -20,23 +20,16 @@ pub(super) struct IndexPage {
     pub(super) refresh_seconds: u32,
 }
 
-pub(crate) async fn index(State(state): State<WebState>, headers: HeaderMap) -> Response {
-    let app = match app_of(&state) {
-        Ok(app) => app,
-        Err(response) => return response,
-    };
-    let principal = match page_principal(&app, &headers, None) {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
+pub(crate) async fn index(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let (app, principal) = reader(&state, &headers, None)?;
     if let Principal::Company(id) = &principal {
         let target = format!("/companies/{}/members", encode_segment(id));
-        return (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response();
+        return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response());
     }
-    let report = match app.store.status(None).await {
-        Ok(report) => report,
-        Err(error) => return store_failure(&error),
-    };
+    let report = stored(app.store.status(None).await)?;
     let worst = |company: &CompanyReport, color: Color| {
         company
             .members
@@ -57,14 +50,12 @@ pub(crate) async fn index(State(state): State<WebState>, headers: HeaderMap) -> 
             banners: company.banners.len(),
         })
         .collect();
-    render(
-        StatusCode::OK,
-        &IndexPage {
-            companies,
-            generated_at: time_view(OffsetDateTime::now_utc()),
-            refresh_seconds: app.refresh_seconds,
-        },
-    )
+    let page = IndexPage {
+        companies,
+        generated_at: time_view(OffsetDateTime::now_utc()),
+        refresh_seconds: app.refresh_seconds,
+    };
+    Ok(render(StatusCode::OK, &page))
 }
 
 // ---- the Team members page ---------------------------------------------------------------

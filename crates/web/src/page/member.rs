@@ -3,19 +3,10 @@
 
 use super::*;
 
-pub(super) struct MemberIconView {
-    pub(super) kind: &'static str,
-    pub(super) kind_label: &'static str,
-    pub(super) glyph: &'static str,
-    pub(super) shape: &'static str,
-    pub(super) color: &'static str,
-    pub(super) color_label: &'static str,
-    pub(super) reason: &'static str,
-    pub(super) title: &'static str,
-    pub(super) message: String,
-    pub(super) resolution: String,
+/// What a member's page adds to an icon: since when it shows, and its channel's last
+/// successful import (`None` for capture, which imports nothing itself).
+pub(super) struct MemberIcon {
     pub(super) since: TimeView,
-    /// `None` for capture, which imports nothing itself.
     pub(super) last_success: Option<Option<(TimeView, String)>>,
 }
 
@@ -46,7 +37,7 @@ pub(super) struct MemberPage {
     pub(super) company_name: String,
     pub(super) member_id: String,
     pub(super) email_address: String,
-    pub(super) icons: Vec<MemberIconView>,
+    pub(super) icons: Vec<IconView<MemberIcon>>,
     pub(super) history: Vec<ChangeView>,
     pub(super) attempts: Vec<AttemptView>,
     /// User-by-user only: the member's own grant state (`connected`, `not_connected`,
@@ -77,64 +68,37 @@ pub(crate) async fn member(
     Path((company_id, member_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    let app = match app_of(&state) {
-        Ok(app) => app,
-        Err(response) => return response,
-    };
-    let principal = match page_principal(&app, &headers, Some(&company_id)) {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
-    let report: StatusReport = match app.store.status(Some(&company_id)).await {
-        Ok(report) => report,
-        Err(error) => return store_failure(&error),
-    };
-    let Some(company) = report.companies.into_iter().next() else {
-        return store_failure(&StoreError::UnknownCompany { company_id });
-    };
+) -> Result<Response, Response> {
+    let (app, principal) = reader(&state, &headers, Some(&company_id))?;
+    let company = company_report(&app, &company_id).await?;
     let Some(member) = company.members.iter().find(|m| m.id == member_id) else {
-        return store_failure(&StoreError::UnknownMember { member_id });
+        return Err(store_failure(&StoreError::UnknownMember { member_id }));
     };
-    let history = match app
-        .store
-        .member_history(&company.id, &member.id, MEMBER_PAGE_ROWS)
-        .await
-    {
-        Ok(history) => history,
-        Err(error) => return store_failure(&error),
-    };
-    let attempts = match app
-        .store
-        .member_attempts(&company.id, &member.id, MEMBER_PAGE_ROWS)
-        .await
-    {
-        Ok(attempts) => attempts,
-        Err(error) => return store_failure(&error),
-    };
+    let rows = MEMBER_PAGE_ROWS;
+    let history = stored(
+        app.store
+            .member_history(&company.id, &member.id, rows)
+            .await,
+    )?;
+    let attempts = stored(
+        app.store
+            .member_attempts(&company.id, &member.id, rows)
+            .await,
+    )?;
     let icon = |kind: &'static str, icon: &IconReport| {
-        let (kind_label, glyph) = match kind {
-            "capture" => ("Capture", MICROPHONE),
-            "email" => ("Email", ENVELOPE),
-            _ => ("Calendar", CALENDAR),
-        };
-        MemberIconView {
+        let last_success = (kind != "capture").then(|| {
+            icon.last_success
+                .map(|success| (time_view(success.at), items_text(success.items)))
+        });
+        let since = time_view(icon.since);
+        icon_face(
             kind,
-            kind_label,
-            glyph,
-            shape: shape(icon.color),
-            color: icon.color.as_str(),
-            color_label: color_label(icon.color),
-            reason: icon.reason.as_str(),
-            title: datacap_core::reason_title(icon.reason),
-            message: icon.message.clone(),
-            resolution: icon.resolution.clone(),
-            since: time_view(icon.since),
-            last_success: (kind != "capture").then(|| {
-                icon.last_success
-                    .map(|success| (time_view(success.at), items_text(success.items)))
-            }),
-        }
+            icon,
+            MemberIcon {
+                since,
+                last_success,
+            },
+        )
     };
     let change_side = |color: Color, reason: Reason| {
         format!(
@@ -147,10 +111,7 @@ pub(crate) async fn member(
     // personal link (single use, revocable, expiring like `datacap remind`'s).
     let (connection, connect_link, connect_link_ttl) =
         if company.connection_mode == datacap_core::ConnectionMode::UserByUser {
-            let context = match app.store.job_context(&member.id).await {
-                Ok(context) => context,
-                Err(error) => return store_failure(&error),
-            };
+            let context = stored(app.store.job_context(&member.id).await)?;
             let state = context
                 .and_then(|context| context.member.connection)
                 .unwrap_or(datacap_core::MemberConnection::NotConnected);
@@ -224,7 +185,7 @@ pub(crate) async fn member(
             })
             .collect(),
     };
-    render(StatusCode::OK, &page)
+    Ok(render(StatusCode::OK, &page))
 }
 
 /// `POST /companies/{company}/members/{member}/resync`: the operator forces a full
@@ -235,39 +196,22 @@ pub(crate) async fn resync(
     State(state): State<WebState>,
     Path((company_id, member_id)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
-    let app = match app_of(&state) {
-        Ok(app) => app,
-        Err(response) => return response,
-    };
-    match page_principal(&app, &headers, Some(&company_id)) {
-        Ok(Principal::Operator) => {}
-        Ok(_) => return denied(Denied::Forbidden),
-        Err(response) => return response,
+) -> Result<Response, Response> {
+    let (app, principal) = reader(&state, &headers, Some(&company_id))?;
+    if principal != Principal::Operator {
+        return Err(denied(Denied::Forbidden));
     }
-    match app.store.job_context(&member_id).await {
-        Ok(Some(context)) if context.company_id == company_id && context.active => {}
-        Ok(_) => return store_failure(&StoreError::UnknownMember { member_id }),
-        Err(error) => return store_failure(&error),
+    match stored(app.store.job_context(&member_id).await)? {
+        Some(context) if context.company_id == company_id && context.active => {}
+        _ => return Err(store_failure(&StoreError::UnknownMember { member_id })),
     }
-    if let Err(error) = app
-        .store
-        .make_due_full(&member_id, None, OffsetDateTime::now_utc())
-        .await
-    {
-        return store_failure(&error);
-    }
+    let now = OffsetDateTime::now_utc();
+    stored(app.store.make_due_full(&member_id, None, now).await)?;
     tracing::info!(company = %company_id, member = %member_id, "full resync scheduled from the member page");
-    (
-        StatusCode::SEE_OTHER,
-        [(
-            header::LOCATION,
-            format!(
-                "/companies/{}/members/{}?resynced=1",
-                encode_segment(&company_id),
-                encode_segment(&member_id)
-            ),
-        )],
-    )
-        .into_response()
+    let target = format!(
+        "/companies/{}/members/{}?resynced=1",
+        encode_segment(&company_id),
+        encode_segment(&member_id)
+    );
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response())
 }

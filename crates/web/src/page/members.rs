@@ -7,50 +7,27 @@ pub(crate) async fn members(
     Path(company_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    let app = match app_of(&state) {
-        Ok(app) => app,
-        Err(response) => return response,
-    };
-    let principal = match page_principal(&app, &headers, Some(&company_id)) {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
-    let filter = match Filter::parse(&query) {
-        Ok(filter) => filter,
-        Err(problem) => {
-            return message(StatusCode::BAD_REQUEST, "Bad filter", &problem, None);
-        }
-    };
-    let report: StatusReport = match app.store.status(Some(&company_id)).await {
-        Ok(report) => report,
-        Err(error) => return store_failure(&error),
-    };
-    let Some(company) = report.companies.into_iter().next() else {
-        return store_failure(&StoreError::UnknownCompany { company_id });
-    };
+) -> Result<Response, Response> {
+    let (app, principal) = reader(&state, &headers, Some(&company_id))?;
+    let filter = Filter::parse(&query)
+        .map_err(|problem| message(StatusCode::BAD_REQUEST, "Bad filter", &problem, None))?;
+    let company = company_report(&app, &company_id).await?;
     let ids: Vec<String> = company
         .members
         .iter()
         .flat_map(|m| [&m.capture, &m.email, &m.calendar])
         .filter_map(|icon| icon.last_attempt_id.clone())
         .collect();
-    let attempts = match app.store.attempts_by_id(&ids).await {
-        Ok(attempts) => attempts,
-        Err(error) => return store_failure(&error),
-    };
+    let attempts = stored(app.store.attempts_by_id(&ids).await)?;
     let by_id: BTreeMap<&str, &AttemptReport> = attempts
         .iter()
         .map(|attempt| (attempt.attempt_id.as_str(), attempt))
         .collect();
-    let endpoints = match app.store.webhook_endpoints(Some(&company.id)).await {
-        Ok(endpoints) => endpoints
-            .iter()
-            .filter(|endpoint| endpoint.active)
-            .map(endpoint_view)
-            .collect(),
-        Err(error) => return store_failure(&error),
-    };
+    let endpoints = stored(app.store.webhook_endpoints(Some(&company.id)).await)?
+        .iter()
+        .filter(|endpoint| endpoint.active)
+        .map(endpoint_view)
+        .collect();
     let operator = principal == Principal::Operator;
     let company_path = encode_segment(&company.id);
     // Red first, then yellow, green and gray; by member id within a colour.
@@ -208,5 +185,5 @@ pub(crate) async fn members(
         company_path,
         support: support_of(&app),
     };
-    render(StatusCode::OK, &page)
+    Ok(render(StatusCode::OK, &page))
 }

@@ -102,6 +102,33 @@ pub(crate) fn app_of(state: &WebState) -> Result<Arc<App>, Response> {
     })
 }
 
+/// The app and who reads the page (`company`: the company it shows, which the reader
+/// must be allowed to read), or the page to answer instead.
+pub(crate) fn reader(
+    state: &WebState,
+    headers: &HeaderMap,
+    company: Option<&str>,
+) -> Result<(Arc<App>, Principal), Response> {
+    let app = app_of(state)?;
+    let principal = page_principal(&app, headers, company)?;
+    Ok((app, principal))
+}
+
+/// A store read, its failure as the page to answer ([`store_failure`]).
+pub(crate) fn stored<T>(read: Result<T, StoreError>) -> Result<T, Response> {
+    read.map_err(|error| store_failure(&error))
+}
+
+/// One company's status report, or the page to answer (404 for an unknown company).
+pub(crate) async fn company_report(app: &App, company_id: &str) -> Result<CompanyReport, Response> {
+    let report: StatusReport = stored(app.store.status(Some(company_id)).await)?;
+    report.companies.into_iter().next().ok_or_else(|| {
+        store_failure(&StoreError::UnknownCompany {
+            company_id: company_id.to_owned(),
+        })
+    })
+}
+
 /// The page for a store failure: 404 for an unknown company or member, else 500 (the
 /// detail goes to the log, not to the browser).
 pub(crate) fn store_failure(error: &StoreError) -> Response {

@@ -79,7 +79,10 @@ pub(super) struct RedDetail {
     pub(super) engineer_step: Option<String>,
 }
 
-pub(super) struct IconView {
+/// An icon as both pages draw it: its channel with its glyph, its colour with the shape and
+/// label that say it without colour, and its reason in words; `detail` is what the page
+/// adds ([`RowIcon`] on the Team members page, the member page's since and last success).
+pub(super) struct IconView<Detail> {
     pub(super) kind: &'static str,
     pub(super) kind_label: &'static str,
     pub(super) glyph: &'static str,
@@ -90,7 +93,38 @@ pub(super) struct IconView {
     pub(super) title: &'static str,
     pub(super) message: String,
     pub(super) resolution: String,
-    /// The element ids of the button and of its tip (its description).
+    pub(super) detail: Detail,
+}
+
+/// The icon view of `icon` on the `kind` channel (`capture`, `email` or `calendar`).
+pub(super) fn icon_face<Detail>(
+    kind: &'static str,
+    icon: &IconReport,
+    detail: Detail,
+) -> IconView<Detail> {
+    let (kind_label, glyph) = match kind {
+        "capture" => ("Capture", MICROPHONE),
+        "email" => ("Email", ENVELOPE),
+        _ => ("Calendar", CALENDAR),
+    };
+    IconView {
+        kind,
+        kind_label,
+        glyph,
+        shape: shape(icon.color),
+        color: icon.color.as_str(),
+        color_label: color_label(icon.color),
+        reason: icon.reason.as_str(),
+        title: datacap_core::reason_title(icon.reason),
+        message: icon.message.clone(),
+        resolution: icon.resolution.clone(),
+        detail,
+    }
+}
+
+/// What a Team members page row adds to an icon: the element ids of the button and of its
+/// tip (its description), and a red icon's details.
+pub(super) struct RowIcon {
     pub(super) id: String,
     pub(super) tip_id: String,
     pub(super) red: Option<RedDetail>,
@@ -118,7 +152,7 @@ pub(super) struct MemberRow {
     pub(super) email_address: String,
     /// The row's worst colour (red first on the page).
     pub(super) worst: &'static str,
-    pub(super) icons: Vec<IconView>,
+    pub(super) icons: Vec<IconView<RowIcon>>,
     pub(super) explanations: Vec<Explanation>,
     /// `email` and `calendar`: each channel's latest attempt and last success.
     pub(super) lasts: Vec<(&'static str, LastImport)>,
@@ -354,12 +388,7 @@ pub(super) fn icon_view(
     kind: &'static str,
     icon: &IconReport,
     cx: &IconContext,
-) -> IconView {
-    let (kind_label, glyph) = match kind {
-        "capture" => ("Capture", MICROPHONE),
-        "email" => ("Email", ENVELOPE),
-        _ => ("Calendar", CALENDAR),
-    };
+) -> IconView<RowIcon> {
     // The capture icon summarises email and calendar: their rows carry the details.
     let red = (icon.color == Color::Red && kind != "capture").then(|| {
         let attempt = icon
@@ -378,21 +407,12 @@ pub(super) fn icon_view(
         }
     });
     let segment = encode_segment(member);
-    IconView {
-        kind,
-        kind_label,
-        glyph,
-        shape: shape(icon.color),
-        color: icon.color.as_str(),
-        color_label: color_label(icon.color),
-        reason: icon.reason.as_str(),
-        title: datacap_core::reason_title(icon.reason),
-        message: icon.message.clone(),
-        resolution: icon.resolution.clone(),
+    let detail = RowIcon {
         id: format!("icon-{segment}-{kind}"),
         tip_id: format!("tip-{segment}-{kind}"),
         red,
-    }
+    };
+    icon_face(kind, icon, detail)
 }
 
 /// An icon's latest attempt and its channel's last successful import.
