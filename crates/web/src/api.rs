@@ -5,15 +5,17 @@
 //! `{"error": "…"}` with 400, 401, 403, 404 or 500.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use datacap_store::{AttemptReport, EndpointReport, StatusChangeReport, StatusReport, StoreError};
 
-use crate::WebState;
 use crate::auth::Denied;
+use crate::{App, WebState};
 
 /// Attempts returned when `limit` is not given.
 pub const DEFAULT_ATTEMPTS_LIMIT: u32 = 20;
@@ -31,7 +33,7 @@ fn error(status: StatusCode, text: &str) -> Response {
     response
 }
 
-fn store_error(failure: &StoreError) -> Response {
+fn store_error(failure: StoreError) -> Response {
     match failure {
         StoreError::UnknownCompany { .. } | StoreError::UnknownMember { .. } => {
             error(StatusCode::NOT_FOUND, &failure.to_string())
@@ -46,43 +48,53 @@ fn store_error(failure: &StoreError) -> Response {
     }
 }
 
-/// Checks the bearer token may read `company`.
-fn authorize(state: &WebState, headers: &HeaderMap, company: &str) -> Result<(), Response> {
-    let Some(app) = &state.app else {
-        return Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this server only answers health, readiness and metrics",
-        ));
-    };
-    match app.auth.api(headers) {
-        Err(Denied::Unauthenticated) | Err(Denied::Forbidden) => Err(error(
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required",
-        )),
-        Ok(principal) if !principal.may_read(company) => Err(error(
-            StatusCode::FORBIDDEN,
-            "this token does not give access to that company",
-        )),
-        Ok(_) => Ok(()),
+/// A call's reader: the path's `{company}` (and `{member}`, on the member calls), once the
+/// bearer token is checked to read that company. Every call takes it first, so no call
+/// reads anything for a caller who may not.
+pub(crate) struct Reader {
+    app: Arc<App>,
+    company: String,
+    /// Empty on the company calls.
+    member: String,
+}
+
+impl FromRequestParts<WebState> for Reader {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Reader, Response> {
+        let Path(mut segments) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let company = segments.remove("company").unwrap_or_default();
+        let member = segments.remove("member").unwrap_or_default();
+        let Some(app) = state.app.clone() else {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this server only answers health, readiness and metrics",
+            ));
+        };
+        match app.auth.api(&parts.headers) {
+            Err(Denied::Unauthenticated) | Err(Denied::Forbidden) => Err(error(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required",
+            )),
+            Ok(principal) if !principal.may_read(&company) => Err(error(
+                StatusCode::FORBIDDEN,
+                "this token does not give access to that company",
+            )),
+            Ok(_) => Ok(Reader {
+                app,
+                company,
+                member,
+            }),
+        }
     }
 }
 
 /// `GET /api/v1/companies/{company}/status`.
-pub(crate) async fn status(
-    State(state): State<WebState>,
-    Path(company): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(response) = authorize(&state, &headers, &company) {
-        return response;
-    }
-    let Some(app) = &state.app else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no app");
-    };
-    match app.store.status(Some(&company)).await {
-        Ok(report) => Json::<StatusReport>(report).into_response(),
-        Err(failure) => store_error(&failure),
-    }
+pub(crate) async fn status(reader: Reader) -> Result<Response, Response> {
+    let report = reader.app.store.status(Some(&reader.company)).await;
+    Ok(Json::<StatusReport>(report.map_err(store_error)?).into_response())
 }
 
 /// `limit` of the attempts call: 1 to [`MAX_ATTEMPTS_LIMIT`], default
@@ -102,85 +114,66 @@ fn attempts_limit(query: &HashMap<String, String>) -> Result<u32, String> {
     }
 }
 
-/// The attempts call's answer.
+/// A member call's rows, under their own key in the answer.
 #[derive(serde::Serialize)]
-struct AttemptsAnswer {
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Rows {
+    Attempts(Vec<AttemptReport>),
+    Changes(Vec<StatusChangeReport>),
+}
+
+/// A member call's answer.
+#[derive(serde::Serialize)]
+struct MemberAnswer {
     company_id: String,
     member_id: String,
-    attempts: Vec<AttemptReport>,
+    #[serde(flatten)]
+    rows: Rows,
 }
 
-/// The member calls' shared steps: the token may read `company`, `limit` is good, then
-/// `fetch` reads the rows; any failure is the answer to send.
-async fn member_rows<T>(
-    state: &WebState,
-    headers: &HeaderMap,
-    company: &str,
-    query: &HashMap<String, String>,
-    fetch: impl AsyncFnOnce(&datacap_store::Store, u32) -> Result<T, StoreError>,
-) -> Result<T, Response> {
-    authorize(state, headers, company)?;
-    let limit =
-        attempts_limit(query).map_err(|problem| error(StatusCode::BAD_REQUEST, &problem))?;
-    let Some(app) = &state.app else {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "no app"));
-    };
-    fetch(&app.store, limit)
-        .await
-        .map_err(|failure| store_error(&failure))
+/// What a member call reads: [`Attempts`] or [`History`].
+pub(crate) trait MemberCall {
+    /// The newest `limit` rows of the reader's member.
+    fn read(of: &Reader, limit: u32) -> impl Future<Output = Result<Rows, StoreError>> + Send;
 }
 
-/// `GET /api/v1/companies/{company}/members/{member}/attempts?limit=N`.
-pub(crate) async fn attempts(
-    State(state): State<WebState>,
-    Path((company, member)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let rows = member_rows(&state, &headers, &company, &query, async |store, limit| {
-        store.member_attempts(&company, &member, limit).await
-    })
-    .await;
-    match rows {
-        Ok(attempts) => Json(AttemptsAnswer {
-            company_id: company,
-            member_id: member,
-            attempts,
-        })
-        .into_response(),
-        Err(response) => response,
+/// `GET /api/v1/companies/{company}/members/{member}/attempts?limit=N`: the member's
+/// recent import attempts, newest first.
+pub(crate) struct Attempts;
+
+impl MemberCall for Attempts {
+    async fn read(of: &Reader, limit: u32) -> Result<Rows, StoreError> {
+        let rows = of.app.store.member_attempts(&of.company, &of.member, limit);
+        rows.await.map(Rows::Attempts)
     }
-}
-
-/// The history call's answer.
-#[derive(serde::Serialize)]
-struct HistoryAnswer {
-    company_id: String,
-    member_id: String,
-    changes: Vec<StatusChangeReport>,
 }
 
 /// `GET /api/v1/companies/{company}/members/{member}/history?limit=N`: the member's
 /// status changes (`status_changes`), newest first.
-pub(crate) async fn history(
-    State(state): State<WebState>,
-    Path((company, member)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let rows = member_rows(&state, &headers, &company, &query, async |store, limit| {
-        store.member_history(&company, &member, limit).await
-    })
-    .await;
-    match rows {
-        Ok(changes) => Json(HistoryAnswer {
-            company_id: company,
-            member_id: member,
-            changes,
-        })
-        .into_response(),
-        Err(response) => response,
+pub(crate) struct History;
+
+impl MemberCall for History {
+    async fn read(of: &Reader, limit: u32) -> Result<Rows, StoreError> {
+        let rows = of.app.store.member_history(&of.company, &of.member, limit);
+        rows.await.map(Rows::Changes)
     }
+}
+
+/// The member calls (`Call`: [`Attempts`], [`History`]): the token may read the company,
+/// `limit` is good, then the rows are read; any failure is the answer to send.
+pub(crate) async fn member_rows<Call: MemberCall>(
+    reader: Reader,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Response> {
+    let limit =
+        attempts_limit(&query).map_err(|problem| error(StatusCode::BAD_REQUEST, &problem))?;
+    let rows = Call::read(&reader, limit).await.map_err(store_error)?;
+    let answer = MemberAnswer {
+        company_id: reader.company,
+        member_id: reader.member,
+        rows,
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// The webhooks call's answer.
@@ -193,27 +186,17 @@ struct WebhooksAnswer {
 /// `GET /api/v1/companies/{company}/webhooks`: the company's endpoints with their backlog,
 /// dead events, last success and last failure (never a secret: only its reference stays
 /// in the database, and this shows not even that).
-pub(crate) async fn webhooks(
-    State(state): State<WebState>,
-    Path(company): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(response) = authorize(&state, &headers, &company) {
-        return response;
-    }
-    let Some(app) = &state.app else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no app");
-    };
+pub(crate) async fn webhooks(reader: Reader) -> Result<Response, Response> {
+    let (store, company_id) = (&reader.app.store, reader.company);
     // An unknown company answers 404, as the other calls do.
-    if let Err(failure) = app.store.status(Some(&company)).await {
-        return store_error(&failure);
-    }
-    match app.store.webhook_endpoints(Some(&company)).await {
-        Ok(endpoints) => Json(WebhooksAnswer {
-            company_id: company,
-            endpoints,
-        })
-        .into_response(),
-        Err(failure) => store_error(&failure),
-    }
+    store.status(Some(&company_id)).await.map_err(store_error)?;
+    let endpoints = store
+        .webhook_endpoints(Some(&company_id))
+        .await
+        .map_err(store_error)?;
+    let answer = WebhooksAnswer {
+        company_id,
+        endpoints,
+    };
+    Ok(Json(answer).into_response())
 }

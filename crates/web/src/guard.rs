@@ -199,6 +199,7 @@ pub(crate) fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::get;
 
     fn check(headers: &[(&'static str, &'static str)], public: Option<&str>) -> bool {
         let mut map = HeaderMap::new();
@@ -254,17 +255,6 @@ mod tests {
             "https://datacap.example"
         );
         assert_eq!(origin_of("http://127.0.0.1:9464"), "http://127.0.0.1:9464");
-    }
-
-    /// A plain HTTP/1.1 GET over loopback; the whole answer as text.
-    async fn get(addr: SocketAddr, path: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.unwrap();
-        answer
     }
 
     #[tokio::test]
