@@ -9,30 +9,24 @@ pub(crate) async fn start(
     State(state): State<WebState>,
     Path(segment): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let app = match setup_of(&state) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let (setup, provider) = match flow_of(&app, &segment) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+) -> Result<Response, Response> {
+    let app = setup_of(&state)?;
+    let (setup, provider) = flow_of(&app, &segment)?;
     let Some(client) = setup.provider(provider) else {
-        return refused(
+        return Err(refused(
             StatusCode::NOT_FOUND,
             &format!(
                 "Connecting to {} is not set up on this datacap.",
                 provider.display_name()
             ),
-        );
+        ));
     };
     let now = OffsetDateTime::now_utc();
     let Some(invite) = query.get("invite") else {
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "This link has no invite: use the personal connect link your admin sent you.",
-        );
+        ));
     };
     let CheckedInvite {
         company: company_id,
@@ -42,27 +36,25 @@ pub(crate) async fn start(
     } = match setup.invites.check_invite(invite, now) {
         Ok(found) => found,
         Err(InviteProblem::Expired) => {
-            return refused(StatusCode::FORBIDDEN, "This connect link has expired.");
+            return Err(refused(
+                StatusCode::FORBIDDEN,
+                "This connect link has expired.",
+            ));
         }
         Err(_) => {
-            return refused(StatusCode::FORBIDDEN, "This connect link is not valid.");
+            return Err(refused(
+                StatusCode::FORBIDDEN,
+                "This connect link is not valid.",
+            ));
         }
     };
-    let context = match app.store.job_context(&member_id).await {
-        Ok(Some(context)) if context.company_id == company_id && context.active => context,
-        Ok(_) => {
-            return refused(
-                StatusCode::NOT_FOUND,
-                "This connect link names a member datacap does not know (any more).",
-            );
-        }
-        Err(error) => return store_failure(&error),
-    };
+    let unknown = "This connect link names a member datacap does not know (any more).";
+    let context = member_context(&app, &company_id, &member_id, unknown).await?;
     if context.company.connection_mode != ConnectionMode::UserByUser {
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "Your company connects for everyone at once: there is nothing for you to connect.",
-        );
+        ));
     }
     // A link connects once, and an admin can void a member's links (`datacap
     // revoke-invites`): links issued before the member's revocation time, or in the same
@@ -70,31 +62,31 @@ pub(crate) async fn start(
     match app.store.invites_not_before(&member_id).await {
         Ok(Some(not_before)) if issued <= not_before.unix_timestamp() => {
             tracing::info!(company = %company_id, member = %member_id, "a revoked or used connect link was refused");
-            return refused(
+            return Err(refused(
                 StatusCode::FORBIDDEN,
                 "This connect link was revoked or has been used already: ask your admin for a new one.",
-            );
+            ));
         }
         Ok(_) => {}
-        Err(error) => return store_failure(&error),
+        Err(error) => return Err(store_failure(&error)),
     }
     if context.company.provider != provider {
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             &format!(
                 "Your company uses {}, not {}.",
                 context.company.provider.display_name(),
                 provider.display_name()
             ),
-        );
+        ));
     }
     let (state_bytes, verifier_bytes) = match (random_bytes(), random_bytes()) {
         (Ok(state), Ok(verifier)) => (state, verifier),
         _ => {
-            return refused(
+            return Err(refused(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "datacap could not make a sign-in request.",
-            );
+            ));
         }
     };
     let state_text = b64(&state_bytes);
@@ -110,7 +102,7 @@ pub(crate) async fn start(
         invite_expires,
     };
     if let Err(error) = app.store.put_connect_state(&pending, &setup.key, now).await {
-        return store_failure(&error);
+        return Err(store_failure(&error));
     }
     let redirect_uri = setup.redirect_uri(provider);
     let sign_in = setup
@@ -122,13 +114,13 @@ pub(crate) async fn start(
         });
     if sign_in.client_id.is_empty() {
         tracing::warn!(company = %company_id, provider = %provider, "connect flow has no oauth client for this company");
-        return refused(
+        return Err(refused(
             StatusCode::NOT_FOUND,
             &format!(
                 "Connecting to {} is not set up for your company yet: your admin must configure its OAuth client.",
                 provider.display_name()
             ),
-        );
+        ));
     }
     let location = match authorize_location(&AuthorizeRequest {
         sign_in: &sign_in,
@@ -152,13 +144,13 @@ pub(crate) async fn start(
         Ok(location) => location,
         Err(what) => {
             tracing::warn!(company = %company_id, provider = %provider, what, "connect flow cannot build the authorize url");
-            return refused(
+            return Err(refused(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
                     "Connecting to {} is misconfigured on this datacap: its {what} is not a URL.",
                     provider.display_name()
                 ),
-            );
+            ));
         }
     };
     tracing::info!(company = %company_id, member = %member_id, provider = %provider, "connect flow started");
@@ -174,7 +166,7 @@ pub(crate) async fn start(
             ""
         }
     );
-    (
+    Ok((
         StatusCode::SEE_OTHER,
         [
             (header::LOCATION, location),
@@ -182,7 +174,7 @@ pub(crate) async fn start(
             (header::SET_COOKIE, cookie),
         ],
     )
-        .into_response()
+        .into_response())
 }
 
 /// What the provider's authorize URL carries.

@@ -275,6 +275,21 @@ pub(super) fn store_failure(error: &datacap_store::StoreError) -> Response {
     }
 }
 
+/// The member's job context while they are still an active member of `company`; else the
+/// refusal (404) that says `unknown`.
+pub(super) async fn member_context(
+    app: &crate::App,
+    company: &str,
+    member: &str,
+    unknown: &str,
+) -> Result<datacap_store::JobContext, Response> {
+    match app.store.job_context(member).await {
+        Ok(Some(context)) if context.company_id == company && context.active => Ok(context),
+        Ok(_) => Err(refused(StatusCode::NOT_FOUND, unknown)),
+        Err(error) => Err(store_failure(&error)),
+    }
+}
+
 /// The app, when it has a connect flow.
 /// The app's connect flow and the provider a path segment names, or the member's page
 /// saying why there is none.

@@ -11,30 +11,24 @@ pub(crate) async fn callback(
     Path(segment): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    let app = match setup_of(&state) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let (setup, provider) = match flow_of(&app, &segment) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+) -> Result<Response, Response> {
+    let app = setup_of(&state)?;
+    let (setup, provider) = flow_of(&app, &segment)?;
     let Some(state_text) = query.get("state").filter(|s| !s.is_empty()) else {
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "The provider's answer carries no state.",
-        );
+        ));
     };
     // Before any read: the sign-in must have been started in this browser.
     let bound = crate::auth::cookie(&headers, CONNECT_COOKIE)
         .is_some_and(|cookie| setup.invites.binding_holds(state_text, &cookie));
     if !bound {
         tracing::warn!(provider = %provider, "connect callback without the browser's binding cookie refused");
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "This sign-in was not started in this browser: open your personal connect link here and sign in again.",
-        );
+        ));
     }
     let pending = match app
         .store
@@ -44,45 +38,37 @@ pub(crate) async fn callback(
         Ok(Some(pending)) => pending,
         Ok(None) => {
             tracing::info!(provider = %provider, "connect callback with an unknown or used state");
-            return refused(
+            return Err(refused(
                 StatusCode::BAD_REQUEST,
                 "This sign-in was already completed or was not started by datacap.",
-            );
+            ));
         }
-        Err(error) => return store_failure(&error),
+        Err(error) => return Err(store_failure(&error)),
     };
     let now = OffsetDateTime::now_utc();
     if pending.expires_at <= now {
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "This sign-in took too long and has expired.",
-        );
+        ));
     }
     if pending.provider != provider {
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "This sign-in was started for another provider.",
-        );
+        ));
     }
     let (company, member) = (pending.company_id.as_str(), pending.member_id.as_str());
     // What `start` checked may have changed meanwhile: check it again before redeeming.
-    let context = match app.store.job_context(member).await {
-        Ok(Some(context)) if context.company_id == company && context.active => context,
-        Ok(_) => {
-            return refused(
-                StatusCode::NOT_FOUND,
-                "datacap does not know this member (any more).",
-            );
-        }
-        Err(error) => return store_failure(&error),
-    };
+    let unknown = "datacap does not know this member (any more).";
+    let context = member_context(&app, company, member, unknown).await?;
     if context.company.connection_mode != ConnectionMode::UserByUser
         || context.company.provider != provider
     {
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "Your company no longer connects member by member with this provider.",
-        );
+        ));
     }
     // The link the sign-in started from must still hold: it may have expired, or been
     // revoked (`datacap revoke-invites`, or used to connect in another tab) meanwhile.
@@ -91,23 +77,23 @@ pub(crate) async fn callback(
         .is_some_and(|expires| expires <= now.unix_timestamp())
     {
         tracing::info!(company, member, provider = %provider, "connect callback refused: the link it started from expired meanwhile");
-        return refused(
+        return Err(refused(
             StatusCode::FORBIDDEN,
             "The connect link you started from expired while you were signing in: ask your admin for a new one.",
-        );
+        ));
     }
     match app.store.invites_not_before(member).await {
         Ok(Some(not_before))
             if pending.invite_issued.unwrap_or(i64::MIN) <= not_before.unix_timestamp() =>
         {
             tracing::info!(company, member, provider = %provider, "connect callback refused: the link it started from was revoked or used meanwhile");
-            return refused(
+            return Err(refused(
                 StatusCode::FORBIDDEN,
                 "The connect link you started from was revoked, or used to connect, while you were signing in: ask your admin for a new one.",
-            );
+            ));
         }
         Ok(_) => {}
-        Err(error) => return store_failure(&error),
+        Err(error) => return Err(store_failure(&error)),
     }
     if let Some(error) = query.get("error") {
         tracing::info!(company, member, provider = %provider, error = %error, "connect flow refused by the provider");
@@ -122,19 +108,19 @@ pub(crate) async fn callback(
                 provider.display_name()
             )
         };
-        return refused(StatusCode::BAD_REQUEST, &text);
+        return Err(refused(StatusCode::BAD_REQUEST, &text));
     }
     let Some(code) = query.get("code").filter(|c| !c.is_empty()) else {
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "The provider's answer carries no authorization code.",
-        );
+        ));
     };
     let Some(client) = setup.provider(provider) else {
-        return refused(
+        return Err(refused(
             StatusCode::NOT_FOUND,
             "Connecting to this provider is not set up.",
-        );
+        ));
     };
     let redirect_uri = setup.redirect_uri(provider);
     let grant = match setup
@@ -151,19 +137,19 @@ pub(crate) async fn callback(
         Ok(grant) => grant,
         Err(error) => {
             tracing::warn!(company, member, provider = %provider, %error, "connect code exchange failed");
-            return refused(
+            return Err(refused(
                 StatusCode::BAD_GATEWAY,
                 &format!(
                     "{} did not accept the sign-in: {error}",
                     provider.display_name()
                 ),
-            );
+            ));
         }
     };
     // The member's known aliases (the tenants file's `aliases`) count as the member's.
     let aliases = match app.store.member_aliases(member).await {
         Ok(aliases) => aliases,
-        Err(error) => return store_failure(&error),
+        Err(error) => return Err(store_failure(&error)),
     };
     if let Err(problem) = whose_mailbox(
         &grant.identity,
@@ -197,7 +183,7 @@ pub(crate) async fn callback(
                 context.member_email
             ),
         };
-        return refused(StatusCode::FORBIDDEN, &text);
+        return Err(refused(StatusCode::FORBIDDEN, &text));
     }
     let granted: Vec<String> = grant.scopes.iter().map(|s| normalized(s)).collect();
     let missing: Vec<&str> = client
@@ -208,14 +194,14 @@ pub(crate) async fn callback(
         .collect();
     if !missing.is_empty() {
         tracing::info!(company, member, provider = %provider, missing = ?missing, "connect flow lacks scopes");
-        return refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             &format!(
                 "Access was granted without {}: tick every permission on {}'s consent screen.",
                 missing.join(", "),
                 provider.display_name()
             ),
-        );
+        ));
     }
     if let Err(error) = app
         .store
@@ -229,7 +215,7 @@ pub(crate) async fn callback(
         )
         .await
     {
-        return store_failure(&error);
+        return Err(store_failure(&error));
     }
     if let Err(error) = app.store.make_due(member, None, now).await {
         tracing::warn!(company, member, %error, "connected, but the immediate poll could not be scheduled");
@@ -239,7 +225,7 @@ pub(crate) async fn callback(
         tracing::warn!(company, member, %error, "connected, but the used connect link could not be voided");
     }
     tracing::info!(company, member, provider = %provider, "member connected");
-    member_page(
+    Ok(member_page(
         StatusCode::OK,
         "You’re connected",
         &format!(
@@ -248,7 +234,7 @@ pub(crate) async fn callback(
             provider.display_name()
         ),
         &["You can close this tab: there is nothing else to do."],
-    )
+    ))
 }
 
 /// Why the signed-in account is not the member's.
