@@ -48,6 +48,26 @@ pub enum ConnectFailure {
     Unusable { message: String },
 }
 
+impl ConnectFailure {
+    /// The provider refused the code: `error` says how, `outcome` is what it maps to.
+    pub fn refused(outcome: Outcome, error: &impl std::fmt::Display) -> ConnectFailure {
+        ConnectFailure::Refused {
+            outcome,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// An authorization code to redeem: for which client, at the redirect URI it was issued
+/// for, with the flow's PKCE verifier.
+#[derive(Clone, Copy)]
+pub struct CodeRedemption<'a> {
+    pub client: &'a OAuthClient,
+    pub code: &'a str,
+    pub redirect_uri: &'a str,
+    pub verifier: &'a SecretString,
+}
+
 /// The future a connect returns.
 pub type ConnectFuture<'a> =
     Pin<Box<dyn Future<Output = Result<ConnectedGrant, ConnectFailure>> + Send + 'a>>;
@@ -77,15 +97,9 @@ pub trait MemberConnect: Send + Sync {
     /// segment of the client (Microsoft only; `None`: `organizations`).
     fn authorize(&self, tenant: Option<&str>) -> AuthorizeFacts;
 
-    /// Redeems `code` (with the flow's PKCE `verifier`) for `client`, then asks the
+    /// Redeems the code (with the flow's PKCE verifier) for its client, then asks the
     /// provider who signed in.
-    fn connect<'a>(
-        &'a self,
-        client: &'a OAuthClient,
-        code: &'a str,
-        redirect_uri: &'a str,
-        verifier: &'a SecretString,
-    ) -> ConnectFuture<'a>;
+    fn connect<'a>(&'a self, code: CodeRedemption<'a>) -> ConnectFuture<'a>;
 }
 
 /// Sends `request` (an identity read made with the new access token) and returns its JSON

@@ -16,7 +16,8 @@ pub mod registry;
 pub mod rotation;
 
 pub use connect::{
-    AuthorizeFacts, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, identity_call,
+    AuthorizeFacts, CodeRedemption, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect,
+    identity_call,
 };
 pub use gate::{Gate, GateFuture, RequestGate, ThrottleScope};
 pub use http::{

@@ -4,10 +4,10 @@
 //! blocked by policy must still connect, so that its import shows why.
 
 use datacap_connector::{
-    AuthorizeFacts, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, OAuthClient,
+    AuthorizeFacts, CodeRedemption, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect,
 };
 use datacap_core::Provider;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::{CALENDAR_SCOPE, GMAIL_SCOPE, GoogleConnector};
 
@@ -44,21 +44,17 @@ impl MemberConnect for GoogleConnector {
         }
     }
 
-    fn connect<'a>(
-        &'a self,
-        client: &'a OAuthClient,
-        code: &'a str,
-        redirect_uri: &'a str,
-        verifier: &'a SecretString,
-    ) -> ConnectFuture<'a> {
+    fn connect<'a>(&'a self, code: CodeRedemption<'a>) -> ConnectFuture<'a> {
         Box::pin(async move {
             let grant = self
-                .exchange_code(client, code, redirect_uri, Some(verifier))
+                .exchange_code(
+                    code.client,
+                    code.code,
+                    code.redirect_uri,
+                    Some(code.verifier),
+                )
                 .await
-                .map_err(|error| ConnectFailure::Refused {
-                    outcome: error.0.outcome,
-                    message: error.to_string(),
-                })?;
+                .map_err(|error| ConnectFailure::refused(error.0.outcome, &error))?;
             // POSTed, so the token is in no URL.
             let info = datacap_connector::identity_call(
                 self.inner
@@ -70,7 +66,7 @@ impl MemberConnect for GoogleConnector {
             )
             .await?;
             // The token must be ours: issued to the client that signed in.
-            if info["aud"].as_str() != Some(client.client_id.as_str()) {
+            if info["aud"].as_str() != Some(code.client.client_id.as_str()) {
                 return Err(ConnectFailure::Unusable {
                     message: "google issued the token to another oauth client".to_owned(),
                 });

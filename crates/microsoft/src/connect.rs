@@ -4,10 +4,10 @@
 //! checks it on `/me`).
 
 use datacap_connector::{
-    AuthorizeFacts, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect, OAuthClient,
+    AuthorizeFacts, CodeRedemption, ConnectFailure, ConnectFuture, ConnectedGrant, MemberConnect,
 };
 use datacap_core::{Outcome, Provider};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::MicrosoftConnector;
 use crate::token::TokenClaims;
@@ -37,20 +37,14 @@ impl MemberConnect for MicrosoftConnector {
         }
     }
 
-    fn connect<'a>(
-        &'a self,
-        client: &'a OAuthClient,
-        code: &'a str,
-        redirect_uri: &'a str,
-        verifier: &'a SecretString,
-    ) -> ConnectFuture<'a> {
+    fn connect<'a>(&'a self, code: CodeRedemption<'a>) -> ConnectFuture<'a> {
         Box::pin(async move {
             let grant = self
-                .exchange_code(client, code, redirect_uri, verifier)
+                .exchange_code(code.client, code.code, code.redirect_uri, code.verifier)
                 .await
-                .map_err(|error| ConnectFailure::Refused {
-                    outcome: error.outcome().unwrap_or(Outcome::ProviderError),
-                    message: error.to_string(),
+                .map_err(|error| {
+                    let outcome = error.outcome().unwrap_or(Outcome::ProviderError);
+                    ConnectFailure::refused(outcome, &error)
                 })?;
             let refresh_token = grant
                 .refresh_token

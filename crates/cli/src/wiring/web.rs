@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use datacap_connector::{ConnectFailure, OAuthClient};
+use datacap_connector::{CodeRedemption, ConnectFailure, OAuthClient};
 use datacap_core::ConnectionMode;
 use datacap_core::{Outcome, Provider};
 use datacap_store::{EncryptionKey, Store};
@@ -319,9 +319,13 @@ impl Exchange for ConnectorExchange {
                 .connectors
                 .member_connect(provider)
                 .ok_or_else(missing)?;
-            let connected = connector
-                .connect(&client, code, redirect_uri, verifier)
-                .await;
+            let redemption = CodeRedemption {
+                client: &client,
+                code,
+                redirect_uri,
+                verifier,
+            };
+            let connected = connector.connect(redemption).await;
             // The code-exchange metric counts the token answer: a grant that cannot be used
             // afterwards (no refresh token, another client's, who signed in unreadable) was
             // still exchanged.
