@@ -50,6 +50,70 @@ pub(crate) struct Minted {
     pub scope: Option<String>,
 }
 
+/// An answer read whole: status, headers, request id and body.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    id: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Sends `request` once the tenant's `gate` is ready (counted in `requests`) and reads its
+/// body, at most `max_body_bytes`; a transport failure or an unreadable body is logged as
+/// `call`'s. With `scope`, the gate hears of the answer before its body is read (token
+/// answers); without, the caller tells it once the body says what to hold back.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    call: &str,
+    gate: &Gate,
+    requests: &AtomicU32,
+    max_body_bytes: usize,
+    scope: Option<datacap_connector::ThrottleScope>,
+) -> Result<Answer, Failure> {
+    gate.ready().await;
+    requests.fetch_add(1, Ordering::Relaxed);
+    let response = request.send().await.map_err(|error| {
+        let failure = transport_failure(&error);
+        log_call(call, None, None, failure.outcome);
+        failure
+    })?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    if let Some(scope) = scope {
+        gate.answered(status, &headers, scope);
+    }
+    let id = request_id(&headers);
+    let body = read_body(response, max_body_bytes)
+        .await
+        .inspect_err(|f| log_call(call, Some(status), None, f.outcome))?;
+    Ok(Answer {
+        status,
+        headers,
+        id,
+        body,
+    })
+}
+
+/// A 2xx answer's body as a `T`, its call logged; `unparsable` words the failure when the
+/// body is not one.
+fn parse_success<T: DeserializeOwned>(
+    answer: &Answer,
+    call: &str,
+    unparsable: impl FnOnce(serde_json::Error) -> String,
+) -> Result<T, Failure> {
+    match serde_json::from_slice::<T>(&answer.body) {
+        Ok(value) => {
+            log_call(call, Some(answer.status), None, Outcome::Success);
+            Ok(value)
+        }
+        Err(error) => {
+            log_call(call, Some(answer.status), None, Outcome::ProviderError);
+            Err(Failure::new(Outcome::ProviderError, unparsable(error))
+                .with_answer(answer.status, answer.id.clone()))
+        }
+    }
+}
+
 /// Sends a token request (delegation or refresh) and maps its answer.
 pub(crate) async fn post_token(
     inner: &Inner,
@@ -58,55 +122,32 @@ pub(crate) async fn post_token(
     requests: &AtomicU32,
     gate: &Gate,
 ) -> Result<Minted, Failure> {
-    gate.ready().await;
-    requests.fetch_add(1, Ordering::Relaxed);
-    let sent = inner
-        .http
-        .post(&inner.config.token_url)
-        .form(form)
-        .send()
-        .await;
-    let response = match sent {
-        Ok(response) => response,
-        Err(error) => {
-            let failure = transport_failure(&error);
-            log_call("token", None, None, failure.outcome);
-            return Err(failure);
-        }
-    };
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    gate.answered(status, &headers, errors::token_throttle_scope());
-    let id = request_id(&headers);
-    let body = read_body(response, inner.config.http.max_body_bytes)
-        .await
-        .inspect_err(|f| log_call("token", Some(status), None, f.outcome))?;
-    if (200..300).contains(&status) {
-        return match serde_json::from_slice::<TokenAnswer>(&body) {
-            Ok(answer) => {
-                log_call("token", Some(status), None, Outcome::Success);
-                Ok(Minted {
-                    access_token: SecretString::from(answer.access_token),
-                    expires_in: answer.expires_in.unwrap_or(3600),
-                    scope: answer.scope,
-                })
-            }
-            Err(error) => {
-                // Not serde's message: it can quote a value of the answer, i.e. a token.
-                log_call("token", Some(status), None, Outcome::ProviderError);
-                Err(Failure::new(
-                    Outcome::ProviderError,
-                    format!(
-                        "token answer does not parse (line {}, column {})",
-                        error.line(),
-                        error.column()
-                    ),
-                )
-                .with_answer(status, id))
-            }
-        };
+    let request = inner.http.post(&inner.config.token_url).form(form);
+    let max_body_bytes = inner.config.http.max_body_bytes;
+    let scope = Some(errors::token_throttle_scope());
+    let answer = exchange(request, "token", gate, requests, max_body_bytes, scope).await?;
+    if (200..300).contains(&answer.status) {
+        // Not serde's message: it can quote a value of the answer, i.e. a token.
+        let token: TokenAnswer = parse_success(&answer, "token", |error| {
+            format!(
+                "token answer does not parse (line {}, column {})",
+                error.line(),
+                error.column()
+            )
+        })?;
+        return Ok(Minted {
+            access_token: SecretString::from(token.access_token),
+            expires_in: token.expires_in.unwrap_or(3600),
+            scope: token.scope,
+        });
     }
-    let parsed = serde_json::from_slice::<TokenError>(&body).ok();
+    let parsed = serde_json::from_slice::<TokenError>(&answer.body).ok();
+    let Answer {
+        status,
+        headers,
+        body,
+        ..
+    } = answer;
     Err(token_refused(grant, status, &headers, &body, parsed))
 }
 
@@ -451,48 +492,28 @@ impl<'a> Session<'a> {
         query: &[(&str, String)],
         token: &SecretString,
     ) -> Result<T, CallFailure> {
-        self.job.gate.ready().await;
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let sent = self
+        let request = self
             .inner
             .http
             .get(url)
             .bearer_auth(token.expose_secret())
             .query(query)
-            .query(&[("quotaUser", self.quota_user.as_str())])
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => {
-                let failure = transport_failure(&error);
-                log_call(api.name(), None, None, failure.outcome);
-                return Err(failure.into());
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let id = request_id(&headers);
-        let body = read_body(response, self.inner.config.http.max_body_bytes)
-            .await
-            .inspect_err(|f| log_call(api.name(), Some(status), None, f.outcome))?;
-        if (200..300).contains(&status) {
-            return match serde_json::from_slice::<T>(&body) {
-                Ok(value) => {
-                    log_call(api.name(), Some(status), None, Outcome::Success);
-                    Ok(value)
-                }
-                Err(error) => {
-                    log_call(api.name(), Some(status), None, Outcome::ProviderError);
-                    Err(Failure::new(
-                        Outcome::ProviderError,
-                        format!("{} answer does not parse: {error}", api.name()),
-                    )
-                    .with_answer(status, id)
-                    .into())
-                }
-            };
+            .query(&[("quotaUser", self.quota_user.as_str())]);
+        let (gate, requests) = (&self.job.gate, &self.requests);
+        let max_body_bytes = self.inner.config.http.max_body_bytes;
+        let answer = exchange(request, api.name(), gate, requests, max_body_bytes, None).await?;
+        if (200..300).contains(&answer.status) {
+            return parse_success(&answer, api.name(), |error| {
+                format!("{} answer does not parse: {error}", api.name())
+            })
+            .map_err(CallFailure::from);
         }
+        let Answer {
+            status,
+            headers,
+            id,
+            body,
+        } = answer;
         let parsed = serde_json::from_slice::<ApiErrorEnvelope>(&body)
             .ok()
             .map(|envelope| envelope.error);
