@@ -22,8 +22,9 @@ use uuid::Uuid;
 use crate::MicrosoftError;
 use crate::config::MicrosoftConfig;
 use crate::errors::{Need, TokenErrorBody};
+use crate::graph::GraphBody;
 use crate::limiter::MailboxLimiter;
-use crate::session::{GraphBody, Session};
+use crate::session::Session;
 use crate::token::{TokenClaims, TokenGrant};
 use crate::users::{DirectoryUser, USER_SELECT, UsersPage};
 

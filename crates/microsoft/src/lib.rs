@@ -16,6 +16,7 @@ mod delta;
 pub mod errors;
 #[doc(hidden)]
 pub mod fuzz;
+mod graph;
 mod limiter;
 mod session;
 mod token;
