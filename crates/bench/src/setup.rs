@@ -24,25 +24,16 @@ pub(crate) fn tenants(members: usize) -> Tenants {
     let member_settings = MemberSettings {
         has_recording_seat: false,
         recording_enabled: false,
-        email_import: true,
-        calendar_import: true,
-        import_non_recorded_meetings: false,
-        connection: None,
+        ..MemberSettings::importing(None)
     };
     Tenants {
         companies: vec![TenantCompany {
             id: "bench".to_owned(),
             name: "bench".to_owned(),
-            settings: CompanySettings {
-                provider: Provider::GoogleWorkspace,
-                connection_mode: ConnectionMode::CompanyWide,
-                permission_given: true,
-                email_authorized: true,
-                calendar_authorized: true,
-                import_email: true,
-                import_calendar: true,
-                import_non_recorded_meetings: false,
-            },
+            settings: CompanySettings::importing(
+                Provider::GoogleWorkspace,
+                ConnectionMode::CompanyWide,
+            ),
             credentials: [("service_account_key_file".to_owned(), "/unused".to_owned())].into(),
             webhooks: Vec::new(),
             members: (0..members)

@@ -215,25 +215,15 @@ mod tests {
 
     fn company() -> CompanySettings {
         CompanySettings {
-            provider: Provider::GoogleWorkspace,
-            connection_mode: ConnectionMode::CompanyWide,
-            permission_given: true,
-            email_authorized: true,
-            calendar_authorized: true,
-            import_email: true,
-            import_calendar: true,
             import_non_recorded_meetings: true,
+            ..CompanySettings::importing(Provider::GoogleWorkspace, ConnectionMode::CompanyWide)
         }
     }
 
     fn member() -> MemberSettings {
         MemberSettings {
-            has_recording_seat: true,
-            recording_enabled: true,
-            email_import: true,
-            calendar_import: true,
             import_non_recorded_meetings: true,
-            connection: Some(MemberConnection::Connected),
+            ..MemberSettings::importing(Some(MemberConnection::Connected))
         }
     }
 

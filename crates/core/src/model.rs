@@ -268,6 +268,40 @@ pub struct MemberSettings {
     pub connection: Option<MemberConnection>,
 }
 
+impl CompanySettings {
+    /// A company set up to import both channels from `provider`: its permission given,
+    /// mail and calendars authorized, meetings that are not recorded left out. The
+    /// company that tests, fixtures and the bench start from and change a field of.
+    pub const fn importing(provider: Provider, connection_mode: ConnectionMode) -> Self {
+        CompanySettings {
+            provider,
+            connection_mode,
+            permission_given: true,
+            email_authorized: true,
+            calendar_authorized: true,
+            import_email: true,
+            import_calendar: true,
+            import_non_recorded_meetings: false,
+        }
+    }
+}
+
+impl MemberSettings {
+    /// A member importing both channels, with a recording seat and recording on, meetings
+    /// that are not recorded left out, and `connection` as their own grant: the member
+    /// that tests, fixtures and the bench start from and change a field of.
+    pub const fn importing(connection: Option<MemberConnection>) -> Self {
+        MemberSettings {
+            has_recording_seat: true,
+            recording_enabled: true,
+            email_import: true,
+            calendar_import: true,
+            import_non_recorded_meetings: false,
+            connection,
+        }
+    }
+}
+
 /// What the classifier needs to know of one import attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttemptSummary {
