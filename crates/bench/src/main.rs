@@ -128,9 +128,5 @@ pub(crate) fn say(line: &str) -> anyhow::Result<()> {
 
 /// The worker's runtime: two threads, as `datacap run` has on a machine of two cores.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    datacap_worker::runtime().context("cannot start the async runtime")
 }

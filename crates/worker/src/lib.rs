@@ -28,3 +28,12 @@ pub use rotation::store_token_sink;
 pub use schedule::ScheduleConfig;
 pub use webhooks::{WebhookConfig, WebhookDeliverer, WebhookError, WebhookSecrets};
 pub use worker::{ConfigError, CycleReport, Worker, WorkerConfig, WorkerError};
+
+/// The runtime the worker is sized for: two threads, as on a machine of two cores, with
+/// IO and timers. `datacap run` polls on it, and the bench measures the worker on the same.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}

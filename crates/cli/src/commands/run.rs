@@ -127,13 +127,9 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// A multi-threaded runtime sized for a small machine.
+/// The worker's runtime ([`datacap_worker::runtime`]), sized for a small machine.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    datacap_worker::runtime().context("cannot start the async runtime")
 }
 
 /// Serves the HTTP endpoints (health, metrics, the Team members page, its API and the
