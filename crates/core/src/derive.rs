@@ -249,6 +249,24 @@ mod tests {
         })
     }
 
+    /// [`derive_member`] for the fixture's company and member, now, with the default
+    /// thresholds.
+    fn derive<'a>(
+        attempts: &[RecentAttempt<'a>],
+        stored: &StoredIcons,
+        counted: bool,
+    ) -> MemberUpdate<'a> {
+        derive_member(
+            &company(),
+            &member(),
+            attempts,
+            stored,
+            counted,
+            NOW,
+            &Thresholds::default(),
+        )
+    }
+
     #[test]
     fn icons_point_at_their_channels_latest_attempt_and_the_microphone_at_the_worse() {
         let attempts = [
@@ -256,15 +274,7 @@ mod tests {
             attempt("c1", Channel::Calendar, 20, Outcome::MailboxUnavailable),
             attempt("e2", Channel::Email, 10, Outcome::Success),
         ];
-        let update = derive_member(
-            &company(),
-            &member(),
-            &attempts,
-            &StoredIcons::default(),
-            true,
-            NOW,
-            &Thresholds::default(),
-        );
+        let update = derive(&attempts, &StoredIcons::default(), true);
         let [capture, email, calendar] = update.icons;
         assert_eq!(email.attempt_id, Some("e2"));
         assert_eq!(calendar.attempt_id, Some("c1"));
@@ -294,15 +304,7 @@ mod tests {
             email: stored(Reason::Importing, earlier),
             calendar: stored(Reason::Importing, earlier),
         };
-        let update = derive_member(
-            &company(),
-            &member(),
-            &attempts,
-            &before,
-            true,
-            NOW,
-            &Thresholds::default(),
-        );
+        let update = derive(&attempts, &before, true);
         let [capture, email, calendar] = update.icons;
         assert_eq!(
             (email.reason, email.since, email.changed),
@@ -325,15 +327,7 @@ mod tests {
             }),
             ..before
         };
-        let update = derive_member(
-            &company(),
-            &member(),
-            &attempts,
-            &corrupt,
-            false,
-            NOW,
-            &Thresholds::default(),
-        );
+        let update = derive(&attempts, &corrupt, false);
         assert!(update.icons[1].changed && update.icons[1].announce);
         assert_eq!(update.banner_delta, [0; BANNER_COUNT], "not counted");
     }
@@ -359,15 +353,7 @@ mod tests {
             attempt("e1", Channel::Email, 10, Outcome::MailboxUnavailable),
             attempt("c1", Channel::Calendar, 10, Outcome::MailboxUnavailable),
         ];
-        let update = derive_member(
-            &company(),
-            &member(),
-            &attempts,
-            &StoredIcons::default(),
-            true,
-            NOW,
-            &Thresholds::default(),
-        );
+        let update = derive(&attempts, &StoredIcons::default(), true);
         let expected = banner_delta(
             [Reason::AwaitingFirstImport, Reason::AwaitingFirstImport],
             [Reason::MailboxUnavailable, Reason::MailboxUnavailable],
