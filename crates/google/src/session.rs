@@ -447,7 +447,26 @@ impl<'a> Session<'a> {
     ) -> Result<T, CallFailure> {
         let mut waits = self.inner.config.throttle().waits();
         loop {
-            match self.get_authorized(purpose, api, url, query).await {
+            // One call, and once more with a new token after a 401.
+            let authorized = async {
+                let token = self.access_token(purpose, None).await?;
+                match self.get_once(api, url, query, &token).await {
+                    Err(first) if first.verdict == Verdict::Unauthenticated => {
+                        let token = self.access_token(purpose, Some(&token)).await?;
+                        match self.get_once(api, url, query, &token).await {
+                            Err(mut again) if again.verdict == Verdict::Unauthenticated => {
+                                let outcome = refused_after_renewal(self.is_member_grant());
+                                again.failure.outcome = outcome;
+                                again.verdict = Verdict::Outcome(outcome);
+                                Err(again)
+                            }
+                            other => other,
+                        }
+                    }
+                    other => other,
+                }
+            };
+            match authorized.await {
                 Err(failure)
                     if failure.failure.outcome == Outcome::RateLimited
                         && waits
@@ -455,33 +474,6 @@ impl<'a> Session<'a> {
                             .await => {}
                 other => return other,
             }
-        }
-    }
-
-    /// [`Session::get`] without the throttle retries: one call, and once more with a new
-    /// token after a 401.
-    async fn get_authorized<T: DeserializeOwned>(
-        &self,
-        purpose: Purpose,
-        api: Api,
-        url: &str,
-        query: &[(&str, String)],
-    ) -> Result<T, CallFailure> {
-        let token = self.access_token(purpose, None).await?;
-        match self.get_once(api, url, query, &token).await {
-            Err(first) if first.verdict == Verdict::Unauthenticated => {
-                let token = self.access_token(purpose, Some(&token)).await?;
-                match self.get_once(api, url, query, &token).await {
-                    Err(mut again) if again.verdict == Verdict::Unauthenticated => {
-                        let outcome = refused_after_renewal(self.is_member_grant());
-                        again.failure.outcome = outcome;
-                        again.verdict = Verdict::Outcome(outcome);
-                        Err(again)
-                    }
-                    other => other,
-                }
-            }
-            other => other,
         }
     }
 
