@@ -26,11 +26,26 @@ pub(crate) struct Links {
 }
 
 /// Receives the pages of one delta round.
-pub(crate) trait DeltaSink {
+pub(crate) trait DeltaSink: Default {
+    /// What a page lists.
+    type Entry: for<'de> Deserialize<'de>;
+
+    /// Takes one entry of a page.
+    fn take(&mut self, entry: Self::Entry);
+
     /// Forgets everything: the cursor expired and a full pass starts over.
-    fn reset(&mut self);
-    /// Takes one page; a body that is not a delta page is an error.
-    fn page(&mut self, body: &[u8]) -> Result<Links, serde_json::Error>;
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Takes one page; a body that is not a delta page is an error (and takes nothing).
+    fn page(&mut self, body: &[u8]) -> Result<Links, serde_json::Error> {
+        let (links, entries) = read_page::<Self::Entry>(body)?;
+        for entry in entries {
+            self.take(entry);
+        }
+        Ok(links)
+    }
 }
 
 #[derive(Deserialize)]
@@ -83,7 +98,7 @@ impl Recipient {
 /// A message as `$select` returns it (Graph `message` resource).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GraphMessage {
+pub(crate) struct GraphMessage {
     id: String,
     #[serde(rename = "@removed", default)]
     removed: Option<serde_json::Value>,
@@ -120,7 +135,7 @@ struct OnlineMeetingInfo {
 /// An event as `calendarView/delta` returns it (Graph `event` resource).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GraphEvent {
+pub(crate) struct GraphEvent {
     id: String,
     #[serde(rename = "@removed", default)]
     removed: Option<serde_json::Value>,
@@ -169,11 +184,13 @@ fn event_time(value: &DateTimeTimeZone) -> Option<OffsetDateTime> {
     Some(at.assume_utc() + time::Duration::nanoseconds(nanos))
 }
 
-/// One entry per id, in first-seen order; replays merge into the entry and a removal
-/// empties it (keeping its place, so a later replay fills it again).
-struct Collected<T> {
+/// One delta round's entries, one per id, in first-seen order; replays merge into the
+/// entry and a removal empties it (keeping its place, so a later replay fills it again).
+pub(crate) struct Collected<T> {
     order: Vec<String>,
     items: HashMap<String, Option<T>>,
+    /// Entries reported `@removed` in this round.
+    pub removed: usize,
 }
 
 impl<T> Default for Collected<T> {
@@ -181,6 +198,7 @@ impl<T> Default for Collected<T> {
         Collected {
             order: Vec::new(),
             items: HashMap::new(),
+            removed: 0,
         }
     }
 }
@@ -198,17 +216,30 @@ impl<T> Collected<T> {
     }
 
     fn remove(&mut self, id: &str) {
+        self.removed += 1;
         if let Some(slot) = self.items.get_mut(id) {
             *slot = None;
         }
     }
 
-    fn into_items(mut self) -> Vec<T> {
+    /// The round's entries, in first-seen order.
+    pub(crate) fn into_items(mut self) -> Vec<T> {
         self.order
             .iter()
             .filter_map(|id| self.items.remove(id).flatten())
             .collect()
     }
+}
+
+/// The recipients' addresses in order, each once.
+fn distinct<'a>(recipients: impl Iterator<Item = &'a Recipient>) -> Vec<String> {
+    let mut addresses: Vec<String> = Vec::new();
+    for address in recipients.filter_map(Recipient::address) {
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    addresses
 }
 
 fn keep<T>(old: &mut Option<T>, new: Option<T>) {
@@ -217,131 +248,88 @@ fn keep<T>(old: &mut Option<T>, new: Option<T>) {
     }
 }
 
-/// Mail: `@removed` messages are dropped from what the attempt reports.
-#[derive(Default)]
-pub(crate) struct MailSink {
-    collected: Collected<EmailItem>,
-    /// Messages reported `@removed` in this round.
-    pub removed: usize,
-}
-
-impl MailSink {
-    pub(crate) fn into_items(self) -> Vec<EmailItem> {
-        self.collected.into_items()
+/// A replay's participants replace the collected ones only when it listed them.
+fn keep_listed(old: &mut Vec<String>, new: Vec<String>, listed: bool) {
+    if listed {
+        *old = new;
     }
 }
+
+/// Mail: `@removed` messages are dropped from what the attempt reports.
+pub(crate) type MailSink = Collected<EmailItem>;
 
 impl DeltaSink for MailSink {
-    fn reset(&mut self) {
-        *self = MailSink::default();
-    }
+    type Entry = GraphMessage;
 
-    fn page(&mut self, body: &[u8]) -> Result<Links, serde_json::Error> {
-        let (links, value) = read_page::<GraphMessage>(body)?;
-        for message in value {
-            if message.removed.is_some() {
-                // EmailItem has no "deleted" flag: a message removed in this round is not
-                // reported, and one seen earlier in the round is taken back.
-                self.collected.remove(&message.id);
-                self.removed += 1;
-                continue;
-            }
-            let mut participants: Vec<String> = Vec::new();
-            for recipient in message
+    fn take(&mut self, message: GraphMessage) {
+        if message.removed.is_some() {
+            // EmailItem has no "deleted" flag: a message removed in this round is not
+            // reported, and one seen earlier in the round is taken back.
+            self.remove(&message.id);
+            return;
+        }
+        let participants = distinct(
+            message
                 .to_recipients
                 .iter()
                 .flatten()
-                .chain(message.cc_recipients.iter().flatten())
-            {
-                if let Some(address) = recipient.address()
-                    && !participants.contains(&address)
-                {
-                    participants.push(address);
-                }
-            }
-            let had_recipients = message.to_recipients.is_some() || message.cc_recipients.is_some();
-            let item = EmailItem {
-                provider_id: message.id.clone(),
-                thread_id: message.conversation_id,
-                sent_at: message
-                    .received_date_time
-                    .as_deref()
-                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()),
-                sender: message.from.as_ref().and_then(Recipient::address),
-                participants,
-                subject: message.subject,
-            };
-            self.collected.upsert(message.id, item, |old, new| {
-                keep(&mut old.thread_id, new.thread_id);
-                keep(&mut old.sent_at, new.sent_at);
-                keep(&mut old.sender, new.sender);
-                keep(&mut old.subject, new.subject);
-                if had_recipients {
-                    old.participants = new.participants;
-                }
-            });
-        }
-        Ok(links)
+                .chain(message.cc_recipients.iter().flatten()),
+        );
+        let had_recipients = message.to_recipients.is_some() || message.cc_recipients.is_some();
+        let item = EmailItem {
+            provider_id: message.id.clone(),
+            thread_id: message.conversation_id,
+            sent_at: message
+                .received_date_time
+                .as_deref()
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()),
+            sender: message.from.as_ref().and_then(Recipient::address),
+            participants,
+            subject: message.subject,
+        };
+        self.upsert(message.id, item, |old, new| {
+            keep(&mut old.thread_id, new.thread_id);
+            keep(&mut old.sent_at, new.sent_at);
+            keep(&mut old.sender, new.sender);
+            keep(&mut old.subject, new.subject);
+            keep_listed(&mut old.participants, new.participants, had_recipients);
+        });
     }
 }
 
 /// Calendar: `@removed` and cancelled events are reported with `cancelled: true`.
-#[derive(Default)]
-pub(crate) struct CalendarSink {
-    collected: Collected<CalendarItem>,
-}
-
-impl CalendarSink {
-    pub(crate) fn into_items(self) -> Vec<CalendarItem> {
-        self.collected.into_items()
-    }
-}
+pub(crate) type CalendarSink = Collected<CalendarItem>;
 
 impl DeltaSink for CalendarSink {
-    fn reset(&mut self) {
-        *self = CalendarSink::default();
-    }
+    type Entry = GraphEvent;
 
-    fn page(&mut self, body: &[u8]) -> Result<Links, serde_json::Error> {
-        let (links, value) = read_page::<GraphEvent>(body)?;
-        for event in value {
-            let removed = event.removed.is_some();
-            let had_attendees = event.attendees.is_some();
-            let mut participants: Vec<String> = Vec::new();
-            for attendee in event.attendees.iter().flatten() {
-                if let Some(address) = attendee.address()
-                    && !participants.contains(&address)
-                {
-                    participants.push(address);
-                }
-            }
-            let item = CalendarItem {
-                provider_id: event.id.clone(),
-                starts_at: event.start.as_ref().and_then(event_time),
-                ends_at: event.end.as_ref().and_then(event_time),
-                organizer: event.organizer.as_ref().and_then(Recipient::address),
-                participants,
-                subject: event.subject,
-                conference_link: event
-                    .online_meeting
-                    .and_then(|m| m.join_url)
-                    .or(event.online_meeting_url)
-                    .filter(|link| !link.is_empty()),
-                cancelled: removed || event.is_cancelled == Some(true),
-            };
-            self.collected.upsert(event.id, item, |old, new| {
-                keep(&mut old.starts_at, new.starts_at);
-                keep(&mut old.ends_at, new.ends_at);
-                keep(&mut old.organizer, new.organizer);
-                keep(&mut old.subject, new.subject);
-                keep(&mut old.conference_link, new.conference_link);
-                if had_attendees {
-                    old.participants = new.participants;
-                }
-                old.cancelled = new.cancelled;
-            });
-        }
-        Ok(links)
+    fn take(&mut self, event: GraphEvent) {
+        let removed = event.removed.is_some();
+        let had_attendees = event.attendees.is_some();
+        let participants = distinct(event.attendees.iter().flatten());
+        let item = CalendarItem {
+            provider_id: event.id.clone(),
+            starts_at: event.start.as_ref().and_then(event_time),
+            ends_at: event.end.as_ref().and_then(event_time),
+            organizer: event.organizer.as_ref().and_then(Recipient::address),
+            participants,
+            subject: event.subject,
+            conference_link: event
+                .online_meeting
+                .and_then(|m| m.join_url)
+                .or(event.online_meeting_url)
+                .filter(|link| !link.is_empty()),
+            cancelled: removed || event.is_cancelled == Some(true),
+        };
+        self.upsert(event.id, item, |old, new| {
+            keep(&mut old.starts_at, new.starts_at);
+            keep(&mut old.ends_at, new.ends_at);
+            keep(&mut old.organizer, new.organizer);
+            keep(&mut old.subject, new.subject);
+            keep(&mut old.conference_link, new.conference_link);
+            keep_listed(&mut old.participants, new.participants, had_attendees);
+            old.cancelled = new.cancelled;
+        });
     }
 }
 
