@@ -341,17 +341,18 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
 
     fn auth() -> Auth {
-        let companies = BTreeMap::from([
-            ("acme".to_owned(), SecretString::from("acme-token")),
-            ("globex".to_owned(), SecretString::from("globex-token")),
-        ]);
-        Auth::new(
-            Some(&SecretString::from("operator-token")),
-            &companies,
-            [7; 32],
-            time::Duration::hours(1),
-            false,
-        )
+        let operator = SecretString::from("operator-token");
+        let companies = [("acme", "acme-token"), ("globex", "globex-token")];
+        auth_of(Some(&operator), &companies, [7; 32])
+    }
+
+    /// Sessions of an hour, signed with `key`, for these (company, token) pairs.
+    fn auth_of(operator: Option<&SecretString>, companies: &[(&str, &str)], key: [u8; 32]) -> Auth {
+        let companies: BTreeMap<String, SecretString> = companies
+            .iter()
+            .map(|(company, token)| ((*company).to_owned(), SecretString::from(*token)))
+            .collect();
+        Auth::new(operator, &companies, key, time::Duration::hours(1), false)
     }
 
     #[test]
@@ -414,31 +415,13 @@ mod tests {
         let forged = format!("{}.{signature}", b64(b"operator|9999999999"));
         assert_eq!(auth.open_session(&forged, NOW), None);
         // Another key does not open it.
-        let other = Auth::new(
-            None,
-            &BTreeMap::from([("acme".to_owned(), SecretString::from("acme-token"))]),
-            [8; 32],
-            time::Duration::hours(1),
-            false,
-        );
+        let other = auth_of(None, &[("acme", "acme-token")], [8; 32]);
         assert_eq!(other.open_session(&session, NOW), None);
         // A company whose token was removed loses its sessions.
-        let removed = Auth::new(
-            None,
-            &BTreeMap::new(),
-            [7; 32],
-            time::Duration::hours(1),
-            false,
-        );
+        let removed = auth_of(None, &[], [7; 32]);
         assert_eq!(removed.open_session(&session, NOW), None);
         // So does one whose token was rotated (same session key, new token)...
-        let rotated = Auth::new(
-            None,
-            &BTreeMap::from([("acme".to_owned(), SecretString::from("acme-token-2"))]),
-            [7; 32],
-            time::Duration::hours(1),
-            false,
-        );
+        let rotated = auth_of(None, &[("acme", "acme-token-2")], [7; 32]);
         assert_eq!(rotated.open_session(&session, NOW), None);
         // ...while a session of the new token opens, and the old configuration's sessions
         // of other principals are untouched.
