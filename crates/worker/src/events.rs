@@ -545,22 +545,23 @@ pub(crate) fn webhook_try(
     counter!(WEBHOOK_DELIVERIES, "result" => result).increment(1);
     let duration_ms = u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX);
     let error = attempt.error.as_deref().unwrap_or("");
+    // What both lines say: which delivery, and the answer's status.
+    macro_rules! webhook_event {
+        ($level:ident, $($rest:tt)+) => {
+            tracing::$level!(
+                company_id = %delivery.company_id,
+                endpoint_id = %delivery.endpoint_id,
+                event_id = %delivery.event_id,
+                event_type = %delivery.event_type,
+                http_status = attempt.http_status,
+                $($rest)+
+            )
+        };
+    }
     match result {
-        "delivered" => info!(
-            company_id = %delivery.company_id,
-            endpoint_id = %delivery.endpoint_id,
-            event_id = %delivery.event_id,
-            event_type = %delivery.event_type,
-            http_status = attempt.http_status,
-            duration_ms,
-            "webhook delivered"
-        ),
-        _ => warn!(
-            company_id = %delivery.company_id,
-            endpoint_id = %delivery.endpoint_id,
-            event_id = %delivery.event_id,
-            event_type = %delivery.event_type,
-            http_status = attempt.http_status,
+        "delivered" => webhook_event!(info, duration_ms, "webhook delivered"),
+        _ => webhook_event!(
+            warn,
             error,
             tries = delivery.tries + 1,
             result,
