@@ -84,43 +84,42 @@ where
 /// transaction a batch as the worker commits, and returns rows per second.
 pub(crate) async fn insert_rate(raw: &Raw, count: usize) -> anyhow::Result<f64> {
     let rows = rows(count.clamp(BATCH, MAX_ROWS));
-    let started;
-    match raw {
-        Raw::Sqlite(pool) => {
-            sqlx::query(CREATE_SQLITE).execute(pool).await?;
-            for index in INDEXES {
-                sqlx::query(index).execute(pool).await?;
-            }
-            started = Instant::now();
-            for batch in rows.chunks(BATCH) {
-                let mut builder = QueryBuilder::<sqlx::Sqlite>::new(INSERT);
-                push_batch(&mut builder, batch);
-                let mut tx = pool.begin().await?;
-                builder.build().execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-        }
-        Raw::Postgres(pool) => {
-            sqlx::query(CREATE_POSTGRES).execute(pool).await?;
-            for index in INDEXES {
-                sqlx::query(index).execute(pool).await?;
-            }
-            started = Instant::now();
-            for batch in rows.chunks(BATCH) {
-                let mut builder = QueryBuilder::<sqlx::Postgres>::new(INSERT);
-                push_batch(&mut builder, batch);
-                let mut tx = pool.begin().await?;
-                builder.build().execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-        }
+    let seconds = match raw {
+        Raw::Sqlite(pool) => timed_inserts(pool, CREATE_SQLITE, &rows).await?,
+        Raw::Postgres(pool) => timed_inserts(pool, CREATE_POSTGRES, &rows).await?,
+    };
+    Ok(rows.len() as f64 / seconds.max(1e-9))
+}
+
+/// On either database: the table (`create`) and its indexes, then `rows` inserted in
+/// batches, timed; then the table dropped. Returns the seconds the inserts took.
+async fn timed_inserts<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    create: &'static str,
+    rows: &[Row],
+) -> anyhow::Result<f64>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> time::OffsetDateTime: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(create).execute(pool).await?;
+    for index in INDEXES {
+        sqlx::query(index).execute(pool).await?;
+    }
+    let started = Instant::now();
+    for batch in rows.chunks(BATCH) {
+        let mut builder = QueryBuilder::<DB>::new(INSERT);
+        push_batch(&mut builder, batch);
+        let mut tx = pool.begin().await?;
+        builder.build().execute(&mut *tx).await?;
+        tx.commit().await?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    match raw {
-        Raw::Sqlite(pool) => sqlx::query(DROP).execute(pool).await.map(drop)?,
-        Raw::Postgres(pool) => sqlx::query(DROP).execute(pool).await.map(drop)?,
-    }
-    Ok(rows.len() as f64 / seconds.max(1e-9))
+    sqlx::query(DROP).execute(pool).await?;
+    Ok(seconds)
 }
 
 /// Polls/s when a poll costs its requests at the sim's raw rate and then its row at the
