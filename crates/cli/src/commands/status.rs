@@ -48,14 +48,23 @@ struct MemberStory {
     attempts: Vec<AttemptReport>,
 }
 
+/// The configured store, open, and the status of `--company` (every company without it).
+async fn status_of(
+    args: &Args,
+    config: &config::Config,
+) -> anyhow::Result<(datacap_store::Store, StatusReport)> {
+    let store = open(config).await?;
+    let report = store
+        .status(args.company.as_deref())
+        .await
+        .context("cannot read the status")?;
+    Ok((store, report))
+}
+
 fn member_story(args: &Args, config_path: Option<&Path>, member_id: &str) -> anyhow::Result<()> {
     let config = config::load(config_path, std::env::vars())?;
     let story = block_on(async {
-        let store = open(&config).await?;
-        let report = store
-            .status(args.company.as_deref())
-            .await
-            .context("cannot read the status")?;
+        let (store, report) = status_of(args, &config).await?;
         let found = report.companies.into_iter().find_map(|company| {
             let id = company.id;
             company
@@ -170,11 +179,7 @@ pub fn run(args: Args, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let config = config::load(config_path, std::env::vars())?;
     let report = block_on(async {
-        let store = open(&config).await?;
-        let report = store
-            .status(args.company.as_deref())
-            .await
-            .context("cannot read the status")?;
+        let (store, report) = status_of(&args, &config).await?;
         store.close().await;
         Ok(report)
     })?;
