@@ -27,58 +27,11 @@ const CLIENT_SECRET: &str = "sim-google-secret";
 const REDIRECT: &str = "http://127.0.0.1:8080/oauth/google/callback";
 
 fn scenario_text(token_lifetime: u64) -> String {
-    format!(
-        r#"
-seed = 7
-access_token_lifetime_secs = {token_lifetime}
-
-[[tenant]]
-name = "acme"
-provider = "google"
-domain = "acme.example"
-tenant_id = "C01acme00"
-
-[tenant.service_account]
-client_email = "datacap@datacap-sim.iam.gserviceaccount.com"
-client_id = "100000000000000000001"
-public_key = "keys/FAKE-TEST-ONLY-google-service-account.pub.pem"
-delegated_scopes = [
-  "https://www.googleapis.com/auth/gmail.readonly",
-  "https://www.googleapis.com/auth/calendar.readonly",
-  "https://www.googleapis.com/auth/admin.directory.user.readonly",
-]
-
-[tenant.oauth_client]
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-redirect_uris = ["{REDIRECT}"]
-
-[[tenant.user]]
-email = "admin@acme.example"
-admin = true
-messages = 2
-events = 1
-
-[[tenant.user]]
-email = "ada@acme.example"
-messages = 12
-events = 6
-
-[[tenant.user]]
-email = "sus@acme.example"
-suspended = true
-messages = 3
-
-[[tenant.user]]
-email = "nomail@acme.example"
-licensed = false
-
-[[tenant.user]]
-email = "partial@acme.example"
-messages = 2
-granted_scopes = ["https://www.googleapis.com/auth/calendar.readonly"]
-"#
-    )
+    include_str!("../../../tests/fixtures/google/scenario.toml")
+        .replace("@TOKEN_LIFETIME@", &token_lifetime.to_string())
+        .replace("@CLIENT_ID@", CLIENT_ID)
+        .replace("@CLIENT_SECRET@", CLIENT_SECRET)
+        .replace("@REDIRECT@", REDIRECT)
 }
 
 struct Harness {

@@ -158,37 +158,7 @@ impl Drop for TestDb {
     }
 }
 
-const TENANTS: &str = r#"
-[[companies]]
-id = "acme"
-name = "Acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
-credentials = { service_account_key_file = "/etc/datacap/acme.json", subject = "admin@acme.test" }
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-
-[[companies.members]]
-id = "bob"
-email = "bob@acme.test"
-recording_enabled = true
-
-[[companies]]
-id = "globex"
-name = "Globex"
-provider = "microsoft_365"
-connection_mode = "user_by_user"
-settings = { permission_given = true }
-
-[[companies.members]]
-id = "gil"
-email = "gil@globex.test"
-"#;
+const TENANTS: &str = include_str!("../../../tests/fixtures/store/tenants.toml");
 
 async fn applied(backend: Backend) -> TestDb {
     let db = TestDb::new(backend).await;
@@ -278,23 +248,7 @@ async fn apply_bad_write_leaves_nothing(backend: Backend) {
     let before = db.count("SELECT COUNT(*) FROM members").await;
     // Valid on its own, but moves ana to another company: refused, and nothing of the
     // file (not even the new company listed first) is written.
-    let moved = r#"
-[[companies]]
-id = "initech"
-provider = "google_workspace"
-connection_mode = "company_wide"
-[[companies.members]]
-id = "ivy"
-email = "ivy@initech.test"
-
-[[companies]]
-id = "umbrella"
-provider = "google_workspace"
-connection_mode = "company_wide"
-[[companies.members]]
-id = "ana"
-email = "ana@umbrella.test"
-"#;
+    let moved = include_str!("../../../tests/fixtures/store/moved-member.toml");
     let tenants = parse_tenants(moved).unwrap();
     let error = db.store.apply_tenants(&tenants, NOW).await.unwrap_err();
     assert!(

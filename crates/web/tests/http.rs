@@ -21,43 +21,7 @@ use sha2::Digest;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
-const TENANTS: &str = r#"
-[[companies]]
-id = "acme"
-name = "Acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
-credentials = { service_account_key_file = "/etc/datacap/acme.json", subject = "admin@acme.test" }
-
-[[companies.webhooks]]
-id = "ops"
-url = "https://hooks.acme.test/in"
-secret_file = "/etc/datacap/acme-hook.secret"
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-
-[[companies.members]]
-id = "bob"
-email = "bob@acme.test"
-seat = true
-recording_enabled = true
-
-[[companies]]
-id = "globex"
-name = "Globex <Ltd>"
-provider = "microsoft_365"
-connection_mode = "user_by_user"
-settings = { permission_given = true }
-
-[[companies.members]]
-id = "gil"
-email = "gil@globex.test"
-"#;
+const TENANTS: &str = include_str!("../../../tests/fixtures/web/tenants.toml");
 
 const OPERATOR: &str = "operator-token-0123456789";
 const ACME: &str = "acme-token-0123456789";

@@ -14,26 +14,7 @@ use datacap_worker::{
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-const TENANTS: &str = r#"
-[[companies]]
-id = "acme"
-name = "Acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
-credentials = { service_account_key_file = "/etc/datacap/acme.json" }
-
-[[companies.webhooks]]
-id = "ops"
-url = "http://127.0.0.1:9/never-called"
-secret_env = "DATACAP_TEST_NEVER_READ"
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-"#;
+const TENANTS: &str = include_str!("../../../../tests/fixtures/worker/retention-tenants.toml");
 
 /// Never asked: the retention pass polls nobody.
 struct NoCredentials;

@@ -211,28 +211,9 @@ async fn a_receiver_that_was_down_gets_every_change_once_in_order(backend: Backe
     let secret_file = dir.path().join("acme-hook.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let (receiver, url) = start_receiver().await;
-    let tenants = format!(
-        r#"
-[[companies]]
-id = "acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}
-credentials = {{ service_account_key_file = "/etc/datacap/acme.json" }}
-
-[[companies.webhooks]]
-id = "ops"
-url = "{url}"
-secret_file = "{}"
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-"#,
-        secret_file.display()
-    );
+    let tenants = include_str!("../../../../tests/fixtures/worker/webhooks-one-endpoint.toml")
+        .replace("@URL@", &url)
+        .replace("@SECRET_FILE@", &secret_file.display().to_string());
     let url = database(backend, dir.path()).await;
     let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
@@ -449,32 +430,10 @@ async fn an_unusable_secret_is_a_recorded_failure_naming_its_reference(backend: 
     let not_whsec = dir.path().join("plain.secret");
     std::fs::write(&not_whsec, "hunter2-not-a-webhook-secret\n").unwrap();
     let missing = dir.path().join("missing.secret");
-    let tenants = format!(
-        r#"
-[[companies]]
-id = "acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}
-credentials = {{ service_account_key_file = "/etc/datacap/acme.json" }}
-
-[[companies.webhooks]]
-id = "missing"
-url = "{url}"
-secret_file = "{}"
-
-[[companies.webhooks]]
-id = "plain"
-url = "{url}"
-secret_file = "{}"
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-"#,
-        missing.display(),
-        not_whsec.display()
-    );
+    let tenants = include_str!("../../../../tests/fixtures/worker/webhooks-unusable-secrets.toml")
+        .replace("@URL@", &url)
+        .replace("@MISSING_SECRET_FILE@", &missing.display().to_string())
+        .replace("@PLAIN_SECRET_FILE@", &not_whsec.display().to_string());
     let database_url = database(backend, dir.path()).await;
     let store = Store::connect(&database_url, StoreOptions::default())
         .await
