@@ -2,7 +2,7 @@
 //! machine's server, dropped at the end) and reads of whichever database a [`Harness`]
 //! points the binary at, for counts and failure messages.
 
-use super::Harness;
+use super::{Harness, block_on};
 
 pub const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -37,11 +37,7 @@ impl TestDatabase {
 }
 
 pub fn try_psql(sql: &str) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         use sqlx::Connection;
         let mut connection = sqlx::PgConnection::connect(POSTGRES_ADMIN)
             .await
@@ -66,11 +62,7 @@ impl Harness {
     /// One number from the database the binary uses.
     pub fn count(&self, sql: &str) -> i64 {
         let url = self.database_url().to_owned();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        block_on(async {
             use sqlx::Connection;
             if url.starts_with("postgres") {
                 let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -93,11 +85,7 @@ impl Harness {
     /// One text column of every row from the database the binary uses (for failure messages).
     pub fn texts(&self, sql: &str) -> Vec<String> {
         let url = self.database_url().to_owned();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        block_on(async {
             use sqlx::Connection;
             let query = sqlx::AssertSqlSafe(sql.to_owned());
             let rows: Vec<(String,)> = if url.starts_with("postgres") {
