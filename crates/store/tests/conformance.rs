@@ -19,6 +19,9 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+#[path = "support/attempt.rs"]
+mod support;
+
 const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
 
 #[derive(Clone, Copy, Debug)]
@@ -167,27 +170,15 @@ async fn applied(backend: Backend) -> TestDb {
     db
 }
 
+/// [`support::attempt`] as these tests record it: started two seconds before `at`, a
+/// `backendError` when it failed, a request id, and a cursor when it succeeded.
 fn attempt(member: &str, channel: Channel, outcome: Outcome, at: OffsetDateTime) -> AttemptRecord {
     AttemptRecord {
-        attempt_id: Uuid::now_v7(),
-        member_id: member.to_owned(),
-        channel,
         started_at: at - Duration::seconds(2),
-        finished_at: at,
-        outcome,
-        http_status: Some(if outcome == Outcome::Success {
-            200
-        } else {
-            503
-        }),
         provider_error_code: (outcome != Outcome::Success).then(|| "backendError".to_owned()),
-        provider_error_message: None,
         provider_request_id: Some("req-1".to_owned()),
-        email_items: Vec::new(),
-        calendar_items: Vec::new(),
         next_cursor: (outcome == Outcome::Success).then(|| format!("cursor-{at}")),
-        next_due_at: at + Duration::minutes(5),
-        lease_owner: None,
+        ..support::attempt(member, channel, outcome, at)
     }
 }
 

@@ -21,6 +21,9 @@ use sha2::Digest;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
+#[path = "../../store/tests/support/attempt.rs"]
+mod support;
+
 const TENANTS: &str = include_str!("../../../tests/fixtures/web/tenants.toml");
 
 const OPERATOR: &str = "operator-token-0123456789";
@@ -116,29 +119,12 @@ impl Drop for Harness {
     }
 }
 
+/// `member`'s email attempt (the store tests' plain one), a `backendError` when it failed.
 fn attempt(member: &str, outcome: Outcome, at: OffsetDateTime) -> AttemptRecord {
-    let ok = outcome == Outcome::Success;
     AttemptRecord {
-        attempt_id: uuid_v7(),
-        member_id: member.to_owned(),
-        channel: Channel::Email,
-        started_at: at - Duration::seconds(1),
-        finished_at: at,
-        outcome,
-        http_status: Some(if ok { 200 } else { 503 }),
-        provider_error_code: (!ok).then(|| "backendError".to_owned()),
-        provider_error_message: None,
-        provider_request_id: None,
-        email_items: Vec::new(),
-        calendar_items: Vec::new(),
-        next_cursor: None,
-        next_due_at: at + Duration::minutes(5),
-        lease_owner: None,
+        provider_error_code: (outcome != Outcome::Success).then(|| "backendError".to_owned()),
+        ..support::attempt(member, Channel::Email, outcome, at)
     }
-}
-
-fn uuid_v7() -> uuid::Uuid {
-    uuid::Uuid::now_v7()
 }
 
 async fn harness_with(state_ttl: Duration) -> Harness {

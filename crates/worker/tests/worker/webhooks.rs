@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use datacap_core::{Channel, Outcome};
+use datacap_core::Outcome;
 use datacap_store::{AttemptRecord, SecretRef, Store, StoreOptions, WriteOptions, parse_tenants};
 use datacap_worker::{WebhookConfig, WebhookDeliverer, WebhookSecrets};
 use hmac::{Hmac, Mac};
@@ -24,6 +24,8 @@ use sqlx::Connection;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::support::attempt;
 
 /// The Standard Webhooks specification's example secret (24 bytes after `whsec_`).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -168,30 +170,6 @@ async fn database(backend: Backend, dir: &std::path::Path) -> String {
                 .map_or(admin.as_str(), |(base, _)| base);
             format!("{base}/{name}")
         }
-    }
-}
-
-fn attempt(outcome: Outcome, at: OffsetDateTime) -> AttemptRecord {
-    AttemptRecord {
-        attempt_id: Uuid::now_v7(),
-        member_id: "ana".to_owned(),
-        channel: Channel::Email,
-        started_at: at - Duration::seconds(1),
-        finished_at: at,
-        outcome,
-        http_status: Some(if outcome == Outcome::Success {
-            200
-        } else {
-            503
-        }),
-        provider_error_code: None,
-        provider_error_message: None,
-        provider_request_id: None,
-        email_items: Vec::new(),
-        calendar_items: Vec::new(),
-        next_cursor: None,
-        next_due_at: at + Duration::minutes(5),
-        lease_owner: None,
     }
 }
 
