@@ -12,9 +12,11 @@ use std::process::{Command, Output};
 use datacap_core::MemberConnection;
 use datacap_store::{EncryptionKey, Store, StoreOptions, parse_tenants};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::Connection;
 
-use crate::harness::{admin_url, assert_printed_lines, datacap, free_port, repo_file};
+use crate::harness::{assert_printed_lines, datacap, free_port, repo_file};
+
+#[path = "../../crates/store/tests/support/postgres.rs"]
+mod postgres;
 
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
@@ -170,44 +172,6 @@ fn key(id: &str, text: &str) -> EncryptionKey {
     EncryptionKey::parse(id, &SecretString::from(text.to_owned())).unwrap()
 }
 
-/// A fresh PostgreSQL database, dropped at the end.
-struct PostgresDb {
-    url: String,
-    name: String,
-}
-
-impl PostgresDb {
-    async fn new() -> PostgresDb {
-        let admin = admin_url();
-        let name = format!("datacap_rotate_{}", uuid::Uuid::new_v4().simple());
-        on_admin(format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|error| panic!("postgresql is required at {admin}: {error}"));
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(base, _)| base);
-        PostgresDb {
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-
-    async fn drop_database(self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = on_admin(sql).await;
-    }
-}
-
-/// Runs `sql` on the server's admin database ([`admin_url`]).
-async fn on_admin(sql: String) -> Result<(), sqlx::Error> {
-    let mut connection = sqlx::PgConnection::connect(&admin_url()).await?;
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&mut connection)
-        .await?;
-    connection.close().await.ok();
-    Ok(())
-}
-
 /// Two members with stored refresh tokens under key "k1", then `datacap rotate-key` to
 /// "k2": both open with k2 only, the old key no longer starts the daemon's check for them,
 /// and a second run changes nothing.
@@ -308,9 +272,9 @@ async fn rotate_key_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_key_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let db = PostgresDb::new().await;
-    rotate_key_round_trip(&db.url, dir.path()).await;
-    db.drop_database().await;
+    let (name, url) = postgres::create_database("datacap_rotate").await;
+    rotate_key_round_trip(&url, dir.path()).await;
+    let _ = postgres::drop_database(&name).await;
 }
 
 // ---------------------------------------------------------------------------------------

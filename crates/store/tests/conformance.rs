@@ -14,13 +14,14 @@ use datacap_store::{
     Job, SecretRef, Store, StoreError, StoreOptions, WebhookTry, WriteOptions, parse_tenants,
 };
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::Connection;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
 #[path = "support/attempt.rs"]
 mod support;
+
+#[path = "support/postgres.rs"]
+mod test_postgres;
 
 const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
 
@@ -45,16 +46,6 @@ enum Raw {
     Postgres(sqlx::PgPool),
 }
 
-fn admin_url() -> String {
-    std::env::var("DATACAP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn database_url(admin: &str, name: &str) -> String {
-    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-    format!("{base}/{name}")
-}
-
 impl TestDb {
     async fn new(backend: Backend) -> TestDb {
         let (url, dir, postgres_name) = match backend {
@@ -64,17 +55,8 @@ impl TestDb {
                 (format!("sqlite://{}", path.display()), Some(dir), None)
             }
             Backend::Postgres => {
-                let admin = admin_url();
-                let name = format!("datacap_test_{}", Uuid::new_v4().simple());
-                let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|error| {
-                    panic!("postgresql is required for the conformance suite at DATACAP_TEST_POSTGRES_URL ({admin}): {error}")
-                });
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut connection)
-                    .await
-                    .expect("create test database");
-                connection.close().await.ok();
-                (database_url(&admin, &name), None, Some(name))
+                let (name, url) = test_postgres::create_database("datacap_test").await;
+                (url, None, Some(name))
             }
         };
         let store = Store::connect(&url, StoreOptions::default())
@@ -148,14 +130,7 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut connection)
-                        .await;
-                }
-            });
+            let _ = runtime.block_on(test_postgres::drop_database(&name));
         })
         .join();
     }

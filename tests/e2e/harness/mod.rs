@@ -42,7 +42,7 @@ pub fn repo_file(path: &str) -> PathBuf {
 
 /// Runs `future` to its end on a current-thread runtime of its own (the tests are sync:
 /// database reads, browser sessions).
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,15 +99,16 @@ impl Harness {
             Some(database) => database.url.clone(),
             None => format!("sqlite://{}", dir.path().join("datacap.sqlite").display()),
         };
+        // Everything is due again a second after it ran (a run polls each job once).
+        let second = "1s".to_owned();
         let env = sim::with_sim_env(
             sim.endpoints().clone(),
             [
                 ("DATACAP_DATABASE__URL", url),
-                // Everything is due again a second after it ran (a run polls each job once).
-                ("DATACAP_WORKER__EMAIL_INTERVAL", "1s".to_owned()),
-                ("DATACAP_WORKER__CALENDAR_INTERVAL", "1s".to_owned()),
-                ("DATACAP_WORKER__BACKOFF_BASE", "1s".to_owned()),
-                ("DATACAP_WORKER__BACKOFF_CAP", "1s".to_owned()),
+                ("DATACAP_WORKER__EMAIL_INTERVAL", second.clone()),
+                ("DATACAP_WORKER__CALENDAR_INTERVAL", second.clone()),
+                ("DATACAP_WORKER__BACKOFF_BASE", second.clone()),
+                ("DATACAP_WORKER__BACKOFF_CAP", second),
                 ("DATACAP_HTTP__LISTEN", "127.0.0.1:0".to_owned()),
                 ("FABRIKAM_SECRET", "fabrikam-secret".to_owned()),
             ],

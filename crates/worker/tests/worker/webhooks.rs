@@ -15,17 +15,15 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use datacap_core::Outcome;
-use datacap_store::{AttemptRecord, SecretRef, Store, StoreOptions, WriteOptions, parse_tenants};
+use datacap_store::{SecretRef, Store, StoreOptions, WriteOptions, parse_tenants};
 use datacap_worker::{WebhookConfig, WebhookDeliverer, WebhookSecrets};
 use hmac::{Hmac, Mac};
 use secrecy::SecretString;
 use sha2::Sha256;
-use sqlx::Connection;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::support::attempt;
+use crate::support::{attempt, postgres};
 
 /// The Standard Webhooks specification's example secret (24 bytes after `whsec_`).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -154,22 +152,7 @@ enum Backend {
 async fn database(backend: Backend, dir: &std::path::Path) -> String {
     match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.join("datacap.sqlite").display()),
-        Backend::Postgres => {
-            let admin = std::env::var("DATACAP_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-            let name = format!("datacap_test_{}", Uuid::new_v4().simple());
-            let mut connection = sqlx::PgConnection::connect(&admin)
-                .await
-                .unwrap_or_else(|error| panic!("postgresql is required at {admin}: {error}"));
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut connection)
-                .await
-                .expect("create test database");
-            let base = admin
-                .rsplit_once('/')
-                .map_or(admin.as_str(), |(base, _)| base);
-            format!("{base}/{name}")
-        }
+        Backend::Postgres => postgres::create_database("datacap_test").await.1,
     }
 }
 
@@ -375,17 +358,10 @@ async fn try_counts(url: &str) -> TryCounts {
 
 /// Drops a PostgreSQL test database (a SQLite file goes with its directory).
 async fn drop_database(url: &str) {
-    let Some((base, name)) = url.rsplit_once('/') else {
-        return;
-    };
-    if !url.starts_with("postgres") {
-        return;
-    }
-    if let Ok(mut connection) = sqlx::PgConnection::connect(&format!("{base}/postgres")).await {
-        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut connection)
-            .await;
+    if let Some((_, name)) = url.rsplit_once('/')
+        && url.starts_with("postgres")
+    {
+        let _ = postgres::drop_database(name).await;
     }
 }
 
