@@ -1,6 +1,7 @@
 //! The sim scenarios and the matching tenants files the end-to-end tests run: company-wide
 //! Google and Microsoft tenants with one member per answer we check ([`SCENARIO`]),
-//! user-by-user ones ([`USER_BY_USER_SCENARIO`]), and generated ones with many members.
+//! user-by-user ones ([`USER_BY_USER_SCENARIO`]), both read from tests/fixtures/e2e, and
+//! generated ones with many members.
 
 use std::path::Path;
 
