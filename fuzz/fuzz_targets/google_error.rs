@@ -7,6 +7,8 @@ use datacap_google::fuzz;
 use datacap_google::errors::{Api, Grant};
 use libfuzzer_sys::fuzz_target;
 
+mod error_input;
+
 const APIS: [Api; 6] = [
     Api::GmailProfile,
     Api::GmailMessagesList,
@@ -20,15 +22,10 @@ const GRANTS: [Grant; 3] = [Grant::Delegation, Grant::Refresh, Grant::Code];
 const STATUSES: [u16; 10] = [400, 401, 403, 404, 409, 410, 429, 500, 502, 503];
 
 fuzz_target!(|data: &[u8]| {
-    let [selector, status, raw_status, body @ ..] = data else {
+    let Some((selector, status, body)) = error_input::split(data, &STATUSES) else {
         return;
     };
-    let status = if raw_status & 1 == 0 {
-        STATUSES[usize::from(*status) % STATUSES.len()]
-    } else {
-        u16::from_be_bytes([*status, *raw_status])
-    };
-    let selector = usize::from(*selector);
+    let selector = usize::from(selector);
     if selector < 128 {
         fuzz::api_error(APIS[selector % APIS.len()], status, body);
     } else {

@@ -7,17 +7,14 @@
 use datacap_microsoft::fuzz;
 use libfuzzer_sys::fuzz_target;
 
+mod error_input;
+
 /// The statuses Graph and Entra answer with, so the fuzzer need not guess them.
 const STATUSES: [u16; 10] = [400, 401, 403, 404, 409, 410, 429, 500, 503, 504];
 
 fuzz_target!(|data: &[u8]| {
-    let [selector, status, raw_status, body @ ..] = data else {
+    let Some((selector, status, body)) = error_input::split(data, &STATUSES) else {
         return;
-    };
-    let status = if raw_status & 1 == 0 {
-        STATUSES[usize::from(*status) % STATUSES.len()]
-    } else {
-        u16::from_be_bytes([*status, *raw_status])
     };
     match selector % 3 {
         0 => fuzz::graph_error(status, body),

@@ -65,6 +65,15 @@ def reason(error):
     return error.resp.status, body["error"]["errors"][0]["reason"], body
 
 
+def refusal(call, what):
+    """Executes `call`, which the sim must refuse: the answer's status, reason and body."""
+    try:
+        call.execute()
+    except HttpError as error:
+        return reason(error)
+    raise AssertionError(what)
+
+
 def request():
     session = requests.Session()
     session.verify = CA
@@ -139,20 +148,16 @@ def gmail_history():
 @case("gmail: delegation denied for another user's mailbox; scope errors parse")
 def gmail_errors():
     api = gmail(delegated("ada@acme.example", [GMAIL]))
-    try:
-        api.users().getProfile(userId="grace@acme.example").execute()
-        check(False, "another mailbox is refused")
-    except HttpError as error:
-        status, why, body = reason(error)
-        check((status, why) == (403, "forbidden"), body)
+    status, why, body = refusal(
+        api.users().getProfile(userId="grace@acme.example"), "another mailbox is refused"
+    )
+    check((status, why) == (403, "forbidden"), body)
     cal_only = gmail(delegated("ada@acme.example", [CALENDAR]))
-    try:
-        cal_only.users().getProfile(userId="me").execute()
-        check(False, "a calendar token cannot read Gmail")
-    except HttpError as error:
-        status, why, body = reason(error)
-        check((status, why) == (403, "insufficientPermissions"), body)
-        check(body["error"]["details"][0]["reason"] == "ACCESS_TOKEN_SCOPE_INSUFFICIENT", body)
+    status, why, body = refusal(
+        cal_only.users().getProfile(userId="me"), "a calendar token cannot read Gmail"
+    )
+    check((status, why) == (403, "insufficientPermissions"), body)
+    check(body["error"]["details"][0]["reason"] == "ACCESS_TOKEN_SCOPE_INSUFFICIENT", body)
 
 
 @case("calendar: full pass with list_next, nextSyncToken on the last page, incremental, 410")
@@ -175,13 +180,11 @@ def calendar_sync():
     changes = api.events().list(calendarId="primary", syncToken=sync).execute()
     statuses = sorted(e["status"] for e in changes["items"])
     check(statuses == ["cancelled", "confirmed"], changes)
-    try:
-        api.events().list(calendarId="primary", syncToken=sync,
-                          timeMin="2026-01-01T00:00:00Z").execute()
-        check(False, "syncToken with timeMin is a 400")
-    except HttpError as error:
-        status, why, body = reason(error)
-        check((status, why) == (400, "syncTokenWithRequestRestrictions"), body)
+    status, why, body = refusal(
+        api.events().list(calendarId="primary", syncToken=sync, timeMin="2026-01-01T00:00:00Z"),
+        "syncToken with timeMin is a 400",
+    )
+    check((status, why) == (400, "syncTokenWithRequestRestrictions"), body)
     try:
         api.events().list(calendarId="primary", orderBy="startTime").execute()
         check(False, "orderBy=startTime without singleEvents is a 400")

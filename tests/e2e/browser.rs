@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 
 use crate::harness::Demo;
-use crate::harness::browser::{Chromedriver, browser_installed, screenshot_path, sign_in};
+use crate::harness::browser::{
+    Chromedriver, browser_installed, click, screenshot_path, sign_in, wait_for,
+};
 
 /// Where .ci/run installs axe-core (`DATACAP_AXE_JS` overrides).
 const AXE_JS: &str = "/var/tmp/datacap-axe/node_modules/axe-core/axe.min.js";
@@ -196,21 +198,13 @@ fn team_members_page_in_headless_chromium() {
         client.find(Locator::Id("token")).await.expect("sign-in form");
         check_page(&client, &axe, "sign-in", &mut serious).await;
         sign_in(&client, token.trim()).await;
-        client
-            .wait()
-            .for_element(Locator::Css("a[href='/companies/globex/members']"))
-            .await
-            .expect("the operator's index lists globex");
+        wait_for(&client, Locator::Css("a[href='/companies/globex/members']")).await;
         check_page(&client, &axe, "companies", &mut serious).await;
         client
             .goto(&format!("{base}/companies/globex/members"))
             .await
             .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Id("members"))
-            .await
-            .expect("the members table");
+        wait_for(&client, Locator::Id("members")).await;
         check_page(&client, &axe, "team-members", &mut serious).await;
 
         // Screenshots of the page as it loads: banners, filters and the first rows.
@@ -392,18 +386,8 @@ fn team_members_page_in_headless_chromium() {
             .select_by_value("red")
             .await
             .unwrap();
-        client
-            .find(Locator::Css("form.filters button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Css("#color option[value='red'][selected]"))
-            .await
-            .expect("the filtered page");
+        click(&client, Locator::Css("form.filters button")).await;
+        wait_for(&client, Locator::Css("#color option[value='red'][selected]")).await;
         assert!(client.current_url().await.unwrap().as_str().contains("color=red"));
         let rows = client.find_all(Locator::Css("#members tbody tr")).await.unwrap();
         assert!(!rows.is_empty());
@@ -427,18 +411,8 @@ fn team_members_page_in_headless_chromium() {
             .goto(&format!("{base}/companies/globex/members"))
             .await
             .unwrap();
-        client
-            .find(Locator::Css("a[href='/companies/globex/members/policy']"))
-            .await
-            .expect("a link to the member's page")
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Id("history"))
-            .await
-            .expect("the member's page");
+        click(&client, Locator::Css("a[href='/companies/globex/members/policy']")).await;
+        wait_for(&client, Locator::Id("history")).await;
         let email = client
             .find(Locator::Css("#icons tr[data-icon='email']"))
             .await
@@ -466,29 +440,15 @@ fn team_members_page_in_headless_chromium() {
         check_page(&client, &axe, "member", &mut serious).await;
         screenshot(&client, "member", NARROW).await;
         screenshot(&client, "member", WIDE).await;
-        client
-            .find(Locator::Css("#operator button"))
-            .await
-            .expect("the operator's action")
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Id("resynced"))
-            .await
-            .expect("the resync is confirmed");
+        click(&client, Locator::Css("#operator button")).await;
+        wait_for(&client, Locator::Id("resynced")).await;
 
         // A user-by-user member's page carries their grant state and a connect link.
         client
             .goto(&format!("{base}/companies/initech/members/revoked"))
             .await
             .unwrap();
-        let connection = client
-            .wait()
-            .for_element(Locator::Id("connection"))
-            .await
-            .expect("the connection section");
+        let connection = wait_for(&client, Locator::Id("connection")).await;
         assert!(connection.attr("data-connection").await.unwrap().is_some());
 
         // A yellow icon no banner explains says what is wrong in its row: peter asked for
@@ -529,11 +489,7 @@ fn team_members_page_in_headless_chromium() {
             .goto(&format!("{base}/companies/globex/members"))
             .await
             .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Id("members"))
-            .await
-            .unwrap();
+        wait_for(&client, Locator::Id("members")).await;
         let admin_email = "tr[data-member='admin'] .icon[data-icon='email']";
         let before = client.find(Locator::Css(admin_email)).await.unwrap();
         assert_eq!(before.attr("data-color").await.unwrap().as_deref(), Some("green"));

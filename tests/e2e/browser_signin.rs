@@ -12,8 +12,10 @@
 
 use fantoccini::Locator;
 
-use crate::harness::Demo;
-use crate::harness::browser::{Chromedriver, browser_installed, screenshot_path, sign_in};
+use crate::harness::browser::{
+    Chromedriver, browser_installed, click, screenshot_path, sign_in, wait_for,
+};
+use crate::harness::{Demo, block_on};
 
 #[test]
 fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
@@ -23,22 +25,14 @@ fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
     let demo = Demo::start();
     let token = &demo.token;
     let driver = Chromedriver::start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let client = driver.session().await;
         let base = demo.base();
 
         // Signed out, a filtered page: the sign-in form, then that very page.
         let deep = format!("{base}/companies/initech/members?color=yellow");
         client.goto(&deep).await.unwrap();
-        client
-            .wait()
-            .for_element(Locator::Id("token"))
-            .await
-            .expect("the sign-in form");
+        wait_for(&client, Locator::Id("token")).await;
         assert!(
             client
                 .current_url()
@@ -49,26 +43,12 @@ fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
             "sent to sign-in"
         );
         sign_in(&client, token.trim()).await;
-        client
-            .wait()
-            .for_element(Locator::Id("members"))
-            .await
-            .expect("the members table");
+        wait_for(&client, Locator::Id("members")).await;
         assert_eq!(client.current_url().await.unwrap().as_str(), deep);
 
         // The "not connected" banner leads to the reminders page.
-        client
-            .find(Locator::Css("a.remind"))
-            .await
-            .expect("the banner's reminder link")
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Id("reminders"))
-            .await
-            .expect("the list of members to remind");
+        click(&client, Locator::Css("a.remind")).await;
+        wait_for(&client, Locator::Id("reminders")).await;
         assert_eq!(
             client.current_url().await.unwrap().as_str(),
             format!("{base}/companies/initech/reminders")
@@ -91,11 +71,7 @@ fn a_deep_link_signs_in_to_its_page_and_admins_reach_the_reminders() {
             .goto(&format!("{base}/connect/google/start?invite=broken"))
             .await
             .unwrap();
-        let result = client
-            .wait()
-            .for_element(Locator::Id("connect-result"))
-            .await
-            .expect("the connect result page");
+        let result = wait_for(&client, Locator::Id("connect-result")).await;
         assert_eq!(
             result.attr("data-outcome").await.unwrap().as_deref(),
             Some("refused")

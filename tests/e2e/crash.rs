@@ -276,18 +276,9 @@ fn crash_and_restart(postgres: bool) {
         tail(&daemon.logs())
     );
     let status = h.status();
-    for member in google_ids() {
-        assert_eq!(
-            reasons(&status, "globex", &member),
-            ("importing".to_owned(), "importing".to_owned())
-        );
-    }
-    for member in microsoft_ids() {
-        assert_eq!(
-            reasons(&status, "fabrikam", &member),
-            ("importing".to_owned(), "importing".to_owned())
-        );
-    }
+    let importing = ("importing", "importing");
+    assert_reasons(&status, "globex", &google_ids(), importing, "");
+    assert_reasons(&status, "fabrikam", &microsoft_ids(), importing, "");
     eprintln!(
         "crash test on {backend}: seed {seed}, {runs} kills ({killed_with_work_done} after some attempts were written), \
          {} items, {} attempts, {:.1} s",

@@ -388,11 +388,7 @@ fn sqlite_busy_for_seconds_is_not_a_member_failure() {
     first_round(&h, &daemon);
     // Another process (this test) takes the write lock and keeps it for 8 s.
     let url = h.database_url().to_owned();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         use sqlx::Connection;
         let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
         sqlx::query("BEGIN EXCLUSIVE")
@@ -709,22 +705,10 @@ fn refused_directory_check(postgres: bool) {
         json!({"tenant": "globex", "user": "g00@globex.example",
                "fault": "directory_not_authorized", "times": 1000}),
     );
-    let output = h.command(&[], &["run", "--once"]).output().unwrap();
-    let summary = ok(&output);
-    let logs = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        summary.starts_with("polled 6 member-channels"),
-        "{summary}\n{}",
-        tail(&logs)
-    );
+    let (_, logs) = h.run_once_polling(6);
     let status = h.status();
-    for member in &members {
-        assert_eq!(
-            reasons(&status, "globex", member),
-            ("importing".to_owned(), "importing".to_owned()),
-            "globex/{member}: a refused Directory check must not block working imports"
-        );
-    }
+    let why = ": a refused Directory check must not block working imports";
+    assert_reasons(&status, "globex", &members, ("importing", "importing"), why);
     assert!(
         h.sim_faults_fired("DirectoryNotAuthorized") >= 2,
         "the check was refused"
@@ -927,13 +911,7 @@ fn catalogue_sample(postgres: bool) {
     for (member, name, endpoint, ..) in &microsoft_rows {
         fault("fabrikam", &at(member, "fabrikam"), name, endpoint);
     }
-    let output = h.command(&[], &["run", "--once"]).output().unwrap();
-    let summary = ok(&output);
-    assert!(
-        summary.starts_with("polled 30 member-channels"),
-        "{summary}\n{}",
-        tail(&String::from_utf8_lossy(&output.stderr))
-    );
+    h.run_once_polling(30);
     let status = h.status();
     let mut wrong = Vec::new();
     let rows = google_rows
@@ -966,23 +944,10 @@ fn catalogue_sample(postgres: bool) {
     let output = h.command(&[], &["run", "--once"]).output().unwrap();
     ok(&output);
     let status = h.status();
-    for member in &microsoft {
-        assert_eq!(
-            reasons(&status, "fabrikam", member),
-            (
-                "app_credential_invalid".to_owned(),
-                "app_credential_invalid".to_owned()
-            ),
-            "fabrikam/{member}"
-        );
-    }
-    for member in &google {
-        assert_eq!(
-            reasons(&status, "globex", member),
-            ("importing".to_owned(), "importing".to_owned()),
-            "globex/{member}: its faults are cleared and it is polled again"
-        );
-    }
+    let invalid = ("app_credential_invalid", "app_credential_invalid");
+    assert_reasons(&status, "fabrikam", &microsoft, invalid, "");
+    let why = ": its faults are cleared and it is polled again";
+    assert_reasons(&status, "globex", &google, ("importing", "importing"), why);
     assert!(
         h.sim_faults_fired("aadsts:7000222") >= 1,
         "the catalogue entry answered"

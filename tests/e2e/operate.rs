@@ -12,9 +12,11 @@ use std::process::{Command, Output};
 use datacap_core::MemberConnection;
 use datacap_store::{EncryptionKey, Store, StoreOptions, parse_tenants};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::Connection;
 
-use crate::harness::{admin_url, datacap, free_port, repo_file};
+use crate::harness::{assert_printed_lines, datacap, free_port, repo_file};
+
+#[path = "../../crates/store/tests/support/postgres.rs"]
+mod postgres;
 
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
@@ -115,10 +117,9 @@ fn check_config_lists_every_problem_with_its_line() {
     );
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let printed = stdout(&output);
-    let lines: Vec<&str> = printed.lines().collect();
     let config = config.display().to_string();
     let tenants = tenants.display().to_string();
-    for expected in [
+    let expected = [
         format!("{config}:7: htpp: unknown section"),
         format!("{config}:2: database.url: unsupported database url scheme \"mysql\""),
         format!("{config}:5: worker.lease: \"soon\" is not a duration"),
@@ -131,13 +132,8 @@ fn check_config_lists_every_problem_with_its_line() {
             "{tenants}:10: companies[0].members[0].seat: invalid type: string \"yes\", expected a boolean"
         ),
         format!("{tenants}:13: companies[0].members[1].id: member id \"ana\" appears twice"),
-    ] {
-        assert!(
-            lines.iter().any(|line| line.starts_with(&expected)),
-            "no line starts with {expected:?}:\n{printed}"
-        );
-    }
-    assert_eq!(lines.len(), 8, "{printed}");
+    ];
+    assert_printed_lines(&printed, 8, &expected);
     // Secrets never appear, not even a password in a bad url or an inline secret.
     assert!(
         !printed.contains("hunter2") && !printed.contains("s3cret"),
@@ -167,64 +163,13 @@ fn check_config_reports_a_syntax_error_and_a_missing_file() {
 // ---------------------------------------------------------------------------------------
 // rotate-key
 
-const TENANTS: &str = r#"
-[[companies]]
-id = "globex"
-provider = "microsoft_365"
-connection_mode = "user_by_user"
-settings = { permission_given = true }
-
-[[companies.members]]
-id = "gil"
-email = "gil@globex.test"
-
-[[companies.members]]
-id = "hal"
-email = "hal@globex.test"
-"#;
+const TENANTS: &str = include_str!("../fixtures/e2e/rotate-key-tenants.toml");
 
 const OLD_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const NEW_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 
 fn key(id: &str, text: &str) -> EncryptionKey {
     EncryptionKey::parse(id, &SecretString::from(text.to_owned())).unwrap()
-}
-
-/// A fresh PostgreSQL database, dropped at the end.
-struct PostgresDb {
-    url: String,
-    name: String,
-}
-
-impl PostgresDb {
-    async fn new() -> PostgresDb {
-        let admin = admin_url();
-        let name = format!("datacap_rotate_{}", uuid::Uuid::new_v4().simple());
-        let mut connection = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|error| panic!("postgresql is required at {admin}: {error}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut connection)
-            .await
-            .expect("create database");
-        connection.close().await.ok();
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(base, _)| base);
-        PostgresDb {
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-
-    async fn drop_database(self) {
-        if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url()).await {
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut connection)
-                .await;
-        }
-    }
 }
 
 /// Two members with stored refresh tokens under key "k1", then `datacap rotate-key` to
@@ -264,30 +209,13 @@ async fn rotate_key_round_trip(url: &str, dir: &Path) {
         ("DATACAP_ENCRYPTION__KEY_ID", "k1"),
         ("DATACAP_KEY", OLD_KEY),
     ];
+    let rotate =
+        |env: &[(&str, &str)], args: &[&str]| datacap(dir, env, &[&["rotate-key"], args].concat());
+    let key_file = key_file.to_str().unwrap();
     // The same id again is refused before anything is touched.
-    let output = datacap(
-        dir,
-        &env,
-        &[
-            "rotate-key",
-            "--new-key-id",
-            "k1",
-            "--new-key-file",
-            key_file.to_str().unwrap(),
-        ],
-    );
+    let output = rotate(&env, &["--new-key-id", "k1", "--new-key-file", key_file]);
     assert!(!output.status.success(), "{}", describe(&output));
-    let output = datacap(
-        dir,
-        &env,
-        &[
-            "rotate-key",
-            "--new-key-id",
-            "k2",
-            "--new-key-file",
-            key_file.to_str().unwrap(),
-        ],
-    );
+    let output = rotate(&env, &["--new-key-id", "k2", "--new-key-file", key_file]);
     assert!(output.status.success(), "{}", describe(&output));
     let printed = stdout(&output);
     assert!(
@@ -321,16 +249,9 @@ async fn rotate_key_round_trip(url: &str, dir: &Path) {
     // Again, now with the new key in the environment: nothing left to re-seal.
     let mut env = env.to_vec();
     env.push(("DATACAP_NEW", NEW_KEY));
-    let output = datacap(
-        dir,
+    let output = rotate(
         &env,
-        &[
-            "rotate-key",
-            "--new-key-id",
-            "k2",
-            "--new-key-env",
-            "DATACAP_NEW",
-        ],
+        &["--new-key-id", "k2", "--new-key-env", "DATACAP_NEW"],
     );
     assert!(output.status.success(), "{}", describe(&output));
     assert!(
@@ -351,9 +272,9 @@ async fn rotate_key_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_key_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let db = PostgresDb::new().await;
-    rotate_key_round_trip(&db.url, dir.path()).await;
-    db.drop_database().await;
+    let (name, url) = postgres::create_database("datacap_rotate").await;
+    rotate_key_round_trip(&url, dir.path()).await;
+    let _ = postgres::drop_database(&name).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -370,7 +291,8 @@ fn poll_member_makes_its_channels_due_now() {
     let output = datacap(dir.path(), &env, &["apply", &example]);
     assert!(output.status.success(), "{}", describe(&output));
 
-    let output = datacap(dir.path(), &env, &["poll", "--member", "ana"]);
+    let poll = |args: &[&str]| datacap(dir.path(), &env, &[&["poll", "--member"], args].concat());
+    let output = poll(&["ana"]);
     assert!(output.status.success(), "{}", describe(&output));
     assert!(
         stdout(&output).starts_with(
@@ -379,29 +301,21 @@ fn poll_member_makes_its_channels_due_now() {
         "{}",
         describe(&output)
     );
-    let output = datacap(
-        dir.path(),
-        &env,
-        &["poll", "--member", "ana", "--channel", "calendar"],
-    );
+    let output = poll(&["ana", "--channel", "calendar"]);
     assert!(
         stdout(&output).starts_with("member ana: calendar: 1 channel(s) due now"),
         "{}",
         describe(&output)
     );
 
-    let output = datacap(dir.path(), &env, &["poll", "--member", "nobody"]);
+    let output = poll(&["nobody"]);
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("unknown member \"nobody\""),
         "{}",
         describe(&output)
     );
-    let output = datacap(
-        dir.path(),
-        &env,
-        &["poll", "--member", "ana", "--channel", "fax"],
-    );
+    let output = poll(&["ana", "--channel", "fax"]);
     assert!(!output.status.success());
 }
 

@@ -12,6 +12,40 @@ fn failed(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).expect("utf-8 stderr")
 }
 
+/// Asserts that `text` contains each of `parts`.
+fn assert_contains_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} in {text}");
+    }
+}
+
+/// A SQLite file in a temp dir, migrated, with `config/tenants.example.toml` applied.
+struct Applied {
+    dir: tempfile::TempDir,
+    url: String,
+    /// The example tenants file's path.
+    example: String,
+    /// What `apply` printed.
+    stdout: String,
+}
+
+fn example_applied() -> Applied {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let env = [("DATACAP_DATABASE__URL", url.as_str())];
+    ok(&datacap(dir.path(), &env, &["migrate"]));
+    let example = repo_file("config/tenants.example.toml")
+        .display()
+        .to_string();
+    let stdout = ok(&datacap(dir.path(), &env, &["apply", &example]));
+    Applied {
+        dir,
+        url,
+        example,
+        stdout,
+    }
+}
+
 #[test]
 fn migrate_apply_status_on_a_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,26 +78,19 @@ fn migrate_apply_status_on_a_sqlite_file() {
     let acme = &companies[0];
     assert_eq!(acme["provider"], "google_workspace");
     assert_eq!(acme["banners"][0]["code"], "members_seat_missing");
-    for field in [
-        "code",
-        "color",
-        "count",
-        "provider",
-        "message",
-        "resolution",
-    ] {
+    for field in "code color count provider message resolution".split_whitespace() {
         assert!(!acme["banners"][0][field].is_null(), "banner.{field}");
     }
     let ana = &acme["members"][0];
     assert_eq!(ana["id"], "ana");
     assert_eq!(ana["email_address"], "ana@acme.example");
+    assert_eq!(ana["email"]["reason"], "awaiting_first_import");
     for channel in ["capture", "email", "calendar"] {
         for field in ["color", "reason", "message", "resolution", "since"] {
             assert!(ana[channel][field].is_string(), "{channel}.{field}");
         }
         assert!(ana[channel].get("last_attempt_id").is_some());
     }
-    assert_eq!(ana["email"]["reason"], "awaiting_first_import");
     assert_eq!(
         companies[1]["members"][0]["email"]["reason"],
         "member_not_connected"
@@ -99,14 +126,11 @@ fn a_bad_tenants_file_names_line_and_field_and_writes_nothing() {
     let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
     let env = [("DATACAP_DATABASE__URL", url.as_str())];
     ok(&datacap(dir.path(), &env, &["migrate"]));
+    let apply = |path: &Path| datacap(dir.path(), &env, &["apply", path.to_str().unwrap()]);
     let good = std::fs::read_to_string(repo_file("config/tenants.example.toml")).unwrap();
     let good_path = dir.path().join("good.toml");
     std::fs::write(&good_path, &good).unwrap();
-    ok(&datacap(
-        dir.path(),
-        &env,
-        &["apply", good_path.to_str().unwrap()],
-    ));
+    ok(&apply(&good_path));
     let before = ok(&datacap(dir.path(), &env, &["status", "--format", "json"]));
 
     // bob's address broken, a misspelt key, a bad provider, and a new company listed
@@ -124,11 +148,7 @@ fn a_bad_tenants_file_names_line_and_field_and_writes_nothing() {
     };
     let bad_path = dir.path().join("bad.toml");
     std::fs::write(&bad_path, &bad).unwrap();
-    let stderr = failed(&datacap(
-        dir.path(),
-        &env,
-        &["apply", bad_path.to_str().unwrap()],
-    ));
+    let stderr = failed(&apply(&bad_path));
     let file = bad_path.display();
     let mut expected = vec![
         (
@@ -166,11 +186,7 @@ fn a_bad_tenants_file_names_line_and_field_and_writes_nothing() {
     );
     let secret_path = dir.path().join("secret.toml");
     std::fs::write(&secret_path, &secret).unwrap();
-    let stderr = failed(&datacap(
-        dir.path(),
-        &env,
-        &["apply", secret_path.to_str().unwrap()],
-    ));
+    let stderr = failed(&apply(&secret_path));
     assert!(
         stderr.contains("companies[1].credentials.client_secret: inline secrets are not allowed"),
         "{stderr}"
@@ -277,14 +293,14 @@ fn migrate_checks_the_encryption_key() {
 
 #[test]
 fn webhook_endpoints_are_applied_listed_and_redelivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let Applied {
+        dir,
+        url,
+        example,
+        stdout,
+    } = example_applied();
     let env = [("DATACAP_DATABASE__URL", url.as_str())];
-    ok(&datacap(dir.path(), &env, &["migrate"]));
-    let example = repo_file("config/tenants.example.toml")
-        .display()
-        .to_string();
-    let stdout = ok(&datacap(dir.path(), &env, &["apply", &example]));
+    let run = |args: &[&str]| datacap(dir.path(), &env, args);
     assert!(
         stdout
             .trim_end()
@@ -311,7 +327,7 @@ fn webhook_endpoints_are_applied_listed_and_redelivered() {
     assert_eq!(ops["backlog"], 1);
     assert_eq!(ops["dead"], 0);
     assert!(ops["last_success_at"].is_null());
-    let table = ok(&datacap(dir.path(), &env, &["webhooks", "list"]));
+    let table = ok(&run(&["webhooks", "list"]));
     assert!(table.contains("acme") && table.contains("ops"), "{table}");
 
     // A bad endpoint: every problem named by line and field, nothing written.
@@ -331,19 +347,16 @@ fn webhook_endpoints_are_applied_listed_and_redelivered() {
         );
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, text).unwrap();
-    let stderr = failed(&datacap(
-        dir.path(),
-        &env,
-        &["apply", bad.to_str().unwrap()],
-    ));
-    for field in [
-        "companies[0].webhooks[0]: missing secret",
-        "companies[0].webhooks[0].url: \"ftp://hooks.acme.example/datacap\" is not an http:// or https:// url",
-        "companies[0].webhooks[0].secret: inline secrets are not allowed",
-        "companies[0].webhooks[0].events: unknown event `member.deleted`",
-    ] {
-        assert!(stderr.contains(field), "{field} in {stderr}");
-    }
+    let stderr = failed(&run(&["apply", bad.to_str().unwrap()]));
+    assert_contains_all(
+        &stderr,
+        &[
+            "companies[0].webhooks[0]: missing secret",
+            "companies[0].webhooks[0].url: \"ftp://hooks.acme.example/datacap\" is not an http:// or https:// url",
+            "companies[0].webhooks[0].secret: inline secrets are not allowed",
+            "companies[0].webhooks[0].events: unknown event `member.deleted`",
+        ],
+    );
     assert!(
         !stderr.contains("MfKQ9r8"),
         "the secret is never echoed: {stderr}"
@@ -351,52 +364,29 @@ fn webhook_endpoints_are_applied_listed_and_redelivered() {
     assert_eq!(list(dir.path()), before, "nothing written");
 
     // Redelivery: an unknown event is an error; nothing dead yet is zero.
-    let stderr = failed(&datacap(
-        dir.path(),
-        &env,
-        &["webhooks", "redeliver", "--event", "evt_unknown"],
-    ));
+    let redeliver = |args: &[&str]| run(&[&["webhooks", "redeliver"], args].concat());
+    let stderr = failed(&redeliver(&["--event", "evt_unknown"]));
     assert!(
         stderr.contains("event \"evt_unknown\": no delivery to send again"),
         "{stderr}"
     );
-    let stdout = ok(&datacap(
-        dir.path(),
-        &env,
-        &[
-            "webhooks",
-            "redeliver",
-            "--dead-since",
-            "2026-01-01T00:00:00Z",
-        ],
-    ));
+    let stdout = ok(&redeliver(&["--dead-since", "2026-01-01T00:00:00Z"]));
     assert!(
         stdout.starts_with("0 dead deliveries since 2026-01-01T00:00:00Z"),
         "{stdout}"
     );
-    let stderr = failed(&datacap(
-        dir.path(),
-        &env,
-        &["webhooks", "redeliver", "--dead-since", "yesterday"],
-    ));
+    let stderr = failed(&redeliver(&["--dead-since", "yesterday"]));
     assert!(stderr.contains("is not an RFC 3339 time"), "{stderr}");
 }
 
 #[test]
 fn status_of_one_member_shows_icons_history_and_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("datacap.sqlite").display());
+    let Applied { dir, url, .. } = example_applied();
     let env = [("DATACAP_DATABASE__URL", url.as_str())];
-    ok(&datacap(dir.path(), &env, &["migrate"]));
-    let example = repo_file("config/tenants.example.toml")
-        .display()
-        .to_string();
-    ok(&datacap(dir.path(), &env, &["apply", &example]));
-    let json: serde_json::Value = serde_json::from_str(&ok(&datacap(
-        dir.path(),
-        &env,
-        &["status", "--member", "bob", "--format", "json"],
-    )))
+    let run = |args: &[&str]| datacap(dir.path(), &env, args);
+    let json: serde_json::Value = serde_json::from_str(&ok(&run(&[
+        "status", "--member", "bob", "--format", "json",
+    ])))
     .expect("member json");
     assert_eq!(json["company_id"], "acme");
     assert_eq!(json["member"]["id"], "bob");
@@ -410,34 +400,32 @@ fn status_of_one_member_shows_icons_history_and_attempts() {
     );
     assert!(history.iter().all(|change| change["from_color"].is_null()));
     assert_eq!(json["attempts"], serde_json::json!([]));
-    let table = ok(&datacap(dir.path(), &env, &["status", "--member", "bob"]));
+    let table = ok(&run(&["status", "--member", "bob"]));
     assert!(
         table.starts_with("bob (bob@acme.example), company acme"),
         "{table}"
     );
-    assert!(
-        table.contains("capture   yellow seat_missing since "),
-        "{table}"
+    assert_contains_all(
+        &table,
+        &[
+            "capture   yellow seat_missing since ",
+            "email     gray awaiting_first_import since ",
+            "; no success yet",
+            "status history (newest first):",
+            "(first) -> yellow seat_missing",
+        ],
     );
-    assert!(
-        table.contains("email     gray awaiting_first_import since "),
-        "{table}"
-    );
-    assert!(table.contains("; no success yet"), "{table}");
-    assert!(table.contains("status history (newest first):"), "{table}");
-    assert!(table.contains("(first) -> yellow seat_missing"), "{table}");
-    let stderr = failed(&datacap(
-        dir.path(),
-        &env,
-        &["status", "--member", "nobody"],
-    ));
+    let stderr = failed(&run(&["status", "--member", "nobody"]));
     assert!(stderr.contains("no active member \"nobody\""), "{stderr}");
     // The forced full resync of a member's email.
-    let stdout = ok(&datacap(
-        dir.path(),
-        &env,
-        &["poll", "--member", "bob", "--channel", "email", "--full"],
-    ));
+    let stdout = ok(&run(&[
+        "poll",
+        "--member",
+        "bob",
+        "--channel",
+        "email",
+        "--full",
+    ]));
     assert!(
         stdout.starts_with("member bob: email: 1 channel(s) due now, from the start (saved cursor dropped: a full pass)"),
         "{stdout}"

@@ -28,6 +28,23 @@ fn assert_state(message: &str, state: &str) {
     );
 }
 
+/// Sends SIGTERM: the daemon notifies that it is stopping, then exits 0.
+fn stop(daemon: &mut Daemon, socket: &UnixDatagram) {
+    daemon.signal("-TERM");
+    assert_state(&receive(socket), "STOPPING=1");
+    let status = daemon.wait(Duration::from_secs(60)).expect("exits");
+    assert!(status.success(), "{status:?}\n{}", tail(&daemon.logs()));
+}
+
+/// Writes `text` to the config file and sends SIGHUP: the daemon notifies that it is
+/// reloading, then ready again.
+fn reload(daemon: &Daemon, socket: &UnixDatagram, config: &Path, text: &str) {
+    std::fs::write(config, text).unwrap();
+    daemon.signal("-HUP");
+    assert_state(&receive(socket), "RELOADING=1");
+    assert_state(&receive(socket), "READY=1");
+}
+
 /// A systemd-side notify socket in `dir`.
 fn notify_socket(dir: &Path) -> (UnixDatagram, String) {
     let path = dir.join("notify.sock");
@@ -86,10 +103,7 @@ fn run_reports_ready_then_stopping_on_the_notify_socket() {
         h.dir.path().join("datacap.sqlite").exists(),
         "the database was opened before READY=1"
     );
-    daemon.signal("-TERM");
-    assert_state(&receive(&socket), "STOPPING=1");
-    let status = daemon.wait(Duration::from_secs(60)).expect("exits");
-    assert!(status.success(), "{status:?}\n{}", tail(&daemon.logs()));
+    stop(&mut daemon, &socket);
 }
 
 #[test]
@@ -106,14 +120,8 @@ fn sighup_applies_the_log_filter_names_restart_keys_and_refuses_a_broken_file() 
     assert_state(&receive(&socket), "READY=1");
 
     // A reloadable key (the log filter) and one that needs a restart.
-    std::fs::write(
-        &config,
-        "[log]\nlevel = \"info\"\n\n[worker]\nconcurrency = 8\n",
-    )
-    .unwrap();
-    daemon.signal("-HUP");
-    assert_state(&receive(&socket), "RELOADING=1");
-    assert_state(&receive(&socket), "READY=1");
+    let reloadable = "[log]\nlevel = \"info\"\n\n[worker]\nconcurrency = 8\n";
+    reload(&daemon, &socket, &config, reloadable);
     eventually("the reload is logged", Duration::from_secs(30), || {
         daemon.logs().contains("config reloaded")
     });
@@ -141,14 +149,8 @@ fn sighup_applies_the_log_filter_names_restart_keys_and_refuses_a_broken_file() 
     );
 
     // A broken file: every problem logged, the daemon keeps running on the old config.
-    std::fs::write(
-        &config,
-        "[log]\nlevel = \"info\"\n\n[worker]\nconcurrency = 0\npoll_intervall = \"5m\"\n\n[wokrer]\nlease = \"1m\"\n",
-    )
-    .unwrap();
-    daemon.signal("-HUP");
-    assert_state(&receive(&socket), "RELOADING=1");
-    assert_state(&receive(&socket), "READY=1");
+    let broken = "[log]\nlevel = \"info\"\n\n[worker]\nconcurrency = 0\npoll_intervall = \"5m\"\n\n[wokrer]\nlease = \"1m\"\n";
+    reload(&daemon, &socket, &config, broken);
     eventually("the refusal is logged", Duration::from_secs(30), || {
         daemon.logs().contains("wokrer")
     });
@@ -172,10 +174,7 @@ fn sighup_applies_the_log_filter_names_restart_keys_and_refuses_a_broken_file() 
     assert!(daemon.child.try_wait().unwrap().is_none(), "still running");
     assert_eq!(daemon.get("/healthz").map(|(status, _)| status), Some(200));
 
-    daemon.signal("-TERM");
-    assert_state(&receive(&socket), "STOPPING=1");
-    let status = daemon.wait(Duration::from_secs(60)).expect("exits");
-    assert!(status.success(), "{status:?}\n{}", tail(&daemon.logs()));
+    stop(&mut daemon, &socket);
 }
 
 /// Email channels due later than `minutes` from now (the database's clock).
@@ -214,10 +213,7 @@ fn sighup_applies_a_new_poll_interval_to_the_next_attempts() {
     // No schedule reaches 90 minutes out: 1s on success, 30m (± 10%) re-checks.
     assert_eq!(email_due_beyond(&h, 90), 0);
 
-    std::fs::write(&config, interval("2h")).unwrap();
-    daemon.signal("-HUP");
-    assert_state(&receive(&socket), "RELOADING=1");
-    assert_state(&receive(&socket), "READY=1");
+    reload(&daemon, &socket, &config, &interval("2h"));
     // The next successful email attempt is scheduled two hours (± 10%) later.
     eventually(
         "an email channel is scheduled two hours out",
@@ -231,10 +227,7 @@ fn sighup_applies_a_new_poll_interval_to_the_next_attempts() {
                 && line.contains("worker.email_interval")),
         "{logs}"
     );
-    daemon.signal("-TERM");
-    assert_state(&receive(&socket), "STOPPING=1");
-    let status = daemon.wait(Duration::from_secs(60)).expect("exits");
-    assert!(status.success(), "{status:?}\n{}", tail(&daemon.logs()));
+    stop(&mut daemon, &socket);
 }
 
 #[test]
@@ -253,18 +246,12 @@ fn run_refuses_to_start_on_any_config_problem_and_writes_nothing() {
         .expect("datacap runs");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    for expected in [
+    let expected = [
         format!("error: {file}:1: wokrer: unknown section"),
         format!("error: {file}:5: worker.poll_intervall: unknown field `poll_intervall`"),
         format!("error: {file}:6: worker.lease: \"soon\" is not a duration"),
-    ] {
-        assert!(
-            lines.iter().any(|line| line.starts_with(&expected)),
-            "no line starts with {expected:?}:\n{stderr}"
-        );
-    }
-    assert_eq!(lines.len(), 3, "{stderr}");
+    ];
+    assert_printed_lines(&stderr, 3, &expected);
     assert!(
         !h.dir.path().join("datacap.sqlite").exists(),
         "nothing was written"

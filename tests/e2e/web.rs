@@ -15,103 +15,12 @@ use std::time::{Duration, Instant};
 use datacap_sim::SimHandle;
 use serde_json::Value;
 
-use crate::harness::sim::start_sim;
+use crate::harness::sim::{start_sim, with_sim_env};
 use crate::harness::{free_port, get_with, ok, split_url};
 
-const SCENARIO: &str = r#"
-seed = 5
+const SCENARIO: &str = include_str!("../fixtures/e2e/web-scenario.toml");
 
-[[tenant]]
-name = "initech"
-provider = "google"
-domain = "initech.example"
-
-[tenant.oauth_client]
-client_id = "initech-client.apps.googleusercontent.com"
-client_secret = "initech-secret"
-
-[[tenant.user]]
-email = "peter@initech.example"
-messages = 3
-events = 1
-
-[[tenant.user]]
-email = "denier@initech.example"
-[[tenant.user.fault]]
-fault = "consent_denied"
-endpoint = "authorize"
-
-[[tenant.user]]
-email = "partial@initech.example"
-granted_scopes = ["https://www.googleapis.com/auth/gmail.readonly"]
-
-# A colleague with an account but no datacap member: signs in on someone else's link.
-[[tenant.user]]
-email = "mallory@initech.example"
-
-# The account Google reports for peter's mailbox under the alias the tenants file declares.
-[[tenant.user]]
-email = "pgibbons@initech.example"
-
-[[tenant]]
-name = "contoso"
-provider = "microsoft"
-domain = "contoso.example"
-tenant_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
-
-[tenant.app]
-client_id = "cc11dd22-ee33-4f44-8a55-bb6677889900"
-client_secret = "contoso-secret"
-roles = []
-
-[[tenant.user]]
-email = "megan@contoso.example"
-messages = 4
-events = 2
-
-[[tenant.user]]
-email = "mallory@contoso.example"
-
-# The account Graph reports for megan's mailbox under her declared alias.
-[[tenant.user]]
-email = "megan.b@contoso.example"
-"#;
-
-const TENANTS: &str = r#"
-[[companies]]
-id = "initech"
-name = "Initech"
-provider = "google_workspace"
-connection_mode = "user_by_user"
-settings = { permission_given = true }
-credentials = { client_id = "initech-client.apps.googleusercontent.com", client_secret_env = "INITECH_SECRET" }
-
-[[companies.members]]
-id = "peter"
-email = "peter@initech.example"
-aliases = ["PGibbons@initech.example"]
-
-[[companies.members]]
-id = "denier"
-email = "denier@initech.example"
-
-[[companies.members]]
-id = "partial"
-email = "partial@initech.example"
-
-[[companies]]
-id = "contoso"
-name = "Contoso"
-provider = "microsoft_365"
-connection_mode = "user_by_user"
-settings = { permission_given = true }
-credentials = { tenant_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", client_id = "cc11dd22-ee33-4f44-8a55-bb6677889900", client_secret_env = "CONTOSO_SECRET" }
-
-[[companies.members]]
-id = "megan"
-email = "megan@contoso.example"
-aliases = ["megan.b@contoso.example"]
-"#;
+const TENANTS: &str = include_str!("../fixtures/e2e/web-tenants.toml");
 
 const OPERATOR: &str = "operator-token-for-the-web-test";
 const SIGNING: &str = "signing-secret-for-the-web-test-0123456789";
@@ -161,60 +70,50 @@ impl Web {
         let http = free_port();
         let e = sim.endpoints().clone();
         let path = |name: &str| dir.path().join(name).display().to_string();
-        let env: Vec<(String, String)> = [
-            (
-                "DATACAP_DATABASE__URL",
-                format!("sqlite://{}", path("datacap.sqlite")),
-            ),
-            (
-                "DATACAP_ENCRYPTION__KEY_ENV",
-                "TEST_ENCRYPTION_KEY".to_owned(),
-            ),
-            ("TEST_ENCRYPTION_KEY", "42".repeat(32)),
-            ("DATACAP_GOOGLE__TOKEN_URL", e.google_token_url.clone()),
-            (
-                "DATACAP_GOOGLE__AUTHORIZE_URL",
-                e.google_authorize_url.clone(),
-            ),
-            ("DATACAP_GOOGLE__GMAIL_BASE", e.gmail_base.clone()),
-            ("DATACAP_GOOGLE__CALENDAR_BASE", e.calendar_base.clone()),
-            ("DATACAP_GOOGLE__DIRECTORY_BASE", e.directory_base.clone()),
-            // Not initech's client: the flow must sign initech's members in with the
-            // company's own client from the tenants file.
-            (
-                "DATACAP_GOOGLE__OAUTH_CLIENT_ID",
-                "config-default-client.apps.googleusercontent.com".to_owned(),
-            ),
-            (
-                "DATACAP_GOOGLE__OAUTH_CLIENT_SECRET_FILE",
-                path("google-secret"),
-            ),
-            (
-                "DATACAP_MICROSOFT__LOGIN_BASE",
-                e.microsoft_login_base.clone(),
-            ),
-            ("DATACAP_MICROSOFT__GRAPH_BASE", e.graph_base.clone()),
-            (
-                "DATACAP_MICROSOFT__OAUTH_CLIENT_ID",
-                "cc11dd22-ee33-4f44-8a55-bb6677889900".to_owned(),
-            ),
-            (
-                "DATACAP_MICROSOFT__OAUTH_CLIENT_SECRET_ENV",
-                "CONTOSO_SECRET".to_owned(),
-            ),
-            ("DATACAP_WEB__OPERATOR_TOKEN_FILE", path("operator-token")),
-            ("DATACAP_WEB__SIGNING_KEY_FILE", path("signing-key")),
-            ("DATACAP_WEB__PUBLIC_URL", format!("http://{http}")),
-            ("DATACAP_HTTP__LISTEN", http.to_string()),
-            ("DATACAP_WORKER__IDLE_WAIT", "1s".to_owned()),
-            ("INITECH_SECRET", "initech-secret".to_owned()),
-            ("CONTOSO_SECRET", "contoso-secret".to_owned()),
-            ("DATACAP_LOG__LEVEL", "info".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let mut env: Vec<(String, String)> = env;
+        let mut env = with_sim_env(
+            e.clone(),
+            [
+                (
+                    "DATACAP_DATABASE__URL",
+                    format!("sqlite://{}", path("datacap.sqlite")),
+                ),
+                (
+                    "DATACAP_ENCRYPTION__KEY_ENV",
+                    "TEST_ENCRYPTION_KEY".to_owned(),
+                ),
+                ("TEST_ENCRYPTION_KEY", "42".repeat(32)),
+                (
+                    "DATACAP_GOOGLE__AUTHORIZE_URL",
+                    e.google_authorize_url.clone(),
+                ),
+                // Not initech's client: the flow must sign initech's members in with the
+                // company's own client from the tenants file.
+                (
+                    "DATACAP_GOOGLE__OAUTH_CLIENT_ID",
+                    "config-default-client.apps.googleusercontent.com".to_owned(),
+                ),
+                (
+                    "DATACAP_GOOGLE__OAUTH_CLIENT_SECRET_FILE",
+                    path("google-secret"),
+                ),
+                (
+                    "DATACAP_MICROSOFT__OAUTH_CLIENT_ID",
+                    "cc11dd22-ee33-4f44-8a55-bb6677889900".to_owned(),
+                ),
+                (
+                    "DATACAP_MICROSOFT__OAUTH_CLIENT_SECRET_ENV",
+                    "CONTOSO_SECRET".to_owned(),
+                ),
+                ("DATACAP_WEB__OPERATOR_TOKEN_FILE", path("operator-token")),
+                ("DATACAP_WEB__SIGNING_KEY_FILE", path("signing-key")),
+                ("DATACAP_WEB__PUBLIC_URL", format!("http://{http}")),
+                ("DATACAP_HTTP__LISTEN", http.to_string()),
+                ("DATACAP_WORKER__IDLE_WAIT", "1s".to_owned()),
+                ("INITECH_SECRET", "initech-secret".to_owned()),
+                ("CONTOSO_SECRET", "contoso-secret".to_owned()),
+                ("DATACAP_LOG__LEVEL", "info".to_owned()),
+            ],
+        );
         for (name, value) in extra {
             env.retain(|(k, _)| k != name);
             env.push(((*name).to_owned(), value.clone()));
@@ -447,18 +346,10 @@ fn members_connect_through_both_providers_and_are_polled_at_once() {
     // Google: peter connects, is polled at once, and turns green.
     let peter = web.consent(&web.link("google", "initech", "peter"));
     // The company's own OAuth client from the tenants file, not the config's.
-    assert!(
-        peter
-            .authorize
-            .contains("client_id=initech-client.apps.googleusercontent.com"),
-        "{}",
-        peter.authorize
-    );
-    assert!(
-        peter.authorize.contains("&hd=initech.example"),
-        "{}",
-        peter.authorize
-    );
+    let authorize = &peter.authorize;
+    let client_id = "client_id=initech-client.apps.googleusercontent.com";
+    assert!(authorize.contains(client_id), "{authorize}");
+    assert!(authorize.contains("&hd=initech.example"), "{authorize}");
     let (status, _, body) = web.finish(&peter);
     assert_eq!(status, 200, "{body}\n{}", web.logs());
     assert!(body.contains("peter@initech.example is connected to Google Workspace"));

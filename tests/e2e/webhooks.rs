@@ -104,6 +104,16 @@ fn with_endpoint(h: &Harness, address: SocketAddr) {
     std::fs::write(&h.tenants, text).unwrap();
 }
 
+/// A harness whose tenants file (applied) sends globex's changes to a receiver, down at
+/// first.
+fn harness_with_receiver(postgres: bool) -> (Harness, Arc<Receiver>) {
+    let h = Harness::new(SCENARIO, postgres);
+    let (receiver, address) = start_receiver(&h);
+    with_endpoint(&h, address);
+    h.apply();
+    (h, receiver)
+}
+
 /// The daemons' fast webhook settings.
 const FAST: [(&str, &str); 4] = [
     ("DATACAP_WEBHOOKS__POLL_INTERVAL", "1s"),
@@ -152,10 +162,7 @@ fn first_receipts(accepted: &[String]) -> Vec<String> {
 
 #[test]
 fn a_receiver_down_then_up_gets_every_change_once_in_order_sqlite_and_after_sigkill() {
-    let h = Harness::new(SCENARIO, false);
-    let (receiver, address) = start_receiver(&h);
-    with_endpoint(&h, address);
-    h.apply();
+    let (h, receiver) = harness_with_receiver(false);
     let mut daemon = h.daemon("a", &FAST);
     eventually(
         "a backlog while the receiver is down",
@@ -254,10 +261,7 @@ fn a_receiver_down_then_up_gets_every_change_once_in_order_sqlite_and_after_sigk
 
 #[test]
 fn two_daemons_on_postgres_deliver_each_change_once_in_order() {
-    let h = Harness::new(SCENARIO, true);
-    let (receiver, address) = start_receiver(&h);
-    with_endpoint(&h, address);
-    h.apply();
+    let (h, receiver) = harness_with_receiver(true);
     let a = h.daemon("a", &FAST);
     let b = h.daemon("b", &FAST);
     eventually(

@@ -17,13 +17,7 @@ use crate::harness::*;
 
 fn check_first_cycle(h: &Harness, seen: &mut BTreeSet<String>) {
     h.apply();
-    let output = h.command(&[], &["run", "--once"]).output().unwrap();
-    let summary = ok(&output);
-    assert!(
-        summary.starts_with("polled 20 member-channels"),
-        "{summary}\n{}",
-        tail(&String::from_utf8_lossy(&output.stderr))
-    );
+    h.run_once_polling(20);
     let status = h.status();
     seen.extend(reasons_seen(&status));
     for (member, email, calendar) in [
@@ -325,13 +319,7 @@ fn user_by_user_cycle(postgres: bool) -> BTreeSet<String> {
     for member in INITECH_CONNECTS.iter().chain(&CONTOSO_CONNECTS) {
         h.datacap(&[], &["poll", "--member", member]);
     }
-    let output = h.command(&[], &["run", "--once"]).output().unwrap();
-    let summary = ok(&output);
-    assert!(
-        summary.starts_with("polled 29 member-channels"),
-        "{summary}\n{}",
-        tail(&String::from_utf8_lossy(&output.stderr))
-    );
+    h.run_once_polling(29);
     let status = h.status();
     seen.extend(reasons_seen(&status));
     for (company, member, email, calendar) in [

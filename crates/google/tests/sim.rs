@@ -20,6 +20,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+#[path = "../../connector/tests/support/sim_tests.rs"]
+mod sim_tests;
+use sim_tests::{CountingGate, added_ids, assert_no_failures, item_ids};
+
 const KEY_PEM: &str =
     include_str!("../../../config/sim/keys/FAKE-TEST-ONLY-google-service-account.key.pem");
 const CLIENT_ID: &str = "sim-google-client.apps.googleusercontent.com";
@@ -27,58 +31,11 @@ const CLIENT_SECRET: &str = "sim-google-secret";
 const REDIRECT: &str = "http://127.0.0.1:8080/oauth/google/callback";
 
 fn scenario_text(token_lifetime: u64) -> String {
-    format!(
-        r#"
-seed = 7
-access_token_lifetime_secs = {token_lifetime}
-
-[[tenant]]
-name = "acme"
-provider = "google"
-domain = "acme.example"
-tenant_id = "C01acme00"
-
-[tenant.service_account]
-client_email = "datacap@datacap-sim.iam.gserviceaccount.com"
-client_id = "100000000000000000001"
-public_key = "keys/FAKE-TEST-ONLY-google-service-account.pub.pem"
-delegated_scopes = [
-  "https://www.googleapis.com/auth/gmail.readonly",
-  "https://www.googleapis.com/auth/calendar.readonly",
-  "https://www.googleapis.com/auth/admin.directory.user.readonly",
-]
-
-[tenant.oauth_client]
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-redirect_uris = ["{REDIRECT}"]
-
-[[tenant.user]]
-email = "admin@acme.example"
-admin = true
-messages = 2
-events = 1
-
-[[tenant.user]]
-email = "ada@acme.example"
-messages = 12
-events = 6
-
-[[tenant.user]]
-email = "sus@acme.example"
-suspended = true
-messages = 3
-
-[[tenant.user]]
-email = "nomail@acme.example"
-licensed = false
-
-[[tenant.user]]
-email = "partial@acme.example"
-messages = 2
-granted_scopes = ["https://www.googleapis.com/auth/calendar.readonly"]
-"#
-    )
+    include_str!("../../../tests/fixtures/google/scenario.toml")
+        .replace("@TOKEN_LIFETIME@", &token_lifetime.to_string())
+        .replace("@CLIENT_ID@", CLIENT_ID)
+        .replace("@CLIENT_SECRET@", CLIENT_SECRET)
+        .replace("@REDIRECT@", REDIRECT)
 }
 
 struct Harness {
@@ -189,22 +146,7 @@ fn member_auth(refresh_token: SecretString) -> JobAuth {
 
 impl Harness {
     async fn control(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}/{path}", self.sim.control_url()))
-            .json(&body)
-            .send()
-            .await
-            .expect("control call");
-        assert!(
-            response.status().is_success(),
-            "control {path}: {}",
-            response.status()
-        );
-        if response.status() == reqwest::StatusCode::NO_CONTENT {
-            return Value::Null;
-        }
-        response.json().await.expect("control json")
+        sim_tests::control(&self.http, self.sim.control_url(), path, body).await
     }
 
     async fn count(&self, endpoint: &str) -> u64 {
@@ -301,22 +243,6 @@ impl Harness {
     }
 }
 
-fn ids_email(attempt: &Attempt) -> Vec<String> {
-    attempt
-        .email_items
-        .iter()
-        .map(|i| i.provider_id.clone())
-        .collect()
-}
-
-fn ids_calendar(attempt: &Attempt) -> Vec<String> {
-    attempt
-        .calendar_items
-        .iter()
-        .map(|i| i.provider_id.clone())
-        .collect()
-}
-
 #[track_caller]
 fn assert_unique(ids: &[String]) {
     let set: HashSet<&String> = ids.iter().collect();
@@ -332,7 +258,7 @@ async fn delegation_email_full_pass_then_incremental() {
         .await;
     assert_eq!(first.outcome, Outcome::Success, "{first:?}");
     assert_eq!(first.email_items.len(), 12);
-    assert_unique(&ids_email(&first));
+    assert_unique(&item_ids(&first, Channel::Email));
     let item = &first.email_items[0];
     assert!(item.sender.is_some() && item.subject.is_some() && item.sent_at.is_some());
     assert!(item.thread_id.is_some());
@@ -341,18 +267,14 @@ async fn delegation_email_full_pass_then_incremental() {
     assert_eq!(h.count("gmail.messages.list").await, 3);
     let cursor = first.next_cursor.clone().expect("history id saved");
 
-    let added = h
-        .control(
+    let new_ids = added_ids(
+        &h.control(
             "mail",
             json!({ "tenant": "acme", "user": "ada@acme.example", "add": 3 }),
         )
-        .await;
-    let new_ids: HashSet<String> = added["added"]
-        .as_array()
-        .expect("added")
-        .iter()
-        .filter_map(|m| m["id"].as_str().map(str::to_owned))
-        .collect();
+        .await,
+        "id",
+    );
     let second = h
         .connector
         .import(&delegated(
@@ -362,7 +284,7 @@ async fn delegation_email_full_pass_then_incremental() {
         ))
         .await;
     assert_eq!(second.outcome, Outcome::Success, "{second:?}");
-    let second_ids: HashSet<String> = ids_email(&second).into_iter().collect();
+    let second_ids: HashSet<String> = item_ids(&second, Channel::Email).into_iter().collect();
     assert_eq!(second_ids, new_ids, "exactly the new messages, none missed");
     let next = second.next_cursor.clone().expect("cursor advanced");
     assert_ne!(next, cursor);
@@ -473,7 +395,7 @@ async fn gmail_vanished_message_is_skipped() {
         .import(&delegated("ada@acme.example", Channel::Email, Some(cursor)))
         .await;
     assert_eq!(second.outcome, Outcome::Success, "{second:?}");
-    assert_eq!(ids_email(&second), [kept]);
+    assert_eq!(item_ids(&second, Channel::Email), [kept]);
     h.sim.shutdown().await;
 }
 
@@ -486,7 +408,7 @@ async fn delegation_calendar_full_pass_incremental_and_cancelled() {
         .await;
     assert_eq!(first.outcome, Outcome::Success, "{first:?}");
     assert_eq!(first.calendar_items.len(), 6);
-    assert_unique(&ids_calendar(&first));
+    assert_unique(&item_ids(&first, Channel::Calendar));
     // 6 events at 5 per page: the sync token only after the second page.
     assert_eq!(h.count("calendar.events.list").await, 2);
     assert!(
@@ -504,12 +426,7 @@ async fn delegation_calendar_full_pass_incremental_and_cancelled() {
             json!({ "tenant": "acme", "user": "ada@acme.example", "add": 2, "remove": [cancelled_id.clone()] }),
         )
         .await;
-    let mut expected: HashSet<String> = added["added"]
-        .as_array()
-        .expect("added")
-        .iter()
-        .filter_map(|e| e["id"].as_str().map(str::to_owned))
-        .collect();
+    let mut expected = added_ids(&added, "id");
     expected.insert(cancelled_id.clone());
     let second = h
         .connector
@@ -520,7 +437,7 @@ async fn delegation_calendar_full_pass_incremental_and_cancelled() {
         ))
         .await;
     assert_eq!(second.outcome, Outcome::Success, "{second:?}");
-    let got: HashSet<String> = ids_calendar(&second).into_iter().collect();
+    let got: HashSet<String> = item_ids(&second, Channel::Calendar).into_iter().collect();
     assert_eq!(got, expected);
     let cancelled = second
         .calendar_items
@@ -586,14 +503,14 @@ async fn paging_quirks_import_each_item_once() {
         .await;
     assert_eq!(mail.outcome, Outcome::Success, "{mail:?}");
     assert_eq!(mail.email_items.len(), 12);
-    assert_unique(&ids_email(&mail));
+    assert_unique(&item_ids(&mail, Channel::Email));
     let calendar = h
         .connector
         .import(&delegated("ada@acme.example", Channel::Calendar, None))
         .await;
     assert_eq!(calendar.outcome, Outcome::Success, "{calendar:?}");
     assert_eq!(calendar.calendar_items.len(), 6);
-    assert_unique(&ids_calendar(&calendar));
+    assert_unique(&item_ids(&calendar, Channel::Calendar));
     h.sim.shutdown().await;
 }
 
@@ -911,11 +828,7 @@ async fn every_catalogue_reason_maps_through_the_connector() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "catalogue entries that map wrongly:\n{}",
-        failures.join("\n")
-    );
+    assert_no_failures("catalogue entries that map wrongly", &failures);
     assert_eq!(tried, API_REASONS.len());
     h.sim.shutdown().await;
 }
@@ -1377,12 +1290,8 @@ async fn every_google_fault_maps_to_its_outcome() {
             );
         }
     }
-    assert!(
-        failures.is_empty(),
-        "rows that did not map:\n{}",
-        failures.join("\n")
-    );
     h.sim.shutdown().await;
+    assert_no_failures("rows that did not map", &failures);
 }
 
 #[tokio::test]
@@ -1726,26 +1635,6 @@ async fn the_code_exchange_keeps_the_status_headers_and_error_of_the_answer() {
     h.sim.shutdown().await;
 }
 
-/// A gate that counts the requests it lets through and the pauses it is asked for.
-#[derive(Default)]
-struct CountingGate {
-    ready: std::sync::atomic::AtomicU64,
-    pauses: Mutex<Vec<(Duration, datacap_connector::ThrottleScope)>>,
-}
-
-impl datacap_connector::RequestGate for CountingGate {
-    fn ready(&self) -> datacap_connector::GateFuture<'_> {
-        self.ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Box::pin(async {})
-    }
-
-    /// Records the pause but holds nothing back (`None`: the connector waits itself).
-    fn pause(&self, wait: Duration, scope: datacap_connector::ThrottleScope) -> Option<Duration> {
-        self.pauses.lock().expect("pauses").push((wait, scope));
-        None
-    }
-}
-
 /// Issue 7: every request (token endpoint, Directory, each page) awaits the job's gate, and
 /// a 429's Retry-After is reported to it.
 #[tokio::test]
@@ -1770,7 +1659,7 @@ async fn every_request_awaits_the_gate_and_reports_retry_after() {
         import.gate = datacap_connector::Gate::new(gate.clone());
         let attempt = h.connector.import(&import).await;
         assert_eq!(attempt.outcome, Outcome::Success, "{attempt:?}");
-        let through_gate = gate.ready.load(std::sync::atomic::Ordering::SeqCst);
+        let through_gate = gate.requests();
         assert!(
             through_gate >= 3,
             "tokens, directory, pages: {through_gate}"
@@ -1791,10 +1680,7 @@ async fn every_request_awaits_the_gate_and_reports_retry_after() {
     import.gate = datacap_connector::Gate::new(gate.clone());
     let attempt = h.connector.import(&import).await;
     assert_eq!(attempt.outcome, Outcome::RateLimited, "{attempt:?}");
-    assert_eq!(
-        gate.ready.load(std::sync::atomic::Ordering::SeqCst),
-        requests_total().await
-    );
+    assert_eq!(gate.requests(), requests_total().await);
     // The sim's 429 is Gmail's "Rate Limit Exceeded": the project-wide limit, which
     // holds back every company on our Google project (docs/throttling.md).
     assert_eq!(

@@ -27,6 +27,10 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use uuid::Uuid;
 
+#[path = "../../connector/tests/support/sim_tests.rs"]
+mod sim_tests;
+use sim_tests::{CountingGate, added_ids, assert_no_failures, item_ids};
+
 const CONTOSO: &str = "8f3e1c52-2d4a-4c1e-9b7a-3f5d6e7a8b9c";
 const CONTOSO_CLIENT: &str = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
 const CONTOSO_SECRET: &str = "sim-microsoft-secret";
@@ -37,90 +41,7 @@ const FABRIKAM_CLIENT: &str = "aa11bb22-cc33-4d44-8e55-ff6677889900";
 const FABRIKAM_SECRET: &str = "fabrikam-secret";
 const REDIRECT: &str = "http://127.0.0.1:9/oauth/microsoft/callback";
 
-const SCENARIO: &str = r#"
-seed = 11
-
-[[tenant]]
-name = "contoso"
-provider = "microsoft"
-domain = "contoso.example"
-tenant_id = "8f3e1c52-2d4a-4c1e-9b7a-3f5d6e7a8b9c"
-[tenant.app]
-client_id = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
-client_secret = "sim-microsoft-secret"
-roles = ["User.Read.All", "Mail.Read", "Calendars.Read"]
-
-[[tenant.user]]
-email = "alan@contoso.example"
-messages = 12
-events = 6
-[[tenant.user]]
-email = "grace@contoso.example"
-messages = 5
-events = 3
-[[tenant.user]]
-email = "resync@contoso.example"
-messages = 5
-events = 3
-[[tenant.user]]
-email = "quirky@contoso.example"
-messages = 25
-events = 12
-[[tenant.user.fault]]
-fault = "empty_pages"
-[[tenant.user.fault]]
-fault = "duplicate_items"
-[[tenant.user]]
-email = "row@contoso.example"
-messages = 4
-events = 2
-[[tenant.user]]
-email = "busy@contoso.example"
-messages = 6
-events = 4
-[[tenant.user]]
-email = "nolicence@contoso.example"
-licensed = false
-[[tenant.user]]
-email = "vendor@partner.example"
-guest = true
-[[tenant.user]]
-email = "suspended@contoso.example"
-suspended = true
-
-[[tenant]]
-name = "noroles"
-provider = "microsoft"
-domain = "noroles.example"
-tenant_id = "22222222-3333-4444-8555-666666666666"
-[tenant.app]
-client_id = "99999999-8888-4777-8666-555555555555"
-client_secret = "noroles-secret"
-roles = []
-[[tenant.user]]
-email = "nobody@noroles.example"
-messages = 3
-events = 1
-
-[[tenant]]
-name = "fabrikam"
-provider = "microsoft"
-domain = "fabrikam.example"
-tenant_id = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
-[tenant.app]
-client_id = "aa11bb22-cc33-4d44-8e55-ff6677889900"
-client_secret = "fabrikam-secret"
-roles = ["User.Read.All", "Mail.Read", "Calendars.Read"]
-reject_reused_refresh_tokens = true
-[[tenant.user]]
-email = "megan@fabrikam.example"
-messages = 5
-events = 3
-[[tenant.user]]
-email = "row@fabrikam.example"
-messages = 2
-events = 1
-"#;
+const SCENARIO: &str = include_str!("../../../tests/fixtures/microsoft/scenario.toml");
 
 // ---- harness --------------------------------------------------------------------------
 
@@ -167,17 +88,7 @@ impl Env {
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .control
-            .post(format!("{}/{path}", self.sim.control_url()))
-            .json(&body)
-            .send()
-            .await
-            .expect("control call");
-        let status = response.status();
-        let text = response.text().await.expect("control body");
-        assert!(status.is_success(), "{path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        sim_tests::control(&self.control, self.sim.control_url(), path, body).await
     }
 
     async fn fault(&self, tenant: &str, user: Option<&str>, fault: &str, extra: Value) {
@@ -422,14 +333,6 @@ fn assert_success(attempt: &Attempt) {
     );
 }
 
-fn email_ids(attempt: &Attempt) -> Vec<String> {
-    attempt
-        .email_items
-        .iter()
-        .map(|i| i.provider_id.clone())
-        .collect()
-}
-
 fn unique(ids: &[String]) -> bool {
     ids.iter().collect::<HashSet<_>>().len() == ids.len()
 }
@@ -452,7 +355,7 @@ async fn app_only_mail_full_pass_then_incremental() {
         .await;
     assert_success(&first);
     assert_eq!(first.email_items.len(), 12);
-    assert!(unique(&email_ids(&first)));
+    assert!(unique(&item_ids(&first, Channel::Email)));
     let cursor = first.next_cursor.clone().expect("cursor");
     assert!(
         cursor.starts_with(&graph_base) && cursor.contains("$deltatoken="),
@@ -489,12 +392,7 @@ async fn app_only_mail_full_pass_then_incremental() {
             json!({ "tenant": "contoso", "user": "alan@contoso.example", "add": 3 }),
         )
         .await;
-    let added: HashSet<String> = added["added"]
-        .as_array()
-        .expect("added")
-        .iter()
-        .map(|m| m["graph_id"].as_str().expect("graph id").to_owned())
-        .collect();
+    let added = added_ids(&added, "graph_id");
     let cursor = again.next_cursor.expect("cursor");
     let incremental = connector
         .import(&job(
@@ -505,7 +403,7 @@ async fn app_only_mail_full_pass_then_incremental() {
         ))
         .await;
     assert_success(&incremental);
-    let got: HashSet<String> = email_ids(&incremental).into_iter().collect();
+    let got: HashSet<String> = item_ids(&incremental, Channel::Email).into_iter().collect();
     assert_eq!(got, added);
     assert!(
         !first
@@ -635,7 +533,7 @@ async fn empty_pages_and_duplicates_across_pages() {
         .await;
     assert_success(&mail);
     assert_eq!(mail.email_items.len(), 25);
-    assert!(unique(&email_ids(&mail)));
+    assert!(unique(&item_ids(&mail, Channel::Email)));
     assert!(
         mail.requests > 1 + 2 * 7,
         "empty pages were followed: {}",
@@ -686,7 +584,7 @@ async fn page_budget_checkpoints_and_resumes() {
             attempt.requests <= 3,
             "round {round}: at most one token call and two pages"
         );
-        ids.extend(email_ids(&attempt));
+        ids.extend(item_ids(&attempt, Channel::Email));
         let next = attempt.next_cursor.expect("cursor");
         let done = next.contains("$deltatoken=");
         cursor = Some(next);
@@ -955,13 +853,8 @@ async fn missing_roles_versus_access_policy() {
         ))
         .await;
     assert_eq!(attempt.outcome, Outcome::AccessDenied);
-    assert!(
-        attempt
-            .error_message
-            .as_deref()
-            .unwrap_or("")
-            .contains("[RAOP]")
-    );
+    let message = attempt.error_message.as_deref().unwrap_or("");
+    assert!(message.contains("[RAOP]"), "{message}");
     env.sim.shutdown().await;
 }
 
@@ -1200,12 +1093,7 @@ async fn app_only_calendar_full_pass_then_incremental() {
             json!({ "tenant": "contoso", "user": user, "add": 2, "remove": [cancelled] }),
         )
         .await;
-    let added: HashSet<String> = changed["added"]
-        .as_array()
-        .expect("added")
-        .iter()
-        .map(|e| e["graph_id"].as_str().expect("graph id").to_owned())
-        .collect();
+    let added = added_ids(&changed, "graph_id");
     let incremental = connector
         .import(&job(user, Channel::Calendar, contoso_app(), Some(&cursor)))
         .await;
@@ -1914,11 +1802,7 @@ async fn every_microsoft_fault_maps_to_its_outcome() {
             );
         }
     }
-    assert!(
-        failures.is_empty(),
-        "rows that map wrongly:\n{}",
-        failures.join("\n")
-    );
+    assert_no_failures("rows that map wrongly", &failures);
     env.sim.shutdown().await;
 }
 
@@ -2001,33 +1885,9 @@ async fn every_catalogue_entry_maps_through_the_connector() {
             failures.push(format!("{name}: no HTTP status recorded"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "catalogue entries that map wrongly:\n{}",
-        failures.join("\n")
-    );
+    assert_no_failures("catalogue entries that map wrongly", &failures);
     assert_eq!(tried, (ENTRA_CODES.len(), GRAPH_CODES.len()));
     env.sim.shutdown().await;
-}
-
-/// A gate that counts the requests it lets through and the pauses it is asked for.
-#[derive(Default)]
-struct CountingGate {
-    ready: std::sync::atomic::AtomicU32,
-    pauses: Mutex<Vec<(Duration, datacap_connector::ThrottleScope)>>,
-}
-
-impl datacap_connector::RequestGate for CountingGate {
-    fn ready(&self) -> datacap_connector::GateFuture<'_> {
-        self.ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Box::pin(async {})
-    }
-
-    /// Records the pause but holds nothing back (`None`: the connector waits itself).
-    fn pause(&self, wait: Duration, scope: datacap_connector::ThrottleScope) -> Option<Duration> {
-        self.pauses.lock().expect("pauses").push((wait, scope));
-        None
-    }
 }
 
 /// Issue 7: every request (the token request, each page, each retry after a throttle)
@@ -2056,14 +1916,14 @@ async fn every_request_awaits_the_gate_and_reports_retry_after() {
     assert_success(&attempt);
     let stats = env.stats().await;
     let served = stats["requests_total"].as_u64().expect("requests_total");
-    let through_gate = gate.ready.load(std::sync::atomic::Ordering::SeqCst);
+    let through_gate = gate.requests();
     assert!(
         attempt.requests >= 8,
         "a token, six pages of two, one retry: {}",
         attempt.requests
     );
-    assert_eq!(u64::from(through_gate), served, "{stats}");
-    assert_eq!(through_gate, attempt.requests);
+    assert_eq!(through_gate, served, "{stats}");
+    assert_eq!(through_gate, u64::from(attempt.requests));
     // "Application is over its MailboxConcurrency limit.": the mailbox's, no more.
     assert_eq!(
         *gate.pauses.lock().expect("pauses"),
@@ -2091,7 +1951,7 @@ async fn every_request_awaits_the_gate_and_reports_retry_after() {
     assert_success(&attempt);
     let stats = env.stats().await;
     assert_eq!(
-        u64::from(gate.ready.load(std::sync::atomic::Ordering::SeqCst)),
+        gate.requests(),
         stats["requests_total"].as_u64().expect("requests_total"),
         "{stats}"
     );

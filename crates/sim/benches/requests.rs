@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use datacap_sim::{Endpoints, Scenario, Sim};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 const IN_FLIGHT: usize = 16;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
@@ -69,15 +72,6 @@ fn main() {
 }
 
 async fn gmail_setup(http: &reqwest::Client, e: &Endpoints) -> (String, String) {
-    use base64::Engine;
-    use rustls_pki_types::PrivatePkcs8KeyDer;
-    use rustls_pki_types::pem::PemObject;
-    let key = PrivatePkcs8KeyDer::from_pem_file(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/sim/keys/FAKE-TEST-ONLY-google-service-account.key.pem"),
-    )
-    .expect("key");
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()).expect("key parses");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -88,21 +82,7 @@ async fn gmail_setup(http: &reqwest::Client, e: &Endpoints) -> (String, String) 
         "scope": "https://www.googleapis.com/auth/gmail.readonly",
         "aud": e.google_token_url, "iat": now, "exp": now + 3600,
     });
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let input = format!(
-        "{}.{}",
-        b64.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
-        b64.encode(serde_json::to_vec(&claims).expect("claims"))
-    );
-    let mut signature = vec![0; pair.public().modulus_len()];
-    pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        input.as_bytes(),
-        &mut signature,
-    )
-    .expect("signs");
-    let assertion = format!("{input}.{}", b64.encode(signature));
+    let assertion = support::sign(&claims);
     let token = access_token(
         http,
         &e.google_token_url,

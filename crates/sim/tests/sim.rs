@@ -19,6 +19,9 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+mod support;
+use support::sign;
+
 const GMAIL: &str = "https://www.googleapis.com/auth/gmail.readonly";
 const CALENDAR: &str = "https://www.googleapis.com/auth/calendar.readonly";
 const DIRECTORY: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
@@ -217,33 +220,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// Signs `input` RS256 with the fake service-account key (ring, as the connector does).
-fn rs256(input: &str) -> Vec<u8> {
-    use rustls_pki_types::PrivatePkcs8KeyDer;
-    use rustls_pki_types::pem::PemObject;
-    let key = PrivatePkcs8KeyDer::from_pem_file(
-        config_dir().join("keys/FAKE-TEST-ONLY-google-service-account.key.pem"),
-    )
-    .unwrap();
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()).unwrap();
-    let mut signature = vec![0; pair.public().modulus_len()];
-    pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        input.as_bytes(),
-        &mut signature,
-    )
-    .unwrap();
-    signature
-}
-
-fn sign(claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
-    let input = format!("{header}.{payload}");
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(rs256(&input)))
 }
 
 fn jwt_claims(token: &str) -> Value {

@@ -22,6 +22,9 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
+
 const COMPANIES: usize = 5;
 const MEMBERS_PER_COMPANY: usize = 2_000;
 const MEMBERS: usize = COMPANIES * MEMBERS_PER_COMPANY;
@@ -159,24 +162,9 @@ async fn main() {
     let sqlite = format!("sqlite://{}", dir.path().join("bench.sqlite").display());
     run("sqlite", &sqlite).await;
 
-    let admin = std::env::var("DATACAP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("datacap_bench_{}", Uuid::new_v4().simple());
-    let mut connection = sqlx::PgConnection::connect(&admin)
+    let (name, url) = postgres::create_database("datacap_bench").await;
+    run("postgresql", &url).await;
+    postgres::drop_database(&name)
         .await
-        .expect("postgresql at DATACAP_TEST_POSTGRES_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut connection)
-        .await
-        .expect("create bench database");
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
-    run("postgresql", &format!("{base}/{name}")).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut connection)
-    .await
-    .expect("drop bench database");
+        .expect("drop bench database");
 }

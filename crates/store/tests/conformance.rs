@@ -14,10 +14,14 @@ use datacap_store::{
     Job, SecretRef, Store, StoreError, StoreOptions, WebhookTry, WriteOptions, parse_tenants,
 };
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::Connection;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
+
+#[path = "support/attempt.rs"]
+mod support;
+
+#[path = "support/postgres.rs"]
+mod test_postgres;
 
 const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
 
@@ -42,16 +46,6 @@ enum Raw {
     Postgres(sqlx::PgPool),
 }
 
-fn admin_url() -> String {
-    std::env::var("DATACAP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn database_url(admin: &str, name: &str) -> String {
-    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-    format!("{base}/{name}")
-}
-
 impl TestDb {
     async fn new(backend: Backend) -> TestDb {
         let (url, dir, postgres_name) = match backend {
@@ -61,17 +55,8 @@ impl TestDb {
                 (format!("sqlite://{}", path.display()), Some(dir), None)
             }
             Backend::Postgres => {
-                let admin = admin_url();
-                let name = format!("datacap_test_{}", Uuid::new_v4().simple());
-                let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|error| {
-                    panic!("postgresql is required for the conformance suite at DATACAP_TEST_POSTGRES_URL ({admin}): {error}")
-                });
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut connection)
-                    .await
-                    .expect("create test database");
-                connection.close().await.ok();
-                (database_url(&admin, &name), None, Some(name))
+                let (name, url) = test_postgres::create_database("datacap_test").await;
+                (url, None, Some(name))
             }
         };
         let store = Store::connect(&url, StoreOptions::default())
@@ -145,50 +130,13 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut connection)
-                        .await;
-                }
-            });
+            let _ = runtime.block_on(test_postgres::drop_database(&name));
         })
         .join();
     }
 }
 
-const TENANTS: &str = r#"
-[[companies]]
-id = "acme"
-name = "Acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
-credentials = { service_account_key_file = "/etc/datacap/acme.json", subject = "admin@acme.test" }
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-
-[[companies.members]]
-id = "bob"
-email = "bob@acme.test"
-recording_enabled = true
-
-[[companies]]
-id = "globex"
-name = "Globex"
-provider = "microsoft_365"
-connection_mode = "user_by_user"
-settings = { permission_given = true }
-
-[[companies.members]]
-id = "gil"
-email = "gil@globex.test"
-"#;
+const TENANTS: &str = include_str!("../../../tests/fixtures/store/tenants.toml");
 
 async fn applied(backend: Backend) -> TestDb {
     let db = TestDb::new(backend).await;
@@ -197,27 +145,15 @@ async fn applied(backend: Backend) -> TestDb {
     db
 }
 
+/// [`support::attempt`] as these tests record it: started two seconds before `at`, a
+/// `backendError` when it failed, a request id, and a cursor when it succeeded.
 fn attempt(member: &str, channel: Channel, outcome: Outcome, at: OffsetDateTime) -> AttemptRecord {
     AttemptRecord {
-        attempt_id: Uuid::now_v7(),
-        member_id: member.to_owned(),
-        channel,
         started_at: at - Duration::seconds(2),
-        finished_at: at,
-        outcome,
-        http_status: Some(if outcome == Outcome::Success {
-            200
-        } else {
-            503
-        }),
         provider_error_code: (outcome != Outcome::Success).then(|| "backendError".to_owned()),
-        provider_error_message: None,
         provider_request_id: Some("req-1".to_owned()),
-        email_items: Vec::new(),
-        calendar_items: Vec::new(),
         next_cursor: (outcome == Outcome::Success).then(|| format!("cursor-{at}")),
-        next_due_at: at + Duration::minutes(5),
-        lease_owner: None,
+        ..support::attempt(member, channel, outcome, at)
     }
 }
 
@@ -278,23 +214,7 @@ async fn apply_bad_write_leaves_nothing(backend: Backend) {
     let before = db.count("SELECT COUNT(*) FROM members").await;
     // Valid on its own, but moves ana to another company: refused, and nothing of the
     // file (not even the new company listed first) is written.
-    let moved = r#"
-[[companies]]
-id = "initech"
-provider = "google_workspace"
-connection_mode = "company_wide"
-[[companies.members]]
-id = "ivy"
-email = "ivy@initech.test"
-
-[[companies]]
-id = "umbrella"
-provider = "google_workspace"
-connection_mode = "company_wide"
-[[companies.members]]
-id = "ana"
-email = "ana@umbrella.test"
-"#;
+    let moved = include_str!("../../../tests/fixtures/store/moved-member.toml");
     let tenants = parse_tenants(moved).unwrap();
     let error = db.store.apply_tenants(&tenants, NOW).await.unwrap_err();
     assert!(

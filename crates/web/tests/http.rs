@@ -21,43 +21,10 @@ use sha2::Digest;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
-const TENANTS: &str = r#"
-[[companies]]
-id = "acme"
-name = "Acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
-credentials = { service_account_key_file = "/etc/datacap/acme.json", subject = "admin@acme.test" }
+#[path = "../../store/tests/support/attempt.rs"]
+mod support;
 
-[[companies.webhooks]]
-id = "ops"
-url = "https://hooks.acme.test/in"
-secret_file = "/etc/datacap/acme-hook.secret"
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-
-[[companies.members]]
-id = "bob"
-email = "bob@acme.test"
-seat = true
-recording_enabled = true
-
-[[companies]]
-id = "globex"
-name = "Globex <Ltd>"
-provider = "microsoft_365"
-connection_mode = "user_by_user"
-settings = { permission_given = true }
-
-[[companies.members]]
-id = "gil"
-email = "gil@globex.test"
-"#;
+const TENANTS: &str = include_str!("../../../tests/fixtures/web/tenants.toml");
 
 const OPERATOR: &str = "operator-token-0123456789";
 const ACME: &str = "acme-token-0123456789";
@@ -152,29 +119,12 @@ impl Drop for Harness {
     }
 }
 
+/// `member`'s email attempt (the store tests' plain one), a `backendError` when it failed.
 fn attempt(member: &str, outcome: Outcome, at: OffsetDateTime) -> AttemptRecord {
-    let ok = outcome == Outcome::Success;
     AttemptRecord {
-        attempt_id: uuid_v7(),
-        member_id: member.to_owned(),
-        channel: Channel::Email,
-        started_at: at - Duration::seconds(1),
-        finished_at: at,
-        outcome,
-        http_status: Some(if ok { 200 } else { 503 }),
-        provider_error_code: (!ok).then(|| "backendError".to_owned()),
-        provider_error_message: None,
-        provider_request_id: None,
-        email_items: Vec::new(),
-        calendar_items: Vec::new(),
-        next_cursor: None,
-        next_due_at: at + Duration::minutes(5),
-        lease_owner: None,
+        provider_error_code: (outcome != Outcome::Success).then(|| "backendError".to_owned()),
+        ..support::attempt(member, Channel::Email, outcome, at)
     }
-}
-
-fn uuid_v7() -> uuid::Uuid {
-    uuid::Uuid::now_v7()
 }
 
 async fn harness_with(state_ttl: Duration) -> Harness {

@@ -365,27 +365,7 @@ mod tests {
         );
     }
 
-    const SCENARIO: &str = r#"
-seed = 7
-
-[[tenant]]
-name = "contoso"
-provider = "microsoft"
-domain = "contoso.example"
-tenant_id = "8f3e1c52-2d4a-4c1e-9b7a-3f5d6e7a8b9c"
-[tenant.app]
-client_id = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
-client_secret = "sim-microsoft-secret"
-roles = ["User.Read.All", "Mail.Read", "Calendars.Read"]
-[[tenant.user]]
-email = "row@contoso.example"
-messages = 4
-events = 2
-[[tenant.user.fault]]
-fault = "application_throttled"
-retry_after = 1
-times = 1
-"#;
+    const SCENARIO: &str = include_str!("../../../tests/fixtures/worker/limits-scenario.toml");
 
     /// A Graph 429 with `Retry-After: 1` inside an attempt, through the worker's own gate:
     /// the retry waits once, in the gate (which holds the whole company), not in a sleep

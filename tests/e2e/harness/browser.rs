@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use super::{KillOnDrop, eventually, free_port};
@@ -84,13 +85,25 @@ pub async fn sign_in(client: &Client, token: &str) {
         .await
         .expect("sign-in form");
     field.send_keys(token).await.unwrap();
+    click(client, Locator::Css("form[action='/login'] button")).await;
+}
+
+/// Clicks the element at `locator` on the page.
+pub async fn click(client: &Client, locator: Locator<'_>) {
+    let element = client
+        .find(locator)
+        .await
+        .unwrap_or_else(|error| panic!("no {locator:?} on the page: {error}"));
+    element.click().await.unwrap();
+}
+
+/// Waits for the element at `locator` to appear on the page.
+pub async fn wait_for(client: &Client, locator: Locator<'_>) -> Element {
     client
-        .find(Locator::Css("form[action='/login'] button"))
+        .wait()
+        .for_element(locator)
         .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .unwrap_or_else(|error| panic!("waiting for {locator:?}: {error}"))
 }
 
 /// Where screenshot `name` goes: `$CARGO_TARGET_TMPDIR/screenshots/`, made here when

@@ -34,6 +34,18 @@ pub fn ok(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
 }
 
+/// Asserts that `printed` is `count` lines, among them one starting with each of `expected`.
+pub fn assert_printed_lines(printed: &str, count: usize, expected: &[String]) {
+    let lines: Vec<&str> = printed.lines().collect();
+    for expected in expected {
+        assert!(
+            lines.iter().any(|line| line.starts_with(expected.as_str())),
+            "no line starts with {expected:?}:\n{printed}"
+        );
+    }
+    assert_eq!(lines.len(), count, "{printed}");
+}
+
 /// The last 40 lines of `text`.
 pub fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -2,15 +2,9 @@
 //! machine's server, dropped at the end) and reads of whichever database a [`Harness`]
 //! points the binary at, for counts and failure messages.
 
-use super::Harness;
+use super::{Harness, block_on};
 
 pub const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// The server's admin database for tests that make their own databases through the binary
-/// (`rotate-key`): `DATACAP_TEST_POSTGRES_URL`, else [`POSTGRES_ADMIN`].
-pub fn admin_url() -> String {
-    std::env::var("DATACAP_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_ADMIN.to_owned())
-}
 
 /// A fresh PostgreSQL database, dropped at the end.
 pub struct TestDatabase {
@@ -37,11 +31,7 @@ impl TestDatabase {
 }
 
 pub fn try_psql(sql: &str) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         use sqlx::Connection;
         let mut connection = sqlx::PgConnection::connect(POSTGRES_ADMIN)
             .await
@@ -65,42 +55,27 @@ impl Harness {
 
     /// One number from the database the binary uses.
     pub fn count(&self, sql: &str) -> i64 {
-        let url = self.database_url().to_owned();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            use sqlx::Connection;
-            if url.starts_with("postgres") {
-                let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
-                let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .fetch_one(&mut connection)
-                    .await
-                    .unwrap();
-                count
-            } else {
-                let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .fetch_one(&mut connection)
-                    .await
-                    .unwrap();
-                count
-            }
-        })
+        self.rows::<(i64,)>(sql)[0].0
     }
 
     /// One text column of every row from the database the binary uses (for failure messages).
     pub fn texts(&self, sql: &str) -> Vec<String> {
+        let rows = self.rows::<(String,)>(sql);
+        rows.into_iter().map(|(text,)| text).collect()
+    }
+
+    /// Every row `sql` selects from the database the binary uses.
+    fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: Send + Unpin,
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
         let url = self.database_url().to_owned();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        block_on(async {
             use sqlx::Connection;
             let query = sqlx::AssertSqlSafe(sql.to_owned());
-            let rows: Vec<(String,)> = if url.starts_with("postgres") {
+            if url.starts_with("postgres") {
                 let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
                 sqlx::query_as(query)
                     .fetch_all(&mut connection)
@@ -112,8 +87,7 @@ impl Harness {
                     .fetch_all(&mut connection)
                     .await
                     .unwrap()
-            };
-            rows.into_iter().map(|(text,)| text).collect()
+            }
         })
     }
 

@@ -111,31 +111,8 @@ pub fn header(headers: &[(String, String)], name: &str) -> String {
 
 /// A GET whose answer is a redirect: status, `Location` (empty when absent) and body.
 pub fn get_redirect(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let location = head
-        .lines()
-        .filter_map(|line| line.split_once(": "))
-        .find(|(name, _)| name.eq_ignore_ascii_case("location"))
-        .map(|(_, value)| value.trim().to_owned())
-        .unwrap_or_default();
-    (status, location, body.to_owned())
+    let (status, headers, body) = get_with(addr, path, &[]);
+    (status, header(&headers, "location"), body)
 }
 
 /// One sample of `/metrics` text: the value of the series written exactly as `series`

@@ -40,6 +40,16 @@ pub fn repo_file(path: &str) -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../")).join(path)
 }
 
+/// Runs `future` to its end on a current-thread runtime of its own (the tests are sync:
+/// database reads, browser sessions).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 /// A running sim, a temp dir with the key file and tenants file, and the environment that
 /// points the binary at both and at a database.
 pub struct Harness {
@@ -89,26 +99,20 @@ impl Harness {
             Some(database) => database.url.clone(),
             None => format!("sqlite://{}", dir.path().join("datacap.sqlite").display()),
         };
-        let e = sim.endpoints().clone();
-        let env = [
-            ("DATACAP_DATABASE__URL", url),
-            ("DATACAP_GOOGLE__TOKEN_URL", e.google_token_url),
-            ("DATACAP_GOOGLE__GMAIL_BASE", e.gmail_base),
-            ("DATACAP_GOOGLE__CALENDAR_BASE", e.calendar_base),
-            ("DATACAP_GOOGLE__DIRECTORY_BASE", e.directory_base),
-            ("DATACAP_MICROSOFT__LOGIN_BASE", e.microsoft_login_base),
-            ("DATACAP_MICROSOFT__GRAPH_BASE", e.graph_base),
-            // Everything is due again a second after it ran (a run polls each job once).
-            ("DATACAP_WORKER__EMAIL_INTERVAL", "1s".to_owned()),
-            ("DATACAP_WORKER__CALENDAR_INTERVAL", "1s".to_owned()),
-            ("DATACAP_WORKER__BACKOFF_BASE", "1s".to_owned()),
-            ("DATACAP_WORKER__BACKOFF_CAP", "1s".to_owned()),
-            ("DATACAP_HTTP__LISTEN", "127.0.0.1:0".to_owned()),
-            ("FABRIKAM_SECRET", "fabrikam-secret".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        // Everything is due again a second after it ran (a run polls each job once).
+        let second = "1s".to_owned();
+        let env = sim::with_sim_env(
+            sim.endpoints().clone(),
+            [
+                ("DATACAP_DATABASE__URL", url),
+                ("DATACAP_WORKER__EMAIL_INTERVAL", second.clone()),
+                ("DATACAP_WORKER__CALENDAR_INTERVAL", second.clone()),
+                ("DATACAP_WORKER__BACKOFF_BASE", second.clone()),
+                ("DATACAP_WORKER__BACKOFF_CAP", second),
+                ("DATACAP_HTTP__LISTEN", "127.0.0.1:0".to_owned()),
+                ("FABRIKAM_SECRET", "fabrikam-secret".to_owned()),
+            ],
+        );
         Harness {
             runtime,
             sim: Some(sim),
@@ -141,6 +145,20 @@ impl Harness {
             .output()
             .expect("datacap runs");
         ok(&output)
+    }
+
+    /// `datacap run --once`, which must succeed having polled `channels` member-channels:
+    /// its summary and its logs.
+    pub fn run_once_polling(&self, channels: usize) -> (String, String) {
+        let output = self.command(&[], &["run", "--once"]).output().unwrap();
+        let summary = ok(&output);
+        let logs = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            summary.starts_with(&format!("polled {channels} member-channels")),
+            "{summary}\n{}",
+            tail(&logs)
+        );
+        (summary, logs)
     }
 
     pub fn apply(&self) {

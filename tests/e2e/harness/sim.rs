@@ -1,7 +1,7 @@
 //! The sim as the tests start, steer and read it: on loopback with a scenario, its control
 //! endpoint (faults, new mail), what it holds and its request and fault counters.
 
-use datacap_sim::{Scenario, Sim, SimHandle};
+use datacap_sim::{Endpoints, Scenario, Sim, SimHandle};
 use serde_json::Value;
 
 use super::{Harness, http, repo_file};
@@ -19,6 +19,25 @@ pub fn start_sim(toml: &str, file: &str) -> (tokio::runtime::Runtime, SimHandle)
         .block_on(Sim::start(scenario, "127.0.0.1:0".parse().unwrap()))
         .expect("sim starts");
     (runtime, sim)
+}
+
+/// `first`, then the environment that points the binary at the sim's provider APIs.
+pub fn with_sim_env(
+    e: Endpoints,
+    first: impl IntoIterator<Item = (&'static str, String)>,
+) -> Vec<(String, String)> {
+    first
+        .into_iter()
+        .chain([
+            ("DATACAP_GOOGLE__TOKEN_URL", e.google_token_url),
+            ("DATACAP_GOOGLE__GMAIL_BASE", e.gmail_base),
+            ("DATACAP_GOOGLE__CALENDAR_BASE", e.calendar_base),
+            ("DATACAP_GOOGLE__DIRECTORY_BASE", e.directory_base),
+            ("DATACAP_MICROSOFT__LOGIN_BASE", e.microsoft_login_base),
+            ("DATACAP_MICROSOFT__GRAPH_BASE", e.graph_base),
+        ])
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
 }
 
 impl Harness {

@@ -36,6 +36,24 @@ pub fn capture_reason(status: &Value, company: &str, member: &str) -> String {
         .to_owned()
 }
 
+/// Asserts that each of `members` of `company` has the (email, calendar) reasons
+/// `expected`; `why` ends the failure message.
+pub fn assert_reasons(
+    status: &Value,
+    company: &str,
+    members: &[String],
+    expected: (&str, &str),
+    why: &str,
+) {
+    for member in members {
+        assert_eq!(
+            reasons(status, company, member),
+            (expected.0.to_owned(), expected.1.to_owned()),
+            "{company}/{member}{why}"
+        );
+    }
+}
+
 pub fn email_reason(status: &Value, company: &str, member: &str) -> String {
     reasons(status, company, member).0
 }

@@ -3,25 +3,7 @@
 
 use super::*;
 
-const GOOD: &str = r#"
-[[companies]]
-id = "acme"
-name = "Acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
-credentials = { service_account_key_file = "/etc/datacap/acme.json", subject = "admin@acme.test" }
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-
-[[companies.members]]
-id = "bob"
-email = "bob@acme.test"
-"#;
+const GOOD: &str = include_str!("../../../../tests/fixtures/store/tenants-good.toml");
 
 fn check_error(text: &str, expected: &str) {
     let error = parse_tenants(text).unwrap_err();
@@ -56,18 +38,7 @@ fn a_missing_field_is_reported_once() {
     );
 }
 
-const HOOKS: &str = r#"
-[[companies.webhooks]]
-id = "ops"
-url = "https://hooks.acme.test/datacap"
-secret_file = "/etc/datacap/acme-hook.secret"
-
-[[companies.webhooks]]
-id = "chat"
-url = "http://127.0.0.1:9000/in"
-secret_env = "ACME_CHAT_HOOK_SECRET"
-events = ["company.banner_changed"]
-"#;
+const HOOKS: &str = include_str!("../../../../tests/fixtures/store/tenants-webhooks.toml");
 
 #[test]
 fn webhooks_are_read_with_their_secret_reference_and_events() {

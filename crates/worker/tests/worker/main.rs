@@ -3,4 +3,5 @@
 //! database.
 
 mod retention;
+mod support;
 mod webhooks;

@@ -6,34 +6,16 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use datacap_connector::{Auth, Registry};
-use datacap_core::{Channel, Outcome};
+use datacap_core::Outcome;
 use datacap_store::{AttemptRecord, Store, StoreOptions, WriteOptions, parse_tenants};
 use datacap_worker::{
     CompanyCredentials, CredentialError, CredentialResolver, Worker, WorkerConfig,
 };
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
-const TENANTS: &str = r#"
-[[companies]]
-id = "acme"
-name = "Acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = { permission_given = true, email_authorized = true, calendar_authorized = true }
-credentials = { service_account_key_file = "/etc/datacap/acme.json" }
+use crate::support;
 
-[[companies.webhooks]]
-id = "ops"
-url = "http://127.0.0.1:9/never-called"
-secret_env = "DATACAP_TEST_NEVER_READ"
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-"#;
+const TENANTS: &str = include_str!("../../../../tests/fixtures/worker/retention-tenants.toml");
 
 /// Never asked: the retention pass polls nobody.
 struct NoCredentials;
@@ -47,23 +29,11 @@ impl CredentialResolver for NoCredentials {
     }
 }
 
+/// A successful attempt at `at` that leaves a cursor.
 fn attempt(at: OffsetDateTime) -> AttemptRecord {
     AttemptRecord {
-        attempt_id: Uuid::now_v7(),
-        member_id: "ana".to_owned(),
-        channel: Channel::Email,
-        started_at: at - Duration::seconds(1),
-        finished_at: at,
-        outcome: Outcome::Success,
-        http_status: Some(200),
-        provider_error_code: None,
-        provider_error_message: None,
-        provider_request_id: None,
-        email_items: Vec::new(),
-        calendar_items: Vec::new(),
         next_cursor: Some(format!("cursor-{at}")),
-        next_due_at: at + Duration::minutes(5),
-        lease_owner: None,
+        ..support::attempt(Outcome::Success, at)
     }
 }
 

@@ -14,16 +14,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use datacap_core::{Channel, Outcome};
-use datacap_store::{AttemptRecord, SecretRef, Store, StoreOptions, WriteOptions, parse_tenants};
+use datacap_core::Outcome;
+use datacap_store::{SecretRef, Store, StoreOptions, WriteOptions, parse_tenants};
 use datacap_worker::{WebhookConfig, WebhookDeliverer, WebhookSecrets};
 use hmac::{Hmac, Mac};
 use secrecy::SecretString;
 use sha2::Sha256;
-use sqlx::Connection;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+
+use crate::support::{attempt, postgres};
 
 /// The Standard Webhooks specification's example secret (24 bytes after `whsec_`).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -152,46 +152,7 @@ enum Backend {
 async fn database(backend: Backend, dir: &std::path::Path) -> String {
     match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.join("datacap.sqlite").display()),
-        Backend::Postgres => {
-            let admin = std::env::var("DATACAP_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-            let name = format!("datacap_test_{}", Uuid::new_v4().simple());
-            let mut connection = sqlx::PgConnection::connect(&admin)
-                .await
-                .unwrap_or_else(|error| panic!("postgresql is required at {admin}: {error}"));
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut connection)
-                .await
-                .expect("create test database");
-            let base = admin
-                .rsplit_once('/')
-                .map_or(admin.as_str(), |(base, _)| base);
-            format!("{base}/{name}")
-        }
-    }
-}
-
-fn attempt(outcome: Outcome, at: OffsetDateTime) -> AttemptRecord {
-    AttemptRecord {
-        attempt_id: Uuid::now_v7(),
-        member_id: "ana".to_owned(),
-        channel: Channel::Email,
-        started_at: at - Duration::seconds(1),
-        finished_at: at,
-        outcome,
-        http_status: Some(if outcome == Outcome::Success {
-            200
-        } else {
-            503
-        }),
-        provider_error_code: None,
-        provider_error_message: None,
-        provider_request_id: None,
-        email_items: Vec::new(),
-        calendar_items: Vec::new(),
-        next_cursor: None,
-        next_due_at: at + Duration::minutes(5),
-        lease_owner: None,
+        Backend::Postgres => postgres::create_database("datacap_test").await.1,
     }
 }
 
@@ -211,28 +172,9 @@ async fn a_receiver_that_was_down_gets_every_change_once_in_order(backend: Backe
     let secret_file = dir.path().join("acme-hook.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let (receiver, url) = start_receiver().await;
-    let tenants = format!(
-        r#"
-[[companies]]
-id = "acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}
-credentials = {{ service_account_key_file = "/etc/datacap/acme.json" }}
-
-[[companies.webhooks]]
-id = "ops"
-url = "{url}"
-secret_file = "{}"
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-seat = true
-recording_enabled = true
-"#,
-        secret_file.display()
-    );
+    let tenants = include_str!("../../../../tests/fixtures/worker/webhooks-one-endpoint.toml")
+        .replace("@URL@", &url)
+        .replace("@SECRET_FILE@", &secret_file.display().to_string());
     let url = database(backend, dir.path()).await;
     let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
@@ -416,17 +358,10 @@ async fn try_counts(url: &str) -> TryCounts {
 
 /// Drops a PostgreSQL test database (a SQLite file goes with its directory).
 async fn drop_database(url: &str) {
-    let Some((base, name)) = url.rsplit_once('/') else {
-        return;
-    };
-    if !url.starts_with("postgres") {
-        return;
-    }
-    if let Ok(mut connection) = sqlx::PgConnection::connect(&format!("{base}/postgres")).await {
-        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut connection)
-            .await;
+    if let Some((_, name)) = url.rsplit_once('/')
+        && url.starts_with("postgres")
+    {
+        let _ = postgres::drop_database(name).await;
     }
 }
 
@@ -449,32 +384,10 @@ async fn an_unusable_secret_is_a_recorded_failure_naming_its_reference(backend: 
     let not_whsec = dir.path().join("plain.secret");
     std::fs::write(&not_whsec, "hunter2-not-a-webhook-secret\n").unwrap();
     let missing = dir.path().join("missing.secret");
-    let tenants = format!(
-        r#"
-[[companies]]
-id = "acme"
-provider = "google_workspace"
-connection_mode = "company_wide"
-settings = {{ permission_given = true, email_authorized = true, calendar_authorized = true }}
-credentials = {{ service_account_key_file = "/etc/datacap/acme.json" }}
-
-[[companies.webhooks]]
-id = "missing"
-url = "{url}"
-secret_file = "{}"
-
-[[companies.webhooks]]
-id = "plain"
-url = "{url}"
-secret_file = "{}"
-
-[[companies.members]]
-id = "ana"
-email = "ana@acme.test"
-"#,
-        missing.display(),
-        not_whsec.display()
-    );
+    let tenants = include_str!("../../../../tests/fixtures/worker/webhooks-unusable-secrets.toml")
+        .replace("@URL@", &url)
+        .replace("@MISSING_SECRET_FILE@", &missing.display().to_string())
+        .replace("@PLAIN_SECRET_FILE@", &not_whsec.display().to_string());
     let database_url = database(backend, dir.path()).await;
     let store = Store::connect(&database_url, StoreOptions::default())
         .await
