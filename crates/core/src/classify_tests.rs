@@ -10,16 +10,7 @@ use crate::model::{Color, Icon};
 const NOW: OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
 
 fn company() -> CompanySettings {
-    CompanySettings {
-        provider: Provider::GoogleWorkspace,
-        connection_mode: ConnectionMode::CompanyWide,
-        permission_given: true,
-        email_authorized: true,
-        calendar_authorized: true,
-        import_email: true,
-        import_calendar: true,
-        import_non_recorded_meetings: false,
-    }
+    CompanySettings::importing(Provider::GoogleWorkspace, ConnectionMode::CompanyWide)
 }
 
 fn user_by_user() -> CompanySettings {
@@ -31,14 +22,7 @@ fn user_by_user() -> CompanySettings {
 }
 
 fn member() -> MemberSettings {
-    MemberSettings {
-        has_recording_seat: true,
-        recording_enabled: true,
-        email_import: true,
-        calendar_import: true,
-        import_non_recorded_meetings: false,
-        connection: Some(MemberConnection::Connected),
-    }
+    MemberSettings::importing(Some(MemberConnection::Connected))
 }
 
 /// An attempt `minutes_ago` minutes before `NOW`.
