@@ -106,7 +106,7 @@ impl GoogleConnector {
                 ));
             }
             Err(CodeError::Answered { answer, error }) => {
-                return Err(ExchangeError(session::token_refused(
+                return Err(ExchangeError(token::token_refused(
                     errors::Grant::Code,
                     answer.status,
                     &answer.headers,

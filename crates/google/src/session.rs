@@ -1,6 +1,7 @@
-//! One attempt's conversation with Google: getting (and caching) access tokens, calling an
-//! API with `quotaUser`, reading bounded bodies, and turning every answer into either a
-//! typed value or a [`CallFailure`] with its evidence.
+//! One attempt's conversation with Google: getting (and caching) access tokens (the token
+//! endpoint's request itself is in `token`), calling an API with `quotaUser`, reading
+//! bounded bodies, and turning every answer into either a typed value or a
+//! [`CallFailure`] with its evidence.
 //!
 //! This is the single path every provider call takes, so "401 → refresh once, then
 //! decide", "record status, reason, message and request id" and "log each call's outcome"
@@ -20,8 +21,8 @@ use time::OffsetDateTime;
 
 use crate::connector::Inner;
 use crate::errors::{self, Api, Grant, Verdict};
-use crate::models::{ApiError, ApiErrorEnvelope, TokenAnswer, TokenError};
-use crate::token::{self, CachedToken, Purpose, TokenKey};
+use crate::models::{ApiError, ApiErrorEnvelope};
+use crate::token::{self, CachedToken, Minted, Purpose, TokenKey, post_token};
 
 /// An API call that did not give a usable answer.
 #[derive(Debug)]
@@ -43,26 +44,19 @@ impl From<Failure> for CallFailure {
     }
 }
 
-/// A successful token answer, secrets wrapped.
-pub(crate) struct Minted {
-    pub access_token: SecretString,
-    pub expires_in: u64,
-    pub scope: Option<String>,
-}
-
 /// An answer read whole: status, headers, request id and body.
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    id: Option<String>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) id: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Sends `request` once the tenant's `gate` is ready (counted in `requests`) and reads its
 /// body, at most `max_body_bytes`; a transport failure or an unreadable body is logged as
 /// `call`'s. With `scope`, the gate hears of the answer before its body is read (token
 /// answers); without, the caller tells it once the body says what to hold back.
-async fn exchange(
+pub(crate) async fn exchange(
     request: reqwest::RequestBuilder,
     call: &str,
     gate: &Gate,
@@ -96,7 +90,7 @@ async fn exchange(
 
 /// A 2xx answer's body as a `T`, its call logged; `unparsable` words the failure when the
 /// body is not one.
-fn parse_success<T: DeserializeOwned>(
+pub(crate) fn parse_success<T: DeserializeOwned>(
     answer: &Answer,
     call: &str,
     unparsable: impl FnOnce(serde_json::Error) -> String,
@@ -114,85 +108,9 @@ fn parse_success<T: DeserializeOwned>(
     }
 }
 
-/// Sends a token request (delegation or refresh) and maps its answer.
-pub(crate) async fn post_token(
-    inner: &Inner,
-    grant: Grant,
-    form: &[(&str, &str)],
-    requests: &AtomicU32,
-    gate: &Gate,
-) -> Result<Minted, Failure> {
-    let request = inner.http.post(&inner.config.token_url).form(form);
-    let max_body_bytes = inner.config.http.max_body_bytes;
-    let scope = Some(errors::token_throttle_scope());
-    let answer = exchange(request, "token", gate, requests, max_body_bytes, scope).await?;
-    if (200..300).contains(&answer.status) {
-        // Not serde's message: it can quote a value of the answer, i.e. a token.
-        let token: TokenAnswer = parse_success(&answer, "token", |error| {
-            format!(
-                "token answer does not parse (line {}, column {})",
-                error.line(),
-                error.column()
-            )
-        })?;
-        return Ok(Minted {
-            access_token: SecretString::from(token.access_token),
-            expires_in: token.expires_in.unwrap_or(3600),
-            scope: token.scope,
-        });
-    }
-    let parsed = serde_json::from_slice::<TokenError>(&answer.body).ok();
-    let Answer {
-        status,
-        headers,
-        body,
-        ..
-    } = answer;
-    Err(token_refused(grant, status, &headers, &body, parsed))
-}
-
-/// The failure of a token answer that is not a token: the mapping of its envelope
-/// (`parsed`), its status, request id and `Retry-After`, logged (shared by the token
-/// requests above and the connect flow's code redemption on the `oauth2` crate).
-pub(crate) fn token_refused(
-    grant: Grant,
-    status: u16,
-    headers: &reqwest::header::HeaderMap,
-    body: &[u8],
-    parsed: Option<TokenError>,
-) -> Failure {
-    let outcome = match &parsed {
-        Some(error) => errors::token_outcome(grant, status, error),
-        None if status == 429 => Outcome::RateLimited,
-        None => Outcome::ProviderError,
-    };
-    log_unmapped(outcome, status, body);
-    let mut failure = Failure {
-        outcome,
-        http_status: Some(status),
-        error_code: parsed.as_ref().map(|e| e.error.clone()),
-        error_message: parsed
-            .as_ref()
-            .and_then(|e| e.error_description.clone())
-            .or_else(|| Some(format!("token endpoint answered {status}"))),
-        request_id: request_id(headers),
-        retry_after: None,
-    };
-    if outcome == Outcome::RateLimited {
-        failure.retry_after = retry_after(headers, SystemTime::now());
-    }
-    log_call(
-        "token",
-        Some(status),
-        failure.error_code.as_deref(),
-        outcome,
-    );
-    failure
-}
-
 /// A 4xx that no mapping row knows ends as `provider_error` (transient) and is logged
 /// whole, secrets cut, so that a row can be added (issue 21 §4).
-fn log_unmapped(outcome: Outcome, http_status: u16, body: &[u8]) {
+pub(crate) fn log_unmapped(outcome: Outcome, http_status: u16, body: &[u8]) {
     if outcome == Outcome::ProviderError && (400..500).contains(&http_status) {
         tracing::warn!(
             http_status,

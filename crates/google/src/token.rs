@@ -1,5 +1,6 @@
 //! Access tokens: the RS256 JWT-bearer assertion of domain-wide delegation, the member's
-//! refresh grant, the authorization-code exchange, and the cache that keeps one token per
+//! refresh grant, the authorization-code exchange, the token endpoint's request and the
+//! mapping of its refusals (`post_token`, `token_refused`), and the cache that keeps one token per
 //! (company, subject, scope set) until shortly before it expires.
 //!
 //! The cache holds one async mutex per key, so concurrent attempts for the same member
@@ -11,7 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use datacap_connector::{Failure, ServiceAccountKey};
+use std::sync::atomic::AtomicU32;
+use std::time::SystemTime;
+
+use datacap_connector::{Failure, Gate, ServiceAccountKey, request_id, retry_after};
 use datacap_core::{Channel, Outcome};
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
@@ -20,6 +24,11 @@ use rustls_pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+use crate::connector::Inner;
+use crate::errors::{self, Grant};
+use crate::models::{TokenAnswer, TokenError};
+use crate::session::{Answer, exchange, log_call, log_unmapped, parse_success};
 
 /// `grant_type` of the JWT-bearer assertion.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -253,6 +262,89 @@ fn parse_private_key(pem: &SecretString) -> Result<RsaKeyPair, Failure> {
         _ => return Err(unusable_key()),
     }
     .map_err(|_| unusable_key())
+}
+
+/// A successful token answer, secrets wrapped.
+pub(crate) struct Minted {
+    pub access_token: SecretString,
+    pub expires_in: u64,
+    pub scope: Option<String>,
+}
+
+/// Sends a token request (delegation or refresh) and maps its answer.
+pub(crate) async fn post_token(
+    inner: &Inner,
+    grant: Grant,
+    form: &[(&str, &str)],
+    requests: &AtomicU32,
+    gate: &Gate,
+) -> Result<Minted, Failure> {
+    let request = inner.http.post(&inner.config.token_url).form(form);
+    let max_body_bytes = inner.config.http.max_body_bytes;
+    let scope = Some(errors::token_throttle_scope());
+    let answer = exchange(request, "token", gate, requests, max_body_bytes, scope).await?;
+    if (200..300).contains(&answer.status) {
+        // Not serde's message: it can quote a value of the answer, i.e. a token.
+        let token: TokenAnswer = parse_success(&answer, "token", |error| {
+            format!(
+                "token answer does not parse (line {}, column {})",
+                error.line(),
+                error.column()
+            )
+        })?;
+        return Ok(Minted {
+            access_token: SecretString::from(token.access_token),
+            expires_in: token.expires_in.unwrap_or(3600),
+            scope: token.scope,
+        });
+    }
+    let parsed = serde_json::from_slice::<TokenError>(&answer.body).ok();
+    let Answer {
+        status,
+        headers,
+        body,
+        ..
+    } = answer;
+    Err(token_refused(grant, status, &headers, &body, parsed))
+}
+
+/// The failure of a token answer that is not a token: the mapping of its envelope
+/// (`parsed`), its status, request id and `Retry-After`, logged (shared by the token
+/// requests above and the connect flow's code redemption on the `oauth2` crate).
+pub(crate) fn token_refused(
+    grant: Grant,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    parsed: Option<TokenError>,
+) -> Failure {
+    let outcome = match &parsed {
+        Some(error) => errors::token_outcome(grant, status, error),
+        None if status == 429 => Outcome::RateLimited,
+        None => Outcome::ProviderError,
+    };
+    log_unmapped(outcome, status, body);
+    let mut failure = Failure {
+        outcome,
+        http_status: Some(status),
+        error_code: parsed.as_ref().map(|e| e.error.clone()),
+        error_message: parsed
+            .as_ref()
+            .and_then(|e| e.error_description.clone())
+            .or_else(|| Some(format!("token endpoint answered {status}"))),
+        request_id: request_id(headers),
+        retry_after: None,
+    };
+    if outcome == Outcome::RateLimited {
+        failure.retry_after = retry_after(headers, SystemTime::now());
+    }
+    log_call(
+        "token",
+        Some(status),
+        failure.error_code.as_deref(),
+        outcome,
+    );
+    failure
 }
 
 #[cfg(test)]
