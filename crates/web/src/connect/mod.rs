@@ -290,7 +290,6 @@ pub(super) async fn member_context(
     }
 }
 
-/// The app, when it has a connect flow.
 /// The app's connect flow and the provider a path segment names, or the member's page
 /// saying why there is none.
 pub(super) fn flow_of<'a>(
@@ -309,6 +308,7 @@ pub(super) fn flow_of<'a>(
     Ok((setup, provider))
 }
 
+/// The app, when it has a connect flow.
 pub(super) fn setup_of(state: &WebState) -> Result<Arc<crate::App>, Response> {
     let not_set_up = || {
         member_page(
